@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from accounts import views as account_views
+from rooms import views as room_views
+
+urlpatterns = [
+    path("", room_views.home, name="home"),
+    path("rooms/new/", room_views.room_create, name="room-create"),
+    path("rooms/direct/", room_views.direct_open, name="direct-open"),
+    path("rooms/<uuid:room_id>/", room_views.room_detail, name="room"),
+    path("rooms/<uuid:room_id>/join/", room_views.room_join, name="room-join"),
+    path("rooms/<uuid:room_id>/leave/", room_views.room_leave, name="room-leave"),
+    path("rooms/<uuid:room_id>/invite/", room_views.member_invite, name="room-invite"),
+    path("signup/", account_views.signup, name="signup"),
+    path("login/", account_views.LoginView.as_view(), name="login"),
+    path("logout/", account_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("config.api_urls")),
+]

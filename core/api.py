@@ -1,0 +1,54 @@
+"""REST glue: one exception handler renders every error as {"error": {"code", "message"}}."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.errors import ApplicationError
+
+# DRF's own exception codes, renamed where the WebSocket protocol already has a word for it.
+_DRF_CODES = {
+    "parse_error": "invalid_json",
+    "not_authenticated": "not_authenticated",
+    "authentication_failed": "authentication_failed",
+    "permission_denied": "forbidden",
+    "not_found": "not_found",
+    "method_not_allowed": "method_not_allowed",
+    "unsupported_media_type": "unsupported_media_type",
+    "throttled": "throttled",
+    "token_not_valid": "token_not_valid",
+}
+
+
+def error_response(error: ApplicationError) -> Response:
+    return Response({"error": error.as_dict()}, status=error.status)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        return error_response(exc)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        body = {"code": "invalid", "message": "Invalid input.", "fields": fields}
+    else:
+        codes = exc.get_codes()
+        raw_code = codes if isinstance(codes, str) else exc.default_code
+        if isinstance(codes, dict):  # simplejwt nests its code next to the detail
+            raw_code = codes.get("code", exc.default_code)
+        detail = exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail
+        body = {"code": _DRF_CODES.get(str(raw_code), str(raw_code)), "message": str(detail)}
+        if response.status_code == status.HTTP_403_FORBIDDEN and body["code"] == "not_authenticated":
+            response.status_code = status.HTTP_401_UNAUTHORIZED
+    response.data = {"error": body}
+    return response

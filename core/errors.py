@@ -1,0 +1,59 @@
+"""One error type for the whole product.
+
+Services raise `ApplicationError` (or a subclass). The REST exception handler and the WebSocket
+consumer render it the same way: a stable machine-readable `code` plus a human `message`.
+"""
+
+
+class ApplicationError(Exception):
+    code = "error"
+    status = 400
+    message = "The request could not be completed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        fields: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.code = code or self.code
+        self.status = status or self.status
+        self.fields = fields
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict:
+        data: dict = {"code": self.code, "message": self.message}
+        if self.fields:
+            data["fields"] = self.fields
+        return data
+
+
+class NotFound(ApplicationError):
+    """Raised for missing objects and for objects the user may not see: never confirm existence."""
+
+    code = "not_found"
+    status = 404
+    message = "Not found."
+
+
+class Forbidden(ApplicationError):
+    """Raised only where the user may already see the object but may not do this to it."""
+
+    code = "forbidden"
+    status = 403
+    message = "You are not allowed to do that."
+
+
+class InvalidInput(ApplicationError):
+    code = "invalid"
+    status = 400
+    message = "Invalid input."
+
+
+class Conflict(ApplicationError):
+    code = "conflict"
+    status = 409
+    message = "Conflict."

@@ -1,0 +1,198 @@
+"""The one WebSocket a client opens: all of its rooms, multiplexed. Protocol: docs/protocol.md.
+
+A thin adapter: it parses frames, calls services, and forwards events. Who may receive what is
+decided by the services (which pick the groups) and by membership events on the user's own group.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from core.errors import ApplicationError
+from core.events import dumps, room_group, user_group
+from messaging import selectors, services
+from messaging.payloads import message_payload
+from rooms.selectors import user_rooms_state
+
+logger = logging.getLogger(__name__)
+
+# Close codes (docs/protocol.md).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TOO_LARGE = 1009
+
+# How long an out-of-order event waits for the ones before it before we read them from the database.
+GAP_WAIT_SECONDS = 0.2
+GAP_MAX_ATTEMPTS = 5
+
+
+@dataclass
+class RoomCursor:
+    """What this socket has delivered in one room: every sequence up to `last`, in order."""
+
+    last: int
+    pending: dict[int, str] = field(default_factory=dict)
+    gap_task: asyncio.Task | None = None
+    gap_attempts: int = 0
+
+
+class FrameError(ApplicationError):
+    status = 400
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.cursors: dict[str, RoomCursor] = {}
+        self.send_lock = asyncio.Lock()
+        # Accept first: a refused handshake carries no close code, and clients deserve one.
+        await self.accept()
+        if self.user is None or not self.user.is_authenticated or not self.user.is_active:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        # Subscribe before reading the room state: an event published in between is then
+        # received and, if already covered by the state, dropped as a duplicate.
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        rooms = await database_sync_to_async(user_rooms_state)(user_id=self.user.pk)
+        for room_id, last_sequence in rooms.items():
+            await self._subscribe(room_id, last_sequence)
+        await self.send(text_data=dumps({"type": "session.ready", "user": self.user.pk, "rooms": rooms}))
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "user", None) is None or not self.user.is_authenticated:
+            return
+        for room_id in list(self.cursors):
+            await self._unsubscribe(room_id)
+        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+
+    # -- client -> server ------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._error("invalid_frame", "Frames must be JSON text.")
+            return
+        if len(text_data) > settings.WS_MAX_FRAME_BYTES or len(text_data.encode()) > settings.WS_MAX_FRAME_BYTES:
+            await self._error("too_large", f"Frames are at most {settings.WS_MAX_FRAME_BYTES} bytes.")
+            await self.close(code=CLOSE_TOO_LARGE)
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self._error("invalid_json", "The frame is not valid JSON.")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self._error("invalid_frame", 'A frame is a JSON object with a string "type".')
+            return
+        handler = self.handlers.get(frame["type"])
+        if handler is None:
+            await self._error("unknown_type", f"Unknown frame type {frame['type'][:50]!r}.")
+            return
+        ref = frame.get("client_msg_id")
+        ref = ref if isinstance(ref, str) else None
+        try:
+            await handler(self, frame)
+        except ApplicationError as error:
+            await self._error(error.code, error.message, ref=ref)
+        except Exception:  # keep the socket; the client retries with the same client_msg_id
+            logger.exception("frame %s failed", frame["type"])
+            await self._error("internal", "Something went wrong; please retry.", ref=ref)
+
+    async def _error(self, code: str, message: str, *, ref: str | None = None) -> None:
+        await self.send(text_data=dumps({"type": "error", "code": code, "message": message, "ref": ref}))
+
+    async def on_message_send(self, frame: dict) -> None:
+        room = _require_str(frame, "room")
+        message, _created = await database_sync_to_async(services.message_send)(
+            user=self.user, room_id=room, content=frame.get("content"), client_msg_id=frame.get("client_msg_id")
+        )
+        ack = {
+            "type": "message.ack",
+            "room": room,
+            "client_msg_id": str(message.client_msg_id),
+            "message": message_payload(message),
+        }
+        await self.send(text_data=dumps(ack))
+
+    handlers: dict[str, Callable[["ChatConsumer", dict], Awaitable[None]]] = {
+        "message.send": on_message_send,
+    }
+
+    # -- channel layer -> socket ------------------------------------------------------------
+
+    async def room_sequenced(self, event: dict) -> None:
+        """A numbered room event: delivered strictly in sequence order, holes filled from the database."""
+        cursor = self.cursors.get(event["room"])
+        if cursor is None or event["seq"] <= cursor.last:
+            return
+        cursor.pending[event["seq"]] = event["text"]
+        await self._drain(event["room"], cursor)
+
+    async def room_relay(self, event: dict) -> None:
+        """An unnumbered room event (member list changes, room edits)."""
+        if event["room"] in self.cursors:
+            await self.send(text_data=event["text"])
+
+    async def user_membership(self, event: dict) -> None:
+        """This user joined, left or changed role in a room: follow it without reconnecting."""
+        room_id = event["room"]
+        if event["role"] is None:
+            await self._unsubscribe(room_id)
+        elif room_id not in self.cursors:
+            frame = json.loads(event["text"])
+            await self._subscribe(room_id, frame["room"]["last_sequence"])
+        await self.send(text_data=event["text"])
+
+    # -- ordering ----------------------------------------------------------------------------
+
+    async def _subscribe(self, room_id: str, last_sequence: int) -> None:
+        self.cursors[room_id] = RoomCursor(last=last_sequence)
+        await self.channel_layer.group_add(room_group(room_id), self.channel_name)
+
+    async def _unsubscribe(self, room_id: str) -> None:
+        cursor = self.cursors.pop(room_id, None)
+        if cursor and cursor.gap_task:
+            cursor.gap_task.cancel()
+        await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
+
+    async def _drain(self, room_id: str, cursor: RoomCursor) -> None:
+        async with self.send_lock:
+            while cursor.last + 1 in cursor.pending:
+                cursor.last += 1
+                cursor.gap_attempts = 0
+                await self.send(text_data=cursor.pending.pop(cursor.last))
+        if cursor.pending and cursor.gap_task is None and cursor.gap_attempts < GAP_MAX_ATTEMPTS:
+            cursor.gap_task = asyncio.create_task(self._fill_gap(room_id, cursor))
+
+    async def _fill_gap(self, room_id: str, cursor: RoomCursor) -> None:
+        """Events arrived after a hole. The events before them are committed (sequences commit in
+        order), so if the channel layer lost them (or they are just late) we read them from the
+        database."""
+        await asyncio.sleep(GAP_WAIT_SECONDS * (2**cursor.gap_attempts))
+        cursor.gap_attempts += 1
+        cursor.gap_task = None
+        if not cursor.pending or self.cursors.get(room_id) is not cursor:
+            return
+        try:
+            messages, _ = await database_sync_to_async(selectors.messages_page)(
+                user=self.user, room_id=room_id, after_sequence=cursor.last, limit=min(cursor.pending) - cursor.last - 1
+            )
+        except ApplicationError:  # no longer a member: the unsubscribe event is on its way
+            return
+        for message in messages:
+            frame = {"type": "message.new", "room": room_id, "message": message_payload(message)}
+            cursor.pending.setdefault(message.sequence, dumps(frame))
+        await self._drain(room_id, cursor)
+        if cursor.pending and cursor.gap_attempts >= GAP_MAX_ATTEMPTS:
+            logger.error("could not fill a gap in room %s after sequence %s", room_id, cursor.last)
+
+
+def _require_str(frame: dict, name: str) -> str:
+    value = frame.get(name)
+    if not isinstance(value, str) or not value:
+        raise FrameError(f'"{name}" is required.', code="invalid_frame")
+    return value

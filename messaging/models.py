@@ -1,0 +1,64 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from psqlextra.models import PostgresPartitionedModel
+from psqlextra.types import PostgresPartitioningMethod
+
+from rooms.models import Room
+
+
+class Message(PostgresPartitionedModel):
+    """A chat message, stored in a table range-partitioned by day on `created_at`.
+
+    PostgreSQL only allows unique constraints on a partitioned table when they include the
+    partition key, so the primary key is really (id, created_at) and neither of our two
+    uniqueness rules can be a constraint here:
+
+    - `(room, sequence)` is unique by construction: sequences come from Room.last_sequence,
+      incremented with UPDATE ... RETURNING in the same transaction as the insert, so the row
+      lock hands out each number exactly once and a rollback gives it back (gapless).
+    - `(sender, client_msg_id)` is enforced by SentMessageKey, an ordinary table with a real
+      unique constraint that the insert goes through first (see messaging.services).
+    """
+
+    class PartitioningMeta:
+        method = PostgresPartitioningMethod.RANGE
+        key = ["created_at"]
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+", db_index=False)
+    sequence = models.BigIntegerField()
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    content = models.TextField()
+    client_msg_id = models.UUIDField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "sequence"], name="message_room_sequence")]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} in {self.room_id}"
+
+
+class SentMessageKey(models.Model):
+    """One row per (sender, client_msg_id): the idempotency record of a send.
+
+    Lives outside the partitioned table so the uniqueness can be a real constraint. A resend
+    with the same key finds this row and gets the original message back.
+    """
+
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    client_msg_id = models.UUIDField()
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    message_id = models.UUIDField()
+    message_created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sender", "client_msg_id"], name="sentmessagekey_sender_client_msg_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender_id}:{self.client_msg_id}"

@@ -1,0 +1,70 @@
+"""Daily partitions of the messages table, created ahead so a send never finds its day missing.
+
+django-postgres-extra plans and creates them (also available to operators as
+`manage.py pgpartition`). Created: at migrate time, hourly by Celery beat, and, as a last line
+of defence, by the send path itself the first time a process sees a new day.
+"""
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from psqlextra.partitioning import (
+    PostgresCurrentTimePartitioningStrategy,
+    PostgresPartitioningManager,
+    PostgresTimePartitionSize,
+)
+from psqlextra.partitioning.config import PostgresPartitioningConfig
+
+from messaging.models import Message
+
+logger = logging.getLogger(__name__)
+
+NAME_FORMAT = "%Y%m%d"  # messaging_message_20261122
+
+
+def _manager(days_ahead: int) -> PostgresPartitioningManager:
+    strategy = PostgresCurrentTimePartitioningStrategy(
+        size=PostgresTimePartitionSize(days=1), count=days_ahead, name_format=NAME_FORMAT
+    )
+    return PostgresPartitioningManager([PostgresPartitioningConfig(model=Message, strategy=strategy)])
+
+
+# Used by `manage.py pgpartition` (psqlextra reads PSQLEXTRA_PARTITIONING_MANAGER).
+manager = _manager(settings.MESSAGE_PARTITION_DAYS_AHEAD)
+
+# Days this process has seen a partition for; the hot path checks this set, not the catalog.
+_known_days: set[dt.date] = set()
+
+
+def partitions_create_ahead(days_ahead: int | None = None) -> list[str]:
+    """Create missing daily partitions from today on; returns the names created. Idempotent."""
+    days = days_ahead or settings.MESSAGE_PARTITION_DAYS_AHEAD
+    for attempt in range(3):
+        plan = _manager(days).plan(skip_delete=True)
+        try:
+            with transaction.atomic():
+                plan.apply()
+        except DatabaseError:
+            # Another process created the same partition between our plan and apply.
+            if attempt == 2:
+                raise
+            continue
+        created = [partition.name() for partition in plan.creations]
+        if created:
+            logger.info("created message partitions: %s", ", ".join(created))
+        today = dt.datetime.now(dt.UTC).date()
+        _known_days.update(today + dt.timedelta(days=offset) for offset in range(days))
+        return created
+    return []
+
+
+def partition_ensure_for(moment: dt.datetime) -> None:
+    """Make sure the partition for `moment`'s day exists (cheap after the first call of a day)."""
+    day = moment.astimezone(dt.UTC).date()
+    if day in _known_days:
+        return
+    if day < dt.datetime.now(dt.UTC).date():
+        return  # only restore/import writes to the past, and brings its own partition
+    partitions_create_ahead()

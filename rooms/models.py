@@ -1,0 +1,63 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Room(models.Model):
+    class Kind(models.TextChoices):
+        PUBLIC = "public"
+        PRIVATE = "private"
+        DIRECT = "direct"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=80)
+    topic = models.CharField(max_length=250, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PUBLIC)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The last sequence number handed out in this room. Only messaging.services touches it,
+    # with UPDATE ... RETURNING inside the sending transaction (see sequence_next).
+    last_sequence = models.BigIntegerField(default=0, editable=False)
+    # "<low user id>:<high user id>" for direct rooms, so one pair never gets two rooms.
+    direct_key = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind="direct", direct_key__isnull=False)
+                | (~models.Q(kind="direct") & models.Q(direct_key__isnull=True)),
+                name="room_direct_key_iff_direct",
+            ),
+            models.CheckConstraint(condition=models.Q(last_sequence__gte=0), name="room_last_sequence_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        ADMIN = "admin"
+        MEMBER = "member"
+        VIEWER = "viewer"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "user"], name="membership_room_user_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.room_id} as {self.role}"
+
+    @property
+    def can_send(self) -> bool:
+        return self.role != self.Role.VIEWER
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role in (self.Role.OWNER, self.Role.ADMIN)

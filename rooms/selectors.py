@@ -1,0 +1,82 @@
+import uuid
+
+from django.db.models import QuerySet
+
+from accounts.models import User
+from core.errors import Forbidden, NotFound
+from rooms.models import Membership, Room
+
+
+def _parse_room_id(room_id: object) -> uuid.UUID:
+    try:
+        return room_id if isinstance(room_id, uuid.UUID) else uuid.UUID(str(room_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound() from None
+
+
+def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership | None]:
+    """The room and the user's membership, if the user may see it (a member, or the room is public).
+
+    Missing and invisible rooms raise the same NotFound, so nobody learns a private room exists.
+    """
+    room = Room.objects.select_related("created_by").filter(pk=_parse_room_id(room_id)).first()
+    if room is None:
+        raise NotFound()
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is None and room.kind != Room.Kind.PUBLIC:
+        raise NotFound()
+    return room, membership
+
+
+def membership_get(*, room_id: object, user: User) -> Membership:
+    """The user's membership of a room they may see; non-members of public rooms get `not_member`."""
+    room, membership = room_get_visible(room_id=room_id, user=user)
+    if membership is None:
+        raise Forbidden("Join the room first.", code="not_member")
+    membership.room = room
+    return membership
+
+
+def room_list_for_user(*, user: User) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(user=user)
+        .select_related("room", "room__created_by")
+        .order_by("room__name", "room__pk")
+    )
+
+
+def room_list_public(*, user: User) -> QuerySet[Room]:
+    """Public rooms the user has not joined yet."""
+    return (
+        Room.objects.filter(kind=Room.Kind.PUBLIC)
+        .exclude(memberships__user=user)
+        .select_related("created_by")
+        .order_by("name", "pk")
+    )
+
+
+def room_members(*, room: Room) -> QuerySet[Membership]:
+    return Membership.objects.filter(room=room).select_related("user").order_by("user__username")
+
+
+def room_member_ids(*, room_id: object) -> list[int]:
+    return list(Membership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
+
+
+def user_rooms_state(*, user_id: int) -> dict[str, int]:
+    """{room id: last sequence} for every room the user belongs to."""
+    rows = Membership.objects.filter(user_id=user_id).values_list("room_id", "room__last_sequence")
+    return {str(room_id): last_sequence for room_id, last_sequence in rows}
+
+
+def user_find(*, user_ref: object) -> User:
+    """A user by numeric id or username."""
+    if isinstance(user_ref, int) or (isinstance(user_ref, str) and user_ref.isdigit()):
+        user = User.objects.filter(pk=int(user_ref), is_active=True).first()
+    elif isinstance(user_ref, str) and user_ref:
+        user = User.objects.filter(username=user_ref, is_active=True).first()
+    else:
+        user = None
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return user

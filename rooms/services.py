@@ -1,0 +1,214 @@
+"""Every write to rooms and memberships. Views, forms and the consumer all call these."""
+
+from django.db import IntegrityError, transaction
+
+from accounts.models import User
+from core.errors import Conflict, Forbidden, InvalidInput
+from core.events import dumps, room_group, send_event, user_group
+from rooms.models import Membership, Room
+from rooms.payloads import member_payload, room_payload, user_payload
+
+Role = Membership.Role
+_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+def _clean_name(name: object) -> str:
+    name = str(name or "").strip()
+    if not name:
+        raise InvalidInput("A room needs a name.", fields={"name": ["This field may not be blank."]})
+    if len(name) > 80:
+        raise InvalidInput("Room names are at most 80 characters.", fields={"name": ["Too long."]})
+    return name
+
+
+def _clean_topic(topic: object) -> str:
+    topic = str(topic or "").strip()
+    if len(topic) > 250:
+        raise InvalidInput("Topics are at most 250 characters.", fields={"topic": ["Too long."]})
+    return topic
+
+
+def _clean_role(role: object) -> str:
+    if role not in Role.values:
+        raise InvalidInput(f"Role must be one of {', '.join(Role.values)}.", fields={"role": ["Unknown role."]})
+    return str(role)
+
+
+def _announce_membership(*, room: Room, user: User, membership: Membership | None) -> None:
+    """Tell the user's sockets to (un)subscribe, and the room to update its member list."""
+    role = membership.role if membership else None
+    if membership is not None:
+        frame = {"type": "room.added", "room": room_payload(room, role=role)}
+        member = member_payload(membership)
+    else:
+        frame = {"type": "room.removed", "room": str(room.pk)}
+        member = {"user": user_payload(user), "role": None, "joined_at": None}
+    send_event(
+        [user_group(user.pk)],
+        {"type": "user.membership", "room": str(room.pk), "role": role, "text": dumps(frame)},
+    )
+    send_event(
+        [room_group(room.pk)],
+        {
+            "type": "room.relay",
+            "room": str(room.pk),
+            "text": dumps({"type": "member.update", "room": str(room.pk), "member": member}),
+        },
+    )
+
+
+def _require_manager(membership: Membership) -> None:
+    if membership.room.kind == Room.Kind.DIRECT:
+        raise Forbidden("Direct conversations have fixed members.", code="direct_room")
+    if not membership.can_manage:
+        raise Forbidden("Only room owners and admins can do that.")
+
+
+def _require_can_grant(actor: Membership, role: str) -> None:
+    # Owners grant anything; admins grant roles below their own.
+    if actor.role != Role.OWNER and _RANK[role] >= _RANK[actor.role]:
+        raise Forbidden("You cannot grant that role.")
+
+
+def _require_outranks(actor: Membership, target: Membership) -> None:
+    if actor.role != Role.OWNER and _RANK[target.role] >= _RANK[actor.role]:
+        raise Forbidden("You cannot change members at or above your own role.")
+
+
+def _require_another_owner(room: Room) -> None:
+    owners = Membership.objects.select_for_update().filter(room=room, role=Role.OWNER)
+    if len(owners) < 2:
+        raise Conflict("A room needs at least one owner; make someone else owner first.", code="last_owner")
+
+
+@transaction.atomic
+def room_create(*, creator: User, name: str, topic: str = "", kind: str = Room.Kind.PUBLIC) -> Room:
+    if kind not in (Room.Kind.PUBLIC, Room.Kind.PRIVATE):
+        raise InvalidInput("Kind must be public or private.", fields={"kind": ["Unknown kind."]})
+    room = Room.objects.create(name=_clean_name(name), topic=_clean_topic(topic), kind=kind, created_by=creator)
+    membership = Membership.objects.create(room=room, user=creator, role=Role.OWNER)
+    _announce_membership(room=room, user=creator, membership=membership)
+    return room
+
+
+def direct_room_get_or_create(*, user: User, other: User) -> Room:
+    """The one direct room of a pair of users; created on first use, found again afterwards."""
+    if user.pk == other.pk:
+        raise InvalidInput("A direct conversation needs another person.", code="invalid")
+    low, high = sorted([user.pk, other.pk])
+    key = f"{low}:{high}"
+    existing = Room.objects.filter(direct_key=key).first()
+    if existing:
+        return existing
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(
+                name=f"{user.username}, {other.username}", kind=Room.Kind.DIRECT, direct_key=key, created_by=user
+            )
+            for person in (user, other):
+                membership = Membership.objects.create(room=room, user=person, role=Role.MEMBER)
+                _announce_membership(room=room, user=person, membership=membership)
+    except IntegrityError:  # the other person opened it at the same moment: use theirs
+        return Room.objects.get(direct_key=key)
+    return room
+
+
+@transaction.atomic
+def room_update(
+    *, actor: Membership, name: str | None = None, topic: str | None = None, kind: str | None = None
+) -> Room:
+    _require_manager(actor)
+    room = Room.objects.select_for_update().get(pk=actor.room.pk)
+    if name is not None:
+        room.name = _clean_name(name)
+    if topic is not None:
+        room.topic = _clean_topic(topic)
+    if kind is not None:
+        if kind not in (Room.Kind.PUBLIC, Room.Kind.PRIVATE):
+            raise InvalidInput("Kind must be public or private.", fields={"kind": ["Unknown kind."]})
+        room.kind = kind
+    room.save(update_fields=["name", "topic", "kind"])
+    frame = {"type": "room.update", "room": room_payload(room)}
+    send_event([room_group(room.pk)], {"type": "room.relay", "room": str(room.pk), "text": dumps(frame)})
+    return room
+
+
+@transaction.atomic
+def room_delete(*, actor: Membership) -> None:
+    room = actor.room
+    if room.kind == Room.Kind.DIRECT or actor.role != Role.OWNER:
+        raise Forbidden("Only the room owner can delete it.")
+    members = list(Membership.objects.filter(room=room).select_related("user"))
+    for membership in members:
+        _announce_membership(room=room, user=membership.user, membership=None)
+    room.delete()
+
+
+@transaction.atomic
+def room_join(*, room: Room, user: User) -> Membership:
+    """Join a public room. Joining twice is harmless and returns the existing membership."""
+    if room.kind != Room.Kind.PUBLIC:
+        raise Forbidden("Only public rooms can be joined; ask a member to invite you.")
+    membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": Role.MEMBER})
+    if created:
+        _announce_membership(room=room, user=user, membership=membership)
+    return membership
+
+
+@transaction.atomic
+def room_leave(*, membership: Membership) -> None:
+    room = membership.room
+    if room.kind == Room.Kind.DIRECT:
+        raise Forbidden("Direct conversations cannot be left.", code="direct_room")
+    if membership.role == Role.OWNER and Membership.objects.filter(room=room).count() > 1:
+        _require_another_owner(room)
+    membership.delete()
+    _announce_membership(room=room, user=membership.user, membership=None)
+
+
+@transaction.atomic
+def membership_add(*, actor: Membership, user: User, role: str = Role.MEMBER) -> Membership:
+    _require_manager(actor)
+    role = _clean_role(role)
+    _require_can_grant(actor, role)
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(room=actor.room, user=user, role=role)
+    except IntegrityError:
+        raise Conflict("That person is already a member.", code="already_member") from None
+    _announce_membership(room=actor.room, user=user, membership=membership)
+    return membership
+
+
+@transaction.atomic
+def membership_update(*, actor: Membership, user: User, role: str) -> Membership:
+    _require_manager(actor)
+    role = _clean_role(role)
+    target = Membership.objects.select_for_update().filter(room=actor.room, user=user).first()
+    if target is None:
+        raise InvalidInput("That person is not a member.", code="not_member_target", status=404)
+    _require_outranks(actor, target)
+    _require_can_grant(actor, role)
+    if target.role == Role.OWNER and role != Role.OWNER:
+        _require_another_owner(actor.room)
+    target.role = role
+    target.save(update_fields=["role"])
+    target.room = actor.room
+    _announce_membership(room=actor.room, user=user, membership=target)
+    return target
+
+
+@transaction.atomic
+def membership_remove(*, actor: Membership, user: User) -> None:
+    if actor.user_id == user.pk:
+        room_leave(membership=actor)
+        return
+    _require_manager(actor)
+    target = Membership.objects.select_for_update().filter(room=actor.room, user=user).first()
+    if target is None:
+        raise InvalidInput("That person is not a member.", code="not_member_target", status=404)
+    _require_outranks(actor, target)
+    if target.role == Role.OWNER:
+        _require_another_owner(actor.room)
+    target.delete()
+    _announce_membership(room=actor.room, user=user, membership=None)
