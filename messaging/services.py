@@ -34,7 +34,11 @@ def _clean_client_msg_id(client_msg_id: object) -> uuid.UUID:
         raise InvalidInput("client_msg_id must be a UUID.", fields={"client_msg_id": ["Must be a UUID."]}) from None
 
 
-def _claim_key(*, sender_id: int, client_msg_id: uuid.UUID, room_id: uuid.UUID, message_id: uuid.UUID, at) -> bool:
+class _AlreadySent(Exception):
+    """Raised inside the send transaction to roll it back (returning the sequence number)."""
+
+
+def _claim_key(*, sender_id: int, client_msg_id: uuid.UUID, room_id: uuid.UUID, message: Message) -> bool:
     """Insert the idempotency row; False if this sender already used this client_msg_id.
 
     A concurrent send with the same key blocks here until the first one commits or rolls back,
@@ -49,7 +53,7 @@ def _claim_key(*, sender_id: int, client_msg_id: uuid.UUID, room_id: uuid.UUID, 
             ON CONFLICT (sender_id, client_msg_id) DO NOTHING
             RETURNING id
             """,
-            [sender_id, client_msg_id, room_id, message_id, at],
+            [sender_id, client_msg_id, room_id, message.id, message.created_at],
         )
         return cursor.fetchone() is not None
 
@@ -80,33 +84,38 @@ def message_send(*, user: User, room_id: object, content: object, client_msg_id:
     """
     content = _clean_content(content)
     key = _clean_client_msg_id(client_msg_id)
-    now = timezone.now()
-    partition_ensure_for(now)
-    with transaction.atomic():
-        membership = membership_get(room_id=room_id, user=user)
-        room = membership.room
-        message_id = uuid.uuid4()
-        if not _claim_key(sender_id=user.pk, client_msg_id=key, room_id=room.pk, message_id=message_id, at=now):
-            return _replay(sender=user, client_msg_id=key, room_id=room.pk), False
-        if not membership.can_send:
-            raise Forbidden("Viewers can read this room but not send to it.")
-        message = Message.objects.create(
-            id=message_id,
-            room_id=room.pk,
-            sequence=_next_sequence(room.pk),
-            sender=user,
-            content=content,
-            client_msg_id=key,
-            created_at=now,
-        )
-        payload = message_payload(message)
-        send_event(
-            [room_group(room.pk)],
-            {
-                "type": "room.sequenced",
-                "room": str(room.pk),
-                "seq": message.sequence,
-                "text": dumps({"type": "message.new", "room": str(room.pk), "message": payload}),
-            },
-        )
+    partition_ensure_for(timezone.now())
+    try:
+        with transaction.atomic():
+            membership = membership_get(room_id=room_id, user=user)
+            room = membership.room
+            if not membership.can_send:
+                raise Forbidden("Viewers can read this room but not send to it.")
+            sequence = _next_sequence(room.pk)
+            # Stamped under the room lock, so created_at never goes backwards along the sequence
+            # (a room's days in the partitions then hold contiguous sequence ranges).
+            message = Message(
+                id=uuid.uuid4(),
+                room_id=room.pk,
+                sequence=sequence,
+                sender=user,
+                content=content,
+                client_msg_id=key,
+                created_at=timezone.now(),
+            )
+            message.save(force_insert=True)
+            if not _claim_key(sender_id=user.pk, client_msg_id=key, room_id=room.pk, message=message):
+                raise _AlreadySent
+            payload = message_payload(message)
+            send_event(
+                [room_group(room.pk)],
+                {
+                    "type": "room.sequenced",
+                    "room": str(room.pk),
+                    "seq": sequence,
+                    "text": dumps({"type": "message.new", "room": str(room.pk), "message": payload}),
+                },
+            )
+    except _AlreadySent:
+        return _replay(sender=user, client_msg_id=key, room_id=room.pk), False
     return message, True

@@ -1,0 +1,145 @@
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from messaging.models import Message, SentMessageKey
+from messaging.services import message_send
+from rooms.models import Membership, Room
+from rooms.services import room_create
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> APIClient:
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+@pytest.fixture
+def room(make_user):
+    owner = make_user("owner")
+    return room_create(creator=owner, name="Team", kind=Room.Kind.PRIVATE)
+
+
+def url(room, suffix="messages/"):
+    return f"/api/v1/rooms/{room.pk}/{suffix}"
+
+
+def send(room, user, content="hello", client_msg_id=None):
+    return client_for(user).post(url(room), {"content": content, "client_msg_id": str(client_msg_id or uuid.uuid4())})
+
+
+def test_it_sends_and_returns_the_message_shape(room):
+    key = uuid.uuid4()
+    response = send(room, room.created_by, "<b>hi</b>", key)
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "room", "sequence", "sender", "content", "client_msg_id", "created_at"}
+    assert body["room"] == str(room.pk) and body["sequence"] == 1
+    assert body["sender"] == {"id": room.created_by.pk, "username": "owner"}
+    assert body["content"] == "<b>hi</b>" and body["client_msg_id"] == str(key)
+
+
+def test_resending_the_same_client_msg_id_returns_the_same_message(room):
+    key = uuid.uuid4()
+    first = send(room, room.created_by, "once", key)
+    second = send(room, room.created_by, "once", key)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json() == second.json()
+    assert Message.objects.filter(room=room).count() == 1
+    room.refresh_from_db()
+    assert room.last_sequence == 1
+
+
+def test_a_client_msg_id_from_another_room_is_a_conflict(room):
+    other = room_create(creator=room.created_by, name="Other")
+    key = uuid.uuid4()
+    send(room, room.created_by, "a", key)
+    response = send(other, room.created_by, "b", key)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "client_msg_id_reused"
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "data,field",
+    [
+        ({"content": "", "client_msg_id": str(uuid.uuid4())}, "content"),
+        ({"content": "   \n", "client_msg_id": str(uuid.uuid4())}, "content"),
+        ({"client_msg_id": str(uuid.uuid4())}, "content"),
+        ({"content": "hi"}, "client_msg_id"),
+        ({"content": "hi", "client_msg_id": "not-a-uuid"}, "client_msg_id"),
+    ],
+)
+def test_bad_input_is_rejected_and_writes_nothing(room, data, field):
+    response = client_for(room.created_by).post(url(room), data)
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+    assert not Message.objects.exists() and not SentMessageKey.objects.exists()
+    room.refresh_from_db()
+    assert room.last_sequence == 0
+
+
+def test_content_over_4000_characters_is_too_large(room):
+    assert send(room, room.created_by, "x" * 4000).status_code == 201
+    response = send(room, room.created_by, "x" * 4001)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "too_large"
+    assert Message.objects.count() == 1
+
+
+def test_viewers_read_but_cannot_send(room, make_user):
+    viewer = make_user("viewer")
+    Membership.objects.create(room=room, user=viewer, role="viewer")
+    send(room, room.created_by, "hi")
+    assert client_for(viewer).get(url(room)).status_code == 200
+    response = send(room, viewer, "me too")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    assert Message.objects.count() == 1 and SentMessageKey.objects.count() == 1
+
+
+def test_pagination_forward_and_backward(room):
+    for i in range(1, 8):
+        message_send(user=room.created_by, room_id=room.pk, content=f"m{i}", client_msg_id=uuid.uuid4())
+    api = client_for(room.created_by)
+
+    newest = api.get(url(room), {"limit": 3}).json()
+    assert [m["sequence"] for m in newest["results"]] == [7, 6, 5] and newest["has_more"] is True
+    older = api.get(url(room), {"before_sequence": 5, "limit": 3}).json()
+    assert [m["sequence"] for m in older["results"]] == [4, 3, 2] and older["has_more"] is True
+    oldest = api.get(url(room), {"before_sequence": 2, "limit": 3}).json()
+    assert [m["sequence"] for m in oldest["results"]] == [1] and oldest["has_more"] is False
+
+    forward = api.get(url(room), {"after_sequence": 0, "limit": 4}).json()
+    assert [m["sequence"] for m in forward["results"]] == [1, 2, 3, 4] and forward["has_more"] is True
+    rest = api.get(url(room), {"after_sequence": 4, "limit": 4}).json()
+    assert [m["sequence"] for m in rest["results"]] == [5, 6, 7] and rest["has_more"] is False
+    assert api.get(url(room), {"after_sequence": 7}).json() == {"results": [], "has_more": False}
+
+
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"after_sequence": -1}, {"after_sequence": 1, "before_sequence": 5}]
+)
+def test_pagination_bounds_are_enforced(room, params):
+    response = client_for(room.created_by).get(url(room), params)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid"
+
+
+def test_a_page_of_100_takes_a_fixed_number_of_queries(room):
+    for i in range(120):
+        message_send(user=room.created_by, room_id=room.pk, content=f"m{i}", client_msg_id=uuid.uuid4())
+    api = client_for(room.created_by)
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(url(room), {"limit": 100})
+    assert len(response.json()["results"]) == 100
+    assert len(queries) <= 4, [q["sql"] for q in queries]
+
+
+def test_send_takes_a_fixed_number_of_queries(room):
+    message_send(user=room.created_by, room_id=room.pk, content="warm", client_msg_id=uuid.uuid4())
+    with CaptureQueriesContext(connection) as queries:
+        message_send(user=room.created_by, room_id=room.pk, content="hi", client_msg_id=uuid.uuid4())
+    # room + membership lookups, key claim, sequence, insert (+ savepoint bookkeeping)
+    assert len([q for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]) <= 6
