@@ -64,7 +64,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 DATABASES = {
     "default": dj_database_url.parse(
         env_required("DATABASE_URL"),
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0 if TESTING else 60),
         conn_health_checks=True,
     )
 }

@@ -120,7 +120,8 @@ def test_pagination_forward_and_backward(room):
 
 
 @pytest.mark.parametrize(
-    "params", [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"after_sequence": -1}, {"after_sequence": 1, "before_sequence": 5}]
+    "params",
+    [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"after_sequence": -1}, {"after_sequence": 1, "before_sequence": 5}],
 )
 def test_pagination_bounds_are_enforced(room, params):
     response = client_for(room.created_by).get(url(room), params)

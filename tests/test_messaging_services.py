@@ -110,9 +110,7 @@ def test_a_send_creates_its_partition_when_it_is_missing(make_user):
 def test_partitions_are_created_a_week_ahead_and_creation_is_idempotent():
     assert partitions.partitions_create_ahead() == []  # migrate already made them
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'messaging_message'::regclass"
-        )
+        cursor.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'messaging_message'::regclass")
         assert cursor.fetchone()[0] >= 7
 
 

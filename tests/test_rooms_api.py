@@ -153,7 +153,9 @@ def test_the_last_owner_cannot_leave_or_step_down(people):
 
 def test_owner_removes_a_member_and_they_lose_access(people):
     room = people["room"]
-    assert client_for(people["owner"]).delete(f"/api/v1/rooms/{room.pk}/members/{people['member'].pk}/").status_code == 204
+    assert (
+        client_for(people["owner"]).delete(f"/api/v1/rooms/{room.pk}/members/{people['member'].pk}/").status_code == 204
+    )
     assert client_for(people["member"]).get(f"/api/v1/rooms/{room.pk}/").status_code == 404
 
 

@@ -1,0 +1,292 @@
+"""The WebSocket consumer against the real Redis channel layer and PostgreSQL."""
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from accounts.services import ws_ticket_issue
+from config.asgi import application
+from messaging import services as messaging_services
+from messaging.consumers import ChatConsumer
+from messaging.models import Message, SentMessageKey
+from rooms.models import Membership, Room
+from rooms.selectors import membership_get
+from rooms.services import membership_add, membership_remove, room_create
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+TIMEOUT = 5
+
+
+@pytest.fixture
+def cast(make_user):
+    """A private room with an owner, a member and a viewer, and an outsider."""
+
+    def build():
+        owner, member, viewer, outsider = (make_user(n) for n in ("owner", "member", "viewer", "outsider"))
+        room = room_create(creator=owner, name="Crew", kind=Room.Kind.PRIVATE)
+        Membership.objects.create(room=room, user=member, role="member")
+        Membership.objects.create(room=room, user=viewer, role="viewer")
+        return {"room": room, "owner": owner, "member": member, "viewer": viewer, "outsider": outsider}
+
+    return database_sync_to_async(build)
+
+
+async def connect(user) -> tuple[WebsocketCommunicator, dict]:
+    communicator = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    ready = await communicator.receive_json_from(timeout=TIMEOUT)
+    assert ready["type"] == "session.ready"
+    return communicator, ready
+
+
+async def receive_type(communicator: WebsocketCommunicator, frame_type: str) -> dict:
+    """The next frame of the given type, skipping others (e.g. member.update)."""
+    while True:
+        frame = await communicator.receive_json_from(timeout=TIMEOUT)
+        if frame["type"] == frame_type:
+            return frame
+
+
+def send_frame(room, content="hi", key=None) -> dict:
+    return {"type": "message.send", "room": str(room.pk), "content": content, "client_msg_id": str(key or uuid.uuid4())}
+
+
+async def test_it_acks_the_sender_and_delivers_to_every_member_in_order(cast):
+    people = await cast()
+    room = people["room"]
+    owner, _ = await connect(people["owner"])
+    member, ready = await connect(people["member"])
+    viewer, _ = await connect(people["viewer"])
+    outsider, _ = await connect(people["outsider"])
+    assert ready["rooms"] == {str(room.pk): 0}
+
+    key = uuid.uuid4()
+    await owner.send_json_to(send_frame(room, "<b>hello</b>", key))
+    ack = await receive_type(owner, "message.ack")
+    assert ack["client_msg_id"] == str(key) and ack["message"]["sequence"] == 1
+    for socket in (owner, member, viewer):
+        new = await receive_type(socket, "message.new")
+        assert new["room"] == str(room.pk)
+        assert new["message"] == ack["message"]
+    assert await outsider.receive_nothing(timeout=0.3)
+
+    for i in range(2, 6):
+        await member.send_json_to(send_frame(room, f"m{i}"))
+    sequences = [(await receive_type(viewer, "message.new"))["message"]["sequence"] for _ in range(2, 6)]
+    assert sequences == [2, 3, 4, 5]
+    for socket in (owner, member, viewer, outsider):
+        await socket.disconnect()
+
+
+async def test_a_resend_on_the_socket_gets_the_same_message_and_no_broadcast(cast):
+    people = await cast()
+    room = people["room"]
+    owner, _ = await connect(people["owner"])
+    member, _ = await connect(people["member"])
+    key = uuid.uuid4()
+    await owner.send_json_to(send_frame(room, "once", key))
+    first = await receive_type(owner, "message.ack")
+    await receive_type(member, "message.new")
+    await owner.send_json_to(send_frame(room, "once", key))
+    second = await receive_type(owner, "message.ack")
+    assert first == second
+    assert await member.receive_nothing(timeout=0.3)
+    assert await database_sync_to_async(Message.objects.count)() == 1
+    await owner.disconnect()
+    await member.disconnect()
+
+
+async def test_viewers_and_outsiders_cannot_send(cast):
+    people = await cast()
+    room = people["room"]
+    viewer, _ = await connect(people["viewer"])
+    outsider, _ = await connect(people["outsider"])
+    key = uuid.uuid4()
+    await viewer.send_json_to(send_frame(room, "hi", key))
+    error = await viewer.receive_json_from(timeout=TIMEOUT)
+    assert error == {
+        "type": "error",
+        "code": "forbidden",
+        "message": "Viewers can read this room but not send to it.",
+        "ref": str(key),
+    }
+    await outsider.send_json_to(send_frame(room))
+    assert (await outsider.receive_json_from(timeout=TIMEOUT))["code"] == "not_found"
+    await outsider.send_json_to(send_frame(type("R", (), {"pk": uuid.uuid4()})))
+    assert (await outsider.receive_json_from(timeout=TIMEOUT))["code"] == "not_found"
+    assert await database_sync_to_async(Message.objects.count)() == 0
+    await viewer.disconnect()
+    await outsider.disconnect()
+
+
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        ("{nope", "invalid_json"),
+        ("[1, 2]", "invalid_frame"),
+        ('{"room": "x"}', "invalid_frame"),
+        ('{"type": 5}', "invalid_frame"),
+        ('{"type": "message.fly"}', "unknown_type"),
+        ('{"type": "message.send", "content": "hi", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid_frame"),
+        ('{"type": "message.send", "room": "ROOM", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid"),
+        ('{"type": "message.send", "room": "ROOM", "content": "hi"}', "invalid"),
+        ('{"type": "message.send", "room": "ROOM", "content": "hi", "client_msg_id": "zz"}', "invalid"),
+        (
+            '{"type": "message.send", "room": "ROOM", "content": "%s", "client_msg_id": "%s"}'
+            % ("x" * 4001, uuid.uuid4()),
+            "too_large",
+        ),
+    ],
+)
+async def test_bad_frames_get_a_stable_error_change_nothing_and_keep_the_socket(cast, raw, code):
+    people = await cast()
+    owner, _ = await connect(people["owner"])
+    await owner.send_to(text_data=raw.replace("ROOM", str(people["room"].pk)))
+    error = await owner.receive_json_from(timeout=TIMEOUT)
+    assert error["type"] == "error" and error["code"] == code and error["message"]
+    assert await database_sync_to_async(Message.objects.count)() == 0
+    assert await database_sync_to_async(SentMessageKey.objects.count)() == 0
+    # Still open and working.
+    await owner.send_json_to(send_frame(people["room"], "after"))
+    assert (await receive_type(owner, "message.ack"))["message"]["sequence"] == 1
+    await owner.disconnect()
+
+
+async def test_binary_frames_are_refused(cast):
+    people = await cast()
+    owner, _ = await connect(people["owner"])
+    await owner.send_to(bytes_data=b"\x00\x01")
+    assert (await owner.receive_json_from(timeout=TIMEOUT))["code"] == "invalid_frame"
+    await owner.disconnect()
+
+
+async def test_an_oversized_frame_gets_too_large_then_close_1009(cast):
+    people = await cast()
+    owner, _ = await connect(people["owner"])
+    await owner.send_to(text_data=json.dumps(send_frame(people["room"], "x" * (65 * 1024))))
+    assert (await owner.receive_json_from(timeout=TIMEOUT))["code"] == "too_large"
+    assert await owner.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1009}
+    assert await database_sync_to_async(Message.objects.count)() == 0
+
+
+async def test_a_member_added_while_connected_starts_receiving_without_reconnecting(cast):
+    people = await cast()
+    room = people["room"]
+    outsider, ready = await connect(people["outsider"])
+    assert ready["rooms"] == {}
+    owner_membership = await database_sync_to_async(membership_get)(room_id=room.pk, user=people["owner"])
+    await database_sync_to_async(membership_add)(actor=owner_membership, user=people["outsider"])
+    added = await receive_type(outsider, "room.added")
+    assert added["room"]["id"] == str(room.pk) and added["room"]["role"] == "member"
+    owner, _ = await connect(people["owner"])
+    await owner.send_json_to(send_frame(room, "welcome"))
+    assert (await receive_type(outsider, "message.new"))["message"]["content"] == "welcome"
+    await outsider.disconnect()
+    await owner.disconnect()
+
+
+async def test_a_removed_member_stops_receiving_at_once(cast):
+    people = await cast()
+    room = people["room"]
+    member, _ = await connect(people["member"])
+    owner, _ = await connect(people["owner"])
+    owner_membership = await database_sync_to_async(membership_get)(room_id=room.pk, user=people["owner"])
+    await database_sync_to_async(membership_remove)(actor=owner_membership, user=people["member"])
+    removed = await receive_type(member, "room.removed")
+    assert removed["room"] == str(room.pk)
+    await owner.send_json_to(send_frame(room, "secret"))
+    await receive_type(owner, "message.ack")
+    assert await member.receive_nothing(timeout=0.5)
+    await member.send_json_to(send_frame(room, "let me in"))
+    assert (await member.receive_json_from(timeout=TIMEOUT))["code"] == "not_found"
+    await member.disconnect()
+    await owner.disconnect()
+
+
+async def test_a_lost_event_is_filled_from_the_database_in_order(cast, monkeypatch):
+    people = await cast()
+    room = people["room"]
+    member, _ = await connect(people["member"])
+    # The channel layer is at-most-once: lose the announcement of message 1 on purpose.
+    monkeypatch.setattr(messaging_services, "send_event", lambda groups, event: None)
+    await database_sync_to_async(messaging_services.message_send)(
+        user=people["owner"], room_id=room.pk, content="lost", client_msg_id=uuid.uuid4()
+    )
+    monkeypatch.undo()
+    await database_sync_to_async(messaging_services.message_send)(
+        user=people["owner"], room_id=room.pk, content="found", client_msg_id=uuid.uuid4()
+    )
+    first = await receive_type(member, "message.new")
+    second = await receive_type(member, "message.new")
+    assert [
+        (first["message"]["sequence"], first["message"]["content"]),
+        (second["message"]["sequence"], second["message"]["content"]),
+    ] == [(1, "lost"), (2, "found")]
+    await member.disconnect()
+
+
+async def test_unauthenticated_sockets_are_closed_with_4401():
+    communicator = WebsocketCommunicator(
+        application, "/ws/", headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    )
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    assert await communicator.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+
+
+async def _ticket_connect(ticket: str, origin: bytes | None = None) -> WebsocketCommunicator:
+    headers = [(b"host", b"localhost")] + ([(b"origin", origin)] if origin else [])
+    communicator = WebsocketCommunicator(application, f"/ws/?ticket={ticket}", headers=headers)
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    return communicator
+
+
+async def test_a_ticket_authenticates_once(make_user):
+    ada = await database_sync_to_async(make_user)("ada")
+    ticket, _ = await database_sync_to_async(ws_ticket_issue)(user=ada)
+    first = await _ticket_connect(ticket)
+    ready = await first.receive_json_from(timeout=TIMEOUT)
+    assert ready["type"] == "session.ready" and ready["user"] == ada.pk
+    second = await _ticket_connect(ticket, origin=b"http://localhost")
+    assert await second.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+    bogus = await _ticket_connect("not-a-ticket")
+    assert await bogus.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+    await first.disconnect()
+
+
+async def test_an_expired_ticket_is_refused(make_user):
+    ada = await database_sync_to_async(make_user)("ada")
+    with override_settings(WS_TICKET_TTL_SECONDS=1):
+        ticket, ttl = await database_sync_to_async(ws_ticket_issue)(user=ada)
+    assert ttl == 1
+    await asyncio.sleep(1.2)
+    communicator = await _ticket_connect(ticket)
+    assert await communicator.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_inactive_users_cannot_connect_with_a_ticket(make_user):
+    ada = await database_sync_to_async(make_user)("ada")
+    ticket, _ = await database_sync_to_async(ws_ticket_issue)(user=ada)
+    ada.is_active = False
+    await database_sync_to_async(ada.save)()
+    communicator = await _ticket_connect(ticket)
+    assert await communicator.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_foreign_origin_is_refused_at_the_handshake(make_user):
+    ada = await database_sync_to_async(make_user)("ada")
+    ticket, _ = await database_sync_to_async(ws_ticket_issue)(user=ada)
+    communicator = WebsocketCommunicator(
+        application, f"/ws/?ticket={ticket}", headers=[(b"host", b"localhost"), (b"origin", b"https://evil.example")]
+    )
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert not connected
