@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -8,6 +9,12 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.services import user_create, ws_ticket_issue
 from core.errors import InvalidInput
+
+
+class MeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.EmailField()
 
 
 def me_payload(user) -> dict:
@@ -27,6 +34,10 @@ class SignupApi(APIView):
         email = serializers.EmailField()
         password = serializers.CharField(max_length=128, write_only=True)
 
+        class Meta:
+            ref_name = "SignupInput"
+
+    @extend_schema(request=Input, responses={201: MeOutput})
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -35,6 +46,7 @@ class SignupApi(APIView):
 
 
 class MeApi(APIView):
+    @extend_schema(responses=MeOutput)
     def get(self, request):
         return Response(me_payload(request.user))
 
@@ -45,6 +57,10 @@ class LogoutApi(APIView):
     class Input(serializers.Serializer):
         refresh = serializers.CharField()
 
+        class Meta:
+            ref_name = "LogoutInput"
+
+    @extend_schema(request=Input, responses={205: None})
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -61,6 +77,12 @@ class LogoutApi(APIView):
 class WsTicketApi(APIView):
     """A single-use ticket for opening /ws/?ticket=..., valid for a few seconds."""
 
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "WsTicket", {"ticket": serializers.CharField(), "expires_in": serializers.IntegerField()}
+        ),
+    )
     def post(self, request):
         ticket, ttl = ws_ticket_issue(user=request.user)
         return Response({"ticket": ticket, "expires_in": ttl})

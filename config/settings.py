@@ -201,6 +201,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Rooms and messages for mobile clients. Real-time events arrive over /ws/.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RoomKindEnum": "rooms.models.Room.Kind",
+        "OpenRoomKindEnum": "rooms.models.OPEN_ROOM_KINDS",
+        "RoleEnum": "rooms.models.Membership.Role",
+    },
 }
 
 CELERY_BROKER_URL = REDIS_URL

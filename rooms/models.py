@@ -36,6 +36,10 @@ class Room(models.Model):
         return self.name
 
 
+# The kinds a person can create or switch a room to; direct rooms only come from direct_room_get_or_create.
+OPEN_ROOM_KINDS = [(Room.Kind.PUBLIC.value, "Public"), (Room.Kind.PRIVATE.value, "Private")]
+
+
 class Membership(models.Model):
     class Role(models.TextChoices):
         OWNER = "owner"
