@@ -70,6 +70,8 @@ DATABASES = {
 }
 # django-postgres-extra's backend adds partitioning DDL on top of Django's PostgreSQL backend.
 DATABASES["default"]["ENGINE"] = "psqlextra.backend"
+# We use no hstore fields, and the embedded PostgreSQL (pgserver wheel) ships no contrib extensions.
+POSTGRES_EXTRA_AUTO_EXTENSION_SET_UP = False
 
 REDIS_URL = env_required("REDIS_URL")
 
