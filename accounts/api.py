@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.services import user_create, ws_ticket_issue
+from accounts.services import user_create, user_update_settings, ws_ticket_issue
 from core.errors import InvalidInput
 
 
@@ -15,10 +15,16 @@ class MeOutput(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
     email = serializers.EmailField()
+    send_read_receipts = serializers.BooleanField()
 
 
 def me_payload(user) -> dict:
-    return {"id": user.pk, "username": user.username, "email": user.email}
+    return {
+        "id": user.pk,
+        "username": user.username,
+        "email": user.email,
+        "send_read_receipts": user.send_read_receipts,
+    }
 
 
 class SignupThrottle(AnonRateThrottle):
@@ -46,9 +52,21 @@ class SignupApi(APIView):
 
 
 class MeApi(APIView):
+    class Input(serializers.Serializer):
+        send_read_receipts = serializers.BooleanField(required=False)
+
+        class Meta:
+            ref_name = "MeInput"
+
     @extend_schema(responses=MeOutput)
     def get(self, request):
         return Response(me_payload(request.user))
+
+    @extend_schema(request=Input, responses=MeOutput)
+    def patch(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(me_payload(user_update_settings(user=request.user, **data.validated_data)))
 
 
 class LogoutApi(APIView):

@@ -34,6 +34,13 @@ def user_create(*, username: str, email: str, password: str) -> User:
 
 
 @functools.cache
+def user_update_settings(*, user: User, send_read_receipts: bool | None = None) -> User:
+    if send_read_receipts is not None:
+        user.send_read_receipts = send_read_receipts
+        user.save(update_fields=["send_read_receipts"])
+    return user
+
+
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 

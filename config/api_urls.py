@@ -3,7 +3,15 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.api import LogoutApi, MeApi, SignupApi, WsTicketApi
-from messaging.api import MessageListApi
+from messaging.api import (
+    ChangeListApi,
+    MessageDetailApi,
+    MessageListApi,
+    MessageReceiptsApi,
+    MessageRevisionListApi,
+    ReceiptApi,
+)
+from presence.api import RoomPresenceApi
 from rooms.api import MemberDetailApi, MemberListApi, RoomDetailApi, RoomJoinApi, RoomLeaveApi, RoomListApi
 
 urlpatterns = [
@@ -20,5 +28,19 @@ urlpatterns = [
     path("rooms/<str:room_id>/members/", MemberListApi.as_view(), name="api-room-members"),
     path("rooms/<str:room_id>/members/<str:user_id>/", MemberDetailApi.as_view(), name="api-room-member"),
     path("rooms/<str:room_id>/messages/", MessageListApi.as_view(), name="api-room-messages"),
+    path("rooms/<str:room_id>/messages/<str:message_id>/", MessageDetailApi.as_view(), name="api-message"),
+    path(
+        "rooms/<str:room_id>/messages/<str:message_id>/revisions/",
+        MessageRevisionListApi.as_view(),
+        name="api-message-revisions",
+    ),
+    path(
+        "rooms/<str:room_id>/messages/<str:message_id>/receipts/",
+        MessageReceiptsApi.as_view(),
+        name="api-message-receipts",
+    ),
+    path("rooms/<str:room_id>/changes/", ChangeListApi.as_view(), name="api-room-changes"),
+    path("rooms/<str:room_id>/receipts/", ReceiptApi.as_view(), name="api-room-receipts"),
+    path("rooms/<str:room_id>/presence/", RoomPresenceApi.as_view(), name="api-room-presence"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -15,9 +15,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from core.errors import ApplicationError
-from core.events import dumps, room_group, user_group
+from core.events import call_service, dumps, room_group, user_group
 from messaging import selectors, services
-from messaging.payloads import message_payload
+from messaging.payloads import change_frame, message_payload
+from presence import services as presence
 from rooms.selectors import user_rooms_state
 
 logger = logging.getLogger(__name__)
@@ -29,11 +30,12 @@ CLOSE_TOO_LARGE = 1009
 # How long an out-of-order event waits for the ones before it before we read them from the database.
 GAP_WAIT_SECONDS = 0.2
 GAP_MAX_ATTEMPTS = 5
+SYNC_BATCH = 100
 
 
 @dataclass
 class RoomCursor:
-    """What this socket has delivered in one room: every sequence up to `last`, in order."""
+    """What this socket has delivered in one room: every change numbered up to `last`, in order."""
 
     last: int
     pending: dict[int, str] = field(default_factory=dict)
@@ -42,33 +44,44 @@ class RoomCursor:
 
 
 class FrameError(ApplicationError):
+    code = "invalid_frame"
     status = 400
+
+
+def _session_state(user_id: int) -> tuple[dict[str, int], dict[str, int]]:
+    return user_rooms_state(user_id=user_id), selectors.unread_counts(user_id=user_id)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.cursors: dict[str, RoomCursor] = {}
+        self.presence_sent: dict[int, str] = {}
         self.send_lock = asyncio.Lock()
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
         if self.user is None or not self.user.is_authenticated or not self.user.is_active:
+            self.user = None
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         # Subscribe before reading the room state: an event published in between is then
         # received and, if already covered by the state, dropped as a duplicate.
         await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
-        rooms = await database_sync_to_async(user_rooms_state)(user_id=self.user.pk)
+        rooms, unread = await database_sync_to_async(_session_state)(self.user.pk)
         for room_id, last_sequence in rooms.items():
             await self._subscribe(room_id, last_sequence)
-        await self.send(text_data=dumps({"type": "session.ready", "user": self.user.pk, "rooms": rooms}))
+        await self.send(
+            text_data=dumps({"type": "session.ready", "user": self.user.pk, "rooms": rooms, "unread": unread})
+        )
+        await call_service(presence.presence_heartbeat, user=self.user, socket_id=self.channel_name, active=True)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "user", None) is None or not self.user.is_authenticated:
+        if getattr(self, "user", None) is None:
             return
         for room_id in list(self.cursors):
             await self._unsubscribe(room_id)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        await call_service(presence.presence_disconnect, user=self.user, socket_id=self.channel_name)
 
     # -- client -> server ------------------------------------------------------------------
 
@@ -92,13 +105,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if handler is None:
             await self._error("unknown_type", f"Unknown frame type {frame['type'][:50]!r}.")
             return
-        ref = frame.get("client_msg_id")
+        ref = frame.get("client_msg_id", frame.get("id"))
         ref = ref if isinstance(ref, str) else None
         try:
             await handler(self, frame)
         except ApplicationError as error:
             await self._error(error.code, error.message, ref=ref)
-        except Exception:  # keep the socket; the client retries with the same client_msg_id
+        except Exception:  # keep the socket; the client retries (sends are idempotent)
             logger.exception("frame %s failed", frame["type"])
             await self._error("internal", "Something went wrong; please retry.", ref=ref)
 
@@ -107,8 +120,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_message_send(self, frame: dict) -> None:
         room = _require_str(frame, "room")
-        message, _created = await database_sync_to_async(services.message_send)(
-            user=self.user, room_id=room, content=frame.get("content"), client_msg_id=frame.get("client_msg_id")
+        message, _created = await call_service(
+            services.message_send,
+            user=self.user,
+            room_id=room,
+            content=frame.get("content"),
+            client_msg_id=frame.get("client_msg_id"),
         )
         ack = {
             "type": "message.ack",
@@ -118,14 +135,74 @@ class ChatConsumer(AsyncWebsocketConsumer):
         }
         await self.send(text_data=dumps(ack))
 
+    async def on_message_edit(self, frame: dict) -> None:
+        await call_service(
+            services.message_edit,
+            user=self.user,
+            room_id=_require_str(frame, "room"),
+            message_id=_require_str(frame, "id"),
+            content=frame.get("content"),
+        )
+
+    async def on_message_delete(self, frame: dict) -> None:
+        await call_service(
+            services.message_delete,
+            user=self.user,
+            room_id=_require_str(frame, "room"),
+            message_id=_require_str(frame, "id"),
+        )
+
+    async def on_sync(self, frame: dict) -> None:
+        room = _require_str(frame, "room")
+        after = frame.get("after_sequence", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise FrameError('"after_sequence" must be an integer >= 0.')
+        has_more = True
+        while has_more:
+            messages, has_more, after = await database_sync_to_async(selectors.changes_page)(
+                user=self.user, room_id=room, after_sequence=after, limit=SYNC_BATCH
+            )
+            batch = {
+                "type": "sync.batch",
+                "room": room,
+                "events": [change_frame(m) for m in messages],
+                "has_more": has_more,
+                "last_sequence": after,
+            }
+            await self.send(text_data=dumps(batch))
+
+    async def on_receipt(self, frame: dict) -> None:
+        await call_service(
+            services.receipt_update,
+            user=self.user,
+            room_id=_require_str(frame, "room"),
+            delivered_sequence=frame.get("delivered_sequence"),
+            read_sequence=frame.get("read_sequence"),
+        )
+
+    async def on_typing(self, frame: dict) -> None:
+        await call_service(presence.typing_notify, user=self.user, room_id=_require_str(frame, "room"))
+
+    async def on_heartbeat(self, frame: dict) -> None:
+        await self._heartbeat(active=frame.get("active") is not False)
+
+    async def _heartbeat(self, *, active: bool) -> None:
+        await call_service(presence.presence_heartbeat, user=self.user, socket_id=self.channel_name, active=active)
+
     handlers: dict[str, Callable[["ChatConsumer", dict], Awaitable[None]]] = {
         "message.send": on_message_send,
+        "message.edit": on_message_edit,
+        "message.delete": on_message_delete,
+        "sync": on_sync,
+        "receipt": on_receipt,
+        "typing": on_typing,
+        "heartbeat": on_heartbeat,
     }
 
     # -- channel layer -> socket ------------------------------------------------------------
 
     async def room_sequenced(self, event: dict) -> None:
-        """A numbered room event: delivered strictly in sequence order, holes filled from the database."""
+        """A numbered room change: delivered strictly in number order, holes filled from the database."""
         cursor = self.cursors.get(event["room"])
         if cursor is None or event["seq"] <= cursor.last:
             return
@@ -133,8 +210,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._drain(event["room"], cursor)
 
     async def room_relay(self, event: dict) -> None:
-        """An unnumbered room event (member list changes, room edits)."""
-        if event["room"] in self.cursors:
+        """An unnumbered room event (members, room edits, receipts, typing)."""
+        if event["room"] in self.cursors and event.get("exclude_user") != self.user.pk:
+            await self.send(text_data=event["text"])
+
+    async def user_relay(self, event: dict) -> None:
+        await self.send(text_data=event["text"])
+
+    async def user_presence(self, event: dict) -> None:
+        """Sent to every room the user is in; someone sharing several rooms gets it once."""
+        if self.presence_sent.get(event["user"]) != event["text"]:
+            self.presence_sent[event["user"]] = event["text"]
             await self.send(text_data=event["text"])
 
     async def user_membership(self, event: dict) -> None:
@@ -169,30 +255,38 @@ class ChatConsumer(AsyncWebsocketConsumer):
             cursor.gap_task = asyncio.create_task(self._fill_gap(room_id, cursor))
 
     async def _fill_gap(self, room_id: str, cursor: RoomCursor) -> None:
-        """Events arrived after a hole. The events before them are committed (sequences commit in
-        order), so if the channel layer lost them (or they are just late) we read them from the
-        database."""
+        """A change arrived after a hole. Numbers commit in order, so every change before it is in
+        the database: if the channel layer lost some (or they are just late), read them there.
+        A number can be missing from the database only because a later change to the same message
+        superseded it; that later change is then delivered with its own number."""
         await asyncio.sleep(GAP_WAIT_SECONDS * (2**cursor.gap_attempts))
         cursor.gap_attempts += 1
         cursor.gap_task = None
         if not cursor.pending or self.cursors.get(room_id) is not cursor:
             return
+        upto = min(cursor.pending) - 1
         try:
-            messages, _ = await database_sync_to_async(selectors.messages_page)(
-                user=self.user, room_id=room_id, after_sequence=cursor.last, limit=min(cursor.pending) - cursor.last - 1
+            messages, has_more, reached = await database_sync_to_async(selectors.changes_page)(
+                user=self.user, room_id=room_id, after_sequence=cursor.last, until_sequence=upto, limit=100
             )
         except ApplicationError:  # no longer a member: the unsubscribe event is on its way
             return
         for message in messages:
-            frame = {"type": "message.new", "room": room_id, "message": message_payload(message)}
-            cursor.pending.setdefault(message.sequence, dumps(frame))
+            cursor.pending.setdefault(message.changed_sequence, dumps(change_frame(message)))
+        if reached > cursor.last:
+            cursor.gap_attempts = 0  # progress: a long gap may take several pages
+        async with self.send_lock:
+            for number in sorted(n for n in cursor.pending if n <= reached):
+                cursor.last = number
+                await self.send(text_data=cursor.pending.pop(number))
+            cursor.last = max(cursor.last, reached)
         await self._drain(room_id, cursor)
         if cursor.pending and cursor.gap_attempts >= GAP_MAX_ATTEMPTS:
-            logger.error("could not fill a gap in room %s after sequence %s", room_id, cursor.last)
+            logger.error("could not fill a gap in room %s after %s", room_id, cursor.last)
 
 
 def _require_str(frame: dict, name: str) -> str:
     value = frame.get(name)
     if not isinstance(value, str) or not value:
-        raise FrameError(f'"{name}" is required.', code="invalid_frame")
+        raise FrameError(f'"{name}" is required.')
     return value

@@ -34,12 +34,40 @@ class Message(PostgresPartitionedModel):
     content = models.TextField()
     client_msg_id = models.UUIDField()
     created_at = models.DateTimeField(default=timezone.now)
+    # The room sequence number of this message's latest change: its creation, then each edit or
+    # delete takes a new number from the same per-room sequence. Sync after N = rows with
+    # changed_sequence > N, each in its latest state.
+    changed_sequence = models.BigIntegerField()
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["room", "sequence"], name="message_room_sequence")]
+        indexes = [
+            models.Index(fields=["room", "sequence"], name="message_room_sequence"),
+            models.Index(fields=["room", "changed_sequence"], name="message_room_changed"),
+            # Edits and deletes name a message by id alone; the primary key starts with created_at.
+            models.Index(fields=["id"], name="message_id"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.sequence} in {self.room_id}"
+
+
+class MessageRevision(models.Model):
+    """An earlier text of an edited message. Deleting the message deletes its revisions."""
+
+    message_id = models.UUIDField(db_index=True)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    content = models.TextField()
+    # When this text was written: the message's creation or the edit that introduced it.
+    written_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["replaced_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"revision of {self.message_id} from {self.written_at:%Y-%m-%d %H:%M}"
 
 
 class SentMessageKey(models.Model):

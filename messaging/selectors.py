@@ -1,7 +1,12 @@
+import uuid
+
 from django.conf import settings
+from django.db import connection
 
 from accounts.models import User
-from messaging.models import Message
+from core.errors import Forbidden, NotFound
+from messaging.models import Message, MessageRevision
+from rooms.models import Membership
 from rooms.selectors import membership_get
 
 
@@ -35,3 +40,99 @@ def messages_page(
         messages = messages.order_by("-sequence")
     rows = list(messages[: limit + 1])
     return rows[:limit], len(rows) > limit
+
+
+def changes_page(
+    *, user: User, room_id: object, after_sequence: int, limit: int | None = None, until_sequence: int | None = None
+) -> tuple[list[Message], bool, int]:
+    """Everything that changed in a room after `after_sequence`, in number order: new messages,
+    edits (latest text) and deletions (tombstones), each message once in its latest state.
+
+    Returns (messages, has_more, cursor). `cursor` is the number to resume from: the client has now
+    seen every change up to it. Rows are bounded by the room's last number read in the same query
+    as the membership; since a room's numbers commit in order, everything up to it is visible.
+    """
+    membership = membership_get(room_id=room_id, user=user)
+    limit = _clamp_limit(limit)
+    upper = membership.room.last_sequence
+    if until_sequence is not None:
+        upper = min(upper, until_sequence)
+    rows = list(
+        Message.objects.filter(
+            room_id=membership.room.pk, changed_sequence__gt=after_sequence, changed_sequence__lte=upper
+        )
+        .select_related("sender")
+        .order_by("changed_sequence")[: limit + 1]
+    )
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = rows[-1].changed_sequence if has_more else max(upper, after_sequence)
+    return rows, has_more, cursor
+
+
+def message_in_room(room_id: uuid.UUID, message_id: object) -> Message:
+    try:
+        message_uuid = uuid.UUID(str(message_id))
+    except ValueError:
+        raise NotFound("No such message.") from None
+    message = Message.objects.select_related("sender").filter(room_id=room_id, id=message_uuid).first()
+    if message is None:
+        raise NotFound("No such message.")
+    return message
+
+
+def message_get(*, user: User, room_id: object, message_id: object) -> tuple[Membership, Message]:
+    membership = membership_get(room_id=room_id, user=user)
+    return membership, message_in_room(membership.room.pk, message_id)
+
+
+def message_receipts(*, user: User, room_id: object, message_id: object) -> dict:
+    """Who has received and who has read one of the user's own messages."""
+    membership, message = message_get(user=user, room_id=room_id, message_id=message_id)
+    if message.sender_id != user.pk:
+        raise Forbidden("Only the sender can see who received and read a message.")
+    others = (
+        Membership.objects.filter(room=membership.room, delivered_sequence__gte=message.sequence)
+        .exclude(user=user)
+        .select_related("user")
+        .order_by("user__username")
+    )
+    delivered, read = [], []
+    for other in others:
+        person = {"id": other.user.pk, "username": other.user.username}
+        delivered.append(person)
+        if other.read_sequence >= message.sequence and other.user.send_read_receipts:
+            read.append(person)
+    return {"message": str(message.id), "sequence": message.sequence, "delivered_to": delivered, "read_by": read}
+
+
+def message_revisions(*, user: User, room_id: object, message_id: object) -> list[MessageRevision]:
+    """Earlier texts of a message, oldest first: for room owners/admins and the author."""
+    membership, message = message_get(user=user, room_id=room_id, message_id=message_id)
+    if not membership.can_manage and message.sender_id != user.pk:
+        raise Forbidden("Only room admins and the author can see edit history.")
+    return list(MessageRevision.objects.filter(room_id=membership.room.pk, message_id=message.id))
+
+
+UNREAD_CAP = 999
+
+
+def unread_counts(*, user_id: int) -> dict[str, int]:
+    """{room id: messages from others after my read mark, not deleted}, capped at UNREAD_CAP."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT m.room_id, (
+                SELECT count(*) FROM (
+                    SELECT 1 FROM messaging_message msg
+                     WHERE msg.room_id = m.room_id AND msg.sequence > m.read_sequence
+                       AND msg.deleted_at IS NULL AND msg.sender_id IS DISTINCT FROM m.user_id
+                     LIMIT %s
+                ) capped
+            )
+              FROM rooms_membership m
+             WHERE m.user_id = %s
+            """,
+            [UNREAD_CAP, user_id],
+        )
+        return {str(room_id): count for room_id, count in cursor.fetchall()}

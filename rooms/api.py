@@ -3,6 +3,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from messaging.selectors import unread_counts
 from rooms import selectors, services
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
 from rooms.payloads import member_payload, room_payload
@@ -54,7 +55,11 @@ class RoomListApi(APIView):
         if request.query_params.get("discover") in ("1", "true"):
             rooms = [room_payload(room) for room in selectors.room_list_public(user=request.user)[:200]]
         else:
-            rooms = [room_payload(m.room, role=m.role) for m in selectors.room_list_for_user(user=request.user)]
+            unread = unread_counts(user_id=request.user.pk)
+            rooms = [
+                {**room_payload(m.room, role=m.role), "unread": unread.get(str(m.room_id), 0)}
+                for m in selectors.room_list_for_user(user=request.user)
+            ]
         return Response({"results": rooms})
 
     @extend_schema(request=Input, responses={201: RoomOutput})

@@ -51,6 +51,10 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     joined_at = models.DateTimeField(auto_now_add=True)
+    # Receipt marks: this member's devices have received / the member has read the room's history
+    # up to these sequence numbers. They only move forward (messaging.services.receipt_update).
+    delivered_sequence = models.BigIntegerField(default=0)
+    read_sequence = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["room", "user"], name="membership_room_user_unique")]

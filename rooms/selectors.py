@@ -7,7 +7,7 @@ from core.errors import Forbidden, NotFound
 from rooms.models import Membership, Room
 
 
-def _parse_room_id(room_id: object) -> uuid.UUID:
+def parse_room_id(room_id: object) -> uuid.UUID:
     try:
         return room_id if isinstance(room_id, uuid.UUID) else uuid.UUID(str(room_id))
     except (ValueError, TypeError, AttributeError):
@@ -19,7 +19,7 @@ def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership |
 
     Missing and invisible rooms raise the same NotFound, so nobody learns a private room exists.
     """
-    room = Room.objects.select_related("created_by").filter(pk=_parse_room_id(room_id)).first()
+    room = Room.objects.select_related("created_by").filter(pk=parse_room_id(room_id)).first()
     if room is None:
         raise NotFound()
     membership = Membership.objects.filter(room=room, user=user).first()

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
+from channels.layers import channel_layers
 from django.conf import settings
 from django.db import connection
 
@@ -20,9 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _fresh_redis() -> Iterator[None]:
-    """Each test starts with an empty Redis (channel layer, tickets, cache)."""
+    """Each test starts with an empty Redis (channel layer, tickets, cache) and its own channel
+    layer object: channels-redis binds its receive lock to the event loop of the test using it."""
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    channel_layers.backends.clear()
     yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture

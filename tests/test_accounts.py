@@ -28,7 +28,12 @@ def test_it_signs_up_and_gets_tokens(api):
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
     me = api.get("/api/v1/me/")
     assert me.status_code == 200
-    assert me.json() == {"id": response.json()["id"], "username": "ada", "email": "ada@example.com"}
+    assert me.json() == {
+        "id": response.json()["id"],
+        "username": "ada",
+        "email": "ada@example.com",
+        "send_read_receipts": True,
+    }
 
 
 def test_it_rejects_a_duplicate_username_and_a_weak_password(api, make_user):

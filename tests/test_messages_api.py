@@ -38,7 +38,10 @@ def test_it_sends_and_returns_the_message_shape(room):
     response = send(room, room.created_by, "<b>hi</b>", key)
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "room", "sequence", "sender", "content", "client_msg_id", "created_at"}
+    assert set(body) == {
+        "id", "room", "sequence", "sender", "content", "client_msg_id", "created_at", "edited_at", "deleted"
+    }
+    assert body["edited_at"] is None and body["deleted"] is False
     assert body["room"] == str(room.pk) and body["sequence"] == 1
     assert body["sender"] == {"id": room.created_by.pk, "username": "owner"}
     assert body["content"] == "<b>hi</b>" and body["client_msg_id"] == str(key)

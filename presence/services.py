@@ -1,0 +1,142 @@
+"""Presence and typing, kept in Redis only (nothing here is worth a database row).
+
+Presence: each socket heartbeats every 30 s and counts as alive for 60 s (a sorted set of the
+user's sockets scored by expiry, so dead sockets age out without a cleanup job). A user is
+online if any socket is alive and they were active in the last 10 minutes, away if sockets are
+alive but idle, offline if none is alive. Only transitions are announced, to the rooms the user
+is in. The status change is decided atomically in Redis (a Lua script), so two tabs racing never
+announce the same transition twice.
+"""
+
+import datetime as dt
+import functools
+import time
+
+import redis
+from django.conf import settings
+
+from accounts.models import User
+from core.errors import Forbidden
+from core.events import dumps, room_group, send_event
+from rooms.selectors import membership_get, parse_room_id, room_members, user_rooms_state
+
+SOCKET_TTL_SECONDS = 60
+AWAY_AFTER_SECONDS = 10 * 60
+TYPING_INTERVAL_MS = 2000
+
+# KEYS: sockets zset, last-active string, announced-status string
+# ARGV: now, socket id, "beat" | "gone", active (1/0), socket ttl, away after
+_TRANSITION = """
+local now = tonumber(ARGV[1])
+if ARGV[3] == "beat" then
+  redis.call("ZADD", KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
+  redis.call("EXPIRE", KEYS[1], tonumber(ARGV[5]) * 2)
+  if ARGV[4] == "1" or redis.call("EXISTS", KEYS[2]) == 0 then
+    redis.call("SET", KEYS[2], ARGV[1])
+  end
+else
+  redis.call("ZREM", KEYS[1], ARGV[2])
+end
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
+local alive = redis.call("ZCARD", KEYS[1])
+local last_active = tonumber(redis.call("GET", KEYS[2]) or "0")
+local status = "offline"
+if alive > 0 then
+  if now - last_active >= tonumber(ARGV[6]) then status = "away" else status = "online" end
+end
+local previous = redis.call("GET", KEYS[3]) or "offline"
+redis.call("SET", KEYS[3], status, "EX", 86400)
+return {previous, status, tostring(last_active)}
+"""
+
+
+@functools.cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+@functools.cache
+def _transition_script():
+    return _redis().register_script(_TRANSITION)
+
+
+def _keys(user_id: int) -> list[str]:
+    return [
+        f"parley:presence:{user_id}:sockets",
+        f"parley:presence:{user_id}:active",
+        f"parley:presence:{user_id}:status",
+    ]
+
+
+def _iso(epoch: float) -> str | None:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat() if epoch else None
+
+
+def _update(user: User, socket_id: str, mode: str, active: bool) -> str:
+    previous, status, last_active = _transition_script()(
+        keys=_keys(user.pk),
+        args=[time.time(), socket_id, mode, int(active), SOCKET_TTL_SECONDS, AWAY_AFTER_SECONDS],
+    )
+    if status != previous:
+        frame = dumps(
+            {
+                "type": "presence",
+                "user": {"id": user.pk, "username": user.username},
+                "status": status,
+                "last_seen_at": _iso(float(last_active)),
+            }
+        )
+        rooms = user_rooms_state(user_id=user.pk)
+        send_event([room_group(room) for room in rooms], {"type": "user.presence", "user": user.pk, "text": frame})
+    return status
+
+
+def presence_heartbeat(*, user: User, socket_id: str, active: bool) -> str:
+    """A socket is alive (and the user did something since the last beat, if `active`)."""
+    return _update(user, socket_id, "beat", active)
+
+
+def presence_disconnect(*, user: User, socket_id: str) -> str:
+    return _update(user, socket_id, "gone", False)
+
+
+def presence_of(*, user_ids: list[int]) -> dict[int, dict]:
+    """{user id: {"status", "last_seen_at"}} computed from what is alive right now."""
+    now = time.time()
+    pipe = _redis().pipeline(transaction=False)
+    for user_id in user_ids:
+        sockets, active, _ = _keys(user_id)
+        pipe.zcount(sockets, now, "+inf")
+        pipe.get(active)
+    replies = pipe.execute()
+    result = {}
+    for index, user_id in enumerate(user_ids):
+        alive, last_active = replies[2 * index], float(replies[2 * index + 1] or 0)
+        if not alive:
+            status = "offline"
+        else:
+            status = "away" if now - last_active >= AWAY_AFTER_SECONDS else "online"
+        result[user_id] = {"status": status, "last_seen_at": _iso(last_active)}
+    return result
+
+
+def room_presence(*, user: User, room_id: object) -> list[dict]:
+    membership = membership_get(room_id=room_id, user=user)
+    members = list(room_members(room=membership.room))
+    states = presence_of(user_ids=[m.user_id for m in members])
+    return [{"user": {"id": m.user.pk, "username": m.user.username}, **states[m.user_id]} for m in members]
+
+
+def typing_notify(*, user: User, room_id: object) -> bool:
+    """Tell the room's other members that `user` is typing. At most one per 2 s per user per room
+    goes through (the rest are dropped: typing is a hint); never stored. True if relayed."""
+    room_id = parse_room_id(room_id)
+    if not _redis().set(f"parley:typing:{room_id}:{user.pk}", 1, nx=True, px=TYPING_INTERVAL_MS):
+        return False
+    membership = membership_get(room_id=room_id, user=user)
+    if not membership.can_send:
+        raise Forbidden("Viewers cannot type in this room.")
+    room = str(membership.room.pk)
+    frame = dumps({"type": "typing", "room": room, "user": {"id": user.pk, "username": user.username}})
+    send_event([room_group(room)], {"type": "room.relay", "room": room, "exclude_user": user.pk, "text": frame})
+    return True
