@@ -136,4 +136,6 @@ def member_invite(request, room_id):
             messages.error(request, error.message)
         else:
             messages.success(request, f"{user.username} can now see this room.")
+    else:
+        messages.error(request, "Enter a username and a role.")
     return redirect("room", room_id=room.pk)

@@ -1,0 +1,118 @@
+// The page's one WebSocket to /ws/ (docs/protocol.md), kept open across network trouble.
+//
+// Browsers authenticate with the session cookie, so there is nothing to send on connect.
+// After any close we reconnect with exponential backoff and *full* jitter: a server restart
+// drops every client at once, and random delays spread their reconnects out instead of
+// hammering the server in synchronised waves.
+
+const BASE_DELAY_MS = 1000;
+const MAX_DELAY_MS = 30000;
+const CLOSE_UNAUTHENTICATED = 4401;
+
+export function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}/ws/`;
+}
+
+/** Full jitter: a uniformly random delay between 0 and min(cap, base * 2^attempt). */
+export function backoffDelay(attempt) {
+  const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt);
+  return Math.random() * ceiling;
+}
+
+/**
+ * A reconnecting socket. Callbacks:
+ *   onFrame(frame)  every parsed server frame, including session.ready
+ *   onState(state)  "connecting" | "connected" | "reconnecting" | "signed-out"
+ * "connected" means session.ready arrived: the server has subscribed us to our rooms.
+ */
+export class LiveSocket {
+  constructor({ onFrame = () => {}, onState = () => {} } = {}) {
+    this.onFrame = onFrame;
+    this.onState = onState;
+    this.ws = null;
+    this.ready = false;
+    this.attempt = 0;
+    this.timer = null;
+    this.hasConnected = false;
+    this.stopped = false;
+  }
+
+  start() {
+    this.stopped = false;
+    // Closing on pagehide keeps the badge from flashing "Reconnecting…" while navigating away.
+    window.addEventListener("pagehide", () => this.stop());
+    window.addEventListener("pageshow", (event) => event.persisted && this.restart());
+    // Coming back online is the best moment to retry; don't sit out the rest of a long backoff.
+    window.addEventListener("online", () => this.timer !== null && this.restart());
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.clearTimer();
+    const ws = this.ws;
+    this.ws = null;
+    this.ready = false;
+    ws?.close(1000);
+  }
+
+  restart() {
+    this.stop();
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Send a frame if the session is ready; returns false so the caller can queue it instead. */
+  send(frame) {
+    if (!this.ready || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  connect() {
+    this.clearTimer();
+    this.onState(this.hasConnected || this.attempt > 0 ? "reconnecting" : "connecting");
+    const ws = new WebSocket(socketUrl());
+    this.ws = ws;
+    ws.addEventListener("message", (event) => this.handleMessage(ws, event));
+    ws.addEventListener("close", (event) => this.handleClose(ws, event));
+  }
+
+  handleMessage(ws, event) {
+    if (ws !== this.ws) return; // a socket we already gave up on
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
+      return; // the server only sends JSON; ignore anything else rather than crash the page
+    }
+    if (frame.type === "session.ready") {
+      this.ready = true;
+      this.hasConnected = true;
+      this.attempt = 0;
+      this.onState("connected");
+    }
+    this.onFrame(frame);
+  }
+
+  handleClose(ws, event) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.ready = false;
+    if (this.stopped) return;
+    if (event.code === CLOSE_UNAUTHENTICATED) {
+      // The session is gone (signed out elsewhere, expired): retrying cannot help.
+      this.onState("signed-out");
+      return;
+    }
+    this.onState("reconnecting");
+    this.timer = setTimeout(() => this.connect(), backoffDelay(this.attempt));
+    this.attempt += 1;
+  }
+
+  clearTimer() {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

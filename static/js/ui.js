@@ -1,0 +1,43 @@
+// Page-wide behaviour on every page: dismissible flash notices and avatar colours.
+import { paintAvatars } from "./dom.js";
+
+// Good news fades by itself; errors and warnings stay until dismissed, so nobody misses them.
+const AUTO_DISMISS_MS = 6000;
+const AUTO_DISMISS_LEVELS = ["flash-success", "flash-info"];
+
+function dismiss(flash) {
+  flash.classList.add("is-leaving");
+  setTimeout(() => {
+    flash.remove();
+    // Drop the empty container too, so it takes no space.
+    const stack = document.querySelector(".flash-stack");
+    if (stack && !stack.children.length) stack.remove();
+  }, 200);
+}
+
+function autoDismiss(flash) {
+  let timer = setTimeout(() => dismiss(flash), AUTO_DISMISS_MS);
+  // Hold it while the reader is pointing at it or has focus inside it.
+  const hold = () => clearTimeout(timer);
+  const release = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => dismiss(flash), AUTO_DISMISS_MS / 2);
+  };
+  flash.addEventListener("mouseenter", hold);
+  flash.addEventListener("focusin", hold);
+  flash.addEventListener("mouseleave", release);
+  flash.addEventListener("focusout", release);
+}
+
+function setUpFlashes() {
+  document.addEventListener("click", (event) => {
+    const flash = event.target.closest("[data-dismiss]")?.closest(".flash");
+    if (flash) dismiss(flash);
+  });
+  for (const flash of document.querySelectorAll(".flash")) {
+    if (AUTO_DISMISS_LEVELS.some((level) => flash.classList.contains(level))) autoDismiss(flash);
+  }
+}
+
+setUpFlashes();
+paintAvatars();

@@ -1,0 +1,293 @@
+"""The web UI end to end: headless Chromium (Debian's) against real daphne processes.
+
+Playwright's sync API runs an event loop in this thread once started, and Django refuses ORM
+calls while a loop runs here. So every test does its database setup first and only then calls
+the `chromium` fixture; the fixture is closed before `start_server` (and the test database) are
+torn down.
+"""
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+PASSWORD = "pale-orchid-lantern-93"
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+@pytest.fixture
+def chromium(start_server) -> Iterator[Callable]:
+    """Returns a function that launches Chromium. Call it after all database setup (see above)."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing; browser tests drive Debian's Chromium. "
+            "Install it with: apt-get update && apt-get install -y chromium",
+            pytrace=False,
+        )
+    started: dict = {}
+
+    def launch():
+        started["playwright"] = sync_playwright().start()
+        started["browser"] = started["playwright"].chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        return started["browser"]
+
+    yield launch
+    if "browser" in started:
+        started["browser"].close()
+    if "playwright" in started:
+        started["playwright"].stop()
+
+
+def open_page(browser, base_url: str, errors: list[str]):
+    """A page in its own context (own cookies, so its own user), recording script errors."""
+    context = browser.new_context(base_url=base_url, viewport=VIEWPORT)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    return page
+
+
+def sign_up(page, username: str) -> None:
+    page.goto("/signup/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Email").fill(f"{username}@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_test_id("current-user")).to_have_text(username)
+    expect(page.get_by_role("heading", name="Your rooms")).to_be_visible()
+
+
+def sign_in(page, username: str, password: str = PASSWORD) -> None:
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("current-user")).to_have_text(username)
+
+
+def send(page, text: str) -> None:
+    """Type into the composer and press Enter (Shift+Enter for line breaks)."""
+    box = page.locator("#composer-input")
+    box.click()
+    for index, line in enumerate(text.split("\n")):
+        if index:
+            box.press("Shift+Enter")
+        box.press_sequentially(line)
+    box.press("Enter")
+
+
+def shown_sequences(page) -> list[int]:
+    return page.locator("#messages [data-sequence]").evaluate_all("rows => rows.map(r => Number(r.dataset.sequence))")
+
+
+def test_two_people_chat_live_through_the_ui(start_server, chromium):
+    base_url = start_server()
+    browser = chromium()
+    suffix = uuid.uuid4().hex[:6]
+    alice_name, bob_name, room_name = f"alice{suffix}", f"bob{suffix}", "Launch plans"
+    errors: list[str] = []
+    alice = open_page(browser, base_url, errors)
+    bob = open_page(browser, base_url, errors)
+
+    # Bob gets an account, signs out, and signs back in: every step through the forms.
+    sign_up(bob, bob_name)
+    bob.get_by_role("button", name="Sign out").click()
+    expect(bob).to_have_url(re.compile(r"/login/"))
+    sign_in(bob, bob_name)
+    expect(bob.locator("#my-rooms-empty")).to_be_visible()
+
+    # Alice signs up and creates a private room.
+    sign_up(alice, alice_name)
+    create = alice.locator("#create-room-form")
+    create.get_by_label("Name").fill(room_name)
+    create.get_by_label("Topic").fill("Everything for Thursday's release")
+    create.get_by_label("Kind").select_option("private")
+    create.get_by_role("button", name="Create room").click()
+    expect(alice.locator("#room-name")).to_have_text(room_name)
+    expect(alice.locator("#conn-badge")).to_have_text("Connected")
+    expect(alice.locator("#conn-badge")).to_have_attribute("data-state", "connected")
+    expect(alice.locator("#history-status")).to_contain_text("This is the beginning of the room")
+
+    # She invites Bob; his open home page lists the room without a reload.
+    invite = alice.locator("#invite-form")
+    invite.get_by_label("Username").fill(bob_name)
+    invite.get_by_label("Role").select_option("member")
+    invite.get_by_role("button", name="Invite").click()
+    flash = alice.locator(".flash")
+    expect(flash).to_contain_text(f"{bob_name} can now see this room.")
+    flash.get_by_role("button", name="Dismiss notice").click()
+    expect(flash).to_have_count(0)
+    expect(alice.locator("#member-list")).to_contain_text(bob_name)
+    expect(alice.locator("#conn-badge")).to_have_text("Connected")
+
+    room_link = bob.locator("#my-rooms").get_by_role("link", name=re.compile(room_name))
+    expect(room_link).to_be_visible()
+    expect(bob.locator("#my-rooms-empty")).to_be_hidden()
+    room_link.click()
+    expect(bob.locator("#room-name")).to_have_text(room_name)
+    expect(bob.locator("#conn-badge")).to_have_text("Connected")
+    expect(bob.locator("#sidebar-rooms .is-active")).to_have_text(room_name)
+    expect(bob.locator("#member-list .member")).to_have_count(2)
+
+    # Alice writes (Enter sends); Bob sees it live. Then Bob answers (with a line break).
+    send(alice, "Hi Bob, welcome aboard!")
+    from_alice = bob.locator("[data-sequence]", has_text="Hi Bob, welcome aboard!")
+    expect(from_alice).to_be_visible()
+    expect(from_alice).to_contain_text(alice_name)
+    expect(from_alice.locator("time")).to_have_text(re.compile(r"^\d{2}:\d{2}$"))
+
+    send(bob, "Thanks Alice!\nHappy to help.")
+    from_bob = alice.locator("[data-sequence]", has_text="Thanks Alice!")
+    expect(from_bob).to_be_visible()
+    assert from_bob.locator(".msg-body").inner_text() == "Thanks Alice!\nHappy to help."
+
+    # Markup is text, never HTML.
+    send(alice, "<b>x</b> & <img src=x onerror=alert(1)>")
+    escaped = bob.locator("[data-sequence]", has_text="<b>x</b>")
+    expect(escaped.locator(".msg-body")).to_have_text("<b>x</b> & <img src=x onerror=alert(1)>")
+    assert escaped.locator("b, img").count() == 0
+
+    # Both pages show the same three messages once each, in order, with nothing left pending.
+    for page in (alice, bob):
+        expect(page.locator("#messages [data-sequence]")).to_have_count(3)
+        assert shown_sequences(page) == [1, 2, 3]
+        expect(page.locator("#pending > li")).to_have_count(0)
+    ids = alice.locator("#messages [data-sequence]").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert len(set(ids)) == 3 and all(ids)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    alice.screenshot(path=str(ARTIFACTS / "chat-alice.png"))
+    bob.screenshot(path=str(ARTIFACTS / "chat-bob.png"))
+    assert errors == []
+
+
+def test_scroll_back_loads_all_history_exactly_once(start_server, chromium, make_user):
+    from messaging.services import message_send
+    from rooms.services import room_create
+
+    reader = make_user(password=PASSWORD)
+    room = room_create(creator=reader, name="Archive", topic="Everything we ever said", kind="public")
+    for number in range(1, 121):
+        message_send(user=reader, room_id=room.pk, content=f"Message number {number}", client_msg_id=uuid.uuid4())
+
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    page = open_page(browser, base_url, errors)
+    sign_in(page, reader.username)
+    page.goto(f"/rooms/{room.pk}/")
+
+    # The newest page first, scrolled to the bottom.
+    expect(page.locator("#messages [data-sequence]")).to_have_count(50)
+    assert shown_sequences(page) == list(range(71, 121))
+    expect(page.locator('[data-sequence="120"]')).to_be_in_viewport()
+    expect(page.get_by_text("This is the beginning of the room")).to_have_count(0)
+
+    # Scrolling to the top loads the page before, without moving what the reader looks at.
+    scroller = page.locator("#scroller")
+    anchor = page.locator('[data-sequence="72"]')
+    offset = "(el) => el.getBoundingClientRect().top - document.getElementById('scroller').getBoundingClientRect().top"
+    scroller.evaluate("(el) => { el.scrollTop = 0; }")
+    before = anchor.evaluate(offset)
+    expect(page.locator("#messages [data-sequence]")).to_have_count(100)
+    assert abs(anchor.evaluate(offset) - before) <= 2
+
+    # And again until the first message; then the beginning marker shows.
+    for _ in range(5):
+        if page.locator('[data-sequence="1"]').count():
+            break
+        count = page.locator("#messages [data-sequence]").count()
+        scroller.evaluate("(el) => { el.scrollTop = 0; }")
+        page.wait_for_function("n => document.querySelectorAll('#messages [data-sequence]').length > n", arg=count)
+    expect(page.locator('[data-sequence="1"]')).to_have_count(1)
+    expect(page.get_by_text("This is the beginning of the room")).to_be_visible()
+    assert shown_sequences(page) == list(range(1, 121))
+    assert page.locator("#messages [data-sequence]").count() == 120
+
+    scroller.evaluate("(el) => { el.scrollTop = 0; }")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "scroll-back.png"))
+    assert errors == []
+
+
+def test_missed_frames_are_fetched_and_failed_sends_can_be_retried(start_server, chromium, make_user):
+    """Between the page and the real server sits a WebSocket route that loses one message.new
+    and answers one send with an error frame, the way a flaky network or server would."""
+    import json
+
+    from rooms.services import membership_add, room_create
+
+    ann, oli = make_user(password=PASSWORD), make_user(password=PASSWORD)
+    room = room_create(creator=ann, name="Ops", kind="private")
+    membership_add(actor=room.memberships.get(user=ann), user=oli)
+
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, oli_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    tampered = {"dropped": 0, "failed": 0}
+
+    def flaky(ws) -> None:
+        server = ws.connect_to_server()
+
+        def to_page(text) -> None:
+            frame = json.loads(text)
+            if frame["type"] == "message.new" and frame["message"]["content"] == "lost in transit":
+                if not tampered["dropped"]:
+                    tampered["dropped"] += 1
+                    return
+            ws.send(text)
+
+        def to_server(text) -> None:
+            frame = json.loads(text)
+            if frame.get("content") == "fails once" and not tampered["failed"]:
+                tampered["failed"] += 1
+                error = {"type": "error", "code": "internal", "message": "Something went wrong; please retry."}
+                ws.send(json.dumps({**error, "ref": frame["client_msg_id"]}))
+                return
+            server.send(text)
+
+        server.on_message(to_page)
+        ws.on_message(to_server)
+
+    ann_page.route_web_socket(re.compile(r"/ws/$"), flaky)
+    for page, user in ((ann_page, ann), (oli_page, oli)):
+        sign_in(page, user.username)
+        page.goto(f"/rooms/{room.pk}/")
+        expect(page.locator("#conn-badge")).to_have_text("Connected")
+
+    # Oli's first message never reaches Ann's socket; the next one reveals the gap, and the page
+    # fetches what it missed over REST.
+    send(oli_page, "lost in transit")
+    send(oli_page, "arrives fine")
+    expect(ann_page.locator("[data-sequence]", has_text="arrives fine")).to_be_visible()
+    expect(ann_page.locator("[data-sequence]", has_text="lost in transit")).to_be_visible()
+    assert tampered["dropped"] == 1
+
+    # Ann's send is refused once: it stays on screen as failed, and Retry delivers it.
+    send(ann_page, "fails once")
+    failed = ann_page.locator("#pending li.is-failed")
+    expect(failed).to_contain_text("Something went wrong; please retry.")
+    failed.get_by_role("button", name="Retry").click()
+    expect(oli_page.locator("[data-sequence]", has_text="fails once")).to_be_visible()
+    expect(ann_page.locator("#pending > li")).to_have_count(0)
+    for page in (ann_page, oli_page):
+        expect(page.locator("#messages [data-sequence]")).to_have_count(3)
+        assert shown_sequences(page) == [1, 2, 3]
+    assert errors == []
