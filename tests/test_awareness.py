@@ -1,0 +1,247 @@
+"""Read receipts, unread counts, presence and typing, on real Redis and PostgreSQL."""
+
+import asyncio
+import time
+import uuid
+
+import pytest
+import redis
+from channels.db import database_sync_to_async
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from messaging import services
+from messaging.selectors import unread_counts
+from presence import services as presence
+from rooms.models import Membership, Room
+from rooms.services import room_create
+from tests.test_consumer import TIMEOUT, connect, receive_type
+
+
+def client_for(user) -> APIClient:
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+def send(room, user, content="hi"):
+    return services.message_send(user=user, room_id=room.pk, content=content, client_msg_id=uuid.uuid4())[0]
+
+
+@pytest.fixture
+def trio(make_user):
+    ada, bob, cy = make_user("ada"), make_user("bob"), make_user("cy")
+    room = room_create(creator=ada, name="Trio", kind=Room.Kind.PRIVATE)
+    Membership.objects.create(room=room, user=bob)
+    Membership.objects.create(room=room, user=cy, role="viewer")
+    return {"room": room, "ada": ada, "bob": bob, "cy": cy}
+
+
+def marks(room, user):
+    membership = Membership.objects.get(room=room, user=user)
+    return membership.delivered_sequence, membership.read_sequence
+
+
+# -- receipts --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_receipts_only_move_forward_and_never_past_the_end(trio):
+    room, bob = trio["room"], trio["bob"]
+    for _ in range(5):
+        send(room, trio["ada"])
+    api = client_for(bob)
+    url = f"/api/v1/rooms/{room.pk}/receipts/"
+    assert api.post(url, {"delivered_sequence": 4, "read_sequence": 2}).json() == {
+        "delivered_sequence": 4,
+        "read_sequence": 2,
+    }
+    assert api.post(url, {"delivered_sequence": 1, "read_sequence": 1}).json() == {
+        "delivered_sequence": 4,
+        "read_sequence": 2,
+    }
+    assert api.post(url, {"read_sequence": 99}).json() == {"delivered_sequence": 5, "read_sequence": 5}
+    assert marks(room, bob) == (5, 5)
+    for bad in ({}, {"read_sequence": -1}, {"delivered_sequence": "x"}):
+        assert api.post(url, bad).status_code == 400
+    assert marks(room, bob) == (5, 5)
+
+
+@pytest.mark.django_db
+def test_outsiders_cannot_post_receipts(trio, make_user):
+    response = client_for(make_user("eve")).post(f"/api/v1/rooms/{trio['room'].pk}/receipts/", {"read_sequence": 1})
+    assert response.status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_sender_sees_who_received_and_read_and_privacy_hides_reads(trio):
+    room, ada, bob, cy = trio["room"], trio["ada"], trio["bob"], trio["cy"]
+    message = send(room, ada, "did you see this?")
+    services.receipt_update(user=bob, room_id=room.pk, read_sequence=1)
+    services.receipt_update(user=cy, room_id=room.pk, read_sequence=1)
+    url = f"/api/v1/rooms/{room.pk}/messages/{message.id}/receipts/"
+    body = client_for(ada).get(url).json()
+    assert [u["username"] for u in body["delivered_to"]] == ["bob", "cy"]
+    assert [u["username"] for u in body["read_by"]] == ["bob", "cy"]
+
+    client_for(cy).patch("/api/v1/me/", {"send_read_receipts": False})
+    body = client_for(ada).get(url).json()
+    assert [u["username"] for u in body["read_by"]] == ["bob"]
+    assert [u["username"] for u in body["delivered_to"]] == ["bob", "cy"]
+    assert client_for(bob).get(url).status_code == 403  # not bob's message
+
+
+@pytest.mark.django_db
+def test_unread_counts_ignore_my_own_and_deleted_messages(trio):
+    room, ada, bob = trio["room"], trio["ada"], trio["bob"]
+    send(room, ada, "one")
+    doomed = send(room, ada, "two")
+    send(room, bob, "mine")
+    send(room, ada, "three")
+    services.message_delete(user=ada, room_id=room.pk, message_id=doomed.id)
+    assert unread_counts(user_id=bob.pk) == {str(room.pk): 2}
+    services.receipt_update(user=bob, room_id=room.pk, read_sequence=3)
+    assert unread_counts(user_id=bob.pk) == {str(room.pk): 1}
+    rooms = client_for(bob).get("/api/v1/rooms/").json()["results"]
+    assert rooms[0]["unread"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_receipt_frames_reach_others_and_my_other_devices(trio):
+    people = await database_sync_to_async(lambda: trio)()
+    room, ada, bob, cy = people["room"], people["ada"], people["bob"], people["cy"]
+    await database_sync_to_async(send)(room, ada, "hello")
+    ada_socket, _ = await connect(ada)
+    bob_phone, ready = await connect(bob)
+    bob_laptop, _ = await connect(bob)
+    assert ready["unread"] == {str(room.pk): 1}
+
+    await bob_phone.send_json_to({"type": "receipt", "room": str(room.pk), "delivered_sequence": 1, "read_sequence": 1})
+    seen_by_ada = await receive_type(ada_socket, "receipt")
+    assert seen_by_ada == {
+        "type": "receipt",
+        "room": str(room.pk),
+        "user": {"id": bob.pk, "username": "bob"},
+        "delivered_sequence": 1,
+        "read_sequence": 1,
+    }
+    assert (await receive_type(bob_laptop, "receipt"))["read_sequence"] == 1
+
+    # cy hides reads: ada learns of the delivery only; cy's own devices still get the real mark.
+    cy.send_read_receipts = False
+    await database_sync_to_async(cy.save)()
+    cy_socket, _ = await connect(cy)
+    await cy_socket.send_json_to({"type": "receipt", "room": str(room.pk), "read_sequence": 1})
+    hidden = await receive_type(ada_socket, "receipt")
+    assert hidden["user"]["username"] == "cy" and hidden["delivered_sequence"] == 1 and hidden["read_sequence"] is None
+    assert (await receive_type(cy_socket, "receipt"))["read_sequence"] == 1
+    await cy_socket.send_json_to({"type": "receipt", "room": str(room.pk)})
+    assert (await receive_type(cy_socket, "error"))["code"] == "invalid_frame"
+    for socket in (ada_socket, bob_phone, bob_laptop, cy_socket):
+        await socket.disconnect(timeout=TIMEOUT)
+
+
+# -- presence --------------------------------------------------------------------------------
+
+
+async def next_presence(socket, username: str) -> dict:
+    while True:
+        frame = await receive_type(socket, "presence")
+        if frame["user"]["username"] == username:
+            return frame
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_presence_combines_two_tabs_and_only_announces_transitions(trio):
+    people = await database_sync_to_async(lambda: trio)()
+    room, ada, bob = people["room"], people["ada"], people["bob"]
+    watcher, _ = await connect(ada)
+
+    tab1, _ = await connect(bob)
+    online = await next_presence(watcher, "bob")
+    assert online["status"] == "online" and online["last_seen_at"]
+    tab2, _ = await connect(bob)
+    await tab2.send_json_to({"type": "heartbeat", "active": True})
+    await tab2.disconnect(timeout=TIMEOUT)  # one tab closed: still online, nothing announced
+    assert await watcher.receive_nothing(timeout=0.5)
+    api_view = await database_sync_to_async(presence.room_presence)(user=ada, room_id=room.pk)
+    assert {p["user"]["username"]: p["status"] for p in api_view}["bob"] == "online"
+
+    await tab1.disconnect(timeout=TIMEOUT)
+    offline = await next_presence(watcher, "bob")
+    assert offline["status"] == "offline"
+    await watcher.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_idle_users_become_away_and_come_back_online(trio):
+    people = await database_sync_to_async(lambda: trio)()
+    ada, bob = people["ada"], people["bob"]
+    watcher, _ = await connect(ada)
+    tab, _ = await connect(bob)
+    assert (await next_presence(watcher, "bob"))["status"] == "online"
+    # Pretend bob's last activity was 11 minutes ago, then an idle heartbeat arrives.
+    redis.Redis.from_url(settings.REDIS_URL).set(f"parley:presence:{bob.pk}:active", time.time() - 11 * 60)
+    await tab.send_json_to({"type": "heartbeat", "active": False})
+    assert (await next_presence(watcher, "bob"))["status"] == "away"
+    await tab.send_json_to({"type": "heartbeat", "active": True})
+    assert (await next_presence(watcher, "bob"))["status"] == "online"
+    await tab.disconnect(timeout=TIMEOUT)
+    await watcher.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.django_db
+def test_a_socket_that_stops_heartbeating_expires(trio):
+    bob = trio["bob"]
+    presence.presence_heartbeat(user=bob, socket_id="specific.dead!socket", active=True)
+    assert presence.presence_of(user_ids=[bob.pk])[bob.pk]["status"] == "online"
+    sockets_key = f"parley:presence:{bob.pk}:sockets"
+    redis.Redis.from_url(settings.REDIS_URL).zadd(sockets_key, {"specific.dead!socket": time.time() - 1})
+    assert presence.presence_of(user_ids=[bob.pk])[bob.pk]["status"] == "offline"
+
+
+# -- typing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_typing_is_relayed_to_others_at_most_every_two_seconds(trio):
+    people = await database_sync_to_async(lambda: trio)()
+    room, ada, bob, cy = people["room"], people["ada"], people["bob"], people["cy"]
+    ada_socket, _ = await connect(ada)
+    bob_socket, _ = await connect(bob)
+    frame = {"type": "typing", "room": str(room.pk)}
+    for _ in range(5):
+        await ada_socket.send_json_to(frame)
+    first = await receive_type(bob_socket, "typing")
+    assert first == {"type": "typing", "room": str(room.pk), "user": {"id": ada.pk, "username": "ada"}}
+    await asyncio.sleep(0.5)
+    extra = []
+    while not await bob_socket.receive_nothing(timeout=0.2):
+        extra.append((await bob_socket.receive_json_from())["type"])
+    assert "typing" not in extra  # the other four were dropped
+    # Nobody is told about their own typing.
+    while not await ada_socket.receive_nothing(timeout=0.2):
+        assert (await ada_socket.receive_json_from())["type"] != "typing"
+    await asyncio.sleep(1.6)
+    await ada_socket.send_json_to(frame)
+    assert (await receive_type(bob_socket, "typing"))["user"]["username"] == "ada"
+
+    cy_socket, _ = await connect(cy)  # a viewer cannot type
+    await cy_socket.send_json_to(frame)
+    assert (await receive_type(cy_socket, "error"))["code"] == "forbidden"
+    for socket in (ada_socket, bob_socket, cy_socket):
+        await socket.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.django_db
+def test_typing_in_a_room_you_cannot_see_is_not_found(trio, make_user):
+    from core.errors import NotFound
+
+    with pytest.raises(NotFound):
+        presence.typing_notify(user=make_user("eve"), room_id=trio["room"].pk)
+    with pytest.raises(NotFound):
+        presence.typing_notify(user=trio["ada"], room_id="not-a-room")
