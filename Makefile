@@ -7,7 +7,7 @@ VENV := .venv
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint
+.PHONY: help install run test lint bench-awareness
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:8000/"
@@ -46,3 +46,6 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench-awareness: $(VENV)/.installed
+	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python bench/awareness.py

@@ -83,6 +83,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         await call_service(presence.presence_disconnect, user=self.user, socket_id=self.channel_name)
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # A channel-layer event can be dispatched after the client hung up but before the
+        # server's websocket.disconnect reaches us. Sending then raises (autobahn: Disconnected);
+        # letting that crash the consumer would skip disconnect() and its presence cleanup.
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Exception:
+            logger.debug("dropped a frame for a socket that is closing", exc_info=True)
+
     # -- client -> server ------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
