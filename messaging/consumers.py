@@ -220,8 +220,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def room_relay(self, event: dict) -> None:
         """An unnumbered room event (members, room edits, receipts, typing)."""
-        if event["room"] in self.cursors and event.get("exclude_user") != self.user.pk:
-            await self.send(text_data=event["text"])
+        room_id = event["room"]
+        if room_id not in self.cursors or event.get("exclude_user") == self.user.pk:
+            return
+        if event.get("gone_user") == self.user.pk:  # we were removed; the room.removed event may be lost
+            await self._unsubscribe(room_id)
+            await self.send(text_data=dumps({"type": "room.removed", "room": room_id}))
+            return
+        await self.send(text_data=event["text"])
 
     async def user_relay(self, event: dict) -> None:
         await self.send(text_data=event["text"])

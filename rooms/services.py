@@ -53,6 +53,8 @@ def _announce_membership(*, room: Room, user: User, membership: Membership | Non
             "type": "room.relay",
             "room": str(room.pk),
             "text": dumps({"type": "member.update", "room": str(room.pk), "member": member}),
+            # A second path for removals: the channel layer may drop the user-group event.
+            "gone_user": user.pk if membership is None else None,
         },
     )
 

@@ -14,6 +14,7 @@ from config.asgi import application
 from messaging import services as messaging_services
 from messaging.consumers import ChatConsumer
 from messaging.models import Message, SentMessageKey
+from rooms import services as rooms_services
 from rooms.models import Membership, Room
 from rooms.selectors import membership_get
 from rooms.services import membership_add, membership_remove, room_create
@@ -299,3 +300,25 @@ async def test_a_foreign_origin_is_refused_at_the_handshake(make_user):
     )
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert not connected
+
+
+async def test_a_removal_still_applies_if_the_user_group_event_is_lost(cast, monkeypatch):
+    people = await cast()
+    room = people["room"]
+    member, _ = await connect(people["member"])
+    owner_membership = await database_sync_to_async(membership_get)(room_id=room.pk, user=people["owner"])
+    real_send_event = rooms_services.send_event
+
+    def lossy(groups, event):  # drop everything addressed to the member's personal group
+        if groups != [f"user.{people['member'].pk}"]:
+            real_send_event(groups, event)
+
+    monkeypatch.setattr(rooms_services, "send_event", lossy)
+    await database_sync_to_async(membership_remove)(actor=owner_membership, user=people["member"])
+    assert (await receive_type(member, "room.removed"))["room"] == str(room.pk)
+    monkeypatch.undo()
+    await database_sync_to_async(messaging_services.message_send)(
+        user=people["owner"], room_id=room.pk, content="secret", client_msg_id=uuid.uuid4()
+    )
+    assert await nothing_but_presence(member, 0.5)
+    await member.disconnect(timeout=TIMEOUT)
