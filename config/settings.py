@@ -220,6 +220,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.create_partitions",
         "schedule": timedelta(hours=1),
     },
+    "archive-message-partitions": {
+        "task": "messaging.tasks.archive_partitions",
+        "schedule": timedelta(hours=env_int("ARCHIVE_EVERY_HOURS", 24)),
+    },
 }
 
 # Product limits, documented in docs/protocol.md.
@@ -230,6 +234,19 @@ MESSAGE_PAGE_MAX = 100
 MESSAGE_PARTITION_DAYS_AHEAD = env_int("MESSAGE_PARTITION_DAYS_AHEAD", 7)
 MESSAGE_HOT_DAYS = env_int("MESSAGE_HOT_DAYS", 7)
 PSQLEXTRA_PARTITIONING_MANAGER = "messaging.partitions.manager"
+
+# Archive of message days older than MESSAGE_HOT_DAYS: an S3-compatible bucket when S3_BUCKET is
+# set (credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY, else boto3's usual chain), or a
+# local directory with the same layout otherwise.
+S3_BUCKET = os.environ.get("S3_BUCKET", "")
+S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL", "")
+S3_REGION = os.environ.get("S3_REGION", "us-east-1")
+S3_ACCESS_KEY_ID = os.environ.get("S3_ACCESS_KEY_ID", "")
+S3_SECRET_ACCESS_KEY = os.environ.get("S3_SECRET_ACCESS_KEY", "")
+ARCHIVE_LOCAL_DIR = os.environ.get("ARCHIVE_LOCAL_DIR", str(BASE_DIR / ".data" / "archive"))
+ARCHIVE_PREFIX = os.environ.get("ARCHIVE_PREFIX", "messages")
+# Decoded archive days kept in memory per process for scroll-back into the archive.
+ARCHIVE_CACHE_DAYS = env_int("ARCHIVE_CACHE_DAYS", 8)
 
 # Behind TLS in production. Local runs (DEBUG) stay on plain HTTP.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG and not TESTING)

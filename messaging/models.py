@@ -90,3 +90,61 @@ class SentMessageKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender_id}:{self.client_msg_id}"
+
+
+class MessageArchive(models.Model):
+    """One archived day of messages: where it went, what it held, and how far archiving got.
+
+    The steps only move forward (pending -> uploaded -> verified -> dropped); a failure records
+    `failed` with the error, and a re-run starts that day over. At every step either the day's
+    partition is still in PostgreSQL or a verified object is in storage (see messaging.archive).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        UPLOADED = "uploaded"
+        VERIFIED = "verified"
+        DROPPED = "dropped"
+        FAILED = "failed"
+        RESTORED = "restored"
+
+    day = models.DateField(unique=True)
+    partition = models.CharField(max_length=63)
+    key = models.CharField(max_length=512, blank=True)
+    manifest_key = models.CharField(max_length=512, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    rows = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    # {room id: {"first": seq, "last": seq, "count": n, "min_changed": n, "max_changed": n}}
+    room_ranges = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    dropped_at = models.DateTimeField(null=True, blank=True)
+    restored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.status})"
+
+
+class MessagePartition(models.Model):
+    """Read-only view of the message partitions (pg_inherits) with size and estimated rows."""
+
+    name = models.CharField(max_length=63, primary_key=True)
+    bounds = models.TextField()
+    approx_rows = models.BigIntegerField()
+    total_bytes = models.BigIntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "messaging_partition_stats"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -4,10 +4,16 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.models import User
-from core.errors import Forbidden, NotFound
+from core.errors import Conflict, Forbidden, NotFound
+from messaging import archive
 from messaging.models import Message, MessageRevision
 from rooms.models import Membership
 from rooms.selectors import membership_get
+
+
+class Archived(Conflict):
+    code = "archived"
+    message = "This message is archived and can no longer be changed."
 
 
 def _clamp_limit(limit: int | None) -> int:
@@ -27,19 +33,47 @@ def messages_page(
     """A page of a room's messages and whether more exist in that direction.
 
     `after_sequence` pages forward (oldest first); `before_sequence` pages back (newest first);
-    neither gives the newest page, newest first.
+    neither gives the newest page, newest first. Pages reach seamlessly into archived days.
     """
     membership = membership_get(room_id=room_id, user=user)
+    room_pk = membership.room.pk
     limit = _clamp_limit(limit)
-    messages = Message.objects.filter(room_id=membership.room.pk).select_related("sender")
-    if after_sequence is not None:
+    forward = after_sequence is not None
+    messages = Message.objects.filter(room_id=room_pk).select_related("sender")
+    if forward:
         messages = messages.filter(sequence__gt=after_sequence).order_by("sequence")
     else:
         if before_sequence is not None:
             messages = messages.filter(sequence__lt=before_sequence)
         messages = messages.order_by("-sequence")
     rows = list(messages[: limit + 1])
+
+    # Archived days can only hold messages this page might include if their range overlaps it.
+    def overlaps(span: dict) -> bool:
+        if forward:
+            beyond = len(rows) <= limit or span["first"] < rows[-1].sequence
+            return span["last"] > after_sequence and beyond
+        below = before_sequence is None or span["first"] < before_sequence
+        return below and (len(rows) <= limit or span["last"] > rows[-1].sequence)
+
+    keys = [key for key, span in archive.archived_spans(room_pk) if overlaps(span)]
+    if keys:
+        cold = [
+            m
+            for m in archive.archived_messages(room_pk, keys)
+            if (forward and m.sequence > after_sequence)
+            or (not forward and (before_sequence is None or m.sequence < before_sequence))
+        ]
+        rows = sorted(rows + _with_senders(cold), key=lambda m: m.sequence, reverse=not forward)[: limit + 1]
     return rows[:limit], len(rows) > limit
+
+
+def _with_senders(messages: list[Message]) -> list[Message]:
+    """Attach sender users to archived messages with one query."""
+    senders = User.objects.in_bulk({m.sender_id for m in messages if m.sender_id})
+    for message in messages:
+        message.sender = senders.get(message.sender_id)
+    return messages
 
 
 def changes_page(
@@ -64,6 +98,20 @@ def changes_page(
         .select_related("sender")
         .order_by("changed_sequence")[: limit + 1]
     )
+    # Archived days are frozen: they matter only to a cursor older than their latest change.
+    keys = [
+        key
+        for key, span in archive.archived_spans(membership.room.pk)
+        if span["max_changed"] > after_sequence
+        and (len(rows) <= limit or span["min_changed"] < rows[-1].changed_sequence)
+    ]
+    if keys:
+        cold = [
+            m
+            for m in archive.archived_messages(membership.room.pk, keys)
+            if after_sequence < m.changed_sequence <= upper
+        ]
+        rows = sorted(rows + _with_senders(cold), key=lambda m: m.changed_sequence)[: limit + 1]
     has_more = len(rows) > limit
     rows = rows[:limit]
     cursor = rows[-1].changed_sequence if has_more else max(upper, after_sequence)
@@ -77,6 +125,8 @@ def message_in_room(room_id: uuid.UUID, message_id: object) -> Message:
         raise NotFound("No such message.") from None
     message = Message.objects.select_related("sender").filter(room_id=room_id, id=message_uuid).first()
     if message is None:
+        if archive.find_archived(room_id, message_uuid):
+            raise Archived()
         raise NotFound("No such message.")
     return message
 

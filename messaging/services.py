@@ -1,5 +1,6 @@
 """Every write to messages goes through here: REST views and the WebSocket consumer alike."""
 
+import datetime as dt
 import uuid
 
 from django.conf import settings
@@ -9,10 +10,11 @@ from django.utils import timezone
 from accounts.models import User
 from core.errors import ApplicationError, Conflict, Forbidden, InvalidInput
 from core.events import dumps, room_group, send_event, user_group
+from messaging.archive import hot_cutoff
 from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.partitions import partition_ensure_for
 from messaging.payloads import change_frame
-from messaging.selectors import message_in_room
+from messaging.selectors import Archived, message_in_room
 from rooms.models import Membership
 from rooms.selectors import membership_get
 
@@ -135,6 +137,12 @@ def message_send(*, user: User, room_id: object, content: object, client_msg_id:
     return message, True
 
 
+def _require_hot(message: Message) -> None:
+    # Days outside the hot window are frozen so that their archive always matches them.
+    if message.created_at.astimezone(dt.UTC).date() < hot_cutoff():
+        raise Archived()
+
+
 def message_edit(*, user: User, room_id: object, message_id: object, content: object) -> Message:
     """Replace a message's text (author only, while they may send). Keeps the old text as a revision."""
     content = _clean_content(content)
@@ -147,6 +155,7 @@ def message_edit(*, user: User, room_id: object, message_id: object, content: ob
             # Taking the number locks the room: every change in this room is serialised from here.
             number = _next_sequence(room_id)
             message = message_in_room(room_id, message_id)
+            _require_hot(message)
             if message.sender_id != user.pk:
                 raise Forbidden("Only the author can edit a message.")
             if message.deleted_at is not None:
@@ -180,6 +189,7 @@ def message_delete(*, user: User, room_id: object, message_id: object) -> Messag
             room_id = membership.room.pk
             number = _next_sequence(room_id)
             message = message_in_room(room_id, message_id)
+            _require_hot(message)
             if message.sender_id != user.pk and not membership.can_manage:
                 raise Forbidden("Only the author or a room admin can delete a message.")
             if message.deleted_at is not None:

@@ -1,0 +1,410 @@
+"""Moving whole days of messages out of PostgreSQL into object storage, and back.
+
+A day is archived once it is entirely older than MESSAGE_HOT_DAYS. Such a day is frozen: its
+messages can no longer be edited or deleted (`archived`), so the partition and its archive can
+never disagree. Steps, each recorded in MessageArchive before the next one starts:
+
+1. take a PostgreSQL advisory lock for the day (two workers never archive the same partition);
+2. stream the partition, ordered by (room, sequence), into gzip-compressed JSON lines (the same
+   rows always give the same bytes) and upload it with a manifest, under deterministic keys;
+3. read the object back and verify its sha256 and row count -> `verified`;
+4. only then detach and drop the partition -> `dropped`.
+
+A worker killed anywhere leaves the partition, a verified archive, or both; never neither. A
+re-run picks up where the record says and overwrites the same keys, so there are no duplicates.
+"""
+
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import logging
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from psqlextra.partitioning import PostgresTimePartition, PostgresTimePartitionSize
+
+from messaging.archive_storage import archive_storage
+from messaging.models import Message, MessageArchive
+from messaging.partitions import NAME_FORMAT
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "parley.messages.v1"
+FIELDS = [
+    "id",
+    "room",
+    "sequence",
+    "changed_sequence",
+    "sender",
+    "content",
+    "client_msg_id",
+    "created_at",
+    "edited_at",
+    "deleted_at",
+]
+PARENT = Message._meta.db_table
+_LOCK_NAMESPACE = 0x5041524C  # "PARL"
+
+# Tests inject failures here: called with the name of the step about to run.
+fault_hook: Callable[[str], None] | None = None
+
+
+class ArchiveError(Exception):
+    pass
+
+
+def _step(name: str) -> None:
+    if fault_hook is not None:
+        fault_hook(name)
+
+
+def partition_name(day: dt.date) -> str:
+    return f"{PARENT}_{day.strftime(NAME_FORMAT)}"
+
+
+def object_keys(day: dt.date) -> tuple[str, str]:
+    base = f"{settings.ARCHIVE_PREFIX}/{day:%Y/%m/%d}/messages-{day:%Y%m%d}"
+    return f"{base}.jsonl.gz", f"{base}.manifest.json"
+
+
+def hot_cutoff(today: dt.date | None = None) -> dt.date:
+    """Days before this one are outside the hot window (archivable, and read-only)."""
+    today = today or timezone.now().astimezone(dt.UTC).date()
+    return today - dt.timedelta(days=settings.MESSAGE_HOT_DAYS)
+
+
+def partition_days() -> list[dt.date]:
+    """The days that currently have a partition, oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass",
+            [PARENT],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    days = []
+    for name in names:
+        try:
+            days.append(dt.datetime.strptime(name.removeprefix(f"{PARENT}_"), NAME_FORMAT).date())
+        except ValueError:
+            continue
+    return sorted(days)
+
+
+def partition_exists(day: dt.date) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [partition_name(day)])
+        return cursor.fetchone()[0] is not None
+
+
+@contextmanager
+def _day_lock(day: dt.date) -> Iterator[bool]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, day.toordinal()])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, day.toordinal()])
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass
+class Built:
+    file: tempfile.SpooledTemporaryFile
+    rows: int
+    size: int
+    sha256: str
+    room_ranges: dict
+
+
+def _build(day: dt.date) -> Built:
+    """Stream the day's partition into a gzip JSON-lines file, ordered by (room, sequence)."""
+    out = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)
+    ranges: dict[str, dict] = {}
+    rows = 0
+    columns = (
+        "id, room_id, sequence, changed_sequence, sender_id, content, client_msg_id, created_at, edited_at, deleted_at"
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # Waits for any in-flight edit of this day to commit and keeps new ones out while we read.
+            cursor.execute(f'LOCK TABLE "{partition_name(day)}" IN SHARE MODE')
+        cursor = connection.chunked_cursor()
+        try:
+            cursor.execute(f'SELECT {columns} FROM "{partition_name(day)}" ORDER BY room_id, sequence')
+            with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
+                while batch := cursor.fetchmany(5000):
+                    lines = []
+                    for mid, room, seq, changed, sender, content, cmid, created, edited, deleted in batch:
+                        room = str(room)
+                        lines.append(
+                            json.dumps(
+                                [str(mid), room, seq, changed, sender, content, str(cmid)]
+                                + [_iso(created), _iso(edited), _iso(deleted)],
+                                ensure_ascii=False,
+                                separators=(",", ":"),
+                            )
+                        )
+                        span = ranges.get(room)
+                        if span is None:
+                            ranges[room] = {
+                                "first": seq,
+                                "last": seq,
+                                "count": 1,
+                                "min_changed": changed,
+                                "max_changed": changed,
+                            }
+                        else:
+                            span["last"] = seq
+                            span["count"] += 1
+                            span["min_changed"] = min(span["min_changed"], changed)
+                            span["max_changed"] = max(span["max_changed"], changed)
+                    rows += len(batch)
+                    gz.write(("\n".join(lines) + "\n").encode())
+        finally:
+            cursor.close()
+    size = out.tell()
+    out.seek(0)
+    digest = hashlib.sha256()
+    while chunk := out.read(1024 * 1024):
+        digest.update(chunk)
+    out.seek(0)
+    return Built(file=out, rows=rows, size=size, sha256=digest.hexdigest(), room_ranges=ranges)
+
+
+def _manifest(record: MessageArchive) -> bytes:
+    body = {
+        "format": FORMAT,
+        "fields": FIELDS,
+        "day": record.day.isoformat(),
+        "partition": record.partition,
+        "key": record.key,
+        "rows": record.rows,
+        "bytes": record.bytes,
+        "sha256": record.sha256,
+        "rooms": record.room_ranges,
+    }
+    return json.dumps(body, sort_keys=True, indent=1).encode()
+
+
+def _verify(record: MessageArchive) -> None:
+    """Read the object back: checksum and row count must match what we recorded."""
+    storage = archive_storage()
+    data = storage.get_bytes(record.key)
+    if hashlib.sha256(data).hexdigest() != record.sha256:
+        raise ArchiveError(f"{record.key}: checksum mismatch")
+    rows = gzip.decompress(data).count(b"\n")
+    if rows != record.rows:
+        raise ArchiveError(f"{record.key}: {rows} rows read back, {record.rows} expected")
+    manifest = json.loads(storage.get_bytes(record.manifest_key))
+    if manifest.get("sha256") != record.sha256 or manifest.get("rows") != record.rows:
+        raise ArchiveError(f"{record.manifest_key}: manifest does not match the archive")
+
+
+def _drop_partition(day: dt.date) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f'ALTER TABLE "{PARENT}" DETACH PARTITION "{partition_name(day)}"')
+        cursor.execute(f'DROP TABLE "{partition_name(day)}"')
+
+
+def _save(record: MessageArchive, **changes) -> None:
+    for name, value in changes.items():
+        setattr(record, name, value)
+    record.save()
+
+
+def archive_day(day: dt.date) -> MessageArchive | None:
+    """Archive one day (idempotent; resumes from the recorded step). None if another worker has it."""
+    with _day_lock(day) as acquired:
+        if not acquired:
+            logger.info("archive %s: another worker holds it", day)
+            return None
+        data_key, manifest_key = object_keys(day)
+        record, _ = MessageArchive.objects.get_or_create(
+            day=day, defaults={"partition": partition_name(day), "key": data_key, "manifest_key": manifest_key}
+        )
+        if record.status == MessageArchive.Status.DROPPED:
+            return record
+        if not partition_exists(day):
+            raise ArchiveError(f"{day}: no partition and no finished archive")
+        _save(record, attempts=record.attempts + 1, error="")
+        try:
+            if record.status != MessageArchive.Status.VERIFIED:
+                _step("build")
+                built = _build(day)
+                _step("upload")
+                with built.file:
+                    archive_storage().put_file(data_key, built.file)
+                _save(
+                    record,
+                    rows=built.rows,
+                    bytes=built.size,
+                    sha256=built.sha256,
+                    room_ranges=built.room_ranges,
+                    key=data_key,
+                    manifest_key=manifest_key,
+                )
+                archive_storage().put_file(manifest_key, io.BytesIO(_manifest(record)))
+                _save(record, status=MessageArchive.Status.UPLOADED)
+                _step("verify")
+                _verify(record)
+                _save(record, status=MessageArchive.Status.VERIFIED, verified_at=timezone.now())
+            else:
+                _verify(record)  # a previous run stopped before the drop: check again, then drop
+            _step("drop")
+            _drop_partition(day)
+            _save(record, status=MessageArchive.Status.DROPPED, dropped_at=timezone.now())
+        except Exception as error:
+            logger.exception("archive %s failed", day)
+            _save(record, status=MessageArchive.Status.FAILED, error=f"{type(error).__name__}: {error}")
+            raise
+        logger.info("archived %s: %s rows, %s bytes -> %s", day, record.rows, record.bytes, record.key)
+        return record
+
+
+def days_to_archive(before: dt.date | None = None) -> list[dt.date]:
+    cutoff = min(before, hot_cutoff()) if before else hot_cutoff()
+    restored = set(MessageArchive.objects.filter(status=MessageArchive.Status.RESTORED).values_list("day", flat=True))
+    return [day for day in partition_days() if day < cutoff and day not in restored]
+
+
+def archive_due(*, before: dt.date | None = None) -> dict:
+    """Archive every day outside the hot window; one failing day does not stop the others."""
+    summary: dict = {"archived": [], "failed": [], "skipped": []}
+    for day in days_to_archive(before):
+        try:
+            record = archive_day(day)
+        except Exception as error:
+            summary["failed"].append((day.isoformat(), str(error)))
+            continue
+        summary["archived" if record else "skipped"].append(day.isoformat())
+    return summary
+
+
+def verify_day(day: dt.date) -> MessageArchive:
+    record = MessageArchive.objects.get(day=day)
+    _verify(record)
+    return record
+
+
+def _parse(data: bytes) -> list[list]:
+    return [json.loads(line) for line in gzip.decompress(data).splitlines() if line]
+
+
+def restore_day(day: dt.date) -> MessageArchive:
+    """Put an archived day back into PostgreSQL, identical row for row."""
+    record = MessageArchive.objects.get(day=day)
+    if record.status != MessageArchive.Status.DROPPED:
+        raise ArchiveError(f"{day} is {record.status}, not archived; nothing to restore")
+    data = archive_storage().get_bytes(record.key)
+    if hashlib.sha256(data).hexdigest() != record.sha256:
+        raise ArchiveError(f"{record.key}: checksum mismatch; refusing to restore")
+    rows = _parse(data)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    partition = PostgresTimePartition(
+        size=PostgresTimePartitionSize(days=1), start_datetime=start, name_format=NAME_FORMAT
+    )
+    columns = (
+        "id, room_id, sequence, changed_sequence, sender_id, content, client_msg_id, created_at, edited_at, deleted_at"
+    )
+    with transaction.atomic():
+        with connection.schema_editor() as editor:
+            partition.create(Message, editor)
+        with connection.cursor() as cursor, cursor.cursor.copy(f'COPY "{PARENT}" ({columns}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(row)
+        _save(record, status=MessageArchive.Status.RESTORED, restored_at=timezone.now())
+    _cache.forget(record.key)
+    return record
+
+
+# -- reading archived days -----------------------------------------------------------------------
+
+
+class _DayCache:
+    """A small LRU of decoded archive days: scrolling back fetches each object once."""
+
+    def __init__(self) -> None:
+        self._days: OrderedDict[str, dict[str, list[list]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.fetches = 0
+
+    def get(self, key: str) -> dict[str, list[list]]:
+        with self._lock:
+            if key in self._days:
+                self._days.move_to_end(key)
+                return self._days[key]
+        data = archive_storage().get_bytes(key)
+        by_room: dict[str, list[list]] = {}
+        for row in _parse(data):
+            by_room.setdefault(row[1], []).append(row)
+        with self._lock:
+            self.fetches += 1
+            self._days[key] = by_room
+            while len(self._days) > settings.ARCHIVE_CACHE_DAYS:
+                self._days.popitem(last=False)
+        return by_room
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._days.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._days.clear()
+            self.fetches = 0
+
+
+_cache = _DayCache()
+
+
+def _as_message(row: list) -> Message:
+    mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row
+    return Message(
+        id=mid,
+        room_id=room,
+        sequence=seq,
+        changed_sequence=changed,
+        sender_id=sender,
+        content=content,
+        client_msg_id=cmid,
+        created_at=dt.datetime.fromisoformat(created),
+        edited_at=dt.datetime.fromisoformat(edited) if edited else None,
+        deleted_at=dt.datetime.fromisoformat(deleted) if deleted else None,
+    )
+
+
+def archived_spans(room_id: object) -> list[tuple[str, dict]]:
+    """(object key, this room's range) for each archived day holding messages of the room."""
+    rows = MessageArchive.objects.filter(
+        status=MessageArchive.Status.DROPPED, room_ranges__has_key=str(room_id)
+    ).values_list("key", "room_ranges")
+    return [(key, ranges[str(room_id)]) for key, ranges in rows]
+
+
+def archived_messages(room_id: object, keys: list[str]) -> list[Message]:
+    room = str(room_id)
+    return [_as_message(row) for key in keys for row in _cache.get(key).get(room, [])]
+
+
+def find_archived(room_id: object, message_id: object) -> bool:
+    wanted = str(message_id)
+    for key, _span in archived_spans(room_id):
+        if any(row[0] == wanted for row in _cache.get(key).get(str(room_id), [])):
+            return True
+    return False

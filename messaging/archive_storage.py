@@ -1,0 +1,96 @@
+"""Where archived message days live: any S3-compatible bucket, or a local directory (embedded runs).
+
+Both keep the same key layout, so moving from one to the other is a copy.
+"""
+
+import functools
+import hashlib
+import shutil
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from django.conf import settings
+
+
+class ArchiveStorage(Protocol):
+    def put_file(self, key: str, source: BinaryIO) -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+
+
+class S3Storage:
+    def __init__(self, *, bucket: str, endpoint_url: str | None, region: str, access_key: str, secret_key: str):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url or None,
+            region_name=region,
+            aws_access_key_id=access_key or None,
+            aws_secret_access_key=secret_key or None,
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
+        )
+
+    def put_file(self, key: str, source: BinaryIO) -> None:
+        self.client.upload_fileobj(source, self.bucket, key)  # multipart above 8 MB
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"archive key escapes the archive directory: {key}")
+        return path
+
+    def put_file(self, key: str, source: BinaryIO) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + f".{hashlib.sha1(key.encode()).hexdigest()[:8]}.part")
+        with partial.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        partial.replace(path)  # atomic: a reader never sees half an object
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+@functools.cache
+def archive_storage() -> ArchiveStorage:
+    if settings.S3_BUCKET:
+        return S3Storage(
+            bucket=settings.S3_BUCKET,
+            endpoint_url=settings.S3_ENDPOINT_URL,
+            region=settings.S3_REGION,
+            access_key=settings.S3_ACCESS_KEY_ID,
+            secret_key=settings.S3_SECRET_ACCESS_KEY,
+        )
+    return LocalStorage(Path(settings.ARCHIVE_LOCAL_DIR))
