@@ -7,7 +7,7 @@ VENV := .venv
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench-awareness
+.PHONY: help install run test lint bench-awareness bench-archive
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:8000/"
@@ -49,3 +49,6 @@ lint: $(VENV)/.installed
 
 bench-awareness: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python bench/awareness.py
+
+bench-archive: $(VENV)/.installed
+	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python bench/archive.py

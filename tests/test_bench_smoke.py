@@ -26,3 +26,18 @@ def test_the_awareness_benchmark_runs_and_reports():
         "presence_online": 3,
         "presence_offline": 3,
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_archive_benchmark_runs_and_reports():
+    result = subprocess.run(
+        [sys.executable, "bench/archive.py"],
+        cwd=ROOT,
+        env={**server_env(), "ROWS": "2000"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((ROOT / "bench" / "results" / "archive.json").read_text())
+    assert figures["rows"] == 2000 and figures["compressed_bytes"] > 0
