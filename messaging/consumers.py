@@ -180,6 +180,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             }
             await self.send(text_data=dumps(batch))
 
+    async def on_history(self, frame: dict) -> None:
+        room = _require_str(frame, "room")
+        before = frame.get("before_sequence")
+        limit = frame.get("limit", 50)
+        for name, value in (("before_sequence", before), ("limit", limit)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise FrameError(f'"{name}" must be a positive integer.')
+        messages, has_more = await database_sync_to_async(selectors.messages_page)(
+            user=self.user, room_id=room, before_sequence=before, limit=limit
+        )
+        page = {"type": "history.page", "room": room, "messages": [message_payload(m) for m in messages]}
+        await self.send(text_data=dumps(page | {"has_more": has_more}))
+
     async def on_receipt(self, frame: dict) -> None:
         await call_service(
             services.receipt_update,
@@ -203,6 +216,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "message.edit": on_message_edit,
         "message.delete": on_message_delete,
         "sync": on_sync,
+        "history": on_history,
         "receipt": on_receipt,
         "typing": on_typing,
         "heartbeat": on_heartbeat,

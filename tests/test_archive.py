@@ -328,3 +328,27 @@ def test_the_celery_task_archives_due_days(s3, history):
 
     result = archive_partitions.apply().get()
     assert result["archived"] == [OLDER.isoformat(), OLD.isoformat()]
+
+
+@pytest.mark.asyncio
+async def test_socket_history_pages_reach_into_the_archive(s3, history):
+    from channels.db import database_sync_to_async
+
+    from tests.test_consumer import TIMEOUT, connect, receive_type
+
+    await database_sync_to_async(archive.archive_due)()
+    socket, _ = await connect(history["ada"])
+    room = str(history["general"].pk)
+    seen, before = [], None
+    while True:
+        frame = {"type": "history", "room": room, "limit": 40} | ({"before_sequence": before} if before else {})
+        await socket.send_json_to(frame)
+        page = await receive_type(socket, "history.page")
+        seen += [m["sequence"] for m in page["messages"]]
+        if not page["has_more"]:
+            break
+        before = page["messages"][-1]["sequence"]
+    assert len(seen) == 85 and seen == sorted(seen, reverse=True) and seen[-1] == 1
+    await socket.send_json_to({"type": "history", "room": room, "limit": 0})
+    assert (await receive_type(socket, "error"))["code"] == "invalid_frame"
+    await socket.disconnect(timeout=TIMEOUT)
