@@ -6,6 +6,7 @@ the `chromium` fixture; the fixture is closed before `start_server` (and the tes
 torn down.
 """
 
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -229,8 +230,6 @@ def test_scroll_back_loads_all_history_exactly_once(start_server, chromium, make
 def test_missed_frames_are_fetched_and_failed_sends_can_be_retried(start_server, chromium, make_user):
     """Between the page and the real server sits a WebSocket route that loses one message.new
     and answers one send with an error frame, the way a flaky network or server would."""
-    import json
-
     from rooms.services import membership_add, room_create
 
     ann, oli = make_user(password=PASSWORD), make_user(password=PASSWORD)
@@ -290,4 +289,283 @@ def test_missed_frames_are_fetched_and_failed_sends_can_be_retried(start_server,
     for page in (ann_page, oli_page):
         expect(page.locator("#messages [data-sequence]")).to_have_count(3)
         assert shown_sequences(page) == [1, 2, 3]
+    assert errors == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Edits, deletions, receipts, unread counts, typing and presence
+
+
+def two_members(make_user, name: str = "Planning"):
+    """Two users (an owner and a member) in a private room, made through the services."""
+    from rooms.services import membership_add, room_create
+
+    owner, member = make_user(password=PASSWORD), make_user(password=PASSWORD)
+    room = room_create(creator=owner, name=name, kind="private")
+    membership_add(actor=room.memberships.get(user=owner), user=member)
+    return owner, member, room
+
+
+def open_room(page, user, room) -> None:
+    sign_in(page, user.username)
+    page.goto(f"/rooms/{room.pk}/")
+    expect(page.locator("#conn-badge")).to_have_text("Connected")
+
+
+def row(page, text: str):
+    return page.locator("#messages .msg[data-id]", has_text=text)
+
+
+def shown_ids(page) -> list[str]:
+    return page.locator("#messages [data-id]").evaluate_all("rows => rows.map(r => r.dataset.id)")
+
+
+def test_edits_and_deletions_reach_the_other_browser_live(start_server, chromium, make_user):
+    ann, ben, room = two_members(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_room(ann_page, ann, room)
+    open_room(ben_page, ben, room)
+
+    send(ann_page, "Lunch at 12?")
+    send(ann_page, "Bring the slides pls")
+    send(ben_page, "Sounds good")
+    for page in (ann_page, ben_page):
+        expect(page.locator("#messages [data-id]")).to_have_count(3)
+
+    # A member gets no actions on someone else's message.
+    on_ben = row(ben_page, "Lunch at 12?")
+    on_ben.hover()
+    expect(on_ben.get_by_role("button", name="Edit message")).to_have_count(0)
+    expect(on_ben.get_by_role("button", name="Delete message")).to_have_count(0)
+
+    # Ann edits her message inline: Escape cancels, Enter saves.
+    mine = row(ann_page, "Lunch at 12?")
+    mine.hover()
+    mine.get_by_role("button", name="Edit message").click()
+    editor = ann_page.get_by_role("textbox", name="Edit message")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value("Lunch at 12?")
+    editor.fill("Never mind")
+    editor.press("Escape")
+    expect(editor).to_have_count(0)
+    expect(mine.locator(".msg-body")).to_have_text("Lunch at 12?")
+
+    mine.hover()
+    mine.get_by_role("button", name="Edit message").click()
+    editor.fill("Lunch at 12:30?")
+    editor.press("Enter")
+    for page in (ann_page, ben_page):
+        expect(row(page, "Lunch at 12:30?").locator(".msg-body")).to_have_text("Lunch at 12:30? (edited)")
+        expect(row(page, "Lunch at 12?")).to_have_count(0)
+
+    # Deleting asks first; cancelling keeps the message.
+    slides = row(ann_page, "Bring the slides pls")
+    slides_id = slides.get_attribute("data-id")
+    slides.hover()
+    slides.get_by_role("button", name="Delete message").click()
+    dialog = ann_page.get_by_role("dialog", name="Delete message?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Bring the slides pls")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(slides.locator(".msg-body")).to_have_text("Bring the slides pls")
+
+    slides.hover()
+    slides.get_by_role("button", name="Delete message").click()
+    dialog.get_by_role("button", name="Delete").click()
+    for page in (ann_page, ben_page):
+        tombstone = page.locator(f'#messages [data-id="{slides_id}"]')
+        expect(tombstone.locator(".msg-body")).to_have_text("This message was deleted.")
+        expect(page.get_by_text("Bring the slides pls")).to_have_count(0)
+
+    # The room's owner may delete someone else's message, but not edit it.
+    theirs = row(ann_page, "Sounds good")
+    theirs.hover()
+    expect(theirs.get_by_role("button", name="Edit message")).to_have_count(0)
+    theirs.get_by_role("button", name="Delete message").click()
+    dialog.get_by_role("button", name="Delete").click()
+    for page in (ann_page, ben_page):
+        expect(page.locator("#messages .msg-deleted")).to_have_count(2)
+        expect(page.locator("#messages [data-id]")).to_have_count(3)
+    assert shown_ids(ann_page) == shown_ids(ben_page)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    ben_page.screenshot(path=str(ARTIFACTS / "edit-delete-ben.png"))
+    assert errors == []
+
+
+def test_read_receipts_and_unread_counts(start_server, chromium, make_user):
+    from messaging.services import message_send
+    from rooms.services import membership_add, room_create
+
+    ann, ben = make_user(password=PASSWORD), make_user(password=PASSWORD)
+    design = room_create(creator=ann, name="Design", kind="private")
+    random = room_create(creator=ann, name="Random", kind="private")
+    for room in (design, random):
+        membership_add(actor=room.memberships.get(user=ann), user=ben)
+    message_send(user=ann, room_id=design.pk, content="The mockups are in the drive", client_msg_id=uuid.uuid4())
+    message_send(user=ben, room_id=random.pk, content="Morning!", client_msg_id=uuid.uuid4())
+
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_home = open_page(browser, base_url, errors)
+    sign_in(ann_home, ann.username)
+    ann_room = ann_home.context.new_page()  # a second tab of the same session
+    ann_room.on("pageerror", lambda error: errors.append(f"{ann_room.url}: {error}"))
+
+    # The home page counts what Ben wrote while Ann was away.
+    home_row = ann_home.locator(f'#my-rooms [data-room-id="{random.pk}"]')
+    expect(home_row.get_by_test_id("unread")).to_have_text("1")
+    expect(ann_home.locator(f'#my-rooms [data-room-id="{design.pk}"]').get_by_test_id("unread")).to_have_count(0)
+
+    # Ann's last message in Design: nobody has it yet.
+    ann_room.goto(f"/rooms/{design.pk}/")
+    expect(ann_room.locator("#conn-badge")).to_have_text("Connected")
+    status = row(ann_room, "The mockups are in the drive").get_by_test_id("receipt")
+    expect(status).to_have_text("Sent")
+    sidebar_random = ann_room.locator(f'#sidebar-rooms [data-room-id="{random.pk}"]')
+    expect(sidebar_random.get_by_test_id("unread")).to_have_text("1")
+
+    # Ben opens Design: Ann sees that he read it.
+    ben_page = open_page(browser, base_url, errors)
+    open_room(ben_page, ben, design)
+    expect(status).to_have_text(f"Read by {ben.username}")
+
+    # Ben writes in Random, which Ann has not open: both of her tabs count it.
+    ben_page.goto(f"/rooms/{random.pk}/")
+    expect(ben_page.locator("#conn-badge")).to_have_text("Connected")
+    send(ben_page, "Anyone up for lunch?")
+    expect(home_row.get_by_test_id("unread")).to_have_text("2")
+    expect(sidebar_random.get_by_test_id("unread")).to_have_text("2")
+    ARTIFACTS.mkdir(exist_ok=True)
+    ann_home.screenshot(path=str(ARTIFACTS / "home-unread.png"))
+    ann_room.screenshot(path=str(ARTIFACTS / "receipts-unread-sidebar.png"))
+
+    # Ann opens Random in her room tab: reading it there clears the badge in her home tab too.
+    sidebar_random.get_by_role("link").click()
+    expect(ann_room.locator("#room-name")).to_have_text("Random")
+    expect(ann_room.locator("#sidebar-rooms .is-active")).to_have_text("Random")
+    expect(home_row.get_by_test_id("unread")).to_have_count(0)
+    expect(ann_room.locator("#sidebar-rooms").get_by_test_id("unread")).to_have_count(0)
+
+    # And Ben's own latest message in Random shows that Ann read it.
+    expect(row(ben_page, "Anyone up for lunch?").get_by_test_id("receipt")).to_have_text(f"Read by {ann.username}")
+    assert errors == []
+
+
+def test_typing_shows_in_the_other_browser(start_server, chromium, make_user):
+    ann, ben, room = two_members(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_room(ann_page, ann, room)
+    open_room(ben_page, ben, room)
+    typing = ann_page.locator("#typing-text")
+    expect(typing).to_have_text("")
+
+    box = ben_page.locator("#composer-input")
+    box.click()
+    box.press_sequentially("Let me check the calendar")
+    expect(typing).to_have_text(f"{ben.username} is typing…")
+    expect(ben_page.locator("#typing-text")).to_have_text("")  # nobody is told about their own typing
+    ARTIFACTS.mkdir(exist_ok=True)
+    ann_page.screenshot(path=str(ARTIFACTS / "typing.png"))
+
+    # Sending ends it at once, well before the 5 s a typing frame lasts.
+    box.press("Enter")
+    expect(row(ann_page, "Let me check the calendar")).to_be_visible()
+    expect(typing).to_have_text("", timeout=1500)
+
+    # Typing that simply stops fades after about 5 s.
+    box.press_sequentially("Hmm")
+    expect(typing).to_have_text(f"{ben.username} is typing…")
+    expect(typing).to_have_text("", timeout=8000)
+    assert errors == []
+
+
+def test_presence_dots_follow_the_other_person(start_server, chromium, make_user):
+    ann, ben, room = two_members(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page = open_page(browser, base_url, errors)
+    ann_page.clock.install()  # time flows as usual, and the test can also jump it forward
+    # The home page opens a socket too, and on a busy machine it may open late: the room page's
+    # socket is the last one the page opened.
+    sockets = []
+    ann_page.on("websocket", lambda socket: sockets.append(socket))
+    sign_in(ann_page, ann.username)
+    ann_page.goto(f"/rooms/{room.pk}/")
+    expect(ann_page.locator("#conn-badge")).to_have_text("Connected")
+    room_socket = sockets[-1]
+    assert not room_socket.is_closed()
+
+    ben_dot = ann_page.locator(f'.member[data-user-id="{ben.pk}"] .presence-dot')
+    ann_dot = ann_page.locator(f'.member[data-user-id="{ann.pk}"] .presence-dot')
+    expect(ann_dot).to_have_attribute("data-status", "online")
+    expect(ann_dot).to_have_attribute("title", "Online")
+    expect(ben_dot).to_have_attribute("data-status", "offline")
+    expect(ben_dot).to_have_attribute("title", "Offline")
+
+    # Ben signs in (his home page opens the socket): online for Ann without a reload.
+    ben_page = open_page(browser, base_url, errors)
+    sign_in(ben_page, ben.username)
+    expect(ben_dot).to_have_attribute("data-status", "online")
+    expect(ben_dot).to_have_attribute("title", "Online")
+    ARTIFACTS.mkdir(exist_ok=True)
+    ann_page.screenshot(path=str(ARTIFACTS / "presence.png"))
+
+    # He closes the page: offline, with when he was last seen.
+    ben_page.context.close()
+    expect(ben_dot).to_have_attribute("data-status", "offline", timeout=15_000)
+    expect(ben_dot).to_have_attribute("title", re.compile(r"^Offline — last seen \d{2}:\d{2}$"))
+
+    # Every 30 s the page heartbeats, saying whether Ann did anything since the last beat.
+    ann_page.mouse.move(300, 300)
+    ann_page.mouse.move(320, 310)
+    with room_socket.expect_event("framesent", lambda payload: '"heartbeat"' in payload) as beat:
+        ann_page.clock.run_for(31_000)
+    assert json.loads(beat.value) == {"type": "heartbeat", "active": True}
+    with room_socket.expect_event("framesent", lambda payload: '"heartbeat"' in payload) as beat:
+        ann_page.clock.run_for(31_000)
+    assert json.loads(beat.value) == {"type": "heartbeat", "active": False}
+    assert errors == []
+
+
+def test_read_receipts_can_be_turned_off(start_server, chromium, make_user):
+    from messaging.services import message_send
+
+    ann, ben, room = two_members(make_user)
+    message_send(user=ann, room_id=room.pk, content="Did you see the draft?", client_msg_id=uuid.uuid4())
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_room(ann_page, ann, room)
+    status = row(ann_page, "Did you see the draft?").get_by_test_id("receipt")
+    expect(status).to_have_text("Sent")
+
+    # Ben turns read receipts off in the settings menu; it sticks across a reload.
+    sign_in(ben_page, ben.username)
+    ben_page.get_by_role("button", name="Settings").click()
+    switch = ben_page.get_by_role("switch", name="Send read receipts")
+    expect(switch).to_be_checked()
+    switch.uncheck()
+    expect(ben_page.locator("#pref-status")).to_have_text("Read receipts are off.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    ben_page.screenshot(path=str(ARTIFACTS / "settings-menu.png"))
+    ben_page.keyboard.press("Escape")
+    expect(ben_page.locator("#settings-menu")).to_be_hidden()
+    ben_page.reload()
+    expect(ben_page.get_by_role("switch", name="Send read receipts", include_hidden=True)).not_to_be_checked()
+
+    # He reads the room: Ann learns it reached him, not that he read it.
+    ben_page.goto(f"/rooms/{room.pk}/")
+    expect(ben_page.locator("#conn-badge")).to_have_text("Connected")
+    expect(status).to_have_text("Delivered")
     assert errors == []

@@ -39,7 +39,15 @@ def test_it_sends_and_returns_the_message_shape(room):
     assert response.status_code == 201
     body = response.json()
     assert set(body) == {
-        "id", "room", "sequence", "sender", "content", "client_msg_id", "created_at", "edited_at", "deleted"
+        "id",
+        "room",
+        "sequence",
+        "sender",
+        "content",
+        "client_msg_id",
+        "created_at",
+        "edited_at",
+        "deleted",
     }
     assert body["edited_at"] is None and body["deleted"] is False
     assert body["room"] == str(room.pk) and body["sequence"] == 1

@@ -94,3 +94,17 @@ export function insertSorted(list, node, key) {
   );
   list.insertBefore(node, before || null);
 }
+
+/** A small stroked line icon (16×16 grid) made of one or more SVG path strings; decorative. */
+export function lineIcon(...paths) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("aria-hidden", "true");
+  for (const d of paths) {
+    const path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  return svg;
+}

@@ -1,12 +1,19 @@
 // The home page keeps "Your rooms" current without a reload: when someone adds you to a room
 // (room.added), it appears here at once; leaving or being removed (room.removed) takes it away.
+// Each room shows how many messages from others wait unread (unread.js), and messages that reach
+// this page count as delivered to this device (receipts.js).
 import { el, insertSorted, roleBadge, roomIcon } from "./dom.js";
 import { getJson } from "./api.js";
 import { LiveSocket } from "./live.js";
+import { ReceiptSender } from "./receipts.js";
+import { UnreadBadges } from "./unread.js";
 
 const myRooms = document.getElementById("my-rooms");
 const emptyNote = document.getElementById("my-rooms-empty");
 const discover = document.getElementById("discover-rooms");
+
+const unread = new UnreadBadges({ lists: [myRooms] });
+let receipts = null;
 
 const byRoomId = (list, id) => list?.querySelector(`[data-room-id="${CSS.escape(id)}"]`);
 const nameOf = (row) => row.querySelector(".room-name").textContent;
@@ -35,11 +42,13 @@ function addRoom(room) {
     insertSorted(myRooms, row, nameOf);
   }
   byRoomId(discover, room.id)?.remove(); // joined: no longer something to discover
+  unread.render(room.id);
   refreshEmptyNote();
 }
 
 function removeRoom(id) {
   byRoomId(myRooms, id)?.remove();
+  receipts?.forget(id);
   refreshEmptyNote();
 }
 
@@ -67,12 +76,26 @@ async function reconcile(frame) {
 }
 
 const handlers = {
-  "session.ready": (frame) => reconcile(frame).catch((error) => console.warn("Parley:", error)),
+  "session.ready": (frame) => {
+    reconcile(frame).catch((error) => console.warn("Parley:", error));
+    receipts.onReady();
+  },
+  "message.new": (frame) => {
+    // It reached this device: that is what "Delivered" means to the sender.
+    if (frame.message.sender?.id !== unread.me) receipts.note(frame.room, { delivered: frame.sequence });
+  },
   "room.added": (frame) => addRoom(frame.room),
   "room.removed": (frame) => removeRoom(frame.room),
   "room.update": (frame) => updateRoom(frame.room),
 };
 
 if (myRooms) {
-  new LiveSocket({ onFrame: (frame) => handlers[frame.type]?.(frame) }).start();
+  const socket = new LiveSocket({
+    onFrame: (frame) => {
+      unread.onFrame(frame);
+      handlers[frame.type]?.(frame);
+    },
+  });
+  receipts = new ReceiptSender(socket);
+  socket.start();
 }

@@ -4,10 +4,20 @@
 // After any close we reconnect with exponential backoff and *full* jitter: a server restart
 // drops every client at once, and random delays spread their reconnects out instead of
 // hammering the server in synchronised waves.
+//
+// While connected, the socket also heartbeats every 30 s ({"type": "heartbeat", "active"}): the
+// server counts a socket alive for 60 s after its last beat, and `active` (did the person touch
+// the page since the previous beat?) is what tells "online" from "away".
 
 const BASE_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30000;
+// Tests set window.PARLEY_TEST_FAST_RECONNECT (before the page's scripts run) to cap the wait.
+const TEST_MAX_DELAY_MS = 1000;
+// A connection that stayed up this long was a real one: the next failure starts backing off anew.
+const STABLE_AFTER_MS = 10000;
+const HEARTBEAT_MS = 30000;
 const CLOSE_UNAUTHENTICATED = 4401;
+const ACTIVITY_EVENTS = ["keydown", "mousemove", "pointerdown", "wheel", "touchstart", "focus"];
 
 export function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -16,7 +26,8 @@ export function socketUrl() {
 
 /** Full jitter: a uniformly random delay between 0 and min(cap, base * 2^attempt). */
 export function backoffDelay(attempt) {
-  const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt);
+  const cap = window.PARLEY_TEST_FAST_RECONNECT ? TEST_MAX_DELAY_MS : MAX_DELAY_MS;
+  const ceiling = Math.min(cap, BASE_DELAY_MS * 2 ** attempt);
   return Math.random() * ceiling;
 }
 
@@ -32,8 +43,11 @@ export class LiveSocket {
     this.onState = onState;
     this.ws = null;
     this.ready = false;
+    this.readyAt = 0;
     this.attempt = 0;
     this.timer = null;
+    this.heartbeat = null;
+    this.active = true; // the page was just opened: that counts as activity
     this.hasConnected = false;
     this.stopped = false;
   }
@@ -45,12 +59,17 @@ export class LiveSocket {
     window.addEventListener("pageshow", (event) => event.persisted && this.restart());
     // Coming back online is the best moment to retry; don't sit out the rest of a long backoff.
     window.addEventListener("online", () => this.timer !== null && this.restart());
+    const markActive = () => {
+      this.active = true;
+    };
+    for (const type of ACTIVITY_EVENTS) window.addEventListener(type, markActive, { passive: true, capture: true });
     this.connect();
   }
 
   stop() {
     this.stopped = true;
     this.clearTimer();
+    this.stopHeartbeat();
     const ws = this.ws;
     this.ws = null;
     this.ready = false;
@@ -89,9 +108,10 @@ export class LiveSocket {
     }
     if (frame.type === "session.ready") {
       this.ready = true;
+      this.readyAt = Date.now();
       this.hasConnected = true;
-      this.attempt = 0;
       this.onState("connected");
+      this.startHeartbeat();
     }
     this.onFrame(frame);
   }
@@ -100,15 +120,31 @@ export class LiveSocket {
     if (ws !== this.ws) return;
     this.ws = null;
     this.ready = false;
+    this.stopHeartbeat();
     if (this.stopped) return;
     if (event.code === CLOSE_UNAUTHENTICATED) {
       // The session is gone (signed out elsewhere, expired): retrying cannot help.
       this.onState("signed-out");
       return;
     }
+    if (this.readyAt && Date.now() - this.readyAt >= STABLE_AFTER_MS) this.attempt = 0;
+    this.readyAt = 0;
     this.onState("reconnecting");
     this.timer = setTimeout(() => this.connect(), backoffDelay(this.attempt));
     this.attempt += 1;
+  }
+
+  startHeartbeat() {
+    this.stopHeartbeat();
+    this.active = false; // connecting already told the server we are here
+    this.heartbeat = setInterval(() => {
+      if (this.send({ type: "heartbeat", active: this.active })) this.active = false;
+    }, HEARTBEAT_MS);
+  }
+
+  stopHeartbeat() {
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
   }
 
   clearTimer() {

@@ -1,5 +1,6 @@
-// Page-wide behaviour on every page: dismissible flash notices and avatar colours.
+// Page-wide behaviour on every page: dismissible flash notices, avatar colours, the settings menu.
 import { paintAvatars } from "./dom.js";
+import { setUpSettingsMenu } from "./settings.js";
 
 // Good news fades by itself; errors and warnings stay until dismissed, so nobody misses them.
 const AUTO_DISMISS_MS = 6000;
@@ -41,3 +42,4 @@ function setUpFlashes() {
 
 setUpFlashes();
 paintAvatars();
+setUpSettingsMenu();
