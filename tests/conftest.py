@@ -76,17 +76,15 @@ def server_env() -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def start_server(transactional_db) -> Iterator[Callable[[], str]]:
-    """Start real daphne processes serving Parley on 127.0.0.1; returns their base URLs.
+class LiveServers:
+    """Real daphne processes serving Parley on 127.0.0.1, sharing this test's database and Redis."""
 
-    The servers read and write this test's database, so tests using them see committed data
-    only (hence transactional_db).
-    """
-    processes: list[subprocess.Popen] = []
+    def __init__(self) -> None:
+        self.processes: dict[int, subprocess.Popen] = {}
 
-    def start() -> str:
-        port = free_port()
+    def __call__(self, port: int | None = None) -> str:
+        """Start a server (on `port`, e.g. to bring a killed one back); returns its base URL."""
+        port = port or free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
             cwd=ROOT,
@@ -94,15 +92,33 @@ def start_server(transactional_db) -> Iterator[Callable[[], str]]:
             stdout=subprocess.DEVNULL,
             stderr=None,
         )
-        processes.append(process)
+        self.processes[port] = process
         wait_for_port(port, process)
         return f"http://127.0.0.1:{port}"
 
-    yield start
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    def kill(self, url: str) -> None:
+        """SIGKILL the server at `url`: no close frames, no cleanup, like a crashed host."""
+        process = self.processes.pop(int(url.rsplit(":", 1)[1]))
+        process.kill()
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def start_server(transactional_db) -> Iterator[LiveServers]:
+    """Call it to start a real server process; returns its base URL (see LiveServers).
+
+    The servers read and write this test's database, so tests using them see committed data
+    only (hence transactional_db).
+    """
+    servers = LiveServers()
+    yield servers
+    servers.stop_all()
