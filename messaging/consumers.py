@@ -300,14 +300,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         except ApplicationError:  # no longer a member: the unsubscribe event is on its way
             return
-        for message in messages:
-            cursor.pending.setdefault(message.changed_sequence, dumps(change_frame(message)))
         if reached > cursor.last:
             cursor.gap_attempts = 0  # progress: a long gap may take several pages
         async with self.send_lock:
+            # Live events may have been delivered while we read: never send a number twice.
+            for message in messages:
+                if message.changed_sequence > cursor.last:
+                    cursor.pending.setdefault(message.changed_sequence, dumps(change_frame(message)))
             for number in sorted(n for n in cursor.pending if n <= reached):
-                cursor.last = number
-                await self.send(text_data=cursor.pending.pop(number))
+                text = cursor.pending.pop(number)
+                if number > cursor.last:
+                    cursor.last = number
+                    await self.send(text_data=text)
             cursor.last = max(cursor.last, reached)
         await self._drain(room_id, cursor)
         if cursor.pending and cursor.gap_attempts >= GAP_MAX_ATTEMPTS:
