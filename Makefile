@@ -7,13 +7,14 @@ VENV := .venv
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench-awareness bench-archive
+.PHONY: help install run test lint bench-load bench-awareness bench-archive
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:8000/"
 	@echo "make test    run the test suite against throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make install create .venv and install requirements-dev.txt"
+	@echo "make bench-load  the load benchmark (ARGS=\"--scenario chat --rate 2000\", ...); docs/performance.md"
 
 install: $(VENV)/.installed
 
@@ -46,6 +47,10 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+ARGS ?=
+bench-load: $(VENV)/.installed
+	$(VENV)/bin/python scripts/stack.py bench -- $(VENV)/bin/python bench/load.py $(ARGS)
 
 bench-awareness: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python bench/awareness.py

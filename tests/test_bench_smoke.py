@@ -41,3 +41,29 @@ def test_the_archive_benchmark_runs_and_reports():
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads((ROOT / "bench" / "results" / "archive.json").read_text())
     assert figures["rows"] == 2000 and figures["compressed_bytes"] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
+    """Every scenario at a tiny size through the production entry point: nothing lost, nothing
+    twice, nothing out of order, and the report is written. Timings are not checked here."""
+    result = subprocess.run(
+        [sys.executable, "bench/load.py", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env={key: value for key, value in server_env().items() if key != "PARLEY_TESTING"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    figures = json.loads((tmp_path / "results.json").read_text())
+    assert set(figures["scenarios"]) == {"chat", "fanout", "connections", "ramp"}
+    for name in ("chat", "fanout", "ramp"):
+        for step in figures["scenarios"][name]["steps"]:
+            assert step["persisted"] == step["sent"] > 0, (name, step)
+            assert step["deliveries"] == step["expected_deliveries"] > 0, (name, step)
+            assert (step["lost"], step["duplicates"], step["reordered"], step["errors"]) == (0, 0, 0, {}), (name, step)
+    connections = figures["scenarios"]["connections"]
+    assert connections["connected"] == connections["sockets"]
+    assert (tmp_path / "report.md").read_text().startswith("# Load benchmark")
+    assert (tmp_path / "latency.png").stat().st_size > 0

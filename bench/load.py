@@ -1,0 +1,844 @@
+"""Load benchmark: the real stack under an open-loop load of real WebSocket clients.
+
+    make bench-load                                   # every scenario at full size (about 10 minutes)
+    make bench-load ARGS="--scenario chat --rate 2000"
+    make bench-load ARGS="--smoke --out /tmp/smoke"   # seconds; what CI runs (no timing checks)
+
+What it does, all on 127.0.0.1:
+
+- starts Parley's production entry point (scripts/serve.py: N ASGI worker processes on one
+  socket, DEBUG off) against DATABASE_URL / REDIS_URL, which `make bench-load` provides as
+  throwaway PostgreSQL (durable settings: fsync and synchronous_commit on) and Redis;
+- creates users, rooms and memberships in bulk (no password hashing), then signs every client in
+  through the real path: a JWT access token, POST /api/v1/auth/ws-ticket/, /ws/?ticket=...;
+- drives an open-loop offered rate: message i is due at t0 + i/rate whatever the server is doing,
+  and its latency is measured from that due time (no coordinated omission). Every message carries
+  its due time; every receiver records end-to-end latency (due -> `message.new` on its socket) and
+  checks each room's numbers for loss, duplicates and reordering, against the room's
+  `last_sequence` in PostgreSQL (the truth) after the run;
+- samples the CPU time and RSS of every process: server workers, Redis, PostgreSQL (all backends)
+  and this load generator.
+
+Scenarios: `chat` (1,000 sockets in 100 rooms of 10), `fanout` (1,000 sockets in one room),
+`connections` (10,000 idle sockets heartbeating every 30 s), `ramp` (the chat topology at rising
+rates until p99 >= 100 ms or any loss, then a run at half the highest passing rate). Writes
+results.json, report.md and latency.png into --out (default bench/results/). Every loop is
+bounded in count and time.
+"""
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import random
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# The servers run with production settings (DEBUG off); TLS would be terminated in front of them.
+BENCH_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "DEBUG": "0",
+    "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-" + secrets.token_urlsafe(48),
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "0",
+    "LOG_LEVEL": "WARNING",
+}
+os.environ.update({key: os.environ.get(key) or value for key, value in BENCH_ENV.items()})
+
+import django  # noqa: E402
+
+django.setup()
+
+import orjson  # noqa: E402
+import psutil  # noqa: E402
+import uvloop  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.hashers import make_password  # noqa: E402
+from picows import WSListener, WSMsgType, ws_connect  # noqa: E402
+from rest_framework_simplejwt.tokens import AccessToken  # noqa: E402
+
+from accounts.models import User  # noqa: E402
+from rooms.models import Membership, Room  # noqa: E402
+
+HOST = "127.0.0.1"
+P99_TARGET_MS = 100.0
+HEARTBEAT_SECONDS = 30
+CONNECT_CONCURRENCY = 64
+DRAIN_SECONDS = 10.0  # after the last due message, how long we wait for stragglers at most
+
+
+def log(message: str) -> None:
+    print(f"[load {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def percentile(ordered: list[int], p: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] / 1e6
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: users, rooms and memberships in bulk.
+
+
+def seed(sockets: int, room_size: int, tag: str) -> tuple[list[User], list[Room], list[list[User]]]:
+    """`sockets` users in rooms of `room_size` (one room if room_size >= sockets)."""
+    unusable = make_password(None)  # nobody signs in with a password here: tokens are minted below
+    users = User.objects.bulk_create(
+        [User(username=f"{tag}-{i}", email=f"{tag}-{i}@bench.invalid", password=unusable) for i in range(sockets)],
+        batch_size=2000,
+    )
+    groups = [users[start : start + room_size] for start in range(0, sockets, room_size)]
+    rooms = Room.objects.bulk_create(
+        [Room(name=f"{tag} {index}", kind=Room.Kind.PRIVATE, created_by=group[0]) for index, group in enumerate(groups)]
+    )
+    Membership.objects.bulk_create(
+        [
+            Membership(room=room, user=user, role=Membership.Role.OWNER if position == 0 else Membership.Role.MEMBER)
+            for room, group in zip(rooms, groups, strict=True)
+            for position, user in enumerate(group)
+        ],
+        batch_size=5000,
+    )
+    return users, rooms, groups
+
+
+def last_sequences(rooms: list[Room]) -> dict[str, int]:
+    return {
+        str(pk): last
+        for pk, last in Room.objects.filter(pk__in=[r.pk for r in rooms]).values_list("pk", "last_sequence")
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: the servers, and CPU/RSS of everything involved.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Servers:
+    """scripts/serve.py with N workers (the production entry point)."""
+
+    def __init__(self, workers: int, server: str) -> None:
+        self.port = free_port()
+        self.base = f"http://{HOST}:{self.port}"
+        argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--workers", str(workers)]
+        argv += ["--host", HOST, "--port", str(self.port), "--server", server]
+        # In its own session (Ctrl-C reaches only us), and killed if we die (no orphans).
+        self.process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,  # access logs
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connection = http.client.HTTPConnection(HOST, self.port, timeout=5)
+                connection.request("GET", "/login/")
+                if connection.getresponse().status == 200 and len(self.workers()) >= workers:
+                    break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the servers did not come up")
+            time.sleep(0.2)
+
+    def workers(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def service_processes(port: object, name: str) -> list[psutil.Process]:
+    """The processes of the PostgreSQL or Redis server listening on `port` (with children)."""
+    port = str(port)
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if name not in (process.info["name"] or "") and not any(name in part for part in cmdline[:1]):
+            continue
+        if port in cmdline or any(part.endswith(f":{port}") for part in cmdline):
+            found.append(process)
+            found.extend(process.children(recursive=True))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between start() and stop(), as % of one core."""
+
+    def __init__(self, groups: dict[str, callable]) -> None:
+        self.groups = groups
+
+    @staticmethod
+    def _total(processes: list[psutil.Process]) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.before = {name: self._sample(find()) for name, find in self.groups.items()}
+
+    def _sample(self, processes: list[psutil.Process]) -> dict[int, float]:
+        result = {}
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                result[process.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return result
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.started
+        usage = {}
+        for name, find in self.groups.items():
+            after = self._sample(find())
+            used = sum(seconds - self.before[name].get(pid, 0.0) for pid, seconds in after.items())
+            usage[name] = round(100 * used / wall, 1)
+        return usage
+
+
+def rss_bytes(processes: list[psutil.Process]) -> int:
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+
+
+@dataclass
+class RoomTrack:
+    """What one socket saw of one room's numbered changes."""
+
+    last: int
+    start: int
+    missing: set[int] = field(default_factory=set)
+    received: int = 0
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.latencies: list[int] = []  # ns, due -> message.new
+        self.ack_latencies: list[int] = []
+        self.delivered = 0
+        self.duplicates = 0
+        self.reordered = 0
+        self.acked = 0
+        self.errors: dict[str, int] = {}
+        self.closed = 0
+
+
+class Client(WSListener):
+    def __init__(self, stats: Stats, rooms: list[str]) -> None:
+        self.stats = stats
+        self.rooms = rooms
+        self.tracks: dict[str, RoomTrack] = {}
+        self.pending: dict[str, int] = {}  # client_msg_id -> due ns
+        self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.transport = None
+
+    def on_ws_connected(self, transport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport) -> None:
+        self.stats.closed += 1
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("closed before session.ready"))
+
+    def on_ws_frame(self, transport, frame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        now = time.monotonic_ns()
+        data = orjson.loads(frame.get_payload_as_bytes())
+        kind = data["type"]
+        if kind == "message.new":
+            track = self.tracks.get(data["room"])
+            if track is None:
+                return
+            number = data["sequence"]
+            stats = self.stats
+            if number == track.last + 1:
+                track.last = number
+            elif number > track.last:
+                track.missing.update(range(track.last + 1, number))
+                track.last = number
+            elif number in track.missing:
+                track.missing.discard(number)
+                stats.reordered += 1
+            else:
+                stats.duplicates += 1
+                return
+            track.received += 1
+            stats.delivered += 1
+            stats.latencies.append(now - int(data["message"]["content"].split(" ", 1)[0]))
+        elif kind == "message.ack":
+            due = self.pending.pop(data["client_msg_id"], None)
+            if due is not None:
+                self.stats.acked += 1
+                self.stats.ack_latencies.append(now - due)
+        elif kind == "session.ready":
+            for room in self.rooms:
+                last = data["rooms"][room]
+                self.tracks[room] = RoomTrack(last=last, start=last)
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif kind == "error":
+            self.stats.errors[data["code"]] = self.stats.errors.get(data["code"], 0) + 1
+
+    def send_message(self, room: str, due_ns: int, filler: str) -> None:
+        client_msg_id = str(uuid.uuid4())
+        self.pending[client_msg_id] = due_ns
+        frame = {"type": "message.send", "room": room, "client_msg_id": client_msg_id, "content": f"{due_ns} {filler}"}
+        self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
+
+    def send_frame(self, frame: dict) -> None:
+        self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
+
+    def rebase(self) -> None:
+        """Start counting a new phase from what this socket has seen so far."""
+        for track in self.tracks.values():
+            track.start = track.last
+            track.received = 0
+            track.missing.clear()
+
+
+_http = threading.local()
+
+
+def fetch_ticket(base: str, token: str) -> str:
+    """POST /api/v1/auth/ws-ticket/ with a JWT, on a kept-alive connection per thread."""
+    parsed = urlparse(base)
+    for attempt in range(3):
+        connection = getattr(_http, "connection", None)
+        if connection is None:
+            connection = _http.connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        try:
+            connection.request("POST", "/api/v1/auth/ws-ticket/", headers={"Authorization": f"Bearer {token}"})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"ws-ticket answered {response.status}: {body[:200]!r}")
+            return json.loads(body)["ticket"]
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            _http.connection = None
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def connect_all(
+    base: str, users: list[User], rooms_of: dict[int, list[str]], stats: Stats, progress: str
+) -> list[Client]:
+    """Sign every user in through the ticket path and open their socket; wait for session.ready."""
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(8)
+    clients: list[Client | None] = [None] * len(users)
+    ws_base = base.replace("http://", "ws://")
+    semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    done = 0
+    last_report = time.monotonic()
+
+    async def open_one(index: int, user: User) -> None:
+        nonlocal done, last_report
+        async with semaphore:
+            token = str(AccessToken.for_user(user))
+            ticket = await loop.run_in_executor(pool, fetch_ticket, base, token)
+            _, client = await ws_connect(
+                lambda: Client(stats, rooms_of[user.pk]),
+                f"{ws_base}/ws/?ticket={ticket}",
+                websocket_handshake_timeout=60,
+            )
+            await asyncio.wait_for(client.ready, 60)
+            clients[index] = client
+            done += 1
+            if time.monotonic() - last_report > 2:
+                last_report = time.monotonic()
+                log(f"{progress}: {done}/{len(users)} sockets connected")
+
+    try:
+        await asyncio.gather(*(open_one(index, user) for index, user in enumerate(users)))
+    finally:
+        pool.shutdown()
+    return clients  # type: ignore[return-value]
+
+
+async def close_all(clients: list[Client]) -> None:
+    for client in clients:
+        if client and client.transport and not client.transport.is_disconnected:
+            client.transport.send_close()
+            client.transport.disconnect()
+    await asyncio.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Open-loop driving
+
+
+@dataclass
+class Phase:
+    name: str
+    offered_rate: float
+    seconds: float
+    result: dict = field(default_factory=dict)
+
+
+async def drive(
+    clients: list[Client], senders: list[tuple[Client, str]], rate: float, seconds: float, stats: Stats, label: str
+) -> tuple[int, float]:
+    """Send `rate` messages/s for `seconds`, each at its due time from a random sender; returns
+    (messages sent, seconds the generator fell behind the schedule at worst)."""
+    filler = "x" * 48  # a typical short chat line
+    total = int(rate * seconds)
+    start = time.monotonic_ns() + 50_000_000
+    interval = 1e9 / rate
+    sent = 0
+    worst_lag = 0
+    next_report = time.monotonic() + 1
+    pick = random.Random(7).choice
+    while sent < total:
+        now = time.monotonic_ns()
+        due = start + int(sent * interval)
+        if due > now:
+            await asyncio.sleep(min((due - now) / 1e9, 0.05))
+            continue
+        worst_lag = max(worst_lag, now - due)
+        # Everything due by now goes out in this tick, each stamped with its own due time.
+        while sent < total and start + int(sent * interval) <= now:
+            client, room = pick(senders)
+            client.send_message(room, start + int(sent * interval), filler)
+            sent += 1
+        if time.monotonic() >= next_report:
+            next_report += 1
+            ordered = sorted(stats.latencies[-20000:])
+            log(
+                f"{label}: {sent}/{total} sent, {stats.acked} acked, {stats.delivered} delivered, "
+                f"recent p99 {percentile(ordered, 99):.1f} ms"
+            )
+        await asyncio.sleep(0)
+    return sent, worst_lag / 1e9
+
+
+async def wait_for_deliveries(clients: list[Client], rooms: list[Room], before: dict[str, int]) -> dict[str, int]:
+    """Wait until every socket has every change the database holds for its rooms (bounded)."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while True:
+        await asyncio.sleep(0.25)
+        after = await asyncio.to_thread(last_sequences, rooms)
+        complete = all(
+            track.last >= after[room] and not track.missing
+            for client in clients
+            for room, track in client.tracks.items()
+        )
+        if complete or time.monotonic() > deadline:
+            return after
+
+
+def measure(
+    clients: list[Client], stats: Stats, before: dict[str, int], after: dict[str, int], seconds: float, sent: int
+) -> dict:
+    expected = 0
+    lost = 0
+    for client in clients:
+        for room, track in client.tracks.items():
+            should = after[room] - before[room]
+            expected += should
+            lost += max(0, should - track.received) if track.last >= after[room] else should - track.received
+    ordered = sorted(stats.latencies)
+    acks = sorted(stats.ack_latencies)
+    persisted = sum(after[room] - before[room] for room in after)
+    return {
+        "sent": sent,
+        "persisted": persisted,
+        "persisted_per_s": round(persisted / seconds, 1),
+        "acked": stats.acked,
+        "deliveries": stats.delivered,
+        "expected_deliveries": expected,
+        "deliveries_per_s": round(stats.delivered / seconds, 1),
+        "lost": lost,
+        "duplicates": stats.duplicates,
+        "reordered": stats.reordered,
+        "errors": dict(stats.errors),
+        "sockets_closed": stats.closed,
+        "latency_ms": {
+            "p50": round(percentile(ordered, 50), 2),
+            "p95": round(percentile(ordered, 95), 2),
+            "p99": round(percentile(ordered, 99), 2),
+            "max": round(ordered[-1] / 1e6, 2) if ordered else 0.0,
+        },
+        "ack_latency_ms": {"p50": round(percentile(acks, 50), 2), "p99": round(percentile(acks, 99), 2)},
+    }
+
+
+async def run_phase(
+    clients: list[Client],
+    senders,
+    rooms: list[Room],
+    stats: Stats,
+    meter: CpuMeter,
+    rate: float,
+    seconds: float,
+    label: str,
+) -> dict:
+    for client in clients:
+        client.rebase()
+    stats.reset()
+    before = await asyncio.to_thread(last_sequences, rooms)
+    meter.start()
+    started = time.monotonic()
+    sent, lag = await drive(clients, senders, rate, seconds, stats, label)
+    elapsed = time.monotonic() - started
+    cpu = meter.stop()
+    after = await wait_for_deliveries(clients, rooms, before)
+    result = measure(clients, stats, before, after, elapsed, sent)
+    result |= {"offered_rate": rate, "seconds": round(elapsed, 2), "generator_lag_s": round(lag, 3), "cpu_percent": cpu}
+    log(
+        f"{label}: offered {rate:.0f}/s -> persisted {result['persisted_per_s']}/s, "
+        f"{result['deliveries_per_s']} deliveries/s, p50 {result['latency_ms']['p50']} ms, "
+        f"p99 {result['latency_ms']['p99']} ms, lost {result['lost']}, dup {result['duplicates']}, "
+        f"reordered {result['reordered']}, cpu {cpu}"
+    )
+    return result
+
+
+def passes(result: dict) -> bool:
+    return (
+        result["latency_ms"]["p99"] < P99_TARGET_MS
+        and result["lost"] == 0
+        and result["duplicates"] == 0
+        and result["reordered"] == 0
+        and result["persisted"] >= 0.99 * result["sent"]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tag = f"b{uuid.uuid4().hex[:6]}"
+
+    def meter(self, servers: Servers) -> CpuMeter:
+        me = psutil.Process()
+        return CpuMeter(
+            {
+                "servers": lambda: [psutil.Process(servers.process.pid), *servers.workers()],
+                "redis": lambda: service_processes(urlparse(settings.REDIS_URL).port, "redis"),
+                "postgres": lambda: service_processes(settings.DATABASES["default"]["PORT"], "postgres"),
+                "load_generator": lambda: [me],
+            }
+        )
+
+    async def topology(self, name: str, sockets: int, room_size: int):
+        users, rooms, groups = await asyncio.to_thread(seed, sockets, room_size, f"{self.tag}-{name}")
+        rooms_of = {user.pk: [str(room.pk)] for room, group in zip(rooms, groups, strict=True) for user in group}
+        return users, rooms, rooms_of
+
+    async def messaging(self, name: str, sockets: int, room_size: int, rates: list[float], seconds: float, ramp: bool):
+        args = self.args
+        users, rooms, rooms_of = await self.topology(name, sockets, room_size)
+        servers = Servers(args.workers, args.server)
+        stats = Stats()
+        try:
+            clients = await connect_all(servers.base, users, rooms_of, stats, name)
+            senders = [(client, client.rooms[0]) for client in clients]
+            meter = self.meter(servers)
+            warm = max(1.0, min(rates[0] / 4, 200.0))
+            await run_phase(clients, senders, rooms, stats, meter, warm, 2.0, f"{name} warm-up")
+            results = []
+            for rate in rates:
+                result = await run_phase(clients, senders, rooms, stats, meter, rate, seconds, f"{name} @{rate:.0f}/s")
+                results.append(result)
+                if ramp and not passes(result):
+                    break
+            summary: dict = {
+                "sockets": sockets,
+                "rooms": len(rooms),
+                "room_size": min(room_size, sockets),
+                "steps": results,
+            }
+            if ramp:
+                passing = [r["offered_rate"] for r in results if passes(r)]
+                saturation = max(passing) if passing else 0.0
+                summary["saturation_rate"] = saturation
+                if saturation:
+                    half = await run_phase(
+                        clients, senders, rooms, stats, meter, saturation / 2, seconds, f"{name} @half saturation"
+                    )
+                    summary["half_saturation"] = half
+            summary["server_rss_mb"] = round(rss_bytes(servers.workers()) / 2**20, 1)
+            await close_all(clients)
+            return summary
+        finally:
+            servers.stop()
+
+    async def connections(self, sockets: int, idle_seconds: float) -> dict:
+        args = self.args
+        users, rooms, rooms_of = await self.topology("connections", sockets, 10)
+        servers = Servers(args.workers, args.server)
+        stats = Stats()
+        heartbeats = None
+        try:
+            # Warm every worker up (imports, first queries) before taking the baseline RSS.
+            warm_users = users[: args.workers * 4]
+            warm = await connect_all(servers.base, warm_users, rooms_of, stats, "connections warm-up")
+            await close_all(warm)
+            await asyncio.sleep(1)
+            baseline = rss_bytes(servers.workers())
+            started = time.monotonic()
+            clients = await connect_all(servers.base, users, rooms_of, stats, "connections")
+            connect_seconds = time.monotonic() - started
+            heartbeats = asyncio.create_task(heartbeat(clients))
+            await asyncio.sleep(2)
+            loaded = rss_bytes(servers.workers())
+            meter = self.meter(servers)
+            log(f"connections: {sockets} sockets open in {connect_seconds:.1f}s; idle for {idle_seconds:.0f}s")
+            meter.start()
+            await asyncio.sleep(idle_seconds)
+            cpu = meter.stop()
+            alive = sum(1 for client in clients if not client.transport.is_disconnected)
+            result = {
+                "sockets": sockets,
+                "connected": alive,
+                "connect_seconds": round(connect_seconds, 1),
+                "connects_per_s": round(sockets / connect_seconds, 1),
+                "idle_seconds": idle_seconds,
+                "server_rss_mb_before": round(baseline / 2**20, 1),
+                "server_rss_mb_after": round(loaded / 2**20, 1),
+                "server_rss_kb_per_socket": round((loaded - baseline) / 1024 / sockets, 1),
+                "idle_cpu_percent": cpu,
+                "errors": dict(stats.errors),
+                "sockets_closed": stats.closed,
+            }
+            log(f"connections: {alive}/{sockets} alive, {result['server_rss_kb_per_socket']} KB/socket, idle cpu {cpu}")
+            heartbeats.cancel()
+            await close_all(clients)
+            return result
+        finally:
+            if heartbeats:
+                heartbeats.cancel()
+            servers.stop()
+
+
+async def heartbeat(clients: list[Client]) -> None:
+    """Every socket heartbeats every 30 s like the web UI does, spread evenly over the period."""
+    gap = HEARTBEAT_SECONDS / max(1, len(clients))
+    while True:
+        for client in clients:
+            if not client.transport.is_disconnected:
+                client.send_frame({"type": "heartbeat", "active": False})
+            await asyncio.sleep(gap)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def write_report(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart = None
+    ramp = results["scenarios"].get("ramp")
+    if ramp:
+        chart = out / "latency.png"
+        plot_ramp(ramp, chart)
+    lines = [
+        "# Load benchmark",
+        "",
+        f"Run {results['started']} on {results['machine']}; command: `{results['command']}`.",
+        f"Server: `{results['server']}` with {results['workers']} worker processes; PostgreSQL with fsync and "
+        "synchronous_commit on; Redis; the load generator in one process; all on one machine.",
+        "",
+        "| scenario | sockets | offered msg/s | persisted msg/s | deliveries/s | p50 ms | p95 ms | p99 ms | max ms "
+        "| lost | dup | reordered | CPU % (servers / Redis / PostgreSQL / generator) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name in ("chat", "fanout", "ramp"):
+        scenario = results["scenarios"].get(name)
+        if not scenario:
+            continue
+        rows = list(scenario["steps"])
+        if name == "ramp" and scenario.get("half_saturation"):
+            rows.append(scenario["half_saturation"] | {"label": "half saturation"})
+        for step in rows:
+            cpu = step["cpu_percent"]
+            label = f"{name} ({step['label']})" if "label" in step else name
+            lines.append(
+                f"| {label} | {scenario['sockets']} | {step['offered_rate']:.0f} | {step['persisted_per_s']:.0f} "
+                f"| {step['deliveries_per_s']:.0f} | {step['latency_ms']['p50']} | {step['latency_ms']['p95']} "
+                f"| {step['latency_ms']['p99']} | {step['latency_ms']['max']} | {step['lost']} | {step['duplicates']} "
+                f"| {step['reordered']} | {cpu_cell(cpu)} |"
+            )
+    if ramp:
+        best = f"**{ramp['saturation_rate']:.0f} msg/s**"
+        lines += ["", f"Highest offered rate with p99 < {P99_TARGET_MS:.0f} ms and no loss: {best}."]
+    connections = results["scenarios"].get("connections")
+    if connections:
+        cpu = connections["idle_cpu_percent"]
+        lines += [
+            "",
+            f"Connections: {connections['connected']}/{connections['sockets']} sockets open "
+            f"({connections['connects_per_s']} connects/s through the ticket path); server RSS "
+            f"{connections['server_rss_mb_before']} MB -> {connections['server_rss_mb_after']} MB = "
+            f"**{connections['server_rss_kb_per_socket']} KB per socket**; CPU while idle with heartbeats "
+            f"(servers / Redis / PostgreSQL / generator): {cpu['servers']} / {cpu['redis']} / {cpu['postgres']} "
+            f"/ {cpu['load_generator']} % of one core.",
+        ]
+    if chart:
+        lines += ["", f"![latency vs offered rate]({chart.name})"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def cpu_cell(cpu: dict) -> str:
+    return f"{cpu['servers']} / {cpu['redis']} / {cpu['postgres']} / {cpu['load_generator']}"
+
+
+def plot_ramp(ramp: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = ramp["steps"]
+    rates = [step["offered_rate"] for step in steps]
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        axes.plot(rates, [max(step["latency_ms"][key], 0.01) for step in steps], style, label=key)
+    axes.axhline(P99_TARGET_MS, color="grey", linestyle="--", linewidth=1, label="100 ms")
+    axes.set_yscale("log")
+    axes.set_xlabel("offered rate (messages/s), 10 sockets per room")
+    axes.set_ylabel("send -> delivery latency (ms)")
+    axes.set_title(f"Parley chat latency vs offered rate ({ramp['sockets']} sockets)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+SIZES = {
+    # name: sockets, room size, rates, seconds per rate
+    "full": {
+        "chat": (1000, 10, [1500.0], 20.0),
+        "fanout": (1000, 1000, [50.0], 20.0),
+        "connections": (10000, 60.0),
+        "ramp": (1000, 10, [250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 4000.0], 10.0),
+    },
+    "smoke": {
+        "chat": (40, 10, [40.0], 2.0),
+        "fanout": (30, 30, [10.0], 2.0),
+        "connections": (60, 2.0),
+        "ramp": (40, 10, [20.0, 40.0], 2.0),
+    },
+}
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    size = SIZES["smoke" if args.smoke else "full"]
+    bench = Bench(args)
+    scenarios = ["chat", "fanout", "connections", "ramp"] if args.scenario == "all" else [args.scenario]
+    results: dict = {
+        "started": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB",
+        "command": " ".join(["bench/load.py", *sys.argv[1:]]),
+        "server": args.server,
+        "workers": args.workers,
+        "scenarios": {},
+    }
+    for name in scenarios:
+        log(f"--- {name}")
+        if name == "connections":
+            sockets, idle = size["connections"]
+            results["scenarios"][name] = await bench.connections(args.sockets or sockets, args.seconds or idle)
+            continue
+        sockets, room_size, rates, seconds = size[name]
+        if args.rate and name != "ramp":
+            rates = [args.rate]
+        results["scenarios"][name] = await bench.messaging(
+            name, args.sockets or sockets, room_size, rates, args.seconds or seconds, ramp=name == "ramp"
+        )
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=["all", "chat", "fanout", "connections", "ramp"], default="all")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds each (CI)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="ASGI worker processes")
+    parser.add_argument("--server", default="daphne", help="ASGI server behind scripts/serve.py")
+    parser.add_argument("--rate", type=float, help="offered messages/s (chat, fanout)")
+    parser.add_argument("--sockets", type=int, help="override the scenario's socket count")
+    parser.add_argument("--seconds", type=float, help="override the seconds per step (idle time for connections)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    for step in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+        subprocess.run([sys.executable, "manage.py", *step], cwd=ROOT, check=True)
+    results = uvloop.run(main_async(args))
+    write_report(results, args.out)
+    log(f"wrote {args.out / 'results.json'} and {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Production entry point: N ASGI worker processes sharing one listening socket.
+
+    python scripts/serve.py [--workers N] [--host 127.0.0.1] [--port 8000] [--server daphne]
+
+WEB_CONCURRENCY (or --workers) sets N; the default is the number of CPU cores. This process opens
+the socket once and every worker accepts from it (the kernel spreads connections), so one
+address serves them all; the Redis channel layer carries events between workers. A worker that
+dies is restarted; SIGTERM/SIGINT stop them all.
+"""
+
+import argparse
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "config.asgi:application"
+
+
+def worker_command(server: str, fd: int) -> list[str]:
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", APP]
+    if server == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", "--fd", str(fd), "--proxy-headers", "--no-access-log", APP]
+    raise SystemExit(f"unknown --server {server!r} (daphne or uvicorn)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1))
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--server", default=os.environ.get("ASGI_SERVER", "daphne"))
+    args = parser.parse_args()
+
+    # Every WebSocket holds a file descriptor: allow as many as the hard limit permits.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    listener = socket.create_server((args.host, args.port), backlog=4096)
+    listener.set_inheritable(True)
+    fd = listener.fileno()
+    command = worker_command(args.server, fd)
+
+    workers: dict[int, subprocess.Popen] = {}
+    stopping = False
+
+    def start(slot: int) -> None:
+        workers[slot] = subprocess.Popen(command, cwd=ROOT, pass_fds=[fd])
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(args.workers):
+        start(slot)
+    print(
+        f"serving on http://{args.host}:{args.port}/ with {args.workers} {args.server} workers",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    while not stopping:
+        time.sleep(0.5)
+        for slot, process in list(workers.items()):
+            if process.poll() is not None and not stopping:
+                print(f"worker {slot} exited with {process.returncode}; restarting", file=sys.stderr, flush=True)
+                time.sleep(1)
+                start(slot)
+
+    for process in workers.values():
+        process.terminate()
+    deadline = time.monotonic() + 15
+    for process in workers.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
