@@ -158,10 +158,12 @@ WHITENOISE_USE_FINDERS = DEBUG or TESTING
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Pub/sub: an event is one PUBLISH, received once by each server process's hub (core.hub).
+# At-most-once, like every channel layer: clients catch up from PostgreSQL (docs/protocol.md).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
     }
 }
 

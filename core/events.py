@@ -62,7 +62,8 @@ async def publish(events: list[Event]) -> None:
     for groups, event in events:
         for group in groups:
             try:
-                await layer.group_send(group, event)
+                # The group travels with the event: each process's hub routes by it (core.hub).
+                await layer.group_send(group, {**event, "group": group})
             except Exception:  # a lost event is recovered by sync; a failed send must not fail the write
                 logger.exception("could not publish %s to %s", event.get("type"), group)
 

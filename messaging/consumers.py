@@ -7,6 +7,8 @@ decided by the services (which pick the groups) and by membership events on the 
 import asyncio
 import json
 import logging
+import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +18,7 @@ from django.conf import settings
 
 from core.errors import ApplicationError
 from core.events import call_service, dumps, room_group, user_group
+from core.hub import get_hub
 from messaging import selectors, services
 from messaging.payloads import change_frame, message_payload
 from presence import services as presence
@@ -48,16 +51,85 @@ class FrameError(ApplicationError):
     status = 400
 
 
+class SendBatcher:
+    """Writes the message.send frames of every socket in this process in batches.
+
+    While one batch is in the database, the frames that arrive meanwhile wait and go together in
+    the next one: under load a batch costs a handful of round trips and one commit however many
+    messages it holds; when idle, a send goes alone at once. Each frame still gets its own result,
+    and its ack is sent only after the batch committed.
+    """
+
+    MAX_BATCH = 200
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[dict, asyncio.Future]] = []
+        self.writer: asyncio.Task | None = None
+
+    async def send(self, **request) -> tuple:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((request, future))
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
+        result = await future
+        if isinstance(result, ApplicationError):
+            raise result
+        return result
+
+    async def _write(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[: self.MAX_BATCH], self.waiting[self.MAX_BATCH :]
+                try:
+                    results = await services.amessage_send_many(requests=[r for r, _ in batch])
+                except Exception as error:  # the database is away: every frame of the batch gets the error
+                    results = [error] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception) and not isinstance(result, ApplicationError):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.writer = None
+
+
+_batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendBatcher]" = weakref.WeakKeyDictionary()
+
+
+def send_batcher() -> SendBatcher:
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = SendBatcher()
+    return batcher
+
+
 def _session_state(user_id: int) -> tuple[dict[str, int], dict[str, int]]:
     return user_rooms_state(user_id=user_id), selectors.unread_counts(user_id=user_id)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    # Events reach sockets through this process's hub (core.hub), not through a channel-layer
+    # channel per socket: no per-socket Redis subscription, receive task or dispatch.
+    channel_layer_alias = None
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections before every message in a thread hop of
+        # its own; our database work already runs in database_sync_to_async, which does that.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.cursors: dict[str, RoomCursor] = {}
         self.presence_sent: dict[int, str] = {}
         self.send_lock = asyncio.Lock()
+        self.hub = get_hub()
+        self.socket_id = uuid.uuid4().hex  # names this socket in presence
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
         if self.user is None or not self.user.is_authenticated or not self.user.is_active:
@@ -66,22 +138,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         # Subscribe before reading the room state: an event published in between is then
         # received and, if already covered by the state, dropped as a duplicate.
-        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        await self.hub.join(user_group(self.user.pk), self)
         rooms, unread = await database_sync_to_async(_session_state)(self.user.pk)
         for room_id, last_sequence in rooms.items():
             await self._subscribe(room_id, last_sequence)
         await self.send(
             text_data=dumps({"type": "session.ready", "user": self.user.pk, "rooms": rooms, "unread": unread})
         )
-        await call_service(presence.presence_heartbeat, user=self.user, socket_id=self.channel_name, active=True)
+        await call_service(presence.presence_heartbeat, user=self.user, socket_id=self.socket_id, active=True)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
             return
         for room_id in list(self.cursors):
             await self._unsubscribe(room_id)
-        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
-        await call_service(presence.presence_disconnect, user=self.user, socket_id=self.channel_name)
+        await self.hub.leave(user_group(self.user.pk), self)
+        await call_service(presence.presence_disconnect, user=self.user, socket_id=self.socket_id)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         # A channel-layer event can be dispatched after the client hung up but before the
@@ -129,12 +201,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_message_send(self, frame: dict) -> None:
         room = _require_str(frame, "room")
-        message, _created = await call_service(
-            services.message_send,
-            user=self.user,
-            room_id=room,
-            content=frame.get("content"),
-            client_msg_id=frame.get("client_msg_id"),
+        message, _created = await send_batcher().send(
+            user=self.user, room_id=room, content=frame.get("content"), client_msg_id=frame.get("client_msg_id")
         )
         ack = {
             "type": "message.ack",
@@ -209,7 +277,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._heartbeat(active=frame.get("active") is not False)
 
     async def _heartbeat(self, *, active: bool) -> None:
-        await call_service(presence.presence_heartbeat, user=self.user, socket_id=self.channel_name, active=active)
+        await call_service(presence.presence_heartbeat, user=self.user, socket_id=self.socket_id, active=active)
 
     handlers: dict[str, Callable[["ChatConsumer", dict], Awaitable[None]]] = {
         "message.send": on_message_send,
@@ -222,7 +290,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "heartbeat": on_heartbeat,
     }
 
-    # -- channel layer -> socket ------------------------------------------------------------
+    # -- hub -> socket --------------------------------------------------------------------
+
+    async def hub_event(self, event: dict) -> None:
+        await self.event_handlers[event["type"]](self, event)
 
     async def room_sequenced(self, event: dict) -> None:
         """A numbered room change: delivered strictly in number order, holes filled from the database."""
@@ -262,17 +333,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._subscribe(room_id, frame["room"]["last_sequence"])
         await self.send(text_data=event["text"])
 
+    event_handlers: dict[str, Callable[["ChatConsumer", dict], Awaitable[None]]] = {
+        "room.sequenced": room_sequenced,
+        "room.relay": room_relay,
+        "user.relay": user_relay,
+        "user.presence": user_presence,
+        "user.membership": user_membership,
+    }
+
     # -- ordering ----------------------------------------------------------------------------
 
     async def _subscribe(self, room_id: str, last_sequence: int) -> None:
         self.cursors[room_id] = RoomCursor(last=last_sequence)
-        await self.channel_layer.group_add(room_group(room_id), self.channel_name)
+        await self.hub.join(room_group(room_id), self)
 
     async def _unsubscribe(self, room_id: str) -> None:
         cursor = self.cursors.pop(room_id, None)
         if cursor and cursor.gap_task:
             cursor.gap_task.cancel()
-        await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
+        await self.hub.leave(room_group(room_id), self)
 
     async def _drain(self, room_id: str, cursor: RoomCursor) -> None:
         async with self.send_lock:

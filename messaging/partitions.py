@@ -8,6 +8,7 @@ of defence, by the send path itself the first time a process sees a new day.
 import datetime as dt
 import logging
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from psqlextra.partitioning import (
@@ -68,3 +69,9 @@ def partition_ensure_for(moment: dt.datetime) -> None:
     if day < dt.datetime.now(dt.UTC).date():
         return  # only restore/import writes to the past, and brings its own partition
     partitions_create_ahead()
+
+
+async def partition_aensure_for(moment: dt.datetime) -> None:
+    """partition_ensure_for for the event loop: only goes to a thread on a day's first send."""
+    if moment.astimezone(dt.UTC).date() not in _known_days:
+        await database_sync_to_async(partition_ensure_for)(moment)

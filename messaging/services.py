@@ -2,21 +2,24 @@
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from core.errors import ApplicationError, Conflict, Forbidden, InvalidInput
-from core.events import dumps, room_group, send_event, user_group
+from core import asyncdb
+from core.errors import ApplicationError, Conflict, Forbidden, InvalidInput, NotFound
+from core.events import Event, dumps, publish, room_group, send_event, user_group
 from messaging.archive import hot_cutoff
 from messaging.models import Message, MessageRevision, SentMessageKey
-from messaging.partitions import partition_ensure_for
+from messaging.partitions import partition_aensure_for, partition_ensure_for
 from messaging.payloads import change_frame
 from messaging.selectors import Archived, message_in_room
-from rooms.models import Membership
-from rooms.selectors import membership_get
+from rooms.models import Membership, Room
+from rooms.selectors import membership_get, parse_room_id
 
 
 def _clean_content(content: object) -> str:
@@ -38,32 +41,241 @@ def _clean_client_msg_id(client_msg_id: object) -> uuid.UUID:
         raise InvalidInput("client_msg_id must be a UUID.", fields={"client_msg_id": ["Must be a UUID."]}) from None
 
 
-class _AlreadySent(Exception):
-    """Raised inside the send transaction to roll it back (returning the sequence number)."""
+@dataclass
+class _Send:
+    index: int
+    user: User
+    room_id: uuid.UUID
+    content: str
+    key: uuid.UUID
+    message_id: uuid.UUID
 
 
-def _claim_key(*, sender_id: int, client_msg_id: uuid.UUID, room_id: uuid.UUID, message: Message) -> bool:
-    """Insert the idempotency row; False if this sender already used this client_msg_id.
+class _KeyTaken(Exception):
+    """A client_msg_id of the batch was claimed concurrently: roll the whole batch back."""
 
-    A concurrent send with the same key blocks here until the first one commits or rolls back,
-    so exactly one of them inserts and the other finds the committed row.
+
+SendResult = tuple[Message, bool] | ApplicationError
+
+
+def message_send(*, user: User, room_id: object, content: object, client_msg_id: object) -> tuple[Message, bool]:
+    """Persist a message and announce it to the room after commit.
+
+    Returns (message, created). Resending the same client_msg_id returns the original message
+    with created=False and announces nothing.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {SentMessageKey._meta.db_table}
-                (sender_id, client_msg_id, room_id, message_id, message_created_at)
-            VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-            RETURNING id
-            """,
-            [sender_id, client_msg_id, room_id, message.id, message.created_at],
-        )
-        return cursor.fetchone() is not None
+    result = message_send_many(
+        requests=[{"user": user, "room_id": room_id, "content": content, "client_msg_id": client_msg_id}]
+    )[0]
+    if isinstance(result, ApplicationError):
+        raise result
+    return result
+
+
+def message_send_many(*, requests: list[dict]) -> list[SendResult]:
+    """Send several messages (each `{user, room_id, content, client_msg_id}`), each with its own
+    result: (message, created), or the ApplicationError it would have raised alone.
+
+    The whole batch is one SQL statement and one commit (_SEND). `amessage_send_many` runs the very
+    same statement and rules on the event loop for the WebSocket path; only the driver differs.
+    """
+    results: list = [None] * len(requests)
+    for sends in _prepare(requests, results):
+        partition_ensure_for(timezone.now())
+        try:
+            _send_attempt(sends, results)
+        except _KeyTaken:
+            # A key of the batch was claimed concurrently (the same client retrying elsewhere):
+            # each send alone, which then finds the committed key and replays.
+            for send in sends:
+                try:
+                    _send_attempt([send], results)
+                except _KeyTaken:
+                    _send_attempt([send], results)
+    return results
+
+
+def _send_attempt(sends: list[_Send], results: list) -> None:
+    with transaction.atomic(), _bound_cursor() as cursor:
+        cursor.execute(_SEND, _send_params(sends))
+        for message in _outcomes(cursor.fetchall(), sends, results):
+            _announce_change(message)
+
+
+async def amessage_send_many(*, requests: list[dict]) -> list[SendResult]:
+    """`message_send_many` for the event loop: the same statement on this process's own asyncio
+    connection, so a busy server's sends never queue behind the database thread (or fight it
+    for the GIL); the events go out right after the commit."""
+    results: list = [None] * len(requests)
+    for sends in _prepare(requests, results):
+        await partition_aensure_for(timezone.now())
+        try:
+            await _asend_attempt(sends, results)
+        except _KeyTaken:
+            for send in sends:  # as in message_send_many
+                try:
+                    await _asend_attempt([send], results)
+                except _KeyTaken:
+                    await _asend_attempt([send], results)
+    return results
+
+
+async def _asend_attempt(sends: list[_Send], results: list) -> None:
+    async with asyncdb.transaction() as cursor:
+        await cursor.execute(_SEND, _send_params(sends))
+        messages = _outcomes(await cursor.fetchall(), sends, results)
+    await publish([_change_event(message) for message in messages])
+
+
+def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
+    """Validate each request (errors go straight to `results`) and split the rest into rounds:
+    a client_msg_id repeated within the batch waits for the next round, where it replays."""
+    rounds: list[list[_Send]] = []
+    seen: list[set] = []
+    for index, request in enumerate(requests):
+        try:
+            content = _clean_content(request.get("content"))
+            key = _clean_client_msg_id(request.get("client_msg_id"))
+            room_id = parse_room_id(request.get("room_id"))
+        except ApplicationError as error:
+            results[index] = error
+            continue
+        user = request["user"]
+        number = next((n for n, keys in enumerate(seen) if (user.pk, key) not in keys), len(seen))
+        if number == len(seen):
+            rounds.append([])
+            seen.append(set())
+        rounds[number].append(_Send(index, user, room_id, content, key, uuid.uuid4()))
+        seen[number].add((user.pk, key))
+    return rounds
+
+
+_SEND = f"""
+WITH v AS (
+    SELECT * FROM unnest(%s::int[], %s::bigint[], %s::uuid[], %s::uuid[], %s::text[], %s::uuid[])
+        AS v(idx, user_id, room_id, client_msg_id, content, message_id)
+), checked AS (
+    SELECT v.*, r.kind, m.role, k.room_id AS key_room, o.id AS o_id, o.sequence AS o_sequence,
+           o.content AS o_content, o.created_at AS o_created_at, o.changed_sequence AS o_changed_sequence,
+           o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at
+      FROM v
+      LEFT JOIN rooms_room r ON r.id = v.room_id
+      LEFT JOIN rooms_membership m ON m.room_id = v.room_id AND m.user_id = v.user_id
+      LEFT JOIN {SentMessageKey._meta.db_table} k ON k.sender_id = v.user_id AND k.client_msg_id = v.client_msg_id
+      LEFT JOIN {Message._meta.db_table} o ON o.id = k.message_id AND o.created_at = k.message_created_at
+), accepted AS (
+    SELECT *, row_number() OVER (PARTITION BY room_id ORDER BY idx) AS ord
+      FROM checked WHERE role IN ('owner', 'admin', 'member') AND key_room IS NULL
+), locked AS MATERIALIZED (
+    -- In id order, so that two batches sharing rooms cannot deadlock. The row lock serialises a
+    -- room's writers until commit: numbers are gapless (a rollback returns them) and commit in order.
+    SELECT id FROM rooms_room WHERE id IN (SELECT room_id FROM accepted) ORDER BY id FOR UPDATE
+), numbered AS (
+    UPDATE rooms_room AS r SET last_sequence = r.last_sequence + c.n
+      FROM (SELECT room_id, count(*) AS n FROM accepted GROUP BY room_id) AS c JOIN locked ON locked.id = c.room_id
+     WHERE r.id = c.room_id
+    -- Stamped after the lock: created_at never goes backwards along a room's sequence.
+ RETURNING r.id, r.last_sequence - c.n AS base, clock_timestamp() AS stamp
+), inserted AS (
+    INSERT INTO {Message._meta.db_table}
+        (id, room_id, sequence, sender_id, content, client_msg_id, created_at, changed_sequence)
+    SELECT a.message_id, a.room_id, n.base + a.ord, a.user_id, a.content, a.client_msg_id, n.stamp, n.base + a.ord
+      FROM accepted AS a JOIN numbered AS n ON n.id = a.room_id
+ RETURNING id, sequence, created_at
+), claimed AS (
+    INSERT INTO {SentMessageKey._meta.db_table} (sender_id, client_msg_id, room_id, message_id, message_created_at)
+    SELECT a.user_id, a.client_msg_id, a.room_id, i.id, i.created_at
+      FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
+        ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+ RETURNING message_id
+)
+SELECT c.idx, c.kind, c.role, c.key_room, c.o_id, c.o_sequence, c.o_content, c.o_created_at, c.o_changed_sequence,
+       c.o_edited_at, c.o_deleted_at, i.sequence, i.created_at, cl.message_id IS NOT NULL
+  FROM checked AS c
+  LEFT JOIN inserted AS i ON i.id = c.message_id
+  LEFT JOIN claimed AS cl ON cl.message_id = c.message_id
+"""
+
+
+def _send_params(sends: list[_Send]) -> list:
+    return [
+        [s.index for s in sends],
+        [s.user.pk for s in sends],
+        [s.room_id for s in sends],
+        [s.key for s in sends],
+        [s.content for s in sends],
+        [s.message_id for s in sends],
+    ]
+
+
+def _outcomes(rows: list[tuple], sends: list[_Send], results: list) -> list[Message]:
+    """Turn _SEND's rows into each request's result; returns the new messages (to announce).
+    Raises _KeyTaken (the caller rolls back) if a key was claimed concurrently."""
+    by_index = {send.index: send for send in sends}
+    new = []
+    outcomes = {}
+    for row in rows:
+        index, kind, role, key_room, o_id, o_seq, o_content, o_created, o_changed, o_edited, o_deleted = row[:11]
+        sequence, created_at, claimed = row[11:]
+        send = by_index[index]
+        if kind is None or (role is None and kind != Room.Kind.PUBLIC):
+            outcomes[index] = NotFound()
+        elif role is None:
+            outcomes[index] = Forbidden("Join the room first.", code="not_member")
+        elif role == Membership.Role.VIEWER:
+            outcomes[index] = Forbidden("Viewers can read this room but not send to it.")
+        elif key_room is not None and key_room != send.room_id:
+            outcomes[index] = Conflict(
+                "This client_msg_id was already used in another room.", code="client_msg_id_reused"
+            )
+        elif key_room is not None and o_id is None:
+            outcomes[index] = Archived()  # the original is in an archived day
+        elif key_room is not None:
+            original = Message(
+                id=o_id,
+                room_id=send.room_id,
+                sequence=o_seq,
+                sender=send.user,
+                content=o_content,
+                client_msg_id=send.key,
+                created_at=o_created,
+                changed_sequence=o_changed,
+                edited_at=o_edited,
+                deleted_at=o_deleted,
+            )
+            outcomes[index] = (original, False)
+        elif not claimed:
+            raise _KeyTaken
+        else:
+            message = Message(
+                id=send.message_id,
+                room_id=send.room_id,
+                sequence=sequence,
+                sender=send.user,
+                content=send.content,
+                client_msg_id=send.key,
+                created_at=created_at,
+                changed_sequence=sequence,
+            )
+            outcomes[index] = (message, True)
+            new.append(message)
+    for index, outcome in outcomes.items():
+        results[index] = outcome
+    return sorted(new, key=lambda message: (str(message.room_id), message.sequence))
+
+
+def _bound_cursor() -> psycopg.Cursor:
+    """A cursor with server-side parameters on Django's connection (and its transaction).
+
+    Django's cursors bind parameters client-side, quoting every array element into the SQL
+    text; sending them as parameters is far cheaper, and psycopg prepares the statement once it
+    has run a few times."""
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
 
 
 def _next_sequence(room_id: uuid.UUID) -> int:
-    # The row lock taken here serialises senders in one room until commit, which is what makes
+    # The row lock taken here serialises changes in one room until commit, which is what makes
     # sequences gapless (a rollback returns the number) and commit order equal sequence order.
     with connection.cursor() as cursor:
         cursor.execute(
@@ -73,17 +285,19 @@ def _next_sequence(room_id: uuid.UUID) -> int:
         return cursor.fetchone()[0]
 
 
+def _change_event(message: Message) -> Event:
+    """A numbered room change; consumers deliver these in number order."""
+    event = {
+        "type": "room.sequenced",
+        "room": str(message.room_id),
+        "seq": message.changed_sequence,
+        "text": dumps(change_frame(message)),
+    }
+    return [room_group(message.room_id)], event
+
+
 def _announce_change(message: Message) -> None:
-    """Publish a numbered room change after commit; consumers deliver these in number order."""
-    send_event(
-        [room_group(message.room_id)],
-        {
-            "type": "room.sequenced",
-            "room": str(message.room_id),
-            "seq": message.changed_sequence,
-            "text": dumps(change_frame(message)),
-        },
-    )
+    send_event(*_change_event(message))
 
 
 class _Unchanged(Exception):
@@ -91,50 +305,6 @@ class _Unchanged(Exception):
 
     def __init__(self, message: Message) -> None:
         self.message = message
-
-
-def _replay(*, sender: User, client_msg_id: uuid.UUID, room_id: uuid.UUID) -> Message:
-    key = SentMessageKey.objects.get(sender=sender, client_msg_id=client_msg_id)
-    if key.room_id != room_id:
-        raise Conflict("This client_msg_id was already used in another room.", code="client_msg_id_reused")
-    return Message.objects.select_related("sender").get(id=key.message_id, created_at=key.message_created_at)
-
-
-def message_send(*, user: User, room_id: object, content: object, client_msg_id: object) -> tuple[Message, bool]:
-    """Persist a message and announce it to the room after commit.
-
-    Returns (message, created). Resending the same client_msg_id returns the original message
-    with created=False and announces nothing.
-    """
-    content = _clean_content(content)
-    key = _clean_client_msg_id(client_msg_id)
-    partition_ensure_for(timezone.now())
-    try:
-        with transaction.atomic():
-            membership = membership_get(room_id=room_id, user=user)
-            room = membership.room
-            if not membership.can_send:
-                raise Forbidden("Viewers can read this room but not send to it.")
-            sequence = _next_sequence(room.pk)
-            # Stamped under the room lock, so created_at never goes backwards along the sequence
-            # (a room's days in the partitions then hold contiguous sequence ranges).
-            message = Message(
-                id=uuid.uuid4(),
-                room_id=room.pk,
-                sequence=sequence,
-                sender=user,
-                content=content,
-                client_msg_id=key,
-                created_at=timezone.now(),
-                changed_sequence=sequence,
-            )
-            message.save(force_insert=True)
-            if not _claim_key(sender_id=user.pk, client_msg_id=key, room_id=room.pk, message=message):
-                raise _AlreadySent
-            _announce_change(message)
-    except _AlreadySent:
-        return _replay(sender=user, client_msg_id=key, room_id=room.pk), False
-    return message, True
 
 
 def _require_hot(message: Message) -> None:

@@ -1,0 +1,64 @@
+"""PostgreSQL on the event loop, for the one hot write path (message sends from sockets).
+
+Django's ORM runs in a worker thread: fine for most work, but a busy socket server then pays a
+thread hop per query and, worse, the database thread waits for the GIL behind the event loop
+after every round trip. The socket's send batches (messaging.services.amessage_send_many) run
+on a psycopg AsyncConnection instead: one per server process, opened on first use from the same
+settings, reopened if it breaks, and closed when the loop shuts down.
+"""
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
+
+import psycopg
+from django.conf import settings
+from psycopg.conninfo import make_conninfo
+
+
+def _conninfo() -> str:
+    db = settings.DATABASES["default"]
+    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"]}
+    if db["PORT"]:
+        params["port"] = db["PORT"]
+    return make_conninfo(**{key: value for key, value in params.items() if value})
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.connection: psycopg.AsyncConnection | None = None
+        self.lock = asyncio.Lock()  # one transaction at a time on the connection
+        self.keeper: asyncio.Task | None = None
+
+    async def connect(self) -> psycopg.AsyncConnection:
+        if self.connection is None or self.connection.closed or self.connection.broken:
+            self.connection = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=False)
+            if self.keeper is None:
+                self.keeper = asyncio.get_running_loop().create_task(self._keep())
+        return self.connection
+
+    async def _keep(self) -> None:
+        """Lives as long as the loop; closes the connection when the server (or a test) stops."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self.connection is not None:
+                await self.connection.close()
+
+
+_writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def transaction() -> AsyncIterator[psycopg.AsyncCursor]:
+    """A cursor in a transaction on this loop's connection: committed on success, rolled back
+    on any exception (which propagates)."""
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = _Writer()
+    async with writer.lock:
+        connection = await writer.connect()
+        async with connection.transaction(), connection.cursor() as cursor:
+            yield cursor

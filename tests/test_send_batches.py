@@ -1,0 +1,138 @@
+"""Batched sends: many messages in one statement and one commit, each with its own result.
+
+The socket path (amessage_send_many, on the event loop) and the REST path (message_send_many,
+through Django's connection) run the same statement and rules; every case runs through both.
+"""
+
+import asyncio
+import uuid
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+
+from core.errors import ApplicationError
+from core.hub import get_hub
+from messaging.models import Message, SentMessageKey
+from messaging.services import amessage_send_many, message_send, message_send_many
+from rooms.models import Membership, Room
+from rooms.services import room_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=["sync", "async"])
+def send_many(request):
+    if request.param == "sync":
+        return lambda requests: message_send_many(requests=requests)
+    return lambda requests: async_to_sync(amessage_send_many)(requests=requests)
+
+
+def outcome(result) -> str:
+    if isinstance(result, ApplicationError):
+        return result.code
+    message, created = result
+    return f"{'new' if created else 'replay'} #{message.sequence}"
+
+
+def test_one_batch_gives_each_request_its_own_result(make_user, send_many):
+    ada, bob, vic, eve = (make_user(name) for name in ("ada", "bob", "vic", "eve"))
+    plans = room_create(creator=ada, name="Plans", kind="private")
+    lobby = room_create(creator=ada, name="Lobby", kind="public")
+    Membership.objects.create(room=plans, user=bob)
+    Membership.objects.create(room=plans, user=vic, role=Membership.Role.VIEWER)
+    Membership.objects.create(room=lobby, user=bob)
+    earlier, _ = message_send(user=bob, room_id=plans.pk, content="earlier", client_msg_id=uuid.uuid4())
+    repeated = uuid.uuid4()
+
+    def send(user, room, content="hi", key=None):
+        return {"user": user, "room_id": room, "content": content, "client_msg_id": key or uuid.uuid4()}
+
+    results = send_many(
+        [
+            send(ada, plans.pk),  # new
+            send(bob, plans.pk, key=earlier.client_msg_id),  # a resend of an earlier message
+            send(vic, plans.pk),  # viewers read only
+            send(eve, plans.pk),  # an outsider: the private room does not exist for her
+            send(eve, lobby.pk),  # a public room she has not joined
+            send(ada, lobby.pk),  # new, in another room
+            send(ada, plans.pk, content="   "),  # blank
+            send(ada, uuid.uuid4()),  # no such room
+            send(bob, plans.pk, key=repeated),  # new...
+            send(bob, plans.pk, key=repeated),  # ...and the same key again in the same batch: a replay
+            send(bob, lobby.pk, key=earlier.client_msg_id),  # a key already used in another room
+            send(ada, plans.pk, content="x" * 4001),  # too long
+            send(bob, plans.pk),  # new
+        ]
+    )
+    assert [outcome(result) for result in results] == [
+        "new #2",
+        "replay #1",
+        "forbidden",
+        "not_found",
+        "not_member",
+        "new #1",
+        "invalid",
+        "not_found",
+        "new #3",
+        "replay #3",
+        "client_msg_id_reused",
+        "too_large",
+        "new #4",
+    ]
+    assert results[1][0].id == earlier.id and results[1][0].content == "earlier"
+    assert results[9][0].id == results[8][0].id
+    # Exactly the new messages were stored, gapless, each with its idempotency key.
+    assert list(Message.objects.filter(room=plans).order_by("sequence").values_list("sequence", flat=True)) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert Room.objects.get(pk=plans.pk).last_sequence == 4
+    assert Room.objects.get(pk=lobby.pk).last_sequence == 1
+    assert SentMessageKey.objects.count() == 5
+
+
+def test_stored_rows_match_what_the_batch_returned(make_user, send_many):
+    ada = make_user()
+    room = room_create(creator=ada, name="Rows")
+    results = send_many(
+        [{"user": ada, "room_id": room.pk, "content": f"line {i}", "client_msg_id": uuid.uuid4()} for i in range(30)]
+    )
+    returned = [(m.id, m.sequence, m.content, m.created_at, m.client_msg_id) for m, _ in results]
+    stored = list(
+        Message.objects.filter(room=room)
+        .order_by("sequence")
+        .values_list("id", "sequence", "content", "created_at", "client_msg_id")
+    )
+    assert returned == stored
+    assert [sequence for _, sequence, *_ in stored] == list(range(1, 31))
+
+
+@pytest.mark.asyncio
+async def test_socket_batches_publish_each_change_once_after_commit(make_user):
+    """The async path publishes after its own commit: a hub member in the room gets every new
+    message exactly once, in number order."""
+    ada = await database_sync_to_async(make_user)()
+    room = await database_sync_to_async(room_create)(creator=ada, name="Live")
+    received: list[dict] = []
+
+    class Listener:
+        async def hub_event(self, event):
+            received.append(event)
+
+    listener = Listener()
+    hub = get_hub()
+    await hub.join(f"room.{room.pk}", listener)
+    requests = [{"user": ada, "room_id": room.pk, "content": f"m{i}", "client_msg_id": uuid.uuid4()} for i in range(5)]
+    await amessage_send_many(requests=requests)
+    await amessage_send_many(requests=requests[:2])  # resends: nothing more is published
+    for _ in range(50):
+        if len(received) >= 5:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    await hub.leave(f"room.{room.pk}", listener)
+    assert [event["seq"] for event in received] == [1, 2, 3, 4, 5]
+    assert hub.groups == {} and hub.task is None
