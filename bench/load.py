@@ -812,6 +812,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         sockets, room_size, rates, seconds = size[name]
         if args.rate and name != "ramp":
             rates = [args.rate]
+        if args.rates and name == "ramp":
+            rates = [float(rate) for rate in args.rates.split(",")]
         results["scenarios"][name] = await bench.messaging(
             name, args.sockets or sockets, room_size, rates, args.seconds or seconds, ramp=name == "ramp"
         )
@@ -823,8 +825,9 @@ def main() -> int:
     parser.add_argument("--scenario", choices=["all", "chat", "fanout", "connections", "ramp"], default="all")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds each (CI)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="ASGI worker processes")
-    parser.add_argument("--server", default="daphne", help="ASGI server behind scripts/serve.py")
+    parser.add_argument("--server", default="uvicorn", help="ASGI server behind scripts/serve.py (uvicorn, daphne)")
     parser.add_argument("--rate", type=float, help="offered messages/s (chat, fanout)")
+    parser.add_argument("--rates", help="comma-separated offered rates for the ramp")
     parser.add_argument("--sockets", type=int, help="override the scenario's socket count")
     parser.add_argument("--seconds", type=float, help="override the seconds per step (idle time for connections)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")

@@ -73,7 +73,19 @@ DATABASES["default"]["ENGINE"] = "psqlextra.backend"
 # We use no hstore fields, and the embedded PostgreSQL (pgserver wheel) ships no contrib extensions.
 POSTGRES_EXTRA_AUTO_EXTENSION_SET_UP = False
 
+# Optional streaming replica for scroll-back reads (config/db_router.py).
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = dj_database_url.parse(
+        os.environ["DATABASE_REPLICA_URL"], conn_max_age=DATABASES["default"]["CONN_MAX_AGE"], conn_health_checks=True
+    )
+    DATABASES["replica"]["ENGINE"] = "psqlextra.backend"
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+
 REDIS_URL = env_required("REDIS_URL")
+# The channel layer can be sharded over several Redis servers (groups are spread by a
+# consistent hash); by default it shares REDIS_URL with Celery, the cache and tickets.
+REDIS_CHANNEL_URLS = env_list("REDIS_CHANNEL_URLS") or [REDIS_URL]
 
 INSTALLED_APPS = [
     "daphne",
@@ -163,7 +175,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": REDIS_CHANNEL_URLS},
     }
 }
 

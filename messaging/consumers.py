@@ -5,6 +5,7 @@ decided by the services (which pick the groups) and by membership events on the 
 """
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
@@ -156,13 +157,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await call_service(presence.presence_disconnect, user=self.user, socket_id=self.socket_id)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
-        # A channel-layer event can be dispatched after the client hung up but before the
-        # server's websocket.disconnect reaches us. Sending then raises (autobahn: Disconnected);
-        # letting that crash the consumer would skip disconnect() and its presence cleanup.
+        # An event can reach us after the client hung up but before the server's
+        # websocket.disconnect does. Sending then raises (e.g. autobahn's Disconnected); letting
+        # that crash the consumer would skip disconnect() and its presence cleanup.
         try:
-            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+            if text_data is not None and not close:
+                await self.wire_send({"type": "websocket.send", "text": text_data})
+            else:
+                await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
         except Exception:
             logger.debug("dropped a frame for a socket that is closing", exc_info=True)
+
+    @functools.cached_property
+    def wire_send(self) -> Callable[[dict], Awaitable[None]]:
+        """The server's own send, past Channels' session wrapper: that wrapper only acts on
+        accept and HTTP responses, yet costs an attribute walk through the lazy session on
+        every frame, and frames are the hot path."""
+        wrapper = getattr(self.base_send, "__self__", None)
+        return getattr(wrapper, "real_send", self.base_send)
 
     # -- client -> server ------------------------------------------------------------------
 

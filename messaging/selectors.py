@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.models import User
+from config.db_router import history_database
 from core.errors import Conflict, Forbidden, NotFound
 from messaging import archive
 from messaging.models import Message, MessageRevision
@@ -39,7 +40,9 @@ def messages_page(
     room_pk = membership.room.pk
     limit = _clamp_limit(limit)
     forward = after_sequence is not None
-    messages = Message.objects.filter(room_id=room_pk).select_related("sender")
+    # Scrolling back tolerates replication lag (those messages are old); forward pages do not.
+    database = history_database() if before_sequence is not None and not forward else "default"
+    messages = Message.objects.using(database).filter(room_id=room_pk).select_related("sender")
     if forward:
         messages = messages.filter(sequence__gt=after_sequence).order_by("sequence")
     else:

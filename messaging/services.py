@@ -1,6 +1,7 @@
 """Every write to messages goes through here: REST views and the WebSocket consumer alike."""
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -152,8 +153,8 @@ def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
 
 _SEND = f"""
 WITH v AS (
-    SELECT * FROM unnest(%s::int[], %s::bigint[], %s::uuid[], %s::uuid[], %s::text[], %s::uuid[])
-        AS v(idx, user_id, room_id, client_msg_id, content, message_id)
+    SELECT * FROM jsonb_to_recordset(%s::jsonb)
+        AS v(idx int, user_id bigint, room_id uuid, client_msg_id uuid, content text, message_id uuid)
 ), checked AS (
     SELECT v.*, r.kind, m.role, k.room_id AS key_room, o.id AS o_id, o.sequence AS o_sequence,
            o.content AS o_content, o.created_at AS o_created_at, o.changed_sequence AS o_changed_sequence,
@@ -198,14 +199,19 @@ SELECT c.idx, c.kind, c.role, c.key_room, c.o_id, c.o_sequence, c.o_content, c.o
 
 
 def _send_params(sends: list[_Send]) -> list:
-    return [
-        [s.index for s in sends],
-        [s.user.pk for s in sends],
-        [s.room_id for s in sends],
-        [s.key for s in sends],
-        [s.content for s in sends],
-        [s.message_id for s in sends],
+    # One JSON document rather than six arrays: psycopg dumps arrays element by element in Python.
+    rows = [
+        {
+            "idx": s.index,
+            "user_id": s.user.pk,
+            "room_id": str(s.room_id),
+            "client_msg_id": str(s.key),
+            "content": s.content,
+            "message_id": str(s.message_id),
+        }
+        for s in sends
     ]
+    return [json.dumps(rows, ensure_ascii=False)]
 
 
 def _outcomes(rows: list[tuple], sends: list[_Send], results: list) -> list[Message]:

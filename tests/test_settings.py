@@ -51,3 +51,46 @@ def test_the_openapi_schema_documents_the_api(admin_client):
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert "/api/v1/rooms/{room_id}/messages/" in paths and "/api/v1/auth/ws-ticket/" in paths
+
+
+def test_scale_out_settings_come_from_the_environment():
+    script = (
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['replica']['HOST'], s.DATABASES['replica']['TEST']['MIRROR'], "
+        "s.CHANNEL_LAYERS['default']['CONFIG']['hosts'], s.DATABASE_ROUTERS)"
+    )
+    result = manage(
+        "shell",
+        "-c",
+        script,
+        **PRODUCTION,
+        DATABASE_REPLICA_URL="postgres://reader@replica.internal:5432/parley",
+        REDIS_CHANNEL_URLS="redis://layer-1:6379/0,redis://layer-2:6379/0",
+    )
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.strip().splitlines()[-1]
+    assert printed.split(" ", 2)[:2] == ["replica.internal", "default"]
+    assert "['redis://layer-1:6379/0', 'redis://layer-2:6379/0']" in printed
+    assert "config.db_router.PrimaryReplicaRouter" in printed
+
+
+def test_only_scroll_back_reads_may_go_to_a_replica(monkeypatch, make_user, db):
+    """Sync and forward pages must never trail the primary; older history may."""
+    import uuid
+
+    from messaging import selectors
+    from messaging.services import message_send
+    from rooms.services import room_create
+
+    asked = []
+    monkeypatch.setattr(selectors, "history_database", lambda: asked.append(1) or "default")
+    user = make_user()
+    room = room_create(creator=user, name="Replica")
+    for number in range(3):
+        message_send(user=user, room_id=room.pk, content=f"m{number}", client_msg_id=uuid.uuid4())
+    selectors.messages_page(user=user, room_id=room.pk, after_sequence=0)
+    selectors.messages_page(user=user, room_id=room.pk)
+    selectors.changes_page(user=user, room_id=room.pk, after_sequence=0)
+    assert asked == []
+    page, _ = selectors.messages_page(user=user, room_id=room.pk, before_sequence=3)
+    assert asked == [1] and [m.sequence for m in page] == [2, 1]
