@@ -32,7 +32,9 @@ def worker_command(server: str, fd: int) -> list[str]:
         return [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", APP]
     if server == "uvicorn":
         return [
-            *(sys.executable, "-m", "uvicorn", "--fd", str(fd), "--proxy-headers", "--no-access-log"),
+            # Warnings only: at INFO uvicorn logs every WebSocket open and close, query string
+            # (a sign-in ticket) included.
+            *(sys.executable, "-m", "uvicorn", "--fd", str(fd), "--proxy-headers", "--log-level", "warning"),
             *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off", APP),
         ]
     raise SystemExit(f"unknown --server {server!r} (daphne or uvicorn)")
