@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from core import aioredis
 from core.errors import InvalidInput
 
 _TICKET_PREFIX = "parley:wsticket:"
@@ -60,13 +61,7 @@ def ws_ticket_issue(*, user: User) -> tuple[str, int]:
 
 async def ws_ticket_redeem(ticket: str) -> int | None:
     """The user id the ticket was issued to, or None. GETDEL makes a ticket work only once."""
-    import redis.asyncio as aioredis
-
     if not ticket or len(ticket) > 128:
         return None
-    client = aioredis.Redis.from_url(settings.REDIS_URL)
-    try:
-        user_id = await client.getdel(_ticket_key(ticket))
-    finally:
-        await client.aclose()
+    user_id = await aioredis.client().getdel(_ticket_key(ticket))
     return int(user_id) if user_id is not None else None

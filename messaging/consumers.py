@@ -146,7 +146,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(
             text_data=dumps({"type": "session.ready", "user": self.user.pk, "rooms": rooms, "unread": unread})
         )
-        await call_service(presence.presence_heartbeat, user=self.user, socket_id=self.socket_id, active=True)
+        await presence.apresence_heartbeat(user=self.user, socket_id=self.socket_id, active=True)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
@@ -154,7 +154,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for room_id in list(self.cursors):
             await self._unsubscribe(room_id)
         await self.hub.leave(user_group(self.user.pk), self)
-        await call_service(presence.presence_disconnect, user=self.user, socket_id=self.socket_id)
+        await presence.apresence_disconnect(user=self.user, socket_id=self.socket_id)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         # An event can reach us after the client hung up but before the server's
@@ -289,7 +289,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._heartbeat(active=frame.get("active") is not False)
 
     async def _heartbeat(self, *, active: bool) -> None:
-        await call_service(presence.presence_heartbeat, user=self.user, socket_id=self.socket_id, active=active)
+        await presence.apresence_heartbeat(user=self.user, socket_id=self.socket_id, active=active)
 
     handlers: dict[str, Callable[["ChatConsumer", dict], Awaitable[None]]] = {
         "message.send": on_message_send,

@@ -11,13 +11,16 @@ announce the same transition twice.
 import datetime as dt
 import functools
 import time
+from collections.abc import Iterable
 
 import redis
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.models import User
+from core import aioredis
 from core.errors import Forbidden
-from core.events import dumps, room_group, send_event
+from core.events import Event, dumps, publish, room_group, send_event
 from rooms.selectors import membership_get, parse_room_id, room_members, user_rooms_state
 
 SOCKET_TTL_SECONDS = 60
@@ -72,22 +75,37 @@ def _iso(epoch: float) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat() if epoch else None
 
 
-def _update(user: User, socket_id: str, mode: str, active: bool) -> str:
-    previous, status, last_active = _transition_script()(
-        keys=_keys(user.pk),
-        args=[time.time(), socket_id, mode, int(active), SOCKET_TTL_SECONDS, AWAY_AFTER_SECONDS],
+def _args(socket_id: str, mode: str, active: bool) -> list:
+    return [time.time(), socket_id, mode, int(active), SOCKET_TTL_SECONDS, AWAY_AFTER_SECONDS]
+
+
+def _presence_event(user: User, status: str, last_active: str, rooms: Iterable[str]) -> Event:
+    frame = dumps(
+        {
+            "type": "presence",
+            "user": {"id": user.pk, "username": user.username},
+            "status": status,
+            "last_seen_at": _iso(float(last_active)),
+        }
     )
+    return [room_group(room) for room in rooms], {"type": "user.presence", "user": user.pk, "text": frame}
+
+
+def _update(user: User, socket_id: str, mode: str, active: bool) -> str:
+    previous, status, last_active = _transition_script()(keys=_keys(user.pk), args=_args(socket_id, mode, active))
     if status != previous:
-        frame = dumps(
-            {
-                "type": "presence",
-                "user": {"id": user.pk, "username": user.username},
-                "status": status,
-                "last_seen_at": _iso(float(last_active)),
-            }
-        )
-        rooms = user_rooms_state(user_id=user.pk)
-        send_event([room_group(room) for room in rooms], {"type": "user.presence", "user": user.pk, "text": frame})
+        send_event(*_presence_event(user, status, last_active, user_rooms_state(user_id=user.pk)))
+    return status
+
+
+async def _aupdate(user: User, socket_id: str, mode: str, active: bool) -> str:
+    """_update on the event loop: one script call and no thread hop for the common case (no
+    transition); only a transition reads the user's rooms from the database."""
+    script = aioredis.client().register_script(_TRANSITION)
+    previous, status, last_active = await script(keys=_keys(user.pk), args=_args(socket_id, mode, active))
+    if status != previous:
+        rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
+        await publish([_presence_event(user, status, last_active, rooms)])
     return status
 
 
@@ -98,6 +116,15 @@ def presence_heartbeat(*, user: User, socket_id: str, active: bool) -> str:
 
 def presence_disconnect(*, user: User, socket_id: str) -> str:
     return _update(user, socket_id, "gone", False)
+
+
+async def apresence_heartbeat(*, user: User, socket_id: str, active: bool) -> str:
+    """presence_heartbeat for the socket path: 10,000 sockets beat 333 times a second."""
+    return await _aupdate(user, socket_id, "beat", active)
+
+
+async def apresence_disconnect(*, user: User, socket_id: str) -> str:
+    return await _aupdate(user, socket_id, "gone", False)
 
 
 def presence_of(*, user_ids: list[int]) -> dict[int, dict]:

@@ -35,7 +35,10 @@ def worker_command(server: str, fd: int) -> list[str]:
             # Warnings only: at INFO uvicorn logs every WebSocket open and close, query string
             # (a sign-in ticket) included.
             *(sys.executable, "-m", "uvicorn", "--fd", str(fd), "--proxy-headers", "--log-level", "warning"),
-            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off", APP),
+            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off"),
+            # Chat frames are small; per-message deflate would cost a zlib state (~100 KB) per
+            # socket and a compression per frame per socket.
+            *("--ws-per-message-deflate", "false", APP),
         ]
     raise SystemExit(f"unknown --server {server!r} (daphne or uvicorn)")
 
