@@ -49,8 +49,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 ARGS ?=
+BENCH_STACK ?= bench
 bench-load: $(VENV)/.installed
-	$(VENV)/bin/python scripts/stack.py bench -- $(VENV)/bin/python bench/load.py $(ARGS)
+	$(VENV)/bin/python scripts/stack.py $(BENCH_STACK) -- $(VENV)/bin/python bench/load.py $(ARGS)
 
 bench-awareness: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python bench/awareness.py

@@ -3,6 +3,7 @@
     make bench-load                                   # every scenario at full size (about 10 minutes)
     make bench-load ARGS="--scenario chat --rate 2000"
     make bench-load ARGS="--smoke --out /tmp/smoke"   # seconds; what CI runs (no timing checks)
+    make bench-load BENCH_STACK=test                  # PostgreSQL without fsync (isolates disk stalls)
 
 What it does, all on 127.0.0.1:
 
@@ -120,6 +121,13 @@ def seed(sockets: int, room_size: int, tag: str) -> tuple[list[User], list[Room]
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE accounts_user, rooms_room, rooms_membership")
     return users, rooms, groups
+
+
+def postgres_durability() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
+        fsync, synchronous_commit = cursor.fetchone()
+    return f"fsync={fsync}, synchronous_commit={synchronous_commit}"
 
 
 def last_sequences(rooms: list[Room]) -> dict[str, int]:
@@ -706,8 +714,8 @@ def write_report(results: dict, out: Path) -> None:
         "# Load benchmark",
         "",
         f"Run {results['started']} on {results['machine']}; command: `{results['command']}`.",
-        f"Server: `{results['server']}` with {results['workers']} worker processes; PostgreSQL with fsync and "
-        "synchronous_commit on; Redis; the load generator in one process; all on one machine.",
+        f"Server: `{results['server']}` with {results['workers']} worker processes; PostgreSQL "
+        f"({results['postgres']}); Redis; the load generator in one process; all on one machine.",
         "",
         "| scenario | sockets | offered msg/s | persisted msg/s | deliveries/s | p50 ms | p95 ms | p99 ms | max ms "
         "| lost | dup | reordered | CPU % (servers / Redis / PostgreSQL / generator) |",
@@ -806,6 +814,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "command": " ".join(["bench/load.py", *sys.argv[1:]]),
         "server": args.server,
         "workers": args.workers,
+        "postgres": await asyncio.to_thread(postgres_durability),
         "scenarios": {},
     }
     for name in scenarios:

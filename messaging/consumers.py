@@ -310,9 +310,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def room_sequenced(self, event: dict) -> None:
         """A numbered room change: delivered strictly in number order, holes filled from the database."""
         cursor = self.cursors.get(event["room"])
-        if cursor is None or event["seq"] <= cursor.last:
+        number = event["seq"]
+        if cursor is None or number <= cursor.last:
             return
-        cursor.pending[event["seq"]] = event["text"]
+        if number == cursor.last + 1 and not cursor.pending:
+            # The common case, kept short (it runs once per socket per event): the next number,
+            # nothing held back. The hub shares one ASGI message among all its sockets.
+            wire = event.get("wire") or event.setdefault("wire", {"type": "websocket.send", "text": event["text"]})
+            async with self.send_lock:
+                if number == cursor.last + 1:
+                    cursor.last = number
+                    try:
+                        await self.wire_send(wire)
+                    except Exception:  # closing: see send()
+                        logger.debug("dropped a frame for a socket that is closing", exc_info=True)
+                    return
+        cursor.pending[number] = event["text"]
         await self._drain(event["room"], cursor)
 
     async def room_relay(self, event: dict) -> None:
