@@ -27,22 +27,26 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = "config.asgi:application"
 
 
+# How production runs uvicorn (the tests' live servers use the same options).
+UVICORN_OPTIONS = [
+    # Warnings only: at INFO uvicorn logs every WebSocket open and close, query string (a sign-in
+    # ticket) included.
+    *("--proxy-headers", "--log-level", "warning"),
+    *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off"),
+    # Chat frames are small; per-message deflate would cost a zlib state (~100 KB) per socket and
+    # a compression per frame per socket.
+    *("--ws-per-message-deflate", "false"),
+    # Clients heartbeat every 30 s (presence), so dead peers are noticed anyway; a protocol ping
+    # per socket every 60 s instead of uvicorn's 20 s is a third of the idle work.
+    *("--ws-ping-interval", "60", "--ws-ping-timeout", "30"),
+]
+
+
 def worker_command(server: str, fd: int) -> list[str]:
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", APP]
     if server == "uvicorn":
-        return [
-            # Warnings only: at INFO uvicorn logs every WebSocket open and close, query string
-            # (a sign-in ticket) included.
-            *(sys.executable, "-m", "uvicorn", "--fd", str(fd), "--proxy-headers", "--log-level", "warning"),
-            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off"),
-            # Chat frames are small; per-message deflate would cost a zlib state (~100 KB) per
-            # socket and a compression per frame per socket.
-            *("--ws-per-message-deflate", "false"),
-            # Clients heartbeat every 30 s (presence), so dead peers are noticed anyway; a protocol
-            # ping per socket every 60 s instead of uvicorn's 20 s is a third of the idle work.
-            *("--ws-ping-interval", "60", "--ws-ping-timeout", "30", APP),
-        ]
+        return [sys.executable, "-m", "uvicorn", "--fd", str(fd), *UVICORN_OPTIONS, APP]
     raise SystemExit(f"unknown --server {server!r} (daphne or uvicorn)")
 
 

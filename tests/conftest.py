@@ -17,6 +17,9 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from serve import APP, UVICORN_OPTIONS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +80,8 @@ def server_env() -> dict[str, str]:
 
 
 class LiveServers:
-    """Real daphne processes serving Parley on 127.0.0.1, sharing this test's database and Redis."""
+    """Real server processes (uvicorn, run as scripts/serve.py runs it) serving Parley on 127.0.0.1,
+    sharing this test's database and Redis."""
 
     def __init__(self) -> None:
         self.processes: dict[int, subprocess.Popen] = {}
@@ -86,7 +90,7 @@ class LiveServers:
         """Start a server (on `port`, e.g. to bring a killed one back); returns its base URL."""
         port = port or free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *UVICORN_OPTIONS, APP],
             cwd=ROOT,
             env=server_env(),
             stdout=subprocess.DEVNULL,

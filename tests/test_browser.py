@@ -1,4 +1,4 @@
-"""The web UI end to end: headless Chromium (Debian's) against real daphne processes.
+"""The web UI end to end: headless Chromium (Debian's) against real server processes (uvicorn, as in production).
 
 Playwright's sync API runs an event loop in this thread once started, and Django refuses ORM
 calls while a loop runs here. So every test does its database setup first and only then calls
