@@ -9,12 +9,13 @@ settings, reopened if it breaks, and closed when the loop shuts down.
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import AsyncIterator
 
 import psycopg
 from django.conf import settings
 from psycopg.conninfo import make_conninfo
+
+from core.loops import per_loop
 
 
 def _conninfo() -> str:
@@ -47,17 +48,14 @@ class _Writer:
                 await self.connection.close()
 
 
-_writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
+_writer = per_loop(_Writer)
 
 
 @contextlib.asynccontextmanager
 async def transaction() -> AsyncIterator[psycopg.AsyncCursor]:
     """A cursor in a transaction on this loop's connection: committed on success, rolled back
     on any exception (which propagates)."""
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(loop)
-    if writer is None:
-        writer = _writers[loop] = _Writer()
+    writer = _writer()
     async with writer.lock:
         connection = await writer.connect()
         async with connection.transaction(), connection.cursor() as cursor:

@@ -13,10 +13,11 @@ database (messaging.consumers), as before.
 
 import asyncio
 import logging
-import weakref
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
+
+from core.loops import per_loop
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +81,5 @@ class Hub:
                     logger.exception("delivering %s failed", event.get("type"))
 
 
-_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
-
-
-def get_hub() -> Hub:
-    """This event loop's hub (one per server process; tests run a loop per test)."""
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = Hub()
-    return hub
+# This event loop's hub (one per server process; tests run a loop per test).
+get_hub = per_loop(Hub)

@@ -9,7 +9,6 @@ import functools
 import json
 import logging
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from django.conf import settings
 from core.errors import ApplicationError
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import get_hub
+from core.loops import per_loop
 from messaging import selectors, services
 from messaging.payloads import change_frame, message_payload
 from presence import services as presence
@@ -96,15 +96,7 @@ class SendBatcher:
             self.writer = None
 
 
-_batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendBatcher]" = weakref.WeakKeyDictionary()
-
-
-def send_batcher() -> SendBatcher:
-    loop = asyncio.get_running_loop()
-    batcher = _batchers.get(loop)
-    if batcher is None:
-        batcher = _batchers[loop] = SendBatcher()
-    return batcher
+send_batcher = per_loop(SendBatcher)
 
 
 def _session_state(user_id: int) -> tuple[dict[str, int], dict[str, int]]:

@@ -1,0 +1,22 @@
+"""Objects that belong to one event loop: a server process has one loop, tests have one each."""
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def per_loop(factory: Callable[[], T]) -> Callable[[], T]:
+    """A getter that returns the running loop's own `factory()`, made on first use."""
+    instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get() -> T:
+        loop = asyncio.get_running_loop()
+        instance = instances.get(loop)
+        if instance is None:
+            instance = instances[loop] = factory()
+        return instance
+
+    return get
