@@ -278,10 +278,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await call_service(presence.typing_notify, user=self.user, room_id=_require_str(frame, "room"))
 
     async def on_heartbeat(self, frame: dict) -> None:
-        await self._heartbeat(active=frame.get("active") is not False)
-
-    async def _heartbeat(self, *, active: bool) -> None:
-        await presence.apresence_heartbeat(user=self.user, socket_id=self.socket_id, active=active)
+        presence.heartbeats().beat(user=self.user, socket_id=self.socket_id, active=frame.get("active") is not False)
 
     handlers: dict[str, Callable[["ChatConsumer", dict], Awaitable[None]]] = {
         "message.send": on_message_send,

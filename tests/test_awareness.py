@@ -245,3 +245,28 @@ def test_typing_in_a_room_you_cannot_see_is_not_found(trio, make_user):
         presence.typing_notify(user=make_user("eve"), room_id=trio["room"].pk)
     with pytest.raises(NotFound):
         presence.typing_notify(user=trio["ada"], room_id="not-a-room")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_periodic_heartbeats_go_to_redis_together_and_never_outlive_a_disconnect(trio):
+    """Sockets' periodic beats are written in one pipeline per second; a beat still waiting when
+    its socket closes is dropped, so the closed socket does not come back to life."""
+    bob = await database_sync_to_async(lambda: trio["bob"])()
+    sockets_key = f"parley:presence:{bob.pk}:sockets"
+    store = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    batcher = presence.heartbeats()
+    for name in ("tab-1", "tab-2", "tab-3"):
+        await presence.apresence_heartbeat(user=bob, socket_id=name, active=True)
+    before = dict(store.zrange(sockets_key, 0, -1, withscores=True))
+    await asyncio.sleep(0.05)
+    for name in ("tab-1", "tab-2", "tab-3"):
+        batcher.beat(user=bob, socket_id=name, active=False)
+    assert set(batcher.waiting) == {"tab-1", "tab-2", "tab-3"}
+    await presence.apresence_disconnect(user=bob, socket_id="tab-3")  # closes with its beat queued
+    assert set(batcher.waiting) == {"tab-1", "tab-2"}
+    await asyncio.wait_for(batcher.flushing, presence.HEARTBEAT_FLUSH_SECONDS + 5)
+    after = dict(store.zrange(sockets_key, 0, -1, withscores=True))
+    assert set(after) == {"tab-1", "tab-2"}
+    assert all(after[name] > before[name] for name in after)  # leases renewed
+    assert presence.presence_of(user_ids=[bob.pk])[bob.pk]["status"] == "online"
