@@ -69,6 +69,10 @@ def _transition_script():
     return _redis().register_script(_TRANSITION)
 
 
+# The same script on this loop's asyncio client (registered once: it hashes the source).
+_atransition_script = per_loop(lambda: aioredis.client().register_script(_TRANSITION))
+
+
 def _keys(user_id: int) -> list[str]:
     return [
         f"parley:presence:{user_id}:sockets",
@@ -107,7 +111,7 @@ def _update(user: User, socket_id: str, mode: str, active: bool) -> str:
 async def _aupdate(user: User, socket_id: str, mode: str, active: bool) -> str:
     """_update on the event loop: one script call and no thread hop for the common case (no
     transition); only a transition reads the user's rooms from the database."""
-    script = aioredis.client().register_script(_TRANSITION)
+    script = _atransition_script()
     previous, status, last_active = await script(keys=_keys(user.pk), args=_args(socket_id, mode, active))
     if status != previous:
         rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
@@ -163,9 +167,8 @@ class HeartbeatBatcher:
             await asyncio.sleep(HEARTBEAT_FLUSH_SECONDS)
             batch = self.in_flight = self.waiting
             self.waiting = {}
-            client = aioredis.client()
-            script = client.register_script(_TRANSITION)
-            pipe = client.pipeline(transaction=False)
+            script = _atransition_script()
+            pipe = aioredis.client().pipeline(transaction=False)
             for socket_id, (user, active) in batch.items():
                 await script(keys=_keys(user.pk), args=_args(socket_id, "beat", active), client=pipe)
             replies = await pipe.execute()

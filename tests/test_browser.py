@@ -423,6 +423,18 @@ def open_room(page, user, room) -> None:
     expect(page.locator("#conn-badge")).to_have_text("Connected")
 
 
+def two_pages_in_a_room(start_server, chromium, make_user):
+    """Ann (owner) and Ben (member) of a private room, each with the room open in a browser."""
+    ann, ben, room = two_members(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_room(ann_page, ann, room)
+    open_room(ben_page, ben, room)
+    return ann, ben, room, ann_page, ben_page, errors
+
+
 def row(page, text: str):
     return page.locator("#messages .msg[data-id]", has_text=text)
 
@@ -432,13 +444,7 @@ def shown_ids(page) -> list[str]:
 
 
 def test_edits_and_deletions_reach_the_other_browser_live(start_server, chromium, make_user):
-    ann, ben, room = two_members(make_user)
-    base_url = start_server()
-    browser = chromium()
-    errors: list[str] = []
-    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
-    open_room(ann_page, ann, room)
-    open_room(ben_page, ben, room)
+    ann, ben, room, ann_page, ben_page, errors = two_pages_in_a_room(start_server, chromium, make_user)
 
     send(ann_page, "Lunch at 12?")
     send(ann_page, "Bring the slides pls")
@@ -569,13 +575,7 @@ def test_read_receipts_and_unread_counts(start_server, chromium, make_user):
 
 
 def test_typing_shows_in_the_other_browser(start_server, chromium, make_user):
-    ann, ben, room = two_members(make_user)
-    base_url = start_server()
-    browser = chromium()
-    errors: list[str] = []
-    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
-    open_room(ann_page, ann, room)
-    open_room(ben_page, ben, room)
+    ann, ben, room, ann_page, ben_page, errors = two_pages_in_a_room(start_server, chromium, make_user)
     typing = ann_page.locator("#typing-text")
     expect(typing).to_have_text("")
 
