@@ -6,11 +6,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()  # set up Django before importing consumers
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from accounts.middleware import OriginOrTicketValidator, TicketAuthMiddleware  # noqa: E402
+from accounts.middleware import SocketAuthMiddleware  # noqa: E402
 from messaging.consumers import ChatConsumer  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", ChatConsumer.as_asgi())]
@@ -18,9 +17,7 @@ websocket_urlpatterns = [path("ws/", ChatConsumer.as_asgi())]
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginOrTicketValidator(
-            AuthMiddlewareStack(TicketAuthMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
+        "websocket": SocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )
 

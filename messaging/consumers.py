@@ -5,7 +5,6 @@ decided by the services (which pick the groups) and by membership events on the 
 """
 
 import asyncio
-import functools
 import json
 import logging
 import uuid
@@ -13,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -108,6 +108,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # channel per socket: no per-socket Redis subscription, receive task or dispatch.
     channel_layer_alias = None
 
+    async def __call__(self, scope, receive, send) -> None:
+        # Channels' own loop races the client's receive() against a channel-layer receive, with a
+        # new task and an asyncio.wait() per frame and a second task per socket. With no channel
+        # layer of our own there is one source, so a plain loop does: less CPU per frame, less
+        # memory per socket (docs/performance.md).
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
     async def dispatch(self, message: dict) -> None:
         # Channels closes stale database connections before every message in a thread hop of
         # its own; our database work already runs in database_sync_to_async, which does that.
@@ -154,19 +168,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # that crash the consumer would skip disconnect() and its presence cleanup.
         try:
             if text_data is not None and not close:
-                await self.wire_send({"type": "websocket.send", "text": text_data})
+                await self.base_send({"type": "websocket.send", "text": text_data})
             else:
                 await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
         except Exception:
             logger.debug("dropped a frame for a socket that is closing", exc_info=True)
-
-    @functools.cached_property
-    def wire_send(self) -> Callable[[dict], Awaitable[None]]:
-        """The server's own send, past Channels' session wrapper: that wrapper only acts on
-        accept and HTTP responses, yet costs an attribute walk through the lazy session on
-        every frame, and frames are the hot path."""
-        wrapper = getattr(self.base_send, "__self__", None)
-        return getattr(wrapper, "real_send", self.base_send)
 
     # -- client -> server ------------------------------------------------------------------
 
@@ -310,7 +316,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 if number == cursor.last + 1:
                     cursor.last = number
                     try:
-                        await self.wire_send(wire)
+                        await self.base_send(wire)
                     except Exception:  # closing: see send()
                         logger.debug("dropped a frame for a socket that is closing", exc_info=True)
                     return

@@ -7,7 +7,8 @@ import uuid
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import override_settings
+from django.conf import settings
+from django.test import Client, override_settings
 
 from accounts.services import ws_ticket_issue
 from config.asgi import application
@@ -300,6 +301,37 @@ async def test_a_foreign_origin_is_refused_at_the_handshake(make_user):
     )
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert not connected
+
+
+def _session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+async def _cookie_connect(cookie: bytes, origin: bytes | None) -> tuple[WebsocketCommunicator, bool]:
+    headers = [(b"host", b"localhost"), (b"cookie", cookie)] + ([(b"origin", origin)] if origin else [])
+    communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    return communicator, connected
+
+
+async def test_browsers_sign_in_with_their_session_cookie_from_an_allowed_origin_only(make_user):
+    ada = await database_sync_to_async(make_user)("ada")
+    cookie = await database_sync_to_async(_session_cookie)(ada)
+    page, connected = await _cookie_connect(cookie, origin=b"http://localhost")
+    assert connected
+    ready = await page.receive_json_from(timeout=TIMEOUT)
+    assert ready["type"] == "session.ready" and ready["user"] == ada.pk
+    await page.disconnect(timeout=TIMEOUT)
+    # The cookie alone, from another site or with no Origin at all (not a browser, and no ticket).
+    for origin in (b"https://evil.example", None):
+        _, connected = await _cookie_connect(cookie, origin=origin)
+        assert not connected
+    # A session that is not (or no longer) valid is anonymous.
+    stale, connected = await _cookie_connect(f"{settings.SESSION_COOKIE_NAME}=nope".encode(), b"http://localhost")
+    assert connected
+    assert await stale.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
 
 
 async def test_a_removal_still_applies_if_the_user_group_event_is_lost(cast, monkeypatch):
