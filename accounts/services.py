@@ -34,7 +34,6 @@ def user_create(*, username: str, email: str, password: str) -> User:
     return user
 
 
-@functools.cache
 def user_update_settings(*, user: User, send_read_receipts: bool | None = None) -> User:
     if send_read_receipts is not None:
         user.send_read_receipts = send_read_receipts
@@ -42,7 +41,9 @@ def user_update_settings(*, user: User, send_read_receipts: bool | None = None) 
     return user
 
 
+@functools.cache
 def _redis() -> redis.Redis:
+    # One client (and connection pool) per process, not a new connection per call.
     return redis.Redis.from_url(settings.REDIS_URL)
 
 

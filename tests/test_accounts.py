@@ -114,3 +114,13 @@ def test_web_pages_need_sign_in(client):
     response = client.get(reverse("home"))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
+
+
+def test_the_read_receipts_switch_saves_every_change(api, make_user):
+    ada = make_user("ada")
+    api.force_authenticate(ada)
+    for value in (False, True, False, True):
+        response = api.patch("/api/v1/me/", {"send_read_receipts": value}, format="json")
+        assert response.status_code == 200 and response.json()["send_read_receipts"] is value
+        ada.refresh_from_db()
+        assert ada.send_read_receipts is value
