@@ -61,13 +61,24 @@ else:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1" if DEBUG or TESTING else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
+# Every process keeps a pool of PostgreSQL connections (psycopg_pool, through Django's backend):
+# Django's ASGI handler runs each request's sync code in a thread of its own, so a connection per
+# thread meant a new PostgreSQL backend for nearly every request. DB_POOL_MAX_SIZE=0 turns the
+# pool off (then DB_CONN_MAX_AGE applies), e.g. behind PgBouncer in transaction mode.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
 DATABASES = {
     "default": dj_database_url.parse(
         env_required("DATABASE_URL"),
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 0 if TESTING else 60),
-        conn_health_checks=True,
+        conn_max_age=0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 0 if TESTING else 60),
+        conn_health_checks=True,  # with the pool: a connection is checked as it is taken
     )
 }
+if DB_POOL_MAX_SIZE:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": 10,  # seconds to wait for a free connection before the request fails
+    }
 # django-postgres-extra's backend adds partitioning DDL on top of Django's PostgreSQL backend.
 DATABASES["default"]["ENGINE"] = "psqlextra.backend"
 # We use no hstore fields, and the embedded PostgreSQL (pgserver wheel) ships no contrib extensions.
@@ -76,8 +87,11 @@ POSTGRES_EXTRA_AUTO_EXTENSION_SET_UP = False
 # Optional streaming replica for scroll-back reads (config/db_router.py).
 if os.environ.get("DATABASE_REPLICA_URL"):
     DATABASES["replica"] = dj_database_url.parse(
-        os.environ["DATABASE_REPLICA_URL"], conn_max_age=DATABASES["default"]["CONN_MAX_AGE"], conn_health_checks=True
+        os.environ["DATABASE_REPLICA_URL"],
+        conn_max_age=DATABASES["default"]["CONN_MAX_AGE"],
+        conn_health_checks=DATABASES["default"]["CONN_HEALTH_CHECKS"],
     )
+    DATABASES["replica"]["OPTIONS"] = dict(DATABASES["default"].get("OPTIONS", {}))
     DATABASES["replica"]["ENGINE"] = "psqlextra.backend"
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
