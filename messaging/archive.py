@@ -108,6 +108,8 @@ def partition_exists(day: dt.date) -> bool:
 
 @contextmanager
 def _day_lock(day: dt.date) -> Iterator[bool]:
+    # A session-level lock, as the steps span several transactions. It must be unlocked here and
+    # not left to the connection's end: pooled connections outlive the code that borrowed them.
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, day.toordinal()])
         acquired = cursor.fetchone()[0]

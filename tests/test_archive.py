@@ -278,7 +278,9 @@ def test_two_workers_never_archive_the_same_day(s3, history):
         assert archive.archive_day(OLDER) is None
         assert archive.partition_exists(OLDER)
         assert archive.archive_due()["skipped"] == [OLDER.isoformat()]
-    finally:
+    finally:  # the other worker finishes (its connection may go back to a pool, so it unlocks)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [archive._LOCK_NAMESPACE, OLDER.toordinal()])
         other.close()
     assert archive.archive_day(OLDER).status == "dropped"
 
