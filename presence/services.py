@@ -33,30 +33,48 @@ HEARTBEAT_FLUSH_SECONDS = 1.0
 
 logger = logging.getLogger(__name__)
 
-# KEYS: sockets zset, last-active string, announced-status string
-# ARGV: now, socket id, "beat" | "gone", active (1/0), socket ttl, away after
-_TRANSITION = """
-local now = tonumber(ARGV[1])
-if ARGV[3] == "beat" then
-  redis.call("ZADD", KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
-  redis.call("EXPIRE", KEYS[1], tonumber(ARGV[5]) * 2)
-  if ARGV[4] == "1" or redis.call("EXISTS", KEYS[2]) == 0 then
-    redis.call("SET", KEYS[2], ARGV[1])
+# One script call applies a batch of beats (or disconnects), atomically, and answers only the
+# transitions, so the usual batch (nothing changed) costs one call and an empty reply.
+# KEYS: per beat, the user's sockets zset, last-active string and announced-status string
+# ARGV: now, socket ttl, away after; then per beat: socket id, "beat" | "gone", active (1/0)
+# Returns, flat, for each beat that changed its user's status: index (1-based), previous, status,
+# last active. Two beats of one user in a batch announce a change once.
+_TRANSITIONS = """
+local now, ttl, away = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local changed = {}
+for i = 1, #KEYS / 3 do
+  local sockets, active, announced = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local socket, mode = ARGV[3 * i + 1], ARGV[3 * i + 2]
+  if mode == "beat" then
+    redis.call("ZADD", sockets, now + ttl, socket)
+    redis.call("EXPIRE", sockets, ttl * 2)
+    if ARGV[3 * i + 3] == "1" or redis.call("EXISTS", active) == 0 then
+      redis.call("SET", active, ARGV[1])
+    end
+  else
+    redis.call("ZREM", sockets, socket)
   end
-else
-  redis.call("ZREM", KEYS[1], ARGV[2])
+  redis.call("ZREMRANGEBYSCORE", sockets, "-inf", now)
+  local last_active = tonumber(redis.call("GET", active) or "0")
+  local status = "offline"
+  if redis.call("ZCARD", sockets) > 0 then
+    if now - last_active >= away then status = "away" else status = "online" end
+  end
+  local previous = redis.call("GET", announced) or "offline"
+  redis.call("SET", announced, status, "EX", 86400)
+  if status ~= previous then
+    table.insert(changed, i)
+    table.insert(changed, previous)
+    table.insert(changed, status)
+    table.insert(changed, tostring(last_active))
+  end
 end
-redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
-local alive = redis.call("ZCARD", KEYS[1])
-local last_active = tonumber(redis.call("GET", KEYS[2]) or "0")
-local status = "offline"
-if alive > 0 then
-  if now - last_active >= tonumber(ARGV[6]) then status = "away" else status = "online" end
-end
-local previous = redis.call("GET", KEYS[3]) or "offline"
-redis.call("SET", KEYS[3], status, "EX", 86400)
-return {previous, status, tostring(last_active)}
+return changed
 """
+# A beat: (user, socket id, "beat" | "gone", active).
+Beat = tuple[User, str, str, bool]
+# At most this many beats per script call, so one call never holds Redis for long.
+SCRIPT_BATCH = 1000
 
 
 @functools.cache
@@ -66,11 +84,11 @@ def _redis() -> redis.Redis:
 
 @functools.cache
 def _transition_script():
-    return _redis().register_script(_TRANSITION)
+    return _redis().register_script(_TRANSITIONS)
 
 
 # The same script on this loop's asyncio client (registered once: it hashes the source).
-_atransition_script = per_loop(lambda: aioredis.client().register_script(_TRANSITION))
+_atransition_script = per_loop(lambda: aioredis.client().register_script(_TRANSITIONS))
 
 
 def _keys(user_id: int) -> list[str]:
@@ -85,8 +103,17 @@ def _iso(epoch: float) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat() if epoch else None
 
 
-def _args(socket_id: str, mode: str, active: bool) -> list:
-    return [time.time(), socket_id, mode, int(active), SOCKET_TTL_SECONDS, AWAY_AFTER_SECONDS]
+def _script_input(beats: list[Beat]) -> tuple[list[str], list]:
+    keys, args = [], [time.time(), SOCKET_TTL_SECONDS, AWAY_AFTER_SECONDS]
+    for user, socket_id, mode, active in beats:
+        keys += _keys(user.pk)
+        args += [socket_id, mode, int(active)]
+    return keys, args
+
+
+def _transitions(beats: list[Beat], reply: list) -> list[tuple[User, str, str]]:
+    """(user, new status, last active) for each change the script reported."""
+    return [(beats[reply[i] - 1][0], reply[i + 2], reply[i + 3]) for i in range(0, len(reply), 4)]
 
 
 def _presence_event(user: User, status: str, last_active: str, rooms: Iterable[str]) -> Event:
@@ -101,50 +128,55 @@ def _presence_event(user: User, status: str, last_active: str, rooms: Iterable[s
     return [room_group(room) for room in rooms], {"type": "user.presence", "user": user.pk, "text": frame}
 
 
-def _update(user: User, socket_id: str, mode: str, active: bool) -> str:
-    previous, status, last_active = _transition_script()(keys=_keys(user.pk), args=_args(socket_id, mode, active))
-    if status != previous:
+def _update(beats: list[Beat]) -> None:
+    keys, args = _script_input(beats)
+    for user, status, last_active in _transitions(beats, _transition_script()(keys=keys, args=args)):
         send_event(*_presence_event(user, status, last_active, user_rooms_state(user_id=user.pk)))
-    return status
 
 
-async def _aupdate(user: User, socket_id: str, mode: str, active: bool) -> str:
-    """_update on the event loop: one script call and no thread hop for the common case (no
-    transition); only a transition reads the user's rooms from the database."""
+async def _aupdate(beats: list[Beat]) -> None:
+    """_update on the event loop: one script call per SCRIPT_BATCH beats (pipelined) and no thread
+    hop for the common case (no transition); only a transition reads the user's rooms."""
     script = _atransition_script()
-    previous, status, last_active = await script(keys=_keys(user.pk), args=_args(socket_id, mode, active))
-    if status != previous:
-        rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
-        await publish([_presence_event(user, status, last_active, rooms)])
-    return status
+    pipe = aioredis.client().pipeline(transaction=False)
+    chunks = [beats[i : i + SCRIPT_BATCH] for i in range(0, len(beats), SCRIPT_BATCH)]
+    for chunk in chunks:
+        keys, args = _script_input(chunk)
+        await script(keys=keys, args=args, client=pipe)
+    replies = await pipe.execute()
+    for chunk, reply in zip(chunks, replies, strict=True):
+        for user, status, last_active in _transitions(chunk, reply):
+            rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
+            await publish([_presence_event(user, status, last_active, rooms)])
 
 
-def presence_heartbeat(*, user: User, socket_id: str, active: bool) -> str:
+def presence_heartbeat(*, user: User, socket_id: str, active: bool) -> None:
     """A socket is alive (and the user did something since the last beat, if `active`)."""
-    return _update(user, socket_id, "beat", active)
+    _update([(user, socket_id, "beat", active)])
 
 
-def presence_disconnect(*, user: User, socket_id: str) -> str:
-    return _update(user, socket_id, "gone", False)
+def presence_disconnect(*, user: User, socket_id: str) -> None:
+    _update([(user, socket_id, "gone", False)])
 
 
-async def apresence_heartbeat(*, user: User, socket_id: str, active: bool) -> str:
+async def apresence_heartbeat(*, user: User, socket_id: str, active: bool) -> None:
     """presence_heartbeat on the event loop, at once (a socket's first beat: "online" now)."""
-    return await _aupdate(user, socket_id, "beat", active)
+    await _aupdate([(user, socket_id, "beat", active)])
 
 
-async def apresence_disconnect(*, user: User, socket_id: str) -> str:
+async def apresence_disconnect(*, user: User, socket_id: str) -> None:
     """The socket is gone. A periodic beat of it still waiting in this process is dropped first,
     so it cannot bring the socket back to life after this."""
     await heartbeats().forget(socket_id)
-    return await _aupdate(user, socket_id, "gone", False)
+    await _aupdate([(user, socket_id, "gone", False)])
 
 
 class HeartbeatBatcher:
     """The periodic beats of every socket in this process go to Redis together, at most once per
-    HEARTBEAT_FLUSH_SECONDS: 10,000 sockets beat 333 times a second, and one pipeline costs far
-    less than 333 round trips. A beat is only a refresh of a 60 s lease, so a second's delay
-    changes nothing but an away -> online transition, which may show a second later."""
+    HEARTBEAT_FLUSH_SECONDS: 10,000 sockets beat 333 times a second, and one script call costs far
+    less than 333 round trips (or 333 pipelined calls). A beat is only a refresh of a 60 s lease,
+    so a second's delay changes nothing but an away -> online transition, which may show a second
+    later."""
 
     def __init__(self) -> None:
         self.waiting: dict[str, tuple[User, bool]] = {}
@@ -167,15 +199,7 @@ class HeartbeatBatcher:
             await asyncio.sleep(HEARTBEAT_FLUSH_SECONDS)
             batch = self.in_flight = self.waiting
             self.waiting = {}
-            script = _atransition_script()
-            pipe = aioredis.client().pipeline(transaction=False)
-            for socket_id, (user, active) in batch.items():
-                await script(keys=_keys(user.pk), args=_args(socket_id, "beat", active), client=pipe)
-            replies = await pipe.execute()
-            for (user, _active), (previous, status, last_active) in zip(batch.values(), replies, strict=True):
-                if status != previous:
-                    rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
-                    await publish([_presence_event(user, status, last_active, rooms)])
+            await _aupdate([(user, socket_id, "beat", active) for socket_id, (user, active) in batch.items()])
         except Exception:  # Redis away: sockets beat again in 30 s, and leases last 60
             logger.exception("heartbeat flush failed")
         finally:

@@ -270,3 +270,27 @@ async def test_periodic_heartbeats_go_to_redis_together_and_never_outlive_a_disc
     assert set(after) == {"tab-1", "tab-2"}
     assert all(after[name] > before[name] for name in after)  # leases renewed
     assert presence.presence_of(user_ids=[bob.pk])[bob.pk]["status"] == "online"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_one_flush_announces_each_change_once_and_nothing_else(trio, monkeypatch):
+    """A flush applies every waiting beat in one script call: bob's two idle tabs make him away
+    once; cy's beat changes nothing, so nothing is said about cy. With SCRIPT_BATCH at 2, the three
+    beats take two calls, and the result is the same."""
+    monkeypatch.setattr(presence, "SCRIPT_BATCH", 2)
+    people = await database_sync_to_async(lambda: trio)()
+    ada, bob, cy = people["ada"], people["bob"], people["cy"]
+    watcher, _ = await connect(ada)
+    for user, name in ((bob, "bob-1"), (bob, "bob-2"), (cy, "cy-1")):
+        await presence.apresence_heartbeat(user=user, socket_id=name, active=True)
+    assert (await next_presence(watcher, "bob"))["status"] == "online"
+    assert (await next_presence(watcher, "cy"))["status"] == "online"
+    redis.Redis.from_url(settings.REDIS_URL).set(f"parley:presence:{bob.pk}:active", time.time() - 11 * 60)
+    batcher = presence.heartbeats()
+    for user, name in ((bob, "bob-1"), (cy, "cy-1"), (bob, "bob-2")):
+        batcher.beat(user=user, socket_id=name, active=False)
+    await asyncio.wait_for(batcher.flushing, presence.HEARTBEAT_FLUSH_SECONDS + 5)
+    assert (await next_presence(watcher, "bob"))["status"] == "away"
+    assert await watcher.receive_nothing(timeout=0.5)
+    await watcher.disconnect(timeout=TIMEOUT)
