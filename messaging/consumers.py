@@ -7,6 +7,7 @@ decided by the services (which pick the groups) and by membership events on the 
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,14 @@ logger = logging.getLogger(__name__)
 # Close codes (docs/protocol.md).
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_LARGE = 1009
+CLOSE_SILENT = 4408
+
+# Liveness is the client's business: it heartbeats every 30 s, and a socket that sends nothing
+# at all for this long is closed (CLOSE_SILENT), dead peer or stuck client alike. This replaces
+# WebSocket protocol pings, which cost a frame each way per socket for what the heartbeat
+# already proves (docs/performance.md). Four missed beats, as browsers may delay a background
+# tab's timers to once a minute.
+SILENT_CLOSE_SECONDS = 120
 
 # How long an out-of-order event waits for the ones before it before we read them from the database.
 GAP_WAIT_SECONDS = 0.2
@@ -99,6 +108,42 @@ class SendBatcher:
 send_batcher = per_loop(SendBatcher)
 
 
+class Liveness:
+    """This process's sockets, swept every SWEEP_SECONDS for ones silent for SILENT_CLOSE_SECONDS."""
+
+    SWEEP_SECONDS = 15
+
+    def __init__(self) -> None:
+        self.sockets: set[ChatConsumer] = set()
+        self.sweeper: asyncio.Task | None = None
+
+    def add(self, socket: "ChatConsumer") -> None:
+        self.sockets.add(socket)
+        if self.sweeper is None:
+            self.sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    def discard(self, socket: "ChatConsumer") -> None:
+        self.sockets.discard(socket)
+
+    async def _sweep(self) -> None:
+        try:
+            while self.sockets:
+                await asyncio.sleep(self.SWEEP_SECONDS)
+                deadline = time.monotonic() - SILENT_CLOSE_SECONDS
+                for socket in [socket for socket in self.sockets if socket.last_frame_at < deadline]:
+                    self.sockets.discard(socket)
+                    logger.info("closing a socket of user %s: silent for %ss", socket.user.pk, SILENT_CLOSE_SECONDS)
+                    try:
+                        await socket.close(code=CLOSE_SILENT)
+                    except Exception:  # it closed meanwhile
+                        logger.debug("socket already closed", exc_info=True)
+        finally:
+            self.sweeper = None
+
+
+liveness = per_loop(Liveness)
+
+
 def _session_state(user_id: int) -> tuple[dict[str, int], dict[str, int]]:
     return user_rooms_state(user_id=user_id), selectors.unread_counts(user_id=user_id)
 
@@ -137,12 +182,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.send_lock = asyncio.Lock()
         self.hub = get_hub()
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
+        self.last_frame_at = time.monotonic()
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
         if self.user is None or not self.user.is_authenticated or not self.user.is_active:
             self.user = None
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        liveness().add(self)
         # Subscribe before reading the room state: an event published in between is then
         # received and, if already covered by the state, dropped as a duplicate.
         await self.hub.join(user_group(self.user.pk), self)
@@ -157,6 +204,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
             return
+        liveness().discard(self)
         for room_id in list(self.cursors):
             await self._unsubscribe(room_id)
         await self.hub.leave(user_group(self.user.pk), self)
@@ -177,6 +225,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # -- client -> server ------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_frame_at = time.monotonic()
         if text_data is None:
             await self._error("invalid_frame", "Frames must be JSON text.")
             return

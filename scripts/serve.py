@@ -36,9 +36,9 @@ UVICORN_OPTIONS = [
     # Chat frames are small; per-message deflate would cost a zlib state (~100 KB) per socket and
     # a compression per frame per socket.
     *("--ws-per-message-deflate", "false"),
-    # Clients heartbeat every 30 s (presence), so dead peers are noticed anyway; a protocol ping
-    # per socket every 60 s instead of uvicorn's 20 s is a third of the idle work.
-    *("--ws-ping-interval", "60", "--ws-ping-timeout", "30"),
+    # No protocol pings: clients heartbeat every 30 s and the app closes sockets silent for 120 s
+    # (messaging.consumers.Liveness); pings would be two more frames per socket for the same proof.
+    *("--ws-ping-interval", "0"),
 ]
 
 

@@ -354,3 +354,23 @@ async def test_a_removal_still_applies_if_the_user_group_event_is_lost(cast, mon
     )
     assert await nothing_but_presence(member, 0.5)
     await member.disconnect(timeout=TIMEOUT)
+
+
+async def test_a_silent_socket_is_closed_and_a_heartbeating_one_is_not(cast, monkeypatch):
+    """No protocol pings: liveness is the client's heartbeat, and silence closes with 4408."""
+    from messaging import consumers
+
+    monkeypatch.setattr(consumers, "SILENT_CLOSE_SECONDS", 0.6)
+    monkeypatch.setattr(consumers.Liveness, "SWEEP_SECONDS", 0.2)
+    people = await cast()
+    silent, _ = await connect(people["member"])
+    beating, _ = await connect(people["owner"])
+    for _ in range(8):
+        await beating.send_json_to({"type": "heartbeat", "active": False})
+        await asyncio.sleep(0.2)
+    while (output := await silent.receive_output(timeout=TIMEOUT))["type"] != "websocket.close":
+        pass
+    assert output == {"type": "websocket.close", "code": consumers.CLOSE_SILENT}
+    assert await nothing_but_presence(beating, 0.3)
+    await silent.disconnect(timeout=TIMEOUT)
+    await beating.disconnect(timeout=TIMEOUT)
