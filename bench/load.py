@@ -607,8 +607,10 @@ class Bench:
         users, rooms, rooms_of = await self.topology(name, sockets, room_size)
         servers = Servers(args.workers, args.server)
         stats = Stats()
+        beats = None
         try:
             clients = await connect_all(servers.base, users, rooms_of, stats, name)
+            beats = asyncio.create_task(heartbeat(clients))  # as real clients do (liveness, presence)
             senders = [(client, client.rooms[0]) for client in clients]
             meter = self.meter(servers)
             warm = max(1.0, min(rates[0] / 4, 200.0))
@@ -638,6 +640,8 @@ class Bench:
             await close_all(clients)
             return summary
         finally:
+            if beats:
+                beats.cancel()
             servers.stop()
 
     async def connections(self, sockets: int, idle_seconds: float) -> dict:
