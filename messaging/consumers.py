@@ -229,8 +229,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             await self._error("invalid_frame", "Frames must be JSON text.")
             return
-        if len(text_data) > settings.WS_MAX_FRAME_BYTES or len(text_data.encode()) > settings.WS_MAX_FRAME_BYTES:
-            await self._error("too_large", f"Frames are at most {settings.WS_MAX_FRAME_BYTES} bytes.")
+        limit = settings.WS_MAX_FRAME_BYTES
+        # A character is at most 4 bytes in UTF-8: most frames need no encoding to be measured.
+        if len(text_data) * 4 > limit and (len(text_data) > limit or len(text_data.encode()) > limit):
+            await self._error("too_large", f"Frames are at most {limit} bytes.")
             await self.close(code=CLOSE_TOO_LARGE)
             return
         try:
