@@ -17,6 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from core import wire
 from core.errors import ApplicationError
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import get_hub
@@ -185,6 +186,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.last_frame_at = time.monotonic()
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
+        self.wire_server = wire.server_of(self.base_send)  # for pre-built frames (core.wire)
         if self.user is None or not self.user.is_authenticated or not self.user.is_active:
             self.user = None
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -361,13 +363,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if number == cursor.last + 1 and not cursor.pending:
             # The common case, kept short (it runs once per socket per event): the next number,
-            # nothing held back. The hub shares one ASGI message among all its sockets.
-            wire = event.get("wire") or event.setdefault("wire", {"type": "websocket.send", "text": event["text"]})
+            # nothing held back. The frame is built once per event for all the hub's sockets.
+            if self.wire_server is not None and not self.send_lock.locked():
+                frame = event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"]))
+                if wire.write(self.wire_server, frame):
+                    cursor.last = number
+                    return
+            message = event.get("wire") or event.setdefault("wire", {"type": "websocket.send", "text": event["text"]})
             async with self.send_lock:
                 if number == cursor.last + 1:
                     cursor.last = number
                     try:
-                        await self.base_send(wire)
+                        await self.base_send(message)
                     except Exception:  # closing: see send()
                         logger.debug("dropped a frame for a socket that is closing", exc_info=True)
                     return
