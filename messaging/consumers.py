@@ -445,11 +445,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         the database: if the channel layer lost some (or they are just late), read them there.
         A number can be missing from the database only because a later change to the same message
         superseded it; that later change is then delivered with its own number."""
+        awaited = cursor.last + 1
         await asyncio.sleep(GAP_WAIT_SECONDS * (2**cursor.gap_attempts))
-        cursor.gap_attempts += 1
         cursor.gap_task = None
         if not cursor.pending or self.cursors.get(room_id) is not cursor:
             return
+        if cursor.last >= awaited:
+            # The hole we waited for filled meanwhile (events from two server processes often
+            # arrive out of order); a later hole gets a wait of its own before any database read.
+            await self._drain(room_id, cursor)
+            return
+        cursor.gap_attempts += 1
         upto = min(cursor.pending) - 1
         try:
             messages, has_more, reached = await database_sync_to_async(selectors.changes_page)(

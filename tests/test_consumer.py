@@ -374,3 +374,40 @@ async def test_a_silent_socket_is_closed_and_a_heartbeating_one_is_not(cast, mon
     assert await nothing_but_presence(beating, 0.3)
     await silent.disconnect(timeout=TIMEOUT)
     await beating.disconnect(timeout=TIMEOUT)
+
+
+async def test_a_late_event_is_waited_for_not_read_from_the_database(cast, monkeypatch):
+    """Events of one room published by two server processes often arrive out of order. Each hole
+    gets GAP_WAIT_SECONDS to fill before the database is read: here 2 comes before 1 and, while
+    that wait runs, 4 before 3. Both holes fill in time, so nothing is read."""
+    from core.hub import get_hub
+    from messaging import consumers, selectors
+
+    monkeypatch.setattr(consumers, "GAP_WAIT_SECONDS", 0.5)
+    reads = []
+    real_changes_page = selectors.changes_page
+    monkeypatch.setattr(selectors, "changes_page", lambda **kw: reads.append(kw) or real_changes_page(**kw))
+    people = await cast()
+    room = str(people["room"].pk)
+    member, ready = await connect(people["member"])
+    (socket,) = get_hub().groups[f"room.{room}"]
+    last = ready["rooms"][room]
+
+    def event(offset: int) -> dict:
+        return {"type": "room.sequenced", "room": room, "seq": last + offset, "text": json.dumps({"n": offset})}
+
+    await socket.hub_event(event(2))
+    await asyncio.sleep(0.3)
+    await socket.hub_event(event(1))
+    await socket.hub_event(event(4))
+    await asyncio.sleep(0.3)  # the first wait ended meanwhile, with its hole filled
+    await socket.hub_event(event(3))
+    delivered = []
+    while len(delivered) < 4:
+        frame = await member.receive_json_from(timeout=TIMEOUT)
+        if "n" in frame:  # not a presence update
+            delivered.append(frame["n"])
+    assert delivered == [1, 2, 3, 4]
+    await asyncio.sleep(0.6)
+    assert reads == []
+    await member.disconnect(timeout=TIMEOUT)
