@@ -160,9 +160,17 @@ WITH v AS (
            o.content AS o_content, o.created_at AS o_created_at, o.changed_sequence AS o_changed_sequence,
            o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at
       FROM v
-      LEFT JOIN rooms_room r ON r.id = v.room_id
-      LEFT JOIN rooms_membership m ON m.room_id = v.room_id AND m.user_id = v.user_id
-      LEFT JOIN {SentMessageKey._meta.db_table} k ON k.sender_id = v.user_id AND k.client_msg_id = v.client_msg_id
+      -- One index lookup per send. As plain joins, the planner (which guesses 100 rows for
+      -- jsonb_to_recordset) preferred hashing whole tables: a scan of every key ever sent, per
+      -- batch. LIMIT 1 (each is unique anyway) keeps the lookups per row.
+      LEFT JOIN LATERAL (SELECT kind FROM rooms_room WHERE id = v.room_id LIMIT 1) r ON true
+      LEFT JOIN LATERAL (
+          SELECT role FROM rooms_membership WHERE room_id = v.room_id AND user_id = v.user_id LIMIT 1
+      ) m ON true
+      LEFT JOIN LATERAL (
+          SELECT room_id, message_id, message_created_at FROM {SentMessageKey._meta.db_table}
+           WHERE sender_id = v.user_id AND client_msg_id = v.client_msg_id LIMIT 1
+      ) k ON true
       LEFT JOIN {Message._meta.db_table} o ON o.id = k.message_id AND o.created_at = k.message_created_at
 ), accepted AS (
     SELECT *, row_number() OVER (PARTITION BY room_id ORDER BY idx) AS ord
