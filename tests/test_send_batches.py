@@ -5,14 +5,18 @@ through Django's connection) run the same statement and rules; every case runs t
 """
 
 import asyncio
+import json
 import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from django.db import connection
+from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.hub import get_hub
+from messaging import services
 from messaging.models import Message, SentMessageKey
 from messaging.services import amessage_send_many, message_send, message_send_many
 from rooms.models import Membership, Room
@@ -136,3 +140,31 @@ async def test_socket_batches_publish_each_change_once_after_commit(make_user):
     await hub.leave(f"room.{room.pk}", listener)
     assert [event["seq"] for event in received] == [1, 2, 3, 4, 5]
     assert hub.groups == {} and hub.task is None
+
+
+def test_a_send_looks_keys_up_by_index_however_many_there_are(make_user):
+    """The plan of the send statement for a one-message batch, with 10,000 keys already sent:
+    the key is an index lookup, never a scan of the whole table (as a plain join, the planner
+    hashed the key table on every batch, so sends slowed down as it grew)."""
+    ada = make_user("ada")
+    room = room_create(creator=ada, name="Plans", kind="private")
+    now = timezone.now()
+    SentMessageKey.objects.bulk_create(
+        SentMessageKey(
+            sender=ada, client_msg_id=uuid.uuid4(), room=room, message_id=uuid.uuid4(), message_created_at=now
+        )
+        for _ in range(10_000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE messaging_sentmessagekey")
+        send = {
+            "idx": 0,
+            "user_id": ada.pk,
+            "room_id": str(room.pk),
+            "client_msg_id": str(uuid.uuid4()),
+            "content": "hi",
+            "message_id": str(uuid.uuid4()),
+        }
+        cursor.execute("EXPLAIN " + services._SEND, [json.dumps([send])])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Seq Scan on messaging_sentmessagekey" not in plan
