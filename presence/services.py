@@ -37,8 +37,8 @@ logger = logging.getLogger(__name__)
 # transitions, so the usual batch (nothing changed) costs one call and an empty reply.
 # KEYS: per beat, the user's sockets zset, last-active string and announced-status string
 # ARGV: now, socket ttl, away after; then per beat: socket id, "beat" | "gone", active (1/0)
-# Returns, flat, for each beat that changed its user's status: index (1-based), previous, status,
-# last active. Two beats of one user in a batch announce a change once.
+# Returns, flat, for each beat that changed its user's status: index (1-based), new status, last
+# active. Two beats of one user in a batch announce a change once.
 _TRANSITIONS = """
 local now, ttl, away = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local changed = {}
@@ -64,7 +64,6 @@ for i = 1, #KEYS / 3 do
   redis.call("SET", announced, status, "EX", 86400)
   if status ~= previous then
     table.insert(changed, i)
-    table.insert(changed, previous)
     table.insert(changed, status)
     table.insert(changed, tostring(last_active))
   end
@@ -113,7 +112,7 @@ def _script_input(beats: list[Beat]) -> tuple[list[str], list]:
 
 def _transitions(beats: list[Beat], reply: list) -> list[tuple[User, str, str]]:
     """(user, new status, last active) for each change the script reported."""
-    return [(beats[reply[i] - 1][0], reply[i + 2], reply[i + 3]) for i in range(0, len(reply), 4)]
+    return [(beats[reply[i] - 1][0], reply[i + 1], reply[i + 2]) for i in range(0, len(reply), 3)]
 
 
 def _presence_event(user: User, status: str, last_active: str, rooms: Iterable[str]) -> Event:
