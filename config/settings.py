@@ -257,6 +257,10 @@ CELERY_BEAT_SCHEDULE = {
 # Product limits, documented in docs/protocol.md.
 MESSAGE_MAX_LENGTH = 4000
 WS_MAX_FRAME_BYTES = 64 * 1024
+# A socket whose client has left this much unread (on top of what the kernel holds) is closed with
+# 4429: it would otherwise hold its backlog in server memory; the client catches up when it
+# reconnects (messaging.consumers).
+WS_MAX_BACKLOG_BYTES = env_int("WS_MAX_BACKLOG_BYTES", 1024 * 1024)
 WS_TICKET_TTL_SECONDS = 30
 MESSAGE_PAGE_MAX = 100
 MESSAGE_PARTITION_DAYS_AHEAD = env_int("MESSAGE_PARTITION_DAYS_AHEAD", 7)

@@ -4,8 +4,8 @@ A server's frames are not masked, so a text frame is the same bytes for every so
 When the ASGI server is uvicorn's websockets-sansio protocol (what scripts/serve.py runs), the
 hub's fan-out writes those bytes straight to each socket's transport, instead of going through
 ASGI send, which would encode, frame and copy the text again for every socket (docs/performance.md).
-Any other server (daphne, Channels' test communicator), and a socket that is not open, is closing,
-or is paused by flow control, goes through ASGI send as before: `write` says whether it wrote.
+Any other server (daphne, Channels' test communicator) goes through ASGI send. On uvicorn every
+frame after the handshake takes the direct path, so frames of one socket never overtake each other.
 """
 
 import struct
@@ -42,15 +42,29 @@ def server_of(send: Any) -> Any | None:
 
 
 def write(server: Any, frame: bytes) -> bool:
-    """Write `frame` to the socket now if it is open and not paused; False if the caller must use
-    ASGI send instead (which waits for flow control and knows how to fail)."""
-    if (
-        server.close_sent
-        or server.disconnected
-        or not server.writable.is_set()
-        or server.conn.state is not State.OPEN
-        or server.transport.is_closing()
-    ):
+    """Write `frame` to the socket now, whatever its flow control says: a socket that cannot keep
+    up must never hold back the hub's other sockets (the caller watches `backlog`). False if the
+    socket is closing or gone; the frame is then dropped (the client syncs when it reconnects)."""
+    if server.close_sent or server.disconnected or server.conn.state is not State.OPEN or server.transport.is_closing():
         return False
     server.transport.write(frame)
     return True
+
+
+def backlog(server: Any) -> int:
+    """Bytes written to the socket that the kernel has not taken yet (the client is not reading)."""
+    return server.transport.get_write_buffer_size()
+
+
+def close(server: Any, code: int, reason: str = "") -> None:
+    """Start the closing handshake now, without waiting for flow control as ASGI send would (a
+    socket that is too slow may never drain): the close frame is queued behind what the client
+    has not read, and the connection is dropped if no reply comes within the server's
+    close_timeout. The app receives websocket.disconnect with `code` at once."""
+    if server.close_sent or server.disconnected or server.transport.is_closing():
+        return
+    server.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+    server.conn.send_close(code, reason)
+    server.transport.write(b"".join(server.conn.data_to_send()))
+    server.close_sent = True
+    server.close_timer = server.loop.call_later(server.close_timeout, server.transport.abort)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_LARGE = 1009
 CLOSE_SILENT = 4408
+CLOSE_TOO_SLOW = 4429
 
 # Liveness is the client's business: it heartbeats every 30 s, and a socket that sends nothing
 # at all for this long is closed (CLOSE_SILENT), dead peer or stuck client alike. This replaces
@@ -181,6 +182,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.cursors: dict[str, RoomCursor] = {}
         self.presence_sent: dict[int, str] = {}
         self.send_lock = asyncio.Lock()
+        self.wire_server = None
         self.hub = get_hub()
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
         self.last_frame_at = time.monotonic()
@@ -213,6 +215,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await presence.apresence_disconnect(user=self.user, socket_id=self.socket_id)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        if text_data is not None and not close and self.wire_server is not None:
+            self._write(wire.text_frame(text_data))
+            return
         # An event can reach us after the client hung up but before the server's
         # websocket.disconnect does. Sending then raises (e.g. autobahn's Disconnected); letting
         # that crash the consumer would skip disconnect() and its presence cleanup.
@@ -223,6 +228,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
         except Exception:
             logger.debug("dropped a frame for a socket that is closing", exc_info=True)
+
+    def _write(self, frame: bytes) -> None:
+        """Write a frame straight to the uvicorn socket (core.wire). Never waits: a client that
+        does not read must not hold back the hub's other sockets, so it is closed instead once
+        it has WS_MAX_BACKLOG_BYTES unread."""
+        server = self.wire_server
+        if wire.write(server, frame) and wire.backlog(server) > settings.WS_MAX_BACKLOG_BYTES:
+            logger.info("closing a socket of user %s: too slow (%s bytes unread)", self.user.pk, wire.backlog(server))
+            wire.close(server, CLOSE_TOO_SLOW, "too slow")
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        if getattr(self, "wire_server", None) is not None:
+            # Not through ASGI send, which waits for a paused socket to drain.
+            wire.close(self.wire_server, 1000 if code is None or code is True else code, reason or "")
+        else:
+            await super().close(code=code, reason=reason)
 
     # -- client -> server ------------------------------------------------------------------
 
@@ -364,20 +385,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if number == cursor.last + 1 and not cursor.pending:
             # The common case, kept short (it runs once per socket per event): the next number,
             # nothing held back. The frame is built once per event for all the hub's sockets.
-            if self.wire_server is not None and not self.send_lock.locked():
-                frame = event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"]))
-                if wire.write(self.wire_server, frame):
-                    cursor.last = number
-                    return
-            message = event.get("wire") or event.setdefault("wire", {"type": "websocket.send", "text": event["text"]})
-            async with self.send_lock:
-                if number == cursor.last + 1:
-                    cursor.last = number
-                    try:
-                        await self.base_send(message)
-                    except Exception:  # closing: see send()
-                        logger.debug("dropped a frame for a socket that is closing", exc_info=True)
-                    return
+            cursor.last = number
+            if self.wire_server is not None:
+                self._write(event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"])))
+                return
+            async with self.send_lock:  # ASGI send (not uvicorn) can wait: keep numbers in order
+                message = event.get("wire") or event.setdefault(
+                    "wire", {"type": "websocket.send", "text": event["text"]}
+                )
+                try:
+                    await self.base_send(message)
+                except Exception:  # closing: see send()
+                    logger.debug("dropped a frame for a socket that is closing", exc_info=True)
+            return
         cursor.pending[number] = event["text"]
         await self._drain(event["room"], cursor)
 

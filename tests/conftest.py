@@ -86,13 +86,14 @@ class LiveServers:
     def __init__(self) -> None:
         self.processes: dict[int, subprocess.Popen] = {}
 
-    def __call__(self, port: int | None = None) -> str:
-        """Start a server (on `port`, e.g. to bring a killed one back); returns its base URL."""
+    def __call__(self, port: int | None = None, **env: str) -> str:
+        """Start a server (on `port`, e.g. to bring a killed one back; `env` adds settings from
+        the environment); returns its base URL."""
         port = port or free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *UVICORN_OPTIONS, APP],
             cwd=ROOT,
-            env=server_env(),
+            env=server_env() | env,
             stdout=subprocess.DEVNULL,
             stderr=None,
         )

@@ -1,0 +1,70 @@
+"""A client that stops reading is closed (4429) and never holds back the other sockets."""
+
+import asyncio
+import json
+import socket
+import uuid
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from rooms.models import Membership, Room
+from rooms.services import room_create
+from tests.test_multiprocess import next_of, ws_url
+
+pytestmark = [pytest.mark.multiprocess]
+
+MESSAGES = 2000
+CONTENT = "x" * 3900  # ~4 KB frames: 8 MB in all, more than the kernel buffers hold (4 MB here)
+
+
+def test_a_client_that_stops_reading_is_closed_and_holds_nobody_back(start_server, make_user):
+    ada, bob, eve = make_user("ada"), make_user("bob"), make_user("eve")
+    room = room_create(creator=ada, name="Busy", kind=Room.Kind.PRIVATE)
+    Membership.objects.bulk_create([Membership(room=room, user=bob), Membership(room=room, user=eve)])
+    server = start_server(WS_MAX_BACKLOG_BYTES=str(64 * 1024))
+    ada_url, _ = ws_url(server, "ada")
+    bob_url, _ = ws_url(server, "bob")
+    eve_url, _ = ws_url(server, "eve")
+
+    async def scenario():
+        # Eve reads session.ready and then nothing: a tiny receive buffer and a one-frame queue
+        # in the client library, so the server's unread bytes pile up at once.
+        eve_sock = socket.socket()
+        eve_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        eve_sock.connect(("127.0.0.1", int(server.rsplit(":", 1)[1])))
+        async with (
+            connect(ada_url) as ada_socket,
+            connect(bob_url) as bob_socket,
+            connect(eve_url, sock=eve_sock, max_queue=1) as eve_socket,
+        ):
+            for sock in (ada_socket, bob_socket, eve_socket):
+                await next_of(sock, "session.ready")
+
+            async def drain(sock):  # Ada reads what comes back (her acks and messages) as she sends
+                async for _ in sock:
+                    pass
+
+            ada_reads = asyncio.create_task(drain(ada_socket))
+            for _ in range(MESSAGES):
+                frame = {
+                    "type": "message.send",
+                    "room": str(room.pk),
+                    "content": CONTENT,
+                    "client_msg_id": str(uuid.uuid4()),
+                }
+                await ada_socket.send(json.dumps(frame))
+            # Bob gets every message, in order, while Eve reads nothing (before, the process's
+            # fan-out waited for Eve's socket to drain: everyone else stalled with her).
+            for number in range(1, MESSAGES + 1):
+                received = await next_of(bob_socket, "message.new")
+                assert received["sequence"] == number
+            ada_reads.cancel()
+            # Eve reads again: what was buffered, then the close frame.
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(eve_socket.recv(), timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+
+    asyncio.run(scenario())
