@@ -188,7 +188,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # At-most-once, like every channel layer: clients catch up from PostgreSQL (docs/protocol.md).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "core.layers.PubSubChannelLayer",
         "CONFIG": {"hosts": REDIS_CHANNEL_URLS},
     }
 }
