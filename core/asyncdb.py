@@ -8,8 +8,6 @@ settings, reopened if it breaks, and closed when the loop shuts down.
 """
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import psycopg
 from django.conf import settings
@@ -29,12 +27,12 @@ def _conninfo() -> str:
 class _Writer:
     def __init__(self) -> None:
         self.connection: psycopg.AsyncConnection | None = None
-        self.lock = asyncio.Lock()  # one transaction at a time on the connection
+        self.lock = asyncio.Lock()  # one statement at a time on the connection
         self.keeper: asyncio.Task | None = None
 
     async def connect(self) -> psycopg.AsyncConnection:
         if self.connection is None or self.connection.closed or self.connection.broken:
-            self.connection = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=False)
+            self.connection = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
             if self.keeper is None:
                 self.keeper = asyncio.get_running_loop().create_task(self._keep())
         return self.connection
@@ -51,12 +49,13 @@ class _Writer:
 _writer = per_loop(_Writer)
 
 
-@contextlib.asynccontextmanager
-async def transaction() -> AsyncIterator[psycopg.AsyncCursor]:
-    """A cursor in a transaction on this loop's connection: committed on success, rolled back
-    on any exception (which propagates)."""
+async def fetchall(statement: str, params: list) -> list[tuple]:
+    """Run one statement on this loop's connection and return its rows. The connection is in
+    autocommit: a single statement is its own transaction, committed (or, on an error, rolled
+    back whole) before this returns: one round trip, no BEGIN or COMMIT of its own."""
     writer = _writer()
     async with writer.lock:
         connection = await writer.connect()
-        async with connection.transaction(), connection.cursor() as cursor:
-            yield cursor
+        async with connection.cursor() as cursor:
+            await cursor.execute(statement, params)
+            return await cursor.fetchall()

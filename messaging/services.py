@@ -1,8 +1,10 @@
 """Every write to messages goes through here: REST views and the WebSocket consumer alike."""
 
+import contextlib
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -53,7 +55,22 @@ class _Send:
 
 
 class _KeyTaken(Exception):
-    """A client_msg_id of the batch was claimed concurrently: roll the whole batch back."""
+    """A client_msg_id of the batch was claimed concurrently: the batch was rolled back whole."""
+
+
+_KEY_CONSTRAINT = "sentmessagekey_sender_client_msg_id"
+
+
+@contextlib.contextmanager
+def _key_taken() -> Iterator[None]:
+    """A concurrent claim of a batch's key fails the whole statement on the unique constraint
+    (after waiting for the other transaction to commit): nothing of the batch is kept."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as error:
+        if error.diag.constraint_name != _KEY_CONSTRAINT:
+            raise
+        raise _KeyTaken from None
 
 
 SendResult = tuple[Message, bool] | ApplicationError
@@ -97,7 +114,7 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
 
 
 def _send_attempt(sends: list[_Send], results: list) -> None:
-    with transaction.atomic(), _bound_cursor() as cursor:
+    with _key_taken(), transaction.atomic(), _bound_cursor() as cursor:
         cursor.execute(_SEND, _send_params(sends))
         for message in _outcomes(cursor.fetchall(), sends, results):
             _announce_change(message)
@@ -122,10 +139,11 @@ async def amessage_send_many(*, requests: list[dict]) -> list[SendResult]:
 
 
 async def _asend_attempt(sends: list[_Send], results: list) -> None:
-    async with asyncdb.transaction() as cursor:
-        await cursor.execute(_SEND, _send_params(sends))
-        messages = _outcomes(await cursor.fetchall(), sends, results)
-    await publish([_change_event(message) for message in messages])
+    # _SEND is one statement: in autocommit it is its own transaction, committed when it returns
+    # (one round trip, no BEGIN and COMMIT of their own).
+    with _key_taken():
+        rows = await asyncdb.fetchall(_SEND, _send_params(sends))
+    await publish([_change_event(message) for message in _outcomes(rows, sends, results)])
 
 
 def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
@@ -192,17 +210,15 @@ WITH v AS (
       FROM accepted AS a JOIN numbered AS n ON n.id = a.room_id
  RETURNING id, sequence, created_at
 ), claimed AS (
+    -- A key claimed by a concurrent send fails the statement here (_key_taken): all or nothing.
     INSERT INTO {SentMessageKey._meta.db_table} (sender_id, client_msg_id, room_id, message_id, message_created_at)
     SELECT a.user_id, a.client_msg_id, a.room_id, i.id, i.created_at
       FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
-        ON CONFLICT (sender_id, client_msg_id) DO NOTHING
- RETURNING message_id
 )
 SELECT c.idx, c.kind, c.role, c.key_room, c.o_id, c.o_sequence, c.o_content, c.o_created_at, c.o_changed_sequence,
-       c.o_edited_at, c.o_deleted_at, i.sequence, i.created_at, cl.message_id IS NOT NULL
+       c.o_edited_at, c.o_deleted_at, i.sequence, i.created_at
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
-  LEFT JOIN claimed AS cl ON cl.message_id = c.message_id
 """
 
 
@@ -223,14 +239,13 @@ def _send_params(sends: list[_Send]) -> list:
 
 
 def _outcomes(rows: list[tuple], sends: list[_Send], results: list) -> list[Message]:
-    """Turn _SEND's rows into each request's result; returns the new messages (to announce).
-    Raises _KeyTaken (the caller rolls back) if a key was claimed concurrently."""
+    """Turn _SEND's rows into each request's result; returns the new messages (to announce)."""
     by_index = {send.index: send for send in sends}
     new = []
     outcomes = {}
     for row in rows:
         index, kind, role, key_room, o_id, o_seq, o_content, o_created, o_changed, o_edited, o_deleted = row[:11]
-        sequence, created_at, claimed = row[11:]
+        sequence, created_at = row[11:]
         send = by_index[index]
         if kind is None or (role is None and kind != Room.Kind.PUBLIC):
             outcomes[index] = NotFound()
@@ -258,8 +273,6 @@ def _outcomes(rows: list[tuple], sends: list[_Send], results: list) -> list[Mess
                 deleted_at=o_deleted,
             )
             outcomes[index] = (original, False)
-        elif not claimed:
-            raise _KeyTaken
         else:
             message = Message(
                 id=send.message_id,

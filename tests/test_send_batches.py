@@ -5,13 +5,16 @@ through Django's connection) run the same statement and rules; every case runs t
 """
 
 import asyncio
+import contextlib
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
@@ -112,6 +115,54 @@ def test_stored_rows_match_what_the_batch_returned(make_user, send_many):
     )
     assert returned == stored
     assert [sequence for _, sequence, *_ in stored] == list(range(1, 31))
+
+
+def test_batches_racing_for_one_key_keep_one_message_and_no_hole(make_user, send_many, monkeypatch):
+    """Several batches at once, each with a message of its own and the same new key: the key
+    gets one message, every other message is kept, and the room's numbers have no hole (a batch
+    that lost the race failed on the key's constraint, was rolled back whole and sent again)."""
+    ada = make_user("ada")
+    room = room_create(creator=ada, name="Race")
+    contested, racers = uuid.uuid4(), 6
+    lost = []
+    key_taken = services._key_taken
+
+    @contextlib.contextmanager
+    def counting():
+        try:
+            with key_taken():
+                yield
+        except services._KeyTaken:
+            lost.append(1)
+            raise
+
+    monkeypatch.setattr(services, "_key_taken", counting)
+
+    def race(n):
+        try:
+            own = {"user": ada, "room_id": room.pk, "content": f"own {n}", "client_msg_id": uuid.uuid4()}
+            both = {"user": ada, "room_id": room.pk, "content": "contested", "client_msg_id": contested}
+            return send_many([own, both])
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(racers) as pool:
+        # Every batch reads the keys, then queues on the room's lock held here: all but the
+        # first to get it then meet the key the first one committed.
+        with transaction.atomic():
+            Room.objects.select_for_update().get(pk=room.pk)
+            futures = [pool.submit(race, n) for n in range(racers)]
+            time.sleep(0.5)
+        results = [future.result() for future in futures]
+
+    assert lost, "no batch met the concurrent key: the race did not happen"
+    assert sorted(outcome(own)[:3] for own, _ in results) == ["new"] * racers
+    assert len({both[0].id for _, both in results}) == 1
+    assert sum(both[1] for _, both in results) == 1
+    stored = list(Message.objects.filter(room=room).order_by("sequence").values_list("sequence", "content"))
+    assert [sequence for sequence, _ in stored] == list(range(1, racers + 2))
+    assert sum(content == "contested" for _, content in stored) == 1
+    assert SentMessageKey.objects.filter(client_msg_id=contested).count() == 1
 
 
 @pytest.mark.asyncio
