@@ -22,6 +22,8 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
+from core.hub import get_hub
+
 logger = logging.getLogger(__name__)
 
 Event = tuple[list[str], dict]
@@ -58,11 +60,18 @@ def send_event(groups: Iterable[str], event: dict) -> None:
 
 
 async def publish(events: list[Event]) -> None:
-    """Send events to their groups, in order: one pipelined batch per Redis shard (core.layers)."""
+    """Send events to their groups, in order: this process's own sockets at once (its hub), the
+    other processes through Redis, in one pipelined batch per shard (core.layers)."""
     if not events:
         return
     # The group travels with the event: each process's hub routes by it (core.hub).
     sends = [(group, {**event, "group": group}) for groups, event in events for group in groups]
+    hub = get_hub.peek()
+    if hub is not None:
+        # Local sockets need no trip through Redis; the hub drops the copy that comes back.
+        for _, event in sends:
+            event["origin"] = hub.origin
+            await hub.deliver(dict(event))  # a copy: consumers cache the built frame in it
     try:
         await get_channel_layer().group_send_many(sends)
     except Exception:  # a lost event is recovered by sync; a failed send must not fail the write

@@ -13,6 +13,7 @@ database (messaging.consumers), as before.
 
 import asyncio
 import logging
+import uuid
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -29,6 +30,7 @@ class Member(Protocol):
 class Hub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
+        self.origin = uuid.uuid4().hex  # marks the events this process already delivered itself
         self.channel: str | None = None
         self.groups: dict[str, set[Member]] = {}
         self.task: asyncio.Task | None = None
@@ -71,14 +73,19 @@ class Hub:
                 logger.exception("hub receive failed")
                 await asyncio.sleep(0.5)
                 continue
-            members = self.groups.get(event.get("group"))
-            if not members:
-                continue
-            for member in list(members):
-                try:
-                    await member.hub_event(event)
-                except Exception:
-                    logger.exception("delivering %s failed", event.get("type"))
+            if event.get("origin") != self.origin:  # our own events were delivered at once
+                await self.deliver(event)
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """Hand an event to this process's members of its group."""
+        members = self.groups.get(event.get("group"))
+        if not members:
+            return
+        for member in list(members):
+            try:
+                await member.hub_event(event)
+            except Exception:
+                logger.exception("delivering %s failed", event.get("type"))
 
 
 # This event loop's hub (one per server process; tests run a loop per test).

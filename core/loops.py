@@ -19,4 +19,9 @@ def per_loop(factory: Callable[[], T]) -> Callable[[], T]:
             instance = instances[loop] = factory()
         return instance
 
+    def peek() -> T | None:
+        """The running loop's instance if it has one; never makes one."""
+        return instances.get(asyncio.get_running_loop())
+
+    get.peek = peek
     return get

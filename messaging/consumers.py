@@ -5,6 +5,7 @@ decided by the services (which pick the groups) and by membership events on the 
 """
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -458,7 +459,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 cursor.gap_attempts = 0
                 await self.send(text_data=cursor.pending.pop(cursor.last))
         if cursor.pending and cursor.gap_task is None and cursor.gap_attempts < GAP_MAX_ATTEMPTS:
-            cursor.gap_task = asyncio.create_task(self._fill_gap(room_id, cursor))
+            # In a context of its own: the gap belongs to this socket, not to whoever delivered the
+            # event that revealed it (e.g. a REST request's thread publishing through async_to_sync).
+            cursor.gap_task = asyncio.create_task(self._fill_gap(room_id, cursor), context=contextvars.Context())
 
     async def _fill_gap(self, room_id: str, cursor: RoomCursor) -> None:
         """A change arrived after a hole. Numbers commit in order, so every change before it is in
