@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help install run test lint bench-load bench-awareness bench-archive
 
 help:
-	@echo "make run     start Parley (PostgreSQL, Redis, Daphne, Celery) on http://127.0.0.1:8000/"
+	@echo "make run     start Parley (PostgreSQL, Redis, uvicorn, Celery) on http://127.0.0.1:8000/"
 	@echo "make test    run the test suite against throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make install create .venv and install requirements-dev.txt"
