@@ -61,7 +61,7 @@ def close(server: Any, code: int, reason: str = "") -> None:
     socket that is too slow may never drain): the close frame is queued behind what the client
     has not read, and the connection is dropped if no reply comes within the server's
     close_timeout. The app receives websocket.disconnect with `code` at once."""
-    if server.close_sent or server.disconnected or server.transport.is_closing():
+    if server.close_sent or server.disconnected or server.conn.state is not State.OPEN or server.transport.is_closing():
         return
     server.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
     server.conn.send_close(code, reason)
