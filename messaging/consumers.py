@@ -236,7 +236,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         it has WS_MAX_BACKLOG_BYTES unread."""
         server = self.wire_server
         if wire.write(server, frame) and wire.backlog(server) > settings.WS_MAX_BACKLOG_BYTES:
-            logger.info("closing a socket of user %s: too slow (%s bytes unread)", self.user.pk, wire.backlog(server))
+            user = getattr(self.user, "pk", None)  # None on a socket refused at connect
+            logger.info("closing a socket of user %s: too slow (%s bytes unread)", user, wire.backlog(server))
             wire.close(server, CLOSE_TOO_SLOW, "too slow")
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
