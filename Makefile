@@ -7,36 +7,68 @@ VENV := .venv
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench-load bench-awareness bench-archive
+.PHONY: help install lock check-lock run test lint bench-load bench-awareness bench-archive
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, uvicorn, Celery) on http://127.0.0.1:8000/"
 	@echo "make test    run the test suite against throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
 	@echo "make lint    ruff check and ruff format --check"
-	@echo "make install create .venv and install requirements-dev.txt"
+	@echo "make install create .venv and install requirements-dev.lock (every dependency pinned)"
+	@echo "make lock    recompile requirements.lock and requirements-dev.lock after editing requirements*.txt"
 	@echo "make bench-load  the load benchmark (ARGS=\"--scenario chat --rate 2000\", ...); docs/performance.md"
 
 install: $(VENV)/.installed
 
+# requirements.txt (runtime) and requirements-dev.txt (tests, tools) name what we use, pinned;
+# requirements.lock and requirements-dev.lock, compiled from them by pip-tools (`make lock`), pin
+# every transitive dependency too, so a new release of an indirect dependency changes nothing
+# until the locks are recompiled. `make install` installs requirements-dev.lock (pip itself too).
+$(VENV)/.installed: requirements.lock requirements-dev.lock requirements.txt requirements-dev.txt | $(VENV)/bin/pip
+	@$(MAKE) --no-print-directory check-lock
+	$(VENV)/bin/pip install -q "$$(grep -x 'pip==.*' requirements-dev.lock)"
+	$(VENV)/bin/pip install -q -r requirements-dev.lock
+	touch $@
+
 # Debian's python3 needs its python3-venv package for `python3 -m venv`: installed here when we are
 # root, otherwise we print the command to run.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	@if [ ! -x $(VENV)/bin/pip ]; then \
+$(VENV)/bin/pip:
+	@rm -rf $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { \
 		rm -rf $(VENV); \
-		$(PYTHON) -m venv $(VENV) || { \
-			rm -rf $(VENV); \
-			if [ "$$(id -u)" -ne 0 ]; then \
-				echo "error: '$(PYTHON) -m venv' failed. On Debian run: sudo apt-get install -y python3-venv" >&2; \
-				exit 1; \
-			fi; \
-			echo "installing Debian's python3-venv..." >&2; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && \
-			$(PYTHON) -m venv $(VENV); \
-		}; \
-	fi
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements-dev.txt
-	touch $@
+		if [ "$$(id -u)" -ne 0 ]; then \
+			echo "error: '$(PYTHON) -m venv' failed. On Debian run: sudo apt-get install -y python3-venv" >&2; \
+			exit 1; \
+		fi; \
+		echo "installing Debian's python3-venv..." >&2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && \
+		$(PYTHON) -m venv $(VENV); \
+	}
+
+# pip-compile's options for both locks. The runtime lock is constrained by the dev lock, so the
+# two always agree on a version. Without --upgrade, pins that still fit are kept
+# (`make lock LOCK_ARGS=--upgrade` moves every indirect dependency to its newest release).
+LOCK_ARGS ?=
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+lock: | $(VENV)/bin/pip
+	$(VENV)/bin/pip install -q "$$(grep -x 'pip-tools==.*' requirements-dev.txt)"
+	$(PIP_COMPILE) --output-file requirements-dev.lock requirements-dev.txt
+	$(PIP_COMPILE) --constraint requirements-dev.lock --output-file requirements.lock requirements.txt
+	@$(MAKE) --no-print-directory check-lock
+
+# Each version requirements*.txt pins must be the one its lock pins (pip-compile writes names in
+# lower case with "-" for "_" and ".", and without extras).
+PINS_OF = sed -nE 's/^([A-Za-z0-9_.-]+)(\[[^]]*\])?==([^ ;]+).*/\1 \3/p' $(1) \
+	| awk '{ name = tolower($$1); gsub(/[_.]/, "-", name); print name "==" $$2 }'
+check-lock:
+	@for pair in requirements.txt:requirements.lock requirements.txt:requirements-dev.lock \
+			requirements-dev.txt:requirements-dev.lock; do \
+		source=$${pair%%:*}; lock=$${pair#*:}; \
+		for pin in $$($(call PINS_OF,$$source)); do \
+			grep -qx "$$pin" $$lock || { \
+				echo "error: $$source pins $$pin but $$lock does not: run \`make lock\`" >&2; exit 1; }; \
+		done; \
+	done
 
 run: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py run
