@@ -1,6 +1,33 @@
+"""Users in Django admin. Deactivating a user or setting their password closes their open sockets
+(accounts.services); users are deactivated, not deleted, here (deleting would drop their
+memberships behind rooms.services' back)."""
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.http import HttpRequest
 
+from accounts import services
 from accounts.models import User
 
-admin.site.register(User, UserAdmin)
+
+class PasswordChangeForm(AdminPasswordChangeForm):
+    """Django's form (it can also make the password unusable), then the sockets are closed."""
+
+    def save(self, commit: bool = True) -> User:
+        user = super().save(commit=commit)
+        services.user_credentials_changed(user=user)
+        return user
+
+
+@admin.register(User)
+class ParleyUserAdmin(UserAdmin):
+    change_password_form = PasswordChangeForm
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            services.user_credentials_changed(user=obj)

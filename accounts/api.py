@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.services import user_create, user_update_settings, ws_ticket_issue
+from accounts.services import user_create, user_credentials_changed, user_update_settings, ws_ticket_issue
 from core.errors import InvalidInput
 
 
@@ -89,6 +89,7 @@ class LogoutApi(APIView):
         if token.get("user_id") != str(request.user.pk) and token.get("user_id") != request.user.pk:
             raise InvalidInput("That refresh token is not yours.", code="token_not_valid")
         token.blacklist()
+        user_credentials_changed(user=request.user)
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 

@@ -1,5 +1,23 @@
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
+from django.db.models import Q, Value
+from django.db.models.functions import Lower
+
+
+def username_is(username: str) -> Q:
+    """Matches the user whose name is `username` in any case: names are unique case-insensitively
+    (lowered by PostgreSQL on both sides, so the unique index on LOWER(username) is used)."""
+    return Q(username__lower=Lower(Value(username)))
+
+
+models.CharField.register_lookup(Lower)
+
+
+class UserManager(DjangoUserManager):
+    def get_by_natural_key(self, username: str | None) -> "User":
+        # Sign-in (sessions and JWT alike) accepts a name in any case.
+        return self.get(username_is(username or ""))
 
 
 class User(AbstractUser):
@@ -8,6 +26,16 @@ class User(AbstractUser):
     # Privacy: when off, others never see how far this user has read.
     send_read_receipts = models.BooleanField(default=True)
 
+    objects = UserManager()
+
     class Meta(AbstractUser.Meta):
         db_table = "accounts_user"
         swappable = "AUTH_USER_MODEL"
+        constraints = [
+            # "ANA" must not sign up next to "ana": one name, one person, whatever the case.
+            models.UniqueConstraint(
+                Lower("username"),
+                name="user_username_lower_unique",
+                violation_error_message="A user with that username already exists.",
+            )
+        ]

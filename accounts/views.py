@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from accounts.services import user_create
+from accounts.services import user_create, user_credentials_changed
 from core.errors import ApplicationError
 
 
@@ -38,4 +38,9 @@ class LoginView(auth_views.LoginView):
 
 
 class LogoutView(auth_views.LogoutView):
-    pass
+    def post(self, request, *args, **kwargs):
+        user = request.user
+        response = super().post(request, *args, **kwargs)
+        if user.is_authenticated:
+            user_credentials_changed(user=user)  # the signed-out browser's sockets close too
+        return response

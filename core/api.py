@@ -3,10 +3,11 @@
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, InvalidInput
 
 # DRF's own exception codes, renamed where the WebSocket protocol already has a word for it.
 _DRF_CODES = {
@@ -20,6 +21,14 @@ _DRF_CODES = {
     "throttled": "throttled",
     "token_not_valid": "token_not_valid",
 }
+
+
+def json_object(request: Request) -> dict:
+    """The request's JSON body, which must be an object; its fields are for the service to check
+    (the same checks as the socket's frames). The view's Input serializer documents it."""
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The body must be a JSON object.", fields={"non_field_errors": ["Expected a JSON object."]})
+    return request.data
 
 
 def error_response(error: ApplicationError) -> Response:

@@ -3,25 +3,31 @@
 Django's ORM runs in a worker thread: fine for most work, but a busy socket server then pays a
 thread hop per query and, worse, the database thread waits for the GIL behind the event loop
 after every round trip. The socket's send batches (messaging.services.amessage_send_many) run
-on a psycopg AsyncConnection instead: one per server process, opened on first use from the same
-settings, reopened if it breaks, and closed when the loop shuts down.
+on a psycopg AsyncConnection instead: one per server process, opened on first use with the
+connection parameters Django itself would use (DATABASE_URL and its OPTIONS, e.g. `sslmode`),
+reopened if it breaks, and closed when the loop shuts down.
 """
 
 import asyncio
+from typing import Any
 
 import psycopg
 from django.conf import settings
-from psycopg.conninfo import make_conninfo
+from django.db import connections
+from psycopg.rows import dict_row
 
 from core.loops import per_loop
 
 
-def _conninfo() -> str:
-    db = settings.DATABASES["default"]
-    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"]}
-    if db["PORT"]:
-        params["port"] = db["PORT"]
-    return make_conninfo(**{key: value for key, value in params.items() if value})
+def connection_params() -> dict[str, Any]:
+    """Django's own connection parameters for the default database, for an async connection."""
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)  # a sync cursor class; ours are async
+    if "prepare_threshold" not in settings.DATABASES["default"].get("OPTIONS", {}):
+        # Django turns prepared statements off (for poolers in transaction mode) unless asked;
+        # the send statement runs thousands of times a second: psycopg's default prepares it.
+        params.pop("prepare_threshold", None)
+    return params
 
 
 class _Writer:
@@ -32,7 +38,9 @@ class _Writer:
 
     async def connect(self) -> psycopg.AsyncConnection:
         if self.connection is None or self.connection.closed or self.connection.broken:
-            self.connection = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
+            self.connection = await psycopg.AsyncConnection.connect(
+                autocommit=True, row_factory=dict_row, **connection_params()
+            )
             if self.keeper is None:
                 self.keeper = asyncio.get_running_loop().create_task(self._keep())
         return self.connection
@@ -49,10 +57,10 @@ class _Writer:
 _writer = per_loop(_Writer)
 
 
-async def fetchall(statement: str, params: list) -> list[tuple]:
-    """Run one statement on this loop's connection and return its rows. The connection is in
-    autocommit: a single statement is its own transaction, committed (or, on an error, rolled
-    back whole) before this returns: one round trip, no BEGIN or COMMIT of its own."""
+async def fetchall(statement: str, params: list | dict) -> list[dict[str, Any]]:
+    """Run one statement on this loop's connection and return its rows, by column name. The
+    connection is in autocommit: a single statement is its own transaction, committed (or, on an
+    error, rolled back whole) before this returns: one round trip, no BEGIN or COMMIT of its own."""
     writer = _writer()
     async with writer.lock:
         connection = await writer.connect()

@@ -1,19 +1,31 @@
-"""The only way real-time events leave a service: after the surrounding transaction commits.
+"""The one way real-time events leave a service: `send_event`, which publishes after commit.
 
 Each event is serialised to JSON text exactly once, by the service; every consumer that receives
 it sends those same bytes to its socket. The channel layer is at-most-once, so events are hints
 that speed clients up; the database (sequences + sync) is what guarantees nothing is lost.
 
-Services are synchronous. Called from a sync context (a DRF view, a Celery task), their events
-are published right after commit. Called from the WebSocket consumer through `call_service`,
-they are collected and published from the event loop instead: a worker thread never blocks on
-the loop (which would also deadlock during server shutdown).
+Services call `send_event` and nothing else. Where the events then go depends on the driver that
+ran the service, never on the service:
+
+- sync code (a DRF view, a page, a Celery task, the admin): published as the transaction commits
+  (`transaction.on_commit`);
+- a sync service run from the event loop (`call_service`, the consumer's way to call services):
+  collected as the transaction commits and published from the loop when the service returns, so a
+  database thread never blocks on the loop (which would deadlock during server shutdown);
+- async code whose writes are already committed when it calls `send_event` (core.asyncdb's
+  statements run in autocommit): inside `publishing()`, collected and published, in order, when
+  the block ends.
+
+Every event goes through `_publish`: tests record events there (tests/conftest.py `events`).
 """
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -43,39 +55,42 @@ def dumps(payload: dict) -> str:
 
 
 def send_event(groups: Iterable[str], event: dict) -> None:
-    """Queue `event` for `groups`, to be sent once the current transaction commits.
+    """Send `event` to `groups` once the current transaction commits.
 
     `event["type"]` names the consumer handler; the rest is handler-specific.
     """
     item = (list(groups), event)
-
-    def _after_commit() -> None:
-        outbox = _outbox.get()
-        if outbox is not None:
-            outbox.append(item)
-        else:
-            async_to_sync(publish)([item])
-
-    transaction.on_commit(_after_commit, robust=True)
-
-
-async def publish(events: list[Event]) -> None:
-    """Send events to their groups, in order: this process's own sockets at once (its hub), the
-    other processes through Redis, in one pipelined batch per shard (core.layers)."""
-    if not events:
-        return
-    # The group travels with the event: each process's hub routes by it (core.hub).
-    sends = [(group, {**event, "group": group}) for groups, event in events for group in groups]
-    hub = get_hub.peek()
-    if hub is not None:
-        # Local sockets need no trip through Redis; the hub drops the copy that comes back.
-        for _, event in sends:
-            event["origin"] = hub.origin
-            await hub.deliver(dict(event))  # a copy: consumers cache the built frame in it
     try:
-        await get_channel_layer().group_send_many(sends)
-    except Exception:  # a lost event is recovered by sync; a failed send must not fail the write
-        logger.exception("could not publish %s events", len(sends))
+        asyncio.get_running_loop()
+    except RuntimeError:  # sync code: after commit (at once when no transaction is open)
+        transaction.on_commit(partial(_committed, item), robust=True)
+        return
+    # Async code opens no Django transaction: what it wrote is committed by the time it gets here.
+    outbox = _outbox.get()
+    if outbox is None:
+        raise RuntimeError("send_event from async code must run inside core.events.publishing()")
+    outbox.append(item)
+
+
+def _committed(item: Event) -> None:
+    outbox = _outbox.get()
+    if outbox is not None:  # a service run by call_service: its driver publishes from the loop
+        outbox.append(item)
+    else:
+        async_to_sync(_publish)([item])
+
+
+@contextlib.asynccontextmanager
+async def publishing() -> AsyncIterator[None]:
+    """Publish the events that async code sends inside the block, in order, when it ends (also
+    when it raises: those events belong to writes that did commit)."""
+    events: list[Event] = []
+    token = _outbox.set(events)
+    try:
+        yield
+    finally:
+        _outbox.reset(token)
+        await _publish(events)
 
 
 async def call_service(service: Callable[..., Any], /, **kwargs: Any) -> Any:
@@ -92,7 +107,26 @@ async def call_service(service: Callable[..., Any], /, **kwargs: Any) -> Any:
             _outbox.reset(token)
 
     result, error, events = await database_sync_to_async(run)()
-    await publish(events)
+    await _publish(events)
     if error is not None:
         raise error
     return result
+
+
+async def _publish(events: list[Event]) -> None:
+    """Send events to their groups, in order: this process's own sockets at once (its hub), the
+    other processes through Redis, in one pipelined batch per shard (core.layers)."""
+    if not events:
+        return
+    # The group travels with the event: each process's hub routes by it (core.hub).
+    sends = [(group, {**event, "group": group}) for groups, event in events for group in groups]
+    hub = get_hub.peek()
+    if hub is not None:
+        # Local sockets need no trip through Redis; the hub drops the copy that comes back.
+        for _, event in sends:
+            event["origin"] = hub.origin
+            await hub.deliver(dict(event))  # a copy: consumers cache the built frame in it
+    try:
+        await get_channel_layer().group_send_many(sends)
+    except Exception:  # a lost event is recovered by sync; a failed send must not fail the write
+        logger.exception("could not publish %s events", len(sends))

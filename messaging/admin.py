@@ -1,18 +1,8 @@
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
+from core.admin import ReadOnlyAdmin
 from messaging.models import MessageArchive, MessagePartition
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MessageArchive)

@@ -3,7 +3,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import json_object
 from messaging import selectors, services
+from messaging.params import ChangesParams, HistoryParams, validated
 from messaging.payloads import change_frame, message_payload
 from rooms.api import UserOutput
 
@@ -23,16 +25,6 @@ class MessageOutput(serializers.Serializer):
 class MessageListApi(APIView):
     """GET: a page of history (`after_sequence` oldest first, else newest first). POST: send."""
 
-    class Query(serializers.Serializer):
-        after_sequence = serializers.IntegerField(min_value=0, required=False)
-        before_sequence = serializers.IntegerField(min_value=1, required=False)
-        limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
-
-        def validate(self, attrs):
-            if "after_sequence" in attrs and "before_sequence" in attrs:
-                raise serializers.ValidationError("Use after_sequence or before_sequence, not both.")
-            return attrs
-
     class Input(serializers.Serializer):
         content = serializers.CharField(trim_whitespace=False, allow_blank=True)
         client_msg_id = serializers.UUIDField()
@@ -41,22 +33,22 @@ class MessageListApi(APIView):
             ref_name = "MessageListInput"
 
     @extend_schema(
-        parameters=[Query],
+        parameters=[HistoryParams],
         responses=inline_serializer(
             "MessagePage", {"results": MessageOutput(many=True), "has_more": serializers.BooleanField()}
         ),
     )
     def get(self, request, room_id):
-        query = self.Query(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        messages, has_more = selectors.messages_page(user=request.user, room_id=room_id, **query.validated_data)
+        params = validated(HistoryParams, request.query_params)
+        messages, has_more = selectors.messages_page(user=request.user, room_id=room_id, **params)
         return Response({"results": [message_payload(m) for m in messages], "has_more": has_more})
 
     @extend_schema(request=Input, responses={201: MessageOutput, 200: MessageOutput})
     def post(self, request, room_id):
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
-        message, created = services.message_send(user=request.user, room_id=room_id, **data.validated_data)
+        data = json_object(request)
+        message, created = services.message_send(
+            user=request.user, room_id=room_id, content=data.get("content"), client_msg_id=data.get("client_msg_id")
+        )
         return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -72,15 +64,8 @@ class ChangeListApi(APIView):
     their latest text, deletions as tombstones), in number order, each message once. Resume from
     `last_sequence`; repeat while `has_more`."""
 
-    class Query(serializers.Serializer):
-        after_sequence = serializers.IntegerField(min_value=0)
-        limit = serializers.IntegerField(min_value=1, max_value=100, default=100)
-
-        class Meta:
-            ref_name = "ChangeListQuery"
-
     @extend_schema(
-        parameters=[Query],
+        parameters=[ChangesParams],
         responses=inline_serializer(
             "ChangePage",
             {
@@ -91,9 +76,8 @@ class ChangeListApi(APIView):
         ),
     )
     def get(self, request, room_id):
-        query = self.Query(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        messages, has_more, last = selectors.changes_page(user=request.user, room_id=room_id, **query.validated_data)
+        params = validated(ChangesParams, request.query_params)
+        messages, has_more, last = selectors.changes_page(user=request.user, room_id=room_id, **params)
         return Response({"results": [change_frame(m) for m in messages], "has_more": has_more, "last_sequence": last})
 
 
@@ -106,10 +90,8 @@ class MessageDetailApi(APIView):
 
     @extend_schema(request=Input, responses=MessageOutput)
     def patch(self, request, room_id, message_id):
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
         message = services.message_edit(
-            user=request.user, room_id=room_id, message_id=message_id, content=data.validated_data["content"]
+            user=request.user, room_id=room_id, message_id=message_id, content=json_object(request).get("content")
         )
         return Response(message_payload(message))
 
@@ -186,9 +168,13 @@ class ReceiptApi(APIView):
         ),
     )
     def post(self, request, room_id):
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
-        membership = services.receipt_update(user=request.user, room_id=room_id, **data.validated_data)
+        data = json_object(request)
+        membership = services.receipt_update(
+            user=request.user,
+            room_id=room_id,
+            delivered_sequence=data.get("delivered_sequence"),
+            read_sequence=data.get("read_sequence"),
+        )
         return Response(
             {"delivered_sequence": membership.delivered_sequence, "read_sequence": membership.read_sequence}
         )

@@ -19,11 +19,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from core import wire
-from core.errors import ApplicationError
+from core.errors import ApplicationError, InvalidInput
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import get_hub
 from core.loops import per_loop
 from messaging import selectors, services
+from messaging.params import ChangesParams, HistoryParams, validated
 from messaging.payloads import change_frame, message_payload
 from presence import services as presence
 from rooms.selectors import user_rooms_state
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Close codes (docs/protocol.md).
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_REVOKED = 4403  # signed out, deactivated or password changed: the socket's credentials are gone
 CLOSE_TOO_LARGE = 1009
 CLOSE_SILENT = 4408
 CLOSE_TOO_SLOW = 4429
@@ -46,7 +48,6 @@ SILENT_CLOSE_SECONDS = 120
 # How long an out-of-order event waits for the ones before it before we read them from the database.
 GAP_WAIT_SECONDS = 0.2
 GAP_MAX_ATTEMPTS = 5
-SYNC_BATCH = 100
 
 
 @dataclass
@@ -57,11 +58,6 @@ class RoomCursor:
     pending: dict[int, str] = field(default_factory=dict)
     gap_task: asyncio.Task | None = None
     gap_attempts: int = 0
-
-
-class FrameError(ApplicationError):
-    code = "invalid_frame"
-    status = 400
 
 
 class SendBatcher:
@@ -204,7 +200,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(
             text_data=dumps({"type": "session.ready", "user": self.user.pk, "rooms": rooms, "unread": unread})
         )
-        await presence.apresence_heartbeat(user=self.user, socket_id=self.socket_id, active=True)
+        await presence.presence_heartbeat(user=self.user, socket_id=self.socket_id, active=True)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
@@ -213,7 +209,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for room_id in list(self.cursors):
             await self._unsubscribe(room_id)
         await self.hub.leave(user_group(self.user.pk), self)
-        await presence.apresence_disconnect(user=self.user, socket_id=self.socket_id)
+        await presence.presence_disconnect(user=self.user, socket_id=self.socket_id)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         if text_data is not None and not close and self.wire_server is not None:
@@ -277,53 +273,56 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await handler(self, frame)
         except ApplicationError as error:
-            await self._error(error.code, error.message, ref=ref)
+            await self._error(error.code, error.message, ref=ref, fields=error.fields)
         except Exception:  # keep the socket; the client retries (sends are idempotent)
             logger.exception("frame %s failed", frame["type"])
             await self._error("internal", "Something went wrong; please retry.", ref=ref)
 
-    async def _error(self, code: str, message: str, *, ref: str | None = None) -> None:
-        await self.send(text_data=dumps({"type": "error", "code": code, "message": message, "ref": ref}))
+    async def _error(
+        self, code: str, message: str, *, ref: str | None = None, fields: dict[str, list[str]] | None = None
+    ) -> None:
+        """The same error shape as REST's body (core.api), plus the `ref` of the failed frame."""
+        error = ApplicationError(message, code=code, fields=fields).as_dict()
+        await self.send(text_data=dumps({"type": "error", **error, "ref": ref}))
 
     async def on_message_send(self, frame: dict) -> None:
         room = _require_str(frame, "room")
         message, _created = await send_batcher().send(
             user=self.user, room_id=room, content=frame.get("content"), client_msg_id=frame.get("client_msg_id")
         )
-        ack = {
-            "type": "message.ack",
-            "room": room,
-            "client_msg_id": str(message.client_msg_id),
-            "message": message_payload(message),
-        }
-        await self.send(text_data=dumps(ack))
+        await self._ack("message.ack", room, message)
 
     async def on_message_edit(self, frame: dict) -> None:
-        await call_service(
+        room = _require_str(frame, "room")
+        message = await call_service(
             services.message_edit,
             user=self.user,
-            room_id=_require_str(frame, "room"),
+            room_id=room,
             message_id=_require_str(frame, "id"),
             content=frame.get("content"),
         )
+        await self._ack("message.edit.ack", room, message)
 
     async def on_message_delete(self, frame: dict) -> None:
-        await call_service(
-            services.message_delete,
-            user=self.user,
-            room_id=_require_str(frame, "room"),
-            message_id=_require_str(frame, "id"),
+        room = _require_str(frame, "room")
+        message = await call_service(
+            services.message_delete, user=self.user, room_id=room, message_id=_require_str(frame, "id")
         )
+        await self._ack("message.delete.ack", room, message)
+
+    async def _ack(self, frame_type: str, room: str, message) -> None:
+        """To the socket that asked, after commit: the message as the change left it (unchanged
+        for a resend, a no-op edit or a second delete, which announce nothing to the room)."""
+        ack = {"type": frame_type, "room": room, "client_msg_id": str(message.client_msg_id)}
+        await self.send(text_data=dumps(ack | {"id": str(message.id), "message": message_payload(message)}))
 
     async def on_sync(self, frame: dict) -> None:
         room = _require_str(frame, "room")
-        after = frame.get("after_sequence", 0)
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise FrameError('"after_sequence" must be an integer >= 0.')
-        has_more = True
+        params = validated(ChangesParams, frame)
+        after, has_more = params["after_sequence"], True
         while has_more:
             messages, has_more, after = await database_sync_to_async(selectors.changes_page)(
-                user=self.user, room_id=room, after_sequence=after, limit=SYNC_BATCH
+                user=self.user, room_id=room, after_sequence=after, limit=params["limit"]
             )
             batch = {
                 "type": "sync.batch",
@@ -336,13 +335,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_history(self, frame: dict) -> None:
         room = _require_str(frame, "room")
-        before = frame.get("before_sequence")
-        limit = frame.get("limit", 50)
-        for name, value in (("before_sequence", before), ("limit", limit)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise FrameError(f'"{name}" must be a positive integer.')
+        params = validated(HistoryParams, frame)
         messages, has_more = await database_sync_to_async(selectors.messages_page)(
-            user=self.user, room_id=room, before_sequence=before, limit=limit
+            user=self.user, room_id=room, **params
         )
         page = {"type": "history.page", "room": room, "messages": [message_payload(m) for m in messages]}
         await self.send(text_data=dumps(page | {"has_more": has_more}))
@@ -433,12 +428,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._subscribe(room_id, frame["room"]["last_sequence"])
         await self.send(text_data=event["text"])
 
+    async def user_revoked(self, event: dict) -> None:
+        """The user signed out, was deactivated or changed password (accounts.services)."""
+        logger.info("closing a socket of user %s: credentials changed", self.user.pk)
+        await self.close(code=CLOSE_REVOKED)
+
     event_handlers: dict[str, Callable[["ChatConsumer", dict], Awaitable[None]]] = {
         "room.sequenced": room_sequenced,
         "room.relay": room_relay,
         "user.relay": user_relay,
         "user.presence": user_presence,
         "user.membership": user_membership,
+        "user.revoked": user_revoked,
     }
 
     # -- ordering ----------------------------------------------------------------------------
@@ -507,6 +508,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
 def _require_str(frame: dict, name: str) -> str:
     value = frame.get(name)
-    if not isinstance(value, str) or not value:
-        raise FrameError(f'"{name}" is required.')
+    if value is None or value == "":
+        raise InvalidInput(f'"{name}" is required.', fields={name: ["This field is required."]})
+    if not isinstance(value, str):
+        raise InvalidInput(f'"{name}" must be a string.', fields={name: ["Must be a string."]})
     return value

@@ -8,7 +8,6 @@ of defence, by the send path itself the first time a process sees a new day.
 import datetime as dt
 import logging
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from psqlextra.partitioning import (
@@ -61,17 +60,15 @@ def partitions_create_ahead(days_ahead: int | None = None) -> list[str]:
     return []
 
 
-def partition_ensure_for(moment: dt.datetime) -> None:
-    """Make sure the partition for `moment`'s day exists (cheap after the first call of a day)."""
+def missing_for(moment: dt.datetime) -> bool:
+    """Whether `moment`'s day may lack its partition: false, with no query, once this process has
+    seen it (the hot path asks on every send)."""
     day = moment.astimezone(dt.UTC).date()
-    if day in _known_days:
-        return
-    if day < dt.datetime.now(dt.UTC).date():
-        return  # only restore/import writes to the past, and brings its own partition
-    partitions_create_ahead()
+    # Only restore/import writes to the past, and brings its own partition.
+    return day not in _known_days and day >= dt.datetime.now(dt.UTC).date()
 
 
-async def partition_aensure_for(moment: dt.datetime) -> None:
-    """partition_ensure_for for the event loop: only goes to a thread on a day's first send."""
-    if moment.astimezone(dt.UTC).date() not in _known_days:
-        await database_sync_to_async(partition_ensure_for)(moment)
+def ensure_for(moment: dt.datetime) -> None:
+    """Make sure the partition for `moment`'s day exists (free after the first call of a day)."""
+    if missing_for(moment):
+        partitions_create_ahead()

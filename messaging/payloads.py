@@ -1,16 +1,16 @@
 """The JSON shapes of messages and of numbered room changes, used by REST, the socket and sync."""
 
 from messaging.models import Message
+from rooms.payloads import user_payload
 
 
 def message_payload(message: Message) -> dict:
-    sender = message.sender
     deleted = message.deleted_at is not None
     return {
         "id": str(message.id),
         "room": str(message.room_id),
         "sequence": message.sequence,
-        "sender": {"id": sender.pk, "username": sender.username} if sender else None,
+        "sender": user_payload(message.sender),
         "content": "" if deleted else message.content,
         "client_msg_id": str(message.client_msg_id),
         "created_at": message.created_at.isoformat(),

@@ -8,7 +8,9 @@ from config.db_router import history_database
 from core.errors import Conflict, Forbidden, NotFound
 from messaging import archive
 from messaging.models import Message, MessageRevision
+from rooms import access
 from rooms.models import Membership
+from rooms.payloads import user_payload
 from rooms.selectors import membership_get
 
 
@@ -152,7 +154,7 @@ def message_receipts(*, user: User, room_id: object, message_id: object) -> dict
     )
     delivered, read = [], []
     for other in others:
-        person = {"id": other.user.pk, "username": other.user.username}
+        person = user_payload(other.user)
         delivered.append(person)
         if other.read_sequence >= message.sequence and other.user.send_read_receipts:
             read.append(person)
@@ -162,7 +164,7 @@ def message_receipts(*, user: User, room_id: object, message_id: object) -> dict
 def message_revisions(*, user: User, room_id: object, message_id: object) -> list[MessageRevision]:
     """Earlier texts of a message, oldest first: for room owners/admins and the author."""
     membership, message = message_get(user=user, room_id=room_id, message_id=message_id)
-    if not membership.can_manage and message.sender_id != user.pk:
+    if not access.may_manage(membership) and message.sender_id != user.pk:
         raise Forbidden("Only room admins and the author can see edit history.")
     return list(MessageRevision.objects.filter(room_id=membership.room.pk, message_id=message.id))
 

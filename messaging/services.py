@@ -4,24 +4,29 @@ import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.rows import dict_row
 
 from accounts.models import User
 from core import asyncdb
-from core.errors import ApplicationError, Conflict, Forbidden, InvalidInput, NotFound
-from core.events import Event, dumps, publish, room_group, send_event, user_group
+from core.errors import ApplicationError, Conflict, Forbidden, InvalidInput
+from core.events import dumps, publishing, room_group, send_event, user_group
+from messaging import partitions
 from messaging.archive import hot_cutoff
 from messaging.models import Message, MessageRevision, SentMessageKey
-from messaging.partitions import partition_aensure_for, partition_ensure_for
 from messaging.payloads import change_frame
 from messaging.selectors import Archived, message_in_room
-from rooms.models import Membership, Room
+from rooms import access
+from rooms.models import Membership
+from rooms.payloads import user_payload
 from rooms.selectors import membership_get, parse_room_id
 
 
@@ -54,26 +59,22 @@ class _Send:
     message_id: uuid.UUID
 
 
-class _KeyTaken(Exception):
-    """A client_msg_id of the batch was claimed concurrently: the batch was rolled back whole."""
-
-
 _KEY_CONSTRAINT = "sentmessagekey_sender_client_msg_id"
+SendResult = tuple[Message, bool] | ApplicationError
+# The rows of one run of _SEND, or None when a key of its batch was claimed concurrently.
+Rows = list[dict[str, Any]] | None
 
 
 @contextlib.contextmanager
 def _key_taken() -> Iterator[None]:
     """A concurrent claim of a batch's key fails the whole statement on the unique constraint
-    (after waiting for the other transaction to commit): nothing of the batch is kept."""
+    (after waiting for the other transaction to commit): nothing of the batch is kept, and the
+    block ends without its rows."""
     try:
         yield
     except psycopg.errors.UniqueViolation as error:
         if error.diag.constraint_name != _KEY_CONSTRAINT:
             raise
-        raise _KeyTaken from None
-
-
-SendResult = tuple[Message, bool] | ApplicationError
 
 
 def message_send(*, user: User, room_id: object, content: object, client_msg_id: object) -> tuple[Message, bool]:
@@ -94,56 +95,70 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
     """Send several messages (each `{user, room_id, content, client_msg_id}`), each with its own
     result: (message, created), or the ApplicationError it would have raised alone.
 
-    The whole batch is one SQL statement and one commit (_SEND). `amessage_send_many` runs the very
-    same statement and rules on the event loop for the WebSocket path; only the driver differs.
+    The rules live in `_send_batches`; this driver runs its statements through Django's
+    connection (REST, pages, tasks). `amessage_send_many` is the event loop's driver.
     """
     results: list = [None] * len(requests)
-    for sends in _prepare(requests, results):
-        partition_ensure_for(timezone.now())
-        try:
-            _send_attempt(sends, results)
-        except _KeyTaken:
-            # A key of the batch was claimed concurrently (the same client retrying elsewhere):
-            # each send alone, which then finds the committed key and replays.
-            for send in sends:
-                try:
-                    _send_attempt([send], results)
-                except _KeyTaken:
-                    _send_attempt([send], results)
+    batches = _send_batches(requests, results)
+    sends = next(batches, None)
+    while sends is not None:
+        partitions.ensure_for(timezone.now())
+        rows: Rows = None
+        with _key_taken(), transaction.atomic(), _bound_cursor() as cursor:
+            cursor.execute(_SEND, _send_params(sends))
+            rows = cursor.fetchall()
+        sends = _advance(batches, rows)
     return results
-
-
-def _send_attempt(sends: list[_Send], results: list) -> None:
-    with _key_taken(), transaction.atomic(), _bound_cursor() as cursor:
-        cursor.execute(_SEND, _send_params(sends))
-        for message in _outcomes(cursor.fetchall(), sends, results):
-            _announce_change(message)
 
 
 async def amessage_send_many(*, requests: list[dict]) -> list[SendResult]:
-    """`message_send_many` for the event loop: the same statement on this process's own asyncio
-    connection, so a busy server's sends never queue behind the database thread (or fight it
-    for the GIL); the events go out right after the commit."""
+    """`message_send_many` for the event loop: the same statements on this process's own asyncio
+    connection (core.asyncdb), so a busy server's sends never queue behind the database thread
+    (or fight it for the GIL); the events go out right after each commit."""
     results: list = [None] * len(requests)
-    for sends in _prepare(requests, results):
-        await partition_aensure_for(timezone.now())
-        try:
-            await _asend_attempt(sends, results)
-        except _KeyTaken:
-            for send in sends:  # as in message_send_many
-                try:
-                    await _asend_attempt([send], results)
-                except _KeyTaken:
-                    await _asend_attempt([send], results)
+    batches = _send_batches(requests, results)
+    sends = next(batches, None)
+    while sends is not None:
+        if partitions.missing_for(timezone.now()):  # once a day: a thread hop to create it
+            await database_sync_to_async(partitions.ensure_for)(timezone.now())
+        rows: Rows = None
+        async with publishing():
+            # _SEND is one statement: in autocommit it is its own transaction, committed when it
+            # returns (one round trip, no BEGIN and COMMIT of their own).
+            with _key_taken():
+                rows = await asyncdb.fetchall(_SEND, _send_params(sends))
+            sends = _advance(batches, rows)
     return results
 
 
-async def _asend_attempt(sends: list[_Send], results: list) -> None:
-    # _SEND is one statement: in autocommit it is its own transaction, committed when it returns
-    # (one round trip, no BEGIN and COMMIT of their own).
-    with _key_taken():
-        rows = await asyncdb.fetchall(_SEND, _send_params(sends))
-    await publish([_change_event(message) for message in _outcomes(rows, sends, results)])
+def _advance(batches: Generator[list[_Send], Rows, None], rows: Rows) -> list[_Send] | None:
+    """Hand a statement's rows to `_send_batches`; the sends of its next statement, or None."""
+    try:
+        return batches.send(rows)
+    except StopIteration:
+        return None
+
+
+def _send_batches(requests: list[dict], results: list) -> Generator[list[_Send], Rows, None]:
+    """The rules of a batch of sends, whatever runs the SQL: yields the sends of each statement
+    to run (_SEND), is sent back its rows (None if a key of the batch was claimed concurrently),
+    fills `results` and announces each new message."""
+    for sends in _prepare(requests, results):
+        rows = yield sends
+        if rows is not None:
+            _settle(rows, sends, results)
+            continue
+        # A key of the batch was claimed concurrently (the same client retrying elsewhere): each
+        # send alone, which then finds the committed key and replays. A second concurrent claim
+        # of the same key can only be a second retry; its third try finds one of them committed.
+        for send in sends:
+            for _attempt in range(3):
+                rows = yield [send]
+                if rows is not None:
+                    _settle(rows, [send], results)
+                    break
+            else:
+                raise RuntimeError("a client_msg_id stayed contested for three attempts")
 
 
 def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
@@ -174,9 +189,9 @@ WITH v AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb)
         AS v(idx int, user_id bigint, room_id uuid, client_msg_id uuid, content text, message_id uuid)
 ), checked AS (
-    SELECT v.*, r.kind, m.role, k.room_id AS key_room, o.id AS o_id, o.sequence AS o_sequence,
-           o.content AS o_content, o.created_at AS o_created_at, o.changed_sequence AS o_changed_sequence,
-           o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at
+    SELECT v.*, r.kind, m.role, u.is_active AS user_active, k.room_id AS key_room,
+           o.id AS o_id, o.sequence AS o_sequence, o.content AS o_content, o.created_at AS o_created_at,
+           o.changed_sequence AS o_changed_sequence, o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at
       FROM v
       -- One index lookup per send. As plain joins, the planner (which guesses 100 rows for
       -- jsonb_to_recordset) preferred hashing whole tables: a scan of every key ever sent, per
@@ -185,14 +200,20 @@ WITH v AS (
       LEFT JOIN LATERAL (
           SELECT role FROM rooms_membership WHERE room_id = v.room_id AND user_id = v.user_id LIMIT 1
       ) m ON true
+      LEFT JOIN LATERAL (SELECT is_active FROM {User._meta.db_table} WHERE id = v.user_id LIMIT 1) u ON true
       LEFT JOIN LATERAL (
           SELECT room_id, message_id, message_created_at FROM {SentMessageKey._meta.db_table}
            WHERE sender_id = v.user_id AND client_msg_id = v.client_msg_id LIMIT 1
       ) k ON true
       LEFT JOIN {Message._meta.db_table} o ON o.id = k.message_id AND o.created_at = k.message_created_at
 ), accepted AS (
-    SELECT *, row_number() OVER (PARTITION BY room_id ORDER BY idx) AS ord
-      FROM checked WHERE role IN ('owner', 'admin', 'member') AND key_room IS NULL
+    -- Who may send is rooms.access.send_refusal, as a table of its answers.
+    SELECT checked.*, row_number() OVER (PARTITION BY checked.room_id ORDER BY idx) AS ord
+      FROM checked
+      JOIN {access.send_rules_sql()}
+        ON send_rules.kind = checked.kind AND send_rules.role IS NOT DISTINCT FROM checked.role
+       AND send_rules.user_active = checked.user_active
+     WHERE send_rules.allowed AND key_room IS NULL
 ), locked AS MATERIALIZED (
     -- In id order, so that two batches sharing rooms cannot deadlock. The row lock serialises a
     -- room's writers until commit: numbers are gapless (a rollback returns them) and commit in order.
@@ -215,8 +236,8 @@ WITH v AS (
     SELECT a.user_id, a.client_msg_id, a.room_id, i.id, i.created_at
       FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
 )
-SELECT c.idx, c.kind, c.role, c.key_room, c.o_id, c.o_sequence, c.o_content, c.o_created_at, c.o_changed_sequence,
-       c.o_edited_at, c.o_deleted_at, i.sequence, i.created_at
+SELECT c.idx, c.kind, c.role, c.user_active, c.key_room, c.o_id, c.o_sequence, c.o_content, c.o_created_at,
+       c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, i.sequence, i.created_at
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
 """
@@ -238,67 +259,61 @@ def _send_params(sends: list[_Send]) -> list:
     return [json.dumps(rows, ensure_ascii=False)]
 
 
-def _outcomes(rows: list[tuple], sends: list[_Send], results: list) -> list[Message]:
-    """Turn _SEND's rows into each request's result; returns the new messages (to announce)."""
+def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list) -> None:
+    """Turn _SEND's rows into each request's result and announce the new messages."""
     by_index = {send.index: send for send in sends}
     new = []
-    outcomes = {}
     for row in rows:
-        index, kind, role, key_room, o_id, o_seq, o_content, o_created, o_changed, o_edited, o_deleted = row[:11]
-        sequence, created_at = row[11:]
-        send = by_index[index]
-        if kind is None or (role is None and kind != Room.Kind.PUBLIC):
-            outcomes[index] = NotFound()
-        elif role is None:
-            outcomes[index] = Forbidden("Join the room first.", code="not_member")
-        elif role == Membership.Role.VIEWER:
-            outcomes[index] = Forbidden("Viewers can read this room but not send to it.")
-        elif key_room is not None and key_room != send.room_id:
-            outcomes[index] = Conflict(
+        send = by_index[row["idx"]]
+        refusal = access.send_refusal(kind=row["kind"], role=row["role"], user_active=bool(row["user_active"]))
+        if refusal is not None:
+            results[send.index] = refusal
+        elif row["key_room"] is not None and row["key_room"] != send.room_id:
+            results[send.index] = Conflict(
                 "This client_msg_id was already used in another room.", code="client_msg_id_reused"
             )
-        elif key_room is not None and o_id is None:
-            outcomes[index] = Archived()  # the original is in an archived day
-        elif key_room is not None:
+        elif row["key_room"] is not None and row["o_id"] is None:
+            results[send.index] = Archived()  # the original is in an archived day
+        elif row["key_room"] is not None:
             original = Message(
-                id=o_id,
+                id=row["o_id"],
                 room_id=send.room_id,
-                sequence=o_seq,
+                sequence=row["o_sequence"],
                 sender=send.user,
-                content=o_content,
+                content=row["o_content"],
                 client_msg_id=send.key,
-                created_at=o_created,
-                changed_sequence=o_changed,
-                edited_at=o_edited,
-                deleted_at=o_deleted,
+                created_at=row["o_created_at"],
+                changed_sequence=row["o_changed_sequence"],
+                edited_at=row["o_edited_at"],
+                deleted_at=row["o_deleted_at"],
             )
-            outcomes[index] = (original, False)
+            results[send.index] = (original, False)
         else:
             message = Message(
                 id=send.message_id,
                 room_id=send.room_id,
-                sequence=sequence,
+                sequence=row["sequence"],
                 sender=send.user,
                 content=send.content,
                 client_msg_id=send.key,
-                created_at=created_at,
-                changed_sequence=sequence,
+                created_at=row["created_at"],
+                changed_sequence=row["sequence"],
             )
-            outcomes[index] = (message, True)
+            results[send.index] = (message, True)
             new.append(message)
-    for index, outcome in outcomes.items():
-        results[index] = outcome
-    return sorted(new, key=lambda message: (str(message.room_id), message.sequence))
+    for message in sorted(new, key=lambda message: (str(message.room_id), message.sequence)):
+        _announce_change(message)
 
 
 def _bound_cursor() -> psycopg.Cursor:
-    """A cursor with server-side parameters on Django's connection (and its transaction).
+    """A cursor with server-side parameters on Django's connection (and its transaction), whose
+    rows come by column name like core.asyncdb's.
 
     Django's cursors bind parameters client-side, quoting every array element into the SQL
     text; sending them as parameters is far cheaper, and psycopg prepares the statement once it
     has run a few times."""
     connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    return psycopg.Cursor(connection.connection, row_factory=dict_row)
 
 
 def _next_sequence(room_id: uuid.UUID) -> int:
@@ -312,7 +327,7 @@ def _next_sequence(room_id: uuid.UUID) -> int:
         return cursor.fetchone()[0]
 
 
-def _change_event(message: Message) -> Event:
+def _announce_change(message: Message) -> None:
     """A numbered room change; consumers deliver these in number order."""
     event = {
         "type": "room.sequenced",
@@ -320,11 +335,7 @@ def _change_event(message: Message) -> Event:
         "seq": message.changed_sequence,
         "text": dumps(change_frame(message)),
     }
-    return [room_group(message.room_id)], event
-
-
-def _announce_change(message: Message) -> None:
-    send_event(*_change_event(message))
+    send_event([room_group(message.room_id)], event)
 
 
 class _Unchanged(Exception):
@@ -346,8 +357,7 @@ def message_edit(*, user: User, room_id: object, message_id: object, content: ob
     try:
         with transaction.atomic():
             membership = membership_get(room_id=room_id, user=user)
-            if not membership.can_send:
-                raise Forbidden("Viewers cannot edit messages.")
+            access.require_send(membership)
             room_id = membership.room.pk
             # Taking the number locks the room: every change in this room is serialised from here.
             number = _next_sequence(room_id)
@@ -387,7 +397,7 @@ def message_delete(*, user: User, room_id: object, message_id: object) -> Messag
             number = _next_sequence(room_id)
             message = message_in_room(room_id, message_id)
             _require_hot(message)
-            if message.sender_id != user.pk and not membership.can_manage:
+            if message.sender_id != user.pk and not access.may_manage(membership):
                 raise Forbidden("Only the author or a room admin can delete a message.")
             if message.deleted_at is not None:
                 raise _Unchanged(message)
@@ -420,7 +430,10 @@ def receipt_update(
     delivered = _clean_mark(delivered_sequence, "delivered_sequence")
     read = _clean_mark(read_sequence, "read_sequence")
     if delivered is None and read is None:
-        raise InvalidInput("Send delivered_sequence, read_sequence or both.", code="invalid_frame")
+        raise InvalidInput(
+            "Send delivered_sequence, read_sequence or both.",
+            fields={"non_field_errors": ["Send delivered_sequence, read_sequence or both."]},
+        )
     with transaction.atomic():
         membership = membership_get(room_id=room_id, user=user)
         last = membership.room.last_sequence
@@ -446,7 +459,7 @@ def receipt_update(
         mine = {
             "type": "receipt",
             "room": room,
-            "user": {"id": user.pk, "username": user.username},
+            "user": user_payload(user),
             "delivered_sequence": new_delivered,
             "read_sequence": new_read,
         }

@@ -10,21 +10,19 @@ announce the same transition twice.
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 import time
 from collections.abc import Iterable
 
-import redis
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from accounts.models import User
-from core import aioredis
-from core.errors import Forbidden
-from core.events import Event, dumps, publish, room_group, send_event
+from core import redis_clients
+from core.events import dumps, publishing, room_group, send_event
 from core.loops import per_loop
-from rooms.selectors import membership_get, parse_room_id, room_members, user_rooms_state
+from rooms import access
+from rooms.payloads import user_payload
+from rooms.selectors import membership_get, room_members, user_rooms_state
 
 SOCKET_TTL_SECONDS = 60
 AWAY_AFTER_SECONDS = 10 * 60
@@ -76,18 +74,8 @@ Beat = tuple[User, str, str, bool]
 SCRIPT_BATCH = 1000
 
 
-@functools.cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-
-
-@functools.cache
-def _transition_script():
-    return _redis().register_script(_TRANSITIONS)
-
-
-# The same script on this loop's asyncio client (registered once: it hashes the source).
-_atransition_script = per_loop(lambda: aioredis.client().register_script(_TRANSITIONS))
+# The script on this loop's asyncio client (registered once: it hashes the source).
+_transition_script = per_loop(lambda: redis_clients.aclient().register_script(_TRANSITIONS))
 
 
 def _keys(user_id: int) -> list[str]:
@@ -115,59 +103,39 @@ def _transitions(beats: list[Beat], reply: list) -> list[tuple[User, str, str]]:
     return [(beats[reply[i] - 1][0], reply[i + 1], reply[i + 2]) for i in range(0, len(reply), 3)]
 
 
-def _presence_event(user: User, status: str, last_active: str, rooms: Iterable[str]) -> Event:
-    frame = dumps(
-        {
-            "type": "presence",
-            "user": {"id": user.pk, "username": user.username},
-            "status": status,
-            "last_seen_at": _iso(float(last_active)),
-        }
-    )
-    return [room_group(room) for room in rooms], {"type": "user.presence", "user": user.pk, "text": frame}
+def _announce_presence(user: User, status: str, last_active: str, rooms: Iterable[str]) -> None:
+    frame = {"type": "presence", "user": user_payload(user), "status": status, "last_seen_at": _iso(float(last_active))}
+    send_event([room_group(room) for room in rooms], {"type": "user.presence", "user": user.pk, "text": dumps(frame)})
 
 
-def _update(beats: list[Beat]) -> None:
-    keys, args = _script_input(beats)
-    for user, status, last_active in _transitions(beats, _transition_script()(keys=keys, args=args)):
-        send_event(*_presence_event(user, status, last_active, user_rooms_state(user_id=user.pk)))
-
-
-async def _aupdate(beats: list[Beat]) -> None:
-    """_update on the event loop: one script call per SCRIPT_BATCH beats (pipelined) and no thread
-    hop for the common case (no transition); only a transition reads the user's rooms."""
-    script = _atransition_script()
-    pipe = aioredis.client().pipeline(transaction=False)
+async def _update(beats: list[Beat]) -> None:
+    """Apply beats in Redis: one script call per SCRIPT_BATCH beats (pipelined) and no thread hop
+    for the common case (no transition); only a transition reads the user's rooms, to announce it."""
+    script = _transition_script()
+    pipe = redis_clients.aclient().pipeline(transaction=False)
     chunks = [beats[i : i + SCRIPT_BATCH] for i in range(0, len(beats), SCRIPT_BATCH)]
     for chunk in chunks:
         keys, args = _script_input(chunk)
         await script(keys=keys, args=args, client=pipe)
     replies = await pipe.execute()
-    for chunk, reply in zip(chunks, replies, strict=True):
-        for user, status, last_active in _transitions(chunk, reply):
-            rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
-            await publish([_presence_event(user, status, last_active, rooms)])
+    async with publishing():
+        for chunk, reply in zip(chunks, replies, strict=True):
+            for user, status, last_active in _transitions(chunk, reply):
+                rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
+                _announce_presence(user, status, last_active, rooms)
 
 
-def presence_heartbeat(*, user: User, socket_id: str, active: bool) -> None:
-    """A socket is alive (and the user did something since the last beat, if `active`)."""
-    _update([(user, socket_id, "beat", active)])
+async def presence_heartbeat(*, user: User, socket_id: str, active: bool) -> None:
+    """A socket is alive (and the user did something since the last beat, if `active`), at once:
+    a socket's first beat makes its user "online" now. Later beats go through `heartbeats()`."""
+    await _update([(user, socket_id, "beat", active)])
 
 
-def presence_disconnect(*, user: User, socket_id: str) -> None:
-    _update([(user, socket_id, "gone", False)])
-
-
-async def apresence_heartbeat(*, user: User, socket_id: str, active: bool) -> None:
-    """presence_heartbeat on the event loop, at once (a socket's first beat: "online" now)."""
-    await _aupdate([(user, socket_id, "beat", active)])
-
-
-async def apresence_disconnect(*, user: User, socket_id: str) -> None:
+async def presence_disconnect(*, user: User, socket_id: str) -> None:
     """The socket is gone. A periodic beat of it still waiting in this process is dropped first,
     so it cannot bring the socket back to life after this."""
     await heartbeats().forget(socket_id)
-    await _aupdate([(user, socket_id, "gone", False)])
+    await _update([(user, socket_id, "gone", False)])
 
 
 class HeartbeatBatcher:
@@ -198,7 +166,7 @@ class HeartbeatBatcher:
             await asyncio.sleep(HEARTBEAT_FLUSH_SECONDS)
             batch = self.in_flight = self.waiting
             self.waiting = {}
-            await _aupdate([(user, socket_id, "beat", active) for socket_id, (user, active) in batch.items()])
+            await _update([(user, socket_id, "beat", active) for socket_id, (user, active) in batch.items()])
         except Exception:  # Redis away: sockets beat again in 30 s, and leases last 60
             logger.exception("heartbeat flush failed")
         finally:
@@ -214,7 +182,7 @@ heartbeats = per_loop(HeartbeatBatcher)
 def presence_of(*, user_ids: list[int]) -> dict[int, dict]:
     """{user id: {"status", "last_seen_at"}} computed from what is alive right now."""
     now = time.time()
-    pipe = _redis().pipeline(transaction=False)
+    pipe = redis_clients.client().pipeline(transaction=False)
     for user_id in user_ids:
         sockets, active, _ = _keys(user_id)
         pipe.zcount(sockets, now, "+inf")
@@ -235,19 +203,17 @@ def room_presence(*, user: User, room_id: object) -> list[dict]:
     membership = membership_get(room_id=room_id, user=user)
     members = list(room_members(room=membership.room))
     states = presence_of(user_ids=[m.user_id for m in members])
-    return [{"user": {"id": m.user.pk, "username": m.user.username}, **states[m.user_id]} for m in members]
+    return [{"user": user_payload(m.user), **states[m.user_id]} for m in members]
 
 
 def typing_notify(*, user: User, room_id: object) -> bool:
     """Tell the room's other members that `user` is typing. At most one per 2 s per user per room
     goes through (the rest are dropped: typing is a hint); never stored. True if relayed."""
-    room_id = parse_room_id(room_id)
-    if not _redis().set(f"parley:typing:{room_id}:{user.pk}", 1, nx=True, px=TYPING_INTERVAL_MS):
-        return False
     membership = membership_get(room_id=room_id, user=user)
-    if not membership.can_send:
-        raise Forbidden("Viewers cannot type in this room.")
+    access.require_send(membership)
     room = str(membership.room.pk)
-    frame = dumps({"type": "typing", "room": room, "user": {"id": user.pk, "username": user.username}})
+    if not redis_clients.client().set(f"parley:typing:{room}:{user.pk}", 1, nx=True, px=TYPING_INTERVAL_MS):
+        return False
+    frame = dumps({"type": "typing", "room": room, "user": user_payload(user)})
     send_event([room_group(room)], {"type": "room.relay", "room": room, "exclude_user": user.pk, "text": frame})
     return True

@@ -5,14 +5,17 @@ from django.db import models
 
 
 class Room(models.Model):
+    NAME_MAX_LENGTH = 80
+    TOPIC_MAX_LENGTH = 250
+
     class Kind(models.TextChoices):
         PUBLIC = "public"
         PRIVATE = "private"
         DIRECT = "direct"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=80)
-    topic = models.CharField(max_length=250, blank=True)
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
+    topic = models.CharField(max_length=TOPIC_MAX_LENGTH, blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PUBLIC)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -61,11 +64,3 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.room_id} as {self.role}"
-
-    @property
-    def can_send(self) -> bool:
-        return self.role != self.Role.VIEWER
-
-    @property
-    def can_manage(self) -> bool:
-        return self.role in (self.Role.OWNER, self.Role.ADMIN)

@@ -2,8 +2,9 @@ import uuid
 
 from django.db.models import QuerySet
 
-from accounts.models import User
-from core.errors import Forbidden, NotFound
+from accounts.models import User, username_is
+from core.errors import NotFound
+from rooms import access
 from rooms.models import Membership, Room
 
 
@@ -20,20 +21,20 @@ def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership |
     Missing and invisible rooms raise the same NotFound, so nobody learns a private room exists.
     """
     room = Room.objects.select_related("created_by").filter(pk=parse_room_id(room_id)).first()
-    if room is None:
-        raise NotFound()
-    membership = Membership.objects.filter(room=room, user=user).first()
-    if membership is None and room.kind != Room.Kind.PUBLIC:
-        raise NotFound()
+    membership = Membership.objects.filter(room=room, user=user).first() if room is not None else None
+    refusal = access.see_refusal(kind=room and room.kind, role=membership and membership.role)
+    if refusal is not None:
+        raise refusal
     return room, membership
 
 
 def membership_get(*, room_id: object, user: User) -> Membership:
     """The user's membership of a room they may see; non-members of public rooms get `not_member`."""
     room, membership = room_get_visible(room_id=room_id, user=user)
-    if membership is None:
-        raise Forbidden("Join the room first.", code="not_member")
-    membership.room = room
+    refusal = access.member_refusal(kind=room.kind, role=membership and membership.role)
+    if refusal is not None:
+        raise refusal
+    membership.room, membership.user = room, user
     return membership
 
 
@@ -74,7 +75,7 @@ def user_find(*, user_ref: object) -> User:
     if isinstance(user_ref, int) or (isinstance(user_ref, str) and user_ref.isdigit()):
         user = User.objects.filter(pk=int(user_ref), is_active=True).first()
     elif isinstance(user_ref, str) and user_ref:
-        user = User.objects.filter(username=user_ref, is_active=True).first()
+        user = User.objects.filter(username_is(user_ref), is_active=True).first()
     else:
         user = None
     if user is None:

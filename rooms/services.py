@@ -1,37 +1,59 @@
-"""Every write to rooms and memberships. Views, forms and the consumer all call these."""
+"""Every write to rooms and memberships. REST views, pages, the admin and the consumer call these.
+
+Who may do what is rooms.access. Invariants kept here, whoever asks:
+- a room with members always has an owner: an owner can step down or leave only once another
+  owner exists; the last member to leave deletes the room (and its history), so no room is ever
+  left ownerless for anyone to join and take over;
+- every change is announced after commit (core.events): the user's own sockets follow their
+  memberships, and the room hears about its members.
+"""
 
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from core.errors import Conflict, Forbidden, InvalidInput
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.events import dumps, room_group, send_event, user_group
-from rooms.models import Membership, Room
+from rooms import access
+from rooms.models import OPEN_ROOM_KINDS, Membership, Room
 from rooms.payloads import member_payload, room_payload, user_payload
 
 Role = Membership.Role
-_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
 
 def _clean_name(name: object) -> str:
     name = str(name or "").strip()
     if not name:
         raise InvalidInput("A room needs a name.", fields={"name": ["This field may not be blank."]})
-    if len(name) > 80:
-        raise InvalidInput("Room names are at most 80 characters.", fields={"name": ["Too long."]})
+    if len(name) > Room.NAME_MAX_LENGTH:
+        message = f"Room names are at most {Room.NAME_MAX_LENGTH} characters."
+        raise InvalidInput(message, fields={"name": [message]})
     return name
 
 
 def _clean_topic(topic: object) -> str:
     topic = str(topic or "").strip()
-    if len(topic) > 250:
-        raise InvalidInput("Topics are at most 250 characters.", fields={"topic": ["Too long."]})
+    if len(topic) > Room.TOPIC_MAX_LENGTH:
+        message = f"Topics are at most {Room.TOPIC_MAX_LENGTH} characters."
+        raise InvalidInput(message, fields={"topic": [message]})
     return topic
+
+
+def _clean_kind(kind: object) -> str:
+    if kind not in dict(OPEN_ROOM_KINDS):
+        raise InvalidInput("Kind must be public or private.", fields={"kind": ["Unknown kind."]})
+    return str(kind)
 
 
 def _clean_role(role: object) -> str:
     if role not in Role.values:
         raise InvalidInput(f"Role must be one of {', '.join(Role.values)}.", fields={"role": ["Unknown role."]})
     return str(role)
+
+
+def staff_actor(*, room: Room, user: User) -> Membership:
+    """Site staff acting on a room from Django admin: an owner's rights, not a membership (it is
+    never saved). The room's invariants hold for staff like for anyone."""
+    return Membership(room=room, user=user, role=Role.OWNER)
 
 
 def _announce_membership(*, room: Room, user: User, membership: Membership | None) -> None:
@@ -62,32 +84,40 @@ def _announce_membership(*, room: Room, user: User, membership: Membership | Non
 def _require_manager(membership: Membership) -> None:
     if membership.room.kind == Room.Kind.DIRECT:
         raise Forbidden("Direct conversations have fixed members.", code="direct_room")
-    if not membership.can_manage:
+    if not access.may_manage(membership):
         raise Forbidden("Only room owners and admins can do that.")
 
 
 def _require_can_grant(actor: Membership, role: str) -> None:
     # Owners grant anything; admins grant roles below their own.
-    if actor.role != Role.OWNER and _RANK[role] >= _RANK[actor.role]:
+    if actor.role != Role.OWNER and access.RANK[role] >= access.RANK[actor.role]:
         raise Forbidden("You cannot grant that role.")
 
 
 def _require_outranks(actor: Membership, target: Membership) -> None:
-    if actor.role != Role.OWNER and _RANK[target.role] >= _RANK[actor.role]:
+    if actor.role != Role.OWNER and access.RANK[target.role] >= access.RANK[actor.role]:
         raise Forbidden("You cannot change members at or above your own role.")
 
 
-def _require_another_owner(room: Room) -> None:
-    owners = Membership.objects.select_for_update().filter(room=room, role=Role.OWNER)
-    if len(owners) < 2:
+def _require_another_owner(room: Room, leaving: Membership) -> None:
+    owners = Membership.objects.select_for_update().filter(room=room, role=Role.OWNER).exclude(pk=leaving.pk)
+    if not owners.exists():
         raise Conflict("A room needs at least one owner; make someone else owner first.", code="last_owner")
+
+
+def _target(room: Room, user: User) -> Membership:
+    target = Membership.objects.select_for_update().filter(room=room, user=user).first()
+    if target is None:
+        raise NotFound("That person is not a member.", code="not_member_target")
+    target.room, target.user = room, user
+    return target
 
 
 @transaction.atomic
 def room_create(*, creator: User, name: str, topic: str = "", kind: str = Room.Kind.PUBLIC) -> Room:
-    if kind not in (Room.Kind.PUBLIC, Room.Kind.PRIVATE):
-        raise InvalidInput("Kind must be public or private.", fields={"kind": ["Unknown kind."]})
-    room = Room.objects.create(name=_clean_name(name), topic=_clean_topic(topic), kind=kind, created_by=creator)
+    room = Room.objects.create(
+        name=_clean_name(name), topic=_clean_topic(topic), kind=_clean_kind(kind), created_by=creator
+    )
     membership = Membership.objects.create(room=room, user=creator, role=Role.OWNER)
     _announce_membership(room=room, user=creator, membership=membership)
     return room
@@ -96,7 +126,7 @@ def room_create(*, creator: User, name: str, topic: str = "", kind: str = Room.K
 def direct_room_get_or_create(*, user: User, other: User) -> Room:
     """The one direct room of a pair of users; created on first use, found again afterwards."""
     if user.pk == other.pk:
-        raise InvalidInput("A direct conversation needs another person.", code="invalid")
+        raise InvalidInput("A direct conversation needs another person.", fields={"user": ["That is you."]})
     low, high = sorted([user.pk, other.pk])
     key = f"{low}:{high}"
     existing = Room.objects.filter(direct_key=key).first()
@@ -126,9 +156,7 @@ def room_update(
     if topic is not None:
         room.topic = _clean_topic(topic)
     if kind is not None:
-        if kind not in (Room.Kind.PUBLIC, Room.Kind.PRIVATE):
-            raise InvalidInput("Kind must be public or private.", fields={"kind": ["Unknown kind."]})
-        room.kind = kind
+        room.kind = _clean_kind(kind)
     room.save(update_fields=["name", "topic", "kind"])
     frame = {"type": "room.update", "room": room_payload(room)}
     send_event([room_group(room.pk)], {"type": "room.relay", "room": str(room.pk), "text": dumps(frame)})
@@ -140,8 +168,11 @@ def room_delete(*, actor: Membership) -> None:
     room = actor.room
     if room.kind == Room.Kind.DIRECT or actor.role != Role.OWNER:
         raise Forbidden("Only the room owner can delete it.")
-    members = list(Membership.objects.filter(room=room).select_related("user"))
-    for membership in members:
+    _delete(room)
+
+
+def _delete(room: Room) -> None:
+    for membership in Membership.objects.filter(room=room).select_related("user"):
         _announce_membership(room=room, user=membership.user, membership=None)
     room.delete()
 
@@ -159,11 +190,16 @@ def room_join(*, room: Room, user: User) -> Membership:
 
 @transaction.atomic
 def room_leave(*, membership: Membership) -> None:
-    room = membership.room
+    """Leave a room. An owner leaves only once another owner exists; the last member to leave
+    deletes the room."""
+    room = Room.objects.select_for_update().get(pk=membership.room.pk)  # one leaver at a time
     if room.kind == Room.Kind.DIRECT:
         raise Forbidden("Direct conversations cannot be left.", code="direct_room")
-    if membership.role == Role.OWNER and Membership.objects.filter(room=room).count() > 1:
-        _require_another_owner(room)
+    if not Membership.objects.filter(room=room).exclude(pk=membership.pk).exists():
+        _delete(room)
+        return
+    if membership.role == Role.OWNER:
+        _require_another_owner(room, membership)
     membership.delete()
     _announce_membership(room=room, user=membership.user, membership=None)
 
@@ -186,31 +222,26 @@ def membership_add(*, actor: Membership, user: User, role: str = Role.MEMBER) ->
 def membership_update(*, actor: Membership, user: User, role: str) -> Membership:
     _require_manager(actor)
     role = _clean_role(role)
-    target = Membership.objects.select_for_update().filter(room=actor.room, user=user).first()
-    if target is None:
-        raise InvalidInput("That person is not a member.", code="not_member_target", status=404)
+    target = _target(actor.room, user)
     _require_outranks(actor, target)
     _require_can_grant(actor, role)
     if target.role == Role.OWNER and role != Role.OWNER:
-        _require_another_owner(actor.room)
+        _require_another_owner(actor.room, target)
     target.role = role
     target.save(update_fields=["role"])
-    target.room = actor.room
     _announce_membership(room=actor.room, user=user, membership=target)
     return target
 
 
 @transaction.atomic
 def membership_remove(*, actor: Membership, user: User) -> None:
-    if actor.user_id == user.pk:
+    if actor.pk is not None and actor.user_id == user.pk:
         room_leave(membership=actor)
         return
     _require_manager(actor)
-    target = Membership.objects.select_for_update().filter(room=actor.room, user=user).first()
-    if target is None:
-        raise InvalidInput("That person is not a member.", code="not_member_target", status=404)
+    target = _target(actor.room, user)
     _require_outranks(actor, target)
     if target.role == Role.OWNER:
-        _require_another_owner(actor.room)
+        _require_another_owner(actor.room, target)
     target.delete()
     _announce_membership(room=actor.room, user=user, membership=None)

@@ -1,12 +1,16 @@
 """Shared fixtures. Tests run against real PostgreSQL and Redis (see scripts/stack.py)."""
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,6 +19,9 @@ import redis
 from channels.layers import channel_layers
 from django.conf import settings
 from django.db import connection
+from rest_framework.test import APIClient
+
+from core import events as core_events
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -30,6 +37,97 @@ def _fresh_redis() -> Iterator[None]:
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@dataclass
+class RecordedEvent:
+    """One event as it left core.events: its groups, its handler type, and its client frame."""
+
+    groups: list[str]
+    type: str
+    event: dict
+
+    @property
+    def frame(self) -> dict | None:
+        """The frame sockets receive (parsed), for events that carry one."""
+        return json.loads(self.event["text"]) if "text" in self.event else None
+
+
+class EventRecorder:
+    """Every event published while a test runs, in publish order (after commit, as sockets get them)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[RecordedEvent] = []
+        self.waiters: list[tuple[Callable[[EventRecorder], bool], asyncio.Future]] = []
+        self.lock = threading.Lock()  # events may be recorded from another thread's loop
+
+    def __len__(self) -> int:
+        return len(self.recorded)
+
+    def frames(self, frame_type: str | None = None, *, group: str | None = None) -> list[dict]:
+        """The client frames published (of `frame_type`, to `group`), in order."""
+        return [
+            e.frame
+            for e in self.recorded
+            if e.frame is not None
+            and (frame_type is None or e.frame.get("type") == frame_type)
+            and (group is None or group in e.groups)
+        ]
+
+    def of_type(self, event_type: str) -> list[RecordedEvent]:
+        return [e for e in self.recorded if e.type == event_type]
+
+    def clear(self) -> None:
+        self.recorded.clear()
+
+    def record(self, groups: list[str], event: dict) -> None:
+        with self.lock:
+            self.recorded.append(RecordedEvent(list(groups), event["type"], dict(event)))
+            for waiter in list(self.waiters):
+                predicate, future = waiter
+                if predicate(self):
+                    self.waiters.remove(waiter)
+                    future.get_loop().call_soon_threadsafe(lambda f=future: f.done() or f.set_result(None))
+
+    async def wait_for(self, predicate: Callable[["EventRecorder"], bool], timeout: float = 10) -> None:
+        """Wait until `predicate(self)` holds; fails after `timeout` (a bound, not a measurement)."""
+        future = asyncio.get_running_loop().create_future()
+        waiter = (predicate, future)
+        with self.lock:
+            if predicate(self):
+                return
+            self.waiters.append(waiter)
+        try:
+            await asyncio.wait_for(future, timeout)
+        finally:
+            with self.lock:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+
+
+@pytest.fixture
+def events(monkeypatch) -> EventRecorder:
+    """Records the events services publish (core.events' one publish point) and still delivers them.
+
+    Events go out after commit: in tests without transaction=True, wrap the service call in
+    `django_capture_on_commit_callbacks(execute=True)`."""
+    recorder = EventRecorder()
+    publish = core_events._publish
+
+    async def recording_publish(items: list) -> None:
+        for groups, event in items:
+            recorder.record(groups, event)
+        await publish(items)
+
+    monkeypatch.setattr(core_events, "_publish", recording_publish)
+    return recorder
+
+
+def client_for(user) -> APIClient:
+    """A REST client authenticated as `user`."""
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
 
 
 @pytest.fixture

@@ -138,7 +138,7 @@ async def test_viewers_and_outsiders_cannot_send(cast):
     assert error == {
         "type": "error",
         "code": "forbidden",
-        "message": "Viewers can read this room but not send to it.",
+        "message": "Viewers can read this room but not write to it.",
         "ref": str(key),
     }
     await outsider.send_json_to(send_frame(room))
@@ -158,7 +158,8 @@ async def test_viewers_and_outsiders_cannot_send(cast):
         ('{"room": "x"}', "invalid_frame"),
         ('{"type": 5}', "invalid_frame"),
         ('{"type": "message.fly"}', "unknown_type"),
-        ('{"type": "message.send", "content": "hi", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid_frame"),
+        ('{"type": "message.send", "content": "hi", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid"),
+        ('{"type": "message.send", "room": 7, "content": "hi", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid"),
         ('{"type": "message.send", "room": "ROOM", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid"),
         ('{"type": "message.send", "room": "ROOM", "content": "hi"}', "invalid"),
         ('{"type": "message.send", "room": "ROOM", "content": "hi", "client_msg_id": "zz"}', "invalid"),

@@ -180,7 +180,8 @@ async def test_socket_sync_sends_batches_until_caught_up(team):
     numbers = [e["sequence"] for e in first["events"] + second["events"]]
     assert numbers == list(range(21, 151))
     await socket.send_json_to({"type": "sync", "room": str(room.pk), "after_sequence": -1})
-    assert (await receive_type(socket, "error"))["code"] == "invalid_frame"
+    error = await receive_type(socket, "error")
+    assert error["code"] == "invalid" and list(error["fields"]) == ["after_sequence"]
     await socket.disconnect(timeout=TIMEOUT)
 
 

@@ -1,0 +1,19 @@
+"""The Redis clients of a process, both answering `str`: one synchronous client (its connection
+pool is shared by every thread) and one asyncio client per event loop (a server process has one
+loop; tests have one each). Everything but the channel layer and Celery uses these."""
+
+import functools
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from core.loops import per_loop
+
+
+@functools.cache
+def client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+aclient = per_loop(lambda: aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True))

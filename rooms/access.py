@@ -1,0 +1,73 @@
+"""Who may do what in a room: the one definition every path uses.
+
+The rules are functions of plain facts (the room's kind, the user's role there or None, whether
+the user account is active), so the same rule serves the selectors (rooms.selectors.membership_get
+and friends), the services, and the one SQL statement that writes socket sends in batches
+(messaging.services._SEND), which joins `send_rules_sql()`: a table of these very functions'
+answers for every combination. A new rule (bans, read-only rooms) is added here, once.
+"""
+
+import itertools
+
+from core.errors import ApplicationError, Forbidden, NotFound
+from rooms.models import Membership, Room
+
+Role = Membership.Role
+
+# Owners do everything; admins manage members and viewers and edit the room; members send;
+# viewers read. Ranks order who may change whom.
+RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+SENDING_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER})
+MANAGING_ROLES = frozenset({Role.OWNER, Role.ADMIN})
+
+
+def may_see(*, kind: str | None, role: str | None) -> bool:
+    """Members see their rooms; anyone sees a public room (to preview and join it)."""
+    return kind is not None and (role is not None or kind == Room.Kind.PUBLIC)
+
+
+def see_refusal(*, kind: str | None, role: str | None) -> ApplicationError | None:
+    # Missing and invisible rooms answer the same, so nobody learns that a private room exists.
+    return None if may_see(kind=kind, role=role) else NotFound()
+
+
+def member_refusal(*, kind: str | None, role: str | None) -> ApplicationError | None:
+    """Most actions need a membership; a visible room's non-member is told to join first."""
+    refusal = see_refusal(kind=kind, role=role)
+    if refusal is None and role is None:
+        return Forbidden("Join the room first.", code="not_member")
+    return refusal
+
+
+def send_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:
+    """Why this user may not write to this room's history (send, edit, type), or None."""
+    refusal = member_refusal(kind=kind, role=role)
+    if refusal is not None:
+        return refusal
+    if not user_active:
+        return Forbidden("This account is deactivated.", code="account_inactive")
+    if role not in SENDING_ROLES:
+        return Forbidden("Viewers can read this room but not write to it.")
+    return None
+
+
+def require_send(membership: Membership) -> None:
+    """`send_refusal` for a membership read by rooms.selectors.membership_get."""
+    refusal = send_refusal(kind=membership.room.kind, role=membership.role, user_active=membership.user.is_active)
+    if refusal is not None:
+        raise refusal
+
+
+def may_manage(membership: Membership) -> bool:
+    return membership.role in MANAGING_ROLES
+
+
+def send_rules_sql() -> str:
+    """`send_refusal` as a SQL table: `(kind, role, user_active, allowed)` for every combination.
+    A NULL role (not a member) matches with IS NOT DISTINCT FROM."""
+    rows = []
+    for kind, role, active in itertools.product(Room.Kind.values, [*Role.values, None], [True, False]):
+        allowed = send_refusal(kind=kind, role=role, user_active=active) is None
+        role_sql = "NULL::text" if role is None else f"'{role}'"
+        rows.append(f"('{kind}', {role_sql}, {str(active).lower()}, {str(allowed).lower()})")
+    return f"(VALUES {', '.join(rows)}) AS send_rules(kind, role, user_active, allowed)"
