@@ -6,8 +6,38 @@ hub's fan-out writes those bytes straight to each socket's transport, instead of
 ASGI send, which would encode, frame and copy the text again for every socket (docs/performance.md).
 Any other server (daphne, Channels' test communicator) goes through ASGI send. On uvicorn every
 frame after the handshake takes the direct path, so frames of one socket never overtake each other.
+
+Internals relied on, as uvicorn 0.54.0 and websockets 15.0.1 have them (requirements.txt pins
+both; tests/test_wire.py checks each name on a real protocol object, runs write() and close() in
+every socket state, and fails on other versions, so re-read this list when bumping either):
+
+- uvicorn's `WebSocketsSansIOProtocol` (uvicorn.protocols.websockets.websockets_sansio_impl):
+  - the ASGI `send` callable is its bound method, so `send.__self__` is the protocol;
+  - `conn`: its websockets `ServerProtocol`;
+  - `transport`: the asyncio transport (public API used: `write`, `is_closing`,
+    `get_write_buffer_size`, `abort`);
+  - `close_sent`: read (nothing more may be written once a close frame went out) and set to True
+    by close(), as uvicorn's own websocket.close does; uvicorn then answers the client's close
+    reply by cancelling `close_timer` and closing the transport (handle_close);
+  - `disconnected`: set by connection_lost;
+  - `queue`: the ASGI receive queue; close() puts websocket.disconnect on it, as uvicorn does;
+  - `close_timer`: set by close() to the handle of the abort after `close_timeout`; uvicorn
+    cancels it in handle_close and connection_lost;
+  - `close_timeout` (10 s) and `loop` (the connection's event loop).
+- websockets' sans-io `ServerProtocol` (`conn` above; websockets.protocol.Protocol):
+  - `extensions`: the negotiated extensions (non-empty: per-message compression, so frames are
+    not plain and the direct path is off);
+  - `state`: `websockets.protocol.State`; only OPEN takes frames;
+  - `send_close(code, reason)` and `data_to_send()`: the close frame, built and handed over by
+    the protocol itself so its state moves to CLOSING as with any close.
+- That frames this module writes bypass `conn` is safe because a server's text frame carries no
+  per-connection state unless an extension is negotiated, which server_of() rules out.
+
+Falling back to ASGI send is logged once per process (a warning): it is correct, but on a
+production uvicorn it means the fast path is off (compression turned on, or another server).
 """
 
+import logging
 import struct
 from typing import Any
 
@@ -17,6 +47,9 @@ try:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 except ImportError:  # pragma: no cover - uvicorn is in requirements.txt
     WebSocketsSansIOProtocol = None
+
+logger = logging.getLogger(__name__)
+_fallback_logged = False  # the slow-path warning is given once per process
 
 
 def text_frame(text: str) -> bytes:
@@ -34,11 +67,23 @@ def text_frame(text: str) -> bytes:
 
 def server_of(send: Any) -> Any | None:
     """The uvicorn protocol behind an ASGI send callable, if that is what it is and its frames
-    are plain (no per-message compression negotiated). Call it once the socket is accepted."""
+    are plain (no per-message compression negotiated). Call it once the socket is accepted.
+    None means ASGI send for this socket (warned about once per process)."""
     server = getattr(send, "__self__", None)
-    if WebSocketsSansIOProtocol is None or not isinstance(server, WebSocketsSansIOProtocol):
-        return None
-    return None if server.conn.extensions else server
+    uvicorn = WebSocketsSansIOProtocol is not None and isinstance(server, WebSocketsSansIOProtocol)
+    if uvicorn and not server.conn.extensions:
+        return server
+    global _fallback_logged
+    if not _fallback_logged:
+        _fallback_logged = True
+        if uvicorn:
+            why = "per-message compression was negotiated"
+        else:
+            name = getattr(send, "__qualname__", None) or type(send).__qualname__
+            module = getattr(send, "__module__", None) or type(send).__module__
+            why = f"the ASGI server is not uvicorn's websockets-sansio protocol (send is {module}.{name})"
+        logger.warning("WebSocket frames go through ASGI send, the slow path: %s (logged once per process)", why)
+    return None
 
 
 def write(server: Any, frame: bytes) -> bool:

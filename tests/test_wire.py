@@ -1,12 +1,26 @@
-"""core.wire: the frame bytes it builds, and writing them straight to a real uvicorn socket."""
+"""core.wire: the frame bytes it builds, writing them straight to a real uvicorn socket, write()
+and close() in every state a socket can be in, the once-per-process fallback warning, and the
+uvicorn / websockets internals it relies on."""
 
+import ast
 import asyncio
+import contextlib
+import importlib.metadata
+import inspect
+import logging
 import socket
+from pathlib import Path
 
 import pytest
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
-from websockets.frames import Frame, Opcode
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import Protocol, State
+from websockets.uri import parse_uri
 
 from core import wire
 
@@ -63,3 +77,357 @@ def test_only_uvicorns_protocol_gets_direct_writes():
         pass
 
     assert wire.server_of(plain_send) is None
+
+
+# -- one real uvicorn protocol object, on a transport that records what is written --------------
+
+
+class RecordingTransport(asyncio.Transport):
+    """Keeps what is written (nothing drains, so it is also the backlog); closing and aborting
+    only set flags, so a test can put a socket in any one state at a time."""
+
+    def __init__(self):
+        super().__init__()
+        self.written = bytearray()
+        self.closing = False
+        self.aborted = False
+
+    def write(self, data):
+        self.written += data
+
+    def is_closing(self):
+        return self.closing
+
+    def close(self):
+        self.closing = True
+
+    def abort(self):
+        self.closing = self.aborted = True
+
+    def get_write_buffer_size(self):
+        return len(self.written)
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+
+class Socket:
+    """A WebSocketsSansIOProtocol built as uvicorn builds it, fed a real client handshake, with a
+    websockets client protocol reading what the server writes."""
+
+    def __init__(self, protocol, transport, client, app_send):
+        self.protocol, self.transport, self.client, self.app_send = protocol, transport, client, app_send
+        self.read_up_to = 0
+
+    def received(self):
+        """The frames the client got since the last call."""
+        self.client.receive_data(bytes(self.transport.written[self.read_up_to :]))
+        self.read_up_to = len(self.transport.written)
+        return [event for event in self.client.events_received() if isinstance(event, Frame)]
+
+    def snapshot(self):
+        """What a no-op must leave unchanged."""
+        protocol = self.protocol
+        return (
+            bytes(self.transport.written),
+            protocol.queue.qsize(),
+            protocol.close_sent,
+            protocol.close_timer,
+            protocol.conn.state,
+            self.transport.closing,
+        )
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_socket(*, accept=True, deflate=False):
+    accepted = asyncio.Event()
+    finish = asyncio.get_running_loop().create_future()
+    sends = []
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        if accept:
+            await send({"type": "websocket.accept"})
+        sends.append(send)
+        accepted.set()
+        await finish
+
+    # The options scripts/serve.py gives uvicorn (per-message deflate only when a test asks).
+    config = uvicorn.Config(
+        app, ws="websockets-sansio", ws_per_message_deflate=deflate, ws_ping_interval=0, lifespan="off"
+    )
+    config.load()
+    state = ServerState()
+    protocol = WebSocketsSansIOProtocol(config, state, app_state={}, _loop=asyncio.get_running_loop())
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    client = ClientProtocol(
+        parse_uri("ws://127.0.0.1:8000/"), extensions=[ClientPerMessageDeflateFactory()] if deflate else None
+    )
+    client.send_request(client.connect())
+    protocol.data_received(b"".join(client.data_to_send()))
+    await asyncio.wait_for(accepted.wait(), 5)
+    sock = Socket(protocol, transport, client, sends[0])
+    if accept:
+        sock.received()  # the handshake response
+        assert client.state is State.OPEN
+    try:
+        yield sock
+    finally:
+        finish.set_result(None)
+        await asyncio.gather(*state.tasks)
+        if not protocol.disconnected:
+            protocol.connection_lost(None)
+
+
+@pytest.mark.asyncio
+async def test_write_and_close_on_an_open_socket():
+    async with uvicorn_socket() as sock:
+        protocol, transport = sock.protocol, sock.transport
+        assert wire.server_of(sock.app_send) is protocol
+        assert wire.write(protocol, wire.text_frame("hello")) is True
+        [frame] = sock.received()
+        assert (frame.opcode, frame.data) == (Opcode.TEXT, b"hello")
+        assert wire.backlog(protocol) == len(transport.written)
+
+        wire.close(protocol, 4429, "too slow")
+        # The app hears of it at once; the client gets a close frame after what it has not read.
+        assert protocol.queue.get_nowait() == {"type": "websocket.disconnect", "code": 4429, "reason": "too slow"}
+        [frame] = sock.received()
+        assert frame.opcode is Opcode.CLOSE and Close.parse(frame.data) == Close(4429, "too slow")
+        assert protocol.close_sent and protocol.conn.state is State.CLOSING
+        assert not transport.closing  # the client may still send its close reply
+        assert protocol.close_timer is not None and protocol.close_timer.when() > asyncio.get_running_loop().time()
+
+        # Nothing more goes out after the close frame.
+        assert wire.write(protocol, wire.text_frame("late")) is False
+        assert sock.received() == []
+
+        # The client's reply completes the handshake: uvicorn cancels our timer and closes.
+        timer = protocol.close_timer
+        sock.client.receive_data(b"")  # nothing pending
+        protocol.data_received(b"".join(sock.client.data_to_send()))  # the client echoed the close
+        assert timer.cancelled() and protocol.close_timer is None
+        assert transport.closing and not transport.aborted
+
+
+@pytest.mark.asyncio
+async def test_close_drops_a_client_that_never_replies_after_close_timeout():
+    async with uvicorn_socket() as sock:
+        sock.protocol.close_timeout = 0.01
+        wire.close(sock.protocol, 4429, "too slow")
+        await asyncio.sleep(0.05)
+        assert sock.transport.aborted
+
+
+@pytest.mark.asyncio
+async def test_losing_the_connection_cancels_the_close_timer():
+    async with uvicorn_socket() as sock:
+        wire.close(sock.protocol, 4408, "silent")
+        timer = sock.protocol.close_timer
+        sock.protocol.connection_lost(None)
+        assert timer.cancelled() and sock.protocol.close_timer is None
+
+
+def _close_sent_by_the_app(sock):
+    """uvicorn's own websocket.close (ASGI send), e.g. Channels' close on another server path."""
+    return sock.app_send({"type": "websocket.close", "code": 1000})
+
+
+def _close_sent_by_wire(sock):
+    wire.close(sock.protocol, 4429, "too slow")
+
+
+def _disconnected(sock):
+    sock.protocol.connection_lost(None)  # closes the transport too
+
+
+def _disconnected_by_an_error(sock):
+    sock.protocol.connection_lost(ConnectionResetError())  # uvicorn leaves the transport alone
+
+
+def _server_shutting_down(sock):
+    """What uvicorn's shutdown() does before it closes the transport: close_sent stays False."""
+    sock.protocol.conn.send_close(1012)
+    sock.transport.write(b"".join(sock.protocol.conn.data_to_send()))
+
+
+def _client_closed(sock):
+    sock.client.send_close(1000)
+    sock.protocol.data_received(b"".join(sock.client.data_to_send()))
+
+
+def _end_of_stream(sock):
+    sock.protocol.conn.receive_eof()
+
+
+def _transport_closing(sock):
+    sock.transport.close()
+
+
+# Each guard alone, on an otherwise open socket: every one of them is needed.
+def _only_close_sent(sock):
+    sock.protocol.close_sent = True
+
+
+def _only_disconnected(sock):
+    sock.protocol.disconnected = True
+
+
+def _only_conn_closing(sock):
+    sock.protocol.conn.state = State.CLOSING
+
+
+def _only_conn_closed(sock):
+    sock.protocol.conn.state = State.CLOSED
+
+
+STATES = {
+    "close sent by the app (ASGI websocket.close)": (_close_sent_by_the_app, {}),
+    "close already sent by wire.close": (_close_sent_by_wire, {}),
+    "disconnected": (_disconnected, {}),
+    "disconnected by an error, transport not closed yet": (_disconnected_by_an_error, {}),
+    "server shutting down (conn CLOSING)": (_server_shutting_down, {}),
+    "client sent a close frame (conn CLOSING, transport closing)": (_client_closed, {}),
+    "end of stream (conn CLOSED)": (_end_of_stream, {}),
+    "transport closing": (_transport_closing, {}),
+    "only close_sent": (_only_close_sent, {}),
+    "only disconnected": (_only_disconnected, {}),
+    "only conn CLOSING": (_only_conn_closing, {}),
+    "only conn CLOSED": (_only_conn_closed, {}),
+    "handshake not accepted yet (conn CONNECTING)": (None, {"accept": False}),
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("state", STATES)
+async def test_write_and_close_do_nothing_once_a_socket_is_not_open(state):
+    """Whatever the state, nothing is written, queued or scheduled, and nothing raises
+    (websockets raises InvalidState for a close frame on a socket that is not OPEN)."""
+    enter, options = STATES[state]
+    async with uvicorn_socket(**options) as sock:
+        if enter is not None:
+            entered = enter(sock)
+            if inspect.isawaitable(entered):
+                await entered
+        if options.get("accept", True):
+            sock.received()  # whatever entering the state wrote
+        before = sock.snapshot()
+        assert wire.write(sock.protocol, wire.text_frame("dropped")) is False
+        wire.close(sock.protocol, 4429, "too slow")
+        assert sock.snapshot() == before
+
+
+# -- the slow path is logged once ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fallback_not_logged_yet(monkeypatch, caplog):
+    monkeypatch.setattr(wire, "_fallback_logged", False)
+    caplog.set_level(logging.WARNING, logger="core.wire")
+    return caplog
+
+
+def _fallback_warnings(caplog):
+    return [record for record in caplog.records if record.name == "core.wire" and record.levelno == logging.WARNING]
+
+
+def test_falling_back_to_asgi_send_is_logged_once_per_process(fallback_not_logged_yet):
+    caplog = fallback_not_logged_yet
+
+    async def plain_send(message):
+        pass
+
+    for _ in range(3):
+        assert wire.server_of(plain_send) is None
+    [record] = _fallback_warnings(caplog)
+    message = record.getMessage()
+    assert "slow path" in message and "not uvicorn" in message and "plain_send" in message
+
+
+@pytest.mark.asyncio
+async def test_compression_falls_back_and_says_why_once(fallback_not_logged_yet):
+    caplog = fallback_not_logged_yet
+    async with uvicorn_socket(deflate=True) as first, uvicorn_socket(deflate=True) as second:
+        assert first.protocol.conn.extensions  # deflate was negotiated
+        assert wire.server_of(first.app_send) is None
+        assert wire.server_of(second.app_send) is None
+    [record] = _fallback_warnings(caplog)
+    assert "per-message compression" in record.getMessage()
+
+
+@pytest.mark.asyncio
+async def test_the_direct_path_logs_nothing(fallback_not_logged_yet):
+    async with uvicorn_socket() as sock:
+        assert wire.server_of(sock.app_send) is sock.protocol
+    assert _fallback_warnings(fallback_not_logged_yet) == []
+    assert wire._fallback_logged is False
+
+
+# -- the internals relied on ----------------------------------------------------------------------
+
+
+def _attributes_used():
+    """Every `server.X`, `server.conn.X` and `server.transport.X` that core/wire.py reads, calls
+    or assigns."""
+    tree = ast.parse(Path(wire.__file__).read_text())
+    used = {"server": set(), "conn": set(), "transport": set()}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id == "server":
+            used["server"].add(node.attr)
+        elif isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "server":
+            if owner.attr in ("conn", "transport"):
+                used[owner.attr].add(node.attr)
+    return used
+
+
+def test_the_pinned_versions_are_the_ones_the_docstring_names():
+    """Bumping uvicorn or websockets fails here until core/wire.py's list has been re-read."""
+    pins = Path(__file__).resolve().parent.parent.joinpath("requirements.txt").read_text().splitlines()
+    for package in ("uvicorn", "websockets"):
+        version = importlib.metadata.version(package)
+        assert f"{package}=={version}" in pins
+        assert f"{package} {version}" in " ".join(wire.__doc__.split())
+
+
+def test_every_internal_relied_on_is_listed_and_exists_on_a_real_protocol():
+    used = _attributes_used()
+    assert used["server"] >= {"conn", "transport", "close_sent", "disconnected", "queue", "close_timer", "loop"}
+    assert used["conn"] >= {"state", "extensions", "send_close", "data_to_send"}
+    for name in used["server"] | used["conn"]:
+        assert f"`{name}" in wire.__doc__, f"core/wire.py uses {name!r} without listing it in its docstring"
+
+    async def check():
+        async with uvicorn_socket() as sock:
+            protocol = sock.protocol
+            # The ASGI send callable uvicorn hands the app is the protocol's bound method.
+            assert sock.app_send.__self__ is protocol
+            for name in used["server"]:
+                assert hasattr(protocol, name), f"uvicorn's protocol has no {name!r}"
+            for name in ("close_sent", "disconnected"):
+                assert getattr(protocol, name) is False
+            assert isinstance(protocol.queue, asyncio.Queue)
+            assert protocol.close_timer is None and isinstance(protocol.close_timeout, float)
+            assert protocol.loop is asyncio.get_running_loop()
+            assert isinstance(protocol.conn, Protocol)
+            for name in used["conn"]:
+                assert hasattr(protocol.conn, name), f"websockets' protocol has no {name!r}"
+            assert protocol.conn.state is State.OPEN and protocol.conn.extensions == []
+            assert callable(protocol.conn.send_close) and callable(protocol.conn.data_to_send)
+            for name in used["transport"]:
+                assert hasattr(asyncio.Transport, name), f"{name!r} is not asyncio's transport API"
+            # uvicorn's own close path (what wire.close mirrors) uses the same names.
+            source = inspect.getsource(WebSocketsSansIOProtocol)
+            for name in ("self.close_sent = True", "self.close_timer = self.loop.call_later(self.close_timeout"):
+                assert name in source
+
+    asyncio.run(check())
