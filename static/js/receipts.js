@@ -28,6 +28,11 @@ export class ReceiptSender {
     this.rooms.delete(roomId);
   }
 
+  /** Forget every room not in `roomIds` (an object keyed by room id, like session.ready's rooms). */
+  retain(roomIds) {
+    for (const roomId of [...this.rooms.keys()]) if (!(roomId in roomIds)) this.rooms.delete(roomId);
+  }
+
   schedule() {
     if (this.timer !== null) return;
     const wait = Math.max(0, this.lastFlush + FLUSH_EVERY_MS - Date.now());

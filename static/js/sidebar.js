@@ -1,0 +1,176 @@
+// What every signed-in page with a socket shares: the list of the reader's rooms kept current
+// without a reload (the room page's sidebar, the home page's "Your rooms"), with unread badges
+// (unread.js), and the live session behind it (one LiveSocket and its ReceiptSender).
+//
+// Someone adds you to a room (room.added): it appears at once; leaving or being removed
+// (room.removed) takes it away; a rename (room.update) shows. Events published while the page
+// was loading or the socket was down are lost, so session.ready's list of rooms is the truth the
+// list is brought in line with. Messages that reach the page count as delivered to this device.
+import { el, insertSorted, roomIcon } from "./dom.js";
+import { getJson } from "./api.js";
+import { LiveSocket } from "./live.js";
+import { ReceiptSender } from "./receipts.js";
+import { UnreadBadges } from "./unread.js";
+
+export const roomHref = (id) => `/rooms/${encodeURIComponent(id)}/`;
+
+const byRoomId = (list, id) => list?.querySelector(`[data-room-id="${CSS.escape(id)}"]`);
+const nameOf = (row) => row.querySelector("[data-room-name]")?.textContent ?? "";
+
+/** Write a room's (new) name and topic into a row of any room list (rows mark them data-room-*). */
+export function renameRow(row, room) {
+  if (!row) return;
+  const name = row.querySelector("[data-room-name]");
+  if (name) name.textContent = room.name;
+  const topic = row.querySelector("[data-room-topic]");
+  if (topic) topic.textContent = room.topic || "";
+}
+
+/** A row of the room page's sidebar; mirrors templates/rooms/room.html. */
+export function sidebarRow(room, { current = false } = {}) {
+  const link = el(
+    "a",
+    {
+      class: current ? "sidebar-room is-active" : "sidebar-room",
+      href: roomHref(room.id),
+      "aria-current": current && "page",
+    },
+    roomIcon(room.kind),
+    el("span", { class: "sidebar-room-name", "data-room-name": true }, room.name),
+  );
+  return el("li", { "data-room-id": room.id }, link);
+}
+
+export class RoomList {
+  #list;
+  #renderRow;
+  #current;
+  #onAdded;
+  #onRemoved;
+
+  /**
+   * list: a <ul> whose rows carry data-room-id (and the name in [data-room-name]), sorted by name.
+   * renderRow(room, {current, isNew}): a row for a room payload (docs/protocol.md).
+   * current: the room open on this page, if any: its row stays even once we leave it (the
+   *   page says so itself), and it never shows an unread count.
+   * onAdded(room) / onRemoved(id): after a row came or went.
+   */
+  constructor(list, { renderRow, current = null, onAdded = () => {}, onRemoved = () => {} }) {
+    this.#list = list;
+    this.#renderRow = renderRow;
+    this.#current = current;
+    this.#onAdded = onAdded;
+    this.#onRemoved = onRemoved;
+    this.unread = new UnreadBadges({ lists: [list], currentRoom: current });
+  }
+
+  has(id) {
+    return Boolean(byRoomId(this.#list, id));
+  }
+
+  ids() {
+    return this.#list ? [...this.#list.children].map((row) => row.dataset.roomId) : [];
+  }
+
+  /** A room we are in: a new row, or a fresh one if it is listed already (our role changed). */
+  add(room) {
+    if (!this.#list) return;
+    const existing = byRoomId(this.#list, room.id);
+    const row = this.#renderRow(room, { current: room.id === this.#current, isNew: !existing });
+    if (existing) existing.replaceWith(row);
+    else insertSorted(this.#list, row, nameOf);
+    this.unread.render(room.id);
+    this.#onAdded(room);
+  }
+
+  remove(id) {
+    if (!this.#list || id === this.#current) return;
+    byRoomId(this.#list, id)?.remove();
+    this.#onRemoved(id);
+  }
+
+  rename(room) {
+    renameRow(byRoomId(this.#list, room.id), room);
+  }
+
+  /** session.ready lists every room we belong to (id -> latest number): make the list agree. */
+  async reconcile(rooms) {
+    if (!this.#list) return;
+    for (const id of this.ids()) if (!(id in rooms)) this.remove(id);
+    if (Object.keys(rooms).every((id) => this.has(id))) return;
+    // The names of the new rooms. On failure the next reconnect tries again.
+    const { results } = await getJson("/api/v1/rooms/");
+    for (const room of results) if (!this.has(room.id)) this.add(room);
+  }
+
+  onFrame(frame) {
+    this.unread.onFrame(frame);
+    switch (frame.type) {
+      case "session.ready":
+        this.reconcile(frame.rooms).catch((error) => console.warn("Parley:", error));
+        break;
+      case "room.added":
+        this.add(frame.room);
+        break;
+      case "room.removed":
+        this.remove(frame.room);
+        break;
+      case "room.update":
+        this.rename(frame.room);
+        break;
+      default:
+    }
+  }
+}
+
+/**
+ * The page's live session: one LiveSocket and its ReceiptSender. Every frame first keeps the room
+ * list current, then goes to the page's `onFrame`. Call start() once the page is ready for frames.
+ */
+export class Session {
+  #rooms;
+  #current;
+  #onFrame;
+  #me = null;
+
+  /** rooms: the page's RoomList. current: the room open on this page. onState: see live.js. */
+  constructor({ rooms, current = null, onFrame = () => {}, onState = () => {} }) {
+    this.#rooms = rooms;
+    this.#current = current;
+    this.#onFrame = onFrame;
+    this.socket = new LiveSocket({ onFrame: (frame) => this.#handle(frame), onState });
+    this.receipts = new ReceiptSender(this.socket);
+  }
+
+  start() {
+    this.socket.start();
+  }
+
+  /** Send a frame; false if the socket is not ready (the caller keeps it for later). */
+  send(frame) {
+    return this.socket.send(frame);
+  }
+
+  #handle(frame) {
+    this.#rooms.onFrame(frame);
+    switch (frame.type) {
+      case "session.ready":
+        this.#me = frame.user;
+        this.receipts.retain(frame.rooms); // rooms left while the socket was down
+        this.receipts.onReady();
+        break;
+      case "message.new":
+        // It reached this device: that is what "Delivered" means to the sender. (The open room
+        // tells the batcher itself, with what the reader has seen.)
+        if (frame.room !== this.#current && frame.message.sender?.id !== this.#me) {
+          this.receipts.note(frame.room, { delivered: frame.sequence });
+        }
+        break;
+      case "room.removed":
+        this.receipts.forget(frame.room); // the server would refuse its receipts
+        break;
+      default:
+    }
+    this.#onFrame(frame);
+  }
+}
