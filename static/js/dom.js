@@ -108,3 +108,9 @@ export function lineIcon(...paths) {
   }
   return svg;
 }
+
+/** Grow a textarea with its content, up to `max` pixels (then it scrolls). */
+export function autosize(box, max = 200) {
+  box.style.height = "auto";
+  box.style.height = `${Math.min(box.scrollHeight, max)}px`;
+}

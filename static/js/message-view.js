@@ -1,0 +1,181 @@
+// The rows of the message list: how one message is drawn, grouped with its neighbours, and kept
+// in the <ol> in the order the timeline (timeline.js) says. It is the timeline's `view`; the
+// other modules reach a row through `node(id)`. User content only reaches the DOM through
+// textContent (see dom.js `el`).
+import { avatar, el, lineIcon } from "./dom.js";
+import { dayLabel, hhmm } from "./format.js";
+
+const GROUP_WINDOW_MS = 5 * 60 * 1000; // consecutive messages by one person within this are grouped
+const ROW_ERROR_MS = 6000;
+
+const ICONS = {
+  edit: ["M10.2 3.2l2.6 2.6", "M11.3 2.1a1.3 1.3 0 0 1 1.9 0l.7.7a1.3 1.3 0 0 1 0 1.9L6.2 12.4 2.8 13.2l.8-3.4Z"],
+  delete: ["M2.8 4.3h10.4", "M6.3 4.3V2.8h3.4v1.5", "M4.3 4.3l.7 9h6l.7-9", "M6.8 6.8v4M9.2 6.8v4"],
+  seen: ["M1.5 8.6l3 3L11 4.6", "M7.4 11.1l.5.5 6.6-7"],
+};
+
+const NOBODY_MAY = { edit: false, remove: false, receipts: false };
+
+function actionButton(action, label, icon) {
+  return el(
+    "button",
+    { type: "button", class: `msg-action msg-action-${action}`, "data-action": action, "aria-label": label, title: label },
+    lineIcon(...icon),
+  );
+}
+
+function renderActions(can) {
+  if (!can.edit && !can.remove && !can.receipts) return null;
+  return el(
+    "div",
+    { class: "msg-actions", role: "toolbar", "aria-label": "Message actions" },
+    can.receipts && actionButton("receipts", "Seen by", ICONS.seen),
+    can.edit && actionButton("edit", "Edit message", ICONS.edit),
+    can.remove && actionButton("delete", "Delete message", ICONS.delete),
+  );
+}
+
+function editedMark(editedAt) {
+  return el("span", { class: "msg-edited", title: `Edited ${new Date(editedAt).toLocaleString()}` }, " (edited)");
+}
+
+function renderBody(message) {
+  if (message.deleted) return el("div", { class: "msg-body msg-deleted" }, "This message was deleted.");
+  return el("div", { class: "msg-body" }, message.content, message.edited_at && editedMark(message.edited_at));
+}
+
+/**
+ * Group a row with the one above it (same sender, same day, within a few minutes): the row
+ * then hides its avatar and name, like chat apps do. A new day gets a date divider (CSS reads
+ * data-day). Called for a new row and the row after it, since an insertion can split a group.
+ */
+function applyGrouping(node) {
+  if (!node) return;
+  const prev = node.previousElementSibling;
+  const newDay = !prev || prev.dataset.day !== node.dataset.day;
+  const sameSender = prev && node.dataset.sender !== "" && prev.dataset.sender === node.dataset.sender;
+  const close = prev && Number(node.dataset.time) - Number(prev.dataset.time) < GROUP_WINDOW_MS;
+  node.classList.toggle("is-new-day", newDay);
+  node.classList.toggle("is-continuation", Boolean(!newDay && sameSender && close));
+}
+
+export class MessageRows {
+  #list;
+  #me;
+  #can;
+  #onUpdate;
+  #nodes = new Map(); // message id -> <li>
+
+  /**
+   * list: the <ol>. me: {id, username}. can(message): {edit, remove, receipts}, what the reader
+   * may do with it now (the row offers those actions). onUpdate(message): a newer copy arrived;
+   * return false to leave the row as it is (an editor is open in it).
+   */
+  constructor(list, { me, can = () => NOBODY_MAY, onUpdate = () => true }) {
+    this.#list = list;
+    this.#me = me;
+    this.#can = can;
+    this.#onUpdate = onUpdate;
+  }
+
+  isMine(message) {
+    return Boolean(message.sender && message.sender.id === this.#me.id);
+  }
+
+  node(id) {
+    return this.#nodes.get(id) ?? null;
+  }
+
+  render(message) {
+    const created = new Date(message.created_at);
+    const sender = message.sender; // null if the account was deleted
+    return el(
+      "li",
+      {
+        class: this.isMine(message) ? "msg msg-mine" : "msg",
+        "data-sequence": message.sequence,
+        "data-id": message.id,
+        "data-sender": sender ? sender.id : "",
+        "data-time": created.getTime(),
+        "data-day": dayLabel(created),
+        "data-deleted": message.deleted ? "true" : null,
+      },
+      avatar(sender),
+      el(
+        "div",
+        { class: "msg-main" },
+        el(
+          "div",
+          { class: "msg-meta" },
+          el("span", { class: "msg-author" }, sender ? sender.username : "Deleted user"),
+          el("time", { class: "msg-time", dateTime: message.created_at, title: created.toLocaleString() }, hhmm(created)),
+        ),
+        renderBody(message),
+      ),
+      renderActions(this.#can(message)),
+    );
+  }
+
+  // The timeline's view -----------------------------------------------------------------------
+
+  insert(message, next) {
+    const node = this.render(message);
+    this.#list.insertBefore(node, next ? this.#nodes.get(next.id) : null);
+    this.#nodes.set(message.id, node);
+    applyGrouping(node);
+    applyGrouping(node.nextElementSibling);
+  }
+
+  update(message) {
+    if (this.#onUpdate(message) !== false) this.draw(message);
+  }
+
+  // For the other modules ---------------------------------------------------------------------
+
+  /** Draw a row again from its message (or from `shown`, an optimistic copy of it). */
+  draw(message, shown = message) {
+    const old = this.#nodes.get(message.id);
+    if (!old) return null;
+    const node = this.render(shown);
+    old.replaceWith(node);
+    this.#nodes.set(message.id, node);
+    applyGrouping(node);
+    applyGrouping(node.nextElementSibling);
+    return node;
+  }
+
+  /** The reader's role changed: redraw what each row offers. */
+  refreshActions(messages) {
+    for (const message of messages) {
+      const node = this.#nodes.get(message.id);
+      if (!node) continue;
+      const old = node.querySelector(":scope > .msg-actions");
+      const fresh = renderActions(this.#can(message));
+      if (old && fresh) old.replaceWith(fresh);
+      else if (old) old.remove();
+      else if (fresh) node.append(fresh);
+    }
+  }
+
+  /** A short-lived error line under a row ("Couldn't edit this message: …"). */
+  showError(id, text) {
+    const line = el("p", { class: "msg-row-error", role: "alert" }, text);
+    this.#nodes.get(id)?.querySelector(".msg-main")?.append(line);
+    setTimeout(() => line.remove(), ROW_ERROR_MS);
+  }
+
+  /** The message id of the row an event happened in, and the action button it hit (if any). */
+  actionAt(target) {
+    const button = target.closest("[data-action]");
+    const row = button?.closest(".msg[data-id]");
+    return row && this.#nodes.has(row.dataset.id) ? { id: row.dataset.id, action: button.dataset.action } : null;
+  }
+
+  /** The sequence of the lowest row whose top is above `bottom` (a viewport y), or 0. */
+  lastSequenceAbove(bottom) {
+    for (let node = this.#list.lastElementChild; node; node = node.previousElementSibling) {
+      if (node.getBoundingClientRect().top < bottom) return Number(node.dataset.sequence);
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,142 @@
+// Messages the reader sent that the server has not confirmed yet: optimistic grey rows below the
+// confirmed ones, keyed by client_msg_id, resent after reconnects (same id, so the server
+// dedupes), and failed ones offered for retry or discard.
+import { avatar, el } from "./dom.js";
+
+/** crypto.randomUUID exists only in secure contexts (https, localhost); plain-http hosts need the fallback. */
+export function newClientMsgId() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+  bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+const STATUS_TEXT = { queued: "Waiting for connection…", sent: "Sending…", failed: "Not sent" };
+
+export class Outbox {
+  #list;
+  #roomId;
+  #me;
+  #send;
+  #pending = new Map(); // client_msg_id -> {id, content, status, error, code, node}
+
+  /** list: the <ol> of pending rows. send(frame): false if the socket is not ready. */
+  constructor(list, { roomId, me, send }) {
+    this.#list = list;
+    this.#roomId = roomId;
+    this.#me = me;
+    this.#send = send;
+  }
+
+  get size() {
+    return this.#pending.size;
+  }
+
+  /** Send a new message (a pending row until the server has it). */
+  queue(content) {
+    const entry = { id: newClientMsgId(), content, status: "queued", error: "", code: "", node: null };
+    entry.node = this.#render(entry);
+    this.#pending.set(entry.id, entry);
+    this.#list.append(entry.node);
+    this.#transmit(entry);
+  }
+
+  /** After (re)connecting: send everything not yet acknowledged. */
+  flush() {
+    for (const entry of this.#pending.values()) if (entry.status !== "failed") this.#transmit(entry);
+  }
+
+  /** A copy of a message arrived: if it is one of ours still pending, its grey row goes. */
+  settle(message) {
+    if (message.sender?.id === this.#me.id) this.#drop(message.client_msg_id);
+  }
+
+  /** message.ack: the server stored the message sent as `clientMsgId`. */
+  acknowledged(clientMsgId) {
+    this.#drop(clientMsgId);
+  }
+
+  /** An error frame about `ref`: if it names a pending message, it failed. Returns whether it did. */
+  fail(ref, text, code) {
+    const entry = ref ? this.#pending.get(ref) : null;
+    if (!entry) return false;
+    this.#fail(entry, text, code);
+    return true;
+  }
+
+  /** Nothing pending can succeed any more (we left the room). */
+  failAll(text, code) {
+    for (const entry of this.#pending.values()) if (entry.status !== "failed") this.#fail(entry, text, code);
+  }
+
+  #transmit(entry) {
+    const frame = { type: "message.send", room: this.#roomId, content: entry.content, client_msg_id: entry.id };
+    entry.status = this.#send(frame) ? "sent" : "queued";
+    this.#paint(entry);
+  }
+
+  #fail(entry, text, code) {
+    entry.status = "failed";
+    entry.error = text || "The message could not be sent.";
+    entry.code = code || "";
+    this.#paint(entry);
+  }
+
+  #retry(entry) {
+    if (entry.code === "client_msg_id_reused") {
+      // That id belongs to another room's message: only a fresh one can succeed.
+      this.#pending.delete(entry.id);
+      entry.id = newClientMsgId();
+      entry.node.dataset.clientMsgId = entry.id;
+      this.#pending.set(entry.id, entry);
+    }
+    entry.error = "";
+    entry.code = "";
+    this.#transmit(entry);
+  }
+
+  #drop(clientMsgId) {
+    const entry = this.#pending.get(clientMsgId);
+    if (!entry) return;
+    this.#pending.delete(clientMsgId);
+    entry.node.remove();
+  }
+
+  #render(entry) {
+    const me = this.#me;
+    return el(
+      "li",
+      { class: "msg msg-mine msg-pending", "data-client-msg-id": entry.id },
+      avatar(me),
+      el(
+        "div",
+        { class: "msg-main" },
+        el(
+          "div",
+          { class: "msg-meta" },
+          el("span", { class: "msg-author" }, me.username),
+          el("span", { class: "msg-status" }),
+        ),
+        el("div", { class: "msg-body" }, entry.content),
+        el("div", { class: "msg-failure", hidden: true }),
+      ),
+    );
+  }
+
+  #paint(entry) {
+    const node = entry.node;
+    const failed = entry.status === "failed";
+    node.classList.toggle("is-failed", failed);
+    node.querySelector(".msg-status").textContent = STATUS_TEXT[entry.status];
+    const failure = node.querySelector(".msg-failure");
+    failure.hidden = !failed;
+    if (!failed) return;
+    const retry = el("button", { type: "button", class: "btn btn-secondary btn-xs" }, "Retry");
+    const discard = el("button", { type: "button", class: "btn btn-ghost btn-xs" }, "Discard");
+    retry.addEventListener("click", () => this.#retry(entry));
+    discard.addEventListener("click", () => this.#drop(entry.id));
+    failure.replaceChildren(el("span", { class: "msg-failure-text" }, entry.error), retry, discard);
+  }
+}
