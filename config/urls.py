@@ -18,3 +18,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
 ]
+
+handler404 = "core.api.not_found"
+handler500 = "core.api.server_error"

@@ -1,13 +1,15 @@
-"""REST glue: one exception handler renders every error as {"error": {"code", "message"}}."""
+"""REST glue: every API error is {"error": {"code", "message", "fields"?}}: the exception handler
+for DRF views, and the 404/500 handlers (config/urls.py) for everything else under /api/."""
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ApplicationError, InvalidInput
+from core.errors import ApplicationError, InvalidInput, NotFound
 
 # DRF's own exception codes, renamed where the WebSocket protocol already has a word for it.
 _DRF_CODES = {
@@ -61,3 +63,22 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             response.status_code = status.HTTP_401_UNAUTHORIZED
     response.data = {"error": body}
     return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: the API answers in JSON, pages with Django's page."""
+    if _is_api(request):
+        return JsonResponse({"error": NotFound().as_dict()}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500 (Django has logged the exception): never an HTML page from the API."""
+    if _is_api(request):
+        error = ApplicationError("Something went wrong; please retry.", code="internal", status=500)
+        return JsonResponse({"error": error.as_dict()}, status=500)
+    return defaults.server_error(request)
