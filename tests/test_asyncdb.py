@@ -1,0 +1,33 @@
+"""The event loop's PostgreSQL connection (core.asyncdb) is opened as Django opens its own:
+DATABASE_URL's OPTIONS (sslmode, application_name, ...) reach it."""
+
+import psycopg
+import pytest
+from django.db import connections
+
+from core import asyncdb
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_options_of_database_url_reach_the_connection(monkeypatch):
+    options = dict(connections["default"].settings_dict["OPTIONS"])
+    options |= {"application_name": "parley-asyncdb-test", "sslmode": "disable"}
+    monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS", options)
+
+    params = asyncdb.connection_params()
+    (row,) = await asyncdb.fetchall("SELECT current_setting('application_name') AS name", [])
+
+    assert params["sslmode"] == "disable" and "pool" not in params
+    assert row == {"name": "parley-asyncdb-test"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_option_the_server_refuses_fails_the_connection(monkeypatch):
+    """Options are not dropped on the way: one the connection cannot honour fails it."""
+    options = dict(connections["default"].settings_dict["OPTIONS"]) | {"sslmode": "require"}
+    monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS", options)
+
+    with pytest.raises(psycopg.OperationalError, match="(?i)ssl"):
+        await asyncdb.fetchall("SELECT 1 AS one", [])
