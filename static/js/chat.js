@@ -298,6 +298,13 @@ function onAck(frame) {
   applying(() => timeline.upsertAll([frame.message]), { follow: true });
 }
 
+/** The server applied one of our edits or deletions. */
+function onChangeAck(frame) {
+  if (frame.room !== room.id || removed) return;
+  applying(() => timeline.upsertAll([frame.message]));
+  editing.acknowledged(frame.message);
+}
+
 function onError(frame) {
   if (outbox.fail(frame.ref, frame.message, frame.code)) return;
   if (editing.refused(frame.ref, frame.message)) return;
@@ -310,6 +317,8 @@ const handlers = {
   "message.edit": onChange,
   "message.delete": onChange,
   "message.ack": onAck,
+  "message.edit.ack": onChangeAck,
+  "message.delete.ack": onChangeAck,
   "sync.batch": onSyncBatch,
   receipt: (frame) => receipts.onReceipt(frame),
   presence: (frame) => members.onPresence(frame),

@@ -175,6 +175,19 @@ export class Editing {
     return true;
   }
 
+  /**
+   * message.edit.ack / message.delete.ack: the server applied our frame, and `message` is the
+   * copy it left (already upserted). A change that changed nothing announces nothing to the room,
+   * so this is the only word that it landed: show the message as it is.
+   */
+  acknowledged(message) {
+    if (!this.#inflight.delete(message.id)) return;
+    const current = this.#timeline.message(message.id);
+    if (!current || this.#editing?.id === message.id) return;
+    this.#rows.draw(current);
+    this.#afterRedraw();
+  }
+
   /** An error frame about `ref`: if it refuses an edit or deletion of ours, say so in its row. */
   refused(ref, text) {
     const frame = ref && this.#inflight.get(ref);
