@@ -1,0 +1,63 @@
+// The room list shared by the room page's sidebar and the home page (sidebar.js).
+import { RoomList, sidebarRow } from "../sidebar.js";
+import { assertEqual, test } from "./harness.js";
+
+const room = (id, name, extra = {}) => ({
+  id,
+  name,
+  topic: "",
+  kind: "public",
+  last_sequence: 0,
+  role: "member",
+  ...extra,
+});
+
+function sidebar(rooms, current = null) {
+  const list = document.createElement("ul");
+  const log = [];
+  const roomList = new RoomList(list, {
+    renderRow: sidebarRow,
+    current,
+    onAdded: (added) => log.push(`+${added.id}`),
+    onRemoved: (id) => log.push(`-${id}`),
+  });
+  for (const data of rooms) roomList.add(data);
+  log.length = 0;
+  return { list, roomList, log };
+}
+
+const names = (list) => [...list.querySelectorAll("[data-room-name]")].map((node) => node.textContent);
+const badge = (list, id) => list.querySelector(`[data-room-id="${id}"] [data-testid="unread"]`)?.textContent ?? null;
+
+test("rooms are listed once each, by name; the open room's row stays", () => {
+  const { list, roomList, log } = sidebar([room("b", "Berlin"), room("d", "Dublin")], "b");
+  roomList.onFrame({ type: "room.added", room: room("c", "cairo") });
+  roomList.onFrame({ type: "room.added", room: room("a", "Athens") });
+  roomList.onFrame({ type: "room.added", room: room("c", "cairo", { role: "admin" }) }); // a role change
+  assertEqual(names(list), ["Athens", "Berlin", "cairo", "Dublin"], "names in order, once each");
+  roomList.onFrame({ type: "room.removed", room: "b" }); // the room open on this page
+  roomList.onFrame({ type: "room.removed", room: "d" });
+  assertEqual(roomList.ids(), ["a", "b", "c"], "rows left");
+  assertEqual(log, ["+c", "+a", "+c", "-d"], "hooks called");
+  assertEqual(list.querySelector('[data-room-id="b"] a').getAttribute("aria-current"), "page", "open room marked");
+});
+
+test("a rename shows in the list", () => {
+  const { list, roomList } = sidebar([room("a", "Athens"), room("b", "Berlin")]);
+  roomList.onFrame({ type: "room.update", room: room("a", "Alexandria") });
+  assertEqual(names(list), ["Alexandria", "Berlin"], "names");
+});
+
+test("unread badges count others' messages, never the open room's, and clear when read", () => {
+  const { list, roomList } = sidebar([room("a", "Athens"), room("b", "Berlin")], "b");
+  roomList.onFrame({ type: "session.ready", user: 1, rooms: { a: 7, b: 9 }, unread: { a: 2, b: 4 } });
+  assertEqual([badge(list, "a"), badge(list, "b")], ["2", null], "from session.ready");
+  const from = (user) => ({ id: user, username: `user${user}` });
+  roomList.onFrame({ type: "message.new", room: "a", sequence: 8, message: { sender: from(2) } });
+  roomList.onFrame({ type: "message.new", room: "a", sequence: 9, message: { sender: from(1) } }); // mine
+  roomList.onFrame({ type: "message.new", room: "b", sequence: 10, message: { sender: from(2) } });
+  assertEqual([badge(list, "a"), badge(list, "b")], ["3", null], "after new messages");
+  // My other tab read room a up to its latest number.
+  roomList.onFrame({ type: "receipt", room: "a", user: from(1), delivered_sequence: 9, read_sequence: 9 });
+  assertEqual(badge(list, "a"), null, "after reading");
+});
