@@ -5,14 +5,16 @@
 PYTHON ?= python3
 VENV := .venv
 PYTEST_ARGS ?=
+ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock check-lock run test lint bench-load bench-awareness bench-archive
+.PHONY: help install lock check-lock run createsuperuser test lint bench-load bench-awareness bench-archive
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, uvicorn, Celery) on http://127.0.0.1:8000/"
 	@echo "make test    run the test suite against throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
 	@echo "make lint    ruff check and ruff format --check"
+	@echo "make createsuperuser  create an admin in make run's database, whether or not make run is running"
 	@echo "make install create .venv and install requirements-dev.lock (every dependency pinned)"
 	@echo "make lock    recompile requirements.lock and requirements-dev.lock after editing requirements*.txt"
 	@echo "make bench-load  the load benchmark (ARGS=\"--scenario chat --rate 2000\", ...); docs/performance.md"
@@ -73,6 +75,11 @@ check-lock:
 run: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py run
 
+# Uses the database of the running `make run`, or starts it (under .data/) for the command.
+# ARGS="--username ana --email ana@example.com --noinput" with DJANGO_SUPERUSER_PASSWORD=...: no prompts.
+createsuperuser: $(VENV)/.installed
+	$(VENV)/bin/python scripts/stack.py manage createsuperuser $(ARGS)
+
 test: $(VENV)/.installed
 	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
@@ -80,7 +87,6 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-ARGS ?=
 BENCH_STACK ?= bench
 bench-load: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py $(BENCH_STACK) -- $(VENV)/bin/python bench/load.py $(ARGS)

