@@ -20,7 +20,8 @@ class Room(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     # The last sequence number handed out in this room. Only messaging.services touches it,
-    # with UPDATE ... RETURNING inside the sending transaction (see sequence_next).
+    # with UPDATE ... RETURNING inside the sending transaction (messaging.services: _SEND and
+    # _next_sequence).
     last_sequence = models.BigIntegerField(default=0, editable=False)
     # "<low user id>:<high user id>" for direct rooms, so one pair never gets two rooms.
     direct_key = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)

@@ -60,10 +60,6 @@ def room_members(*, room: Room) -> QuerySet[Membership]:
     return Membership.objects.filter(room=room).select_related("user").order_by("user__username")
 
 
-def room_member_ids(*, room_id: object) -> list[int]:
-    return list(Membership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
-
-
 def user_rooms_state(*, user_id: int) -> dict[str, int]:
     """{room id: last sequence} for every room the user belongs to."""
     rows = Membership.objects.filter(user_id=user_id).values_list("room_id", "room__last_sequence")
