@@ -3,25 +3,30 @@
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 import redis
 from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
 from core import events as core_events
+from tests.sockets import TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -139,6 +144,191 @@ def make_user(django_user_model) -> Callable:
         )
 
     return make
+
+
+# -- rooms and messages --------------------------------------------------------------------------
+
+
+def room_with(creator, name: str = "Room", kind: str = "private", members: dict | None = None):
+    """A room made by `creator` (its owner) through the service, plus `members` ({user: role})."""
+    from rooms.models import Membership
+    from rooms.services import room_create
+
+    room = room_create(creator=creator, name=name, kind=kind)
+    for user, role in (members or {}).items():
+        Membership.objects.create(room=room, user=user, role=role)
+    return room
+
+
+def send_message(room, user, content: str = "hi"):
+    """`user` sends `content` to `room` through the service (a new client_msg_id); the message."""
+    from messaging.services import message_send
+
+    return message_send(user=user, room_id=room.pk, content=content, client_msg_id=uuid.uuid4())[0]
+
+
+# -- sockets (connect, receive_type and TIMEOUT are in tests/sockets.py) -------------------------
+
+
+async def receive_types(communicator: WebsocketCommunicator, *frame_types: str) -> dict[str, dict]:
+    """The next frame of each given type, in whatever order they come (a sender may see its own
+    message.new before its message.ack), skipping others."""
+    found: dict[str, dict] = {}
+    while len(found) < len(frame_types):
+        frame = await communicator.receive_json_from(timeout=TIMEOUT)
+        if frame["type"] in frame_types:
+            found.setdefault(frame["type"], frame)
+    return found
+
+
+# A frame type the consumer does not know: it answers with an `unknown_type` error.
+MARKER = {"type": "test.marker"}
+
+
+async def frames_before_marker(communicator: WebsocketCommunicator) -> list[dict]:
+    """Every frame already on its way to this socket, without waiting for time to pass.
+
+    Sends MARKER and returns what arrives before the consumer's answer to it. A socket's frames
+    are handled one at a time, in order, and events are queued to a socket as they are published,
+    so everything the socket was sent before the marker went out comes before that answer: "X was
+    not sent" becomes "X is not among these", which holds on a loaded machine too, where "nothing
+    arrived within 0.5 s" passes for the wrong reason. Never send another unknown frame type
+    around a marker."""
+    await communicator.send_json_to(MARKER)
+    frames = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=TIMEOUT)
+        if frame["type"] == "error" and frame["code"] == "unknown_type":
+            return frames
+        frames.append(frame)
+
+
+async def nothing_but_presence(communicator: WebsocketCommunicator) -> bool:
+    """True if nothing but presence updates was sent to the socket so far (frames_before_marker)."""
+    return all(frame["type"] == "presence" for frame in await frames_before_marker(communicator))
+
+
+# -- waiting for a state, not for time --------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float = 10, what: str = "the condition") -> None:
+    """Poll `condition` until it holds, for state nothing announces (another process, PostgreSQL's
+    lock queue, a Redis expiry). Returns as soon as it holds; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        time.sleep(0.01)
+
+
+async def await_until(
+    condition: Callable[[], object | Awaitable[object]], *, timeout: float = 10, what: str = "the condition"
+) -> None:
+    """`wait_until` for async tests (`condition` may be a coroutine function)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+# -- SQL statements at psycopg's level -----------------------------------------------------------
+
+
+class StatementLog:
+    """The statements psycopg executes while `recording()`, from every connection and thread:
+    Django's cursors, raw psycopg cursors on Django's connection (messaging.services' send) and
+    async cursors on other connections (core.asyncdb) alike. Django's CaptureQueriesContext sees
+    only the first kind. Commits and rollbacks count as a "COMMIT" or "ROLLBACK" statement; the
+    BEGIN psycopg sends by itself at the start of a transaction outside autocommit is not seen
+    (tests inside Django's test transaction see SAVEPOINTs instead)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.active = False
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+    def add(self, statement: str) -> None:
+        if self.active:
+            with self.lock:
+                self.statements.append(statement)
+
+    @contextmanager
+    def recording(self) -> Iterator["StatementLog"]:
+        self.statements.clear()
+        self.active = True
+        try:
+            yield self
+        finally:
+            self.active = False
+
+    def labels(self, **names: str) -> list[str]:
+        """The statements with quoted names (savepoints) elided and each statement given in
+        `names` (label=SQL) shown by its label: readable in an assertion and in its failure."""
+        by_sql = {sql: label for label, sql in names.items()}
+        return [by_sql.get(sql) or re.sub(r'"[^"]*"', '"…"', " ".join(sql.split())) for sql in self.statements]
+
+
+def _sql_text(query, cursor) -> str:
+    if isinstance(query, bytes):
+        return query.decode()
+    if isinstance(query, str):
+        return query
+    return query.as_string(cursor)  # psycopg.sql.Composable
+
+
+@pytest.fixture
+def sql_statements(monkeypatch) -> StatementLog:
+    """A StatementLog; wrap the code to measure in `with sql_statements.recording():`."""
+    log = StatementLog()
+
+    def wrap_execute(cls, name):
+        original = getattr(cls, name)
+        if asyncio.iscoroutinefunction(original):
+
+            async def wrapper(self, query, *args, **kwargs):
+                log.add(_sql_text(query, self))
+                return await original(self, query, *args, **kwargs)
+
+        else:
+
+            def wrapper(self, query, *args, **kwargs):
+                log.add(_sql_text(query, self))
+                return original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    def wrap_end(cls, name):
+        original = getattr(cls, name)
+        if asyncio.iscoroutinefunction(original):
+
+            async def wrapper(self):
+                log.add(name.upper())
+                return await original(self)
+
+        else:
+
+            def wrapper(self):
+                log.add(name.upper())
+                return original(self)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    for cls in (psycopg.Cursor, psycopg.AsyncCursor):
+        wrap_execute(cls, "execute")
+        wrap_execute(cls, "executemany")
+    for cls in (psycopg.Connection, psycopg.AsyncConnection):
+        wrap_end(cls, "commit")
+        wrap_end(cls, "rollback")
+    return log
 
 
 def free_port() -> int:

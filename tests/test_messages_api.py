@@ -1,22 +1,18 @@
 import uuid
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
 
+from messaging import services
 from messaging.models import Message, SentMessageKey
-from messaging.services import message_send
+from messaging.services import amessage_send_many, message_send, message_send_many
 from rooms.models import Membership, Room
 from rooms.services import room_create
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
 
 
 @pytest.fixture
@@ -149,9 +145,44 @@ def test_a_page_of_100_takes_a_fixed_number_of_queries(room):
     assert len(queries) <= 4, [q["sql"] for q in queries]
 
 
-def test_send_takes_a_fixed_number_of_queries(room):
+def requests_for(room, count: int) -> list[dict]:
+    return [
+        {"user": room.created_by, "room_id": room.pk, "content": f"m{i}", "client_msg_id": uuid.uuid4()}
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("count", [1, 25])
+def test_send_takes_a_fixed_number_of_queries(room, sql_statements, count):
+    """Counted where the send runs: psycopg's cursors (the statement goes through a raw psycopg
+    cursor that Django's query capture never sees). One statement whatever the batch size, in a
+    savepoint here (inside the test's transaction; on its own it is BEGIN ... COMMIT)."""
     message_send(user=room.created_by, room_id=room.pk, content="warm", client_msg_id=uuid.uuid4())
-    with CaptureQueriesContext(connection) as queries:
-        message_send(user=room.created_by, room_id=room.pk, content="hi", client_msg_id=uuid.uuid4())
-    # room + membership lookups, key claim, sequence, insert (+ savepoint bookkeeping)
-    assert len([q for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]) <= 6
+    with sql_statements.recording():
+        results = message_send_many(requests=requests_for(room, count))
+    assert [(message.sequence, created) for message, created in results] == [(n, True) for n in range(2, count + 2)]
+    assert sql_statements.labels(send=services._SEND) == ['SAVEPOINT "…"', "send", 'RELEASE SAVEPOINT "…"']
+
+
+def test_a_rest_send_runs_the_send_statement_and_nothing_else(room, sql_statements):
+    send(room, room.created_by, "warm")
+    with sql_statements.recording():
+        response = send(room, room.created_by, "hi")
+    assert response.status_code == 201 and response.json()["sequence"] == 2
+    assert sql_statements.labels(send=services._SEND) == ['SAVEPOINT "…"', "send", 'RELEASE SAVEPOINT "…"']
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("count", [1, 25])
+def test_a_socket_send_takes_one_statement_whatever_the_batch(room, sql_statements, count):
+    """The socket's path (core.asyncdb's own AsyncConnection, in autocommit): the send statement
+    is its own transaction, so a batch of any size is one statement and no BEGIN or COMMIT."""
+
+    async def warm_then_send() -> list:
+        await amessage_send_many(requests=requests_for(room, 1))  # opens this loop's connection
+        with sql_statements.recording():
+            return await amessage_send_many(requests=requests_for(room, count))
+
+    results = async_to_sync(warm_then_send)()
+    assert [(message.sequence, created) for message, created in results] == [(n, True) for n in range(2, count + 2)]
+    assert sql_statements.labels(send=services._SEND) == ["send"]
