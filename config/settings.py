@@ -209,7 +209,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.JSONParser"],
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -232,6 +232,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Rooms and messages for mobile clients. Real-time events arrive over /ws/.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Our PATCH views validate their Input in full (no partial=True): document exactly that,
+    # required fields included, rather than drf-spectacular's "Patched…" all-optional copies.
+    "COMPONENT_SPLIT_PATCH": False,
     "ENUM_NAME_OVERRIDES": {
         "RoomKindEnum": "rooms.models.Room.Kind",
         "OpenRoomKindEnum": "rooms.models.OPEN_ROOM_KINDS",

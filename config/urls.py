@@ -19,5 +19,7 @@ urlpatterns = [
     path("api/v1/", include("config.api_urls")),
 ]
 
+handler400 = "core.api.bad_request"
+handler403 = "core.api.permission_denied"
 handler404 = "core.api.not_found"
 handler500 = "core.api.server_error"

@@ -1,15 +1,20 @@
 """REST glue: every API error is {"error": {"code", "message", "fields"?}}: the exception handler
 for DRF views, and the 404/500 handlers (config/urls.py) for everything else under /api/."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
-from rest_framework import exceptions, status
+from rest_framework import exceptions, parsers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ApplicationError, InvalidInput, NotFound
+from core import jsontext
+from core.errors import ApplicationError, InvalidInput, NotFound, Unavailable, is_outage
+
+logger = logging.getLogger(__name__)
 
 # DRF's own exception codes, renamed where the WebSocket protocol already has a word for it.
 _DRF_CODES = {
@@ -25,6 +30,14 @@ _DRF_CODES = {
 }
 
 
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser with core.jsontext's limits: nesting capped before parsing, text that
+    PostgreSQL cannot store refused (the same rules as socket frames)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return jsontext.loads(stream.read() if stream is not None else b"")
+
+
 def json_object(request: Request) -> dict:
     """The request's JSON body, which must be an object; its fields are for the service to check
     (the same checks as the socket's frames). The view's Input serializer documents it."""
@@ -34,10 +47,16 @@ def json_object(request: Request) -> dict:
 
 
 def error_response(error: ApplicationError) -> Response:
-    return Response({"error": error.as_dict()}, status=error.status)
+    response = Response({"error": error.as_dict()}, status=error.status)
+    if isinstance(error, Unavailable):
+        response["Retry-After"] = str(max(1, round(error.retry_after_ms / 1000)))
+    return response
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if is_outage(exc):
+        logger.warning("%s failed: %s", context["request"].path, exc)
+        exc = Unavailable()
     if isinstance(exc, ApplicationError):
         return error_response(exc)
     if isinstance(exc, Http404):
@@ -74,6 +93,21 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
         return JsonResponse({"error": NotFound().as_dict()}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400 (e.g. a body over DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    if _is_api(request):
+        error = ApplicationError("The request could not be read.", code="bad_request")
+        return JsonResponse({"error": error.as_dict()}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler403 (Django's own refusals, e.g. CSRF for session-authenticated API calls)."""
+    if _is_api(request):
+        return JsonResponse({"error": ApplicationError("Forbidden.", code="forbidden").as_dict()}, status=403)
+    return defaults.permission_denied(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

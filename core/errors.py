@@ -4,6 +4,10 @@ Services raise `ApplicationError` (or a subclass). The REST exception handler an
 consumer render it the same way: a stable machine-readable `code` plus a human `message`.
 """
 
+import django.db
+import psycopg
+import redis.exceptions
+
 
 class ApplicationError(Exception):
     code = "error"
@@ -57,3 +61,34 @@ class Conflict(ApplicationError):
     code = "conflict"
     status = 409
     message = "Conflict."
+
+
+class Unavailable(ApplicationError):
+    """A dependency (PostgreSQL, Redis) cannot be reached right now: nothing was done; retry."""
+
+    code = "unavailable"
+    status = 503
+    message = "Parley is briefly unavailable; please retry."
+    retry_after_ms = 1000
+
+    def as_dict(self) -> dict:
+        return super().as_dict() | {"retry_after_ms": self.retry_after_ms}
+
+
+class Internal(ApplicationError):
+    code = "internal"
+    status = 500
+    message = "Something went wrong; please retry."
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` says a dependency is unreachable (rather than that the request is wrong)."""
+    return isinstance(
+        error,
+        django.db.OperationalError
+        | django.db.InterfaceError
+        | psycopg.OperationalError
+        | psycopg.InterfaceError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError,
+    )

@@ -18,8 +18,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from core import wire
-from core.errors import ApplicationError, InvalidInput
+from core import jsontext, wire
+from core.errors import ApplicationError, Internal, InvalidInput, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import get_hub
 from core.loops import per_loop
@@ -91,14 +91,11 @@ class SendBatcher:
                 batch, self.waiting = self.waiting[: self.MAX_BATCH], self.waiting[self.MAX_BATCH :]
                 try:
                     results = await services.amessage_send_many(requests=[r for r, _ in batch])
-                except Exception as error:  # the database is away: every frame of the batch gets the error
-                    results = [error] * len(batch)
+                except Exception as error:  # a bug: every frame of the batch gets the error
+                    logger.exception("a batch of sends failed")
+                    results = [Unavailable() if is_outage(error) else Internal()] * len(batch)
                 for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, Exception) and not isinstance(result, ApplicationError):
-                        future.set_exception(result)
-                    else:
+                    if not future.done():
                         future.set_result(result)
         finally:
             self.writer = None
@@ -248,42 +245,43 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.last_frame_at = time.monotonic()
         if text_data is None:
-            await self._error("invalid_frame", "Frames must be JSON text.")
+            await self._error(ApplicationError("Frames must be JSON text.", code="invalid_frame"))
             return
         limit = settings.WS_MAX_FRAME_BYTES
         # A character is at most 4 bytes in UTF-8: most frames need no encoding to be measured.
         if len(text_data) * 4 > limit and (len(text_data) > limit or len(text_data.encode()) > limit):
-            await self._error("too_large", f"Frames are at most {limit} bytes.")
+            await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
             await self.close(code=CLOSE_TOO_LARGE)
             return
         try:
-            frame = json.loads(text_data)
-        except ValueError:
-            await self._error("invalid_json", "The frame is not valid JSON.")
+            frame = jsontext.loads(text_data)
+        except ApplicationError as error:  # not JSON, nested too deeply, or text we cannot store
+            await self._error(error)
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            await self._error("invalid_frame", 'A frame is a JSON object with a string "type".')
+            await self._error(ApplicationError('A frame is a JSON object with a string "type".', code="invalid_frame"))
             return
         handler = self.handlers.get(frame["type"])
         if handler is None:
-            await self._error("unknown_type", f"Unknown frame type {frame['type'][:50]!r}.")
+            await self._error(ApplicationError(f"Unknown frame type {frame['type'][:50]!r}.", code="unknown_type"))
             return
         ref = frame.get("client_msg_id", frame.get("id"))
         ref = ref if isinstance(ref, str) else None
         try:
             await handler(self, frame)
         except ApplicationError as error:
-            await self._error(error.code, error.message, ref=ref, fields=error.fields)
-        except Exception:  # keep the socket; the client retries (sends are idempotent)
-            logger.exception("frame %s failed", frame["type"])
-            await self._error("internal", "Something went wrong; please retry.", ref=ref)
+            await self._error(error, ref=ref)
+        except Exception as error:  # keep the socket; the client retries (sends are idempotent)
+            if is_outage(error):
+                logger.warning("frame %s failed: %s", frame["type"], error)
+                await self._error(Unavailable(), ref=ref)
+            else:
+                logger.exception("frame %s failed", frame["type"])
+                await self._error(Internal(), ref=ref)
 
-    async def _error(
-        self, code: str, message: str, *, ref: str | None = None, fields: dict[str, list[str]] | None = None
-    ) -> None:
-        """The same error shape as REST's body (core.api), plus the `ref` of the failed frame."""
-        error = ApplicationError(message, code=code, fields=fields).as_dict()
-        await self.send(text_data=dumps({"type": "error", **error, "ref": ref}))
+    async def _error(self, error: ApplicationError, *, ref: str | None = None) -> None:
+        """The same error body as REST's (core.api), plus the `ref` of the failed frame."""
+        await self.send(text_data=dumps({"type": "error", **error.as_dict(), "ref": ref}))
 
     async def on_message_send(self, frame: dict) -> None:
         room = _require_str(frame, "room")

@@ -1,24 +1,25 @@
 """Every write to messages goes through here: REST views and the WebSocket consumer alike."""
 
-import contextlib
 import datetime as dt
 import json
+import logging
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from psycopg.rows import dict_row
 
 from accounts.models import User
 from core import asyncdb
-from core.errors import ApplicationError, Conflict, Forbidden, InvalidInput
+from core.errors import ApplicationError, Conflict, Forbidden, Internal, InvalidInput, Unavailable, is_outage
 from core.events import dumps, publishing, room_group, send_event, user_group
+from core.jsontext import storable_text
 from messaging import partitions
 from messaging.archive import hot_cutoff
 from messaging.models import Message, MessageRevision, SentMessageKey
@@ -37,7 +38,7 @@ def _clean_content(content: object) -> str:
         raise ApplicationError(
             f"Messages are at most {settings.MESSAGE_MAX_LENGTH} characters.", code="too_large", status=400
         )
-    return content
+    return storable_text(content, field="content")
 
 
 def _clean_client_msg_id(client_msg_id: object) -> uuid.UUID:
@@ -61,20 +62,16 @@ class _Send:
 
 _KEY_CONSTRAINT = "sentmessagekey_sender_client_msg_id"
 SendResult = tuple[Message, bool] | ApplicationError
-# The rows of one run of _SEND, or None when a key of its batch was claimed concurrently.
-Rows = list[dict[str, Any]] | None
+# What one run of _SEND gave: its rows, or the database error that failed it (and all of it).
+Outcome = list[dict[str, Any]] | DatabaseError | psycopg.Error
+
+logger = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def _key_taken() -> Iterator[None]:
+def _key_taken(error: Exception) -> bool:
     """A concurrent claim of a batch's key fails the whole statement on the unique constraint
-    (after waiting for the other transaction to commit): nothing of the batch is kept, and the
-    block ends without its rows."""
-    try:
-        yield
-    except psycopg.errors.UniqueViolation as error:
-        if error.diag.constraint_name != _KEY_CONSTRAINT:
-            raise
+    (after waiting for the other transaction to commit)."""
+    return isinstance(error, psycopg.errors.UniqueViolation) and error.diag.constraint_name == _KEY_CONSTRAINT
 
 
 def message_send(*, user: User, room_id: object, content: object, client_msg_id: object) -> tuple[Message, bool]:
@@ -102,12 +99,15 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
     batches = _send_batches(requests, results)
     sends = next(batches, None)
     while sends is not None:
-        partitions.ensure_for(timezone.now())
-        rows: Rows = None
-        with _key_taken(), transaction.atomic(), _bound_cursor() as cursor:
-            cursor.execute(_SEND, _send_params(sends))
-            rows = cursor.fetchall()
-        sends = _advance(batches, rows)
+        outcome: Outcome
+        try:
+            partitions.ensure_for(timezone.now())
+            with transaction.atomic(), _bound_cursor() as cursor:
+                cursor.execute(_SEND, _send_params(sends))
+                outcome = cursor.fetchall()
+        except (DatabaseError, psycopg.Error) as error:
+            outcome = error
+        sends = _advance(batches, outcome)
     return results
 
 
@@ -119,46 +119,65 @@ async def amessage_send_many(*, requests: list[dict]) -> list[SendResult]:
     batches = _send_batches(requests, results)
     sends = next(batches, None)
     while sends is not None:
-        if partitions.missing_for(timezone.now()):  # once a day: a thread hop to create it
-            await database_sync_to_async(partitions.ensure_for)(timezone.now())
-        rows: Rows = None
         async with publishing():
-            # _SEND is one statement: in autocommit it is its own transaction, committed when it
-            # returns (one round trip, no BEGIN and COMMIT of their own).
-            with _key_taken():
-                rows = await asyncdb.fetchall(_SEND, _send_params(sends))
-            sends = _advance(batches, rows)
+            outcome: Outcome
+            try:
+                if partitions.missing_for(timezone.now()):  # once a day: a thread hop to create it
+                    await database_sync_to_async(partitions.ensure_for)(timezone.now())
+                # _SEND is one statement: in autocommit it is its own transaction, committed when
+                # it returns (one round trip, no BEGIN and COMMIT of their own).
+                outcome = await asyncdb.fetchall(_SEND, _send_params(sends))
+            except (DatabaseError, psycopg.Error) as error:
+                outcome = error
+            sends = _advance(batches, outcome)
     return results
 
 
-def _advance(batches: Generator[list[_Send], Rows, None], rows: Rows) -> list[_Send] | None:
-    """Hand a statement's rows to `_send_batches`; the sends of its next statement, or None."""
+def _advance(batches: Generator[list[_Send], Outcome, None], outcome: Outcome) -> list[_Send] | None:
+    """Hand a statement's outcome to `_send_batches`; the sends of its next statement, or None."""
     try:
-        return batches.send(rows)
+        return batches.send(outcome)
     except StopIteration:
         return None
 
 
-def _send_batches(requests: list[dict], results: list) -> Generator[list[_Send], Rows, None]:
+def _send_batches(requests: list[dict], results: list) -> Generator[list[_Send], Outcome, None]:
     """The rules of a batch of sends, whatever runs the SQL: yields the sends of each statement
-    to run (_SEND), is sent back its rows (None if a key of the batch was claimed concurrently),
-    fills `results` and announces each new message."""
+    to run (_SEND), is sent back its outcome (rows, or the error that failed the statement whole),
+    fills `results` and announces each new message.
+
+    A failed statement kept nothing. Then each send goes again alone, so that one bad send (or a
+    key claimed concurrently, by the same client retrying elsewhere: alone, it finds the committed
+    key and replays) fails only itself; a database that cannot be reached fails them all with
+    `unavailable` at once."""
     for sends in _prepare(requests, results):
-        rows = yield sends
-        if rows is not None:
-            _settle(rows, sends, results)
+        outcome = yield sends
+        if isinstance(outcome, list):
+            _settle(outcome, sends, results)
             continue
-        # A key of the batch was claimed concurrently (the same client retrying elsewhere): each
-        # send alone, which then finds the committed key and replays. A second concurrent claim
-        # of the same key can only be a second retry; its third try finds one of them committed.
+        if is_outage(outcome):
+            logger.warning("sends failed: the database is unavailable (%s)", outcome)
+            for send in sends:
+                results[send.index] = Unavailable()
+            continue
+        if len(sends) > 1:
+            logger.info("a batch of %s sends failed (%s); sending each alone", len(sends), outcome)
         for send in sends:
-            for _attempt in range(3):
-                rows = yield [send]
-                if rows is not None:
-                    _settle(rows, [send], results)
+            # A second concurrent claim of one key can only be a second retry: the third try
+            # finds one of them committed.
+            for attempt in range(3):
+                if attempt or len(sends) > 1:
+                    outcome = yield [send]
+                if isinstance(outcome, list):
+                    _settle(outcome, [send], results)
+                    break
+                if not _key_taken(outcome):
+                    results[send.index] = Unavailable() if is_outage(outcome) else Internal()
+                    if not is_outage(outcome):
+                        logger.error("a send failed: %s", outcome)
                     break
             else:
-                raise RuntimeError("a client_msg_id stayed contested for three attempts")
+                results[send.index] = Internal()
 
 
 def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:

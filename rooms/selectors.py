@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 
 from accounts.models import User, username_is
 from core.errors import NotFound
+from core.jsontext import storable_text
 from rooms import access
 from rooms.models import Membership, Room
 
@@ -70,7 +71,7 @@ def user_find(*, user_ref: object) -> User:
     """A user by numeric id or username."""
     if isinstance(user_ref, int) or (isinstance(user_ref, str) and user_ref.isdigit()):
         user = User.objects.filter(pk=int(user_ref), is_active=True).first()
-    elif isinstance(user_ref, str) and user_ref:
+    elif isinstance(user_ref, str) and user_ref and storable_text(user_ref, field="user"):
         user = User.objects.filter(username_is(user_ref), is_active=True).first()
     else:
         user = None

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from accounts.models import User
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.events import dumps, room_group, send_event, user_group
+from core.jsontext import storable_text
 from rooms import access
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
 from rooms.payloads import member_payload, room_payload, user_payload
@@ -27,7 +28,7 @@ def _clean_name(name: object) -> str:
     if len(name) > Room.NAME_MAX_LENGTH:
         message = f"Room names are at most {Room.NAME_MAX_LENGTH} characters."
         raise InvalidInput(message, fields={"name": [message]})
-    return name
+    return storable_text(name, field="name")
 
 
 def _clean_topic(topic: object) -> str:
@@ -35,7 +36,7 @@ def _clean_topic(topic: object) -> str:
     if len(topic) > Room.TOPIC_MAX_LENGTH:
         message = f"Topics are at most {Room.TOPIC_MAX_LENGTH} characters."
         raise InvalidInput(message, fields={"topic": [message]})
-    return topic
+    return storable_text(topic, field="topic")
 
 
 def _clean_kind(kind: object) -> str:
@@ -123,15 +124,16 @@ def room_create(*, creator: User, name: str, topic: str = "", kind: str = Room.K
     return room
 
 
-def direct_room_get_or_create(*, user: User, other: User) -> Room:
-    """The one direct room of a pair of users; created on first use, found again afterwards."""
+def direct_room_get_or_create(*, user: User, other: User) -> tuple[Room, bool]:
+    """The one direct room of a pair of users, and whether this call created it (on first use;
+    found again afterwards)."""
     if user.pk == other.pk:
         raise InvalidInput("A direct conversation needs another person.", fields={"user": ["That is you."]})
     low, high = sorted([user.pk, other.pk])
     key = f"{low}:{high}"
     existing = Room.objects.filter(direct_key=key).first()
     if existing:
-        return existing
+        return existing, False
     try:
         with transaction.atomic():
             room = Room.objects.create(
@@ -141,8 +143,8 @@ def direct_room_get_or_create(*, user: User, other: User) -> Room:
                 membership = Membership.objects.create(room=room, user=person, role=Role.MEMBER)
                 _announce_membership(room=room, user=person, membership=membership)
     except IntegrityError:  # the other person opened it at the same moment: use theirs
-        return Room.objects.get(direct_key=key)
-    return room
+        return Room.objects.get(direct_key=key), False
+    return room, True
 
 
 @transaction.atomic

@@ -6,13 +6,13 @@ through Django's connection) run the same statement and rules; every case runs t
 
 import asyncio
 import json
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
@@ -23,6 +23,7 @@ from messaging.models import Message, SentMessageKey
 from messaging.services import amessage_send_many, message_send, message_send_many
 from rooms.models import Membership, Room
 from rooms.services import room_create
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,11 +128,21 @@ def test_batches_racing_for_one_key_keep_one_message_and_no_hole(make_user, send
     advance = services._advance
 
     def counting(batches, rows):
-        if rows is None:  # the statement failed on the key's constraint
+        if services._key_taken(rows):  # the statement failed on the key's constraint
             lost.append(1)
         return advance(batches, rows)
 
     monkeypatch.setattr(services, "_advance", counting)
+
+    def lock_waiters() -> int:
+        """Backends of this database waiting for a lock (here: the room's row, held below)."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is read once per transaction
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
 
     def race(n):
         try:
@@ -147,7 +158,7 @@ def test_batches_racing_for_one_key_keep_one_message_and_no_hole(make_user, send
         with transaction.atomic():
             Room.objects.select_for_update().get(pk=room.pk)
             futures = [pool.submit(race, n) for n in range(racers)]
-            time.sleep(0.5)
+            wait_until(lambda: lock_waiters() == racers, what=f"{racers} sends queuing on the room's lock")
         results = [future.result() for future in futures]
 
     assert lost, "no batch met the concurrent key: the race did not happen"
@@ -161,30 +172,34 @@ def test_batches_racing_for_one_key_keep_one_message_and_no_hole(make_user, send
 
 
 @pytest.mark.asyncio
-async def test_socket_batches_publish_each_change_once_after_commit(make_user):
+async def test_socket_batches_publish_each_change_once_after_commit(make_user, events):
     """The async path publishes after its own commit: a hub member in the room gets every new
     message exactly once, in number order."""
     ada = await database_sync_to_async(make_user)()
     room = await database_sync_to_async(room_create)(creator=ada, name="Live")
+    group = f"room.{room.pk}"
     received: list[dict] = []
+    marker_arrived = asyncio.Event()
 
     class Listener:
         async def hub_event(self, event):
             received.append(event)
+            if event["type"] == "test.marker":
+                marker_arrived.set()
 
     listener = Listener()
     hub = get_hub()
-    await hub.join(f"room.{room.pk}", listener)
+    await hub.join(group, listener)
     requests = [{"user": ada, "room_id": room.pk, "content": f"m{i}", "client_msg_id": uuid.uuid4()} for i in range(5)]
     await amessage_send_many(requests=requests)
     await amessage_send_many(requests=requests[:2])  # resends: nothing more is published
-    for _ in range(50):
-        if len(received) >= 5:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
-    await hub.leave(f"room.{room.pk}", listener)
-    assert [event["seq"] for event in received] == [1, 2, 3, 4, 5]
+    assert [e.event["seq"] for e in events.of_type("room.sequenced")] == [1, 2, 3, 4, 5]
+    # This process's hub got each event at once; Redis brings it back too, and the hub must drop
+    # that copy. A marker sent through Redis after them arrives after every copy.
+    await get_channel_layer().group_send_many([(group, {"type": "test.marker", "group": group})])
+    await asyncio.wait_for(marker_arrived.wait(), 5)
+    await hub.leave(group, listener)
+    assert [event.get("seq") for event in received] == [1, 2, 3, 4, 5, None]
     assert hub.groups == {} and hub.task is None
 
 
