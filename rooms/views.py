@@ -77,7 +77,7 @@ def room_create(request):
 def direct_open(request):
     try:
         other = selectors.user_find(user_ref=request.POST.get("user", "").strip())
-        room = services.direct_room_get_or_create(user=request.user, other=other)
+        room, _ = services.direct_room_get_or_create(user=request.user, other=other)
     except ApplicationError as error:
         messages.error(request, error.message)
         return redirect("home")
