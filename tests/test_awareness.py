@@ -2,39 +2,26 @@
 
 import asyncio
 import time
-import uuid
 
 import pytest
 import redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
-from rest_framework.test import APIClient
 
 from messaging import services
 from messaging.selectors import unread_counts
 from presence import services as presence
 from rooms.models import Membership, Room
-from rooms.services import room_create
-from tests.test_consumer import TIMEOUT, connect, receive_type
-
-
-def client_for(user) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
-
-
-def send(room, user, content="hi"):
-    return services.message_send(user=user, room_id=room.pk, content=content, client_msg_id=uuid.uuid4())[0]
+from tests.conftest import await_until, client_for, frames_before_marker, room_with
+from tests.conftest import send_message as send
+from tests.sockets import TIMEOUT, connect, receive_type
 
 
 @pytest.fixture
 def trio(make_user):
     ada, bob, cy = make_user("ada"), make_user("bob"), make_user("cy")
-    room = room_create(creator=ada, name="Trio", kind=Room.Kind.PRIVATE)
-    Membership.objects.create(room=room, user=bob)
-    Membership.objects.create(room=room, user=cy, role="viewer")
+    room = room_with(ada, "Trio", Room.Kind.PRIVATE, members={bob: "member", cy: "viewer"})
     return {"room": room, "ada": ada, "bob": bob, "cy": cy}
 
 
@@ -153,12 +140,20 @@ async def next_presence(socket, username: str) -> dict:
             return frame
 
 
+async def connect_watcher(user):
+    """A socket of `user` that has seen its own arrival announced (it comes after session.ready),
+    so that nothing about it is still on its way when a test looks at what the socket got."""
+    socket, _ = await connect(user)
+    assert (await next_presence(socket, user.username))["status"] == "online"
+    return socket
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_presence_combines_two_tabs_and_only_announces_transitions(trio):
     people = await database_sync_to_async(lambda: trio)()
     room, ada, bob = people["room"], people["ada"], people["bob"]
-    watcher, _ = await connect(ada)
+    watcher = await connect_watcher(ada)
 
     tab1, _ = await connect(bob)
     online = await next_presence(watcher, "bob")
@@ -166,7 +161,8 @@ async def test_presence_combines_two_tabs_and_only_announces_transitions(trio):
     tab2, _ = await connect(bob)
     await tab2.send_json_to({"type": "heartbeat", "active": True})
     await tab2.disconnect(timeout=TIMEOUT)  # one tab closed: still online, nothing announced
-    assert await watcher.receive_nothing(timeout=0.5)
+    # disconnect() returns once the consumer has handled it (and published what it had to).
+    assert await frames_before_marker(watcher) == []
     api_view = await database_sync_to_async(presence.room_presence)(user=ada, room_id=room.pk)
     assert {p["user"]["username"]: p["status"] for p in api_view}["bob"] == "online"
 
@@ -209,7 +205,10 @@ def test_a_socket_that_stops_heartbeating_expires(trio):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_typing_is_relayed_to_others_at_most_every_two_seconds(trio):
+async def test_typing_is_relayed_to_others_at_most_every_two_seconds(trio, monkeypatch):
+    assert presence.TYPING_INTERVAL_MS == 2000
+    # A long interval here, so that however slowly the five frames are handled they all fall in it.
+    monkeypatch.setattr(presence, "TYPING_INTERVAL_MS", 60_000)
     people = await database_sync_to_async(lambda: trio)()
     room, ada, bob, cy = people["room"], people["ada"], people["bob"], people["cy"]
     ada_socket, _ = await connect(ada)
@@ -219,15 +218,15 @@ async def test_typing_is_relayed_to_others_at_most_every_two_seconds(trio):
         await ada_socket.send_json_to(frame)
     first = await receive_type(bob_socket, "typing")
     assert first == {"type": "typing", "room": str(room.pk), "user": {"id": ada.pk, "username": "ada"}}
-    await asyncio.sleep(0.5)
-    extra = []
-    while not await bob_socket.receive_nothing(timeout=0.2):
-        extra.append((await bob_socket.receive_json_from())["type"])
-    assert "typing" not in extra  # the other four were dropped
-    # Nobody is told about their own typing.
-    while not await ada_socket.receive_nothing(timeout=0.2):
-        assert (await ada_socket.receive_json_from())["type"] != "typing"
-    await asyncio.sleep(1.6)
+    # Ada's five frames are handled (each relayed or dropped) before her marker is answered.
+    assert "typing" not in [f["type"] for f in await frames_before_marker(ada_socket)]  # not told of her own
+    assert "typing" not in [f["type"] for f in await frames_before_marker(bob_socket)]  # the other four dropped
+    # The interval is the lifetime of a key in Redis, set by the relayed frame; when it ends, the
+    # next frame goes through.
+    store, key = redis.Redis.from_url(settings.REDIS_URL), f"parley:typing:{room.pk}:{ada.pk}"
+    assert 0 < store.pttl(key) <= 60_000
+    store.pexpire(key, 1)  # the interval ends
+    await await_until(lambda: not store.exists(key), what="the end of the typing interval")
     await ada_socket.send_json_to(frame)
     assert (await receive_type(bob_socket, "typing"))["user"]["username"] == "ada"
 
@@ -260,7 +259,6 @@ async def test_periodic_heartbeats_go_to_redis_together_and_never_outlive_a_disc
     for name in ("tab-1", "tab-2", "tab-3"):
         await presence.presence_heartbeat(user=bob, socket_id=name, active=True)
     before = dict(store.zrange(sockets_key, 0, -1, withscores=True))
-    await asyncio.sleep(0.05)
     for name in ("tab-1", "tab-2", "tab-3"):
         batcher.beat(user=bob, socket_id=name, active=False)
     assert set(batcher.waiting) == {"tab-1", "tab-2", "tab-3"}
@@ -269,29 +267,33 @@ async def test_periodic_heartbeats_go_to_redis_together_and_never_outlive_a_disc
     await asyncio.wait_for(batcher.flushing, presence.HEARTBEAT_FLUSH_SECONDS + 5)
     after = dict(store.zrange(sockets_key, 0, -1, withscores=True))
     assert set(after) == {"tab-1", "tab-2"}
-    assert all(after[name] > before[name] for name in after)  # leases renewed
+    assert all(after[name] > before[name] for name in after)  # leases renewed (the flush waits a second)
     assert presence.presence_of(user_ids=[bob.pk])[bob.pk]["status"] == "online"
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_one_flush_announces_each_change_once_and_nothing_else(trio, monkeypatch):
+async def test_one_flush_announces_each_change_once_and_nothing_else(trio, monkeypatch, events):
     """A flush applies every waiting beat in one script call: bob's two idle tabs make him away
     once; cy's beat changes nothing, so nothing is said about cy. With SCRIPT_BATCH at 2, the three
     beats take two calls, and the result is the same."""
     monkeypatch.setattr(presence, "SCRIPT_BATCH", 2)
     people = await database_sync_to_async(lambda: trio)()
     ada, bob, cy = people["ada"], people["bob"], people["cy"]
-    watcher, _ = await connect(ada)
+    watcher = await connect_watcher(ada)
     for user, name in ((bob, "bob-1"), (bob, "bob-2"), (cy, "cy-1")):
         await presence.presence_heartbeat(user=user, socket_id=name, active=True)
     assert (await next_presence(watcher, "bob"))["status"] == "online"
     assert (await next_presence(watcher, "cy"))["status"] == "online"
     redis.Redis.from_url(settings.REDIS_URL).set(f"parley:presence:{bob.pk}:active", time.time() - 11 * 60)
     batcher = presence.heartbeats()
+    events.clear()
     for user, name in ((bob, "bob-1"), (cy, "cy-1"), (bob, "bob-2")):
         batcher.beat(user=user, socket_id=name, active=False)
     await asyncio.wait_for(batcher.flushing, presence.HEARTBEAT_FLUSH_SECONDS + 5)
-    assert (await next_presence(watcher, "bob"))["status"] == "away"
-    assert await watcher.receive_nothing(timeout=0.5)
+    # The flush has published all it had to say: bob's change, once, and nothing about cy.
+    published = [(f["user"]["username"], f["status"]) for f in events.frames("presence")]
+    assert published == [("bob", "away")]
+    said = [(f["user"]["username"], f["status"]) for f in await frames_before_marker(watcher)]
+    assert said == [("bob", "away")]
     await watcher.disconnect(timeout=TIMEOUT)

@@ -2,27 +2,29 @@
 
 import asyncio
 import json
+import time
 import uuid
 
 import pytest
+import redis
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client, override_settings
 
-from accounts.services import ws_ticket_issue
+from accounts.services import _ticket_key, ws_ticket_issue
 from config.asgi import application
+from messaging import consumers
 from messaging import services as messaging_services
-from messaging.consumers import ChatConsumer
 from messaging.models import Message, SentMessageKey
 from rooms import services as rooms_services
-from rooms.models import Membership, Room
+from rooms.models import Room
 from rooms.selectors import membership_get
-from rooms.services import membership_add, membership_remove, room_create
+from rooms.services import membership_add, membership_remove
+from tests.conftest import await_until, nothing_but_presence, receive_types, room_with
+from tests.sockets import TIMEOUT, connect, receive_type
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-TIMEOUT = 5
 
 
 @pytest.fixture
@@ -31,50 +33,10 @@ def cast(make_user):
 
     def build():
         owner, member, viewer, outsider = (make_user(n) for n in ("owner", "member", "viewer", "outsider"))
-        room = room_create(creator=owner, name="Crew", kind=Room.Kind.PRIVATE)
-        Membership.objects.create(room=room, user=member, role="member")
-        Membership.objects.create(room=room, user=viewer, role="viewer")
+        room = room_with(owner, "Crew", Room.Kind.PRIVATE, members={member: "member", viewer: "viewer"})
         return {"room": room, "owner": owner, "member": member, "viewer": viewer, "outsider": outsider}
 
     return database_sync_to_async(build)
-
-
-async def connect(user) -> tuple[WebsocketCommunicator, dict]:
-    communicator = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
-    ready = await communicator.receive_json_from(timeout=TIMEOUT)
-    assert ready["type"] == "session.ready"
-    return communicator, ready
-
-
-async def receive_type(communicator: WebsocketCommunicator, frame_type: str) -> dict:
-    """The next frame of the given type, skipping others (e.g. member.update)."""
-    while True:
-        frame = await communicator.receive_json_from(timeout=TIMEOUT)
-        if frame["type"] == frame_type:
-            return frame
-
-
-async def receive_types(communicator: WebsocketCommunicator, *frame_types: str) -> dict[str, dict]:
-    """The next frame of each given type, in whatever order they come (a sender may see its own
-    message.new before its message.ack), skipping others."""
-    found: dict[str, dict] = {}
-    while len(found) < len(frame_types):
-        frame = await communicator.receive_json_from(timeout=TIMEOUT)
-        if frame["type"] in frame_types:
-            found.setdefault(frame["type"], frame)
-    return found
-
-
-async def nothing_but_presence(communicator: WebsocketCommunicator, timeout: float) -> bool:
-    """True if nothing but presence updates arrives within `timeout`."""
-    while not await communicator.receive_nothing(timeout=timeout):
-        frame = await communicator.receive_json_from(timeout=TIMEOUT)
-        if frame["type"] != "presence":
-            return False
-    return True
 
 
 def send_frame(room, content="hi", key=None) -> dict:
@@ -99,7 +61,8 @@ async def test_it_acks_the_sender_and_delivers_to_every_member_in_order(cast):
         new = own["message.new"] if socket is owner else await receive_type(socket, "message.new")
         assert new["room"] == str(room.pk)
         assert new["message"] == ack["message"]
-    assert await nothing_but_presence(outsider, 0.3)
+    # The message went out before the owner's ack: had it reached the outsider, it would be there.
+    assert await nothing_but_presence(outsider)
 
     for i in range(2, 6):
         await member.send_json_to(send_frame(room, f"m{i}"))
@@ -109,7 +72,7 @@ async def test_it_acks_the_sender_and_delivers_to_every_member_in_order(cast):
         await socket.disconnect(timeout=TIMEOUT)
 
 
-async def test_a_resend_on_the_socket_gets_the_same_message_and_no_broadcast(cast):
+async def test_a_resend_on_the_socket_gets_the_same_message_and_no_broadcast(cast, events):
     people = await cast()
     room = people["room"]
     owner, _ = await connect(people["owner"])
@@ -121,7 +84,8 @@ async def test_a_resend_on_the_socket_gets_the_same_message_and_no_broadcast(cas
     await owner.send_json_to(send_frame(room, "once", key))
     second = await receive_type(owner, "message.ack")
     assert first == second
-    assert await nothing_but_presence(member, 0.3)
+    assert await nothing_but_presence(member)
+    assert [e.event["seq"] for e in events.of_type("room.sequenced")] == [1]  # the first send only
     assert await database_sync_to_async(Message.objects.count)() == 1
     await owner.disconnect(timeout=TIMEOUT)
     await member.disconnect(timeout=TIMEOUT)
@@ -228,7 +192,7 @@ async def test_a_removed_member_stops_receiving_at_once(cast):
     assert removed["room"] == str(room.pk)
     await owner.send_json_to(send_frame(room, "secret"))
     await receive_type(owner, "message.ack")
-    assert await nothing_but_presence(member, 0.5)
+    assert await nothing_but_presence(member)  # published before the ack, so it would be there
     await member.send_json_to(send_frame(room, "let me in"))
     assert (await receive_type(member, "error"))["code"] == "not_found"
     await member.disconnect(timeout=TIMEOUT)
@@ -292,7 +256,9 @@ async def test_an_expired_ticket_is_refused(make_user):
     with override_settings(WS_TICKET_TTL_SECONDS=1):
         ticket, ttl = await database_sync_to_async(ws_ticket_issue)(user=ada)
     assert ttl == 1
-    await asyncio.sleep(1.2)
+    store, key = redis.Redis.from_url(settings.REDIS_URL), _ticket_key(ticket)
+    assert 0 < store.pttl(key) <= 1000
+    await await_until(lambda: not store.exists(key), what="the ticket's expiry")
     communicator = await _ticket_connect(ticket)
     assert await communicator.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
 
@@ -365,28 +331,78 @@ async def test_a_removal_still_applies_if_the_user_group_event_is_lost(cast, mon
     await database_sync_to_async(messaging_services.message_send)(
         user=people["owner"], room_id=room.pk, content="secret", client_msg_id=uuid.uuid4()
     )
-    assert await nothing_but_presence(member, 0.5)
+    assert await nothing_but_presence(member)  # published (after commit) before message_send returned
     await member.disconnect(timeout=TIMEOUT)
+
+
+class Clock:
+    """messaging.consumers' `time`, with a monotonic clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
 
 
 async def test_a_silent_socket_is_closed_and_a_heartbeating_one_is_not(cast, monkeypatch):
     """No protocol pings: liveness is the client's heartbeat, and silence closes with 4408."""
-    from messaging import consumers
-
-    monkeypatch.setattr(consumers, "SILENT_CLOSE_SECONDS", 0.6)
-    monkeypatch.setattr(consumers.Liveness, "SWEEP_SECONDS", 0.2)
+    clock = Clock()
+    monkeypatch.setattr(consumers, "time", clock)
+    monkeypatch.setattr(consumers.Liveness, "SWEEP_SECONDS", 0.01)
     people = await cast()
     silent, _ = await connect(people["member"])
     beating, _ = await connect(people["owner"])
-    for _ in range(8):
-        await beating.send_json_to({"type": "heartbeat", "active": False})
-        await asyncio.sleep(0.2)
+    (beating_consumer,) = [s for s in consumers.liveness().sockets if s.user.pk == people["owner"].pk]
+    clock.now += consumers.SILENT_CLOSE_SECONDS - 1  # both quiet, both still within the limit
+    await beating.send_json_to({"type": "heartbeat", "active": False})
+    await await_until(lambda: beating_consumer.last_frame_at == clock.now, what="the heartbeat")
+    clock.now += 2  # the silent socket is now past the limit; the beating one heard from a second ago
     while (output := await silent.receive_output(timeout=TIMEOUT))["type"] != "websocket.close":
         pass
     assert output == {"type": "websocket.close", "code": consumers.CLOSE_SILENT}
-    assert await nothing_but_presence(beating, 0.3)
+    # The sweep that closed the silent socket judged the other at the same moment, and the clock
+    # has not moved since: it is still open (a close would come before the marker's answer).
+    assert await nothing_but_presence(beating)
     await silent.disconnect(timeout=TIMEOUT)
     await beating.disconnect(timeout=TIMEOUT)
+
+
+class GapWaits:
+    """messaging.consumers' `asyncio`, where a gap's wait (a sleep of GAP_WAIT_SECONDS or more)
+    lasts until the test ends it: which holes fill before their wait ends is up to the test, not
+    to how busy the machine is."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[asyncio.Task, asyncio.Future]] = []
+        self.changed = asyncio.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float, result=None):
+        if delay < consumers.GAP_WAIT_SECONDS:
+            return await asyncio.sleep(delay, result)
+        ended = asyncio.get_running_loop().create_future()
+        self.waits.append((asyncio.current_task(), ended))
+        self.changed.set()
+        await ended
+        return result
+
+    async def started(self, count: int) -> None:
+        """Until `count` waits have started."""
+        while len(self.waits) < count:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), TIMEOUT)
+
+    def end(self, index: int) -> asyncio.Task:
+        """End a wait; the gap task that waited, to await."""
+        task, ended = self.waits[index]
+        ended.set_result(None)
+        return task
 
 
 async def test_a_late_event_is_waited_for_not_read_from_the_database(cast, monkeypatch):
@@ -394,9 +410,11 @@ async def test_a_late_event_is_waited_for_not_read_from_the_database(cast, monke
     gets GAP_WAIT_SECONDS to fill before the database is read: here 2 comes before 1 and, while
     that wait runs, 4 before 3. Both holes fill in time, so nothing is read."""
     from core.hub import get_hub
-    from messaging import consumers, selectors
+    from messaging import selectors
 
-    monkeypatch.setattr(consumers, "GAP_WAIT_SECONDS", 0.5)
+    waits = GapWaits()
+    monkeypatch.setattr(consumers, "asyncio", waits)
+    monkeypatch.setattr(consumers, "GAP_WAIT_SECONDS", 1000.0)  # far from any other sleep's delay
     reads = []
     real_changes_page = selectors.changes_page
     monkeypatch.setattr(selectors, "changes_page", lambda **kw: reads.append(kw) or real_changes_page(**kw))
@@ -409,18 +427,20 @@ async def test_a_late_event_is_waited_for_not_read_from_the_database(cast, monke
     def event(offset: int) -> dict:
         return {"type": "room.sequenced", "room": room, "seq": last + offset, "text": json.dumps({"n": offset})}
 
-    await socket.hub_event(event(2))
-    await asyncio.sleep(0.3)
+    await socket.hub_event(event(2))  # a hole at 1: its wait starts
+    await waits.started(1)
     await socket.hub_event(event(1))
-    await socket.hub_event(event(4))
-    await asyncio.sleep(0.3)  # the first wait ended meanwhile, with its hole filled
+    await socket.hub_event(event(4))  # a hole at 3 while the first wait runs
+    first = waits.end(0)  # the first wait ends, its hole filled...
+    await waits.started(2)  # ...and the hole at 3 gets a wait of its own, not a read
     await socket.hub_event(event(3))
+    second = waits.end(1)
+    await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT)
     delivered = []
     while len(delivered) < 4:
         frame = await member.receive_json_from(timeout=TIMEOUT)
         if "n" in frame:  # not a presence update
             delivered.append(frame["n"])
     assert delivered == [1, 2, 3, 4]
-    await asyncio.sleep(0.6)
-    assert reads == []
+    assert reads == [] and len(waits.waits) == 2
     await member.disconnect(timeout=TIMEOUT)
