@@ -14,15 +14,14 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.test import override_settings
 from psqlextra.partitioning import PostgresTimePartition, PostgresTimePartitionSize
-from rest_framework.test import APIClient
 
 from messaging import archive, services
 from messaging.archive_storage import archive_storage
 from messaging.models import Message, MessageArchive
 from messaging.partitions import NAME_FORMAT
-from rooms.models import Membership, Room
-from rooms.services import room_create
-from tests.conftest import free_port, wait_for_port
+from rooms.models import Room
+from tests.conftest import client_for, free_port, room_with, wait_for_port
+from tests.conftest import send_message as send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,17 +87,12 @@ def age(room_ids, days: int) -> None:
         )
 
 
-def send(room, user, text):
-    return services.message_send(user=user, room_id=room.pk, content=text, client_msg_id=uuid.uuid4())[0]
-
-
 @pytest.fixture
 def history(make_user):
     """Two rooms with messages on two old days (10 and 9 days ago) and today; some edited/deleted."""
     ada, bob = make_user("ada"), make_user("bob")
-    general = room_create(creator=ada, name="General", kind=Room.Kind.PRIVATE)
-    random = room_create(creator=bob, name="Random", kind=Room.Kind.PRIVATE)
-    Membership.objects.create(room=general, user=bob)
+    general = room_with(ada, "General", Room.Kind.PRIVATE, members={bob: "member"})
+    random = room_with(bob, "Random", Room.Kind.PRIVATE)
     for day in (OLDER, OLD):
         make_partition(day)
     for batch, days_ago in (("older", 10), ("old", 9)):
@@ -152,12 +146,6 @@ def page_changes(api, room, after=0) -> list[dict]:
         if not body["has_more"]:
             return events
     raise AssertionError("sync did not end")
-
-
-def client_for(user) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
 
 
 def test_a_day_with_several_rooms_is_archived_verified_and_dropped(s3, history):
@@ -336,7 +324,7 @@ def test_the_celery_task_archives_due_days(s3, history):
 async def test_socket_history_pages_reach_into_the_archive(s3, history):
     from channels.db import database_sync_to_async
 
-    from tests.test_consumer import TIMEOUT, connect, receive_type
+    from tests.sockets import TIMEOUT, connect, receive_type
 
     await database_sync_to_async(archive.archive_due)()
     socket, _ = await connect(history["ada"])

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 
+from core.errors import ApplicationError, Forbidden
 from messaging import partitions
 from messaging.models import Message, SentMessageKey
 from messaging.services import message_send
@@ -81,9 +82,10 @@ def test_a_rolled_back_send_leaves_no_hole(make_user):
     room = room_create(creator=ada, name="Holes")
     Membership.objects.create(room=room, user=viewer, role="viewer")
     message_send(user=ada, room_id=room.pk, content="1", client_msg_id=uuid.uuid4())
-    with pytest.raises(Exception):  # noqa: B017 - any failure inside the transaction
+    with pytest.raises(ApplicationError) as too_large:
         message_send(user=ada, room_id=room.pk, content="x" * 5000, client_msg_id=uuid.uuid4())
-    with pytest.raises(Exception):  # noqa: B017
+    assert too_large.value.code == "too_large"
+    with pytest.raises(Forbidden):
         message_send(user=viewer, room_id=room.pk, content="no", client_msg_id=uuid.uuid4())
     message, _ = message_send(user=ada, room_id=room.pk, content="2", client_msg_id=uuid.uuid4())
     assert message.sequence == 2

@@ -1,27 +1,19 @@
 import uuid
 
 import pytest
-from rest_framework.test import APIClient
 
 from rooms.models import Membership, Room
 from rooms.services import room_create
+from tests.conftest import client_for, room_with
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
 
 
 @pytest.fixture
 def people(make_user):
     """A private room with an owner, an admin, a member and a viewer, plus an outsider."""
     owner, admin, member, viewer, outsider = (make_user(name) for name in ("owner", "admin", "member", "viewer", "out"))
-    room = room_create(creator=owner, name="Secret", kind=Room.Kind.PRIVATE)
-    for user, role in ((admin, "admin"), (member, "member"), (viewer, "viewer")):
-        Membership.objects.create(room=room, user=user, role=role)
+    room = room_with(owner, "Secret", Room.Kind.PRIVATE, members={admin: "admin", member: "member", viewer: "viewer"})
     return {"room": room, "owner": owner, "admin": admin, "member": member, "viewer": viewer, "outsider": outsider}
 
 
@@ -163,8 +155,9 @@ def test_direct_rooms_are_found_again_not_duplicated(make_user):
     from rooms.services import direct_room_get_or_create
 
     ada, bob = make_user("ada"), make_user("bob")
-    first = direct_room_get_or_create(user=ada, other=bob)
-    second = direct_room_get_or_create(user=bob, other=ada)
+    first, created = direct_room_get_or_create(user=ada, other=bob)
+    second, created_again = direct_room_get_or_create(user=bob, other=ada)
+    assert created and not created_again
     assert first.pk == second.pk and first.kind == "direct"
     assert set(Membership.objects.filter(room=first).values_list("user__username", flat=True)) == {"ada", "bob"}
     response = client_for(ada).post(f"/api/v1/rooms/{first.pk}/members/", {"user": "bob"})
