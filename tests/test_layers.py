@@ -4,6 +4,7 @@ import asyncio
 import uuid
 
 import pytest
+import redis
 from django.conf import settings
 
 from core.layers import PubSubChannelLayer
@@ -36,6 +37,15 @@ async def test_a_batch_reaches_every_group_in_order_across_shards():
 
 @pytest.mark.asyncio
 async def test_an_empty_batch_sends_nothing():
+    store = redis.Redis.from_url(settings.REDIS_URL)
+
+    def publishes() -> int:  # PUBLISH commands Redis has run
+        return store.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+
     layer = PubSubChannelLayer(hosts=[settings.REDIS_URL])
+    before = publishes()
     await layer.group_send_many([])
+    assert publishes() == before
+    await layer.group_send_many([("room.x", {"type": "t"})])  # and the count does see a send
+    assert publishes() == before + 1
     await layer.flush()
