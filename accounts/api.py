@@ -1,24 +1,40 @@
-from drf_spectacular.utils import extend_schema, inline_serializer
+from typing import Annotated, TypedDict
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.services import user_create, user_credentials_changed, user_update_settings, ws_ticket_issue
 from core.errors import InvalidInput
+from rooms.api import documented
 
 
-class MeOutput(serializers.Serializer):
-    id = serializers.IntegerField()
-    username = serializers.CharField()
-    email = serializers.EmailField()
-    send_read_receipts = serializers.BooleanField()
+class MePayload(TypedDict):
+    id: int
+    username: str
+    email: Annotated[str, OpenApiTypes.EMAIL]
+    send_read_receipts: Annotated[bool, "Whether others see how far I have read"]
 
 
-def me_payload(user) -> dict:
+class WsTicket(TypedDict):
+    ticket: Annotated[str, "For /ws/?ticket=…; single use"]
+    expires_in: Annotated[int, "Seconds it stays valid"]
+
+
+class TokenPair(TypedDict):
+    access: Annotated[str, "Access token (JWT) for `Authorization: Bearer …`; lives 5 minutes"]
+    refresh: Annotated[str, "Refresh token; each refresh returns a new one and blacklists the old"]
+
+
+def me_payload(user) -> MePayload:
     return {
         "id": user.pk,
         "username": user.username,
@@ -43,7 +59,7 @@ class SignupApi(APIView):
         class Meta:
             ref_name = "SignupInput"
 
-    @extend_schema(request=Input, responses={201: MeOutput})
+    @extend_schema(request=Input, responses=documented({201: MePayload}, 400, 429, authenticated=False))
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -58,11 +74,11 @@ class MeApi(APIView):
         class Meta:
             ref_name = "MeInput"
 
-    @extend_schema(responses=MeOutput)
+    @extend_schema(responses=documented(MePayload))
     def get(self, request):
         return Response(me_payload(request.user))
 
-    @extend_schema(request=Input, responses=MeOutput)
+    @extend_schema(request=Input, responses=documented(MePayload, 400, 403))
     def patch(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -78,7 +94,7 @@ class LogoutApi(APIView):
         class Meta:
             ref_name = "LogoutInput"
 
-    @extend_schema(request=Input, responses={205: None})
+    @extend_schema(request=Input, responses=documented({205: None}, 400, 403))
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -96,12 +112,17 @@ class LogoutApi(APIView):
 class WsTicketApi(APIView):
     """A single-use ticket for opening /ws/?ticket=..., valid for a few seconds."""
 
-    @extend_schema(
-        request=None,
-        responses=inline_serializer(
-            "WsTicket", {"ticket": serializers.CharField(), "expires_in": serializers.IntegerField()}
-        ),
-    )
+    @extend_schema(request=None, responses=documented(WsTicket, 403))
     def post(self, request):
         ticket, ttl = ws_ticket_issue(user=request.user)
-        return Response({"ticket": ticket, "expires_in": ttl})
+        return Response(WsTicket(ticket=ticket, expires_in=ttl))
+
+
+@extend_schema(request=TokenObtainPairSerializer, responses=documented(TokenPair, 400, 401, authenticated=False))
+class TokenApi(TokenObtainPairView):
+    """Sign in: a username and password for an access and a refresh token."""
+
+
+@extend_schema(request=TokenRefreshSerializer, responses=documented(TokenPair, 400, 401, authenticated=False))
+class TokenRefreshApi(TokenRefreshView):
+    """A new access token, and a new refresh token (the one sent is blacklisted)."""

@@ -1,8 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from accounts.api import LogoutApi, MeApi, SignupApi, WsTicketApi
+from accounts.api import LogoutApi, MeApi, SignupApi, TokenApi, TokenRefreshApi, WsTicketApi
 from messaging.api import (
     ChangeListApi,
     MessageDetailApi,
@@ -12,12 +11,19 @@ from messaging.api import (
     ReceiptApi,
 )
 from presence.api import RoomPresenceApi
-from rooms.api import MemberDetailApi, MemberListApi, RoomDetailApi, RoomJoinApi, RoomLeaveApi, RoomListApi
+from rooms.api import (
+    MemberDetailApi,
+    MemberListApi,
+    RoomDetailApi,
+    RoomJoinApi,
+    RoomLeaveApi,
+    RoomListApi,
+)
 
 urlpatterns = [
     path("auth/signup/", SignupApi.as_view(), name="api-signup"),
-    path("auth/token/", TokenObtainPairView.as_view(), name="api-token"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="api-token-refresh"),
+    path("auth/token/", TokenApi.as_view(), name="api-token"),
+    path("auth/token/refresh/", TokenRefreshApi.as_view(), name="api-token-refresh"),
     path("auth/logout/", LogoutApi.as_view(), name="api-logout"),
     path("auth/ws-ticket/", WsTicketApi.as_view(), name="api-ws-ticket"),
     path("me/", MeApi.as_view(), name="api-me"),

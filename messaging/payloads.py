@@ -1,10 +1,54 @@
-"""The JSON shapes of messages and of numbered room changes, used by REST, the socket and sync."""
+"""The JSON shapes of messages and of numbered room changes, used by REST, the socket and sync.
 
-from messaging.models import Message
-from rooms.payloads import user_payload
+Declared once as TypedDicts, from which the OpenAPI schema is generated (see rooms.payloads). The
+functions are on the hot path (every message sent, every synced message): plain dict builders.
+"""
+
+from typing import Annotated, Literal, TypedDict
+
+from messaging.models import Message, MessageRevision
+from rooms.payloads import DateTimeStr, UserPayload, UUIDStr, user_payload
+
+ChangeType = Literal["message.new", "message.edit", "message.delete"]
 
 
-def message_payload(message: Message) -> dict:
+class MessagePayload(TypedDict):
+    id: UUIDStr
+    room: UUIDStr
+    sequence: Annotated[int, "The message's position in the room's timeline"]
+    sender: Annotated[UserPayload | None, "Null once the sender's account is gone"]
+    content: Annotated[str, "Empty for a deleted message"]
+    client_msg_id: UUIDStr
+    created_at: DateTimeStr
+    edited_at: DateTimeStr | None
+    deleted: bool
+
+
+class ChangeFrame(TypedDict):
+    """A numbered change of a room's history: the message in its latest state."""
+
+    type: ChangeType
+    room: UUIDStr
+    sequence: Annotated[int, "The number of this change in the room's history"]
+    message: MessagePayload
+
+
+class RevisionPayload(TypedDict):
+    content: str
+    written_at: DateTimeStr
+    replaced_at: DateTimeStr
+
+
+class MessageReceipts(TypedDict):
+    """Who received and who read one of my messages (messaging.selectors.message_receipts)."""
+
+    message: UUIDStr
+    sequence: int
+    delivered_to: list[UserPayload]
+    read_by: list[UserPayload]
+
+
+def message_payload(message: Message) -> MessagePayload:
     deleted = message.deleted_at is not None
     return {
         "id": str(message.id),
@@ -19,7 +63,7 @@ def message_payload(message: Message) -> dict:
     }
 
 
-def change_type(message: Message) -> str:
+def change_type(message: Message) -> ChangeType:
     """What the message's latest numbered change was."""
     if message.deleted_at is not None:
         return "message.delete"
@@ -28,7 +72,7 @@ def change_type(message: Message) -> str:
     return "message.new"
 
 
-def change_frame(message: Message) -> dict:
+def change_frame(message: Message) -> ChangeFrame:
     """A numbered room event. `sequence` is the number of the change (for a new message, the
     message's own sequence); clients track the highest one they have seen per room."""
     return {
@@ -36,4 +80,12 @@ def change_frame(message: Message) -> dict:
         "room": str(message.room_id),
         "sequence": message.changed_sequence,
         "message": message_payload(message),
+    }
+
+
+def revision_payload(revision: MessageRevision) -> RevisionPayload:
+    return {
+        "content": revision.content,
+        "written_at": revision.written_at.isoformat(),
+        "replaced_at": revision.replaced_at.isoformat(),
     }

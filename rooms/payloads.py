@@ -1,15 +1,67 @@
-"""The JSON shapes of rooms and members, the same over REST and the WebSocket."""
+"""The JSON shapes of users, rooms and members, the same over REST and the WebSocket.
+
+Each shape is declared once, as a TypedDict: the function that builds it is annotated to return it
+(so the type checker rejects a key added or missing), and the OpenAPI schema is generated from it
+(`rooms.api.payload_serializer`). The functions stay plain dict builders: they run on the hot path.
+
+`Annotated` metadata documents a field for the schema and changes nothing at run time: a string is
+its description, `uuid.UUID`/`datetime` the format of a string field, a `TextChoices` class its values.
+"""
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, NotRequired, TypedDict, overload
 
 from rooms.models import Membership, Room
 
+if TYPE_CHECKING:
+    from accounts.models import User
 
-def user_payload(user) -> dict | None:
+UUIDStr = Annotated[str, uuid.UUID]
+DateTimeStr = Annotated[str, datetime]
+
+
+class UserPayload(TypedDict):
+    id: int
+    username: str
+
+
+class RoomPayload(TypedDict):
+    id: UUIDStr
+    name: str
+    topic: str
+    kind: Annotated[str, Room.Kind]
+    created_by: Annotated[UserPayload | None, "Null once the creator's account is gone"]
+    created_at: DateTimeStr
+    last_sequence: Annotated[int, "The room's latest change number (see `changes/`)"]
+    role: Annotated[str | None, Membership.Role, "My role in the room; null when I am not a member"]
+
+
+class RoomListEntry(RoomPayload):
+    unread: NotRequired[
+        Annotated[int, "Messages from others after my read mark, at most 999 (my rooms only, not `?discover=1`)"]
+    ]
+
+
+class MemberPayload(TypedDict):
+    user: UserPayload
+    role: Annotated[str, Membership.Role]
+    joined_at: DateTimeStr
+
+
+@overload
+def user_payload(user: "User") -> UserPayload: ...
+@overload
+def user_payload(user: None) -> None: ...
+@overload
+def user_payload(user: "User | None") -> UserPayload | None: ...
+def user_payload(user: "User | None") -> UserPayload | None:
     if user is None:
         return None
     return {"id": user.pk, "username": user.username}
 
 
-def room_payload(room: Room, *, role: str | None = None) -> dict:
+def room_payload(room: Room, *, role: str | None = None) -> RoomPayload:
     return {
         "id": str(room.pk),
         "name": room.name,
@@ -22,7 +74,15 @@ def room_payload(room: Room, *, role: str | None = None) -> dict:
     }
 
 
-def member_payload(membership: Membership) -> dict:
+def room_list_entry(room: Room, *, role: str | None = None, unread: int | None = None) -> RoomListEntry:
+    """A room in `GET rooms/`: with `unread` for the rooms I am in."""
+    entry: RoomListEntry = {**room_payload(room, role=role)}
+    if unread is not None:
+        entry["unread"] = unread
+    return entry
+
+
+def member_payload(membership: Membership) -> MemberPayload:
     return {
         "user": user_payload(membership.user),
         "role": membership.role,
