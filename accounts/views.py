@@ -6,6 +6,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.services import user_create, user_credentials_changed
 from core.errors import ApplicationError
+from core.throttles import SIGN_IN_THROTTLES, SignUpAddressThrottle, throttled_for
 
 
 class SignupForm(forms.Form):
@@ -19,6 +20,9 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupForm(request.POST or None)
+    if request.method == "POST" and (wait := throttled_for(request, [SignUpAddressThrottle])):
+        form = _refused(SignupForm(initial={name: request.POST.get(name, "") for name in ("username", "email")}), wait)
+        return render(request, "accounts/signup.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         try:
             user = user_create(**form.cleaned_data)
@@ -32,9 +36,27 @@ def signup(request):
     return render(request, "accounts/signup.html", {"form": form})
 
 
+def _refused(form: forms.Form, wait: float) -> forms.Form:
+    """An unbound form (nothing validated: that would check the password being limited) that says
+    to wait."""
+    form.cleaned_data = {}  # add_error expects a validated form
+    form.add_error(None, f"Too many attempts. Please wait {max(1, round(wait))} seconds and try again.")
+    return form
+
+
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        # The same limits as the REST sign-in (core.throttles): per address and per account name.
+        if wait := throttled_for(request, SIGN_IN_THROTTLES):
+            # Not validated: that would check the password, which is what is being limited.
+            form = _refused(
+                self.get_form_class()(request, initial={"username": request.POST.get("username", "")}), wait
+            )
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
 
 
 class LogoutView(auth_views.LogoutView):

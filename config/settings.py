@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from core.ratelimit import Rate
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -214,6 +216,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # core.throttles; the socket's limits are RATE_LIMITS below.
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttles.WriteThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "signin_address": os.environ.get("THROTTLE_SIGNIN_ADDRESS", "30/min"),
+        "signin_account": os.environ.get("THROTTLE_SIGNIN_ACCOUNT", "10/min"),
+        "signup_address": os.environ.get("THROTTLE_SIGNUP_ADDRESS", "10/hour"),
+        "send": os.environ.get("THROTTLE_SEND", "300/min"),
+        "edit": os.environ.get("THROTTLE_EDIT", "120/min"),
+        "receipt": os.environ.get("THROTTLE_RECEIPT", "300/min"),
+    },
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -266,6 +278,29 @@ WS_MAX_FRAME_BYTES = 64 * 1024
 # reconnects (messaging.consumers).
 WS_MAX_BACKLOG_BYTES = env_int("WS_MAX_BACKLOG_BYTES", 1024 * 1024)
 WS_TICKET_TTL_SECONDS = 30
+
+
+def env_rate(name: str, default: str) -> Rate:
+    raw = os.environ.get(name) or default
+    try:
+        return Rate.parse(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f'{name} must be "per_second,burst" (e.g. "5,20"), got {raw!r}') from None
+
+
+# Socket frames, by kind: per socket, and per user on each server process (core.ratelimit,
+# docs/protocol.md "Rate limits"). RATE_LIMIT_SOCKET_SEND="5,20" is 5 a second, bursts of 20.
+_RATE_DEFAULTS = {
+    "socket": {"frame": "50,200", "send": "10,40", "edit": "3,15", "typing": "2,5", "receipt": "3,15", "read": "5,20"},
+    "user": {"send": "20,80", "edit": "5,30", "typing": "4,10", "receipt": "6,30", "read": "10,40"},
+}
+RATE_LIMITS = {
+    level: {kind: env_rate(f"RATE_LIMIT_{level.upper()}_{kind.upper()}", rate) for kind, rate in kinds.items()}
+    for level, kinds in _RATE_DEFAULTS.items()
+}
+# A socket refused this many times within RATE_LIMIT_FLOOD_SECONDS is closed with 1008.
+RATE_LIMIT_FLOOD_STRIKES = env_int("RATE_LIMIT_FLOOD_STRIKES", 100)
+RATE_LIMIT_FLOOD_SECONDS = 10
 MESSAGE_PAGE_MAX = 100
 MESSAGE_PARTITION_DAYS_AHEAD = env_int("MESSAGE_PARTITION_DAYS_AHEAD", 7)
 MESSAGE_HOT_DAYS = env_int("MESSAGE_HOT_DAYS", 7)

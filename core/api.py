@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core import jsontext
-from core.errors import ApplicationError, InvalidInput, NotFound, Unavailable, is_outage
+from core.errors import ApplicationError, InvalidInput, NotFound, RateLimited, Unavailable, is_outage
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ def json_object(request: Request) -> dict:
 
 def error_response(error: ApplicationError) -> Response:
     response = Response({"error": error.as_dict()}, status=error.status)
-    if isinstance(error, Unavailable):
-        response["Retry-After"] = str(max(1, round(error.retry_after_ms / 1000)))
+    if isinstance(error, Unavailable | RateLimited):
+        response["Retry-After"] = str(max(1, -(-error.retry_after_ms // 1000)))
     return response
 
 
@@ -57,6 +57,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if is_outage(exc):
         logger.warning("%s failed: %s", context["request"].path, exc)
         exc = Unavailable()
+    elif isinstance(exc, exceptions.Throttled):
+        exc = RateLimited(exc.wait or 1.0)
     if isinstance(exc, ApplicationError):
         return error_response(exc)
     if isinstance(exc, Http404):

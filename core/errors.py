@@ -92,3 +92,18 @@ def is_outage(error: BaseException) -> bool:
         | redis.exceptions.ConnectionError
         | redis.exceptions.TimeoutError,
     )
+
+
+class RateLimited(ApplicationError):
+    """Too many of these too fast: retry after `retry_after_ms` (core.ratelimit)."""
+
+    code = "rate_limited"
+    status = 429
+    message = "Slow down: too many requests."
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__()
+        self.retry_after_ms = max(1, int(retry_after_seconds * 1000 + 0.999))
+
+    def as_dict(self) -> dict:
+        return super().as_dict() | {"retry_after_ms": self.retry_after_ms}

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -19,10 +20,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from core import jsontext, wire
-from core.errors import ApplicationError, Internal, InvalidInput, Unavailable, is_outage
+from core.errors import ApplicationError, Internal, InvalidInput, RateLimited, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import get_hub
 from core.loops import per_loop
+from core.ratelimit import Buckets, Strikes, take_all
 from messaging import selectors, services
 from messaging.params import ChangesParams, HistoryParams, validated
 from messaging.payloads import change_frame, message_payload
@@ -37,6 +39,7 @@ CLOSE_REVOKED = 4403  # signed out, deactivated or password changed: the socket'
 CLOSE_TOO_LARGE = 1009
 CLOSE_SILENT = 4408
 CLOSE_TOO_SLOW = 4429
+CLOSE_FLOODING = 1008  # kept sending after RATE_LIMIT_FLOOD_STRIKES rate_limited answers
 
 # Liveness is the client's business: it heartbeats every 30 s, and a socket that sends nothing
 # at all for this long is closed (CLOSE_SILENT), dead peer or stuck client alike. This replaces
@@ -44,6 +47,18 @@ CLOSE_TOO_SLOW = 4429
 # already proves (docs/performance.md). Four missed beats, as browsers may delay a background
 # tab's timers to once a minute.
 SILENT_CLOSE_SECONDS = 120
+
+# The budget (settings.RATE_LIMITS, core.ratelimit) each frame type draws on, besides "frame",
+# which every frame does, whatever it is.
+FRAME_KINDS = {
+    "message.send": "send",
+    "message.edit": "edit",
+    "message.delete": "edit",
+    "typing": "typing",
+    "receipt": "receipt",
+    "sync": "read",
+    "history": "read",
+}
 
 # How long an out-of-order event waits for the ones before it before we read them from the database.
 GAP_WAIT_SECONDS = 0.2
@@ -102,6 +117,16 @@ class SendBatcher:
 
 
 send_batcher = per_loop(SendBatcher)
+
+# Each user's budgets on this process, shared by their sockets here; gone with the last of them.
+_user_limits = per_loop(weakref.WeakValueDictionary)
+
+
+def user_limits(user_id: int) -> Buckets:
+    limits = _user_limits().get(user_id)
+    if limits is None:
+        limits = _user_limits()[user_id] = Buckets(settings.RATE_LIMITS["user"])
+    return limits
 
 
 class Liveness:
@@ -180,6 +205,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.hub = get_hub()
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
         self.last_frame_at = time.monotonic()
+        self.limits = Buckets(settings.RATE_LIMITS["socket"])
+        self.strikes = Strikes(settings.RATE_LIMIT_FLOOD_STRIKES, settings.RATE_LIMIT_FLOOD_SECONDS, time.monotonic)
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
         self.wire_server = wire.server_of(self.base_send)  # for pre-built frames (core.wire)
@@ -188,6 +215,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         liveness().add(self)
+        self.user_limits = user_limits(self.user.pk)
         # Subscribe before reading the room state: an event published in between is then
         # received and, if already covered by the state, dropped as a duplicate.
         await self.hub.join(user_group(self.user.pk), self)
@@ -243,7 +271,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # -- client -> server ------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        self.last_frame_at = time.monotonic()
+        if self.user is None:  # refused at connect; the close is on its way
+            return
+        now = self.last_frame_at = time.monotonic()
+        wait = self.limits.take("frame", now)
+        if wait:
+            await self._refuse(wait)
+            return
         if text_data is None:
             await self._error(ApplicationError("Frames must be JSON text.", code="invalid_frame"))
             return
@@ -267,6 +301,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         ref = frame.get("client_msg_id", frame.get("id"))
         ref = ref if isinstance(ref, str) else None
+        kind = FRAME_KINDS.get(frame["type"])
+        wait = take_all(now, kind, self.limits, self.user_limits) if kind else 0.0
+        if wait:
+            await self._refuse(wait, ref=ref)
+            return
         try:
             await handler(self, frame)
         except ApplicationError as error:
@@ -278,6 +317,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             else:
                 logger.exception("frame %s failed", frame["type"])
                 await self._error(Internal(), ref=ref)
+
+    async def _refuse(self, wait: float, *, ref: str | None = None) -> None:
+        """Over a rate limit: rate_limited with the time to wait, or, for a client that keeps
+        going regardless, the end of the socket."""
+        if self.strikes.strike():
+            logger.info("closing a socket of user %s: flooding", self.user.pk)
+            await self.close(code=CLOSE_FLOODING)
+            return
+        await self._error(RateLimited(wait), ref=ref)
 
     async def _error(self, error: ApplicationError, *, ref: str | None = None) -> None:
         """The same error body as REST's (core.api), plus the `ref` of the failed frame."""

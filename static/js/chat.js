@@ -306,7 +306,7 @@ function onChangeAck(frame) {
 }
 
 function onError(frame) {
-  if (outbox.fail(frame.ref, frame.message, frame.code)) return;
+  if (outbox.fail(frame.ref, frame.message, frame.code, frame.retry_after_ms)) return;
   if (editing.refused(frame.ref, frame.message)) return;
   console.warn("Parley: server error", frame.code, frame.message);
 }

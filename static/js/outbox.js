@@ -13,7 +13,15 @@ export function newClientMsgId() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-const STATUS_TEXT = { queued: "Waiting for connection…", sent: "Sending…", failed: "Not sent" };
+const STATUS_TEXT = {
+  queued: "Waiting for connection…",
+  sent: "Sending…",
+  // The server asked us to wait a moment (rate_limited, unavailable): resent by itself.
+  waiting: "Sending in a moment…",
+  failed: "Not sent",
+};
+// Answers that mean "not now" rather than "no": the message goes again after retry_after_ms.
+const RETRY_LATER = new Set(["rate_limited", "unavailable"]);
 
 export class Outbox {
   #list;
@@ -58,10 +66,19 @@ export class Outbox {
     this.#drop(clientMsgId);
   }
 
-  /** An error frame about `ref`: if it names a pending message, it failed. Returns whether it did. */
-  fail(ref, text, code) {
+  /** An error frame about `ref`: if it names a pending message, it failed, or, when the server
+   * only asked to wait (`retryAfterMs`), it goes again by itself then. Returns whether it named one. */
+  fail(ref, text, code, retryAfterMs) {
     const entry = ref ? this.#pending.get(ref) : null;
     if (!entry) return false;
+    if (RETRY_LATER.has(code) && retryAfterMs > 0) {
+      entry.status = "waiting";
+      this.#paint(entry);
+      setTimeout(() => {
+        if (this.#pending.get(entry.id) === entry && entry.status === "waiting") this.#transmit(entry);
+      }, retryAfterMs);
+      return true;
+    }
     this.#fail(entry, text, code);
     return true;
   }

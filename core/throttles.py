@@ -1,0 +1,80 @@
+"""REST rate limits (DRF throttles on the Redis cache, so every server process shares them).
+
+Over a limit, the API answers 429 `rate_limited` with `retry_after_ms` and a Retry-After header
+(core.api). Rates are in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].
+
+- Sign-in (JWT and the web form) per client address and per account name, sign-up per address:
+  password guessing and mass sign-ups slow to a crawl.
+- Writes (message sends, edits and deletes, receipts) per user, for views that name their
+  `write_scope`: the REST twin of the socket's token buckets (messaging.consumers).
+"""
+
+from django.http import HttpRequest
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class _ScopedThrottle(SimpleRateThrottle):
+    def get_ident_key(self, request: HttpRequest) -> str | None:
+        raise NotImplementedError
+
+    def get_cache_key(self, request, view) -> str | None:
+        ident = self.get_ident_key(request)
+        return None if ident is None else self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class SignInAddressThrottle(_ScopedThrottle):
+    scope = "signin_address"
+
+    def get_ident_key(self, request: HttpRequest) -> str | None:
+        return self.get_ident(request)
+
+
+class SignInAccountThrottle(_ScopedThrottle):
+    scope = "signin_account"
+
+    def get_ident_key(self, request: HttpRequest) -> str | None:
+        data = getattr(request, "data", None)
+        if data is None:  # a Django form post
+            data = request.POST
+        username = data.get("username") if hasattr(data, "get") else None
+        return username.lower()[:150] if isinstance(username, str) and username else None
+
+
+class SignUpAddressThrottle(_ScopedThrottle):
+    scope = "signup_address"
+
+    def get_ident_key(self, request: HttpRequest) -> str | None:
+        return self.get_ident(request)
+
+
+class WriteThrottle(SimpleRateThrottle):
+    """Per user, for unsafe methods of views with a `write_scope` (e.g. "send")."""
+
+    def __init__(self) -> None:  # the scope is the view's: rates are read in allow_request
+        pass
+
+    def allow_request(self, request, view) -> bool:
+        self.scope = getattr(view, "write_scope", None)
+        if self.scope is None or request.method in SAFE_METHODS or not request.user.is_authenticated:
+            return True
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+SIGN_IN_THROTTLES = [SignInAddressThrottle, SignInAccountThrottle]
+
+
+def throttled_for(request: HttpRequest, throttles: list[type[SimpleRateThrottle]]) -> float | None:
+    """For Django views (the sign-in and sign-up forms): the seconds to wait if any of
+    `throttles` refuses `request`, else None (and the request is counted)."""
+    waits = []
+    for throttle_class in throttles:
+        throttle = throttle_class()
+        if not throttle.allow_request(request, None):
+            waits.append(throttle.wait() or 1.0)
+    return max(waits) if waits else None
