@@ -12,6 +12,7 @@ from messaging.api import (
 )
 from presence.api import RoomPresenceApi
 from rooms.api import (
+    DirectRoomApi,
     MemberDetailApi,
     MemberListApi,
     RoomDetailApi,
@@ -28,6 +29,7 @@ urlpatterns = [
     path("auth/ws-ticket/", WsTicketApi.as_view(), name="api-ws-ticket"),
     path("me/", MeApi.as_view(), name="api-me"),
     path("rooms/", RoomListApi.as_view(), name="api-rooms"),
+    path("rooms/direct/", DirectRoomApi.as_view(), name="api-rooms-direct"),  # before rooms/<room_id>/
     path("rooms/<str:room_id>/", RoomDetailApi.as_view(), name="api-room"),
     path("rooms/<str:room_id>/join/", RoomJoinApi.as_view(), name="api-room-join"),
     path("rooms/<str:room_id>/leave/", RoomLeaveApi.as_view(), name="api-room-leave"),

@@ -195,6 +195,40 @@ class RoomListApi(APIView):
         return Response(room_payload(room, role=Membership.Role.OWNER), status=status.HTTP_201_CREATED)
 
 
+class DirectRoomApi(APIView):
+    """Open my direct conversation with another person: created on first use (201), the same
+    room every time after that (200), whoever of the two opens it."""
+
+    class Input(serializers.Serializer):
+        user = serializers.CharField(max_length=150, help_text="User id or username")
+
+        class Meta:
+            ref_name = "DirectRoomInput"
+
+    @extend_schema(
+        operation_id="rooms_direct_open",
+        request=Input,
+        responses=documented(
+            {
+                201: OpenApiResponse(RoomPayload, "Created: the first time either of the two opens it"),
+                200: OpenApiResponse(RoomPayload, "The room the two already have"),
+            },
+            400,
+            403,
+            404,
+        ),
+    )
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        other = selectors.user_find(user_ref=data.validated_data["user"])
+        room, created = services.direct_room_get_or_create(user=request.user, other=other)
+        membership = selectors.membership_get(room_id=room.pk, user=request.user)
+        return Response(
+            room_payload(room, role=membership.role), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
 @extend_schema(parameters=[ROOM_ID])
 class RoomDetailApi(APIView):
     class Input(serializers.Serializer):
