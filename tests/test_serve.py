@@ -1,10 +1,34 @@
-"""scripts/serve.py: the listening socket its workers share."""
+"""scripts/serve.py: the listening socket its workers share, and how it supervises them.
+
+The supervision tests run a real scripts/serve.py (WEB_CONCURRENCY=2) on a free 127.0.0.1 port
+against this test run's database and Redis, and look at its process tree with psutil. To make
+one particular worker answer, the others are stopped (SIGSTOP) for the request: a stopped process
+cannot accept, so the kernel hands the connection to the one left; psutil then confirms which
+process holds the server end of the connection."""
 
 import asyncio
+import http.client
+import json
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 
+import psutil
+import pytest
 import uvloop
-from serve import listen  # scripts/ is on sys.path (tests/conftest.py)
+from serve import die_with_parent, listen  # scripts/ is on sys.path (tests/conftest.py)
+
+from tests.conftest import ROOT, free_port, server_env, wait_for_port, wait_until
+
+WORKERS = 2
+# Bounds, not measurements: a worker imports Django before it accepts (slow on a loaded machine).
+STARTUP = 60.0
+# A dead worker's replacement is started as soon as serve.py sees the death (the old loop slept
+# 0.5 s + 1 s first).
+RESTART = 1.0
 
 
 def test_connections_accepted_from_the_shared_socket_have_nagle_off():
@@ -33,3 +57,181 @@ def test_connections_accepted_from_the_shared_socket_have_nagle_off():
             listener.close()
 
     assert uvloop.run(accepted_nodelay()) == 1
+
+
+# -- a real serve.py -------------------------------------------------------------------------------
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class Serve:
+    """A running scripts/serve.py and the processes under it."""
+
+    def __init__(self, server: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "scripts/serve.py", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT,
+            env=server_env() | {"WEB_CONCURRENCY": str(WORKERS), "ASGI_SERVER": server},
+            stdout=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGKILL),  # if this test run dies, so does serve.py
+        )
+        self.seen: dict[int, psutil.Process] = {}  # every descendant ever seen, for the clean-up
+        wait_for_port(self.port, self.process)
+
+    def descendants(self) -> list[psutil.Process]:
+        """serve.py's living descendants (not zombies it has yet to reap)."""
+        try:
+            found = [p for p in psutil.Process(self.process.pid).children(recursive=True) if alive(p)]
+        except psutil.NoSuchProcess:
+            return []
+        self.seen.update((p.pid, p) for p in found)
+        return found
+
+    def workers(self, expected: int = WORKERS) -> list[psutil.Process]:
+        """The descendants, once there are `expected` of them (bounded wait); never more."""
+        found: list[psutil.Process] = []
+
+        def counted() -> bool:
+            found[:] = self.descendants()
+            assert len(found) <= expected, f"{len(found)} processes under serve.py, expected {expected}"
+            return len(found) == expected
+
+        wait_until(counted, timeout=STARTUP, what=f"{expected} workers under serve.py")
+        return found
+
+    def answer_from(self, worker: psutil.Process) -> tuple[int, dict]:
+        """A request answered by `worker` (every other descendant stopped meanwhile): its status
+        and JSON body. Waits (bounded) for the worker to start accepting."""
+        others = [p for p in self.descendants() if p.pid != worker.pid]
+        for other in others:
+            other.suspend()
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=STARTUP)
+            try:
+                connection.request("GET", "/api/v1/me/")
+                response = connection.getresponse()
+                body = response.read()
+                client_port = connection.sock.getsockname()[1]
+                tree = self.descendants()
+                holders = {
+                    p.pid
+                    for p in tree
+                    if any(c.raddr and c.raddr.port == client_port for c in p.net_connections("tcp"))
+                }
+            finally:
+                connection.close()
+        finally:
+            for other in others:
+                other.resume()
+        assert holders == {worker.pid}, f"answered by {holders}, not by {worker.pid}; under serve.py: " + ", ".join(
+            f"{p.pid} (child of {p.ppid()})" for p in tree
+        )
+        return response.status, json.loads(body)
+
+    def assert_answers(self, worker: psutil.Process) -> None:
+        """`worker` serves the API: an unauthenticated request is refused, in JSON."""
+        status, body = self.answer_from(worker)
+        assert status in (401, 403), (status, body)
+
+    def wait_all_gone(self, processes: list[psutil.Process], timeout: float = 20) -> None:
+        wait_until(
+            lambda: not any(alive(p) for p in processes), timeout=timeout, what="every worker of serve.py to exit"
+        )
+
+    def assert_nothing_listens(self) -> None:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+
+    def kill_everything(self) -> None:
+        for process in [*self.seen.values(), *self.descendants()]:
+            try:
+                process.resume()
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def serve(transactional_db) -> Iterator[Callable[..., Serve]]:
+    """Call it to start scripts/serve.py with WORKERS workers (the servers read this test's
+    database, hence transactional_db); everything it started is killed afterwards."""
+    started: list[Serve] = []
+
+    def start(server: str = "uvicorn") -> Serve:
+        started.append(Serve(server))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.kill_everything()
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "daphne"])
+def test_web_concurrency_starts_exactly_that_many_workers_and_each_serves(serve, server):
+    """uvicorn reads WEB_CONCURRENCY as its own --workers: passed on, it made each of serve.py's
+    workers a supervisor of WEB_CONCURRENCY more (4 servers for 2)."""
+    running = serve(server)
+    workers = running.workers()
+    for worker in workers:
+        running.assert_answers(worker)
+    assert {p.pid for p in running.descendants()} == {p.pid for p in workers}
+    assert all(p.ppid() == running.process.pid for p in workers)  # children, nobody's grandchildren
+
+
+def test_a_killed_worker_is_replaced_at_once_and_the_count_stays_exact(serve):
+    running = serve()
+    victim, survivor = running.workers()
+    running.assert_answers(victim)
+
+    victim.kill()
+    killed_at = time.monotonic()
+    replacements: list[psutil.Process] = []
+
+    def replaced() -> bool:
+        found = running.descendants()
+        assert len(found) <= WORKERS, f"{len(found)} processes under serve.py"
+        replacements[:] = [p for p in found if p.pid not in (victim.pid, survivor.pid)]
+        return bool(replacements) and not alive(victim)
+
+    wait_until(replaced, timeout=RESTART, what="a replacement for the killed worker")
+    started_after = time.monotonic() - killed_at
+    (replacement,) = replacements
+    running.assert_answers(replacement)  # once it has imported Django (bounded by STARTUP)
+    running.assert_answers(survivor)
+    assert {p.pid for p in running.workers()} == {survivor.pid, replacement.pid}
+    print(f"replacement started {started_after * 1000:.0f} ms after the kill")
+
+
+def test_killing_serve_py_takes_its_workers_down(serve):
+    """Even SIGKILL (nothing in serve.py runs): the workers asked the kernel to die with it, so
+    nothing is left accepting from the socket."""
+    running = serve()
+    workers = running.workers()
+    for worker in workers:
+        running.assert_answers(worker)
+
+    running.process.kill()
+    assert running.process.wait(timeout=10) == -signal.SIGKILL
+    running.wait_all_gone(workers)
+    running.assert_nothing_listens()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_stop_everything_cleanly(serve, stop):
+    running = serve()
+    workers = running.workers()
+    for worker in workers:
+        running.assert_answers(worker)
+
+    running.process.send_signal(stop)
+    assert running.process.wait(timeout=30) == 0
+    running.wait_all_gone(workers)
+    running.assert_nothing_listens()
