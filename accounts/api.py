@@ -118,7 +118,7 @@ class WsTicketApi(APIView):
         return Response(WsTicket(ticket=ticket, expires_in=ttl))
 
 
-@extend_schema(request=TokenObtainPairSerializer, responses=documented(TokenPair, 400, 401, authenticated=False))
+@extend_schema(request=TokenObtainPairSerializer, responses=documented(TokenPair, 400, 401, 429, authenticated=False))
 class TokenApi(TokenObtainPairView):
     """Sign in: a username and password for an access and a refresh token."""
 

@@ -68,6 +68,7 @@ class MessageListApi(APIView):
             403,
             404,
             409,
+            429,
         ),
     )
     def post(self, request, room_id):
@@ -99,14 +100,14 @@ class MessageDetailApi(APIView):
         class Meta:
             ref_name = "MessageEditInput"
 
-    @extend_schema(request=Input, responses=documented(MessagePayload, 400, 403, 404, 409))
+    @extend_schema(request=Input, responses=documented(MessagePayload, 400, 403, 404, 409, 429))
     def patch(self, request, room_id, message_id):
         message = services.message_edit(
             user=request.user, room_id=room_id, message_id=message_id, content=json_object(request).get("content")
         )
         return Response(message_payload(message))
 
-    @extend_schema(responses=documented(MessagePayload, 403, 404, 409))
+    @extend_schema(responses=documented(MessagePayload, 403, 404, 409, 429))
     def delete(self, request, room_id, message_id):
         message = services.message_delete(user=request.user, room_id=room_id, message_id=message_id)
         return Response(message_payload(message))
@@ -138,7 +139,7 @@ class ReceiptApi(APIView):
         class Meta:
             ref_name = "ReceiptInput"
 
-    @extend_schema(request=Input, responses=documented(ReceiptMarks, 400, 403, 404))
+    @extend_schema(request=Input, responses=documented(ReceiptMarks, 400, 403, 404, 429))
     def post(self, request, room_id):
         data = json_object(request)
         membership = services.receipt_update(
