@@ -56,10 +56,25 @@ def chromium(start_server) -> Iterator[Callable]:
         started["playwright"].stop()
 
 
+# Runs first in every document of a test's pages: each Content-Security-Policy violation (inline
+# script or style, eval, a source the policy does not list) is reported to the test as an error.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(`${event.effectiveDirective} refused ${event.blockedURI || "?"}`
+    + ` (${event.sourceFile || event.documentURI}:${event.lineNumber}) ${event.sample}`);
+}, true);
+"""
+
+
 def open_page(browser, base_url: str, errors: list[str]):
-    """A page in its own context (own cookies, so its own user), recording script errors."""
+    """A page in its own context (own cookies, so its own user), recording script errors and
+    Content-Security-Policy violations (of every page of the context)."""
     context = browser.new_context(base_url=base_url, viewport=VIEWPORT)
     context.set_default_timeout(10_000)
+    context.expose_binding(
+        "reportCspViolation", lambda source, text: errors.append(f"{source['page'].url}: CSP violation: {text}")
+    )
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
     return page
@@ -680,3 +695,113 @@ def test_read_receipts_can_be_turned_off(start_server, chromium, make_user):
     expect(ben_page.locator("#conn-badge")).to_have_text("Connected")
     expect(status).to_have_text("Delivered")
     assert errors == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Content-Security-Policy (core/csp.py): every page works under it; open_page reports violations
+
+
+def settle(page) -> None:
+    """Let violation events already queued in the page fire and reach the test."""
+    page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 50))")
+
+
+def test_no_page_violates_the_content_security_policy(start_server, chromium, make_user, django_user_model):
+    from messaging.services import message_send
+    from rooms.services import room_create
+
+    ann = make_user(password=PASSWORD)
+    room = room_create(creator=ann, name="Policies", kind="private")
+    message_send(user=ann, room_id=room.pk, content="Already here", client_msg_id=uuid.uuid4())
+    lobby = room_create(creator=make_user(), name="Lobby", kind="public")
+    root = django_user_model.objects.create_superuser(f"root{uuid.uuid4().hex[:6]}", "root@example.com", PASSWORD)
+
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    page = open_page(browser, base_url, errors)
+    documents: list[tuple[str, str | None]] = []  # (url, its Content-Security-Policy) of every page loaded
+
+    def record_document(response) -> None:
+        if response.request.resource_type == "document":
+            documents.append((response.url, response.header_value("Content-Security-Policy")))
+
+    page.on("response", record_document)
+
+    # Signed out: sign-up and sign-in pages, and the CSRF failure page (a stale token).
+    for url in ("/signup/", "/login/"):
+        response = page.goto(url)
+        policy = response.header_value("Content-Security-Policy")
+        assert "script-src 'self'" in policy and f"ws://{base_url.removeprefix('http://')}" in policy
+        settle(page)
+    page.locator("input[name=csrfmiddlewaretoken]").evaluate("(input) => { input.value = 'x'.repeat(64); }")
+    page.get_by_label("Username").fill(ann.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="That form has expired")).to_be_visible()
+    settle(page)
+
+    # Signed in: home (its socket connects), the settings menu, a room (send, edit, the delete
+    # dialog), a public room's preview, a page that does not exist.
+    sign_in(page, ann.username)
+    expect(page.get_by_role("heading", name="Your rooms")).to_be_visible()
+    page.get_by_role("button", name="Settings").click()
+    expect(page.locator("#settings-menu")).to_be_visible()
+    page.keyboard.press("Escape")
+    page.goto(f"/rooms/{room.pk}/")
+    expect(page.locator("#conn-badge")).to_have_text("Connected")
+    expect(row(page, "Already here")).to_be_visible()
+    send(page, "Sent under a strict policy")
+    expect(row(page, "Sent under a strict policy").get_by_test_id("receipt")).to_have_text("Sent")
+    mine = row(page, "Sent under a strict policy")
+    mine.hover()
+    mine.get_by_role("button", name="Edit message").click()
+    page.get_by_role("textbox", name="Edit message").fill("Edited under a strict policy")
+    page.get_by_role("textbox", name="Edit message").press("Enter")
+    expect(row(page, "Edited under a strict policy").locator(".msg-body")).to_contain_text("(edited)")
+    mine = row(page, "Edited under a strict policy")
+    mine.hover()
+    mine.get_by_role("button", name="Delete message").click()
+    page.get_by_role("dialog", name="Delete message?").get_by_role("button", name="Cancel").click()
+    settle(page)
+    page.goto(f"/rooms/{lobby.pk}/")
+    expect(page.get_by_role("button", name="Join room")).to_be_visible()
+    settle(page)
+    assert page.goto("/no-such-page/").status == 404
+    settle(page)
+
+    # Django admin: sign-in, index, a list with filters and search, a change form, the user forms.
+    admin = open_page(browser, base_url, errors)
+    admin.on("response", record_document)
+    admin.goto("/admin/login/")
+    admin.get_by_label("Username").fill(root.username)
+    admin.get_by_label("Password").fill(PASSWORD)
+    admin.get_by_role("button", name="Log in").click()
+    expect(admin.get_by_role("heading", name="Site administration")).to_be_visible()
+    settle(admin)
+    for url in (
+        "/admin/rooms/room/?kind__exact=private",
+        f"/admin/rooms/room/{room.pk}/change/",
+        "/admin/accounts/user/add/",
+        f"/admin/accounts/user/{ann.pk}/change/",
+    ):
+        assert admin.goto(url).ok, url
+        settle(admin)
+    assert errors == []
+    # Every page above (redirects included) came with the policy.
+    loaded = {url.removeprefix(base_url).split("?")[0] for url, _ in documents}
+    assert {"/signup/", "/login/", "/", f"/rooms/{lobby.pk}/", "/no-such-page/", "/admin/"} <= loaded
+    assert [url for url, policy in documents if not policy or "default-src 'none'" not in policy] == []
+
+    # The check itself: an inline script and an inline style are refused, and reported.
+    admin.evaluate(
+        """() => {
+            const script = document.createElement("script");
+            script.textContent = "window.inlineRan = true;";
+            document.body.append(script);
+            document.body.setAttribute("style", "outline: 1px solid red");
+        }"""
+    )
+    settle(admin)
+    assert admin.evaluate("window.inlineRan") is None
+    assert len(errors) == 2 and "script-src-elem refused inline" in errors[0] and "style-src-attr" in errors[1], errors
