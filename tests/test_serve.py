@@ -9,12 +9,14 @@ process holds the server end of the connection."""
 import asyncio
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -60,6 +62,13 @@ def test_connections_accepted_from_the_shared_socket_have_nagle_off():
 
 
 # -- a real serve.py -------------------------------------------------------------------------------
+
+
+def started_at(process: psutil.Process) -> float:
+    """When `process` was forked, in CLOCK_BOOTTIME seconds: the kernel's record (/proc/PID/stat
+    field 22, in clock ticks), precise to a tick, where psutil's create_time is off by up to 1 s."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def alive(process: psutil.Process) -> bool:
@@ -139,14 +148,19 @@ class Serve:
         status, body = self.answer_from(worker)
         assert status in (401, 403), (status, body)
 
-    def wait_all_gone(self, processes: list[psutil.Process], timeout: float = 20) -> None:
-        wait_until(
-            lambda: not any(alive(p) for p in processes), timeout=timeout, what="every worker of serve.py to exit"
-        )
-
-    def assert_nothing_listens(self) -> None:
-        with pytest.raises(ConnectionRefusedError):
+    def refuses_connections(self) -> bool:
+        try:
             socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    def wait_all_gone(self, processes: list[psutil.Process], timeout: float = 20) -> None:
+        """Every one of `processes` exits, and then nothing accepts on the port any more (a
+        multi-threaded process shows as a zombie while its other threads, which still hold its
+        file descriptors, are exiting: the port is the proof nobody serves)."""
+        wait_until(lambda: not any(alive(p) for p in processes), timeout=timeout, what="the workers to exit")
+        wait_until(self.refuses_connections, timeout=timeout, what=f"port {self.port} to refuse connections")
 
     def kill_everything(self) -> None:
         for process in [*self.seen.values(), *self.descendants()]:
@@ -191,8 +205,8 @@ def test_a_killed_worker_is_replaced_at_once_and_the_count_stays_exact(serve):
     victim, survivor = running.workers()
     running.assert_answers(victim)
 
+    killed_at = time.clock_gettime(time.CLOCK_BOOTTIME)
     victim.kill()
-    killed_at = time.monotonic()
     replacements: list[psutil.Process] = []
 
     def replaced() -> bool:
@@ -201,13 +215,15 @@ def test_a_killed_worker_is_replaced_at_once_and_the_count_stays_exact(serve):
         replacements[:] = [p for p in found if p.pid not in (victim.pid, survivor.pid)]
         return bool(replacements) and not alive(victim)
 
-    wait_until(replaced, timeout=RESTART, what="a replacement for the killed worker")
-    started_after = time.monotonic() - killed_at
+    wait_until(replaced, timeout=STARTUP, what="a replacement for the killed worker")
     (replacement,) = replacements
+    # When serve.py forked it, by the kernel's clock (not when this test's polling saw it).
+    restarted_after = started_at(replacement) - killed_at
+    assert restarted_after < RESTART
     running.assert_answers(replacement)  # once it has imported Django (bounded by STARTUP)
     running.assert_answers(survivor)
     assert {p.pid for p in running.workers()} == {survivor.pid, replacement.pid}
-    print(f"replacement started {started_after * 1000:.0f} ms after the kill")
+    print(f"replacement forked {restarted_after * 1000:.0f} ms after the kill")
 
 
 def test_killing_serve_py_takes_its_workers_down(serve):
@@ -221,7 +237,6 @@ def test_killing_serve_py_takes_its_workers_down(serve):
     running.process.kill()
     assert running.process.wait(timeout=10) == -signal.SIGKILL
     running.wait_all_gone(workers)
-    running.assert_nothing_listens()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
@@ -234,4 +249,3 @@ def test_sigterm_and_sigint_stop_everything_cleanly(serve, stop):
     running.process.send_signal(stop)
     assert running.process.wait(timeout=30) == 0
     running.wait_all_gone(workers)
-    running.assert_nothing_listens()
