@@ -5,7 +5,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
@@ -14,6 +13,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.services import user_create, user_credentials_changed, user_update_settings, ws_ticket_issue
 from core.errors import InvalidInput
+from core.throttles import SIGN_IN_THROTTLES, SignUpAddressThrottle
 from rooms.api import documented
 
 
@@ -43,13 +43,10 @@ def me_payload(user) -> MePayload:
     }
 
 
-class SignupThrottle(AnonRateThrottle):
-    rate = "20/hour"
-
-
 class SignupApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    throttle_classes = [SignUpAddressThrottle]
 
     class Input(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -121,6 +118,8 @@ class WsTicketApi(APIView):
 @extend_schema(request=TokenObtainPairSerializer, responses=documented(TokenPair, 400, 401, 429, authenticated=False))
 class TokenApi(TokenObtainPairView):
     """Sign in: a username and password for an access and a refresh token."""
+
+    throttle_classes = SIGN_IN_THROTTLES
 
 
 @extend_schema(request=TokenRefreshSerializer, responses=documented(TokenPair, 400, 401, authenticated=False))

@@ -10,16 +10,25 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from accounts.middleware import SocketAuthMiddleware  # noqa: E402
+from core.hub import get_hub  # noqa: E402
 from messaging.consumers import ChatConsumer  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", ChatConsumer.as_asgi())]
 
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": SocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )
+
+
+async def application(scope, receive, send):
+    # This loop serves: the events it publishes go through its hub (core.events), which keeps
+    # one Redis connection for them rather than one per publish.
+    get_hub()
+    await router(scope, receive, send)
+
 
 # Everything loaded so far lives as long as the process: keep it out of the cyclic collector's
 # full passes, whose pauses grow with the heap and show up as latency spikes under load.

@@ -188,14 +188,8 @@ WHITENOISE_USE_FINDERS = DEBUG or TESTING
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Pub/sub: an event is one PUBLISH, received once by each server process's hub (core.hub).
-# At-most-once, like every channel layer: clients catch up from PostgreSQL (docs/protocol.md).
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "core.layers.PubSubChannelLayer",
-        "CONFIG": {"hosts": REDIS_CHANNEL_URLS},
-    }
-}
+# Events between server processes go over Redis pub/sub (core.pubsub), sharded over
+# REDIS_CHANNEL_URLS; Channels' channel layer is not used (no consumer has a channel of its own).
 
 CACHES = {
     "default": {

@@ -30,11 +30,12 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 from core.hub import get_hub
+from core.pubsub import publish_once
 
 logger = logging.getLogger(__name__)
 
@@ -115,18 +116,19 @@ async def call_service(service: Callable[..., Any], /, **kwargs: Any) -> Any:
 
 async def _publish(events: list[Event]) -> None:
     """Send events to their groups, in order: this process's own sockets at once (its hub), the
-    other processes through Redis, in one pipelined batch per shard (core.layers)."""
+    other processes through Redis (core.pubsub; queued, never awaited)."""
     if not events:
         return
     # The group travels with the event: each process's hub routes by it (core.hub).
     sends = [(group, {**event, "group": group}) for groups, event in events for group in groups]
     hub = get_hub.peek()
-    if hub is not None:
+    if hub is None:  # a loop that serves no sockets: a Celery task, a script, a test
+        try:
+            await publish_once(settings.REDIS_CHANNEL_URLS, sends)
+        except Exception:  # a lost event is recovered by sync; a failed send must not fail the write
+            logger.exception("could not publish %s events", len(sends))
+        return
+    for _, event in sends:
         # Local sockets need no trip through Redis; the hub drops the copy that comes back.
-        for _, event in sends:
-            event["origin"] = hub.origin
-            await hub.deliver(dict(event))  # a copy: consumers cache the built frame in it
-    try:
-        await get_channel_layer().group_send_many(sends)
-    except Exception:  # a lost event is recovered by sync; a failed send must not fail the write
-        logger.exception("could not publish %s events", len(sends))
+        await hub.deliver(dict(event, origin=hub.origin))  # a copy: consumers cache the built frame in it
+    hub.publish(sends)

@@ -1,24 +1,28 @@
 """Process-local fan-out: one subscription per group per server process, not one per socket.
 
 Services publish each event once to a group (`room.<id>`, `user.<id>`; see core.events). In every
-server process a single Hub is the only channel-layer member of the groups its sockets need: it
-receives each event once and hands it straight to the local consumers of that group, which send
-the text the service serialised once. So an event costs one PUBLISH (channels-redis' pub/sub
-layer) however many sockets are in the room, Redis holds no per-socket state, and no per-socket
-channel-layer task or thread hop sits on the delivery path.
+server process a single Hub holds the sockets of each group its sockets need and the process's
+`Bus` (core.pubsub): it receives each event once and hands it straight to the local consumers of
+that group, which send the text the service serialised once. So an event costs one PUBLISH
+however many sockets are in the room, Redis holds no per-socket state, and no per-socket task or
+thread hop sits on the delivery path.
 
-The layer stays at-most-once: consumers keep their own per-room order and fill holes from the
-database (messaging.consumers), as before.
+Pub/sub stays at-most-once: consumers keep their own per-room order and fill holes from the
+database (messaging.consumers). When the bus reconnects after losing Redis, the hub runs the
+recovery hooks registered with `on_reconnect` (messaging registers one that brings every socket
+of the affected groups up to date from PostgreSQL at once, instead of waiting for the next event).
 """
 
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from channels.layers import get_channel_layer
+from django.conf import settings
 
 from core.loops import per_loop
+from core.pubsub import Bus
 
 logger = logging.getLogger(__name__)
 
@@ -27,25 +31,30 @@ class Member(Protocol):
     async def hub_event(self, event: dict[str, Any]) -> None: ...
 
 
+Recovery = Callable[["Hub", list[str]], Awaitable[None]]
+_recoveries: list[Recovery] = []
+
+
+def on_reconnect(recovery: Recovery) -> Recovery:
+    """Register `recovery(hub, groups)`, run after the bus lost Redis and got it back, with the
+    groups whose events may have been lost."""
+    _recoveries.append(recovery)
+    return recovery
+
+
 class Hub:
     def __init__(self) -> None:
-        self.layer = get_channel_layer()
         self.origin = uuid.uuid4().hex  # marks the events this process already delivered itself
-        self.channel: str | None = None
         self.groups: dict[str, set[Member]] = {}
-        self.task: asyncio.Task | None = None
-        self.lock = asyncio.Lock()  # group_add/discard of one group never interleave
+        self.lock = asyncio.Lock()  # subscribe/unsubscribe of one group never interleave
+        self.bus = Bus(settings.REDIS_CHANNEL_URLS, on_event=self._received, on_reconnect=self._recover)
 
     async def join(self, group: str, member: Member) -> None:
         async with self.lock:
-            if self.channel is None:
-                self.channel = await self.layer.new_channel()
-            if self.task is None or self.task.done():
-                self.task = asyncio.get_running_loop().create_task(self._receive())
             members = self.groups.get(group)
             if members is None:
                 members = self.groups[group] = set()
-                await self.layer.group_add(group, self.channel)
+                await self.bus.subscribe(group)
             members.add(member)
 
     async def leave(self, group: str, member: Member) -> None:
@@ -56,25 +65,17 @@ class Hub:
             members.discard(member)
             if not members:
                 del self.groups[group]
-                await self.layer.group_discard(group, self.channel)
-            if not self.groups and self.task is not None:
-                # Nothing to listen for in this process any more. A cancelled receive makes the
-                # pub/sub layer drop the channel, so the next join starts with a new one.
-                self.task.cancel()
-                self.task = self.channel = None
+                await self.bus.unsubscribe(group)
 
-    async def _receive(self) -> None:
-        while True:
-            try:
-                event = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis away: the layer reconnects; clients catch up by sync
-                logger.exception("hub receive failed")
-                await asyncio.sleep(0.5)
-                continue
-            if event.get("origin") != self.origin:  # our own events were delivered at once
-                await self.deliver(event)
+    def publish(self, sends: list[tuple[str, dict]]) -> None:
+        """Queue events for the other processes (core.pubsub); returns at once."""
+        for _, event in sends:
+            event["origin"] = self.origin
+        self.bus.publish(sends)
+
+    async def _received(self, event: dict[str, Any]) -> None:
+        if event.get("origin") != self.origin:  # our own events were delivered at once
+            await self.deliver(event)
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Hand an event to this process's members of its group."""
@@ -86,6 +87,10 @@ class Hub:
                 await member.hub_event(event)
             except Exception:
                 logger.exception("delivering %s failed", event.get("type"))
+
+    async def _recover(self, groups: list[str]) -> None:
+        for recovery in _recoveries:
+            await recovery(self, [group for group in groups if group in self.groups])
 
 
 # This event loop's hub (one per server process; tests run a loop per test).

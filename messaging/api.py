@@ -44,6 +44,8 @@ class ReceiptMarks(TypedDict):
 class MessageListApi(APIView):
     """GET: a page of history (`after_sequence` oldest first, else newest first). POST: send."""
 
+    write_scope = "send"  # core.throttles
+
     class Input(serializers.Serializer):
         content = serializers.CharField(trim_whitespace=False, allow_blank=True)
         client_msg_id = serializers.UUIDField()
@@ -94,6 +96,8 @@ class ChangeListApi(APIView):
 
 @extend_schema(parameters=[ROOM_ID, MESSAGE_ID])
 class MessageDetailApi(APIView):
+    write_scope = "edit"
+
     class Input(serializers.Serializer):
         content = serializers.CharField(trim_whitespace=False, allow_blank=True)
 
@@ -131,6 +135,8 @@ class MessageReceiptsApi(APIView):
 @extend_schema(parameters=[ROOM_ID])
 class ReceiptApi(APIView):
     """Move my delivered/read marks forward (they never move back)."""
+
+    write_scope = "receipt"
 
     class Input(serializers.Serializer):
         delivered_sequence = serializers.IntegerField(min_value=0, required=False)

@@ -22,14 +22,15 @@ from django.conf import settings
 from core import jsontext, wire
 from core.errors import ApplicationError, Internal, InvalidInput, RateLimited, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
-from core.hub import get_hub
+from core.hub import Hub, get_hub, on_reconnect
 from core.loops import per_loop
 from core.ratelimit import Buckets, Strikes, take_all
 from messaging import selectors, services
+from messaging.models import Message
 from messaging.params import ChangesParams, HistoryParams, validated
 from messaging.payloads import change_frame, message_payload
 from presence import services as presence
-from rooms.selectors import user_rooms_state
+from rooms.selectors import rooms_last_sequence, user_rooms_state, user_rooms_states
 
 logger = logging.getLogger(__name__)
 
@@ -474,6 +475,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._subscribe(room_id, frame["room"]["last_sequence"])
         await self.send(text_data=event["text"])
 
+    async def reconcile(self, state: dict | None) -> None:
+        """After an outage, make this socket agree with the database: closed if the account is no
+        longer active, following the rooms the user joined or left meanwhile (`state`: rooms.selectors
+        .user_rooms_states for this user, None if the user is gone)."""
+        if state is None or not state["active"]:
+            await self.user_revoked({})
+            return
+        rooms = state["rooms"]
+        for room_id in [room_id for room_id in self.cursors if room_id not in rooms]:
+            await self._unsubscribe(room_id)
+            await self.send(text_data=dumps({"type": "room.removed", "room": room_id}))
+        for room_id, (room, role) in rooms.items():
+            if room_id not in self.cursors:
+                await self._subscribe(room_id, room["last_sequence"])
+                await self.send(text_data=dumps({"type": "room.added", "room": room | {"role": role}}))
+
     async def user_revoked(self, event: dict) -> None:
         """The user signed out, was deactivated or changed password (accounts.services)."""
         logger.info("closing a socket of user %s: credentials changed", self.user.pk)
@@ -536,6 +553,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if reached > cursor.last:
             cursor.gap_attempts = 0  # progress: a long gap may take several pages
+        await self.catch_up(room_id, messages, reached)
+        if cursor.pending and cursor.gap_attempts >= GAP_MAX_ATTEMPTS:
+            logger.error("could not fill a gap in room %s after %s", room_id, cursor.last)
+
+    async def catch_up(self, room_id: str, messages: list[Message], reached: int) -> None:
+        """Every change of the room up to `reached` was read from the database: `messages` (a
+        number missing from them was superseded by a later change of the same message). Deliver
+        what this socket has not, in order, and move its cursor to `reached`."""
+        cursor = self.cursors.get(room_id)
+        if cursor is None:
+            return
         async with self.send_lock:
             # Live events may have been delivered while we read: never send a number twice.
             for message in messages:
@@ -548,8 +576,34 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     await self.send(text_data=text)
             cursor.last = max(cursor.last, reached)
         await self._drain(room_id, cursor)
-        if cursor.pending and cursor.gap_attempts >= GAP_MAX_ATTEMPTS:
-            logger.error("could not fill a gap in room %s after %s", room_id, cursor.last)
+
+
+@on_reconnect
+async def _catch_up_after_an_outage(hub: Hub, groups: list[str]) -> None:
+    """Redis is back: the events of these groups published meanwhile are lost. Bring this
+    process's sockets up to date at once, rather than at each room's next event: each lagging
+    room's changes are read once and handed to all its sockets; each user's rooms and account are
+    checked (memberships, deactivation) once."""
+    rooms = [group.split(".", 1)[1] for group in groups if group.startswith("room.")]
+    if rooms:
+        lasts = await database_sync_to_async(rooms_last_sequence)(room_ids=rooms)
+        for room_id, last in lasts.items():
+            sockets = [m for m in hub.groups.get(room_group(room_id), ()) if isinstance(m, ChatConsumer)]
+            behind = [s for s in sockets if room_id in s.cursors and s.cursors[room_id].last < last]
+            after = min((s.cursors[room_id].last for s in behind), default=last)
+            while after < last:
+                messages, _, reached = await database_sync_to_async(selectors.room_changes)(
+                    room_id=room_id, after_sequence=after, until_sequence=last, limit=500
+                )
+                for socket in behind:
+                    await socket.catch_up(room_id, messages, reached)
+                after = reached
+    users = [int(group.split(".", 1)[1]) for group in groups if group.startswith("user.")]
+    if users:
+        states = await database_sync_to_async(user_rooms_states)(user_ids=users)
+        for user_id in users:
+            for socket in [m for m in hub.groups.get(user_group(user_id), ()) if isinstance(m, ChatConsumer)]:
+                await socket.reconcile(states.get(user_id))
 
 
 def _require_str(frame: dict, name: str) -> str:

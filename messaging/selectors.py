@@ -92,13 +92,22 @@ def changes_page(
     as the membership; since a room's numbers commit in order, everything up to it is visible.
     """
     membership = membership_get(room_id=room_id, user=user)
-    limit = _clamp_limit(limit)
     upper = membership.room.last_sequence
     if until_sequence is not None:
         upper = min(upper, until_sequence)
+    return room_changes(
+        room_id=membership.room.pk, after_sequence=after_sequence, until_sequence=upper, limit=_clamp_limit(limit)
+    )
+
+
+def room_changes(
+    *, room_id: object, after_sequence: int, until_sequence: int, limit: int
+) -> tuple[list[Message], bool, int]:
+    """`changes_page` without the access check, up to a number the caller knows is committed:
+    for callers that checked access already (the page above; a process catching its sockets up)."""
     rows = list(
         Message.objects.filter(
-            room_id=membership.room.pk, changed_sequence__gt=after_sequence, changed_sequence__lte=upper
+            room_id=room_id, changed_sequence__gt=after_sequence, changed_sequence__lte=until_sequence
         )
         .select_related("sender")
         .order_by("changed_sequence")[: limit + 1]
@@ -106,20 +115,18 @@ def changes_page(
     # Archived days are frozen: they matter only to a cursor older than their latest change.
     keys = [
         key
-        for key, span in archive.archived_spans(membership.room.pk)
+        for key, span in archive.archived_spans(room_id)
         if span["max_changed"] > after_sequence
         and (len(rows) <= limit or span["min_changed"] < rows[-1].changed_sequence)
     ]
     if keys:
         cold = [
-            m
-            for m in archive.archived_messages(membership.room.pk, keys)
-            if after_sequence < m.changed_sequence <= upper
+            m for m in archive.archived_messages(room_id, keys) if after_sequence < m.changed_sequence <= until_sequence
         ]
         rows = sorted(rows + _with_senders(cold), key=lambda m: m.changed_sequence)[: limit + 1]
     has_more = len(rows) > limit
     rows = rows[:limit]
-    cursor = rows[-1].changed_sequence if has_more else max(upper, after_sequence)
+    cursor = rows[-1].changed_sequence if has_more else max(until_sequence, after_sequence)
     return rows, has_more, cursor
 
 

@@ -104,6 +104,8 @@ def _transitions(beats: list[Beat], reply: list) -> list[tuple[User, str, str]]:
 
 
 def _announce_presence(user: User, status: str, last_active: str, rooms: Iterable[str]) -> None:
+    if not rooms:
+        return  # nobody shares a room with them
     frame = {"type": "presence", "user": user_payload(user), "status": status, "last_seen_at": _iso(float(last_active))}
     send_event([room_group(room) for room in rooms], {"type": "user.presence", "user": user.pk, "text": dumps(frame)})
 

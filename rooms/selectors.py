@@ -7,6 +7,7 @@ from core.errors import NotFound
 from core.jsontext import storable_text
 from rooms import access
 from rooms.models import Membership, Room
+from rooms.payloads import room_payload
 
 
 def parse_room_id(room_id: object) -> uuid.UUID:
@@ -65,6 +66,26 @@ def user_rooms_state(*, user_id: int) -> dict[str, int]:
     """{room id: last sequence} for every room the user belongs to."""
     rows = Membership.objects.filter(user_id=user_id).values_list("room_id", "room__last_sequence")
     return {str(room_id): last_sequence for room_id, last_sequence in rows}
+
+
+def rooms_last_sequence(*, room_ids: list[str]) -> dict[str, int]:
+    """{room id: last sequence} of existing rooms (no access check: for the process's own use)."""
+    rows = Room.objects.filter(pk__in=room_ids).values_list("pk", "last_sequence")
+    return {str(room_id): last for room_id, last in rows}
+
+
+def user_rooms_states(*, user_ids: list[int]) -> dict[int, dict]:
+    """For each existing user: {"active": bool, "rooms": {room id: (room payload, role)}}, for
+    sockets to check themselves against after an outage (messaging.consumers)."""
+    states: dict[int, dict] = {
+        pk: {"active": active, "rooms": {}}
+        for pk, active in User.objects.filter(pk__in=user_ids).values_list("pk", "is_active")
+    }
+    memberships = Membership.objects.filter(user_id__in=states).select_related("room", "room__created_by")
+    for membership in memberships:
+        payload = room_payload(membership.room)
+        states[membership.user_id]["rooms"][payload["id"]] = (payload, membership.role)
+    return states
 
 
 def user_find(*, user_ref: object) -> User:

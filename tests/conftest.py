@@ -19,7 +19,6 @@ from urllib.parse import quote
 import psycopg
 import pytest
 import redis
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connection
@@ -35,13 +34,9 @@ from serve import APP, UVICORN_OPTIONS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _fresh_redis() -> Iterator[None]:
-    """Each test starts with an empty Redis (channel layer, tickets, cache) and its own channel
-    layer object: channels-redis binds its receive lock to the event loop of the test using it."""
+def _fresh_redis() -> None:
+    """Each test starts with an empty Redis (tickets, cache, presence, rate limits)."""
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
 
 
 @dataclass

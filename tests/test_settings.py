@@ -57,7 +57,7 @@ def test_scale_out_settings_come_from_the_environment():
     script = (
         "from django.conf import settings as s; "
         "print(s.DATABASES['replica']['HOST'], s.DATABASES['replica']['TEST']['MIRROR'], "
-        "s.CHANNEL_LAYERS['default']['CONFIG']['hosts'], s.DATABASE_ROUTERS)"
+        "s.REDIS_CHANNEL_URLS, s.DATABASE_ROUTERS)"
     )
     result = manage(
         "shell",

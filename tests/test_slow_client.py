@@ -23,7 +23,11 @@ def test_a_client_that_stops_reading_is_closed_and_holds_nobody_back(start_serve
     ada, bob, eve = make_user("ada"), make_user("bob"), make_user("eve")
     room = room_create(creator=ada, name="Busy", kind=Room.Kind.PRIVATE)
     Membership.objects.bulk_create([Membership(room=room, user=bob), Membership(room=room, user=eve)])
-    server = start_server(WS_MAX_BACKLOG_BYTES=str(64 * 1024))
+    # Ada sends as fast as she can: this test is about a slow reader, not about rate limits.
+    unlimited = {
+        f"RATE_LIMIT_{level}_{kind}": "100000,100000" for level in ("SOCKET", "USER") for kind in ("FRAME", "SEND")
+    }
+    server = start_server(WS_MAX_BACKLOG_BYTES=str(64 * 1024), **unlimited)
     ada_url, _ = ws_url(server, "ada")
     bob_url, _ = ws_url(server, "bob")
     eve_url, _ = ws_url(server, "eve")

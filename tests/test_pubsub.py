@@ -1,0 +1,138 @@
+"""core.pubsub against a real Redis: order per group across shards, reconnecting at once after the
+connection is lost, catching sockets up on what the outage lost, and never making a write wait
+for Redis."""
+
+import asyncio
+import uuid
+
+import pytest
+import redis
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import connections
+
+from core.hub import get_hub
+from core.pubsub import Bus, publish_once
+from messaging.services import message_send
+from rooms.services import room_create
+from tests.conftest import receive_types
+from tests.sockets import connect, receive_type
+
+TIMEOUT = 5
+
+
+def _admin() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+async def _until(condition, timeout: float = TIMEOUT) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_every_group_gets_its_events_in_order_across_shards():
+    base = settings.REDIS_URL.rsplit("/", 1)[0]
+    urls = [f"{base}/0", f"{base}/1"]
+    received: dict[str, list[int]] = {}
+
+    async def on_event(event):
+        received.setdefault(event["group"], []).append(event["n"])
+
+    listener = Bus(urls, on_event=on_event, on_reconnect=lambda groups: asyncio.sleep(0))
+    sender = Bus(urls, on_event=on_event, on_reconnect=lambda groups: asyncio.sleep(0))
+    groups = [f"room.{uuid.UUID(int=n)}" for n in range(8)]
+    for group in groups:
+        await listener.subscribe(group)
+    await asyncio.gather(listener.ready(), sender.ready())
+    assert {listener._shard(group).url for group in groups} == set(urls)  # both shards in use
+
+    sender.publish([(groups[n % 8], {"group": groups[n % 8], "n": n}) for n in range(1000)])
+    await _until(lambda: sum(map(len, received.values())) == 1000)
+
+    assert {group: numbers for group, numbers in received.items()} == {
+        group: [n for n in range(1000) if n % 8 == index] for index, group in enumerate(groups)
+    }
+    await asyncio.gather(listener.close(), sender.close())
+
+
+@pytest.mark.asyncio
+async def test_a_lost_connection_is_back_at_once_resubscribed_and_reported():
+    received, reconnects = [], []
+
+    async def on_reconnect(groups):
+        reconnects.append(sorted(groups))
+
+    async def on_event(event):
+        received.append(event["n"])
+
+    bus = Bus([settings.REDIS_URL], on_event=on_event, on_reconnect=on_reconnect)
+    await bus.subscribe("room.a")
+    await bus.subscribe("user.7")
+    await bus.ready()
+
+    killed = _admin().client_kill_filter(_type="pubsub")
+    await _until(lambda: reconnects)
+    await publish_once([settings.REDIS_URL], [("room.a", {"n": 1})])
+    await _until(lambda: received)
+
+    assert killed == 1
+    assert reconnects == [["room.a", "user.7"]]
+    assert received == [1]
+    await bus.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_sockets_get_what_an_outage_lost_as_soon_as_redis_is_back(make_user):
+    """Another process's message published while this process's connection to Redis was down is
+    lost to pub/sub; it reaches the socket right after the reconnect, without waiting for the
+    room's next event."""
+    ada, bob = await database_sync_to_async(lambda: (make_user("ada"), make_user("bob")))()
+    room = await database_sync_to_async(room_create)(creator=ada, name="Outage")
+    await database_sync_to_async(lambda: room.memberships.create(user=bob))()
+    socket, _ = await connect(bob)
+    shard = get_hub().bus.shards[0]
+    await get_hub().bus.ready()
+    url, shard.url = shard.url, "redis://127.0.0.1:9"  # nothing listens there: Redis is "down"
+    _admin().client_kill_filter(_type="pubsub")
+    await _until(lambda: not shard.connected.is_set())
+
+    def send_from_elsewhere():  # a sync service off this loop: it publishes straight to Redis
+        try:
+            message_send(user=ada, room_id=room.pk, content="while you were away", client_msg_id=uuid.uuid4())
+        finally:
+            connections.close_all()
+
+    await asyncio.to_thread(send_from_elsewhere)
+    shard.url = url  # Redis is back
+
+    frame = await receive_type(socket, "message.new")
+    assert frame["message"]["content"] == "while you were away" and frame["sequence"] == 1
+    await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_frozen_redis_holds_back_no_send_and_no_local_delivery(make_user):
+    ada = await database_sync_to_async(make_user)("ada")
+    room = await database_sync_to_async(room_create)(creator=ada, name="Frozen")
+    socket, _ = await connect(ada)
+    await get_hub().bus.ready()
+    # Warm up (the day's partitions, this loop's database connection): what is measured is Redis.
+    await socket.send_json_to(
+        {"type": "message.send", "room": str(room.pk), "content": "warm", "client_msg_id": str(uuid.uuid4())}
+    )
+    await receive_type(socket, "message.ack")
+    _admin().execute_command("CLIENT", "PAUSE", "3000", "ALL")  # Redis accepts but answers nothing
+    try:
+        await socket.send_json_to(
+            {"type": "message.send", "room": str(room.pk), "content": "still fast", "client_msg_id": str(uuid.uuid4())}
+        )
+        async with asyncio.timeout(1.5):  # well inside the pause
+            frames = await receive_types(socket, "message.ack", "message.new")  # in either order
+    finally:
+        _admin().execute_command("CLIENT", "UNPAUSE")
+    assert frames["message.ack"]["message"]["content"] == frames["message.new"]["message"]["content"] == "still fast"
+    await socket.disconnect()
