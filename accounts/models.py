@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
@@ -14,7 +16,7 @@ def username_is(username: str) -> Q:
 models.CharField.register_lookup(Lower)
 
 
-class UserManager(DjangoUserManager):
+class UserManager(DjangoUserManager["User"]):
     def get_by_natural_key(self, username: str | None) -> "User":
         # Sign-in (sessions and JWT alike) accepts a name in any case.
         return self.get(username_is(username or ""))
@@ -26,9 +28,9 @@ class User(AbstractUser):
     # Privacy: when off, others never see how far this user has read.
     send_read_receipts = models.BooleanField(default=True)
 
-    objects = UserManager()
+    objects: ClassVar[UserManager] = UserManager()
 
-    class Meta(AbstractUser.Meta):
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined]  # django-stubs declares no AbstractUser.Meta
         db_table = "accounts_user"
         swappable = "AUTH_USER_MODEL"
         constraints = [

@@ -1,3 +1,5 @@
+from typing import TypeVar
+
 from django import forms
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -36,7 +38,10 @@ def signup(request):
     return render(request, "accounts/signup.html", {"form": form})
 
 
-def _refused(form: forms.Form, wait: float) -> forms.Form:
+FormT = TypeVar("FormT", bound=forms.Form)
+
+
+def _refused(form: FormT, wait: float) -> FormT:
     """An unbound form (nothing validated: that would check the password being limited) that says
     to wait."""
     form.cleaned_data = {}  # add_error expects a validated form

@@ -7,6 +7,7 @@ required value stops start-up with a message naming the variable.
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -68,10 +69,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # thread meant a new PostgreSQL backend for nearly every request. DB_POOL_MAX_SIZE=0 turns the
 # pool off (then DB_CONN_MAX_AGE applies), e.g. behind PgBouncer in transaction mode.
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
+conn_max_age = 0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 0 if TESTING else 60)
 DATABASES = {
     "default": dj_database_url.parse(
         env_required("DATABASE_URL"),
-        conn_max_age=0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 0 if TESTING else 60),
+        conn_max_age=conn_max_age,
         conn_health_checks=True,  # with the pool: a connection is checked as it is taken
     )
 }
@@ -90,7 +92,7 @@ POSTGRES_EXTRA_AUTO_EXTENSION_SET_UP = False
 if os.environ.get("DATABASE_REPLICA_URL"):
     DATABASES["replica"] = dj_database_url.parse(
         os.environ["DATABASE_REPLICA_URL"],
-        conn_max_age=DATABASES["default"]["CONN_MAX_AGE"],
+        conn_max_age=conn_max_age,
         conn_health_checks=DATABASES["default"]["CONN_HEALTH_CHECKS"],
     )
     DATABASES["replica"]["OPTIONS"] = dict(DATABASES["default"].get("OPTIONS", {}))
@@ -199,7 +201,7 @@ CACHES = {
     }
 }
 
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",

@@ -1,11 +1,15 @@
 """Admin building blocks: admin pages never write models behind the services' back."""
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from core.errors import ApplicationError
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -27,12 +31,14 @@ class ServiceAdmin(admin.ModelAdmin):
         try:
             action()
         except ApplicationError as error:
-            request._parley_refused = True  # type: ignore[attr-defined]
+            request._parley_refused = True  # type: ignore[attr-defined]  # our own marker, read below
             self.message_user(request, error.message, messages.ERROR)
             return False
         return True
 
-    def message_user(self, request: HttpRequest, message: str, level: int = messages.INFO, *args, **kwargs) -> None:
+    def message_user(
+        self, request: HttpRequest, message: "StrOrPromise", level: int | str = messages.INFO, *args: Any, **kwargs: Any
+    ) -> None:
         if level == messages.SUCCESS and getattr(request, "_parley_refused", False):
             return
         super().message_user(request, message, level, *args, **kwargs)

@@ -58,7 +58,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         logger.warning("%s failed: %s", context["request"].path, exc)
         exc = Unavailable()
     elif isinstance(exc, exceptions.Throttled):
-        exc = RateLimited(exc.wait or 1.0)
+        exc = RateLimited(exc.wait or 1.0)  # type: ignore[attr-defined]  # DRF sets it; its stubs omit it
     if isinstance(exc, ApplicationError):
         return error_response(exc)
     if isinstance(exc, Http404):
@@ -75,7 +75,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         body = {"code": "invalid", "message": "Invalid input.", "fields": fields}
     else:
         codes = exc.get_codes()
-        raw_code = codes if isinstance(codes, str) else exc.default_code
+        raw_code: object = codes if isinstance(codes, str) else exc.default_code
         if isinstance(codes, dict):  # simplejwt nests its code next to the detail
             raw_code = codes.get("code", exc.default_code)
         detail = exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail

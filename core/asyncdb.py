@@ -32,11 +32,11 @@ def connection_params() -> dict[str, Any]:
 
 class _Writer:
     def __init__(self) -> None:
-        self.connection: psycopg.AsyncConnection | None = None
+        self.connection: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self.lock = asyncio.Lock()  # one statement at a time on the connection
         self.keeper: asyncio.Task | None = None
 
-    async def connect(self) -> psycopg.AsyncConnection:
+    async def connect(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self.connection is None or self.connection.closed or self.connection.broken:
             self.connection = await psycopg.AsyncConnection.connect(
                 autocommit=True, row_factory=dict_row, **connection_params()

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from functools import partial
 from typing import Any
@@ -51,7 +51,7 @@ def user_group(user_id: object) -> str:
     return f"user.{user_id}"
 
 
-def dumps(payload: dict) -> str:
+def dumps(payload: Mapping[str, object]) -> str:
     return json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from django.conf import settings
 
@@ -79,7 +79,7 @@ class Hub:
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Hand an event to this process's members of its group."""
-        members = self.groups.get(event.get("group"))
+        members = self.groups.get(cast(str, event.get("group")))
         if not members:
             return
         for member in list(members):

@@ -9,16 +9,27 @@ Over a limit, the API answers 429 `rate_limited` with `retry_after_ms` and a Ret
   `write_scope`: the REST twin of the socket's token buckets (messaging.consumers).
 """
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
 from django.http import HttpRequest
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
 
+if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES)
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+    # The sign-in and sign-up throttles also count Django form posts (throttled_for). DRF types
+    # its methods for its own Request, but what they read (META, POST) a Django request has too.
+    AnyRequest = Request | HttpRequest
+
 
 class _ScopedThrottle(SimpleRateThrottle):
-    def get_ident_key(self, request: HttpRequest) -> str | None:
+    def get_ident_key(self, request: "AnyRequest") -> str | None:
         raise NotImplementedError
 
-    def get_cache_key(self, request, view) -> str | None:
+    def get_cache_key(self, request: "Request", view: "APIView") -> str | None:
         ident = self.get_ident_key(request)
         return None if ident is None else self.cache_format % {"scope": self.scope, "ident": ident}
 
@@ -26,14 +37,14 @@ class _ScopedThrottle(SimpleRateThrottle):
 class SignInAddressThrottle(_ScopedThrottle):
     scope = "signin_address"
 
-    def get_ident_key(self, request: HttpRequest) -> str | None:
-        return self.get_ident(request)
+    def get_ident_key(self, request: "AnyRequest") -> str | None:
+        return self.get_ident(cast("Request", request))
 
 
 class SignInAccountThrottle(_ScopedThrottle):
     scope = "signin_account"
 
-    def get_ident_key(self, request: HttpRequest) -> str | None:
+    def get_ident_key(self, request: "AnyRequest") -> str | None:
         data = getattr(request, "data", None)
         if data is None:  # a Django form post
             data = request.POST
@@ -44,8 +55,8 @@ class SignInAccountThrottle(_ScopedThrottle):
 class SignUpAddressThrottle(_ScopedThrottle):
     scope = "signup_address"
 
-    def get_ident_key(self, request: HttpRequest) -> str | None:
-        return self.get_ident(request)
+    def get_ident_key(self, request: "AnyRequest") -> str | None:
+        return self.get_ident(cast("Request", request))
 
 
 class WriteThrottle(SimpleRateThrottle):
@@ -54,7 +65,7 @@ class WriteThrottle(SimpleRateThrottle):
     def __init__(self) -> None:  # the scope is the view's: rates are read in allow_request
         pass
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request: "Request", view: "APIView") -> bool:
         self.scope = getattr(view, "write_scope", None)
         if self.scope is None or request.method in SAFE_METHODS or not request.user.is_authenticated:
             return True
@@ -62,19 +73,20 @@ class WriteThrottle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 
-    def get_cache_key(self, request, view) -> str:
+    def get_cache_key(self, request: "Request", view: "APIView") -> str:
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 
 
 SIGN_IN_THROTTLES = [SignInAddressThrottle, SignInAccountThrottle]
 
 
-def throttled_for(request: HttpRequest, throttles: list[type[SimpleRateThrottle]]) -> float | None:
+def throttled_for(request: HttpRequest, throttles: Sequence[type[SimpleRateThrottle]]) -> float | None:
     """For Django views (the sign-in and sign-up forms): the seconds to wait if any of
     `throttles` refuses `request`, else None (and the request is counted)."""
     waits = []
     for throttle_class in throttles:
         throttle = throttle_class()
-        if not throttle.allow_request(request, None):
+        # No view: these throttles' cache keys come from the request alone.
+        if not throttle.allow_request(cast("Request", request), cast("APIView", None)):
             waits.append(throttle.wait() or 1.0)
     return max(waits) if waits else None

@@ -43,6 +43,7 @@ from typing import Any
 
 from websockets.protocol import State
 
+WebSocketsSansIOProtocol: type | None
 try:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 except ImportError:  # pragma: no cover - uvicorn is in requirements.txt
@@ -69,7 +70,7 @@ def server_of(send: Any) -> Any | None:
     """The uvicorn protocol behind an ASGI send callable, if that is what it is and its frames
     are plain (no per-message compression negotiated). Call it once the socket is accepted.
     None means ASGI send for this socket (warned about once per process)."""
-    server = getattr(send, "__self__", None)
+    server: Any = getattr(send, "__self__", None)
     uvicorn = WebSocketsSansIOProtocol is not None and isinstance(server, WebSocketsSansIOProtocol)
     if uvicorn and not server.conn.extensions:
         return server

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -35,6 +36,9 @@ from psqlextra.partitioning import PostgresTimePartition, PostgresTimePartitionS
 from messaging.archive_storage import archive_storage
 from messaging.models import Message, MessageArchive
 from messaging.partitions import NAME_FORMAT
+
+if TYPE_CHECKING:
+    from psqlextra.backend.schema import PostgresSchemaEditor
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +131,7 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 @dataclass
 class Built:
-    file: tempfile.SpooledTemporaryFile
+    file: tempfile.SpooledTemporaryFile[bytes]
     rows: int
     size: int
     sha256: str
@@ -326,7 +330,7 @@ def restore_day(day: dt.date) -> MessageArchive:
     )
     with transaction.atomic():
         with connection.schema_editor() as editor:
-            partition.create(Message, editor)
+            partition.create(Message, cast("PostgresSchemaEditor", editor))  # the psqlextra backend's
         with connection.cursor() as cursor, cursor.cursor.copy(f'COPY "{PARENT}" ({columns}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row(row)

@@ -7,13 +7,13 @@ import functools
 import hashlib
 import shutil
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 from django.conf import settings
 
 
 class ArchiveStorage(Protocol):
-    def put_file(self, key: str, source: BinaryIO) -> None: ...
+    def put_file(self, key: str, source: IO[bytes]) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
@@ -42,7 +42,7 @@ class S3Storage:
             ),
         )
 
-    def put_file(self, key: str, source: BinaryIO) -> None:
+    def put_file(self, key: str, source: IO[bytes]) -> None:
         self.client.upload_fileobj(source, self.bucket, key)  # multipart above 8 MB
 
     def get_bytes(self, key: str) -> bytes:
@@ -73,7 +73,7 @@ class LocalStorage:
             raise ValueError(f"archive key escapes the archive directory: {key}")
         return path
 
-    def put_file(self, key: str, source: BinaryIO) -> None:
+    def put_file(self, key: str, source: IO[bytes]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(path.suffix + f".{hashlib.sha1(key.encode()).hexdigest()[:8]}.part")

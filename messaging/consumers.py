@@ -23,7 +23,7 @@ from core import jsontext, wire
 from core.errors import ApplicationError, Internal, InvalidInput, RateLimited, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
-from core.loops import per_loop
+from core.loops import PerLoop, per_loop
 from core.ratelimit import Buckets, Strikes, take_all
 from messaging import selectors, services
 from messaging.models import Message
@@ -120,7 +120,7 @@ class SendBatcher:
 send_batcher = per_loop(SendBatcher)
 
 # Each user's budgets on this process, shared by their sockets here; gone with the last of them.
-_user_limits = per_loop(weakref.WeakValueDictionary)
+_user_limits: PerLoop[weakref.WeakValueDictionary[int, Buckets]] = per_loop(weakref.WeakValueDictionary)
 
 
 def user_limits(user_id: int) -> Buckets:

@@ -27,7 +27,8 @@ class Message(PostgresPartitionedModel):
         method = PostgresPartitioningMethod.RANGE
         key = ["created_at"]
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The ignore: django-stubs' plugin gives psqlextra's abstract base Django's default int `id`.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)  # type: ignore[assignment]
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+", db_index=False)
     sequence = models.BigIntegerField()
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

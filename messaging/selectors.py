@@ -66,7 +66,7 @@ def messages_page(
         cold = [
             m
             for m in archive.archived_messages(room_pk, keys)
-            if (forward and m.sequence > after_sequence)
+            if (after_sequence is not None and m.sequence > after_sequence)  # forward
             or (not forward and (before_sequence is None or m.sequence < before_sequence))
         ]
         rows = sorted(rows + _with_senders(cold), key=lambda m: m.sequence, reverse=not forward)[: limit + 1]

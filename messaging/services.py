@@ -324,7 +324,7 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list) -> No
         _announce_change(message)
 
 
-def _bound_cursor() -> psycopg.Cursor:
+def _bound_cursor() -> psycopg.Cursor[dict[str, Any]]:
     """A cursor with server-side parameters on Django's connection (and its transaction), whose
     rows come by column name like core.asyncdb's.
 

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterable
+from typing import cast
 
 from channels.db import database_sync_to_async
 
@@ -91,7 +92,8 @@ def _iso(epoch: float) -> str | None:
 
 
 def _script_input(beats: list[Beat]) -> tuple[list[str], list]:
-    keys, args = [], [time.time(), SOCKET_TTL_SECONDS, AWAY_AFTER_SECONDS]
+    keys: list[str] = []
+    args: list[float | str] = [time.time(), SOCKET_TTL_SECONDS, AWAY_AFTER_SECONDS]
     for user, socket_id, mode, active in beats:
         keys += _keys(user.pk)
         args += [socket_id, mode, int(active)]
@@ -174,7 +176,7 @@ class HeartbeatBatcher:
         finally:
             self.in_flight = {}
             self.flushing = None
-            if self.waiting and not asyncio.current_task().cancelling():  # not when shutting down
+            if self.waiting and not cast(asyncio.Task, asyncio.current_task()).cancelling():  # not when shutting down
                 self.flushing = asyncio.get_running_loop().create_task(self._flush())
 
 

@@ -16,7 +16,7 @@ Role = Membership.Role
 
 # Owners do everything; admins manage members and viewers and edit the room; members send;
 # viewers read. Ranks order who may change whom.
-RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+RANK: dict[str, int] = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 SENDING_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER})
 MANAGING_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 

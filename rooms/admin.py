@@ -1,11 +1,14 @@
 """Rooms in Django admin: edits and removals go through rooms.services like everyone else's (events
 are sent, sockets follow, the owner and rank rules hold); memberships are otherwise read-only."""
 
+from typing import cast
+
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.models import User
 from core.admin import ServiceAdmin
 from rooms import services
 from rooms.models import Membership, Room
@@ -14,7 +17,7 @@ from rooms.models import Membership, Room
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
-    fields = ["user", "role", "joined_at"]
+    fields = ("user", "role", "joined_at")
     readonly_fields = fields
     can_delete = False
     show_change_link = True  # removal: on the membership's own page (through the service)
@@ -24,6 +27,11 @@ class MembershipInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+def _staff(request: HttpRequest) -> User:
+    """The admin's user: Django admin serves only signed-in staff, never an anonymous user."""
+    return cast(User, request.user)
 
 
 @admin.register(Room)
@@ -39,7 +47,7 @@ class RoomAdmin(ServiceAdmin):
         return False  # rooms are made by their owners, in the product
 
     def save_model(self, request: HttpRequest, obj: Room, form, change: bool) -> None:
-        actor = services.staff_actor(room=obj, user=request.user)
+        actor = services.staff_actor(room=obj, user=_staff(request))
         self.write(
             request,
             lambda: services.room_update(
@@ -48,7 +56,7 @@ class RoomAdmin(ServiceAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: Room) -> None:
-        self.write(request, lambda: services.room_delete(actor=services.staff_actor(room=obj, user=request.user)))
+        self.write(request, lambda: services.room_delete(actor=services.staff_actor(room=obj, user=_staff(request))))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
         for room in queryset:
@@ -68,7 +76,7 @@ class MembershipAdmin(ServiceAdmin):
         return False
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
-        actor = services.staff_actor(room=obj.room, user=request.user)
+        actor = services.staff_actor(room=obj.room, user=_staff(request))
         self.write(request, lambda: services.membership_remove(actor=actor, user=obj.user))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:

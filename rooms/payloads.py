@@ -49,6 +49,14 @@ class MemberPayload(TypedDict):
     joined_at: DateTimeStr
 
 
+class GoneMemberPayload(TypedDict):
+    """The member of a socket `member.update` once they left or were removed (never over REST)."""
+
+    user: UserPayload
+    role: None
+    joined_at: None
+
+
 @overload
 def user_payload(user: "User") -> UserPayload: ...
 @overload

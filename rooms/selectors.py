@@ -24,18 +24,22 @@ def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership |
     """
     room = Room.objects.select_related("created_by").filter(pk=parse_room_id(room_id)).first()
     membership = Membership.objects.filter(room=room, user=user).first() if room is not None else None
-    refusal = access.see_refusal(kind=room and room.kind, role=membership and membership.role)
+    refusal = access.see_refusal(
+        kind=room.kind if room is not None else None, role=membership.role if membership is not None else None
+    )
     if refusal is not None:
         raise refusal
+    assert room is not None  # see_refusal refuses a missing room
     return room, membership
 
 
 def membership_get(*, room_id: object, user: User) -> Membership:
     """The user's membership of a room they may see; non-members of public rooms get `not_member`."""
     room, membership = room_get_visible(room_id=room_id, user=user)
-    refusal = access.member_refusal(kind=room.kind, role=membership and membership.role)
+    refusal = access.member_refusal(kind=room.kind, role=membership.role if membership is not None else None)
     if refusal is not None:
         raise refusal
+    assert membership is not None  # member_refusal refuses non-members
     membership.room, membership.user = room, user
     return membership
 

@@ -16,7 +16,7 @@ from core.events import dumps, room_group, send_event, user_group
 from core.jsontext import storable_text
 from rooms import access
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
-from rooms.payloads import member_payload, room_payload, user_payload
+from rooms.payloads import GoneMemberPayload, MemberPayload, member_payload, room_payload, user_payload
 
 Role = Membership.Role
 
@@ -60,6 +60,7 @@ def staff_actor(*, room: Room, user: User) -> Membership:
 def _announce_membership(*, room: Room, user: User, membership: Membership | None) -> None:
     """Tell the user's sockets to (un)subscribe, and the room to update its member list."""
     role = membership.role if membership else None
+    member: MemberPayload | GoneMemberPayload
     if membership is not None:
         frame = {"type": "room.added", "room": room_payload(room, role=role)}
         member = member_payload(membership)
