@@ -13,7 +13,7 @@ ARGS ?=
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, uvicorn, Celery) on http://127.0.0.1:8000/"
 	@echo "make test    run the test suite against throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
-	@echo "make lint    ruff check and ruff format --check"
+	@echo "make lint    ruff check, ruff format --check and mypy (make test runs them first)"
 	@echo "make createsuperuser  create an admin in make run's database, whether or not make run is running"
 	@echo "make install create .venv and install requirements-dev.lock (every dependency pinned)"
 	@echo "make lock    recompile requirements.lock and requirements-dev.lock after editing requirements*.txt"
@@ -80,12 +80,19 @@ run: $(VENV)/.installed
 createsuperuser: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py manage createsuperuser $(ARGS)
 
+# The checks (`make lint`) run first: a ruff or mypy finding fails the run before any test does.
 test: $(VENV)/.installed
+	@$(MAKE) --no-print-directory lint
 	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# ruff, then mypy with django-stubs ([tool.mypy] in pyproject.toml; incremental, cached in
+# .mypy_cache). Importing the settings needs these variables; nothing is contacted.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DATABASE_URL=postgres://mypy@localhost/mypy REDIS_URL=redis://localhost PARLEY_TESTING=1 DB_POOL_MAX_SIZE=0 \
+		$(VENV)/bin/mypy
 
 BENCH_STACK ?= bench
 bench-load: $(VENV)/.installed
