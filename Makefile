@@ -8,11 +8,12 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock check-lock run createsuperuser test lint bench-load bench-awareness bench-archive
+.PHONY: help install lock check-lock run createsuperuser test test-faults lint bench-load bench-awareness bench-archive
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, uvicorn, Celery) on http://127.0.0.1:8000/"
 	@echo "make test    run the test suite against throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
+	@echo "make test-faults  the fault suite (tests/faults, about 5 minutes); figures: docs/reliability.md"
 	@echo "make lint    ruff check, ruff format --check and mypy (make test runs them first)"
 	@echo "make createsuperuser  create an admin in make run's database, whether or not make run is running"
 	@echo "make install create .venv and install requirements-dev.lock (every dependency pinned)"
@@ -85,6 +86,12 @@ test: $(VENV)/.installed
 	@$(MAKE) --no-print-directory lint
 	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The fault suite (docs/reliability.md): real server processes, PostgreSQL and Redis behind fault
+# proxies. `make test` runs only its quick part (pytest marker faults_quick). FAULTS_BURST=10000
+# sizes the connection burst (default 1,000).
+test-faults: $(VENV)/.installed
+	PARLEY_FAULTS=full $(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python -m pytest tests/faults $(PYTEST_ARGS)
 
 # ruff, then mypy with django-stubs ([tool.mypy] in pyproject.toml; incremental, cached in
 # .mypy_cache). Importing the settings needs these variables; nothing is contacted.

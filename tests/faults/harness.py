@@ -176,7 +176,9 @@ def fleet_for(
 
 
 async def call(action: Callable | None) -> None:
-    if action is not None and inspect.isawaitable(result := action()):
+    """Run a fault's action without stalling the clients: a blocking one (starting a server waits
+    for its port) in a thread; what it returns, if awaitable, on the loop (async actions)."""
+    if action is not None and inspect.isawaitable(result := await asyncio.to_thread(action)):
         await result
 
 
