@@ -81,8 +81,12 @@ if DB_POOL_MAX_SIZE:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DB_POOL_MAX_SIZE,
-        "timeout": 10,  # seconds to wait for a free connection before the request fails
+        # Seconds to wait for a free connection before the request fails: short, so that during a
+        # PostgreSQL outage requests answer `unavailable` (503) quickly; the pool retries every
+        # second and is back at once when PostgreSQL is (core/dbpool.py).
+        "timeout": env_int("DB_POOL_TIMEOUT", 3),
     }
+    import core.dbpool  # noqa: E402, F401
 # django-postgres-extra's backend adds partitioning DDL on top of Django's PostgreSQL backend.
 DATABASES["default"]["ENGINE"] = "psqlextra.backend"
 # We use no hstore fields, and the embedded PostgreSQL (pgserver wheel) ships no contrib extensions.

@@ -3,6 +3,7 @@
 from django.conf import settings
 
 from presence.services import TYPING_INTERVAL_MS
+from rooms import access
 
 
 def client_config(request):
@@ -13,5 +14,6 @@ def client_config(request):
             "message_max_length": settings.MESSAGE_MAX_LENGTH,
             "message_page_max": settings.MESSAGE_PAGE_MAX,
             "typing_interval_ms": TYPING_INTERVAL_MS,
+            "roles": access.role_abilities(),
         }
     }

@@ -18,10 +18,11 @@ every process). Per shard the bus keeps:
 Pub/sub is at-most-once like every channel layer: the sequences in PostgreSQL are what make
 delivery complete (clients and sockets fill gaps; see docs/protocol.md).
 
-This replaces channels-redis' pub/sub layer, measured in the fault suite (docs/reliability.md):
-its subscriber came back only after redis-py's retry back-off (sockets got live events 9-14 s
-late after Redis returned), it had no reconnect hook to fill what was lost, and a publish to a
-frozen Redis held its shard lock, and with it every send of the process.
+This replaces channels-redis' pub/sub layer (issue 12 measured it against a cut Redis: after
+Redis returned, sockets got live events 9-14 s late): its subscriber came back only after
+redis-py's retry back-off, it had no reconnect hook to fill what was lost, and a publish to a
+frozen Redis held its shard lock, and with it every send of the process. tests/test_pubsub.py
+covers each of these against a real Redis; the fault suite (docs/reliability.md) across processes.
 """
 
 import asyncio  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation

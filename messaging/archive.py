@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psqlextra.partitioning import PostgresTimePartition, PostgresTimePartitionSize
 
+from core.errors import Unavailable
 from messaging.archive_storage import archive_storage
 from messaging.models import Message, MessageArchive
 from messaging.partitions import NAME_FORMAT
@@ -342,6 +343,13 @@ def restore_day(day: dt.date) -> MessageArchive:
 # -- reading archived days -----------------------------------------------------------------------
 
 
+class ArchiveUnavailable(Unavailable):
+    """An archived day is needed and its object cannot be read right now (503, retry)."""
+
+    code = "archive_unavailable"
+    message = "Older history is briefly unavailable; please retry."
+
+
 class _DayCache:
     """A small LRU of decoded archive days: scrolling back fetches each object once."""
 
@@ -355,10 +363,14 @@ class _DayCache:
             if key in self._days:
                 self._days.move_to_end(key)
                 return self._days[key]
-        data = archive_storage().get_bytes(key)
-        by_room: dict[str, list[list]] = {}
-        for row in _parse(data):
-            by_room.setdefault(row[1], []).append(row)
+        try:
+            data = archive_storage().get_bytes(key)
+            by_room: dict[str, list[list]] = {}
+            for row in _parse(data):
+                by_room.setdefault(row[1], []).append(row)
+        except Exception as error:  # missing, unreachable, failing or unreadable: not the reader's fault
+            logger.warning("archive object %s could not be read: %r", key, error)
+            raise ArchiveUnavailable() from error
         with self._lock:
             self.fetches += 1
             self._days[key] = by_room

@@ -25,28 +25,36 @@ class S3Storage:
         from botocore.config import Config
 
         self.bucket = bucket
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region,
-            aws_access_key_id=access_key or None,
-            aws_secret_access_key=secret_key or None,
-            # Checksums only where S3 requires them: many S3-compatible stores (and moto) do not
-            # return the composite checksums newer botocore validates on multipart objects. Our
-            # own sha256, checked on read-back, is what guards the archive.
-            config=Config(
-                retries={"max_attempts": 5, "mode": "standard"},
-                s3={"addressing_style": "path"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
-        )
+
+        def client(**config: object):
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint_url or None,
+                region_name=region,
+                aws_access_key_id=access_key or None,
+                aws_secret_access_key=secret_key or None,
+                # Checksums only where S3 requires them: many S3-compatible stores (and moto) do
+                # not return the composite checksums newer botocore validates on multipart
+                # objects. Our own sha256, checked on read-back, is what guards the archive.
+                config=Config(
+                    s3={"addressing_style": "path"},
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    **config,
+                ),
+            )
+
+        self.client = client(retries={"max_attempts": 5, "mode": "standard"})
+        # At most ~8 s in all: 2 attempts of a 1 s connect and a 3 s read.
+        self.reader = client(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=1, read_timeout=3)
 
     def put_file(self, key: str, source: IO[bytes]) -> None:
         self.client.upload_fileobj(source, self.bucket, key)  # multipart above 8 MB
 
     def get_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        # A reader waits for a history page: it gives up within seconds (messaging.archive answers
+        # archive_unavailable) where the archiver, in the background, retries patiently.
+        return self.reader.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

@@ -62,6 +62,12 @@ def may_manage(membership: Membership) -> bool:
     return membership.role in MANAGING_ROLES
 
 
+def role_abilities() -> dict[str, dict[str, bool]]:
+    """What each role may do, for the web client (client-config): it greys out what the server
+    would refuse, from this definition rather than a copy of it."""
+    return {role: {"send": role in SENDING_ROLES, "manage": role in MANAGING_ROLES} for role in Role.values}
+
+
 def send_rules_sql() -> str:
     """`send_refusal` as a SQL table: `(kind, role, user_active, allowed)` for every combination.
     A NULL role (not a member) matches with IS NOT DISTINCT FROM."""

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError, NotFound
-from rooms import selectors, services
+from rooms import access, selectors, services
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
 from rooms.payloads import room_payload, user_payload
 
@@ -100,6 +100,7 @@ def room_detail(request, room_id):
             "members": members,
             "memberships": selectors.room_list_for_user(user=request.user),
             "invite_form": InviteForm(),
+            "can": access.role_abilities()[membership.role],
             "room_json": room_payload(room, role=membership.role),
             "me_json": user_payload(request.user),
         },

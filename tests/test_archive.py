@@ -343,3 +343,22 @@ async def test_socket_history_pages_reach_into_the_archive(s3, history):
     error = await receive_type(socket, "error")
     assert error["code"] == "invalid" and list(error["fields"]) == ["limit"]
     await socket.disconnect(timeout=TIMEOUT)
+
+
+def test_an_unreadable_archive_answers_archive_unavailable_and_the_hot_part_still_reads(s3, history):
+    """The archive object of a day is gone (or the store is down): history that needs that day
+    answers 503 archive_unavailable (JSON, with Retry-After), never a 500 page; today's history
+    still reads."""
+    client, bucket = s3
+    archive.archive_due()
+    archive._cache.clear()
+    client.delete_object(Bucket=bucket, Key=archive.object_keys(OLDER)[0])
+    api = client_for(history["ada"])
+    url = f"/api/v1/rooms/{history['general'].pk}/messages/"
+
+    hot = api.get(url, {"limit": 20})
+    archived = api.get(url, {"before_sequence": 10, "limit": 5})
+
+    assert hot.status_code == 200 and hot.json()["results"][0]["content"] == "today 24"
+    assert archived.status_code == 503 and archived["Retry-After"] == "1"
+    assert archived.json()["error"]["code"] == "archive_unavailable"

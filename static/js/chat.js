@@ -55,13 +55,16 @@ let started = false;
 const roomUrl = (suffix = "") => `/api/v1/rooms/${encodeURIComponent(room.id)}/${suffix}`;
 const counted = (result) => ({ added: Number(result === "added"), updated: Number(result === "updated") });
 
+/** Whether the reader's role right now allows `ability` ("send", "manage": rooms/access.py). */
+const can = (ability) => Boolean(config.roles[role] && config.roles[role][ability]);
+
 /** What the reader may do with a message, given their role right now. */
 function permissions(message) {
   if (message.deleted || removed) return { edit: false, remove: false, receipts: false };
   const mine = rows.isMine(message);
   return {
-    edit: mine && role !== "viewer",
-    remove: mine || role === "owner" || role === "admin",
+    edit: mine && can("send"),
+    remove: mine || can("manage"),
     receipts: mine,
   };
 }
@@ -183,7 +186,7 @@ function showNotice(text) {
 }
 
 function refreshComposer() {
-  composer.setAccess({ removed, role, roomName: ui.roomName.textContent });
+  composer.setAccess({ removed, canSend: can("send"), roomName: ui.roomName.textContent });
 }
 
 /**
@@ -192,7 +195,7 @@ function refreshComposer() {
  */
 function refreshMembershipControls() {
   const invite = document.getElementById("invite-form")?.closest("section");
-  if (invite) invite.hidden = removed || !["owner", "admin"].includes(role);
+  if (invite) invite.hidden = removed || !can("manage");
   const leave = document.getElementById("leave-form");
   if (leave) leave.hidden = removed;
 }
@@ -204,7 +207,7 @@ function setRole(newRole) {
   refreshMembershipControls();
   refreshComposer();
   if (changed) {
-    if (role === "viewer") editing.stop();
+    if (!can("send")) editing.stop();
     rows.refreshActions(timeline.messages());
   }
 }

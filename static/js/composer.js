@@ -62,10 +62,10 @@ export class Composer {
   }
 
   /** What the reader may do here: `removed` (not a member any more), their `role`, the room's name. */
-  setAccess({ removed, role, roomName }) {
+  setAccess({ removed, canSend, roomName }) {
     if (removed) {
       this.#setEnabled(false, "You are no longer a member of this room.", ["You can't send messages here any more."]);
-    } else if (role === "viewer") {
+    } else if (!canSend) {
       this.#setEnabled(false, "You can read this room but not send messages.", [
         "You're a viewer here: you can read but not send.",
       ]);
