@@ -23,6 +23,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -37,6 +38,7 @@ RETRYABLE = {"unavailable", "internal", "rate_limited"}
 RETRY_CAP = 0.25
 TRANSPORT_FAILURES = {"refused", "reset", "no_answer"}  # no HTTP answer at all
 RECONNECT_CAP = 1.0  # the jittered reconnect back-off stays under this (the web UI's caps at 30 s)
+TOKEN_RENEWAL = 240.0  # seconds after which a client makes itself a new access token
 
 _http_pool = ThreadPoolExecutor(max_workers=48, thread_name_prefix="fault-http")
 
@@ -209,13 +211,25 @@ def retry_wait(retry_after: float | None) -> float:
 class Client:
     """What socket and REST clients share: identity, the numbered send loop, the room as seen."""
 
-    def __init__(self, run: Run, name: str, token: str, home: int, interval: float, padding: int = 0) -> None:
-        self.run, self.name, self.token, self.home, self.interval = run, name, token, home, interval
+    def __init__(
+        self, run: Run, name: str, token: str | Callable[[], str], home: int, interval: float, padding: int = 0
+    ) -> None:
+        """`token`: an access token, or a function that makes a new one (renewed before it expires)."""
+        self.run, self.name, self.home, self.interval = run, name, home, interval
+        self._mint = token if callable(token) else lambda: token
+        self._token, self._minted = self._mint(), now()
         self.padding = " " + "x" * padding if padding else ""  # makes each message that much longer
         self.view: dict[int, str] = {}  # number -> message id, as this client has applied it
         self.conflicts: list[str] = []  # a number seen with two different messages
         self.sending = True
         self.sent = 0
+
+    @property
+    def token(self) -> str:
+        """The access token, renewed as an app does before it expires (they live 5 minutes)."""
+        if now() - self._minted > TOKEN_RENEWAL:
+            self._token, self._minted = self._mint(), now()
+        return self._token
 
     def servers(self) -> list[str]:
         """Home server first, then the others."""

@@ -98,8 +98,18 @@ class Stack:
             return []
 
     def kill_worker(self) -> int:
-        """SIGKILL one of serve.py's workers (recorded like a killed server)."""
-        pid = self.workers()[0]
+        """SIGKILL the serve.py worker holding the most open connections (the kernel hands
+        connections to whichever worker accepts first); recorded like a killed server."""
+        port = int(self.urls[0].rsplit(":", 1)[1])
+
+        def held(pid: int) -> int:
+            try:
+                connections = psutil.Process(pid).net_connections(kind="tcp")
+            except psutil.NoSuchProcess:
+                return 0
+            return sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port for c in connections)
+
+        pid = max(self.workers(), key=held)
         self.killed.append((self.urls[0], time.monotonic()))
         os.kill(pid, signal.SIGKILL)
         return pid
@@ -134,6 +144,13 @@ class People:
     tokens: list[str]
     room: str
 
+    def minter(self, index: int) -> Callable[[], str]:
+        """Makes a new access token for user `index` (as the token endpoint would)."""
+        from rest_framework_simplejwt.tokens import AccessToken
+
+        user = self.users[index]
+        return lambda: str(AccessToken.for_user(user))
+
 
 def people(count: int, prefix: str) -> People:
     """`count` users (their own names: sends are per user), all members of one private room."""
@@ -163,7 +180,7 @@ def fleet_for(
     at ~6 and ~4 messages a second: under the product's rate limits (10/s per socket, 300/min per
     user over REST), which are not what this suite is about."""
     servers = len(run.servers)
-    tokens = iter(who.tokens)
+    tokens = iter(who.minter(i) for i in range(len(who.users)))
     sockets = [
         SocketClient(run, f"ws{i}", next(tokens), home=i % servers, interval=interval, padding=padding)
         for i in range(sockets_per_server * servers)
@@ -257,7 +274,7 @@ async def probe(run: Run, fleet: Fleet, who: People, servers: list[str], per_ser
         return []
     sender = fleet.rests[0] if fleet.rests else None
     clients = [
-        SocketClient(run, f"probe{i}", who.tokens[i % len(who.tokens)], home=i % len(servers), interval=0)
+        SocketClient(run, f"probe{i}", who.minter(i % len(who.users)), home=i % len(servers), interval=0)
         for i in range(per_server * len(servers))
     ]
     problems = []

@@ -93,6 +93,7 @@ def test_worker_kill_loses_nothing_and_every_send_is_answered_within_10s(worker_
 
 def test_worker_kill_drops_only_the_killed_workers_sockets_without_a_close_code(worker_killed):
     assert_none(worker_killed.problems("close_codes", "api_errors_are_json"), "closes and API errors")
+    assert any(c.closed_by == "server" for c in worker_killed.run.connections), "the killed worker had no socket"
 
 
 def test_serve_py_replaces_the_killed_worker_and_clients_are_back_within_3s(worker_killed):

@@ -214,7 +214,7 @@ REST_TODAY = {
 }
 SOCKET_TODAY = {
     "missing": "missing archive object: error frame `internal` in 0.1 s",
-    "cut": "S3 refusing connections: no answer within 10 s",
+    "cut": "S3 refusing connections: no answer within 10 s, or error frame `internal` after 9.8 s",
     "errors": "S3 answering 500 InternalError: error frame `internal` after 6.8-7.9 s, or no answer within 10 s",
     "freeze": "S3 hanging: no answer within 10 s",
 }
