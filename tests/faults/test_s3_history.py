@@ -189,35 +189,28 @@ async def measure(server: str, token: str, room: str, faults: dict) -> dict:
 FAULTS = ["missing", "cut", "errors", "freeze"]
 
 
-def each_fault(**known_failures: str):
-    """Run the test for every kind of store failure; `known_failures` (fault: measured reason) are
-    requirements the application does not meet yet: strict xfail."""
-    return pytest.mark.parametrize(
-        "fault",
-        [
-            pytest.param(fault, marks=[pytest.mark.xfail(strict=True, reason=known_failures[fault])], id=fault)
-            if fault in known_failures
-            else pytest.param(fault, id=fault)
-            for fault in FAULTS
-        ],
-    )
+def each_fault(**known_failures: tuple[bool, str]):
+    """Run the test for every kind of store failure; `known_failures` (fault: (strict, measured
+    reason)) are requirements the application does not meet yet: xfail."""
+    params = []
+    for fault in FAULTS:
+        marks = []
+        if fault in known_failures:
+            strict, reason = known_failures[fault]
+            marks.append(pytest.mark.xfail(strict=strict, reason=reason))
+        params.append(pytest.param(fault, marks=marks, id=fault))
+    return pytest.mark.parametrize("fault", params)
 
 
-# Measured on this 2-core box (at 1135f6e and at d21a4b2 alike): the storage error reaches the
-# selector unhandled, and botocore's defaults (5 attempts with back-off, 60 s connect and read
-# timeouts) hold the request.
-REST_TODAY = {
-    "missing": "missing archive object: 500 JSON `internal` in 0.1 s (no longer an HTML page)",
-    "cut": "S3 refusing connections: no answer within 10 s (botocore retrying the connection)",
-    "errors": "S3 answering 500 InternalError: 500 JSON `internal` after 2.9-7.4 s, or no answer within 10 s",
-    "freeze": "S3 hanging: no answer within 10 s (botocore's 60 s read timeout, retried)",
-}
-SOCKET_TODAY = {
-    "missing": "missing archive object: error frame `internal` in 0.1 s",
-    "cut": "S3 refusing connections: no answer within 10 s, or error frame `internal` after 9.8 s",
-    "errors": "S3 answering 500 InternalError: error frame `internal` after 6.8-7.9 s, or no answer within 10 s",
-    "freeze": "S3 hanging: no answer within 10 s",
-}
+# Measured on this 2-core box at 3569b0d (a missing object, a cut store and a store answering
+# 500s all answer `archive_unavailable` within 0.1-2.9 s since 486cb76). A hanging store is read
+# with a 3 s read timeout, twice: the answer comes at the very edge of the 10 s bound, so these
+# two are not strict (they pass now and then) until the read gives up well before it.
+HANGING_STORE_REST = (
+    False,
+    "S3 hanging: 503 `archive_unavailable` after 9.8 s in 1 run, no answer within 10 s in 2 of 3 (3569b0d)",
+)
+HANGING_STORE_SOCKET = (False, "S3 hanging: no answer within 10 s in 3 of 3 runs (3569b0d); REST takes 9.8 s or more")
 
 
 def test_the_healthy_store_serves_the_archived_page(s3_outages):
@@ -238,13 +231,13 @@ def test_api_errors_are_json(s3_outages, fault):
     assert archived["status"] == 200 or archived["json"] or archived["status"] == "no_answer", archived
 
 
-@each_fault(**REST_TODAY)
+@each_fault(freeze=HANGING_STORE_REST)
 def test_archived_history_answers_archive_unavailable_503_within_10s(s3_outages, fault):
     archived = s3_outages[fault]["archived"]
     assert (archived["status"], archived["code"]) == (503, "archive_unavailable"), archived
 
 
-@each_fault(**SOCKET_TODAY)
+@each_fault(freeze=HANGING_STORE_SOCKET)
 def test_socket_history_answers_archive_unavailable(s3_outages, fault):
     frame = s3_outages[fault]["socket"]
     assert (frame["type"], frame["code"]) == ("error", "archive_unavailable"), frame
