@@ -11,6 +11,7 @@ from django.db import connection
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the `faults` marker added here
 def pytest_collection_modifyitems(config, items):
     full = os.environ.get("PARLEY_FAULTS") == "full"
     kept, deselected = [], []
