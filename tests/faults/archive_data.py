@@ -13,9 +13,9 @@ from pathlib import Path
 import boto3
 from django.db import connection
 from django.test import override_settings
-from psqlextra.partitioning import PostgresTimePartition, PostgresTimePartitionSize
 
 from tests.conftest import free_port, room_with, send_message, wait_for_port
+from tests.test_archive import make_partition
 
 TODAY = dt.datetime.now(dt.UTC).date()
 OLD, OLDER = TODAY - dt.timedelta(days=9), TODAY - dt.timedelta(days=10)
@@ -68,21 +68,6 @@ def archive_settings(moto: Moto, endpoint: str | None = None) -> Iterator[None]:
         finally:
             archive_storage.cache_clear()
             archive._cache.clear()
-
-
-def make_partition(day: dt.date) -> None:
-    from messaging import archive
-    from messaging.models import Message
-    from messaging.partitions import NAME_FORMAT
-
-    if archive.partition_exists(day):
-        return
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    partition = PostgresTimePartition(
-        size=PostgresTimePartitionSize(days=1), start_datetime=start, name_format=NAME_FORMAT
-    )
-    with connection.schema_editor() as editor:
-        partition.create(Message, editor)
 
 
 def drop_partitions() -> None:
