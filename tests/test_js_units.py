@@ -22,7 +22,13 @@ pytestmark = pytest.mark.browser
 STATIC = Path(__file__).resolve().parent.parent / "static"
 JS_TESTS = STATIC / "js" / "tests"
 ORIGIN = "http://parley.test"
-CONTENT_TYPES = {".js": "text/javascript", ".html": "text/html", ".css": "text/css", ".svg": "image/svg+xml"}
+CONTENT_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".html": "text/html",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+}
 TEST_NAME = re.compile(r'^test\(\s*"((?:[^"\\]|\\.)*)"', re.MULTILINE)
 
 
