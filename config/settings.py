@@ -126,6 +126,7 @@ INSTALLED_APPS = [
     "rooms",
     "messaging",
     "presence",
+    "boards",
 ]
 
 MIDDLEWARE = [
@@ -274,6 +275,9 @@ CELERY_BEAT_SCHEDULE = {
 # Product limits, documented in docs/protocol.md.
 MESSAGE_MAX_LENGTH = 4000
 WS_MAX_FRAME_BYTES = 64 * 1024
+# board.update frames carry a base64 Yjs update of up to 256 KB (342 KB of text): they alone may be
+# this big (docs/protocol.md "Boards").
+BOARD_MAX_FRAME_BYTES = 400 * 1024
 # A socket whose client has left this much unread (on top of what the kernel holds) is closed with
 # 4429: it would otherwise hold its backlog in server memory; the client catches up when it
 # reconnects (messaging.consumers).
@@ -292,8 +296,17 @@ def env_rate(name: str, default: str) -> Rate:
 # Socket frames, by kind: per socket, and per user on each server process (core.ratelimit,
 # docs/protocol.md "Rate limits"). RATE_LIMIT_SOCKET_SEND="5,20" is 5 a second, bursts of 20.
 _RATE_DEFAULTS = {
-    "socket": {"frame": "50,200", "send": "10,40", "edit": "3,15", "typing": "2,5", "receipt": "3,15", "read": "5,20"},
-    "user": {"send": "20,80", "edit": "5,30", "typing": "4,10", "receipt": "6,30", "read": "10,40"},
+    "socket": {
+        "frame": "50,200",
+        "send": "10,40",
+        "edit": "3,15",
+        "typing": "2,5",
+        "receipt": "3,15",
+        "read": "5,20",
+        "board": "30,120",  # board.update
+        "awareness": "20,20",  # board.awareness: over it, dropped silently
+    },
+    "user": {"send": "20,80", "edit": "5,30", "typing": "4,10", "receipt": "6,30", "read": "10,40", "board": "60,240"},
 }
 RATE_LIMITS = {
     level: {kind: env_rate(f"RATE_LIMIT_{level.upper()}_{kind.upper()}", rate) for kind, rate in kinds.items()}
