@@ -39,6 +39,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -198,11 +208,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Events between server processes go over Redis pub/sub (core.pubsub), sharded over
 # REDIS_CHANNEL_URLS; Channels' channel layer is not used (no consumer has a channel of its own).
 
+# Redis must answer within seconds or not at all: a Redis that accepts connections but never
+# answers (hung, or a network dropping packets) would otherwise hold every request that touches it
+# (the REST throttles, tickets) forever. Past these, redis-py raises, and the caller answers
+# `unavailable` or, for rate limits, lets the request through (core.throttles). redis-py does not
+# retry. The bus between processes has its own timeouts (core.pubsub).
+REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 2.0)
+REDIS_TIMEOUT = env_float("REDIS_TIMEOUT", 2.0)
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "parley",
+        "OPTIONS": {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_TIMEOUT},
     }
 }
 

@@ -1,6 +1,10 @@
 """The Redis clients of a process, both answering `str`: one synchronous client (its connection
 pool is shared by every thread) and one asyncio client per event loop (a server process has one
-loop; tests have one each). Everything but the channel layer and Celery uses these."""
+loop; tests have one each). Everything but the channel layer and Celery uses these.
+
+The synchronous client (tickets, presence reads, typing) gives up after settings.REDIS_TIMEOUT,
+as the cache does: a request must not wait forever on a Redis that hangs; it answers
+`unavailable` instead (core.errors.is_outage)."""
 
 import functools
 
@@ -13,7 +17,12 @@ from core.loops import per_loop
 
 @functools.cache
 def client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        decode_responses=True,
+        socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+        socket_timeout=settings.REDIS_TIMEOUT,
+    )
 
 
 aclient = per_loop(lambda: aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True))

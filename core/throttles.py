@@ -7,11 +7,21 @@ Over a limit, the API answers 429 `rate_limited` with `retry_after_ms` and a Ret
   password guessing and mass sign-ups slow to a crawl.
 - Writes (message sends, edits and deletes, receipts) per user, for views that name their
   `write_scope`: the REST twin of the socket's token buckets (messaging.consumers).
+
+Every throttle fails open: when the cache (Redis) cannot be reached or does not answer within
+settings.REDIS_TIMEOUT, the request goes through unthrottled (a warning is logged), and for the
+next FAIL_OPEN_SECONDS this process's throttles do not ask the cache at all, so that a Redis
+outage costs one request per process a wait of REDIS_TIMEOUT, not every request. A message
+send needs PostgreSQL only; making it wait for, or fail with, Redis would turn a Redis outage
+into a REST outage. The socket's limits are in-process token buckets and never touch Redis.
 """
 
+import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
+import redis.exceptions
 from django.http import HttpRequest
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
@@ -25,7 +35,44 @@ if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_THROTTLE_
     AnyRequest = Request | HttpRequest
 
 
-class _ScopedThrottle(SimpleRateThrottle):
+logger = logging.getLogger(__name__)
+
+FAIL_OPEN_SECONDS = 5.0
+CACHE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class _CacheOutage:
+    """When this process's throttles last found the cache unreachable (time.monotonic())."""
+
+    since: float | None = None
+
+    @classmethod
+    def ongoing(cls) -> bool:
+        since = cls.since
+        return since is not None and time.monotonic() - since < FAIL_OPEN_SECONDS
+
+    @classmethod
+    def begin(cls, error: Exception) -> None:
+        cls.since = time.monotonic()
+        logger.warning(
+            "rate limits are off for %ss: the cache (Redis) cannot be reached (%r)", FAIL_OPEN_SECONDS, error
+        )
+
+
+class _FailOpen(SimpleRateThrottle):
+    """A throttle that lets requests through while the cache cannot be reached (see the module)."""
+
+    def allow_request(self, request: "Request", view: "APIView") -> bool:
+        if _CacheOutage.ongoing():
+            return True
+        try:
+            return super().allow_request(request, view)
+        except CACHE_ERRORS as error:
+            _CacheOutage.begin(error)
+            return True
+
+
+class _ScopedThrottle(_FailOpen):
     def get_ident_key(self, request: "AnyRequest") -> str | None:
         raise NotImplementedError
 
@@ -59,7 +106,7 @@ class SignUpAddressThrottle(_ScopedThrottle):
         return self.get_ident(cast("Request", request))
 
 
-class WriteThrottle(SimpleRateThrottle):
+class WriteThrottle(_FailOpen):
     """Per user, for unsafe methods of views with a `write_scope` (e.g. "send")."""
 
     def __init__(self) -> None:  # the scope is the view's: rates are read in allow_request

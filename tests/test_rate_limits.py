@@ -199,3 +199,61 @@ def test_rest_sends_are_limited_per_user_and_reads_are_not(make_user, monkeypatc
 
     assert sent == [201, 201, 429]
     assert read.status_code == 200 and len(read.json()["results"]) == 2
+
+
+@pytest.fixture
+def unreachable_cache(monkeypatch):
+    """The throttles' cache is a Redis that refuses connections (nothing listens on port 9)."""
+    from django.core.cache.backends.redis import RedisCache
+
+    from core import throttles
+
+    cache = RedisCache("redis://127.0.0.1:9/0", {"OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}})
+    monkeypatch.setattr(SimpleRateThrottle, "cache", cache)
+    monkeypatch.setattr(throttles._CacheOutage, "since", None)
+    return throttles._CacheOutage
+
+
+@pytest.mark.django_db
+def test_rest_writes_and_sign_ins_go_through_while_the_cache_is_unreachable(
+    make_user, monkeypatch, caplog, unreachable_cache
+):
+    """Throttles fail open: a Redis outage must not turn into a REST outage. The cache is asked
+    once, and not again for FAIL_OPEN_SECONDS (one warning)."""
+    monkeypatch.setattr(
+        SimpleRateThrottle,
+        "THROTTLE_RATES",
+        dict(SimpleRateThrottle.THROTTLE_RATES, send="1/min", signin_account="1/min"),
+    )
+    ada = make_user("ada")
+    room = room_create(creator=ada, name="Rest")
+    api = client_for(ada)
+    url = f"/api/v1/rooms/{room.pk}/messages/"
+    caplog.set_level("WARNING", logger="core.throttles")
+
+    sent = [api.post(url, {"content": "hi", "client_msg_id": str(uuid.uuid4())}).status_code for _ in range(3)]
+    sign_ins = [
+        Client()
+        .post("/api/v1/auth/token/", {"username": "ada", "password": PASSWORD}, content_type="application/json")
+        .status_code
+        for _ in range(2)
+    ]
+
+    assert sent == [201, 201, 201] and sign_ins == [200, 200]
+    assert len([r for r in caplog.records if "rate limits are off" in r.getMessage()]) == 1
+
+
+@pytest.mark.django_db
+def test_throttles_ask_the_cache_again_once_the_fail_open_period_is_over(make_user, caplog, unreachable_cache):
+    from core import throttles
+
+    ada = make_user("ada")
+    room = room_create(creator=ada, name="Rest")
+    url = f"/api/v1/rooms/{room.pk}/messages/"
+    caplog.set_level("WARNING", logger="core.throttles")
+
+    assert client_for(ada).post(url, {"content": "one", "client_msg_id": str(uuid.uuid4())}).status_code == 201
+    unreachable_cache.since -= throttles.FAIL_OPEN_SECONDS  # the period is over
+    assert client_for(ada).post(url, {"content": "two", "client_msg_id": str(uuid.uuid4())}).status_code == 201
+
+    assert len([r for r in caplog.records if "rate limits are off" in r.getMessage()]) == 2

@@ -57,13 +57,6 @@ def test_redis_freeze_loses_duplicates_and_reorders_nothing(redis_freeze):
     assert_none(redis_freeze.problems(*INTEGRITY), "integrity")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Redis frozen for 11 s: the REST clients' sends got no answer for 10 s (2 of 2 in flight; the REST "
-    "write throttle reads the Redis cache with no timeout); socket sends were answered at once. Before the "
-    "pub/sub rework (1915119) every send waited for its Redis publish. A send needs PostgreSQL only. "
-    "(Measured at d21a4b2 and 3569b0d.)",
-)
 def test_redis_freeze_every_send_is_answered_within_10s(redis_freeze):
     assert_none(redis_freeze.problems("unanswered"), "unanswered sends")
 
