@@ -288,7 +288,23 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.archive_partitions",
         "schedule": timedelta(hours=env_int("ARCHIVE_EVERY_HOURS", 24)),
     },
+    "compact-boards": {
+        "task": "boards.tasks.compact_boards",
+        "schedule": timedelta(seconds=env_int("BOARD_COMPACT_EVERY_SECONDS", 60)),
+    },
+    "prune-boards": {
+        "task": "boards.tasks.prune_boards",
+        "schedule": timedelta(hours=24),
+    },
 }
+# Board compaction and what replay keeps (boards/compaction.py): a board whose log has grown
+# BOARD_COMPACT_AFTER updates past its latest snapshot is folded into a new one; a checkpoint
+# snapshot is kept at every multiple of BOARD_CHECKPOINT_EVERY; folded updates are deleted only once
+# they are older than BOARD_KEEP_UPDATES_DAYS and not among the board's last BOARD_KEEP_UPDATES.
+BOARD_COMPACT_AFTER = env_int("BOARD_COMPACT_AFTER", 500)
+BOARD_CHECKPOINT_EVERY = env_int("BOARD_CHECKPOINT_EVERY", 1000)
+BOARD_KEEP_UPDATES = env_int("BOARD_KEEP_UPDATES", 1000)
+BOARD_KEEP_UPDATES_DAYS = env_int("BOARD_KEEP_UPDATES_DAYS", 30)
 
 # Product limits, documented in docs/protocol.md.
 MESSAGE_MAX_LENGTH = 4000
