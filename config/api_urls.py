@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.api import LogoutApi, MeApi, SignupApi, TokenApi, TokenRefreshApi, WsTicketApi
+from boards import urls as boards_urls
 from messaging.api import (
     ChangeListApi,
     MessageDetailApi,
@@ -50,5 +51,6 @@ urlpatterns = [
     path("rooms/<str:room_id>/changes/", ChangeListApi.as_view(), name="api-room-changes"),
     path("rooms/<str:room_id>/receipts/", ReceiptApi.as_view(), name="api-room-receipts"),
     path("rooms/<str:room_id>/presence/", RoomPresenceApi.as_view(), name="api-room-presence"),
+    *boards_urls.urlpatterns,  # rooms/<room>/boards/, boards/... (boards/urls.py)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -19,6 +19,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from boards import consumers as boards
 from core import jsontext, wire
 from core.errors import ApplicationError, Internal, InvalidInput, RateLimited, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
@@ -59,6 +60,7 @@ FRAME_KINDS = {
     "receipt": "receipt",
     "sync": "read",
     "history": "read",
+    **boards.FRAME_KINDS,
 }
 
 # How long an out-of-order event waits for the ones before it before we read them from the database.
@@ -207,6 +209,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
         self.last_frame_at = time.monotonic()
         self.limits = Buckets(settings.RATE_LIMITS["socket"])
+        self.boards = boards.BoardSessions(self)  # the boards this socket joined
         self.strikes = Strikes(settings.RATE_LIMIT_FLOOD_STRIKES, settings.RATE_LIMIT_FLOOD_SECONDS, time.monotonic)
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
@@ -232,6 +235,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if getattr(self, "user", None) is None:
             return
         liveness().discard(self)
+        await self.boards.close()
         for room_id in list(self.cursors):
             await self._unsubscribe(room_id)
         await self.hub.leave(user_group(self.user.pk), self)
@@ -284,10 +288,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         limit = settings.WS_MAX_FRAME_BYTES
         # A character is at most 4 bytes in UTF-8: most frames need no encoding to be measured.
-        if len(text_data) * 4 > limit and (len(text_data) > limit or len(text_data.encode()) > limit):
-            await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
-            await self.close(code=CLOSE_TOO_LARGE)
-            return
+        big = len(text_data) * 4 > limit and (len(text_data) > limit or len(text_data.encode()) > limit)
+        if big:  # only board.update frames may be bigger (boards.consumers.frame_limit)
+            limit = boards.frame_limit(text_data)
+            if len(text_data) > limit or len(text_data.encode()) > limit:
+                await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
+                await self.close(code=CLOSE_TOO_LARGE)
+                return
         try:
             frame = jsontext.loads(text_data)
         except ApplicationError as error:  # not JSON, nested too deeply, or text we cannot store
@@ -296,11 +303,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self._error(ApplicationError('A frame is a JSON object with a string "type".', code="invalid_frame"))
             return
+        if big and frame["type"] != "board.update":
+            limit = settings.WS_MAX_FRAME_BYTES
+            await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
+            await self.close(code=CLOSE_TOO_LARGE)
+            return
         handler = self.handlers.get(frame["type"])
         if handler is None:
             await self._error(ApplicationError(f"Unknown frame type {frame['type'][:50]!r}.", code="unknown_type"))
             return
-        ref = frame.get("client_msg_id", frame.get("id"))
+        ref = frame.get("client_msg_id", frame.get("id", frame.get("client_update_id")))
         ref = ref if isinstance(ref, str) else None
         kind = FRAME_KINDS.get(frame["type"])
         wait = take_all(now, kind, self.limits, self.user_limits) if kind else 0.0
@@ -413,6 +425,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "receipt": on_receipt,
         "typing": on_typing,
         "heartbeat": on_heartbeat,
+        **boards.FRAME_HANDLERS,
     }
 
     # -- hub -> socket --------------------------------------------------------------------
@@ -512,6 +525,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.hub.join(room_group(room_id), self)
 
     async def _unsubscribe(self, room_id: str) -> None:
+        await self.boards.leave_room(room_id)
         cursor = self.cursors.pop(room_id, None)
         if cursor and cursor.gap_task:
             cursor.gap_task.cancel()

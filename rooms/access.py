@@ -77,3 +77,36 @@ def send_rules_sql() -> str:
         role_sql = "NULL::text" if role is None else f"'{role}'"
         rows.append(f"('{kind}', {role_sql}, {str(active).lower()}, {str(allowed).lower()})")
     return f"(VALUES {', '.join(rows)}) AS send_rules(kind, role, user_active, allowed)"
+
+
+# -- Boards (boards/; docs/protocol.md "Boards") ---------------------------------------------------
+# Members of the room see a board and take part (join, sync, awareness); those who may write to
+# the room's history (owners, admins, members) edit it and create boards; owners and admins rename
+# and delete any board of the room, members the boards they created; viewers only watch.
+
+
+def board_see_refusal(*, kind: str | None, role: str | None) -> ApplicationError | None:
+    """Why this user may not open a board of this room (join, sync, read, awareness), or None.
+    A board of a room one may not see is `not_found`, like the room."""
+    return member_refusal(kind=kind, role=role)
+
+
+def board_edit_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:
+    """Why this user may not change a board's document (or create a board), or None."""
+    refusal = send_refusal(kind=kind, role=role, user_active=user_active)
+    if refusal is not None and refusal.code == "forbidden":
+        return Forbidden("Viewers can watch this board but not change it.")
+    return refusal
+
+
+def board_manage_refusal(
+    *, kind: str | None, role: str | None, user_active: bool, is_creator: bool
+) -> ApplicationError | None:
+    """Why this user may not rename or delete a board, or None."""
+    refusal = board_edit_refusal(kind=kind, role=role, user_active=user_active)
+    if refusal is not None:
+        return refusal
+    if role not in MANAGING_ROLES and not is_creator:
+        return Forbidden("Only the board's creator and the room's owners and admins can rename or delete it.")
+    return None
+

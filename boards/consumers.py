@@ -1,0 +1,406 @@
+"""Boards on the one socket (docs/protocol.md "Boards"): board.join, board.update, board.sync,
+board.awareness and board.leave, composed into messaging.consumers.ChatConsumer as `BoardSessions`
+(one per socket) and its frame handlers (`FRAME_HANDLERS`).
+
+In each process, a `LocalBoard` per board that any of its sockets joined is the hub member of the
+board's group (core.hub): it receives each event once, keeps the board's awareness states (so a
+joining socket gets everyone's cursors at once), and hands the event to the sockets on the board.
+Each socket's `BoardSession` delivers a board's numbered updates in strictly increasing order,
+holding early ones back and reading missing ones from the database (as messaging does for rooms);
+its own updates it skips (the socket got their numbers in the ack).
+"""
+
+import asyncio
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from boards import documents, selectors, services
+from boards.crdt import b64encode
+from boards.payloads import sync_item, update_ack, update_frame
+from boards.selectors import Compacted
+from boards.services import board_group
+from core import wire
+from core.errors import ApplicationError, InvalidInput, NotFound
+from core.events import call_service, dumps, publishing, send_event
+from core.hub import Hub, get_hub, on_reconnect
+from core.loops import PerLoop, per_loop
+from messaging.params import ChangesParams, validated
+from rooms.payloads import user_payload
+
+logger = logging.getLogger(__name__)
+
+GAP_WAIT_SECONDS = 0.2
+GAP_MAX_ATTEMPTS = 5
+AWARENESS_TTL_SECONDS = 30  # a state not refreshed for this long is not handed to joiners
+AWARENESS_MAX_BYTES = 4096
+
+Socket = Any  # messaging.consumers.ChatConsumer (not imported: it imports us)
+
+
+class LocalBoard:
+    """This process's hub member for one board."""
+
+    def __init__(self, board_id: str) -> None:
+        self.board_id = board_id
+        self.sessions: set[BoardSession] = set()
+        # session id -> (user, state, monotonic time): the latest awareness of every socket on the
+        # board, from every process (they all publish to the board's group).
+        self.awareness: dict[str, tuple[dict, Any, float]] = {}
+
+    async def hub_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "board.sequenced":
+            for session in list(self.sessions):
+                await session.sequenced(event)
+        elif kind in ("board.relay", "board.awareness"):
+            if kind == "board.awareness":
+                if event["state"] is None:
+                    self.awareness.pop(event["session"], None)
+                else:
+                    self.awareness[event["session"]] = (event["user"], event["state"], time.monotonic())
+            for session in list(self.sessions):
+                if session.socket.socket_id != event.get("session"):
+                    await _send_event_text(session.socket, event)
+        elif kind == "board.gone":
+            for session in list(self.sessions):
+                await session.owner.drop(session, announce=False)
+
+    def awareness_list(self, *, exclude: str) -> list[dict[str, Any]]:
+        horizon = time.monotonic() - AWARENESS_TTL_SECONDS
+        return [
+            {"user": user, "session": session, "state": state}
+            for session, (user, state, stamp) in self.awareness.items()
+            if session != exclude and stamp >= horizon
+        ]
+
+
+_local_boards: PerLoop[dict[str, LocalBoard]] = per_loop(dict)
+
+
+async def _attach(session: "BoardSession") -> LocalBoard:
+    boards = _local_boards()
+    local = boards.get(session.board_id)
+    if local is None:
+        local = boards[session.board_id] = LocalBoard(session.board_id)
+    local.sessions.add(session)
+    await get_hub().join(board_group(session.board_id), local)
+    return local
+
+
+async def _detach(session: "BoardSession") -> None:
+    boards = _local_boards()
+    local = session.local
+    local.sessions.discard(session)
+    if not local.sessions:
+        if boards.get(session.board_id) is local:
+            del boards[session.board_id]
+        await get_hub().leave(board_group(session.board_id), local)
+
+
+async def _send_event_text(socket: Socket, event: dict[str, Any]) -> None:
+    """The event's text to one socket: its frame built once for every socket of the process."""
+    if socket.wire_server is not None:
+        socket._write(event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"])))
+    else:
+        await socket.send(text_data=event["text"])
+
+
+@dataclass(eq=False)
+class BoardSession:
+    """One socket on one board: what it has been delivered (every update numbered up to `last`)."""
+
+    owner: "BoardSessions"
+    board_id: str
+    local: LocalBoard = field(init=False)
+    room_id: str | None = None
+    last: int | None = None  # None while (re)joining: live updates wait in `pending`
+    pending: dict[int, str | None] = field(default_factory=dict)  # None: the socket's own update
+    gap_task: asyncio.Task | None = None
+    gap_attempts: int = 0
+    doc_open: bool = False
+
+    @property
+    def socket(self) -> Socket:
+        return self.owner.socket
+
+    async def sequenced(self, event: dict[str, Any]) -> None:
+        number = event["seq"]
+        if self.last is not None and number <= self.last:
+            return
+        mine = event.get("session") == self.socket.socket_id
+        if self.last is not None and number == self.last + 1 and not self.pending:
+            self.last = number
+            if not mine:
+                await _send_event_text(self.socket, event)
+            return
+        self.pending[number] = None if mine else event["text"]
+        if self.last is not None:
+            await self.drain()
+
+    async def drain(self) -> None:
+        if self.last is None:
+            return
+        async with self.socket.send_lock:
+            while self.last + 1 in self.pending:
+                self.last += 1
+                self.gap_attempts = 0
+                text = self.pending.pop(self.last)
+                if text is not None:
+                    await self.socket.send(text_data=text)
+        if self.pending and self.gap_task is None and self.gap_attempts < GAP_MAX_ATTEMPTS:
+            self.gap_task = asyncio.create_task(self._fill_gap(), context=contextvars.Context())
+
+    async def _fill_gap(self) -> None:
+        """An update arrived after a hole. Numbers commit in order, so the missing ones are in the
+        database (pub/sub lost them, or they are late): wait a little, then read them there."""
+        assert self.last is not None
+        awaited = self.last + 1
+        await asyncio.sleep(GAP_WAIT_SECONDS * (2**self.gap_attempts))
+        self.gap_task = None
+        if not self.pending or self.owner.boards.get(self.board_id) is not self or self.last is None:
+            return
+        if self.last >= awaited:
+            await self.drain()
+            return
+        self.gap_attempts += 1
+        await self.catch_up(min(self.pending) - 1)
+        if self.pending and self.gap_attempts >= GAP_MAX_ATTEMPTS:
+            logger.error("could not fill a gap in board %s after %s", self.board_id, self.last)
+
+    async def catch_up(self, upto: int) -> None:
+        """Deliver every stored update up to `upto` this socket has not had, in order."""
+        if self.last is None or self.last >= upto:
+            return
+        try:
+            updates = await database_sync_to_async(selectors.board_updates)(
+                board_id=uuid.UUID(self.board_id), after_sequence=self.last, until_sequence=upto, limit=500
+            )
+        except Compacted:  # the log went into a snapshot: the whole state instead
+            await self.owner.send_state(self, state_vector=None)
+            return
+        if not updates:
+            return
+        self.gap_attempts = 0  # progress: a long gap may take several reads
+        async with self.socket.send_lock:
+            for update in updates:
+                if self.last is not None and update.sequence > self.last:
+                    self.pending.setdefault(update.sequence, dumps(update_frame(update)))
+        await self.drain()
+
+
+class BoardSessions:
+    """The boards one socket has joined."""
+
+    def __init__(self, socket: Socket) -> None:
+        self.socket = socket
+        self.boards: dict[str, BoardSession] = {}
+
+    async def join(self, frame: dict) -> None:
+        board_id = _board_id(frame)
+        session = self.boards.get(board_id)
+        fresh = session is None
+        if session is None:
+            session = self.boards[board_id] = BoardSession(self, board_id)
+            session.local = await _attach(session)
+        session.last = None  # live updates wait until the state is sent
+        try:
+            await self.send_state(session, state_vector=frame.get("state_vector"))
+        except BaseException:
+            if fresh:
+                await self.drop(session, announce=False)
+            raise
+
+    async def send_state(self, session: BoardSession, *, state_vector: object) -> None:
+        """board.state for what the client lacks; the session then delivers from its sequence."""
+        if not session.doc_open:
+            documents.open(session.board_id)  # kept while the socket is on the board
+            session.doc_open = True
+        board, sequence, update = await database_sync_to_async(selectors.board_join)(
+            user=self.socket.user, board_id=session.board_id, state_vector=state_vector
+        )
+        session.room_id = str(board.room_id)
+        frame = {
+            "type": "board.state",
+            "board": session.board_id,
+            "room": session.room_id,
+            "sequence": sequence,
+            "update": b64encode(update),
+            "awareness": session.local.awareness_list(exclude=self.socket.socket_id),
+        }
+        async with self.socket.send_lock:
+            session.last = max(sequence, session.last or 0)
+            for number in [n for n in session.pending if n <= session.last]:
+                del session.pending[number]
+            await self.socket.send(text_data=dumps(frame))
+        await session.drain()
+
+    async def update(self, frame: dict) -> None:
+        board_id = _board_id(frame)
+        if board_id not in self.boards:
+            raise NotFound("Join the board first (board.join).")
+        stored, _created = await call_service(
+            services.board_update_apply,
+            user=self.socket.user,
+            board_id=board_id,
+            update=frame.get("update"),
+            client_update_id=frame.get("client_update_id"),
+            session=self.socket.socket_id,
+        )
+        await self.socket.send(text_data=dumps({"type": "board.update.ack", **update_ack(stored)}))
+
+    async def sync(self, frame: dict) -> None:
+        board_id = _board_id(frame)
+        params = validated(ChangesParams, frame)
+        try:
+            _board, updates, has_more, last = await database_sync_to_async(selectors.board_updates_page)(
+                user=self.socket.user, board_id=board_id, after_sequence=params["after_sequence"], limit=params["limit"]
+            )
+        except Compacted:
+            board, sequence, update = await database_sync_to_async(selectors.board_join)(
+                user=self.socket.user, board_id=board_id, state_vector=None
+            )
+            local = _local_boards().get(board_id)
+            awareness = local.awareness_list(exclude=self.socket.socket_id) if local else []
+            state = {"type": "board.state", "board": board_id, "room": str(board.room_id), "sequence": sequence}
+            await self.socket.send(text_data=dumps(state | {"update": b64encode(update), "awareness": awareness}))
+            return
+        page = {"type": "board.updates", "board": board_id, "updates": [sync_item(u) for u in updates]}
+        await self.socket.send(text_data=dumps(page | {"has_more": has_more, "last_sequence": last}))
+
+    async def awareness(self, frame: dict) -> None:
+        board_id = _board_id(frame)
+        if board_id not in self.boards:
+            raise NotFound("Join the board first (board.join).")
+        if self.socket.limits.take("awareness", time.monotonic()):
+            return  # over 20 a second: dropped silently, like typing
+        state = frame.get("state")
+        if state is not None and not isinstance(state, dict):
+            raise InvalidInput('"state" must be an object or null.', fields={"state": ["Must be an object or null."]})
+        if state is not None and len(dumps(state)) > AWARENESS_MAX_BYTES:
+            raise ApplicationError(f"An awareness state is at most {AWARENESS_MAX_BYTES} bytes.", code="too_large")
+        await self._announce(board_id, state)
+
+    async def _announce(self, board_id: str, state: dict | None) -> None:
+        user = user_payload(self.socket.user)
+        text = dumps(
+            {
+                "type": "board.awareness",
+                "board": board_id,
+                "user": user,
+                "session": self.socket.socket_id,
+                "state": state,
+            }
+        )
+        event = {"type": "board.awareness", "board": board_id, "user": user, "state": state, "text": text}
+        async with publishing():
+            send_event([board_group(board_id)], event | {"session": self.socket.socket_id})
+
+    async def leave(self, frame: dict) -> None:
+        session = self.boards.get(_board_id(frame))
+        if session is not None:
+            await self.drop(session, announce=True)
+
+    async def drop(self, session: BoardSession, *, announce: bool) -> None:
+        """The socket leaves the board: no more of its events; others see its cursor go."""
+        if self.boards.get(session.board_id) is not session:
+            return
+        del self.boards[session.board_id]
+        if session.gap_task is not None:
+            session.gap_task.cancel()
+        await _detach(session)
+        if session.doc_open:
+            documents.close(session.board_id)
+        if announce:
+            try:
+                await self._announce(session.board_id, None)
+            except Exception:  # leaving must not fail (a socket closing while Redis is away)
+                logger.warning("could not announce leaving board %s", session.board_id, exc_info=True)
+
+    async def leave_room(self, room_id: str) -> None:
+        """The user left the room (or the socket stops following it): leave its boards."""
+        for session in [s for s in self.boards.values() if s.room_id == room_id]:
+            await self.drop(session, announce=True)
+
+    async def close(self) -> None:
+        for session in list(self.boards.values()):
+            await self.drop(session, announce=True)
+
+
+def _board_id(frame: dict) -> str:
+    value = frame.get("board")
+    if value is None or value == "":
+        raise InvalidInput('"board" is required.', fields={"board": ["This field is required."]})
+    if not isinstance(value, str):
+        raise InvalidInput('"board" must be a string.', fields={"board": ["Must be a string."]})
+    return str(selectors.parse_board_id(value))  # canonical: an unknown shape is not_found
+
+
+async def _on_join(socket: Socket, frame: dict) -> None:
+    await socket.boards.join(frame)
+
+
+async def _on_update(socket: Socket, frame: dict) -> None:
+    await socket.boards.update(frame)
+
+
+async def _on_sync(socket: Socket, frame: dict) -> None:
+    await socket.boards.sync(frame)
+
+
+async def _on_awareness(socket: Socket, frame: dict) -> None:
+    await socket.boards.awareness(frame)
+
+
+async def _on_leave(socket: Socket, frame: dict) -> None:
+    await socket.boards.leave(frame)
+
+
+# Composed into ChatConsumer.handlers and FRAME_KINDS (messaging.consumers).
+FRAME_HANDLERS: dict[str, Callable[[Socket, dict], Awaitable[None]]] = {
+    "board.join": _on_join,
+    "board.update": _on_update,
+    "board.sync": _on_sync,
+    "board.awareness": _on_awareness,  # its own silent limit (BoardSessions.awareness)
+    "board.leave": _on_leave,
+}
+FRAME_KINDS = {"board.join": "read", "board.sync": "read", "board.update": "board"}
+
+
+def frame_limit(text: str) -> int:
+    """The size limit of a text frame: BOARD_MAX_FRAME_BYTES for board.update, which carries up to
+    256 KB of Yjs update in base64, WS_MAX_FRAME_BYTES for every other frame. Called only for
+    frames over the usual limit, so the cheap look at the frame's start is enough."""
+    head = text[:200]
+    if '"board.update"' in head and '"type"' in head:
+        return settings.BOARD_MAX_FRAME_BYTES
+    return settings.WS_MAX_FRAME_BYTES
+
+
+@on_reconnect
+async def _catch_up_after_an_outage(hub: Hub, groups: list[str]) -> None:
+    """Redis is back: updates published meanwhile are lost. Bring this process's sockets on the
+    affected boards up to date from the database at once."""
+    boards = _local_boards()
+    for group in groups:
+        if not group.startswith("board."):
+            continue
+        local = boards.get(group.split(".", 1)[1])
+        if local is None:
+            continue
+        last = await database_sync_to_async(_board_last_sequence)(local.board_id)
+        for session in list(local.sessions):
+            await session.catch_up(last)
+
+
+def _board_last_sequence(board_id: str) -> int:
+    from boards.models import Board
+
+    return Board.objects.filter(pk=board_id).values_list("last_sequence", flat=True).first() or 0

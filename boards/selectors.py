@@ -1,0 +1,102 @@
+"""Reads of boards: who may see them, their list, their document and their log."""
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+
+from accounts.models import User
+from boards import crdt, documents
+from boards.models import Board, BoardUpdate
+from core.errors import ApplicationError, NotFound
+from rooms import access
+from rooms.models import Membership
+from rooms.selectors import membership_get
+
+
+class Compacted(ApplicationError):
+    """The log before the asked number was compacted into a snapshot: fetch the whole state."""
+
+    code = "compacted"
+    status = 409
+    message = "The updates before this number were compacted: fetch the whole state and continue from its sequence."
+
+
+def parse_board_id(board_id: object) -> uuid.UUID:
+    try:
+        return board_id if isinstance(board_id, uuid.UUID) else uuid.UUID(str(board_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound() from None
+
+
+def board_get_for(*, user: User, board_id: object) -> tuple[Board, Membership | None]:
+    """The board and the user's membership of its room, if the user may open the board
+    (rooms.access.board_see_refusal): unknown boards and boards of rooms one may not see are
+    `not_found`, a public room's non-member gets `not_member`."""
+    board = Board.objects.select_related("room", "created_by").filter(pk=parse_board_id(board_id)).first()
+    if board is None:
+        raise NotFound()
+    membership = Membership.objects.filter(room_id=board.room_id, user=user).first()
+    refusal = access.board_see_refusal(kind=board.room.kind, role=membership.role if membership else None)
+    if refusal is not None:
+        raise refusal
+    return board, membership
+
+
+def board_list(*, user: User, room_id: object) -> QuerySet[Board]:
+    membership = membership_get(room_id=room_id, user=user)
+    return Board.objects.filter(room_id=membership.room_id).select_related("created_by").order_by("-created_at", "id")
+
+
+def board_document(*, board: Board) -> tuple[int, dict[str, Any]]:
+    """(sequence, JSON rendering) of the board's document now (the process's live document)."""
+    with documents.using(board.pk) as live, live.lock:
+        doc = documents.catch_up(live, board.last_sequence)
+        return live.sequence, crdt.render(doc)
+
+
+def board_state(*, board: Board, state_vector: bytes | None) -> tuple[int, bytes]:
+    """(sequence, what a client with `state_vector` lacks): the answer to board.join."""
+    with documents.using(board.pk) as live, live.lock:
+        doc = documents.catch_up(live, _last_sequence(board.pk, board.last_sequence))
+        return live.sequence, crdt.encode_diff(doc, state_vector)
+
+
+def board_join(*, user: User, board_id: object, state_vector: object) -> tuple[Board, int, bytes]:
+    """board.join: access, then the state the client lacks."""
+    vector = crdt.b64decode(state_vector, field="state_vector", required=False)
+    board, _ = board_get_for(user=user, board_id=board_id)
+    sequence, update = board_state(board=board, state_vector=vector)
+    return board, sequence, update
+
+
+def _last_sequence(board_id: uuid.UUID, fallback: int) -> int:
+    value = Board.objects.filter(pk=board_id).values_list("last_sequence", flat=True).first()
+    return fallback if value is None else value
+
+
+def board_updates(
+    *, board_id: uuid.UUID, after_sequence: int, until_sequence: int | None, limit: int
+) -> list[BoardUpdate]:
+    """Stored updates after a number (up to `until_sequence`), oldest first; `Compacted` if the
+    first one is not the next number (the log there went into a snapshot)."""
+    updates = BoardUpdate.objects.filter(board_id=board_id, sequence__gt=after_sequence).select_related("user")
+    if until_sequence is not None:
+        updates = updates.filter(sequence__lte=until_sequence)
+    page = list(updates.order_by("sequence")[:limit])
+    if page and page[0].sequence != after_sequence + 1:
+        raise Compacted()
+    if not page and until_sequence is None and _last_sequence(board_id, 0) > after_sequence:
+        raise Compacted()
+    return page
+
+
+def board_updates_page(
+    *, user: User, board_id: object, after_sequence: int, limit: int
+) -> tuple[Board, list[BoardUpdate], bool, int]:
+    """board.sync and GET updates/: (board, updates, has_more, last_sequence)."""
+    board, _ = board_get_for(user=user, board_id=board_id)
+    page = board_updates(board_id=board.pk, after_sequence=after_sequence, until_sequence=None, limit=limit + 1)
+    has_more = len(page) > limit
+    page = page[:limit]
+    return board, page, has_more, page[-1].sequence if page else after_sequence

@@ -1,0 +1,178 @@
+"""Every write to boards goes through here: REST views and the WebSocket consumer alike.
+
+Updates are numbered like messages (messaging.services): in one transaction, the board's row is
+locked by `UPDATE ... SET last_sequence = last_sequence + 1 RETURNING` (gapless: a rollback gives
+the number back), the update is applied to this process's authoritative document (boards.documents,
+brought up to the stored sequence first), the document's size is checked, the update is inserted;
+the event goes out after commit (core.events). The consumer runs these through
+core.events.call_service.
+"""
+
+import uuid
+
+from django.db import connection, transaction
+
+from accounts.models import User
+from boards import crdt, documents
+from boards.models import Board, BoardUpdate
+from boards.payloads import board_payload, update_frame
+from boards.selectors import board_get_for
+from core.errors import InvalidInput, NotFound
+from core.events import dumps, room_group, send_event
+from core.jsontext import storable_text
+from rooms import access
+from rooms.selectors import membership_get
+
+
+def board_group(board_id: object) -> str:
+    """The events of one board (updates, awareness, comments) go to the sockets that joined it."""
+    return f"board.{board_id}"
+
+
+def send_board_frame(board_id: object, frame: dict, *, session: str | None = None) -> None:
+    """Send an unnumbered frame (e.g. `board.comment`) to the board's sockets after commit;
+    the socket named by `session` (its socket_id) is left out."""
+    send_event(
+        [board_group(board_id)],
+        {"type": "board.relay", "board": str(board_id), "text": dumps(frame), "session": session},
+    )
+
+
+def _clean_title(title: object) -> str:
+    title = str(title or "").strip() if isinstance(title, str | int | float) or title is None else None
+    if not title:
+        raise InvalidInput("A board needs a title.", fields={"title": ["This field may not be blank."]})
+    if len(title) > Board.TITLE_MAX_LENGTH:
+        message = f"Board titles are at most {Board.TITLE_MAX_LENGTH} characters."
+        raise InvalidInput(message, fields={"title": [message]})
+    return storable_text(title, field="title")
+
+
+def _clean_uuid(value: object, field: str) -> uuid.UUID:
+    if value is None or value == "":
+        raise InvalidInput(f"{field} is required.", fields={field: ["This field is required."]})
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidInput(f"{field} must be a UUID.", fields={field: ["Must be a UUID."]}) from None
+
+
+def _announce(board: Board, frame_type: str) -> None:
+    frame = {"type": frame_type, "room": str(board.room_id), "board": board_payload(board)}
+    send_event([room_group(board.room_id)], {"type": "room.relay", "room": str(board.room_id), "text": dumps(frame)})
+
+
+def board_create(*, user: User, room_id: object, title: object) -> Board:
+    membership = membership_get(room_id=room_id, user=user)
+    refusal = access.board_edit_refusal(kind=membership.room.kind, role=membership.role, user_active=user.is_active)
+    if refusal is not None:
+        raise refusal
+    board = Board.objects.create(room_id=membership.room_id, title=_clean_title(title), created_by=user)
+    _announce(board, "board.created")
+    return board
+
+
+def _managed_board(user: User, board_id: object) -> Board:
+    board, membership = board_get_for(user=user, board_id=board_id)
+    refusal = access.board_manage_refusal(
+        kind=board.room.kind,
+        role=membership.role if membership else None,
+        user_active=user.is_active,
+        is_creator=board.created_by_id is not None and board.created_by_id == user.pk,
+    )
+    if refusal is not None:
+        raise refusal
+    return board
+
+
+def board_rename(*, user: User, board_id: object, title: object) -> Board:
+    board = _managed_board(user, board_id)
+    board.title = _clean_title(title)
+    board.save(update_fields=["title"])
+    _announce(board, "board.renamed")
+    return board
+
+
+def board_delete(*, user: User, board_id: object) -> None:
+    board = _managed_board(user, board_id)
+    board_pk = board.pk
+    with transaction.atomic():
+        board.delete()
+        board.pk = board_pk
+        _announce(board, "board.deleted")
+        send_event([board_group(board_pk)], {"type": "board.gone", "board": str(board_pk)})
+
+
+class _Replay(Exception):
+    def __init__(self, update: BoardUpdate) -> None:
+        self.update = update
+
+
+_NEXT = f"""
+UPDATE {Board._meta.db_table} SET last_sequence = last_sequence + 1 WHERE id = %s RETURNING last_sequence, size
+"""
+
+
+def board_update_apply(
+    *, user: User, board_id: object, update: object, client_update_id: object, session: str | None = None
+) -> tuple[BoardUpdate, bool]:
+    """Apply, store and announce one Yjs update (base64 text, or bytes). Returns (update, created):
+    a resend of a `client_update_id` returns the stored one with created=False and announces
+    nothing. The socket named by `session` (the sender's socket_id) does not get the event back."""
+    key = _clean_uuid(client_update_id, "client_update_id")
+    data = update if isinstance(update, bytes) else crdt.b64decode(update, field="update")
+    assert data is not None
+    crdt.check_update_size(data)
+    board, membership = board_get_for(user=user, board_id=board_id)
+    refusal = access.board_edit_refusal(
+        kind=board.room.kind, role=membership.role if membership else None, user_active=user.is_active
+    )
+    if refusal is not None:
+        raise refusal
+    existing = BoardUpdate.objects.filter(board=board, client_update_id=key).first()
+    if existing is not None:
+        return existing, False
+    crdt.validate_update(data)  # on a scratch document: the live one never sees malformed bytes
+    touched = False  # whether the live document was changed (then a failure throws it away)
+    with documents.using(board.pk) as live, live.lock:
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(_NEXT, [board.pk])
+                    row = cursor.fetchone()
+                if row is None:  # deleted meanwhile
+                    raise NotFound()
+                sequence, size = row
+                existing = BoardUpdate.objects.filter(board=board, client_update_id=key).first()
+                if existing is not None:  # the same update, sent twice at once: the other one won
+                    raise _Replay(existing)
+                touched = True
+                doc = documents.catch_up(live, sequence - 1)
+                crdt.apply(doc, data)
+                live.sequence = sequence
+                size += len(data)  # an upper bound: merging never grows the encoding by more
+                if size > crdt.MAX_DOCUMENT_BYTES:
+                    size = crdt.size(doc)
+                    if size > crdt.MAX_DOCUMENT_BYTES:
+                        raise crdt.TooLarge(f"A board is at most {crdt.MAX_DOCUMENT_BYTES // 2**20} MB.")
+                Board.objects.filter(pk=board.pk).update(size=size)
+                stored = BoardUpdate.objects.create(
+                    board=board, sequence=sequence, update=data, user=user, client_update_id=key
+                )
+                send_event(
+                    [board_group(board.pk)],
+                    {
+                        "type": "board.sequenced",
+                        "board": str(board.pk),
+                        "seq": sequence,
+                        "text": dumps(update_frame(stored)),
+                        "session": session,
+                    },
+                )
+        except _Replay as replay:
+            return replay.update, False
+        except BaseException:
+            if touched:
+                documents.invalidate(live)  # it holds an update that is not stored
+            raise
+    return stored, True
