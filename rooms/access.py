@@ -110,3 +110,30 @@ def board_manage_refusal(
         return Forbidden("Only the board's creator and the room's owners and admins can rename or delete it.")
     return None
 
+
+# Comments on a board (boards/comments.py): everyone who may open the board reads them; those who
+# may edit it write them (comment, reply, resolve, reopen); viewers only read. The author edits
+# their text; the author or the room's owners and admins delete.
+
+
+def board_comment_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:
+    """Why this user may not write comments on a board of this room, or None."""
+    refusal = send_refusal(kind=kind, role=role, user_active=user_active)
+    if refusal is not None and refusal.code == "forbidden":
+        return Forbidden("Viewers can read comments but not write them.")
+    return refusal
+
+
+def board_comment_delete_refusal(
+    *, kind: str | None, role: str | None, user_active: bool, is_author: bool
+) -> ApplicationError | None:
+    """Why this user may not delete a comment, or None (authors may delete their own comments
+    even after becoming viewers)."""
+    refusal = member_refusal(kind=kind, role=role)
+    if refusal is not None:
+        return refusal
+    if not user_active:
+        return Forbidden("This account is deactivated.", code="account_inactive")
+    if not is_author and role not in MANAGING_ROLES:
+        return Forbidden("Only the author or a room admin can delete a comment.")
+    return None

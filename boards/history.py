@@ -1,0 +1,143 @@
+"""Reads for replay and export: the board's timeline (who changed which elements, update by
+update), its state at a number, and its JSON export. Access as for reading the board
+(boards.selectors.board_get_for: viewers included); the document comes from the database
+(boards.compaction.load_document), so replay never disturbs the live documents.
+
+Which elements an update touched is computed on read: the document is loaded at the page's start
+and each update of the page applied to it while a deep observer of `elements` notes the element ids
+whose entry or properties changed. Below the log's prune point (boards.compaction) there are no
+updates to show, only the checkpoint snapshots, which `checkpoints` lists for a replay slider.
+"""
+
+import datetime as dt
+from typing import Annotated, Any, TypedDict, cast
+
+from pycrdt import Map
+
+from accounts.models import User
+from boards import compaction, crdt
+from boards.models import Board, BoardUpdate
+from boards.payloads import BoardPayload, ElementPayload, board_payload
+from boards.selectors import board_get_for
+from rooms.payloads import DateTimeStr, UserPayload, user_payload
+
+HISTORY_PAGE_MAX = 500
+TOUCHED_MAX = 100  # element ids listed per entry; `elements_total` counts them all
+
+
+class HistoryEntry(TypedDict):
+    sequence: int
+    user: Annotated[UserPayload | None, "Who sent the update (null once the account is gone)"]
+    created_at: DateTimeStr
+    elements: Annotated[list[str], "The ids of the elements the update added, changed or removed (at most 100)"]
+    elements_total: Annotated[int, "How many elements it touched"]
+
+
+class HistoryPage(TypedDict):
+    board: Annotated[str, "The board's id"]
+    entries: Annotated[list[HistoryEntry], "Oldest first, after `after_sequence`"]
+    has_more: bool
+    last_sequence: Annotated[int, "The board's latest number"]
+    log_start: Annotated[
+        int, "Updates numbered above this are in the log; at or below it only checkpoints can be replayed"
+    ]
+    checkpoints: Annotated[list[int], "Numbers with a stored snapshot: replay stops below `log_start`"]
+
+
+class StatePayload(TypedDict):
+    board: str
+    sequence: Annotated[int, "The number the state is at: `at`, or below the log's start the checkpoint before it"]
+    requested: Annotated[int | None, "The `at` asked for (null: the latest)"]
+    update: Annotated[str, "Base64 of the whole document at `sequence` as one Yjs v1 update"]
+
+
+class ExportPayload(TypedDict):
+    """The board as JSON (`GET /boards/{id}/export/`): the same rendering as `GET /boards/{id}/`."""
+
+    format: Annotated[str, "parley.board"]
+    version: Annotated[int, "1"]
+    board: BoardPayload
+    sequence: Annotated[int, "The number of the latest update the export includes"]
+    exported_at: DateTimeStr
+    elements: Annotated[list[ElementPayload], "Ordered by (z, id): `id` plus every property"]
+
+
+def _touched_recorder(doc: Any) -> tuple[set[str], Any]:
+    touched: set[str] = set()
+
+    def record(events: list) -> None:
+        for event in events:
+            path = event.path
+            if path:
+                touched.add(str(path[0]))
+            else:
+                touched.update(str(key) for key in event.keys)
+
+    return touched, doc.get(crdt.ELEMENTS, type=Map).observe_deep(record)
+
+
+def history_page(*, user: User, board_id: object, after_sequence: int = 0, limit: int = 100) -> HistoryPage:
+    """The timeline after `after_sequence` (or from the log's start, if that is later)."""
+    board, _ = board_get_for(user=user, board_id=board_id)
+    limit = max(1, min(limit, HISTORY_PAGE_MAX))
+    for _attempt in range(3):  # a prune between the reads below moves the log's start: read again
+        start = max(after_sequence, compaction.log_start(board.pk))
+        loaded = compaction.load_document(board.pk, start)
+        updates = list(
+            BoardUpdate.objects.filter(board=board, sequence__gt=loaded.sequence)
+            .select_related("user")
+            .order_by("sequence")[: limit + 1]
+        )
+        if not updates or updates[0].sequence == loaded.sequence + 1:
+            break
+    has_more = len(updates) > limit
+    touched, _subscription = _touched_recorder(loaded.doc)
+    entries: list[HistoryEntry] = []
+    for update in updates[:limit]:
+        touched.clear()
+        loaded.doc.apply_update(bytes(update.update))
+        ids = sorted(touched)
+        entries.append(
+            {
+                "sequence": update.sequence,
+                "user": user_payload(update.user),
+                "created_at": update.created_at.isoformat(),
+                "elements": ids[:TOUCHED_MAX],
+                "elements_total": len(ids),
+            }
+        )
+    board.refresh_from_db(fields=["last_sequence"])
+    return {
+        "board": str(board.pk),
+        "entries": entries,
+        "has_more": has_more,
+        "last_sequence": board.last_sequence,
+        "log_start": compaction.log_start(board.pk),
+        "checkpoints": compaction.checkpoint_sequences(board.pk),
+    }
+
+
+def state_at(*, user: User, board_id: object, at: int | None = None) -> StatePayload:
+    """The whole document at `at` (the latest without it), as one base64 Yjs v1 update."""
+    board, _ = board_get_for(user=user, board_id=board_id)
+    loaded = compaction.load_document(board.pk, at)
+    return {
+        "board": str(board.pk),
+        "sequence": loaded.sequence,
+        "requested": at,
+        "update": crdt.b64encode(crdt.encode_state(loaded.doc)),
+    }
+
+
+def export(*, user: User, board_id: object) -> tuple[Board, ExportPayload]:
+    board, _ = board_get_for(user=user, board_id=board_id)
+    loaded = compaction.load_document(board.pk)
+    board.last_sequence = max(board.last_sequence, loaded.sequence)
+    return board, {
+        "format": "parley.board",
+        "version": 1,
+        "board": board_payload(board),
+        "sequence": loaded.sequence,
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(),
+        "elements": cast(list[ElementPayload], crdt.render(loaded.doc)["elements"]),
+    }
