@@ -12,6 +12,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from core.dbdeadline import DeadlineConnection
 from core.ratelimit import Rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -95,8 +96,19 @@ if DB_POOL_MAX_SIZE:
         # PostgreSQL outage requests answer `unavailable` (503) quickly; the pool retries every
         # second and is back at once when PostgreSQL is (core/dbpool.py).
         "timeout": env_int("DB_POOL_TIMEOUT", 3),
+        # Its connections bound every wait for PostgreSQL's answer during a request
+        # (DB_STATEMENT_TIMEOUT, core/dbdeadline.py).
+        "connection_class": DeadlineConnection,
     }
     import core.dbpool  # noqa: E402, F401
+# A PostgreSQL that accepts connections but never answers (hung, or a network dropping packets)
+# must not hold requests and sends for ever: connecting gives up after DB_CONNECT_TIMEOUT seconds
+# (libpq's connect_timeout, at least 2; a DATABASE_URL's own wins), and a request, or a socket's
+# batch of sends, waits at most DB_STATEMENT_TIMEOUT seconds for an answer before the connection
+# is dropped and it answers `unavailable` (core/dbdeadline.py; Celery tasks are not bounded).
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
+DB_STATEMENT_TIMEOUT = env_float("DB_STATEMENT_TIMEOUT", 3.0)
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
 # django-postgres-extra's backend adds partitioning DDL on top of Django's PostgreSQL backend.
 DATABASES["default"]["ENGINE"] = "psqlextra.backend"
 # We use no hstore fields, and the embedded PostgreSQL (pgserver wheel) ships no contrib extensions.
@@ -140,6 +152,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.dbdeadline.DeadlineMiddleware",  # first: the whole request is bounded
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.csp.ContentSecurityPolicyMiddleware",

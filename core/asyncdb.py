@@ -6,6 +6,10 @@ after every round trip. The socket's send batches (messaging.services.amessage_s
 on a psycopg AsyncConnection instead: one per server process, opened on first use with the
 connection parameters Django itself would use (DATABASE_URL and its OPTIONS, e.g. `sslmode`),
 reopened if it breaks, and closed when the loop shuts down.
+
+A batch waits at most settings.DB_STATEMENT_TIMEOUT for PostgreSQL, connecting included: past it
+the connection is dropped and the statement fails with core.dbdeadline.StatementTimeout (an
+OperationalError: the sends answer `unavailable`, and their retries are idempotent).
 """
 
 import asyncio
@@ -16,6 +20,7 @@ from django.conf import settings
 from django.db import connections
 from psycopg.rows import dict_row
 
+from core import dbdeadline
 from core.loops import per_loop
 
 
@@ -63,7 +68,19 @@ async def fetchall(statement: str, params: list | dict) -> list[dict[str, Any]]:
     error, rolled back whole) before this returns: one round trip, no BEGIN or COMMIT of its own."""
     writer = _writer()
     async with writer.lock:
-        connection = await writer.connect()
-        async with connection.cursor() as cursor:
-            await cursor.execute(statement, params)
-            return await cursor.fetchall()
+        timeout = settings.DB_STATEMENT_TIMEOUT
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                connection = await writer.connect()
+        except TimeoutError:
+            raise dbdeadline.StatementTimeout(f"no connection to PostgreSQL within {timeout} s") from None
+        with dbdeadline.cut_at(connection, deadline) as cut:
+            try:
+                async with connection.cursor() as cursor:
+                    await cursor.execute(statement, params)
+                    return await cursor.fetchall()
+            except psycopg.OperationalError as error:
+                if cut():
+                    raise dbdeadline.StatementTimeout(f"PostgreSQL did not answer within {timeout} s") from error
+                raise

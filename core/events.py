@@ -34,6 +34,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
+from core import dbdeadline
 from core.hub import get_hub
 from core.pubsub import publish_once
 
@@ -95,13 +96,15 @@ async def publishing() -> AsyncIterator[None]:
 
 
 async def call_service(service: Callable[..., Any], /, **kwargs: Any) -> Any:
-    """Run a synchronous service in a database thread and publish its events from the loop."""
+    """Run a synchronous service in a database thread and publish its events from the loop. Its
+    waits for PostgreSQL are bounded as a request's are (core.dbdeadline)."""
 
     def run() -> tuple[Any, BaseException | None, list[Event]]:
         events: list[Event] = []
         token = _outbox.set(events)
         try:
-            return service(**kwargs), None, events
+            with dbdeadline.budget():
+                return service(**kwargs), None, events
         except Exception as error:  # events of transactions that did commit still go out
             return None, error, events
         finally:

@@ -1,0 +1,127 @@
+"""Deadlines on PostgreSQL's answers (core.dbdeadline): a PostgreSQL that accepts connections but
+never answers (here: the fault suite's proxy, frozen) fails a request's statement, the pool's
+health check and the socket path's statement with an OperationalError instead of holding them for
+ever; once it answers again, the same code works without a restart."""
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import RequestFactory
+from psycopg_pool import ConnectionPool
+
+from core import asyncdb, dbdeadline
+from tests.faults.proxy import ProxyThread
+
+TIMEOUT = 0.5  # seconds; what the tests wait for is the error, not a time
+
+
+@pytest.fixture
+def frozen_db():
+    """A proxy to the test database (tests freeze and restore it) and its connection string."""
+    db = connection.settings_dict
+    if not db["HOST"] or db["HOST"].startswith("/"):
+        pytest.skip("the proxy reaches PostgreSQL over TCP (DATABASE_URL names a unix socket)")
+    proxies = ProxyThread()
+    proxy = proxies.start((db["HOST"], int(db["PORT"] or 5432)))
+    host, port = proxy.address.split(":")
+    params = {"host": host, "port": port, "user": db["USER"], "password": db["PASSWORD"] or "", "dbname": db["NAME"]}
+    try:
+        yield proxy, params
+    finally:
+        proxy.restore()
+        proxies.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_past_its_deadline_fails_and_the_rest_of_the_request_gives_up(frozen_db):
+    proxy, params = frozen_db
+    frozen = dbdeadline.DeadlineConnection.connect(**params, connect_timeout=5)
+    db = connection.settings_dict
+    healthy = dbdeadline.DeadlineConnection.connect(**(params | {"host": db["HOST"], "port": db["PORT"] or 5432}))
+    try:
+        with dbdeadline.budget(TIMEOUT):
+            assert frozen.execute("SELECT 1").fetchone() == (1,)
+            proxy.freeze()
+            with pytest.raises(dbdeadline.StatementTimeout, match="did not answer within"):
+                frozen.execute("SELECT 2")
+            assert frozen.broken
+            # The request has given up on PostgreSQL: even a connection that would answer fails.
+            with pytest.raises(dbdeadline.StatementTimeout, match="earlier in this request"):
+                healthy.execute("SELECT 3")
+    finally:
+        frozen.close()
+        healthy.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_budget_nothing_is_bounded(frozen_db):
+    _, params = frozen_db
+    conn = dbdeadline.DeadlineConnection.connect(**params)
+    try:
+        assert conn.execute("SELECT pg_sleep(2 * %s), 1", [TIMEOUT]).fetchone()[1] == 1
+    finally:
+        conn.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pool_gives_up_on_a_frozen_database_and_serves_again_once_it_answers(frozen_db):
+    proxy, params = frozen_db
+    pool = ConnectionPool(
+        kwargs=params | {"connect_timeout": 2},
+        min_size=3,
+        timeout=TIMEOUT,
+        connection_class=dbdeadline.DeadlineConnection,
+        check=ConnectionPool.check_connection,
+        open=True,
+    )
+    try:
+        pool.wait(timeout=30)
+        proxy.freeze()
+        with dbdeadline.budget(TIMEOUT), pytest.raises(psycopg.OperationalError):
+            pool.getconn()  # each idle connection's health check hangs: the first one's deadline ends it
+        proxy.restore()
+        with dbdeadline.budget(TIMEOUT):
+            conn = pool.getconn(timeout=30)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            pool.putconn(conn)
+    finally:
+        proxy.restore()
+        pool.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_socket_paths_statement_fails_past_its_deadline_and_works_again_after(frozen_db, monkeypatch):
+    proxy, params = frozen_db
+    monkeypatch.setattr(settings, "DB_STATEMENT_TIMEOUT", TIMEOUT)
+    django_params = asyncdb.connection_params
+    monkeypatch.setattr(asyncdb, "connection_params", lambda: django_params() | params)
+
+    assert await asyncdb.fetchall("SELECT 1 AS one", []) == [{"one": 1}]
+    proxy.freeze()
+    with pytest.raises(dbdeadline.StatementTimeout, match="did not answer"):
+        await asyncdb.fetchall("SELECT 2 AS two", [])  # on the open connection
+    with pytest.raises(dbdeadline.StatementTimeout, match="no connection"):
+        await asyncdb.fetchall("SELECT 3 AS three", [])  # a new connection gets no answer either
+    proxy.restore()
+    assert await asyncdb.fetchall("SELECT 4 AS four", []) == [{"four": 4}]
+
+
+@pytest.mark.asyncio
+async def test_every_request_has_its_budget():
+    """DeadlineMiddleware, sync and async: the view runs inside a budget of DB_STATEMENT_TIMEOUT."""
+    seen = []
+
+    def view(request):
+        seen.append(dbdeadline._budget.get())
+        return None
+
+    async def async_view(request):
+        return view(request)
+
+    dbdeadline.DeadlineMiddleware(view)(RequestFactory().get("/"))
+    await dbdeadline.DeadlineMiddleware(async_view)(RequestFactory().get("/"))
+
+    assert [b is not None and b.timeout for b in seen] == [settings.DB_STATEMENT_TIMEOUT] * 2
+    assert dbdeadline._budget.get() is None
