@@ -3,14 +3,20 @@ never answers (here: the fault suite's proxy, frozen) fails a request's statemen
 health check and the socket path's statement with an OperationalError instead of holding them for
 ever; once it answers again, the same code works without a restart."""
 
+import uuid
+
 import psycopg
 import pytest
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.test import RequestFactory
 from psycopg_pool import ConnectionPool
 
 from core import asyncdb, dbdeadline
+from core.errors import Unavailable
+from messaging import services
+from rooms.services import room_create
 from tests.faults.proxy import ProxyThread
 
 TIMEOUT = 0.5  # seconds; what the tests wait for is the error, not a time
@@ -125,3 +131,38 @@ async def test_every_request_has_its_budget():
 
     assert [b is not None and b.timeout for b in seen] == [settings.DB_STATEMENT_TIMEOUT] * 2
     assert dbdeadline._budget.get() is None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_send_cut_off_by_its_deadline_and_retried_is_stored_once(frozen_db, monkeypatch, make_user):
+    """The cut statement may still reach PostgreSQL (the proxy delivers what it held once it is
+    restored): the retry with the same client_msg_id and it make one message."""
+    proxy, params = frozen_db
+    monkeypatch.setattr(settings, "DB_STATEMENT_TIMEOUT", TIMEOUT)
+    django_params = asyncdb.connection_params
+    monkeypatch.setattr(asyncdb, "connection_params", lambda: django_params() | params)
+    ada = await database_sync_to_async(make_user)("ada")
+    room = await database_sync_to_async(room_create)(creator=ada, name="Cut")
+
+    def send(content: str, key: str) -> dict:
+        return {"user": ada, "room_id": str(room.pk), "content": content, "client_msg_id": key}
+
+    [(_, created)] = await services.amessage_send_many(requests=[send("warm", str(uuid.uuid4()))])
+    assert created
+    key = str(uuid.uuid4())
+    proxy.freeze()
+    [refused] = await services.amessage_send_many(requests=[send("once", key)])
+    assert isinstance(refused, Unavailable)
+    proxy.restore()
+    [(message, _)] = await services.amessage_send_many(requests=[send("once", key)])
+    again = [(m.pk, m.sequence) for m in await _stored(room, key)]
+
+    assert again == [(message.pk, message.sequence)]
+
+
+@database_sync_to_async
+def _stored(room, key):
+    from messaging.models import Message
+
+    return list(Message.objects.filter(room=room, client_msg_id=key))
