@@ -206,16 +206,14 @@ class BoardSessions:
     async def join(self, frame: dict) -> None:
         board_id = _board_id(frame)
         session = self.boards.get(board_id)
-        fresh = session is None
         if session is None:
             session = self.boards[board_id] = BoardSession(self, board_id)
             session.local = await _attach(session)
         session.last = None  # live updates wait until the state is sent
         try:
             await self.send_state(session, state_vector=frame.get("state_vector"))
-        except BaseException:
-            if fresh:
-                await self.drop(session, announce=False)
+        except BaseException:  # refused (no longer a member?) or failed: off the board
+            await self.drop(session, announce=False)
             raise
 
     async def send_state(self, session: BoardSession, *, state_vector: object) -> None:

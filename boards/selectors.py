@@ -36,8 +36,13 @@ def board_get_for(*, user: User, board_id: object) -> tuple[Board, Membership | 
     board = Board.objects.select_related("room", "created_by").filter(pk=parse_board_id(board_id)).first()
     if board is None:
         raise NotFound()
-    membership = Membership.objects.filter(room_id=board.room_id, user=user).first()
-    refusal = access.board_see_refusal(kind=board.room.kind, role=membership.role if membership else None)
+    # The account's state as stored now: a socket's user object is from when it connected.
+    membership = Membership.objects.filter(room_id=board.room_id, user=user).select_related("user").first()
+    refusal = access.board_see_refusal(
+        kind=board.room.kind,
+        role=membership.role if membership else None,
+        user_active=membership.user.is_active if membership else user.is_active,
+    )
     if refusal is not None:
         raise refusal
     return board, membership

@@ -77,7 +77,7 @@ def _managed_board(user: User, board_id: object) -> Board:
     refusal = access.board_manage_refusal(
         kind=board.room.kind,
         role=membership.role if membership else None,
-        user_active=user.is_active,
+        user_active=membership.user.is_active if membership else user.is_active,
         is_creator=board.created_by_id is not None and board.created_by_id == user.pk,
     )
     if refusal is not None:
@@ -125,7 +125,9 @@ def board_update_apply(
     crdt.check_update_size(data)
     board, membership = board_get_for(user=user, board_id=board_id)
     refusal = access.board_edit_refusal(
-        kind=board.room.kind, role=membership.role if membership else None, user_active=user.is_active
+        kind=board.room.kind,
+        role=membership.role if membership else None,
+        user_active=membership.user.is_active if membership else user.is_active,
     )
     if refusal is not None:
         raise refusal

@@ -85,10 +85,14 @@ def send_rules_sql() -> str:
 # and delete any board of the room, members the boards they created; viewers only watch.
 
 
-def board_see_refusal(*, kind: str | None, role: str | None) -> ApplicationError | None:
+def board_see_refusal(*, kind: str | None, role: str | None, user_active: bool = True) -> ApplicationError | None:
     """Why this user may not open a board of this room (join, sync, read, awareness), or None.
-    A board of a room one may not see is `not_found`, like the room."""
-    return member_refusal(kind=kind, role=role)
+    A board of a room one may not see is `not_found`, like the room; a deactivated account (whose
+    sockets are being closed) opens nothing."""
+    refusal = member_refusal(kind=kind, role=role)
+    if refusal is None and not user_active:
+        return Forbidden("This account is deactivated.", code="account_inactive")
+    return refusal
 
 
 def board_edit_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:

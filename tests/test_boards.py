@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 
 from boards import crdt, documents
 from boards.models import Board, BoardUpdate
-from boards.services import board_create, board_update_apply
+from boards.services import board_create
 from core.ratelimit import Rate
 from rooms.models import Room
 from rooms.selectors import membership_get
@@ -397,3 +397,22 @@ async def test_boards_rest_crud_and_who_may_do_it(cast, make_user):
     assert (await receive_type(owner_socket, "board.deleted"))["board"]["id"] == created["id"]
     assert (await call(member_api.get)(path)).status_code == 404
     await owner_socket.disconnect(timeout=TIMEOUT)
+
+
+async def test_a_socket_that_outlived_its_account_opens_and_changes_nothing(cast):
+    """The revocation that closes it (4403) may not have reached it yet (another process)."""
+    people = await cast()
+    board = people["board"]
+    member, _ = await connect(people["member"])
+    await join(member, board)
+
+    def deactivate():
+        type(people["member"]).objects.filter(pk=people["member"].pk).update(is_active=False)
+
+    await database_sync_to_async(deactivate)()
+    await member.send_json_to(update_frame(board, Client().edit("e", x=1)))
+    assert (await receive_type(member, "error"))["code"] == "account_inactive"
+    await member.send_json_to({"type": "board.join", "board": str(board.pk)})
+    assert (await receive_type(member, "error"))["code"] == "account_inactive"
+    assert await database_sync_to_async(stored)(board) == []
+    await member.disconnect(timeout=TIMEOUT)
