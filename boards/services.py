@@ -10,7 +10,7 @@ core.events.call_service.
 
 import uuid
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts.models import User
 from boards import crdt, documents
@@ -103,13 +103,19 @@ def board_delete(*, user: User, board_id: object) -> None:
         send_event([board_group(board_pk)], {"type": "board.gone", "board": str(board_pk)})
 
 
-class _Replay(Exception):
-    def __init__(self, update: BoardUpdate) -> None:
-        self.update = update
-
-
+# Takes the board's next number, and so its row lock until commit, unless the update is a resend.
 _NEXT = f"""
-UPDATE {Board._meta.db_table} SET last_sequence = last_sequence + 1 WHERE id = %s RETURNING last_sequence, size
+UPDATE {Board._meta.db_table} AS b SET last_sequence = b.last_sequence + 1
+ WHERE b.id = %(board)s AND NOT EXISTS (
+       SELECT 1 FROM {BoardUpdate._meta.db_table} WHERE board_id = %(board)s AND client_update_id = %(key)s)
+ RETURNING b.last_sequence, b.size
+"""
+# Stores the update and the document's new size in one round trip.
+_STORE = f"""
+WITH sized AS (UPDATE {Board._meta.db_table} SET size = %(size)s WHERE id = %(board)s)
+INSERT INTO {BoardUpdate._meta.db_table} (board_id, sequence, update, user_id, client_update_id, created_at)
+VALUES (%(board)s, %(sequence)s, %(update)s, %(user)s, %(key)s, clock_timestamp())
+RETURNING id, created_at
 """
 
 
@@ -131,23 +137,17 @@ def board_update_apply(
     )
     if refusal is not None:
         raise refusal
-    existing = BoardUpdate.objects.filter(board=board, client_update_id=key).first()
-    if existing is not None:
-        return existing, False
     crdt.validate_update(data)  # on a scratch document: the live one never sees malformed bytes
+    params = {"board": board.pk, "key": key}
     touched = False  # whether the live document was changed (then a failure throws it away)
     with documents.using(board.pk) as live, live.lock:
         try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute(_NEXT, [board.pk])
-                    row = cursor.fetchone()
-                if row is None:  # deleted meanwhile
-                    raise NotFound()
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(_NEXT, params)
+                row = cursor.fetchone()
+                if row is None:  # a resend, or the board was deleted meanwhile
+                    return _stored(board, key), False
                 sequence, size = row
-                existing = BoardUpdate.objects.filter(board=board, client_update_id=key).first()
-                if existing is not None:  # the same update, sent twice at once: the other one won
-                    raise _Replay(existing)
                 touched = True
                 doc = documents.catch_up(live, sequence - 1)
                 crdt.apply(doc, data)
@@ -157,9 +157,16 @@ def board_update_apply(
                     size = crdt.size(doc)
                     if size > crdt.MAX_DOCUMENT_BYTES:
                         raise crdt.TooLarge(f"A board is at most {crdt.MAX_DOCUMENT_BYTES // 2**20} MB.")
-                Board.objects.filter(pk=board.pk).update(size=size)
-                stored = BoardUpdate.objects.create(
-                    board=board, sequence=sequence, update=data, user=user, client_update_id=key
+                cursor.execute(_STORE, params | {"size": size, "sequence": sequence, "update": data, "user": user.pk})
+                pk, created_at = cursor.fetchone()
+                stored = BoardUpdate(
+                    id=pk,
+                    board=board,
+                    sequence=sequence,
+                    update=data,
+                    user=user,
+                    client_update_id=key,
+                    created_at=created_at,
                 )
                 send_event(
                     [board_group(board.pk)],
@@ -171,10 +178,20 @@ def board_update_apply(
                         "session": session,
                     },
                 )
-        except _Replay as replay:
-            return replay.update, False
+        except IntegrityError:
+            # The same update sent twice at once (another process): the other one committed first.
+            documents.invalidate(live)
+            return _stored(board, key), False
         except BaseException:
             if touched:
                 documents.invalidate(live)  # it holds an update that is not stored
             raise
     return stored, True
+
+
+def _stored(board: Board, key: uuid.UUID) -> BoardUpdate:
+    """The update stored earlier under this client_update_id (a resend); NotFound if the board is gone."""
+    existing = BoardUpdate.objects.filter(board=board, client_update_id=key).select_related("user").first()
+    if existing is None:
+        raise NotFound()
+    return existing
