@@ -147,6 +147,7 @@ async def test_over_size_updates_and_documents_are_too_large(cast, monkeypatch):
     await owner.send_to(text_data='{"type": "board.awareness", "pad": "' + "x" * 70_000 + '"}')
     code, frames = await receive_close(owner)
     assert code == 1009 and frames[-1]["code"] == "too_large"
+    await owner.disconnect(timeout=TIMEOUT)  # returns once the consumer is done
 
 
 async def test_viewers_are_forbidden_and_outsiders_not_found(cast):
@@ -416,3 +417,35 @@ async def test_a_socket_that_outlived_its_account_opens_and_changes_nothing(cast
     assert (await receive_type(member, "error"))["code"] == "account_inactive"
     assert await database_sync_to_async(stored)(board) == []
     await member.disconnect(timeout=TIMEOUT)
+
+
+async def test_after_a_redis_outage_sockets_on_a_board_catch_up_from_the_database(cast):
+    """Updates published while Redis was away are lost; the hub's recovery reads them."""
+    from boards import consumers as board_consumers
+    from core.hub import get_hub
+
+    people = await cast()
+    board = people["board"]
+    member, _ = await connect(people["member"])
+    await join(member, board)
+    missed = Client().edit("missed", type="rect")
+
+    def store_without_event():
+        Board.objects.filter(pk=board.pk).update(last_sequence=1)
+        BoardUpdate.objects.create(board=board, sequence=1, update=missed, client_update_id=uuid.uuid4())
+
+    await database_sync_to_async(store_without_event)()
+    await board_consumers._catch_up_after_an_outage(get_hub(), [f"board.{board.pk}"])
+    frame = await receive_type(member, "board.update")
+    assert frame["sequence"] == 1 and frame["update"] == b64(missed)
+    await member.disconnect(timeout=TIMEOUT)
+
+
+async def test_a_board_update_frame_over_400_kb_closes_the_socket(cast):
+    people = await cast()
+    owner, _ = await connect(people["owner"])
+    frame = update_frame(people["board"], b"x" * 310_000)  # 413 KB of base64
+    await owner.send_json_to(frame)
+    code, frames = await receive_close(owner)
+    assert code == 1009 and frames[-1]["code"] == "too_large"
+    await owner.disconnect(timeout=TIMEOUT)  # returns once the consumer is done
