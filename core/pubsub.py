@@ -137,6 +137,7 @@ class _Shard:
         heard = loop.time()
         pinged: float | None = None
         while True:
+            _raise_if_cancelled()  # this loop may never reach _read's check (see there)
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=IDLE_PING_SECONDS / 2)
             now = loop.time()
             if message is not None:
@@ -157,6 +158,7 @@ class _Shard:
                 await self.queued.wait()
                 self.queued.clear()
                 while self.queue:
+                    _raise_if_cancelled()
                     batch = [self.queue.popleft() for _ in range(min(len(self.queue), 1000))]
                     try:
                         pipe = client.pipeline(transaction=False)

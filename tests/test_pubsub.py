@@ -136,3 +136,28 @@ async def test_a_frozen_redis_holds_back_no_send_and_no_local_delivery(make_user
         _admin().execute_command("CLIENT", "UNPAUSE")
     assert frames["message.ack"]["message"]["content"] == frames["message.new"]["message"]["content"] == "still fast"
     await socket.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_bus_closes_even_if_a_handler_swallows_its_cancellation():
+    """asgiref's sync_to_async (and so a consumer handler that reads the database) can swallow the
+    CancelledError of the task it runs in. The reader then went on listening, cancelled but never
+    ending, and the shutdown of its loop (a server's, or a test's teardown) waited forever."""
+    handling = asyncio.Event()
+
+    async def on_event(event):
+        handling.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return  # swallowed, as asgiref does when the thread's work ends normally
+
+    bus = Bus([settings.REDIS_URL], on_event=on_event, on_reconnect=lambda groups: asyncio.sleep(0))
+    await bus.subscribe("room.swallow")
+    await bus.ready()
+    await publish_once([settings.REDIS_URL], [("room.swallow", {"n": 1})])
+    async with asyncio.timeout(TIMEOUT):
+        await handling.wait()
+    async with asyncio.timeout(TIMEOUT):  # ends at once; hung before
+        await bus.close()
+    assert all(task.done() for shard in bus.shards for task in shard.tasks)
