@@ -241,9 +241,8 @@ class BoardSessions:
         await session.drain()
 
     async def update(self, frame: dict) -> None:
+        # No join needed (a client may flush its offline queue at once): the service checks access.
         board_id = _board_id(frame)
-        if board_id not in self.boards:
-            raise NotFound("Join the board first (board.join).")
         stored, _created = await call_service(
             services.board_update_apply,
             user=self.socket.user,

@@ -449,3 +449,18 @@ async def test_a_board_update_frame_over_400_kb_closes_the_socket(cast):
     code, frames = await receive_close(owner)
     assert code == 1009 and frames[-1]["code"] == "too_large"
     await owner.disconnect(timeout=TIMEOUT)  # returns once the consumer is done
+
+
+async def test_an_update_needs_no_join_but_awareness_does(cast):
+    people = await cast()
+    board = people["board"]
+    member, _ = await connect(people["member"])
+    owner, _ = await connect(people["owner"])
+    await join(owner, board)
+    await member.send_json_to(update_frame(board, Client().edit("e", x=1)))
+    assert (await receive_type(member, "board.update.ack"))["sequence"] == 1
+    assert (await receive_type(owner, "board.update"))["sequence"] == 1
+    await member.send_json_to({"type": "board.awareness", "board": str(board.pk), "state": None})
+    assert (await receive_type(member, "error"))["code"] == "not_found"
+    await member.disconnect(timeout=TIMEOUT)
+    await owner.disconnect(timeout=TIMEOUT)
