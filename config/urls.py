@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
+from boards import views as board_views
 from rooms import views as room_views
 
 urlpatterns = [
@@ -12,6 +13,7 @@ urlpatterns = [
     path("rooms/<uuid:room_id>/join/", room_views.room_join, name="room-join"),
     path("rooms/<uuid:room_id>/leave/", room_views.room_leave, name="room-leave"),
     path("rooms/<uuid:room_id>/invite/", room_views.member_invite, name="room-invite"),
+    path("rooms/<uuid:room_id>/boards/<uuid:board_id>/", board_views.board_page, name="board"),
     path("signup/", account_views.signup, name="signup"),
     path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", account_views.LogoutView.as_view(), name="logout"),

@@ -30,6 +30,7 @@ import { Scroller } from "./scroller.js";
 import { RoomList, Session, sidebarRow } from "./sidebar.js";
 import { Timeline } from "./timeline.js";
 import { TypingIndicator, TypingNotifier } from "./typing.js";
+import { BoardsPanel } from "./board/split.js";
 
 const PAGE_SIZE = 50; // messages per REST page (at most the server's message_page_max)
 const NOT_A_MEMBER = "You are no longer a member of this room";
@@ -75,6 +76,16 @@ function permissions(message) {
 const rooms = new RoomList(document.getElementById("sidebar-rooms"), { renderRow: sidebarRow, current: room.id });
 const session = new Session({ rooms, current: room.id, onFrame, onState: setBadge });
 const send = (frame) => session.send(frame);
+const boards = new BoardsPanel({
+  room,
+  me,
+  can: (ability) => !removed && can(ability),
+  send,
+  list: document.getElementById("board-list"),
+  form: document.getElementById("board-create"),
+  split: document.getElementById("board-split"),
+  layout: document.querySelector(".chat-layout"),
+});
 
 const outbox = new Outbox(document.getElementById("pending"), { roomId: room.id, me, send });
 const rows = new MessageRows(ui.messages, {
@@ -175,6 +186,7 @@ const BADGE_TEXT = {
 };
 
 function setBadge(connection) {
+  boards.onSocketState(connection);
   ui.badge.dataset.state = connection;
   ui.badge.textContent = BADGE_TEXT[connection];
   if (connection === "signed-out") showNotice("Your session has ended. Sign in again to keep chatting.");
@@ -206,6 +218,7 @@ function setRole(newRole) {
   if (ui.myRole) ui.myRole.textContent = ROLE_LABELS[role] || role;
   refreshMembershipControls();
   refreshComposer();
+  boards.refreshForm();
   if (changed) {
     if (!can("send")) editing.stop();
     rows.refreshActions(timeline.messages());
@@ -340,6 +353,7 @@ const handlers = {
 // Called by the Session after the room list has had the frame.
 function onFrame(frame) {
   handlers[frame.type]?.(frame);
+  boards.onFrame(frame); // the boards list and the board open next to the chat (board/split.js)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 import { runAll } from "./harness.js";
 import "./timeline.test.js";
 import "./sidebar.test.js";
+import "./board-geometry.test.js";
+import "./board-outbox.test.js";
+import "./board-doc.test.js";
 
 window.parleyTests = runAll().then((results) => {
   const list = document.getElementById("results");

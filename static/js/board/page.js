@@ -1,0 +1,23 @@
+// The board page (/rooms/<room>/boards/<board>/): one board full-screen on the page's own socket.
+import { readJsonScript } from "../dom.js";
+import { LiveSocket } from "../live.js";
+import { BoardApp } from "./app.js";
+
+const data = readJsonScript("board-data");
+const config = readJsonScript("client-config");
+const abilities = config.roles[data.role] || {};
+let app = null;
+const socket = new LiveSocket({
+  onFrame: (frame) => app?.onFrame(frame),
+  onState: (state) => app?.onSocketState(state),
+});
+app = new BoardApp(document.getElementById("board"), {
+  board: data.board,
+  me: data.me,
+  canEdit: Boolean(abilities.send),
+  canManage: Boolean(abilities.manage),
+  send: (frame) => socket.send(frame),
+  standalone: true,
+});
+window.parleyBoard = app; // for the browser tests and the console
+socket.start();

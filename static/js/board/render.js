@@ -1,0 +1,342 @@
+// Drawing the board as SVG: one <g data-id> per element under the viewport group, kept in (z, id)
+// order, re-drawn only when its element (or a shape an arrow is attached to) changed. The same
+// `elementNode` draws exported SVG (export.js), so what you see is what you export. Only SVG
+// presentation attributes are used (no style attributes: the page's Content-Security-Policy).
+import { bounds, handlePoint, HANDLES, linePoints, shapeBox } from "./geometry.js";
+
+export const SVG_NS = "http://www.w3.org/2000/svg";
+export const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+export const DEFAULTS = { stroke: "#1f2937", fill: "transparent", sticky: "#fde68a", fontSize: 16, strokeWidth: 2 };
+
+export function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value !== null && value !== undefined && value !== false) node.setAttribute(key, String(value));
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+const finite = (value, fallback = 0) => (typeof value === "number" && Number.isFinite(value) ? value : fallback);
+const paint = (value, fallback) => {
+  const colour = typeof value === "string" && value ? value : fallback;
+  return colour === "transparent" ? "none" : colour;
+};
+
+/** Lines of text wrapped to `width` (roughly: an average glyph is 0.55 em). */
+export function wrapText(text, width, fontSize) {
+  const perLine = width > 0 ? Math.max(1, Math.floor(width / (fontSize * 0.55))) : Infinity;
+  const out = [];
+  for (const paragraph of String(text ?? "").split("\n")) {
+    if (paragraph.length <= perLine) {
+      out.push(paragraph);
+      continue;
+    }
+    let line = "";
+    for (const word of paragraph.split(/(\s+)/)) {
+      if ((line + word).length > perLine && line.trim()) {
+        out.push(line.trimEnd());
+        line = word.trimStart();
+      } else line += word;
+      while (line.length > perLine) {
+        out.push(line.slice(0, perLine));
+        line = line.slice(perLine);
+      }
+    }
+    out.push(line);
+  }
+  return out;
+}
+
+function textBlock(element, box, { align = "middle", valign = "middle", colour }) {
+  const fontSize = finite(element.fontSize, DEFAULTS.fontSize);
+  const lines = wrapText(element.text, box.w - 12, fontSize);
+  if (!lines.length || (lines.length === 1 && !lines[0])) return null;
+  const lineHeight = fontSize * 1.25;
+  const total = lines.length * lineHeight;
+  const x = align === "start" ? box.x + 6 : box.x + box.w / 2;
+  const top = valign === "top" ? box.y + 6 : box.y + (box.h - total) / 2;
+  const text = svg("text", {
+    x,
+    y: top,
+    "font-family": FONT,
+    "font-size": fontSize,
+    fill: colour,
+    "text-anchor": align,
+    "dominant-baseline": "hanging",
+    class: "board-text",
+  });
+  lines.forEach((line, i) => {
+    const span = svg("tspan", { x, y: top + i * lineHeight });
+    span.textContent = line || " ";
+    text.append(span);
+  });
+  return text;
+}
+
+/** The SVG of one element (a <g data-id>); `lookup(id)` finds shapes arrows attach to. */
+export function elementNode(element, lookup) {
+  const group = svg("g", { "data-id": element.id, "data-type": element.type, class: "board-el" });
+  fillElementNode(group, element, lookup);
+  return group;
+}
+
+export function fillElementNode(group, element, lookup) {
+  group.replaceChildren();
+  const stroke = paint(element.stroke, DEFAULTS.stroke);
+  const strokeWidth = finite(element.strokeWidth, DEFAULTS.strokeWidth);
+  const box = shapeBox(element);
+  const common = { stroke, "stroke-width": strokeWidth, "stroke-linejoin": "round" };
+  switch (element.type) {
+    case "rect":
+    case "component":
+      group.append(svg("rect", { ...common, x: box.x, y: box.y, width: box.w, height: box.h, rx: 4, fill: paint(element.fill, DEFAULTS.fill) }));
+      if (element.type === "component" && !element.text && element.kind) group.append(textBlock({ text: element.kind }, box, { colour: stroke }));
+      break;
+    case "ellipse":
+      group.append(
+        svg("ellipse", { ...common, cx: box.x + box.w / 2, cy: box.y + box.h / 2, rx: box.w / 2, ry: box.h / 2, fill: paint(element.fill, DEFAULTS.fill) }),
+      );
+      break;
+    case "diamond": {
+      const cx = box.x + box.w / 2;
+      const cy = box.y + box.h / 2;
+      const points = `${cx},${box.y} ${box.x + box.w},${cy} ${cx},${box.y + box.h} ${box.x},${cy}`;
+      group.append(svg("polygon", { ...common, points, fill: paint(element.fill, DEFAULTS.fill) }));
+      break;
+    }
+    case "sticky":
+      group.append(svg("rect", { x: box.x + 2, y: box.y + 3, width: box.w, height: box.h, fill: "#000", "fill-opacity": 0.08 }));
+      group.append(svg("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: paint(element.fill, DEFAULTS.sticky), stroke: "#d4b94a", "stroke-width": 1 }));
+      break;
+    case "text":
+      // An invisible box makes the whole text area clickable.
+      group.append(svg("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: "transparent", class: "board-hitbox" }));
+      break;
+    case "pen": {
+      const points = linePoints(element, lookup);
+      group.append(
+        svg("polyline", { ...common, points: pairs(points), fill: "none", "stroke-linecap": "round" }),
+      );
+      break;
+    }
+    case "arrow": {
+      const points = linePoints(element, lookup);
+      if (points.length >= 4) {
+        const [x1, y1, x2, y2] = points;
+        group.append(svg("line", { ...common, x1, y1, x2, y2, "stroke-linecap": "round" }));
+        group.append(svg("polygon", { points: arrowHead(x1, y1, x2, y2, 8 + strokeWidth * 2), fill: stroke }));
+      }
+      break;
+    }
+    default:
+      group.append(svg("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: "none", stroke: "#9ca3af", "stroke-dasharray": "4 4" }));
+  }
+  if (element.text && element.type !== "pen" && element.type !== "arrow") {
+    const textColour = element.type === "sticky" || element.type === "text" ? paint(element.stroke, DEFAULTS.stroke) : stroke;
+    const options = element.type === "text" ? { align: "start", valign: "top", colour: textColour } : element.type === "sticky" ? { valign: "top", align: "start", colour: textColour } : { colour: textColour };
+    const text = textBlock(element, box, options);
+    if (text) group.append(text);
+  }
+}
+
+function pairs(points) {
+  const out = [];
+  for (let i = 0; i + 1 < points.length; i += 2) out.push(`${points[i]},${points[i + 1]}`);
+  return out.join(" ");
+}
+
+function arrowHead(x1, y1, x2, y2, size) {
+  const angle = Math.atan2(y2 - y1, x2 - x1);
+  const a = angle + Math.PI - 0.45;
+  const b = angle + Math.PI + 0.45;
+  return `${x2},${y2} ${x2 + size * Math.cos(a)},${y2 + size * Math.sin(a)} ${x2 + size * Math.cos(b)},${y2 + size * Math.sin(b)}`;
+}
+
+/**
+ * The live drawing: elements, others' selections and cursors, our selection, comment badges.
+ * `source` is a BoardDoc (or, while replaying, a read-only one).
+ */
+export class BoardView {
+  constructor(root) {
+    this.root = root; // the <svg>
+    this.viewport = svg("g", { class: "board-viewport" });
+    this.layers = {
+      elements: svg("g", { class: "board-elements" }),
+      badges: svg("g", { class: "board-badges" }),
+      remote: svg("g", { class: "board-remote" }),
+      selection: svg("g", { class: "board-selection" }),
+      draft: svg("g", { class: "board-draft" }),
+      cursors: svg("g", { class: "board-cursors" }),
+    };
+    for (const layer of Object.values(this.layers)) this.viewport.append(layer);
+    root.append(this.viewport);
+    this.nodes = new Map(); // id -> <g>
+    this.view = { x: 0, y: 0, zoom: 1 };
+    this.source = null;
+    this.hiddenText = null;
+  }
+
+  setView(view) {
+    this.view = view;
+    this.viewport.setAttribute("transform", `matrix(${view.zoom} 0 0 ${view.zoom} ${-view.x * view.zoom} ${-view.y * view.zoom})`);
+  }
+
+  /** Draw everything anew from `source` (a new document, or replay). */
+  renderAll(source) {
+    this.source = source;
+    this.nodes.clear();
+    const fragment = document.createDocumentFragment();
+    for (const element of source.sorted()) {
+      const node = elementNode(element, source.lookup);
+      this.nodes.set(element.id, node);
+      fragment.append(node);
+    }
+    this.layers.elements.replaceChildren(fragment);
+  }
+
+  /** Re-draw the elements `ids` (and arrows attached to them), and restore (z, id) order if needed. */
+  renderChanged(ids) {
+    const source = this.source;
+    if (!source) return;
+    const redraw = new Set(ids);
+    if (ids.size) {
+      for (const element of source.plain.values()) {
+        if (element.type === "arrow" && (redraw.has(element.from) || redraw.has(element.to))) redraw.add(element.id);
+      }
+    }
+    let orderChanged = false;
+    for (const id of redraw) {
+      const element = source.get(id);
+      const node = this.nodes.get(id);
+      if (!element) {
+        if (node) {
+          node.remove();
+          this.nodes.delete(id);
+        }
+        continue;
+      }
+      if (node) {
+        if (node.dataset.z !== String(element.z ?? "")) orderChanged = true;
+        fillElementNode(node, element, source.lookup);
+      } else {
+        const fresh = elementNode(element, source.lookup);
+        this.nodes.set(id, fresh);
+        this.layers.elements.append(fresh);
+        orderChanged = true;
+      }
+      this.nodes.get(id).dataset.z = String(element.z ?? "");
+      this.nodes.get(id).classList.toggle("is-editing", this.hiddenText === id);
+    }
+    if (orderChanged) this.#reorder();
+  }
+
+  #reorder() {
+    const layer = this.layers.elements;
+    let previous = null;
+    for (const element of this.source.sorted()) {
+      const node = this.nodes.get(element.id);
+      if (!node) continue;
+      node.dataset.z = String(element.z ?? "");
+      const expected = previous ? previous.nextSibling : layer.firstChild;
+      if (expected !== node) layer.insertBefore(node, expected);
+      previous = node;
+    }
+  }
+
+  /** Hide an element's text while it is edited in place. */
+  setEditing(id) {
+    if (this.hiddenText && this.nodes.get(this.hiddenText)) this.nodes.get(this.hiddenText).classList.remove("is-editing");
+    this.hiddenText = id;
+    if (id && this.nodes.get(id)) this.nodes.get(id).classList.add("is-editing");
+  }
+
+  /** Our selection: a dashed box per element, and the resize handles of the whole selection. */
+  renderSelection(ids, { handles = true } = {}) {
+    const layer = this.layers.selection;
+    layer.replaceChildren();
+    if (!this.source || !ids.length) return;
+    const zoom = this.view.zoom;
+    const boxes = ids.map((id) => this.source.get(id)).filter(Boolean).map((element) => bounds(element, this.source.lookup));
+    if (!boxes.length) return;
+    for (const box of boxes) {
+      layer.append(svg("rect", { x: box.x - 3 / zoom, y: box.y - 3 / zoom, width: box.w + 6 / zoom, height: box.h + 6 / zoom, class: "sel-outline", "stroke-width": 1 / zoom }));
+    }
+    if (!handles) return;
+    const all = this.source.boundsOf(ids);
+    if (boxes.length > 1) layer.append(svg("rect", { x: all.x, y: all.y, width: all.w, height: all.h, class: "sel-group", "stroke-width": 1 / zoom }));
+    const size = 8 / zoom;
+    for (const handle of HANDLES) {
+      const p = handlePoint(all, handle);
+      layer.append(svg("rect", { x: p.x - size / 2, y: p.y - size / 2, width: size, height: size, class: "sel-handle", "data-handle": handle, "stroke-width": 1 / zoom }));
+    }
+  }
+
+  /** A box being dragged out (selection box, or a shape being drawn: shown by the doc itself). */
+  renderDraft(box) {
+    this.layers.draft.replaceChildren();
+    if (box) this.layers.draft.append(svg("rect", { x: box.x, y: box.y, width: box.w, height: box.h, class: "sel-box", "stroke-width": 1 / this.view.zoom }));
+  }
+
+  /** Others: their selections outlined and their cursors with names, in their colours. */
+  renderPeers(peers) {
+    const zoom = this.view.zoom;
+    const remote = [];
+    const cursors = [];
+    for (const [key, { user, state }] of peers) {
+      const colour = safeColour(state.colour);
+      const name = String(state.name || user?.username || "someone").slice(0, 40);
+      if (this.source && Array.isArray(state.selection)) {
+        for (const id of state.selection.slice(0, 200)) {
+          const element = this.source.get(id);
+          if (!element) continue;
+          const box = bounds(element, this.source.lookup);
+          remote.push(
+            svg("rect", { x: box.x - 5 / zoom, y: box.y - 5 / zoom, width: box.w + 10 / zoom, height: box.h + 10 / zoom, fill: "none", stroke: colour, "stroke-width": 2 / zoom, "data-peer": key, class: "peer-selection" }),
+          );
+        }
+      }
+      const cursor = state.cursor;
+      if (cursor && Number.isFinite(cursor.x) && Number.isFinite(cursor.y)) {
+        const label = svg("text", { x: 14, y: 26, "font-family": FONT, "font-size": 12, fill: "#fff" });
+        label.textContent = name;
+        const width = 12 + name.length * 7;
+        cursors.push(
+          svg(
+            "g",
+            { transform: `translate(${cursor.x} ${cursor.y}) scale(${1 / zoom})`, class: "peer-cursor", "data-peer": key, "data-name": name },
+            svg("path", { d: "M0 0 L0 16 L4.5 12 L8 19 L10.5 18 L7 11 L13 11 Z", fill: colour, stroke: "#fff", "stroke-width": 1 }),
+            svg("rect", { x: 10, y: 14, width, height: 18, rx: 4, fill: colour }),
+            label,
+          ),
+        );
+      }
+    }
+    this.layers.remote.replaceChildren(...remote);
+    this.layers.cursors.replaceChildren(...cursors);
+  }
+
+  /** Comment badges: a numbered bubble at the top-right of each commented element (or point). */
+  renderBadges(counts, pins) {
+    const zoom = this.view.zoom;
+    const badges = [];
+    const bubble = (x, y, count, attrs) => {
+      const text = svg("text", { x: 0, y: 4, "font-family": FONT, "font-size": 11, "text-anchor": "middle", fill: "#fff" });
+      text.textContent = String(count);
+      return svg("g", { transform: `translate(${x} ${y}) scale(${1 / zoom})`, class: "comment-badge", ...attrs }, svg("circle", { r: 10, fill: "#7c3aed" }), text);
+    };
+    for (const [id, count] of counts) {
+      const element = this.source?.get(id);
+      if (!element) continue;
+      const box = bounds(element, this.source.lookup);
+      badges.push(bubble(box.x + box.w, box.y, count, { "data-comment-element": id }));
+    }
+    for (const pin of pins) badges.push(bubble(pin.x, pin.y, pin.count, { "data-comment-thread": pin.id }));
+    this.layers.badges.replaceChildren(...badges);
+  }
+}
+
+/** A colour from someone else's awareness state, or grey if it is not a plain colour. */
+export function safeColour(value) {
+  return typeof value === "string" && /^(#[0-9a-fA-F]{3,8}|hsl\(\d{1,3}(\.\d+)? \d{1,3}% \d{1,3}%\))$/.test(value) ? value : "#6b7280";
+}

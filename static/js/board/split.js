@@ -1,0 +1,135 @@
+// The room page's boards: the list (live: board.created / renamed / deleted), a form to create
+// one, and the split view, a board opened next to the chat on the page's one socket.
+import { el } from "../dom.js";
+import { getJson, sendJson } from "../api.js";
+import { BoardApp } from "./app.js";
+
+export const boardHref = (room, board) => `/rooms/${encodeURIComponent(room)}/boards/${encodeURIComponent(board)}/`;
+
+export class BoardsPanel {
+  /** room: {id}; me; can(ability); send(frame); layout: the element that gets .has-board. */
+  constructor({ room, me, can, send, list, form, split, layout }) {
+    this.room = room;
+    this.me = me;
+    this.can = can;
+    this.send = send;
+    this.list = list;
+    this.form = form;
+    this.split = split;
+    this.layout = layout;
+    this.boards = new Map();
+    this.app = null;
+    this.ready = false;
+    this.socketState = "connecting";
+    form?.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.create();
+    });
+    list.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-open-board]");
+      if (button) this.open(button.dataset.openBoard);
+    });
+    this.refreshForm();
+  }
+
+  refreshForm() {
+    if (this.form) this.form.hidden = !this.can("send");
+  }
+
+  async load() {
+    try {
+      const data = await getJson(`/api/v1/rooms/${encodeURIComponent(this.room.id)}/boards/`);
+      this.boards = new Map((data.results || data.boards || []).map((board) => [board.id, board]));
+      this.render();
+    } catch (error) {
+      console.warn("Parley: boards", error);
+    }
+  }
+
+  render() {
+    const rows = [...this.boards.values()]
+      .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)))
+      .map((board) =>
+        el(
+          "li",
+          { class: "board-row", "data-board-id": board.id },
+          el("a", { href: boardHref(this.room.id, board.id), class: "board-link" }, board.title),
+          el("button", { type: "button", class: "btn btn-ghost btn-xs", "data-open-board": board.id, title: "Open next to the chat" }, "Open here"),
+        ),
+      );
+    if (!rows.length) rows.push(el("li", { class: "muted small", "data-boards-empty": true }, "No boards yet."));
+    this.list.replaceChildren(...rows);
+  }
+
+  async create() {
+    const input = this.form.querySelector("input");
+    const title = input.value.trim();
+    if (!title) return;
+    try {
+      const board = await sendJson("POST", `/api/v1/rooms/${encodeURIComponent(this.room.id)}/boards/`, { title });
+      input.value = "";
+      this.boards.set(board.id, board);
+      this.render();
+      this.open(board.id);
+    } catch (error) {
+      console.warn("Parley: create board", error);
+    }
+  }
+
+  open(id) {
+    const board = this.boards.get(id);
+    if (!board) return;
+    this.close();
+    this.split.hidden = false;
+    this.layout.classList.add("has-board");
+    const container = el("div", { class: "board-split", id: "board" });
+    const close = el("button", { type: "button", class: "btn btn-ghost btn-xs board-close", "aria-label": "Close board" }, "Close");
+    close.addEventListener("click", () => this.close());
+    this.split.replaceChildren(close, container);
+    this.app = new BoardApp(container, {
+      board: { ...board },
+      me: this.me,
+      canEdit: this.can("send"),
+      canManage: this.can("manage"),
+      send: this.send,
+    });
+    window.parleyBoard = this.app;
+    this.app.onSocketState(this.socketState);
+    if (this.ready) this.app.onFrame({ type: "session.ready" });
+  }
+
+  close() {
+    if (!this.app) return;
+    this.app.destroy();
+    this.app = null;
+    window.parleyBoard = null;
+    this.split.replaceChildren();
+    this.split.hidden = true;
+    this.layout.classList.remove("has-board");
+  }
+
+  onSocketState(state) {
+    this.socketState = state;
+    if (state !== "connected") this.ready = false;
+    this.app?.onSocketState(state);
+  }
+
+  onFrame(frame) {
+    if (frame.type === "session.ready") {
+      this.ready = true;
+      this.load();
+    }
+    if (frame.type === "board.created" && frame.room === this.room.id) {
+      this.boards.set(frame.board.id, frame.board);
+      this.render();
+    } else if (frame.type === "board.renamed" && frame.room === this.room.id) {
+      this.boards.set(frame.board.id, frame.board);
+      this.render();
+    } else if (frame.type === "board.deleted" && frame.room === this.room.id) {
+      this.boards.delete(frame.board.id);
+      this.render();
+      if (this.app?.board.id === frame.board.id) this.close();
+    }
+    this.app?.onFrame(frame);
+  }
+}

@@ -1,0 +1,288 @@
+// The board on the socket (docs/protocol.md, Boards): board.join with our state vector, live
+// board.update frames in, our updates out through the outbox (resent until acked), gaps in the
+// numbered log filled with board.sync, and awareness (cursor, selection, viewport) both ways,
+// throttled to the server's 20 a second.
+import { BoardOutbox } from "./outbox.js";
+import { fromBase64, newId, REMOTE, toBase64, Y } from "./doc.js";
+
+export const AWARENESS_INTERVAL_MS = 60; // ≤ 20 a second, with room to spare
+export const GAP_GRACE_MS = 300; // a missing number may still be on its way (e.g. an ack racing)
+export const AWARENESS_FORGET_MS = 30000;
+const RETRY_LATER = new Set(["rate_limited", "unavailable", "internal"]);
+
+/**
+ * The highest number we have contiguously, given numbers that may arrive out of order (our own
+ * acks and others' updates interleave). Pure; unit-tested.
+ */
+export class SequenceTracker {
+  constructor(last = 0) {
+    this.last = last;
+    this.ahead = new Set(); // numbers seen above last + 1
+  }
+
+  /** A number was applied; returns true if it leaves a gap below it. */
+  note(sequence) {
+    if (sequence <= this.last) return false;
+    this.ahead.add(sequence);
+    while (this.ahead.has(this.last + 1)) {
+      this.ahead.delete(this.last + 1);
+      this.last += 1;
+    }
+    return this.ahead.size > 0;
+  }
+
+  /** Everything up to `sequence` is in (board.state, the end of a sync batch). */
+  reach(sequence) {
+    if (sequence > this.last) this.last = sequence;
+    for (const n of [...this.ahead]) if (n <= this.last) this.ahead.delete(n);
+    while (this.ahead.has(this.last + 1)) {
+      this.ahead.delete(this.last + 1);
+      this.last += 1;
+    }
+  }
+
+  get hasGap() {
+    return this.ahead.size > 0;
+  }
+}
+
+/** Call `send(state)` at most once per `interval` ms, always ending with the latest state. Pure. */
+export class Throttle {
+  constructor(send, interval, timers = globalThis, now = () => performance.now()) {
+    this.sendFn = send;
+    this.interval = interval;
+    this.timers = timers;
+    this.now = now;
+    this.last = -Infinity;
+    this.timer = null;
+    this.pending = undefined;
+  }
+
+  push(value) {
+    this.pending = value;
+    if (this.timer !== null) return;
+    const wait = this.last + this.interval - this.now();
+    if (wait <= 0) this.fire();
+    else this.timer = this.timers.setTimeout(() => this.fire(), wait);
+  }
+
+  fire() {
+    this.timer = null;
+    if (this.pending === undefined) return;
+    const value = this.pending;
+    this.pending = undefined;
+    this.last = this.now();
+    this.sendFn(value);
+  }
+
+  cancel() {
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.timer = null;
+    this.pending = undefined;
+  }
+}
+
+export class BoardSync {
+  /**
+   * boardDoc: BoardDoc. send(frame): false if the socket is not ready. Callbacks: onStatus({joined,
+   * pending, sequence}), onAwareness(peers: Map session -> {user, state, at}), onComment(comment),
+   * onError(frame), onJoined().
+   */
+  constructor({ board, boardDoc, send, me, onStatus = () => {}, onAwareness = () => {}, onComment = () => {}, onError = () => {}, onJoined = () => {} }) {
+    this.board = board;
+    this.boardDoc = boardDoc;
+    this.sendFrame = send;
+    this.me = me;
+    this.onStatus = onStatus;
+    this.onAwareness = onAwareness;
+    this.onComment = onComment;
+    this.onError = onError;
+    this.onJoined = onJoined;
+    this.joined = false;
+    this.tracker = new SequenceTracker(0);
+    this.syncing = false;
+    this.gapTimer = null;
+    this.peers = new Map(); // session -> {user, state, at}
+    this.localAwareness = null;
+    this.outbox = new BoardOutbox({
+      send: (entry) =>
+        this.joined &&
+        this.sendFrame({ type: "board.update", board: this.board, update: toBase64(entry.update), client_update_id: entry.id }),
+      merge: (updates) => Y.mergeUpdates(updates),
+      newId,
+      batchMs: 50,
+      onChange: () => this.status(),
+    });
+    this.awareness = new Throttle(
+      (state) => this.joined && this.sendFrame({ type: "board.awareness", board: this.board, state }),
+      AWARENESS_INTERVAL_MS,
+    );
+    boardDoc.doc.on("update", (update, origin) => {
+      if (origin !== REMOTE) this.outbox.push(update);
+    });
+    // Peers forget a cursor not heard of for 30 s: say ours again now and then while idle.
+    this.sweep = setInterval(() => {
+      this.#forgetSilentPeers();
+      if (this.joined && this.localAwareness && performance.now() - this.awareness.last > 10000) {
+        this.awareness.push(this.localAwareness);
+      }
+    }, 5000);
+  }
+
+  get sequence() {
+    return this.tracker.last;
+  }
+
+  status() {
+    this.onStatus({ joined: this.joined, pending: this.outbox.size, sequence: this.tracker.last });
+  }
+
+  /** The socket is (again) ready: join the board with what we have. */
+  connected() {
+    this.joined = false;
+    const stateVector = toBase64(this.boardDoc.stateVector());
+    this.sendFrame({ type: "board.join", board: this.board, state_vector: stateVector });
+  }
+
+  disconnected() {
+    this.joined = false;
+    this.syncing = false;
+    this.outbox.disconnect();
+    this.peers.clear();
+    this.onAwareness(this.peers);
+    this.status();
+  }
+
+  leave() {
+    if (this.joined) this.sendFrame({ type: "board.leave", board: this.board });
+    this.joined = false;
+    this.awareness.cancel();
+    clearInterval(this.sweep);
+  }
+
+  /** Our awareness state (null: gone); sent throttled, and again after every (re)join. */
+  setAwareness(state) {
+    this.localAwareness = state;
+    this.awareness.push(state);
+  }
+
+  /** Handle a frame from the socket; returns true if it was about this board. */
+  onFrame(frame) {
+    if (frame.type === "error") return this.#onErrorFrame(frame);
+    if (frame.board !== this.board) return false;
+    switch (frame.type) {
+      case "board.state":
+        this.#onState(frame);
+        break;
+      case "board.update":
+        this.boardDoc.applyRemote(fromBase64(frame.update));
+        this.#note(frame.sequence);
+        break;
+      case "board.update.ack":
+        this.outbox.acknowledged(frame.client_update_id);
+        this.#note(frame.sequence);
+        break;
+      case "board.updates":
+        this.#onUpdates(frame);
+        break;
+      case "board.awareness":
+        this.#onAwareness(frame);
+        break;
+      case "board.comment":
+        this.onComment(frame.comment);
+        break;
+      default:
+        return false;
+    }
+    return true;
+  }
+
+  #onState(frame) {
+    this.boardDoc.applyRemote(fromBase64(frame.update));
+    this.tracker.reach(frame.sequence);
+    this.syncing = false;
+    const first = !this.joined;
+    this.joined = true;
+    if (first) {
+      this.peers.clear();
+      for (const entry of frame.awareness || []) {
+        if (entry.state) this.peers.set(this.#peerKey(entry), { user: entry.user, state: entry.state, at: Date.now() });
+      }
+      this.onAwareness(this.peers);
+      this.outbox.connect();
+      if (this.localAwareness) this.awareness.push(this.localAwareness);
+      this.onJoined(frame);
+    }
+    this.status();
+  }
+
+  #onUpdates(frame) {
+    for (const item of frame.updates) {
+      this.boardDoc.applyRemote(fromBase64(item.update));
+      this.tracker.note(item.sequence);
+      // Our own updates come back in a sync too: they are in, whether or not the ack was lost.
+      if (item.client_update_id) this.outbox.acknowledged(item.client_update_id);
+    }
+    this.tracker.reach(frame.last_sequence);
+    this.syncing = false;
+    if (frame.has_more || this.tracker.hasGap) this.#requestSync();
+    this.status();
+  }
+
+  #note(sequence) {
+    if (typeof sequence !== "number") return;
+    const gap = this.tracker.note(sequence);
+    this.status();
+    if (!gap) {
+      clearTimeout(this.gapTimer);
+      this.gapTimer = null;
+      return;
+    }
+    if (this.gapTimer === null) {
+      this.gapTimer = setTimeout(() => {
+        this.gapTimer = null;
+        if (this.tracker.hasGap) this.#requestSync();
+      }, GAP_GRACE_MS);
+    }
+  }
+
+  #requestSync() {
+    if (this.syncing || !this.joined) return;
+    this.syncing = this.sendFrame({ type: "board.sync", board: this.board, after_sequence: this.tracker.last });
+  }
+
+  #peerKey(entry) {
+    return String(entry.session ?? entry.user?.id);
+  }
+
+  #onAwareness(frame) {
+    const key = this.#peerKey(frame);
+    if (frame.state) this.peers.set(key, { user: frame.user, state: frame.state, at: Date.now() });
+    else this.peers.delete(key);
+    this.onAwareness(this.peers, key);
+  }
+
+  #forgetSilentPeers() {
+    const cutoff = Date.now() - AWARENESS_FORGET_MS;
+    let changed = false;
+    for (const [key, peer] of this.peers) {
+      if (peer.at < cutoff) {
+        this.peers.delete(key);
+        changed = true;
+      }
+    }
+    if (changed) this.onAwareness(this.peers);
+  }
+
+  #onErrorFrame(frame) {
+    if (!frame.ref || !this.outbox.pendingIds.includes(frame.ref)) return false;
+    if (RETRY_LATER.has(frame.code)) {
+      const wait = Math.max(frame.retry_after_ms || 0, 250);
+      setTimeout(() => this.joined && this.outbox.connect(), wait);
+    } else {
+      this.outbox.refused(frame.ref);
+      this.onError(frame);
+    }
+    return true;
+  }
+}
