@@ -86,15 +86,24 @@ def _managed_board(user: User, board_id: object) -> Board:
 
 
 def board_rename(*, user: User, board_id: object, title: object) -> Board:
-    board = _managed_board(user, board_id)
+    return board_staff_rename(board=_managed_board(user, board_id), title=title)
+
+
+def board_delete(*, user: User, board_id: object) -> None:
+    board_staff_delete(board=_managed_board(user, board_id))
+
+
+def board_staff_rename(*, board: Board, title: object) -> Board:
+    """Rename a board whoever may (site staff in Django admin: no membership needed)."""
     board.title = _clean_title(title)
     board.save(update_fields=["title"])
     _announce(board, "board.renamed")
     return board
 
 
-def board_delete(*, user: User, board_id: object) -> None:
-    board = _managed_board(user, board_id)
+def board_staff_delete(*, board: Board) -> None:
+    """Delete a board with its log, snapshots and comments, whoever may (site staff in Django
+    admin); its sockets leave it and the room hears of it."""
     board_pk = board.pk
     with transaction.atomic():
         board.delete()

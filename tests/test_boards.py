@@ -464,3 +464,29 @@ async def test_an_update_needs_no_join_but_awareness_does(cast):
     assert (await receive_type(member, "error"))["code"] == "not_found"
     await member.disconnect(timeout=TIMEOUT)
     await owner.disconnect(timeout=TIMEOUT)
+
+
+async def test_boards_renamed_and_deleted_in_admin_are_announced(cast, events):
+    people = await cast()
+    board = people["board"]
+
+    def as_staff():
+        from django.test import Client as Browser
+
+        from accounts.models import User
+
+        browser = Browser()
+        browser.force_login(User.objects.create_superuser("root", "root@example.com", "correct-horse-battery"))
+        assert browser.get("/admin/boards/board/").status_code == 200
+        renamed = browser.post(f"/admin/boards/board/{board.pk}/change/", {"title": "By staff"})
+        deleted = browser.post(f"/admin/boards/board/{board.pk}/delete/", {"post": "yes"})
+        return renamed.status_code, deleted.status_code
+
+    assert await database_sync_to_async(as_staff)() == (302, 302)
+    frames = events.frames(group=f"room.{people['room'].pk}")
+    assert [(f["type"], f["board"]["title"]) for f in frames if f["type"].startswith("board.")] == [
+        ("board.created", "Plan"),
+        ("board.renamed", "By staff"),
+        ("board.deleted", "By staff"),
+    ]
+    assert not await database_sync_to_async(Board.objects.filter(pk=board.pk).exists)()
