@@ -4,6 +4,7 @@ boards/urls.py."""
 import re
 from typing import TypedDict
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -68,9 +69,9 @@ class BoardExportApi(APIView):
 
     @extend_schema(operation_id="board_export", responses=documented(ExportPayload, 403, 404))
     def get(self, request, board_id):
-        board, payload = history.export(user=request.user, board_id=board_id)
+        board, body = history.export(user=request.user, board_id=board_id)
         name = re.sub(r"[^A-Za-z0-9._ -]+", "_", board.title).strip() or "board"
-        response = Response(payload)
+        response = HttpResponse(body, content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="{name}.json"'
         return response
 

@@ -10,7 +10,10 @@ updates to show, only the checkpoint snapshots, which `checkpoints` lists for a 
 """
 
 import datetime as dt
-from typing import Annotated, Any, TypedDict, cast
+import json
+import threading
+from collections import OrderedDict
+from typing import Annotated, Any, TypedDict
 
 from pycrdt import Map
 
@@ -19,6 +22,7 @@ from boards import compaction, crdt
 from boards.models import Board, BoardUpdate
 from boards.payloads import BoardPayload, ElementPayload, board_payload
 from boards.selectors import board_get_for
+from core.events import dumps
 from rooms.payloads import DateTimeStr, UserPayload, user_payload
 
 HISTORY_PAGE_MAX = 500
@@ -129,15 +133,45 @@ def state_at(*, user: User, board_id: object, at: int | None = None) -> StatePay
     }
 
 
-def export(*, user: User, board_id: object) -> tuple[Board, ExportPayload]:
+# Exports already rendered, by (board, number): a board exported twice at the same number (or by
+# several people) is rendered once per process. Bounded in entries and bytes.
+_EXPORTS: "OrderedDict[tuple[str, int], str]" = OrderedDict()
+_EXPORTS_LOCK = threading.Lock()
+EXPORT_CACHE_ENTRIES = 16
+EXPORT_CACHE_BYTES = 64 * 2**20
+
+
+def _rendered_elements(board: Board) -> tuple[int, str]:
+    """(number, the JSON text of the elements at the board's last number)."""
+    key = (str(board.pk), board.last_sequence)
+    with _EXPORTS_LOCK:
+        text = _EXPORTS.get(key)
+        if text is not None:
+            _EXPORTS.move_to_end(key)
+            return key[1], text
+    # The board's last number was read committed, and numbers commit in order: the document at it
+    # is complete and never changes, so neither does its rendering.
+    loaded = compaction.load_document(board.pk, board.last_sequence)
+    text = json.dumps(crdt.render(loaded.doc)["elements"], separators=(",", ":"), ensure_ascii=False)
+    if loaded.sequence == board.last_sequence:
+        with _EXPORTS_LOCK:
+            _EXPORTS[key] = text
+            while len(_EXPORTS) > EXPORT_CACHE_ENTRIES or (
+                len(_EXPORTS) > 1 and sum(len(t) for t in _EXPORTS.values()) > EXPORT_CACHE_BYTES
+            ):
+                _EXPORTS.popitem(last=False)
+    return loaded.sequence, text
+
+
+def export(*, user: User, board_id: object) -> tuple[Board, str]:
+    """The board as an ExportPayload, as JSON text (the elements are spliced in as rendered)."""
     board, _ = board_get_for(user=user, board_id=board_id)
-    loaded = compaction.load_document(board.pk)
-    board.last_sequence = max(board.last_sequence, loaded.sequence)
-    return board, {
+    sequence, elements = _rendered_elements(board)
+    head: dict[str, Any] = {
         "format": "parley.board",
         "version": 1,
         "board": board_payload(board),
-        "sequence": loaded.sequence,
+        "sequence": sequence,
         "exported_at": dt.datetime.now(dt.UTC).isoformat(),
-        "elements": cast(list[ElementPayload], crdt.render(loaded.doc)["elements"]),
     }
+    return board, dumps(head)[:-1] + ',"elements":' + elements + "}"
