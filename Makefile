@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock check-lock run createsuperuser test test-faults lint bench-load bench-awareness bench-archive
+.PHONY: help install lock check-lock run createsuperuser test test-faults lint bench-load bench-awareness bench-archive bench-board
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, uvicorn, Celery) on http://127.0.0.1:8000/"
@@ -19,6 +19,7 @@ help:
 	@echo "make install create .venv and install requirements-dev.lock (every dependency pinned)"
 	@echo "make lock    recompile requirements.lock and requirements-dev.lock after editing requirements*.txt"
 	@echo "make bench-load  the load benchmark (ARGS=\"--scenario chat --rate 2000\", ...); docs/performance.md"
+	@echo "make bench-board the boards benchmark (ARGS=\"--scenario editors\", ...); docs/performance.md"
 
 install: $(VENV)/.installed
 
@@ -110,3 +111,8 @@ bench-awareness: $(VENV)/.installed
 
 bench-archive: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python bench/archive.py
+
+# Boards (bench/board.py): 50 editors on one board, 1,000 boards x 5 editors, compaction of a
+# 100,000-update board, JSON export of 10,000 elements; PostgreSQL durable (BENCH_STACK=bench).
+bench-board: $(VENV)/.installed
+	$(VENV)/bin/python scripts/stack.py $(BENCH_STACK) -- $(VENV)/bin/python bench/board.py $(ARGS)
