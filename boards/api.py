@@ -71,7 +71,7 @@ class BoardDetailApi(APIView):
         board, _ = selectors.board_get_for(user=request.user, board_id=board_id)
         sequence, rendering = selectors.board_document(board=board)
         return Response(
-            BoardDocumentPayload(board=board_payload(board), sequence=sequence, elements=rendering["elements"])  # type: ignore[typeddict-item]
+            BoardDocumentPayload(board=board_payload(board), sequence=sequence, elements=rendering["elements"])
         )
 
     @extend_schema(
@@ -95,7 +95,10 @@ class BoardUpdateListApi(APIView):
     write_scope = "send"
 
     class Input(serializers.Serializer):
-        update = serializers.CharField(help_text="Base64 of a Yjs v1 update (at most 256 KB decoded)")
+        # Shadows Serializer.update(), which this schema-only serializer never calls.
+        update = serializers.CharField(  # type: ignore[assignment]
+            help_text="Base64 of a Yjs v1 update (at most 256 KB decoded)"
+        )
         client_update_id = serializers.UUIDField()
 
         class Meta:

@@ -392,12 +392,6 @@ async def _catch_up_after_an_outage(hub: Hub, groups: list[str]) -> None:
         local = boards.get(group.split(".", 1)[1])
         if local is None:
             continue
-        last = await database_sync_to_async(_board_last_sequence)(local.board_id)
+        last = await database_sync_to_async(selectors.board_last_sequence)(board_id=local.board_id)
         for session in list(local.sessions):
             await session.catch_up(last)
-
-
-def _board_last_sequence(board_id: str) -> int:
-    from boards.models import Board
-
-    return Board.objects.filter(pk=board_id).values_list("last_sequence", flat=True).first() or 0

@@ -63,7 +63,7 @@ def board_document(*, board: Board) -> tuple[int, dict[str, Any]]:
 def board_state(*, board: Board, state_vector: bytes | None) -> tuple[int, bytes]:
     """(sequence, what a client with `state_vector` lacks): the answer to board.join."""
     with documents.using(board.pk) as live, live.lock:
-        doc = documents.catch_up(live, _last_sequence(board.pk, board.last_sequence))
+        doc = documents.catch_up(live, board_last_sequence(board_id=board.pk, fallback=board.last_sequence))
         return live.sequence, crdt.encode_diff(doc, state_vector)
 
 
@@ -75,7 +75,8 @@ def board_join(*, user: User, board_id: object, state_vector: object) -> tuple[B
     return board, sequence, update
 
 
-def _last_sequence(board_id: uuid.UUID, fallback: int) -> int:
+def board_last_sequence(*, board_id: uuid.UUID | str, fallback: int = 0) -> int:
+    """The board's latest number as stored now (`fallback` if the board is gone)."""
     value = Board.objects.filter(pk=board_id).values_list("last_sequence", flat=True).first()
     return fallback if value is None else value
 
@@ -91,7 +92,7 @@ def board_updates(
     page = list(updates.order_by("sequence")[:limit])
     if page and page[0].sequence != after_sequence + 1:
         raise Compacted()
-    if not page and until_sequence is None and _last_sequence(board_id, 0) > after_sequence:
+    if not page and until_sequence is None and board_last_sequence(board_id=board_id) > after_sequence:
         raise Compacted()
     return page
 
