@@ -7,6 +7,7 @@ import functools
 import hashlib
 import shutil
 from pathlib import Path
+from time import monotonic
 from typing import IO, Protocol
 
 from django.conf import settings
@@ -17,6 +18,16 @@ class ArchiveStorage(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+
+
+# Reading an archived day for a history page: an S3 that hangs must cost the page seconds, not the
+# 10 s clients wait for an answer. One attempt of a 1 s connect and a 2 s read (per socket read:
+# a store sends an object's first bytes in well under a second); it is tried a second time only
+# when it failed at once (an error answer, a refused or reset connection), never after a timeout:
+# at most ~3 s, then `archive_unavailable` (messaging.archive).
+READ_CONNECT_TIMEOUT = 1
+READ_TIMEOUT = 2
+QUICK_FAILURE_SECONDS = 0.5
 
 
 class S3Storage:
@@ -45,8 +56,13 @@ class S3Storage:
             )
 
         self.client = client(retries={"max_attempts": 5, "mode": "standard"})
-        # At most ~8 s in all: 2 attempts of a 1 s connect and a 3 s read.
-        self.reader = client(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=1, read_timeout=3)
+        self.reader = client(
+            # total_max_attempts counts the first try; botocore's max_attempts counts only the
+            # retries (the 2 there once meant 3 tries of a 3 s read: answers at 9.8 s).
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=READ_CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+        )
 
     def put_file(self, key: str, source: IO[bytes]) -> None:
         self.client.upload_fileobj(source, self.bucket, key)  # multipart above 8 MB
@@ -54,21 +70,38 @@ class S3Storage:
     def get_bytes(self, key: str) -> bytes:
         # A reader waits for a history page: it gives up within seconds (messaging.archive answers
         # archive_unavailable) where the archiver, in the background, retries patiently.
+        started = monotonic()
+        try:
+            return self._read(key)
+        except Exception as error:
+            if _is_missing(error) or monotonic() - started > QUICK_FAILURE_SECONDS:
+                raise
+        return self._read(key)
+
+    def _read(self, key: str) -> bytes:
         return self.reader.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        except Exception as error:
+            if _is_missing(error):
                 return False
             raise
         return True
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+def _is_missing(error: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in (
+        "404",
+        "NoSuchKey",
+        "NotFound",
+    )
 
 
 class LocalStorage:

@@ -362,3 +362,79 @@ def test_an_unreadable_archive_answers_archive_unavailable_and_the_hot_part_stil
     assert hot.status_code == 200 and hot.json()["results"][0]["content"] == "today 24"
     assert archived.status_code == 503 and archived["Retry-After"] == "1"
     assert archived.json()["error"]["code"] == "archive_unavailable"
+
+
+def test_a_hanging_store_answers_archive_unavailable_and_the_page_reads_once_it_answers(s3, s3_server, history):
+    """S3 accepts connections but never answers (the fault suite's proxy, frozen): the reader
+    gives up (one attempt, short timeouts: messaging.archive_storage) and history answers 503
+    archive_unavailable; once the store answers again, the same page reads."""
+    from tests.faults.proxy import ProxyThread
+
+    _, bucket = s3
+    archive.archive_due()
+    archive._cache.clear()
+    proxies = ProxyThread()
+    host, port = s3_server.removeprefix("http://").split(":")
+    proxy = proxies.start((host, int(port)))
+    api = client_for(history["ada"])
+    url = f"/api/v1/rooms/{history['general'].pk}/messages/"
+    healthy = api.get(url, {"before_sequence": 10, "limit": 5}).json()["results"]
+    archive._cache.clear()
+    try:
+        with override_settings(S3_ENDPOINT_URL=f"http://{proxy.address}"):
+            archive_storage.cache_clear()
+            proxy.freeze()
+            hung = api.get(url, {"before_sequence": 10, "limit": 5})
+            proxy.restore()
+            again = api.get(url, {"before_sequence": 10, "limit": 5})
+    finally:
+        proxy.restore()
+        proxies.stop()
+        archive_storage.cache_clear()
+
+    assert hung.status_code == 503 and hung.json()["error"]["code"] == "archive_unavailable"
+    assert again.status_code == 200 and again.json()["results"] == healthy and healthy
+
+
+def test_the_reader_tries_again_only_after_a_quick_failure(monkeypatch):
+    """One more attempt when the first failed at once (an error answer, a refused connection);
+    none after a slow failure (a timeout: the page has waited long enough) or a missing object."""
+    from botocore.exceptions import ClientError
+
+    from messaging import archive_storage as storage
+
+    clock = [0.0]
+    monkeypatch.setattr(storage, "monotonic", lambda: clock[0])
+    reader = storage.S3Storage(
+        bucket="b", endpoint_url="http://127.0.0.1:9", region="us-east-1", access_key="k", secret_key="s"
+    )
+
+    def reads(*outcomes):
+        attempts = []
+
+        def read(key):
+            outcome = outcomes[len(attempts)]
+            attempts.append(key)
+            clock[0] += outcome[0]
+            if isinstance(outcome[1], Exception):
+                raise outcome[1]
+            return outcome[1]
+
+        monkeypatch.setattr(reader, "_read", read)
+        return attempts
+
+    quick, slow = storage.QUICK_FAILURE_SECONDS / 2, storage.QUICK_FAILURE_SECONDS * 2
+    missing = ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+
+    attempts = reads((quick, ConnectionError("refused")), (quick, b"day"))
+    assert reader.get_bytes("k") == b"day" and len(attempts) == 2
+
+    attempts = reads((slow, TimeoutError("read timed out")), (quick, b"day"))
+    with pytest.raises(TimeoutError):
+        reader.get_bytes("k")
+    assert len(attempts) == 1
+
+    attempts = reads((quick, missing), (quick, b"day"))
+    with pytest.raises(ClientError):
+        reader.get_bytes("k")
+    assert len(attempts) == 1
