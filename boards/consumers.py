@@ -372,13 +372,10 @@ FRAME_KINDS = {"board.join": "read", "board.sync": "read", "board.update": "boar
 
 
 def frame_limit(text: str) -> int:
-    """The size limit of a text frame: BOARD_MAX_FRAME_BYTES for board.update, which carries up to
-    256 KB of Yjs update in base64, WS_MAX_FRAME_BYTES for every other frame. Called only for
-    frames over the usual limit, so the cheap look at the frame's start is enough."""
-    head = text[:200]
-    if '"board.update"' in head and '"type"' in head:
-        return settings.BOARD_MAX_FRAME_BYTES
-    return settings.WS_MAX_FRAME_BYTES
+    """The size limit of a text frame over the usual WS_MAX_FRAME_BYTES: BOARD_MAX_FRAME_BYTES,
+    as it may be a board.update (a base64 Yjs update of up to 256 KB). The consumer parses it and
+    refuses it (too_large, 1009) unless it is one."""
+    return settings.BOARD_MAX_FRAME_BYTES
 
 
 @on_reconnect

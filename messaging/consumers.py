@@ -289,7 +289,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         limit = settings.WS_MAX_FRAME_BYTES
         # A character is at most 4 bytes in UTF-8: most frames need no encoding to be measured.
         big = len(text_data) * 4 > limit and (len(text_data) > limit or len(text_data.encode()) > limit)
-        if big:  # only board.update frames may be bigger (boards.consumers.frame_limit)
+        if big:  # only board.update frames may be bigger (checked once parsed, below)
             limit = boards.frame_limit(text_data)
             if len(text_data) > limit or len(text_data.encode()) > limit:
                 await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
