@@ -59,6 +59,9 @@ export class LiveSocket {
     window.addEventListener("pageshow", (event) => event.persisted && this.restart());
     // Coming back online is the best moment to retry; don't sit out the rest of a long backoff.
     window.addEventListener("online", () => this.timer !== null && this.restart());
+    // The browser knows the network is gone: say so now and start reconnecting, rather than
+    // leaving a dead socket looking connected until TCP notices (a board queues edits meanwhile).
+    window.addEventListener("offline", () => this.ws && this.dropConnection());
     const markActive = () => {
       this.active = true;
     };
@@ -114,6 +117,14 @@ export class LiveSocket {
       this.startHeartbeat();
     }
     this.onFrame(frame);
+  }
+
+  /** Give up on the current socket at once and reconnect with backoff (as after a close). */
+  dropConnection() {
+    const ws = this.ws;
+    if (!ws) return;
+    this.handleClose(ws, { code: 1006 });
+    ws.close();
   }
 
   handleClose(ws, event) {

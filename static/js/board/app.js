@@ -481,6 +481,7 @@ export class BoardApp {
     const selectionOnly = this.container.querySelector("[data-export-selection]").checked && this.selection.length;
     const ids = selectionOnly ? this.selection : null;
     const filename = safeFilename(this.board.title);
+    if (name.startsWith("export-")) button.closest("details")?.removeAttribute("open");
     switch (name) {
       case "undo":
         this.doc.undo();
@@ -912,6 +913,8 @@ export class BoardApp {
     if (source) {
       if (this.editing) this.stopEditing();
       this.replaying = true;
+      this.doc.editable = false; // read-only while scrubbing: every change method does nothing
+      this.setSelection([]);
       this.container.dataset.replaying = "true";
       this.view.renderAll(source);
       this.view.renderSelection(touched.filter((id) => source.has(id)), { handles: false });
@@ -919,6 +922,7 @@ export class BoardApp {
       this.view.renderBadges(new Map(), []);
     } else {
       this.replaying = false;
+      this.doc.editable = this.canEdit;
       delete this.container.dataset.replaying;
       this.renderQueued.clear();
       this.redraw();

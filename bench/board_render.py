@@ -1,0 +1,138 @@
+"""Time to first render of a board with 10,000 elements in Chromium (the board page, static/js/board/).
+
+    scripts/stack.py test -- .venv/bin/python bench/board_render.py        # ELEMENTS=10000 RUNS=5
+
+Makes a board of ELEMENTS elements (rectangles, ellipses, sticky notes with text, arrows between
+neighbours: a mix like a real board) through boards.services in updates of at most 2,000 elements
+each, starts one server (uvicorn, as the browser tests do, DEBUG off), signs in with headless
+Chromium (Debian's, like the browser tests) and opens the board page RUNS times in a fresh page.
+The figure is the page's own mark `parley-board-rendered` (static/js/board/app.js: the document
+from board.state applied, every element drawn as SVG and the view fitted), read as its startTime:
+milliseconds from the navigation's start, so it includes the HTML, the modules, the socket's
+connection and session.ready, board.join and the whole state. Also reported: the encoded state's
+size and when the socket's board.state arrived. Prints a table and writes bench/results/board_render.json.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from pycrdt import Doc, Map
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("PARLEY_TESTING", "1")
+
+import django  # noqa: E402
+
+django.setup()
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from boards.services import board_create, board_update_apply  # noqa: E402
+from rooms.services import room_create  # noqa: E402
+from tests.conftest import APP, UVICORN_OPTIONS, free_port, server_env, wait_for_port  # noqa: E402 (serve.py's)
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+ELEMENTS = int(os.environ.get("ELEMENTS", "10000"))
+RUNS = int(os.environ.get("RUNS", "5"))
+PER_UPDATE = 2000
+PASSWORD = "pale-orchid-lantern-93"
+
+
+def element(i: int) -> dict:
+    kind = ("rect", "ellipse", "sticky", "arrow")[i % 4]
+    x, y = (i % 100) * 160.0, (i // 100) * 120.0
+    props: dict = {"type": kind, "x": x, "y": y, "w": 120.0, "h": 80.0, "z": f"a{i:05d}", "stroke": "#1f2937"}
+    if kind == "sticky":
+        props.update(fill="#fde68a", text=f"note {i}", fontSize=16.0)
+    if kind == "arrow":
+        props.update(points=[0.0, 0.0, 40.0, 0.0], **{"from": f"e{i - 1}", "to": f"e{i + 1}"})
+    return props
+
+
+def seed() -> tuple[str, str, str]:
+    from accounts.models import User
+
+    user = User.objects.create_user(f"render-{uuid.uuid4().hex[:6]}", password=PASSWORD)
+    room = room_create(creator=user, name="Render bench", kind="private")
+    board = board_create(user=user, room_id=room.pk, title=f"{ELEMENTS} elements")
+    doc = Doc()
+    elements = doc.get("elements", type=Map)
+    for start in range(0, ELEMENTS, PER_UPDATE):
+        before = doc.get_state()
+        with doc.transaction():
+            for i in range(start, min(ELEMENTS, start + PER_UPDATE)):
+                elements[f"e{i}"] = Map(element(i))
+        board_update_apply(user=user, board_id=board.pk, update=doc.get_update(before), client_update_id=uuid.uuid4())
+    return user.username, str(room.pk), str(board.pk)
+
+
+RENDERED = "() => performance.getEntriesByName('parley-board-rendered').length"
+MEASURE = """() => {
+    const mark = performance.getEntriesByName("parley-board-rendered")[0];
+    return {rendered_ms: mark.startTime, elements: mark.detail.elements,
+            nodes: document.querySelectorAll(".board-elements > g").length};
+}"""
+
+
+def main() -> int:
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, check=True)
+    username, room, board = seed()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *UVICORN_OPTIONS, APP],
+        cwd=ROOT,
+        env=server_env(),
+        stdout=subprocess.DEVNULL,
+    )
+    runs = []
+    try:
+        wait_for_port(port, server)
+        base = f"http://127.0.0.1:{port}"
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            page.goto("/login/")
+            page.get_by_label("Username").fill(username)
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base}/")
+            for _ in range(RUNS + 1):  # the first run warms the caches (modules, the server's document)
+                page = context.new_page()
+                page.goto(f"/rooms/{room}/boards/{board}/")
+                page.wait_for_function(
+                    "() => performance.getEntriesByName('parley-board-rendered').length", timeout=60_000
+                )
+                runs.append(page.evaluate(MEASURE))
+                page.close()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    cold, warm = runs[0], runs[1:]
+    times = [run["rendered_ms"] for run in warm]
+    figures = {
+        "elements": ELEMENTS,
+        "runs": len(warm),
+        "first_run_ms": round(cold["rendered_ms"], 1),
+        "median_ms": round(statistics.median(times), 1),
+        "min_ms": round(min(times), 1),
+        "max_ms": round(max(times), 1),
+        "svg_nodes": warm[-1]["nodes"],
+    }
+    print(json.dumps(figures, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "board_render.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if all(run["elements"] == ELEMENTS for run in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

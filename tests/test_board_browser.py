@@ -1,0 +1,400 @@
+"""Boards in the web UI, end to end: two (or three) browser contexts in headless Chromium against a
+real server process, each signed in as its own user, drawing on the same board
+(static/js/board/). The pages expose their board as window.parleyBoard; the tests compare the
+documents (doc.toJSON(), the same rendering the server gives) and wait on DOM conditions only.
+
+Database setup happens before the `chromium` fixture starts (see tests/test_browser.py)."""
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests import test_browser
+from tests.test_browser import PASSWORD, in_thread, open_page, sign_in
+
+pytestmark = pytest.mark.browser
+
+chromium = test_browser.chromium  # the fixture that launches Debian's Chromium
+
+BOARD_JSON = "() => JSON.stringify(window.parleyBoard.doc.toJSON())"
+
+
+def people_and_board(make_user, roles=("member",)):
+    """An owner and one user per role in a private room with one board, made through the services."""
+    from boards.services import board_create
+    from rooms.services import membership_add, room_create
+
+    owner = make_user(password=PASSWORD)
+    room = room_create(creator=owner, name="Design", kind="private")
+    others = []
+    for role in roles:
+        user = make_user(password=PASSWORD)
+        membership_add(actor=room.memberships.get(user=owner), user=user, role=role)
+        others.append(user)
+    board = board_create(user=owner, room_id=room.pk, title="Sketches")
+    return owner, others, room, board
+
+
+def open_board(page, user, room, board) -> None:
+    sign_in(page, user.username)
+    page.goto(f"/rooms/{room.pk}/boards/{board.pk}/")
+    expect(page.locator("[data-board-conn]")).to_have_attribute("data-state", "connected")
+    expect(page.locator(".board")).to_have_attribute("data-rendered", re.compile(r"^\d+$"))
+
+
+def elements(page) -> list[dict]:
+    return json.loads(page.evaluate(BOARD_JSON))["elements"]
+
+
+def settled(page) -> None:
+    """Every local change of the page is acknowledged by the server."""
+    expect(page.locator("[data-board-conn]")).to_have_attribute("data-pending", "0")
+
+
+def converge(*pages) -> list[dict]:
+    """Wait until every page shows the same document (after each has its changes acknowledged)."""
+    for page in pages:
+        settled(page)
+    for _attempt in range(20):
+        target = pages[0].evaluate(BOARD_JSON)
+        try:
+            for page in pages[1:]:
+                page.wait_for_function(f"(target) => ({BOARD_JSON})() === target", arg=target, timeout=3000)
+        except Exception:  # someone's later change is still on its way: take the newer document
+            continue
+        if pages[0].evaluate(BOARD_JSON) == target:
+            return json.loads(target)["elements"]
+    raise AssertionError(f"the boards did not converge: {[page.evaluate(BOARD_JSON) for page in pages]}")
+
+
+def stage_box(page) -> dict:
+    return page.locator("[data-stage]").bounding_box()
+
+
+def drag(page, start, end, steps: int = 8) -> None:
+    """Drag on the stage from `start` to `end` (points relative to the stage's top-left)."""
+    box = stage_box(page)
+    page.mouse.move(box["x"] + start[0], box["y"] + start[1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + end[0], box["y"] + end[1], steps=steps)
+    page.mouse.up()
+
+
+def draw(page, tool: str, start, end) -> str:
+    """Draw with a tool; returns the new element's id (the drawing selects it)."""
+    before = {element["id"] for element in elements(page)}
+    page.locator(f'[data-tool="{tool}"]').click()
+    drag(page, start, end)
+    page.wait_for_function("(n) => window.parleyBoard.doc.size > n", arg=len(before))
+    (new,) = [element["id"] for element in elements(page) if element["id"] not in before]
+    return new
+
+
+def screen_of(page, element_id: str) -> tuple[float, float]:
+    """The centre of an element on the stage (relative to the stage)."""
+    return tuple(
+        page.evaluate(
+            """(id) => {
+                const app = window.parleyBoard;
+                const e = app.doc.get(id);
+                const v = app.view.view;
+                return [(e.x + e.w / 2 - v.x) * v.zoom, (e.y + e.h / 2 - v.y) * v.zoom];
+            }""",
+            element_id,
+        )
+    )
+
+
+def export(page, kind: str, folder) -> bytes:
+    """Export through the menu; the downloaded file's bytes."""
+    closed = page.locator(".board-export:not([open]) summary")
+    if closed.count():
+        closed.click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name=kind, exact=True).click()
+    path = folder / download.value.suggested_filename
+    download.value.save_as(path)
+    return path.read_bytes()
+
+
+def fixed_view(*pages) -> None:
+    """The same view everywhere (zoom 1, origin at the top-left) so coordinates mean the same."""
+    for page in pages:
+        page.evaluate("() => window.parleyBoard.setView({x: 0, y: 0, zoom: 1})")
+
+
+def test_two_people_draw_move_and_edit_the_same_element_at_once(start_server, chromium, make_user):
+    ann, (ben,), room, board = people_and_board(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_board(ann_page, ann, room, board)
+    open_board(ben_page, ben, room, board)
+    fixed_view(ann_page, ben_page)
+
+    # Both draw at the same time.
+    rect = draw(ann_page, "rect", (100, 100), (260, 200))
+    ellipse = draw(ben_page, "ellipse", (400, 120), (520, 220))
+    expect(ben_page.locator(f'[data-id="{rect}"]')).to_be_attached()
+    expect(ann_page.locator(f'[data-id="{ellipse}"]')).to_be_attached()
+    converge(ann_page, ben_page)
+
+    # Ann moves the rectangle while Ben types into it and colours it.
+    x, y = screen_of(ben_page, rect)
+    ben_page.mouse.dblclick(stage_box(ben_page)["x"] + x, stage_box(ben_page)["y"] + y)
+    editor = ben_page.get_by_role("textbox", name="Edit text")
+    expect(editor).to_be_visible()
+    drag(ann_page, (180, 150), (230, 330), steps=12)
+    editor.press_sequentially("shared")
+    editor.press("Escape")
+    ben_page.locator('[data-fill="#dbeafe"]').click()
+    ann_page.locator('[data-stroke="#dc2626"]').click()  # Ann's rectangle is still selected
+
+    final = {element["id"]: element for element in converge(ann_page, ben_page)}
+    moved = final[rect]
+    assert (moved["x"], moved["y"]) == (150, 280), moved  # Ann's move
+    assert moved["text"] == "shared" and moved["fill"] == "#dbeafe"  # Ben's text and fill
+    assert moved["stroke"] == "#dc2626"  # Ann's stroke
+    assert final[ellipse]["type"] == "ellipse"
+    for page in (ann_page, ben_page):
+        expect(page.locator(f'[data-id="{rect}"] text')).to_have_text("shared")
+
+    # Both see the other's cursor with their name, and the other's selection outlined.
+    ben_page.mouse.move(stage_box(ben_page)["x"] + 600, stage_box(ben_page)["y"] + 300)
+    expect(ann_page.locator(f'.peer-cursor[data-name="{ben.username}"]')).to_be_attached()
+    expect(ann_page.locator(f'[data-peer-user="{ben.pk}"]')).to_be_visible()
+    assert errors == []
+
+
+def test_offline_edits_are_sent_on_reconnect_and_both_converge(start_server, chromium, make_user):
+    ann, (ben,), room, board = people_and_board(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    ben_page.add_init_script("window.PARLEY_TEST_FAST_RECONNECT = true")
+    open_board(ann_page, ann, room, board)
+    open_board(ben_page, ben, room, board)
+    fixed_view(ann_page, ben_page)
+    shared = draw(ann_page, "rect", (100, 100), (200, 180))
+    expect(ben_page.locator(f'[data-id="{shared}"]')).to_be_attached()
+    converge(ann_page, ben_page)
+
+    # Ben loses the network; he keeps drawing and colours the shared rectangle.
+    ben_page.context.set_offline(True)
+    expect(ben_page.locator("[data-board-conn]")).not_to_have_attribute("data-state", "connected")
+    note = draw(ben_page, "sticky", (300, 100), (300, 100))  # a click: a default-sized sticky
+    ben_page.keyboard.type("written offline")
+    ben_page.keyboard.press("Escape")
+    ben_page.locator("[data-stage]").click(position={"x": 700, "y": 450})  # deselect
+    x, y = screen_of(ben_page, shared)
+    ben_page.locator("[data-stage]").click(position={"x": x, "y": y})
+    ben_page.locator('[data-fill="#dcfce7"]').click()
+    expect(ben_page.locator("[data-board-conn]")).to_contain_text("waiting")
+    # Meanwhile Ann moves the same rectangle.
+    drag(ann_page, (150, 140), (150, 340))
+    settled(ann_page)
+    assert note not in {element["id"] for element in elements(ann_page)}
+
+    # Back online: Ben's page rejoins with its state vector and resends; nothing lost or doubled.
+    ben_page.context.set_offline(False)
+    expect(ben_page.locator("[data-board-conn]")).to_have_attribute("data-state", "connected")
+    final = {element["id"]: element for element in converge(ann_page, ben_page)}
+    assert final[note]["text"] == "written offline"
+    assert final[shared]["fill"] == "#dcfce7" and final[shared]["y"] == 300  # Ben's colour, Ann's move
+    assert len(final) == 2
+    from boards.models import BoardUpdate
+
+    ids = in_thread(lambda: list(BoardUpdate.objects.filter(board=board).values_list("client_update_id", flat=True)))
+    assert len(ids) == len(set(ids))
+    assert errors == []
+
+
+def test_a_viewer_watches_but_cannot_change_anything(start_server, chromium, make_user):
+    ann, (vic,), room, board = people_and_board(make_user, roles=("viewer",))
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, vic_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_board(ann_page, ann, room, board)
+    open_board(vic_page, vic, room, board)
+    fixed_view(ann_page, vic_page)
+    shape = draw(ann_page, "rect", (100, 100), (220, 200))
+    expect(vic_page.locator(f'[data-id="{shape}"]')).to_be_attached()
+    before = converge(ann_page, vic_page)
+
+    expect(vic_page.locator(".board-readonly")).to_have_text("View only")
+    expect(vic_page.locator('[data-tool="rect"]')).to_be_disabled()
+    expect(vic_page.locator('[data-action="delete"]')).to_be_disabled()
+    # Select the shape, try to drag it, delete it, type, duplicate, undo.
+    drag(vic_page, (160, 150), (400, 400))
+    expect(vic_page.locator(".board")).to_have_attribute("data-selection", shape)
+    for key in ("Delete", "Control+d", "Control+z", "r"):
+        vic_page.keyboard.press(key)
+    vic_page.mouse.dblclick(stage_box(vic_page)["x"] + 160, stage_box(vic_page)["y"] + 150)
+    expect(vic_page.get_by_role("textbox", name="Edit text")).to_be_hidden()
+    assert elements(vic_page) == before
+    assert vic_page.evaluate("() => window.parleyBoard.sync.outbox.size") == 0
+
+    # A hand-made change (the page's code bypassed) is refused by the server, and shown.
+    vic_page.evaluate(
+        """() => {
+            const app = window.parleyBoard;
+            app.doc.editable = true;
+            app.doc.add({type: "rect", x: 0, y: 0, w: 10, h: 10});
+            app.doc.editable = false;
+        }"""
+    )
+    expect(vic_page.locator("[data-banner]")).to_contain_text("Viewers can watch this board but not change it")
+    settled(vic_page)
+    assert elements(ann_page) == before
+    from boards.models import BoardUpdate
+
+    assert in_thread(lambda: BoardUpdate.objects.filter(board=board, user=vic).count()) == 0
+    # Viewers' cursors are shown to the others too.
+    vic_page.mouse.move(stage_box(vic_page)["x"] + 500, stage_box(vic_page)["y"] + 300)
+    expect(ann_page.locator(f'.peer-cursor[data-name="{vic.username}"]')).to_be_attached()
+    assert errors == []
+
+
+def test_undo_only_undoes_ones_own_change(start_server, chromium, make_user):
+    ann, (ben,), room, board = people_and_board(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_board(ann_page, ann, room, board)
+    open_board(ben_page, ben, room, board)
+    fixed_view(ann_page, ben_page)
+    mine = draw(ann_page, "rect", (100, 100), (200, 200))
+    expect(ben_page.locator(f'[data-id="{mine}"]')).to_be_attached()
+    theirs = draw(ben_page, "diamond", (300, 100), (400, 200))
+    expect(ann_page.locator(f'[data-id="{theirs}"]')).to_be_attached()
+    # Ben recolours Ann's rectangle: Ann's undo must not take that back either.
+    ben_page.locator("[data-stage]").click(position={"x": 150, "y": 150})
+    ben_page.locator('[data-stroke="#2563eb"]').click()
+    expect(ann_page.locator(f'[data-id="{mine}"] rect')).to_have_attribute("stroke", "#2563eb")
+    converge(ann_page, ben_page)
+
+    ann_page.locator("[data-stage]").focus()
+    ann_page.keyboard.press("Control+z")  # undoes Ann's rectangle, her only change
+    expect(ann_page.locator(f'[data-id="{mine}"]')).to_have_count(0)
+    expect(ben_page.locator(f'[data-id="{mine}"]')).to_have_count(0)
+    final = converge(ann_page, ben_page)
+    assert [element["id"] for element in final] == [theirs]
+    ann_page.keyboard.press("Control+z")  # nothing more of Ann's to undo
+    ann_page.keyboard.press("Control+Shift+z")  # redo brings her rectangle back
+    expect(ben_page.locator(f'[data-id="{mine}"]')).to_be_attached()
+    final = {element["id"]: element for element in converge(ann_page, ben_page)}
+    assert set(final) == {mine, theirs}
+    assert errors == []
+
+
+def test_comments_replay_and_export(start_server, chromium, make_user, tmp_path):
+    ann, (ben,), room, board = people_and_board(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_board(ann_page, ann, room, board)
+    open_board(ben_page, ben, room, board)
+    fixed_view(ann_page, ben_page)
+    first = draw(ann_page, "ellipse", (100, 100), (220, 180))
+    settled(ann_page)
+    second = draw(ann_page, "rect", (300, 100), (420, 200))
+    settled(ann_page)
+    expect(ben_page.locator(f'[data-id="{second}"]')).to_be_attached()
+
+    # Ben comments on the rectangle; Ann sees the badge and the thread, and answers.
+    ben_page.locator("[data-stage]").click(position={"x": 360, "y": 150})
+    ben_page.get_by_role("button", name="Comments").click()
+    ben_page.get_by_role("textbox", name="New comment").fill("Make this bigger?")
+    ben_page.get_by_role("button", name="Comment", exact=True).click()
+    badge = ann_page.locator(f'[data-comment-element="{second}"]')
+    expect(badge).to_have_text("1")
+    badge.dispatch_event("click")
+    thread = ann_page.locator(f'[data-element="{second}"]')
+    expect(thread).to_contain_text("Make this bigger?")
+    thread.get_by_role("textbox", name="Reply").fill("Sure")
+    thread.get_by_role("button", name="Reply").click()
+    expect(ben_page.locator(f'[data-element="{second}"]')).to_contain_text("Sure")
+    expect(ben_page.locator(f'[data-comment-element="{second}"]')).to_have_text("2")
+    ben_page.locator(f'[data-element="{second}"]').get_by_role("button", name="Resolve").click()
+    expect(badge).to_have_count(0)
+
+    # Replay: the slider goes back to the first change, where only the ellipse exists.
+    ann_page.get_by_role("button", name="History").click()
+    slider = ann_page.locator("[data-replay-slider]")
+    expect(slider).to_be_visible()
+    replay = ann_page.locator("[data-replay]")
+    expect(replay).to_have_attribute("data-count", "2")
+    slider.fill("1")
+    expect(replay).to_have_attribute("data-sequence", "1")
+    expect(replay).to_have_attribute("data-count", "1")
+    expect(ann_page.locator("[data-replay-info]")).to_contain_text(ann.username)
+    expect(ann_page.locator(".board-elements .board-el")).to_have_count(1)
+    expect(ann_page.locator(f'.board-elements [data-id="{first}"]')).to_be_attached()
+    # Read-only while scrubbing: dragging only pans, keys change nothing.
+    drag(ann_page, (500, 300), (600, 400))
+    ann_page.keyboard.press("Delete")
+    assert len(elements(ann_page)) == 2
+    ann_page.get_by_role("button", name="Back to live").click()
+    expect(ann_page.locator(".board-elements .board-el")).to_have_count(2)
+    fixed_view(ann_page)
+
+    # Export: SVG and PNG of the whole board and of the selection, and the JSON.
+    files = {kind: export(ann_page, kind, tmp_path) for kind in ("SVG", "PNG", "JSON")}
+    assert files["PNG"].startswith(b"\x89PNG\r\n\x1a\n") and len(files["PNG"]) > 1000
+    svg = files["SVG"].decode()
+    assert svg.startswith("<svg") and "<ellipse" in svg and "<rect" in svg
+    exported = json.loads(files["JSON"])
+    assert {element["id"] for element in exported["elements"]} == {first, second}
+    # The selection only (the rectangle).
+    ann_page.locator("[data-stage]").click(position={"x": 360, "y": 150})
+    ann_page.locator("summary", has_text="Export").click()
+    ann_page.get_by_label("Selection only").check()
+    selection_svg = export(ann_page, "SVG", tmp_path).decode()
+    assert "<rect" in selection_svg and "<ellipse" not in selection_svg
+    png = export(ann_page, "PNG", tmp_path)
+    assert png.startswith(b"\x89PNG") and len(png) > 500 and png != files["PNG"]
+    assert errors == []
+
+
+def test_boards_in_the_room_page_and_the_split_view(start_server, chromium, make_user):
+    from tests.test_browser import send
+
+    ann, (ben,), room, board = people_and_board(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    for page, user in ((ann_page, ann), (ben_page, ben)):
+        sign_in(page, user.username)
+        page.goto(f"/rooms/{room.pk}/")
+        expect(page.locator("#conn-badge")).to_have_text("Connected")
+        expect(page.locator("#board-list")).to_contain_text("Sketches")
+
+    # Ann creates a board: it opens next to the chat, and Ben's list shows it live.
+    ann_page.get_by_label("New board title").fill("Roadmap")
+    ann_page.locator("#board-create").get_by_role("button", name="Create").click()
+    expect(ann_page.locator("#board-split [data-board-title]")).to_have_text("Roadmap")
+    expect(ann_page.locator("#board-split [data-board-conn]")).to_have_attribute("data-state", "connected")
+    expect(ben_page.locator("#board-list")).to_contain_text("Roadmap")
+    ben_page.locator(".board-row", has_text="Roadmap").get_by_role("button", name="Open here").click()
+    expect(ben_page.locator("#board-split [data-board-conn]")).to_have_attribute("data-state", "connected")
+
+    # Drawing in the split view reaches the other; the chat keeps working beside it.
+    fixed_view(ann_page, ben_page)
+    shape = draw(ann_page, "rect", (60, 60), (160, 140))
+    expect(ben_page.locator(f'#board-split [data-id="{shape}"]')).to_be_attached()
+    send(ben_page, "Looks good")
+    expect(ann_page.locator("[data-sequence]", has_text="Looks good")).to_be_visible()
+    # The board's own page has the same document.
+    ben_page.locator(".board-row", has_text="Roadmap").get_by_role("link").click()
+    expect(ben_page.locator("[data-board-conn]")).to_have_attribute("data-state", "connected")
+    expect(ben_page.locator(f'[data-id="{shape}"]')).to_be_attached()
+    converge(ann_page, ben_page)
+    assert errors == []
