@@ -1,9 +1,10 @@
 """Reads of boards: who may see them, their list, their document and their log."""
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from accounts.models import User
 from boards import crdt, documents
@@ -29,23 +30,44 @@ def parse_board_id(board_id: object) -> uuid.UUID:
         raise NotFound() from None
 
 
-def board_get_for(*, user: User, board_id: object) -> tuple[Board, Membership | None]:
-    """The board and the user's membership of its room, if the user may open the board
-    (rooms.access.board_see_refusal): unknown boards and boards of rooms one may not see are
-    `not_found`, a public room's non-member gets `not_member`."""
-    board = Board.objects.select_related("room", "created_by").filter(pk=parse_board_id(board_id)).first()
+@dataclass(frozen=True)
+class BoardAccess:
+    """A board and what its reader is in its room, read in one query."""
+
+    board: Board
+    role: str | None  # the user's role in the board's room; None: not a member
+    user_active: bool  # the account's state as stored now (a socket's user object is from connect)
+
+
+def board_access(*, user: User, board_id: object) -> BoardAccess:
+    """The board, if the user may open it (rooms.access.board_see_refusal): unknown boards and
+    boards of rooms one may not see are `not_found`, a public room's non-member gets `not_member`.
+    One round trip: it is on the path of every update."""
+    board = (
+        Board.objects.select_related("room", "created_by")
+        .annotate(
+            reader_role=Subquery(
+                Membership.objects.filter(room_id=OuterRef("room_id"), user_id=user.pk).values("role")[:1]
+            ),
+            reader_active=Subquery(User.objects.filter(pk=user.pk).values("is_active")[:1]),
+        )
+        .filter(pk=parse_board_id(board_id))
+        .first()
+    )
     if board is None:
         raise NotFound()
-    # The account's state as stored now: a socket's user object is from when it connected.
-    membership = Membership.objects.filter(room_id=board.room_id, user=user).select_related("user").first()
-    refusal = access.board_see_refusal(
-        kind=board.room.kind,
-        role=membership.role if membership else None,
-        user_active=membership.user.is_active if membership else user.is_active,
-    )
+    role, active = board.reader_role, bool(board.reader_active)
+    refusal = access.board_see_refusal(kind=board.room.kind, role=role, user_active=active)
     if refusal is not None:
         raise refusal
-    return board, membership
+    return BoardAccess(board=board, role=role, user_active=active)
+
+
+def board_get_for(*, user: User, board_id: object) -> tuple[Board, Membership | None]:
+    """`board_access` as the board and the user's membership of its room (unsaved: its role)."""
+    found = board_access(user=user, board_id=board_id)
+    board = found.board
+    return board, Membership(room=board.room, user=user, role=found.role) if found.role else None
 
 
 def board_list(*, user: User, room_id: object) -> QuerySet[Board]:

@@ -16,7 +16,7 @@ from accounts.models import User
 from boards import crdt, documents
 from boards.models import Board, BoardUpdate
 from boards.payloads import board_payload, update_frame
-from boards.selectors import board_get_for
+from boards.selectors import board_access
 from core.errors import InvalidInput, NotFound
 from core.events import dumps, room_group, send_event
 from core.jsontext import storable_text
@@ -73,11 +73,12 @@ def board_create(*, user: User, room_id: object, title: object) -> Board:
 
 
 def _managed_board(user: User, board_id: object) -> Board:
-    board, membership = board_get_for(user=user, board_id=board_id)
+    found = board_access(user=user, board_id=board_id)
+    board = found.board
     refusal = access.board_manage_refusal(
         kind=board.room.kind,
-        role=membership.role if membership else None,
-        user_active=membership.user.is_active if membership else user.is_active,
+        role=found.role,
+        user_active=found.user_active,
         is_creator=board.created_by_id is not None and board.created_by_id == user.pk,
     )
     if refusal is not None:
@@ -138,12 +139,9 @@ def board_update_apply(
     data = update if isinstance(update, bytes) else crdt.b64decode(update, field="update")
     assert data is not None
     crdt.check_update_size(data)
-    board, membership = board_get_for(user=user, board_id=board_id)
-    refusal = access.board_edit_refusal(
-        kind=board.room.kind,
-        role=membership.role if membership else None,
-        user_active=membership.user.is_active if membership else user.is_active,
-    )
+    found = board_access(user=user, board_id=board_id)
+    board = found.board
+    refusal = access.board_edit_refusal(kind=board.room.kind, role=found.role, user_active=found.user_active)
     if refusal is not None:
         raise refusal
     crdt.validate_update(data)  # on a scratch document: the live one never sees malformed bytes
