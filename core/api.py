@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, parsers, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -54,6 +55,16 @@ def error_response(error: ApplicationError) -> Response:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = _exception_response(exc, context)
+    request = context.get("request")
+    renderer = getattr(request, "accepted_renderer", None)
+    if response is not None and request is not None and getattr(renderer, "format", None) not in ("json", "api"):
+        # An error of a view that renders something else (the schema's YAML) is JSON all the same.
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+    return response
+
+
+def _exception_response(exc: Exception, context: dict) -> Response | None:
     if is_outage(exc):
         logger.warning("%s failed: %s", context["request"].path, exc)
         exc = Unavailable()

@@ -31,21 +31,23 @@ def see_refusal(*, kind: str | None, role: str | None) -> ApplicationError | Non
     return None if may_see(kind=kind, role=role) else NotFound()
 
 
-def member_refusal(*, kind: str | None, role: str | None) -> ApplicationError | None:
-    """Most actions need a membership; a visible room's non-member is told to join first."""
+def member_refusal(*, kind: str | None, role: str | None, user_active: bool = True) -> ApplicationError | None:
+    """Most actions need a membership; a visible room's non-member is told to join first. A
+    deactivated account does nothing in its rooms, not even read: its sockets are being closed
+    (4403), and a frame that comes first, on a socket of another process, must not get through."""
     refusal = see_refusal(kind=kind, role=role)
     if refusal is None and role is None:
         return Forbidden("Join the room first.", code="not_member")
+    if refusal is None and not user_active:
+        return Forbidden("This account is deactivated.", code="account_inactive")
     return refusal
 
 
 def send_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:
     """Why this user may not write to this room's history (send, edit, type), or None."""
-    refusal = member_refusal(kind=kind, role=role)
+    refusal = member_refusal(kind=kind, role=role, user_active=user_active)
     if refusal is not None:
         return refusal
-    if not user_active:
-        return Forbidden("This account is deactivated.", code="account_inactive")
     if role not in SENDING_ROLES:
         return Forbidden("Viewers can read this room but not write to it.")
     return None

@@ -23,7 +23,10 @@ def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership |
     Missing and invisible rooms raise the same NotFound, so nobody learns a private room exists.
     """
     room = Room.objects.select_related("created_by").filter(pk=parse_room_id(room_id)).first()
-    membership = Membership.objects.filter(room=room, user=user).first() if room is not None else None
+    # The user as the database has it now (is_active), not as a long-lived socket saw it at connect.
+    membership = (
+        Membership.objects.select_related("user").filter(room=room, user=user).first() if room is not None else None
+    )
     refusal = access.see_refusal(
         kind=room.kind if room is not None else None, role=membership.role if membership is not None else None
     )
@@ -34,13 +37,18 @@ def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership |
 
 
 def membership_get(*, room_id: object, user: User) -> Membership:
-    """The user's membership of a room they may see; non-members of public rooms get `not_member`."""
+    """The user's membership of a room they may see; non-members of public rooms get `not_member`,
+    deactivated accounts `account_inactive`. Its `user` is read with it (is_active as it is now)."""
     room, membership = room_get_visible(room_id=room_id, user=user)
-    refusal = access.member_refusal(kind=room.kind, role=membership.role if membership is not None else None)
+    refusal = access.member_refusal(
+        kind=room.kind,
+        role=membership.role if membership is not None else None,
+        user_active=membership.user.is_active if membership is not None else user.is_active,
+    )
     if refusal is not None:
         raise refusal
     assert membership is not None  # member_refusal refuses non-members
-    membership.room, membership.user = room, user
+    membership.room = room
     return membership
 
 

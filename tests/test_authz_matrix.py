@@ -1,0 +1,551 @@
+"""The authorisation matrix: every REST endpoint and every client→server socket frame, for every
+kind of person (issue 12), against rooms.access and docs/protocol.md.
+
+Actors (ACTORS): a private room's owner, admin, member and viewer; an outsider (in the private
+room: 404, never 403, for what they may not see; in a public room: `not_member`), a member who was
+removed (like an outsider), anonymous (401 / socket 4401) and a deactivated user (401 / 4401; and
+on sockets also one whose socket is still open because the revocation has not reached it yet:
+`account_inactive`, nothing written).
+
+Each cell asserts the status (or the socket's answer) and the error code; for every refusal, that
+the database is exactly as before and that nothing was broadcast (the `events` fixture).
+
+The tables below are the specification: REST_ROWS (one row per method and path, or several, for
+"my message" and "someone else's message") and FRAME_ROWS (one or more per frame type). A new
+endpoint or frame type without a row fails test_every_endpoint_has_a_row /
+test_every_frame_type_has_a_row, which name what to add.
+
+The world (users, rooms, messages) is built once for the module and committed, so that the
+socket's database threads see it; REST cells run inside a transaction that is rolled back after
+each; socket cells add only fresh messages of their own. The module empties the database when it
+is done, as transactional tests do.
+"""
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.core.management import call_command
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from accounts.models import User
+from accounts.services import user_set_active
+from messaging.consumers import CLOSE_UNAUTHENTICATED, ChatConsumer
+from messaging.models import Message, MessageRevision, SentMessageKey
+from messaging.services import message_edit, message_send
+from rooms.models import Membership, Room
+from rooms.services import membership_remove, membership_update, room_create, staff_actor
+from tests.conftest import frames_before_marker
+from tests.sockets import TIMEOUT, receive_close
+
+# Each test runs in a transaction rolled back afterwards (REST cells change nothing that lasts);
+# the sockets' database threads see only the world, which is committed, and their own writes.
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct-horse-battery"
+
+# Who acts, and in which room (ROOM_OF): the private room unless named.
+ACTORS = [
+    "owner",
+    "admin",
+    "member",
+    "viewer",
+    "outsider",
+    "outsider@public",
+    "removed",
+    "anonymous",
+    "deactivated",
+]
+# Sockets have one more: a deactivated user whose socket is still open (the revocation event that
+# closes it with 4403 has not arrived yet, e.g. from another server process).
+SOCKET_ACTORS = [*ACTORS, "deactivated-open"]
+USER_OF = {actor: actor.split("@")[0].removesuffix("-open") for actor in SOCKET_ACTORS}
+USER_OF["anonymous"] = ""
+ROOM_OF = {actor: "public" if actor.endswith("@public") else "private" for actor in SOCKET_ACTORS}
+SENDERS = {"owner", "admin", "member"}
+
+Outcome = tuple[int, str | None]  # (status, error code or None for a success)
+OK, CREATED, NO_CONTENT = (200, None), (201, None), (204, None)
+NOT_FOUND = (404, "not_found")
+FORBIDDEN = (403, "forbidden")
+NOT_MEMBER = (403, "not_member")
+UNAUTHENTICATED = (401, "not_authenticated")
+INACTIVE = (401, "authentication_failed")  # "User is inactive"
+
+
+def everyone(outcome: Outcome, **overrides: Outcome) -> dict[str, Outcome]:
+    """The same outcome for every actor (overrides by actor name; `outsider_public` for
+    outsider@public)."""
+    table = dict.fromkeys(ACTORS, outcome)
+    table.update({name.replace("_public", "@public"): value for name, value in overrides.items()})
+    return table
+
+
+def signed_in(outcome: Outcome, **overrides: Outcome) -> dict[str, Outcome]:
+    """`outcome` for everyone signed in; 401 without credentials and for a deactivated account."""
+    return everyone(outcome, anonymous=UNAUTHENTICATED, deactivated=INACTIVE, **overrides)
+
+
+def in_room(
+    owner: Outcome, admin: Outcome, member: Outcome, viewer: Outcome, *, outsider_public: Outcome = NOT_MEMBER
+) -> dict[str, Outcome]:
+    """A room's endpoint: what each role gets; people who may not see the private room get 404
+    (`not_found`); an outsider of a public room sees it but gets `not_member` unless told."""
+    return signed_in(NOT_FOUND, owner=owner, admin=admin, member=member, viewer=viewer, outsider_public=outsider_public)
+
+
+# -- the world ------------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    users: dict[str, User]
+    rooms: dict[str, Room]
+    # Messages sent by people who can no longer send them now (viewer, removed, deactivated).
+    old_messages: dict[tuple[str, str], Message]
+    stranger: User
+
+
+def build_world() -> World:
+    names = ["owner", "admin", "member", "viewer", "target", "outsider", "removed", "deactivated", "stranger"]
+    users = {
+        name: User.objects.create_user(username=name, email=f"{name}@example.com", password=PASSWORD) for name in names
+    }
+    rooms, old_messages = {}, {}
+    for key, kind in (("private", Room.Kind.PRIVATE), ("public", Room.Kind.PUBLIC)):
+        room = rooms[key] = room_create(creator=users["owner"], name=f"The {key} room", kind=kind)
+        for name, role in (
+            ("admin", "admin"),
+            ("member", "member"),
+            ("viewer", "member"),  # sends a message first, then becomes a viewer
+            ("target", "member"),
+            ("removed", "member"),
+            ("deactivated", "member"),
+        ):
+            Membership.objects.create(room=room, user=users[name], role=role)
+        for name in ("viewer", "removed", "deactivated"):
+            message = message_send(
+                user=users[name], room_id=room.pk, content=f"{name} wrote this", client_msg_id=uuid.uuid4()
+            )[0]
+            old_messages[key, name] = message_edit(  # so that it has a revision
+                user=users[name], room_id=room.pk, message_id=message.id, content=f"{name} edited this"
+            )
+        staff = staff_actor(room=room, user=users["owner"])
+        membership_update(actor=staff, user=users["viewer"], role="viewer")
+        membership_remove(actor=staff, user=users["removed"])
+    user_set_active(user=users["deactivated"], active=False)
+    return World(users=users, rooms=rooms, old_messages=old_messages, stranger=users["stranger"])
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker) -> Iterator[World]:
+    """Built and committed once for the module; the database is emptied afterwards (as after a
+    transactional test)."""
+    with django_db_blocker.unblock():
+        try:
+            yield build_world()
+        finally:
+            call_command("flush", interactive=False, verbosity=0)
+
+
+def fingerprint() -> dict[str, Any]:
+    """Everything a refused request could have changed."""
+    return {
+        "users": list(User.objects.order_by("pk").values_list("pk", "username", "is_active", "send_read_receipts")),
+        "rooms": list(Room.objects.order_by("pk").values_list("pk", "name", "topic", "kind", "last_sequence")),
+        "memberships": list(
+            Membership.objects.order_by("pk").values_list(
+                "pk", "room_id", "user_id", "role", "delivered_sequence", "read_sequence"
+            )
+        ),
+        "messages": list(
+            Message.objects.order_by("id").values_list("id", "content", "edited_at", "deleted_at", "changed_sequence")
+        ),
+        "revisions": list(MessageRevision.objects.order_by("pk").values_list("pk", flat=True)),
+        "keys": SentMessageKey.objects.count(),
+        "tokens": (OutstandingToken.objects.count(), BlacklistedToken.objects.count()),
+    }
+
+
+@dataclass
+class Cell:
+    """One actor in one world: the values a row's URL and body are made of."""
+
+    world: World
+    actor: str
+    made: dict[str, Message] = field(default_factory=dict)
+
+    @property
+    def user(self) -> User | None:
+        return self.world.users.get(USER_OF[self.actor])
+
+    @property
+    def room(self) -> Room:
+        return self.world.rooms[ROOM_OF[self.actor]]
+
+    def message(self, whose: str) -> Message:
+        """ "own": a message of the actor's (a fresh one if they may send, else one they sent
+        while they could; someone else's if they never could); "other": someone else's (fresh:
+        a cell that deletes it leaves the others theirs)."""
+        if whose not in self.made:
+            old = self.world.old_messages.get((ROOM_OF[self.actor], USER_OF[self.actor]))
+            if whose == "own" and old is not None:
+                self.made[whose] = old
+            else:
+                author = self.user if whose == "own" and self.actor in SENDERS else self.world.users["target"]
+                self.made[whose] = message_send(
+                    user=author, room_id=self.room.pk, content=f"by {author.username}", client_msg_id=uuid.uuid4()
+                )[0]
+        return self.made[whose]
+
+    def refresh_token(self) -> str:
+        return str(RefreshToken.for_user(self.user)) if self.user else "not-a-token"
+
+
+# -- REST -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str  # as in the URL conf, parameters as {name}
+    expect: dict[str, Outcome]
+    body: Callable[[Cell], Any] | None = None
+    query: str = ""
+    message: str = "other"  # whose message {message_id} is: "own" or "other"
+    variant: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path}{self.query}" + (f" ({self.variant})" if self.variant else "")
+
+    def url(self, cell: Cell) -> str:
+        values = {"room_id": lambda: cell.room.pk, "message_id": lambda: cell.message(self.message).id}
+        values["user_id"] = lambda: cell.world.users["target"].pk
+        return re.sub(r"{(\w+)}", lambda m: str(values[m.group(1)]()), self.path) + self.query
+
+
+V1 = "/api/v1"
+ROOM = f"{V1}/rooms/{{room_id}}"
+MESSAGE = f"{ROOM}/messages/{{message_id}}"
+MEMBERS = in_room(OK, OK, OK, OK)
+MANAGERS = in_room(OK, OK, FORBIDDEN, FORBIDDEN)
+
+REST_ROWS = [
+    # Accounts. Sign-up and sign-in take no credentials (a token sent along is ignored).
+    Row(
+        "POST",
+        f"{V1}/auth/signup/",
+        everyone(CREATED),
+        body=lambda c: {"username": f"new{uuid.uuid4().hex[:8]}", "email": "new@example.com", "password": PASSWORD},
+    ),
+    Row(
+        "POST",
+        f"{V1}/auth/token/",
+        everyone(OK, anonymous=(401, "no_active_account"), deactivated=(401, "no_active_account")),
+        body=lambda c: {"username": c.user.username if c.user else "nobody", "password": PASSWORD},
+    ),
+    Row(
+        "POST",
+        f"{V1}/auth/token/refresh/",
+        everyone(OK, anonymous=(401, "token_not_valid"), deactivated=(401, "no_active_account")),
+        body=lambda c: {"refresh": c.refresh_token()},
+    ),
+    Row("POST", f"{V1}/auth/logout/", signed_in((205, None)), body=lambda c: {"refresh": c.refresh_token()}),
+    Row("POST", f"{V1}/auth/ws-ticket/", signed_in(OK)),
+    Row("GET", f"{V1}/me/", signed_in(OK)),
+    Row("PATCH", f"{V1}/me/", signed_in(OK), body=lambda c: {"send_read_receipts": False}),
+    Row("GET", f"{V1}/schema/", everyone(OK, deactivated=INACTIVE)),
+    # Rooms.
+    Row("GET", f"{V1}/rooms/", signed_in(OK)),
+    Row("POST", f"{V1}/rooms/", signed_in(CREATED), body=lambda c: {"name": "Mine", "kind": "private"}),
+    Row("POST", f"{V1}/rooms/direct/", signed_in(CREATED), body=lambda c: {"user": c.world.stranger.pk}),
+    Row("GET", f"{ROOM}/", in_room(OK, OK, OK, OK, outsider_public=OK)),
+    Row("PATCH", f"{ROOM}/", MANAGERS, body=lambda c: {"topic": "changed"}),
+    Row("DELETE", f"{ROOM}/", in_room(NO_CONTENT, FORBIDDEN, FORBIDDEN, FORBIDDEN)),
+    # Only public rooms can be joined: a private room's members too are told so.
+    Row("POST", f"{ROOM}/join/", in_room(FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, outsider_public=OK)),
+    Row("POST", f"{ROOM}/leave/", in_room((409, "last_owner"), NO_CONTENT, NO_CONTENT, NO_CONTENT)),
+    # Members ({user_id} is a member who is none of the actors).
+    Row("GET", f"{ROOM}/members/", MEMBERS),
+    Row(
+        "POST",
+        f"{ROOM}/members/",
+        in_room(CREATED, CREATED, FORBIDDEN, FORBIDDEN),
+        body=lambda c: {"user": c.world.stranger.pk, "role": "member"},
+    ),
+    Row("PATCH", f"{ROOM}/members/{{user_id}}/", MANAGERS, body=lambda c: {"role": "viewer"}),
+    Row("DELETE", f"{ROOM}/members/{{user_id}}/", in_room(NO_CONTENT, NO_CONTENT, FORBIDDEN, FORBIDDEN)),
+    # Messages.
+    Row("GET", f"{ROOM}/messages/", MEMBERS),
+    Row(
+        "POST",
+        f"{ROOM}/messages/",
+        in_room(CREATED, CREATED, CREATED, FORBIDDEN),
+        body=lambda c: {"content": "hello", "client_msg_id": str(uuid.uuid4())},
+    ),
+    Row("GET", f"{ROOM}/changes/", MEMBERS, query="?after_sequence=0"),
+    Row("POST", f"{ROOM}/receipts/", MEMBERS, body=lambda c: {"read_sequence": 1}),
+    Row("GET", f"{ROOM}/presence/", MEMBERS),
+    # Authors edit their messages while they may send; nobody edits someone else's.
+    Row(
+        "PATCH",
+        f"{MESSAGE}/",
+        in_room(OK, OK, OK, FORBIDDEN),
+        message="own",
+        variant="own",
+        body=lambda c: {"content": "new"},
+    ),
+    Row("PATCH", f"{MESSAGE}/", in_room(FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN), body=lambda c: {"content": "new"}),
+    # Authors delete theirs (a viewer's old message too); owners and admins anyone's.
+    Row("DELETE", f"{MESSAGE}/", in_room(OK, OK, OK, OK), message="own", variant="own"),
+    Row("DELETE", f"{MESSAGE}/", MANAGERS),
+    # Earlier texts: owners, admins and the author; receipts: the author only.
+    Row("GET", f"{MESSAGE}/revisions/", MEMBERS, message="own", variant="own"),
+    Row("GET", f"{MESSAGE}/revisions/", MANAGERS),
+    Row("GET", f"{MESSAGE}/receipts/", MEMBERS, message="own", variant="own"),
+    Row("GET", f"{MESSAGE}/receipts/", in_room(FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN)),
+]
+
+
+def api_endpoints() -> set[tuple[str, str]]:
+    """(method, path) of every route under /api/ in the URL conf, parameters as {name}."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(patterns: list, prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route.startswith("api/"):
+                path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+                view = getattr(pattern.callback, "view_class", None)
+                if view is None:
+                    found.add(("(a function view: list its methods)", path))
+                    continue
+                for method in view.http_method_names:
+                    if method not in ("head", "options") and hasattr(view, method):
+                        found.add((method.upper(), path))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_every_endpoint_has_a_row():
+    rows = {(row.method, row.path) for row in REST_ROWS}
+    missing = sorted(api_endpoints() - rows)
+    stale = sorted(rows - api_endpoints())
+    assert not missing, (
+        "endpoints without a row in tests/test_authz_matrix.py REST_ROWS (add one per method, with the "
+        f'outcome for each of {ACTORS}, e.g. Row("POST", "/api/v1/...", in_room(OK, OK, OK, FORBIDDEN), '
+        f"body=lambda c: {{...}})): {missing}"
+    )
+    assert not stale, f"REST_ROWS rows for endpoints that no longer exist: {stale}"
+
+
+def test_every_row_says_what_every_actor_gets():
+    incomplete = {
+        row.name: sorted(set(ACTORS) - set(row.expect)) for row in REST_ROWS if set(row.expect) != set(ACTORS)
+    }
+    incomplete |= {
+        f"{row.frame} ({row.variant})": sorted(set(SOCKET_ACTORS) - set(row.expect))
+        for row in FRAME_ROWS
+        if set(row.expect) != set(SOCKET_ACTORS)
+    }
+    assert not incomplete
+
+
+def _client(cell: Cell) -> APIClient:
+    client = APIClient()
+    if cell.user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(cell.user)}")
+    return client
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("row", REST_ROWS, ids=lambda row: row.name)
+def test_rest(row, actor, world, events, django_capture_on_commit_callbacks):
+    cell = Cell(world, actor)
+    url = row.url(cell)
+    body = row.body(cell) if row.body else None
+    client = _client(cell)
+    before = fingerprint()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.generic(
+            row.method, url, data=None if body is None else json.dumps(body), content_type="application/json"
+        )
+
+    expected = row.expect[actor]
+    payload = response.json() if response.get("Content-Type") == "application/json" else None
+    if expected[1] is None:
+        assert response.status_code == expected[0], payload
+        return
+    assert (response.status_code, payload["error"]["code"]) == expected, payload
+    assert isinstance(payload["error"]["message"], str) and payload["error"]["message"]
+    assert fingerprint() == before, "a refused request changed the database"
+    assert not events.recorded, "a refused request broadcast something"
+
+
+# -- sockets --------------------------------------------------------------------------------------
+
+ACK = {"message.send": "message.ack", "message.edit": "message.edit.ack", "message.delete": "message.delete.ack"}
+# What a socket answers a frame with (the first of these among the frames it sends back).
+ANSWERS = {"error", "message.ack", "message.edit.ack", "message.delete.ack", "sync.batch", "history.page"}
+CLOSED = "close:4401"  # refused at connect: the frame is ignored
+
+
+def on_socket(owner: str, admin: str, member: str, viewer: str, *, outsider_public: str = "error:not_member"):
+    """A room frame's answers: like `in_room`, plus `account_inactive` for a socket that outlived
+    its account, and 4401 for sockets that never authenticated."""
+    return {
+        "owner": owner,
+        "admin": admin,
+        "member": member,
+        "viewer": viewer,
+        "outsider": "error:not_found",
+        "outsider@public": outsider_public,
+        "removed": "error:not_found",
+        "anonymous": CLOSED,
+        "deactivated": CLOSED,
+        "deactivated-open": "error:account_inactive",
+    }
+
+
+@dataclass(frozen=True)
+class FrameRow:
+    frame: str
+    expect: dict[str, str]  # actor -> the answer's type ("error:<code>"), "none", or CLOSED
+    fields: Callable[[Cell], dict] = lambda c: {"room": str(c.room.pk)}
+    variant: str = ""
+    # For answers of "none": an event that shows the frame did its work (a typing frame to the room).
+    broadcasts: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.frame + (f" ({self.variant})" if self.variant else "")
+
+
+def _message_fields(whose: str, **extra: Any) -> Callable[[Cell], dict]:
+    return lambda c: {"room": str(c.room.pk), "id": str(c.message(whose).id), **extra}
+
+
+FRAME_ROWS = [
+    FrameRow(
+        "message.send",
+        on_socket("message.ack", "message.ack", "message.ack", "error:forbidden"),
+        fields=lambda c: {"room": str(c.room.pk), "content": "hello", "client_msg_id": str(uuid.uuid4())},
+    ),
+    FrameRow(
+        "message.edit",
+        on_socket("message.edit.ack", "message.edit.ack", "message.edit.ack", "error:forbidden"),
+        fields=_message_fields("own", content="changed"),
+        variant="own",
+    ),
+    FrameRow(
+        "message.edit",
+        on_socket("error:forbidden", "error:forbidden", "error:forbidden", "error:forbidden"),
+        fields=_message_fields("other", content="changed"),
+    ),
+    FrameRow(
+        "message.delete",
+        on_socket("message.delete.ack", "message.delete.ack", "message.delete.ack", "message.delete.ack"),
+        fields=_message_fields("own"),
+        variant="own",
+    ),
+    FrameRow(
+        "message.delete",
+        on_socket("message.delete.ack", "message.delete.ack", "error:forbidden", "error:forbidden"),
+        fields=_message_fields("other"),
+    ),
+    FrameRow(
+        "sync",
+        on_socket("sync.batch", "sync.batch", "sync.batch", "sync.batch"),
+        fields=lambda c: {"room": str(c.room.pk), "after_sequence": 0},
+    ),
+    FrameRow("history", on_socket("history.page", "history.page", "history.page", "history.page")),
+    FrameRow(
+        "receipt",
+        on_socket("none", "none", "none", "none"),
+        fields=lambda c: {"room": str(c.room.pk), "read_sequence": 1},
+    ),
+    FrameRow("typing", on_socket("none", "none", "none", "error:forbidden"), broadcasts="typing"),
+    FrameRow(
+        "heartbeat",
+        {**dict.fromkeys(SOCKET_ACTORS, "none"), "anonymous": CLOSED, "deactivated": CLOSED},
+        fields=lambda c: {"active": True},
+    ),
+]
+
+
+def test_every_frame_type_has_a_row():
+    missing = sorted(set(ChatConsumer.handlers) - {row.frame for row in FRAME_ROWS})
+    assert not missing, (
+        "frame types without a row in tests/test_authz_matrix.py FRAME_ROWS (add one per type, with the "
+        f'answer for each of {SOCKET_ACTORS}, e.g. FrameRow("board.x", on_socket("board.x.ack", ...), '
+        f"fields=lambda c: {{...}})): {missing}"
+    )
+
+
+def _socket_user(cell: Cell) -> User | AnonymousUser:
+    if cell.user is None:
+        return AnonymousUser()
+    user = User.objects.get(pk=cell.user.pk)
+    if cell.actor == "deactivated-open":
+        user.is_active = True  # as it was when the socket connected
+    return user
+
+
+def _answer(frames: list[dict]) -> str:
+    answers = [frame for frame in frames if frame["type"] in ANSWERS]
+    if not answers:
+        return "none"
+    first = answers[0]
+    return f"error:{first['code']}" if first["type"] == "error" else first["type"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("actor", SOCKET_ACTORS)
+@pytest.mark.parametrize("row", FRAME_ROWS, ids=lambda row: row.name)
+async def test_socket(row, actor, world, events):
+    cell = Cell(world, actor)
+    frame = {"type": row.frame, **(await database_sync_to_async(row.fields)(cell))}
+    user = await database_sync_to_async(_socket_user)(cell)
+    before = await database_sync_to_async(fingerprint)()
+    events.clear()  # the messages made for the cell
+    expected = row.expect[actor]
+
+    socket = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/")
+    socket.scope["user"] = user
+    assert (await socket.connect(timeout=TIMEOUT))[0]
+    if expected == CLOSED:
+        await socket.send_json_to(frame)
+        code, frames = await receive_close(socket)
+        await socket.disconnect()  # returns once the consumer is done, the frame handled
+        assert (code, frames) == (CLOSE_UNAUTHENTICATED, [])
+    else:
+        assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "session.ready"
+        await socket.send_json_to(frame)
+        frames = await frames_before_marker(socket)
+        await socket.disconnect()
+        assert _answer(frames) == expected, frames
+
+    broadcast = [e for e in events.recorded if e.type != "user.presence"]
+    if expected.startswith("error:") or expected == CLOSED:
+        assert await database_sync_to_async(fingerprint)() == before, "a refused frame changed the database"
+        assert not broadcast, f"a refused frame broadcast {[e.event for e in broadcast]}"
+        if expected.startswith("error:"):
+            error = next(f for f in frames if f["type"] == "error")
+            assert error["ref"] == frame.get("client_msg_id", frame.get("id"))
+    elif row.broadcasts:
+        assert [e.frame["type"] for e in broadcast if e.frame] == [row.broadcasts]
