@@ -560,23 +560,27 @@ class Bench:
         started = time.perf_counter()
         docs = [Doc(client_id=i + 1) for i in range(clients)]
         made: list[bytes] = []
+        capturing = [True]  # off while the clients exchange their elements
+        for doc in docs:
+            doc.observe(lambda event: made.append(event.update) if capturing[0] else None)
         rng = random.Random(3)
         for n in range(total):
             doc = docs[n % clients]
             elements = doc.get("elements", type=Map)
-            before = doc.get_state()
             if n < element_count:
                 elements[f"e{n}"] = Map({"type": "rect", "x": n, "y": n, "w": 40, "h": 30, "z": f"a{n:05d}"})
-            else:
-                if n == element_count:  # everyone has every element before moving them
-                    for other in docs:
-                        for update in made:
-                            other.apply_update(update)
-                element = elements[f"e{rng.randrange(element_count)}"]
-                with doc.transaction():
-                    element["x"] = rng.uniform(0, 5000)
-                    element["y"] = rng.uniform(0, 5000)
-            made.append(doc.get_update(before))
+                continue
+            if n == element_count:  # everyone has every element before moving them
+                capturing[0] = False
+                for other in docs:
+                    for update in made:
+                        other.apply_update(update)
+                capturing[0] = True
+            element = elements[f"e{rng.randrange(element_count)}"]
+            with doc.transaction():
+                element["x"] = rng.uniform(0, 5000)
+                element["y"] = rng.uniform(0, 5000)
+        assert len(made) == total
         generated = time.perf_counter() - started
         now = board.created_at
         for start in range(0, total, 5000):

@@ -7,18 +7,21 @@ into a new snapshot (`compact_board`).
 
 What is kept, so that replay (`GET /boards/{id}/state/?at=N`, `/history/`) keeps working:
 
-- **Snapshots.** The latest one, plus a *checkpoint* at every multiple of BOARD_CHECKPOINT_EVERY
-  (1,000) that a compaction folded past. Checkpoints are kept as long as the board.
+- **Snapshots.** The latest one, plus *checkpoints*: a compaction keeps a snapshot on its way (or
+  keeps the previous latest one) once it is at least BOARD_CHECKPOINT_EVERY (1,000) updates past
+  the previous checkpoint *and* the updates in between add up to at least as many bytes as that
+  checkpoint. So checkpoints take at most as much room as the log plus one document (a 1 MB board
+  moved 40 bytes at a time gets one every ~25,000 updates, a 5 KB board one every 1,000), and
+  replaying from one applies at most about a document's worth of updates (or 1,000). A latest snapshot that is not a
+  checkpoint is dropped when the next compaction supersedes it. Checkpoints stay with the board.
 - **Raw updates.** Compaction never deletes an update it did not fold. Folded updates are deleted
-  only up to a *prune point* P: the highest kept snapshot that is at most the board's last number
-  minus BOARD_KEEP_UPDATES (1,000), and whose number was reached more than BOARD_KEEP_UPDATES_DAYS
-  (30) days ago. So the last 1,000 updates and those of the last 30 days stay (replay of them at
-  update granularity, with who changed what), and below P the board can be replayed at checkpoint
-  granularity (every 1,000 updates).
-- Non-checkpoint snapshots below P are deleted (P itself, the checkpoints and the latest stay).
+  only up to a *prune point* P: the highest snapshot at most the board's last number minus
+  BOARD_KEEP_UPDATES (1,000) whose number was reached more than BOARD_KEEP_UPDATES_DAYS (30) days
+  ago. So the last 1,000 updates and those of the last 30 days stay (replay of them at update
+  granularity, with who changed what); below P the board replays at its checkpoints.
 
-`state_at(board, N)` is then the document at the highest number n ≤ N reachable as "a snapshot
-plus the raw updates after it"; n = N everywhere above P.
+`load_document(board, N)` is then the document at the highest number n ≤ N reachable as "a
+snapshot plus the raw updates after it"; n = N everywhere above P.
 
 Concurrency. A board's numbers commit in order (the board row lock: boards.services), so the
 committed updates are always a prefix 1..L of the log. Compaction reads L and the updates up to it
@@ -48,6 +51,7 @@ _UPDATES = BoardUpdate._meta.db_table
 _SNAPSHOTS = BoardSnapshot._meta.db_table
 _BOARDS = Board._meta.db_table
 _LOCK_CLASS = 0x626F  # "bo": the advisory-lock namespace of board compaction
+CHECKPOINT_BYTES_RATIO = 1.0  # see _is_checkpoint
 
 
 @dataclass
@@ -140,7 +144,7 @@ class Compaction:
     checkpoints: list[int]  # checkpoint snapshots written below `sequence`
     snapshot_bytes: int
     updates_pruned: int
-    snapshots_pruned: int
+    snapshots_dropped: int  # the previous latest snapshot, when it was not a checkpoint
     seconds: float
 
 
@@ -165,11 +169,18 @@ def compact_board(board_id: uuid.UUID | str, *, now: dt.datetime | None = None) 
         start = base.sequence if base is not None else 0
         written: list[tuple[int, bytes]] = []
         folded = 0
+        dropped = 0
         if last > start:
             doc: Doc = Doc()
+            # The checkpoint the fold measures from: the snapshot before `base` (every snapshot but
+            # the latest is one), or `base` itself if it qualifies as one (or the log below it is
+            # gone, so it must stay).
+            anchor, anchor_bytes, raw = _anchor_before(board, start)
+            keep_base = base is None or _is_checkpoint(start - anchor, raw, anchor_bytes) or log_start(board) > anchor
             if base is not None:
                 doc.apply_update(bytes(base.state))
-            every = settings.BOARD_CHECKPOINT_EVERY
+                if keep_base:
+                    anchor, anchor_bytes, raw = start, len(bytes(base.state)), 0
             expected = start
             updates = (
                 BoardUpdate.objects.filter(board_id=board, sequence__gt=start, sequence__lte=last)
@@ -179,11 +190,15 @@ def compact_board(board_id: uuid.UUID | str, *, now: dt.datetime | None = None) 
             for number, update in updates.iterator(chunk_size=2000):
                 if number != expected + 1:
                     raise RuntimeError(f"board {board}: update {expected + 1} is missing from the log")
-                doc.apply_update(bytes(update))
+                data = bytes(update)
+                doc.apply_update(data)
                 expected = number
                 folded += 1
-                if number % every == 0 and number != last:
-                    written.append((number, crdt.encode_state(doc)))
+                raw += len(data)
+                if number != last and _is_checkpoint(number - anchor, raw, anchor_bytes):
+                    state = crdt.encode_state(doc)
+                    written.append((number, state))
+                    anchor, anchor_bytes, raw = number, len(state), 0
             if expected != last:
                 raise RuntimeError(f"board {board}: the log ends at {expected}, not at {last}")
             written.append((last, crdt.encode_state(doc)))
@@ -191,9 +206,11 @@ def compact_board(board_id: uuid.UUID | str, *, now: dt.datetime | None = None) 
                 [BoardSnapshot(board_id=board, sequence=number, state=state) for number, state in written],
                 ignore_conflicts=True,
             )
+            if not keep_base:  # superseded, and not a checkpoint: the log around it is all there
+                dropped, _ = BoardSnapshot.objects.filter(board_id=board, sequence=start).delete()
             _set_exact_size(board, last, len(written[-1][1]))
-        updates_pruned, snapshots_pruned = _prune(board, last, now or timezone.now())
-    if not written and not updates_pruned and not snapshots_pruned:
+        updates_pruned = _prune(board, last, now or timezone.now())
+    if not written and not updates_pruned:
         return None
     result = Compaction(
         board=board,
@@ -203,19 +220,19 @@ def compact_board(board_id: uuid.UUID | str, *, now: dt.datetime | None = None) 
         checkpoints=[number for number, _ in written[:-1]],
         snapshot_bytes=len(written[-1][1]) if written else 0,
         updates_pruned=updates_pruned,
-        snapshots_pruned=snapshots_pruned,
+        snapshots_dropped=dropped,
         seconds=time.perf_counter() - started,
     )
     logger.info(
-        "board %s compacted: %d updates folded into #%d (%d bytes, %d checkpoints), %d updates and %d snapshots "
-        "pruned in %.2fs",
+        "board %s compacted: %d updates folded into #%d (%d bytes, %d checkpoints), %d updates pruned, %d "
+        "snapshots dropped in %.2fs",
         board,
         result.updates_folded,
         result.sequence,
         result.snapshot_bytes,
         len(result.checkpoints),
         result.updates_pruned,
-        result.snapshots_pruned,
+        result.snapshots_dropped,
         result.seconds,
     )
     return result
@@ -239,9 +256,38 @@ def _set_exact_size(board: str, last: int, snapshot_bytes: int) -> None:
         )
 
 
+def _is_checkpoint(updates: int, raw_bytes: int, anchor_bytes: int) -> bool:
+    """Whether a snapshot this far past the previous checkpoint is kept as the next one: at least
+    BOARD_CHECKPOINT_EVERY updates later, and once the updates in between add up to as many bytes
+    as the previous checkpoint (so checkpoints take at most the room of the log plus one document,
+    and replaying from one applies at most about a document's worth of updates)."""
+    return updates >= settings.BOARD_CHECKPOINT_EVERY and raw_bytes >= CHECKPOINT_BYTES_RATIO * anchor_bytes
+
+
+def _anchor_before(board: str, sequence: int) -> tuple[int, int, int]:
+    """(number, bytes) of the highest snapshot below `sequence` ((0, 0): the empty document), and
+    the bytes of the updates from it up to `sequence` still in the log."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH anchor AS (
+                SELECT sequence, octet_length(state) AS bytes FROM {_SNAPSHOTS}
+                 WHERE board_id = %(board)s AND sequence < %(sequence)s ORDER BY sequence DESC LIMIT 1
+            )
+            SELECT COALESCE((SELECT sequence FROM anchor), 0), COALESCE((SELECT bytes FROM anchor), 0),
+                   COALESCE((SELECT sum(octet_length(update)) FROM {_UPDATES}
+                              WHERE board_id = %(board)s AND sequence <= %(sequence)s
+                                AND sequence > COALESCE((SELECT sequence FROM anchor), 0)), 0)
+            """,
+            {"board": board, "sequence": sequence},
+        )
+        anchor, anchor_bytes, raw = cursor.fetchone()
+    return int(anchor), int(anchor_bytes), int(raw)
+
+
 def prune_point(board_id: uuid.UUID | str, *, last_sequence: int, now: dt.datetime) -> int:
-    """The highest kept snapshot (a checkpoint or the latest) at most `last_sequence` −
-    BOARD_KEEP_UPDATES whose number was reached more than BOARD_KEEP_UPDATES_DAYS ago; 0 if none."""
+    """The highest snapshot at most `last_sequence` − BOARD_KEEP_UPDATES whose number was reached
+    more than BOARD_KEEP_UPDATES_DAYS ago; 0 if none."""
     limit = last_sequence - settings.BOARD_KEEP_UPDATES
     if limit <= 0:
         return 0
@@ -251,8 +297,6 @@ def prune_point(board_id: uuid.UUID | str, *, last_sequence: int, now: dt.dateti
             f"""
             SELECT s.sequence FROM {_SNAPSHOTS} AS s
              WHERE s.board_id = %(board)s AND s.sequence <= %(limit)s
-               AND (s.sequence %% %(every)s = 0
-                    OR s.sequence = (SELECT max(sequence) FROM {_SNAPSHOTS} WHERE board_id = %(board)s))
                -- When that number was reached: its update's time, or the snapshot's own if the
                -- update is gone (it was written after the update).
                AND COALESCE(
@@ -260,24 +304,20 @@ def prune_point(board_id: uuid.UUID | str, *, last_sequence: int, now: dt.dateti
                      s.created_at) < %(cutoff)s
              ORDER BY s.sequence DESC LIMIT 1
             """,
-            {"board": str(board_id), "limit": limit, "every": settings.BOARD_CHECKPOINT_EVERY, "cutoff": cutoff},
+            {"board": str(board_id), "limit": limit, "cutoff": cutoff},
         )
         row = cursor.fetchone()
     return int(row[0]) if row else 0
 
 
-def _prune(board: str, last: int, now: dt.datetime) -> tuple[int, int]:
+def _prune(board: str, last: int, now: dt.datetime) -> int:
+    """Delete the updates up to the prune point (a snapshot stays there); how many."""
     point = prune_point(board, last_sequence=last, now=now)
     if point == 0:
-        return 0, 0
-    updates, _ = BoardUpdate.objects.filter(board_id=board, sequence__lte=point).delete()
+        return 0
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {_SNAPSHOTS} WHERE board_id = %s AND sequence < %s AND sequence %% %s <> 0",
-            [board, point, settings.BOARD_CHECKPOINT_EVERY],
-        )
-        snapshots = cursor.rowcount
-    return updates, snapshots
+        cursor.execute(f"DELETE FROM {_UPDATES} WHERE board_id = %s AND sequence <= %s", [board, point])
+        return cursor.rowcount
 
 
 def boards_due(*, prunable: bool = False, limit: int = 1000) -> list[str]:

@@ -311,9 +311,10 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # Board compaction and what replay keeps (boards/compaction.py): a board whose log has grown
-# BOARD_COMPACT_AFTER updates past its latest snapshot is folded into a new one; a checkpoint
-# snapshot is kept at every multiple of BOARD_CHECKPOINT_EVERY; folded updates are deleted only once
-# they are older than BOARD_KEEP_UPDATES_DAYS and not among the board's last BOARD_KEEP_UPDATES.
+# BOARD_COMPACT_AFTER updates past its latest snapshot is folded into a new one; checkpoint
+# snapshots are kept at least BOARD_CHECKPOINT_EVERY updates (and a document's worth of log bytes)
+# apart; folded updates are deleted only once they are older than BOARD_KEEP_UPDATES_DAYS and not
+# among the board's last BOARD_KEEP_UPDATES.
 BOARD_COMPACT_AFTER = env_int("BOARD_COMPACT_AFTER", 500)
 BOARD_CHECKPOINT_EVERY = env_int("BOARD_CHECKPOINT_EVERY", 1000)
 BOARD_KEEP_UPDATES = env_int("BOARD_KEEP_UPDATES", 1000)

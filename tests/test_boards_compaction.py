@@ -44,6 +44,12 @@ class Editor:
 
 
 @pytest.fixture
+def count_only(monkeypatch):
+    """Checkpoints every BOARD_CHECKPOINT_EVERY updates, whatever the bytes (small test logs)."""
+    monkeypatch.setattr(compaction, "CHECKPOINT_BYTES_RATIO", 0)
+
+
+@pytest.fixture
 def board(make_user):
     owner = make_user("owner")
     room = room_with(owner, "Drawing", Room.Kind.PRIVATE)
@@ -106,7 +112,7 @@ def test_compaction_keeps_the_same_document(board, settings):
 
 
 @pytest.mark.django_db
-def test_a_second_compaction_continues_from_the_snapshot_with_checkpoints(board, settings):
+def test_a_second_compaction_continues_from_the_snapshot_with_checkpoints(board, settings, count_only):
     settings.BOARD_CHECKPOINT_EVERY = 10
     board, owner = board
     renderings = edit_history(board, owner, 15)
@@ -116,13 +122,9 @@ def test_a_second_compaction_continues_from_the_snapshot_with_checkpoints(board,
     result = compaction.compact_board(board.pk)
 
     assert (result.from_sequence, result.sequence, result.updates_folded, result.checkpoints) == (15, 37, 22, [20, 30])
-    assert list(BoardSnapshot.objects.filter(board=board).order_by("sequence").values_list("sequence", flat=True)) == [
-        10,
-        15,
-        20,
-        30,
-        37,
-    ]
+    # 15 was only the latest (5 past the checkpoint at 10): superseded, it goes.
+    assert result.snapshots_dropped == 1
+    assert compaction.checkpoint_sequences(board.pk) == [10, 20, 30, 37]
     for n in (10, 20, 30, 37):
         state = bytes(BoardSnapshot.objects.get(board=board, sequence=n).state)
         assert crdt.render_update(state) == renderings[n], n
@@ -145,7 +147,9 @@ def edit_history_more(board: Board, user, renderings: dict[int, dict], count: in
 
 
 @pytest.mark.django_db
-def test_pruning_keeps_recent_updates_and_checkpoints_and_replay_works_at_their_granularity(board, settings):
+def test_pruning_keeps_recent_updates_and_checkpoints_and_replay_works_at_their_granularity(
+    board, settings, count_only
+):
     settings.BOARD_CHECKPOINT_EVERY = 10
     settings.BOARD_KEEP_UPDATES = 5
     settings.BOARD_KEEP_UPDATES_DAYS = 30
@@ -177,7 +181,7 @@ def test_pruning_keeps_recent_updates_and_checkpoints_and_replay_works_at_their_
 
 
 @pytest.mark.django_db
-def test_pruning_never_reaches_into_the_last_updates_or_the_recent_days(board, settings):
+def test_pruning_never_reaches_into_the_last_updates_or_the_recent_days(board, settings, count_only):
     settings.BOARD_CHECKPOINT_EVERY = 10
     settings.BOARD_KEEP_UPDATES = 20
     board, owner = board
@@ -190,7 +194,7 @@ def test_pruning_never_reaches_into_the_last_updates_or_the_recent_days(board, s
 
 
 @pytest.mark.django_db
-def test_the_sync_of_a_pruned_range_says_compacted(board, settings):
+def test_the_sync_of_a_pruned_range_says_compacted(board, settings, count_only):
     from boards.selectors import Compacted, board_updates
 
     settings.BOARD_CHECKPOINT_EVERY = 10
@@ -203,6 +207,30 @@ def test_the_sync_of_a_pruned_range_says_compacted(board, settings):
         board_updates(board_id=board.pk, after_sequence=5, until_sequence=None, limit=10)
     page = board_updates(board_id=board.pk, after_sequence=20, until_sequence=None, limit=10)
     assert [u.sequence for u in page] == [21, 22, 23, 24, 25]
+
+
+@pytest.mark.django_db
+def test_checkpoints_take_no_more_room_than_the_log_plus_one_document(board, settings):
+    settings.BOARD_CHECKPOINT_EVERY = 5
+    board, owner = board
+    editor = Editor(3)
+    write(board, owner, editor.add("big", text="x" * 2000, z="a"))  # a large document...
+    for n in range(200):  # ...moved in small steps
+        write(board, owner, editor.set("big", x=n))
+    raw = {u.sequence: len(bytes(u.update)) for u in BoardUpdate.objects.filter(board=board)}
+
+    result = compaction.compact_board(board.pk)
+
+    snapshots = dict(BoardSnapshot.objects.filter(board=board).values_list("sequence", "state"))
+    assert result.checkpoints and sorted(snapshots) == [*result.checkpoints, 201]
+    previous, previous_bytes = 0, 0
+    for number in result.checkpoints:
+        covered = sum(size for sequence, size in raw.items() if previous < sequence <= number)
+        assert number - previous >= 5 and covered >= previous_bytes
+        previous, previous_bytes = number, len(bytes(snapshots[number]))
+    sizes = [len(bytes(snapshots[n])) for n in result.checkpoints]
+    assert sum(sizes) <= sum(raw.values()) + sizes[-1]
+    assert result.checkpoints[1] - result.checkpoints[0] > 5  # spaced by bytes, not by the count alone
 
 
 @pytest.mark.django_db

@@ -90,7 +90,8 @@ def test_the_state_at_each_number_replays_the_board(team):
 
 
 @pytest.mark.django_db
-def test_replay_after_compaction_and_pruning(team, settings):
+def test_replay_after_compaction_and_pruning(team, settings, monkeypatch):
+    monkeypatch.setattr(compaction, "CHECKPOINT_BYTES_RATIO", 0)  # checkpoints by count (a tiny log)
     settings.BOARD_CHECKPOINT_EVERY = 10
     settings.BOARD_KEEP_UPDATES = 5
     board = team["board"]
@@ -145,11 +146,12 @@ def render_b64(*updates_b64: str) -> dict:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_join_and_sync_after_compaction_get_everything(team, settings):
+async def test_join_and_sync_after_compaction_get_everything(team, settings, monkeypatch):
     from channels.db import database_sync_to_async
 
     from boards import documents
 
+    monkeypatch.setattr(compaction, "CHECKPOINT_BYTES_RATIO", 0)
     settings.BOARD_CHECKPOINT_EVERY = 10
     settings.BOARD_KEEP_UPDATES = 5
     board = team["board"]
