@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from pycrdt import Doc
 
-from boards import crdt
-from boards.models import BoardSnapshot, BoardUpdate
+from boards.compaction import load_document
+from boards.models import BoardUpdate
 
 
 @dataclass(eq=False)
@@ -110,18 +110,8 @@ def catch_up(live: LiveDoc, upto: int) -> Doc:
 
 def load(board_id: uuid.UUID, upto: int) -> tuple[Doc, int]:
     """The document at `upto` (or the latest stored state at or below it that the database can
-    give: the latest snapshot ≤ upto and every update after it), and its sequence."""
-    snapshot = (
-        BoardSnapshot.objects.filter(board_id=board_id, sequence__lte=upto)
-        .order_by("-sequence")
-        .values_list("sequence", "state")
-        .first()
-    )
-    base, states = (snapshot[0], [bytes(snapshot[1])]) if snapshot else (0, [])
-    updates = list(
-        BoardUpdate.objects.filter(board_id=board_id, sequence__gt=base, sequence__lte=upto)
-        .order_by("sequence")
-        .values_list("sequence", "update")
-    )
-    doc = crdt.new_doc([*states, *(bytes(update) for _, update in updates)])
-    return doc, updates[-1][0] if updates else base
+    give: the latest snapshot ≤ upto and every update after it), and its sequence. One statement
+    (boards.compaction.load_document): a prune between reading the snapshot and reading the log
+    cannot leave a hole in it."""
+    loaded = load_document(board_id, upto)
+    return loaded.doc, loaded.sequence
