@@ -299,3 +299,22 @@ def test_a_second_compaction_of_the_same_board_skips(board):
         other.close()
     assert compaction.compact_board(board.pk).sequence == 3
     assert connection.in_atomic_block is False
+
+
+def test_the_compaction_tasks_are_scheduled_and_registered(settings):
+    from config.celery_app import app
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"boards.tasks.compact_boards", "boards.tasks.prune_boards"} <= scheduled
+    assert scheduled <= set(app.tasks)
+
+
+@pytest.mark.django_db
+def test_the_one_board_task_compacts_that_board(board):
+    from boards.tasks import compact_board
+
+    board, owner = board
+    edit_history(board, owner, 4)
+    assert compact_board(str(board.pk)) == 4
+    assert compact_board(str(board.pk)) == 0
