@@ -3,7 +3,7 @@
     scripts/stack.py test -- .venv/bin/python bench/board_render.py        # ELEMENTS=10000 RUNS=5
 
 Makes a board of ELEMENTS elements (rectangles, ellipses, sticky notes with text, arrows between
-neighbours: a mix like a real board) through boards.services in updates of at most 2,000 elements
+neighbours: a mix like a real board) through boards.services in updates of 1,000 elements
 each, starts one server (uvicorn, as the browser tests do, DEBUG off), signs in with headless
 Chromium (Debian's, like the browser tests) and opens the board page RUNS times in a fresh page.
 The figure is the page's own mark `parley-board-rendered` (static/js/board/app.js: the document
@@ -41,7 +41,7 @@ from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ELEMENTS = int(os.environ.get("ELEMENTS", "10000"))
 RUNS = int(os.environ.get("RUNS", "5"))
-PER_UPDATE = 2000
+PER_UPDATE = 1000
 PASSWORD = "pale-orchid-lantern-93"
 
 
@@ -74,9 +74,16 @@ def seed() -> tuple[str, str, str]:
 
 
 RENDERED = "() => performance.getEntriesByName('parley-board-rendered').length"
+PHASES = ("dom_ms", "json_start_ms", "json_end_ms", "join_ms", "state_ms", "applied_ms")
 MEASURE = """() => {
     const mark = performance.getEntriesByName("parley-board-rendered")[0];
+    const at = (name) => Math.round(performance.getEntriesByName(name)[0]?.startTime ?? -1);
+    const json = performance.getEntriesByType("resource").find((r) => r.name.includes("/api/v1/boards/"));
     return {rendered_ms: mark.startTime, elements: mark.detail.elements,
+            join_ms: at("parley-board-join"), state_ms: at("parley-board-state"),
+            applied_ms: at("parley-board-applied"),
+            dom_ms: Math.round(performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd),
+            json_start_ms: Math.round(json?.requestStart ?? -1), json_end_ms: Math.round(json?.responseEnd ?? -1),
             nodes: document.querySelectorAll(".board-elements > g").length};
 }"""
 
@@ -126,6 +133,7 @@ def main() -> int:
         "min_ms": round(min(times), 1),
         "max_ms": round(max(times), 1),
         "svg_nodes": warm[-1]["nodes"],
+        "phases_ms": {key: round(statistics.median(run[key] for run in warm)) for key in PHASES},
     }
     print(json.dumps(figures, indent=2))
     out = ROOT / "bench" / "results"

@@ -8,7 +8,7 @@
 //   render.js    SVG drawing; export.js: SVG/PNG/JSON; comments.js; replay.js
 import { avatarHue, el } from "../dom.js";
 import { getJson } from "../api.js";
-import { BoardDoc } from "./doc.js";
+import { BoardDoc, StaticBoard } from "./doc.js";
 import { BoardSync } from "./sync.js";
 import { BoardView, DEFAULTS, FONT, wrapText } from "./render.js";
 import {
@@ -151,7 +151,7 @@ export class BoardApp {
    * container: an empty element the board is built in. board: {id, room, title}. me: {id,
    * username}. canEdit: the role may edit (viewers may not). send(frame): the page's socket.
    */
-  constructor(container, { board, me, canEdit, canManage = false, send, standalone = false }) {
+  constructor(container, { board, me, canEdit, canManage = false, send, standalone = false, initial = null }) {
     this.container = container;
     this.board = board;
     this.me = me;
@@ -189,7 +189,6 @@ export class BoardApp {
 
     this.doc = new BoardDoc({ user: me.id, editable: canEdit, onChange: (ids) => this.#changed(ids) });
     this.view = new BoardView(this.ui.svg);
-    this.view.renderAll(this.doc);
     this.view.setView({ x: 0, y: 0, zoom: 1 });
     this.sync = new BoardSync({
       board: board.id,
@@ -211,6 +210,13 @@ export class BoardApp {
     });
     this.replay = new Replay(q("[data-replay]"), { board: board.id, app: this });
     this.firstJoin = true;
+    this.firstRendered = false;
+    // The board's JSON, fetched while the page loads: drawn at once, before the Yjs state arrives.
+    initial?.then((data) => {
+      if (!data || this.sync.joined || this.firstRendered || !Array.isArray(data.elements)) return;
+      this.view.renderAll(new StaticBoard(data.elements));
+      this.#firstRender();
+    });
     this.#bind();
     this.#paintConnection();
   }
@@ -240,14 +246,22 @@ export class BoardApp {
     this.ui.title.textContent = title;
   }
 
+  /** The board is on screen for the first time: fit it, and mark the moment (docs/performance.md:
+   * time to first render is this mark's time from the navigation's start). */
+  #firstRender() {
+    this.firstRendered = true;
+    this.fit();
+    const size = this.view.source.size;
+    performance.mark("parley-board-rendered", { detail: { elements: size } });
+    this.container.dataset.rendered = String(size);
+  }
+
   #joined() {
     if (this.firstJoin) {
       this.firstJoin = false;
       this.#frame(); // draw the document now, not on the next animation frame
-      this.fit();
-      // Time to first render (docs/performance.md): from navigation start to here.
-      performance.mark("parley-board-rendered", { detail: { elements: this.doc.size } });
-      this.container.dataset.rendered = String(this.doc.size);
+      if (!this.firstRendered) this.#firstRender();
+      this.container.dataset.live = "true";
       this.comments.load();
     } else this.comments.load();
     this.#publishAwareness();
@@ -295,7 +309,14 @@ export class BoardApp {
       this.#applyMove(move);
     }
     if (this.replaying) return;
-    if (this.renderQueued.size) {
+    if (this.view.source !== this.doc) {
+      // The JSON preview (or nothing) is on screen: take the live document over it.
+      this.renderQueued.clear();
+      this.view.adopt(this.doc);
+      this.#paintSelection();
+      this.view.renderPeers(this.peers);
+      this.comments.paintBadges();
+    } else if (this.renderQueued.size) {
       const ids = this.renderQueued;
       this.renderQueued = new Set();
       this.view.renderChanged(ids);
@@ -338,7 +359,7 @@ export class BoardApp {
 
   fit() {
     const rect = this.ui.stage.getBoundingClientRect();
-    const box = this.doc.boundsOf();
+    const box = (this.view.source || this.doc).boundsOf();
     if (!box) {
       this.setView({ x: -rect.width / 2, y: -rect.height / 2, zoom: 1 });
       return;

@@ -2,7 +2,7 @@
 // <canvas> through an <img> with a data: URL, which the page's img-src allows), and JSON (the
 // server's rendering, GET /api/v1/boards/{id}/export/). Whole board or the selection.
 import { expand } from "./geometry.js";
-import { elementNode, svg, SVG_NS } from "./render.js";
+import { elementNode, FONT, svg, SVG_NS } from "./render.js";
 
 const PADDING = 20;
 
@@ -20,6 +20,7 @@ export function exportSvgElement(source, ids = null) {
     for (const child of node.querySelectorAll("[class]")) child.removeAttribute("class");
     root.append(node);
   }
+  root.setAttribute("font-family", FONT);
   return { root, width, height, count: chosen.length };
 }
 

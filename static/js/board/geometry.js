@@ -118,6 +118,24 @@ export function union(boxes) {
   return out;
 }
 
+/** The box around every element of an iterable (null for none). */
+export function boundsOfElements(elements, lookup = () => null) {
+  let out = null;
+  for (const element of elements) {
+    const box = bounds(element, lookup);
+    if (!out) out = { ...box };
+    else {
+      const x2 = Math.max(out.x + out.w, box.x + box.w);
+      const y2 = Math.max(out.y + out.h, box.y + box.h);
+      out.x = Math.min(out.x, box.x);
+      out.y = Math.min(out.y, box.y);
+      out.w = x2 - out.x;
+      out.h = y2 - out.y;
+    }
+  }
+  return out;
+}
+
 export function expand(box, by) {
   return { x: box.x - by, y: box.y - by, w: box.w + 2 * by, h: box.h + 2 * by };
 }

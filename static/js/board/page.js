@@ -6,6 +6,10 @@ import { BoardApp } from "./app.js";
 const data = readJsonScript("board-data");
 const config = readJsonScript("client-config");
 const abilities = config.roles[data.role] || {};
+// The template preloads this (a <link rel="preload">): the board's JSON, drawn before the Yjs state.
+const initial = fetch(`/api/v1/boards/${encodeURIComponent(data.board.id)}/`, { credentials: "same-origin" })
+  .then((response) => (response.ok ? response.json() : null))
+  .catch(() => null);
 let app = null;
 const socket = new LiveSocket({
   onFrame: (frame) => app?.onFrame(frame),
@@ -18,6 +22,7 @@ app = new BoardApp(document.getElementById("board"), {
   canManage: Boolean(abilities.manage),
   send: (frame) => socket.send(frame),
   standalone: true,
+  initial,
 });
 window.parleyBoard = app; // for the browser tests and the console
 socket.start();

@@ -6,6 +6,7 @@ import { bounds, handlePoint, HANDLES, linePoints, shapeBox } from "./geometry.j
 
 export const SVG_NS = "http://www.w3.org/2000/svg";
 export const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+export const FAR_ZOOM = 0.3;
 export const DEFAULTS = { stroke: "#1f2937", fill: "transparent", sticky: "#fde68a", fontSize: 16, strokeWidth: 2 };
 
 export function svg(tag, attrs = {}, ...children) {
@@ -48,33 +49,46 @@ export function wrapText(text, width, fontSize) {
   return out;
 }
 
+// Elements are drawn as markup strings (every value escaped) and parsed by the browser in one go:
+// building 10,000 elements node by node costs several times more (docs/performance.md).
+const escapeMap = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+export const escapeXml = (value) => String(value).replace(/[&<>"']/g, (c) => escapeMap[c]);
+
+function tag(name, attrs, inner = null) {
+  let out = `<${name}`;
+  for (const key in attrs) {
+    const value = attrs[key];
+    if (value !== null && value !== undefined && value !== false) out += ` ${key}="${escapeXml(value)}"`;
+  }
+  return inner === null ? `${out}/>` : `${out}>${inner}</${name}>`;
+}
+
 function textBlock(element, box, { align = "middle", valign = "middle", colour }) {
   const fontSize = finite(element.fontSize, DEFAULTS.fontSize);
   const lines = wrapText(element.text, box.w - 12, fontSize);
-  if (!lines.length || (lines.length === 1 && !lines[0])) return null;
+  if (!lines.length || (lines.length === 1 && !lines[0])) return "";
   const lineHeight = fontSize * 1.25;
   const total = lines.length * lineHeight;
   const x = align === "start" ? box.x + 6 : box.x + box.w / 2;
   const top = valign === "top" ? box.y + 6 : box.y + (box.h - total) / 2;
-  const text = svg("text", {
-    x,
-    y: top,
-    "font-family": FONT,
-    "font-size": fontSize,
-    fill: colour,
-    "text-anchor": align,
-    "dominant-baseline": "hanging",
-    class: "board-text",
-  });
-  lines.forEach((line, i) => {
-    const span = svg("tspan", { x, y: top + i * lineHeight });
-    span.textContent = line || " ";
-    text.append(span);
-  });
-  return text;
+  const spans = lines.map((line, i) => tag("tspan", { x, y: top + i * lineHeight }, escapeXml(line || " "))).join("");
+  return tag(
+    "text",
+    { x, y: top, "font-family": FONT, "font-size": fontSize, fill: colour, "text-anchor": align, "dominant-baseline": "hanging", class: "board-text" },
+    spans,
+  );
 }
 
-/** The SVG of one element (a <g data-id>); `lookup(id)` finds shapes arrows attach to. */
+/** The markup of one element: a <g data-id> (`lookup(id)` finds the shapes arrows attach to). */
+export function elementMarkup(element, lookup) {
+  return tag(
+    "g",
+    { "data-id": element.id, "data-type": element.type, "data-z": String(element.z ?? ""), class: "board-el" },
+    innerMarkup(element, lookup),
+  );
+}
+
+/** The SVG node of one element. */
 export function elementNode(element, lookup) {
   const group = svg("g", { "data-id": element.id, "data-type": element.type, class: "board-el" });
   fillElementNode(group, element, lookup);
@@ -82,62 +96,65 @@ export function elementNode(element, lookup) {
 }
 
 export function fillElementNode(group, element, lookup) {
-  group.replaceChildren();
+  group.innerHTML = innerMarkup(element, lookup);
+}
+
+function innerMarkup(element, lookup) {
   const stroke = paint(element.stroke, DEFAULTS.stroke);
   const strokeWidth = finite(element.strokeWidth, DEFAULTS.strokeWidth);
   const box = shapeBox(element);
   const common = { stroke, "stroke-width": strokeWidth, "stroke-linejoin": "round" };
+  let out = "";
   switch (element.type) {
     case "rect":
     case "component":
-      group.append(svg("rect", { ...common, x: box.x, y: box.y, width: box.w, height: box.h, rx: 4, fill: paint(element.fill, DEFAULTS.fill) }));
-      if (element.type === "component" && !element.text && element.kind) group.append(textBlock({ text: element.kind }, box, { colour: stroke }));
+      out += tag("rect", { ...common, x: box.x, y: box.y, width: box.w, height: box.h, rx: 4, fill: paint(element.fill, DEFAULTS.fill) });
+      if (element.type === "component" && !element.text && element.kind) out += textBlock({ text: element.kind }, box, { colour: stroke });
       break;
     case "ellipse":
-      group.append(
-        svg("ellipse", { ...common, cx: box.x + box.w / 2, cy: box.y + box.h / 2, rx: box.w / 2, ry: box.h / 2, fill: paint(element.fill, DEFAULTS.fill) }),
-      );
+      out += tag("ellipse", { ...common, cx: box.x + box.w / 2, cy: box.y + box.h / 2, rx: box.w / 2, ry: box.h / 2, fill: paint(element.fill, DEFAULTS.fill) });
       break;
     case "diamond": {
       const cx = box.x + box.w / 2;
       const cy = box.y + box.h / 2;
       const points = `${cx},${box.y} ${box.x + box.w},${cy} ${cx},${box.y + box.h} ${box.x},${cy}`;
-      group.append(svg("polygon", { ...common, points, fill: paint(element.fill, DEFAULTS.fill) }));
+      out += tag("polygon", { ...common, points, fill: paint(element.fill, DEFAULTS.fill) });
       break;
     }
     case "sticky":
-      group.append(svg("rect", { x: box.x + 2, y: box.y + 3, width: box.w, height: box.h, fill: "#000", "fill-opacity": 0.08 }));
-      group.append(svg("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: paint(element.fill, DEFAULTS.sticky), stroke: "#d4b94a", "stroke-width": 1 }));
+      out += tag("rect", { x: box.x + 2, y: box.y + 3, width: box.w, height: box.h, fill: "#000", "fill-opacity": 0.08 });
+      out += tag("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: paint(element.fill, DEFAULTS.sticky), stroke: "#d4b94a", "stroke-width": 1 });
       break;
     case "text":
       // An invisible box makes the whole text area clickable.
-      group.append(svg("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: "transparent", class: "board-hitbox" }));
+      out += tag("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: "transparent", class: "board-hitbox" });
       break;
-    case "pen": {
-      const points = linePoints(element, lookup);
-      group.append(
-        svg("polyline", { ...common, points: pairs(points), fill: "none", "stroke-linecap": "round" }),
-      );
+    case "pen":
+      out += tag("polyline", { ...common, points: pairs(linePoints(element, lookup)), fill: "none", "stroke-linecap": "round" });
       break;
-    }
     case "arrow": {
       const points = linePoints(element, lookup);
       if (points.length >= 4) {
         const [x1, y1, x2, y2] = points;
-        group.append(svg("line", { ...common, x1, y1, x2, y2, "stroke-linecap": "round" }));
-        group.append(svg("polygon", { points: arrowHead(x1, y1, x2, y2, 8 + strokeWidth * 2), fill: stroke }));
+        out += tag("line", { ...common, x1, y1, x2, y2, "stroke-linecap": "round" });
+        out += tag("polygon", { points: arrowHead(x1, y1, x2, y2, 8 + strokeWidth * 2), fill: stroke });
       }
       break;
     }
     default:
-      group.append(svg("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: "none", stroke: "#9ca3af", "stroke-dasharray": "4 4" }));
+      out += tag("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: "none", stroke: "#9ca3af", "stroke-dasharray": "4 4" });
   }
   if (element.text && element.type !== "pen" && element.type !== "arrow") {
     const textColour = element.type === "sticky" || element.type === "text" ? paint(element.stroke, DEFAULTS.stroke) : stroke;
-    const options = element.type === "text" ? { align: "start", valign: "top", colour: textColour } : element.type === "sticky" ? { valign: "top", align: "start", colour: textColour } : { colour: textColour };
-    const text = textBlock(element, box, options);
-    if (text) group.append(text);
+    const options =
+      element.type === "text"
+        ? { align: "start", valign: "top", colour: textColour }
+        : element.type === "sticky"
+          ? { valign: "top", align: "start", colour: textColour }
+          : { colour: textColour };
+    out += textBlock(element, box, options);
   }
+  return out;
 }
 
 function pairs(points) {
@@ -179,6 +196,8 @@ export class BoardView {
 
   setView(view) {
     this.view = view;
+    // Far out, text is a few pixels high: not laying it out keeps big boards fast.
+    this.root.classList.toggle("is-far", view.zoom < FAR_ZOOM);
     this.viewport.setAttribute("transform", `matrix(${view.zoom} 0 0 ${view.zoom} ${-view.x * view.zoom} ${-view.y * view.zoom})`);
   }
 
@@ -186,17 +205,32 @@ export class BoardView {
   renderAll(source) {
     this.source = source;
     this.nodes.clear();
-    const fragment = document.createDocumentFragment();
-    for (const element of source.sorted()) {
-      const node = elementNode(element, source.lookup);
-      this.nodes.set(element.id, node);
-      fragment.append(node);
+    const layer = this.layers.elements;
+    layer.innerHTML = source.sorted().map((element) => elementMarkup(element, source.lookup)).join("");
+    for (const node of layer.children) this.nodes.set(node.dataset.id, node);
+    this.setEditing(this.hiddenText);
+  }
+
+  /** Switch to `source` keeping the nodes of elements that are the same in both (the JSON preview
+   * becoming the live document costs nothing when nothing changed in between). */
+  adopt(source) {
+    const before = this.source;
+    if (!before) {
+      this.renderAll(source);
+      return;
     }
-    this.layers.elements.replaceChildren(fragment);
+    this.source = source;
+    const changed = new Set();
+    for (const element of source.sorted()) {
+      const old = before.get(element.id);
+      if (!old || !sameElement(old, element)) changed.add(element.id);
+    }
+    for (const id of this.nodes.keys()) if (!source.has(id)) changed.add(id);
+    this.renderChanged(changed, { reorder: true });
   }
 
   /** Re-draw the elements `ids` (and arrows attached to them), and restore (z, id) order if needed. */
-  renderChanged(ids) {
+  renderChanged(ids, { reorder = false } = {}) {
     const source = this.source;
     if (!source) return;
     const redraw = new Set(ids);
@@ -228,7 +262,7 @@ export class BoardView {
       this.nodes.get(id).dataset.z = String(element.z ?? "");
       this.nodes.get(id).classList.toggle("is-editing", this.hiddenText === id);
     }
-    if (orderChanged) this.#reorder();
+    if (orderChanged || reorder) this.#reorder();
   }
 
   #reorder() {
@@ -334,6 +368,13 @@ export class BoardView {
     for (const pin of pins) badges.push(bubble(pin.x, pin.y, pin.count, { "data-comment-thread": pin.id }));
     this.layers.badges.replaceChildren(...badges);
   }
+}
+
+/** Whether two renderings of an element have the same properties (whatever their key order). */
+export function sameElement(a, b) {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const key of keys) if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) return false;
+  return true;
 }
 
 /** A colour from someone else's awareness state, or grey if it is not a plain colour. */

@@ -139,6 +139,7 @@ export class BoardSync {
 
   /** The socket is (again) ready: join the board with what we have. */
   connected() {
+    performance.mark("parley-board-join");
     this.joined = false;
     const stateVector = toBase64(this.boardDoc.stateVector());
     this.sendFrame({ type: "board.join", board: this.board, state_vector: stateVector });
@@ -198,7 +199,9 @@ export class BoardSync {
   }
 
   #onState(frame) {
+    performance.mark("parley-board-state");
     this.boardDoc.applyRemote(fromBase64(frame.update));
+    performance.mark("parley-board-applied");
     this.tracker.reach(frame.sequence);
     this.syncing = false;
     const first = !this.joined;
