@@ -398,3 +398,88 @@ def test_boards_in_the_room_page_and_the_split_view(start_server, chromium, make
     expect(ben_page.locator(f'[data-id="{shape}"]')).to_be_attached()
     converge(ann_page, ben_page)
     assert errors == []
+
+
+def test_the_tools_on_one_board(start_server, chromium, make_user):
+    """Connectors follow their shapes, resize, shift-click and box selection, duplicate, z-order,
+    delete, pen, text, keyboard shortcuts, zoom and fit; and follow mode from a second page."""
+    ann, (ben,), room, board = people_and_board(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_board(page, ann, room, board)
+    open_board(ben_page, ben, room, board)
+    fixed_view(page, ben_page)
+    left = draw(page, "rect", (100, 100), (200, 200))
+    right = draw(page, "diamond", (400, 100), (500, 200))
+    arrow = draw(page, "arrow", (150, 150), (450, 150))
+    connector = {element["id"]: element for element in elements(page)}[arrow]
+    assert (connector["from"], connector["to"]) == (left, right)
+    line = page.locator(f'[data-id="{arrow}"] line')
+    expect(line).to_have_attribute("x1", "200")
+    expect(line).to_have_attribute("x2", "400")
+    # Moving a shape drags the arrow's end along (here and on the other page).
+    drag(page, (450, 150), (450, 350))
+    expect(line).not_to_have_attribute("y2", "150")
+    expect(ben_page.locator(f'[data-id="{arrow}"] line')).to_have_attribute("y2", line.get_attribute("y2"))
+
+    # Resize the rectangle by its bottom-right handle.
+    page.locator("[data-stage]").click(position={"x": 150, "y": 150})
+    handle = page.locator('[data-handle="se"]')
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 104, box["y"] + 54, steps=5)
+    page.mouse.up()
+    resized = {element["id"]: element for element in elements(page)}[left]
+    assert abs(resized["w"] - 200) <= 1 and abs(resized["h"] - 150) <= 1, resized
+
+    # Shift-click adds to the selection; a box selects what it encloses.
+    page.locator("[data-stage]").click(position={"x": 150, "y": 150})
+    page.locator("[data-stage]").click(position={"x": 450, "y": 350}, modifiers=["Shift"])
+    expect(page.locator(".board")).to_have_attribute("data-selection", f"{left},{right}")
+    drag(page, (50, 50), (700, 500))
+    assert set(page.locator(".board").get_attribute("data-selection").split(",")) == {left, right, arrow}
+
+    # Duplicate (Ctrl+D) copies all three, the copied arrow joining the copies; Delete removes them.
+    page.keyboard.press("Control+d")
+    page.wait_for_function("() => window.parleyBoard.doc.size === 6")
+    copies = [element for element in elements(page) if element["id"] not in {left, right, arrow}]
+    copied_arrow = next(element for element in copies if element["type"] == "arrow")
+    assert {copied_arrow["from"], copied_arrow["to"]} <= {element["id"] for element in copies}
+    page.keyboard.press("Delete")
+    page.wait_for_function("() => window.parleyBoard.doc.size === 3")
+
+    # Z-order: the rectangle to the front, then to the back.
+    page.locator("[data-stage]").click(position={"x": 150, "y": 150})
+    page.keyboard.press("Control+]")
+    assert elements(page)[-1]["id"] == left
+    page.get_by_role("button", name="Send to back").click()
+    assert elements(page)[0]["id"] == left
+
+    # Pen (P) and text (T, typed in place).
+    page.keyboard.press("p")
+    drag(page, (600, 400), (700, 450), steps=10)
+    pen = next(element for element in elements(page) if element["type"] == "pen")
+    assert len(pen["points"]) >= 6
+    page.keyboard.press("t")
+    page.locator("[data-stage]").click(position={"x": 100, "y": 450})
+    page.keyboard.type("Hello board")
+    page.keyboard.press("Escape")
+    text = next(element for element in elements(page) if element["type"] == "text")
+    assert text["text"] == "Hello board"
+    expect(ben_page.locator(f'[data-id="{text["id"]}"] text')).to_have_text("Hello board")
+
+    # Follow mode: Ben follows Ann; Ann zooms in and Ben's view goes with her.
+    ben_page.locator(f'button[data-peer-user="{ann.pk}"]').click()
+    expect(ben_page.locator("[data-following]")).to_have_text(f"Following {ann.username}")
+    page.locator("[data-stage]").focus()
+    page.keyboard.press("+")
+    expect(page.locator("[data-zoom]")).to_have_text("125%")
+    expect(ben_page.locator("[data-zoom]")).to_have_text("125%")
+    page.keyboard.press("Shift+!")  # fit to content
+    expect(page.locator("[data-zoom]")).not_to_have_text("125%")
+    expect(ben_page.locator("[data-zoom]")).to_have_text(page.locator("[data-zoom]").inner_text())
+    converge(page, ben_page)
+    assert errors == []

@@ -640,7 +640,8 @@ export class BoardApp {
       const id = this.doc.add({ type: "text", x: p.x, y: p.y - h / 2, w, h, text: "", fontSize: DEFAULTS.fontSize, ...style });
       this.setSelection([id]);
       this.setTool("select");
-      this.startEditing(id, { created: true });
+      // The editor opens on pointerup: the press would move the focus back to the stage.
+      this.gesture = { kind: "text", id };
     } else {
       const fill = tool === "sticky" ? DEFAULTS.sticky : this.fill;
       const id = this.doc.add({ type: tool, x: p.x, y: p.y, w: 0, h: 0, text: "", fontSize: DEFAULTS.fontSize, ...style, fill });
@@ -782,6 +783,9 @@ export class BoardApp {
       }
       case "pen":
         this.setSelection([]);
+        break;
+      case "text":
+        this.startEditing(gesture.id, { created: true });
         break;
       case "move":
       case "resize":
