@@ -768,6 +768,10 @@ class Simulation:
             fl.born[ids[done]] = t[done]
             fl.guard[ids] = -1
         # Failures at departure (error rates).
+        if kind != "queue":
+            # A guard whose timeout passes before this component answers gives up at its deadline (and may
+            # retry); the abandoned flow still goes on (its work is wasted).
+            self._timeouts(ids, dep)
         rate = comp.error_rate
         if kind in ("object_storage", "external_api"):
             rate = 1.0 - (1.0 - rate) * (1.0 - float(p["error_rate"]))
@@ -788,19 +792,16 @@ class Simulation:
             hit = ~write & (rng.random(len(ids)) < hit_ratio)
             if hit.any():
                 comp.hits += int(hit.sum())
-                late = self._timeouts(ids[hit], dep[hit])
-                self._complete(ids[hit][~late], dep[hit][~late])
+                self._complete(ids[hit], dep[hit])
                 ids, dep = ids[~hit], dep[~hit]
         if not len(ids):
             return
-        late = self._timeouts(ids, dep)
         if kind == "service" and (float(p["timeout_ms"]) > 0 or int(p["retries"]) > 0):
             fresh = ~fl.dead[ids]
             guarded = ids[fresh]
             fl.guard[guarded] = comp.idx
             fl.call[guarded] = dep[fresh]
             fl.attempt[guarded] = 0
-        del late
         self._route_out(comp, ids, dep)
 
     def _complete_producer(self, ids: np.ndarray, t: np.ndarray) -> None:
@@ -852,10 +853,10 @@ class Simulation:
                 )
                 * comp.slow
             )
+            # Kills take the replicas first, then the primary.
             replicas = len(comp.nodes) - 1
-            alive = max(0, 1 + int(p["read_replicas"]) - comp.killed)
-            up_replicas = min(replicas, alive)
-            primary_up = alive > replicas
+            up_replicas = max(0, replicas - comp.killed)
+            primary_up = comp.killed <= replicas
             node_of = np.zeros(n, np.int64)
             reads = np.flatnonzero(~write)
             if up_replicas and p["reads_from_replicas"] and len(reads):
@@ -936,15 +937,19 @@ class Simulation:
 
     # ----------------------------------------------------------------- reporting
 
-    def _occupancy(self, comp: _Comp, upto: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(number in system, number in service, number waiting) at the grid points up to index `upto`."""
+    def _occupancy(self, comp: _Comp, upto: int, since: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(number in system, number in service, number waiting) at the grid points since..upto."""
         g = comp.grid
         assert g is not None
-        in_sys = np.cumsum(g.arr[:upto]) - np.cumsum(g.dep[:upto])
-        started = np.cumsum(g.start[:upto])
-        in_svc = started - np.cumsum(g.end[:upto])
-        waiting = np.cumsum(g.arr[:upto]) - started
-        return in_sys, in_svc, waiting
+        w = slice(since, upto)
+        arr, dep, start, end = (np.cumsum(x[w]) for x in (g.arr, g.dep, g.start, g.end))
+        if since:
+            base = slice(0, since)
+            arr += g.arr[base].sum()
+            dep += g.dep[base].sum()
+            start += g.start[base].sum()
+            end += g.end[base].sum()
+        return arr - dep, start - end, arr - start
 
     def snapshot(self) -> Snapshot:
         """Figures over the interval since the previous snapshot (and running totals)."""
@@ -966,8 +971,8 @@ class Simulation:
                 "instances": comp.instances,
             }
             if comp.kind != "client":
-                in_sys, in_svc, waiting = self._occupancy(comp, hi_i)
-                window = slice(lo_i, hi_i)
+                in_sys, in_svc, waiting = self._occupancy(comp, hi_i, lo_i)
+                window = slice(0, hi_i - lo_i)
                 servers = sum(n.servers for n in comp.nodes) if comp.nodes else 0
                 entry["in_system"] = _r(float(in_sys[window].mean()) if hi_i > lo_i else 0.0)
                 if comp.kind in QUEUEING_KINDS:

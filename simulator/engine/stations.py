@@ -83,6 +83,8 @@ class FifoStation:
             d, s = lindley(arrivals, services, self.free[0])
             self.free = [float(d[-1])]
             return d, s
+        if c == 1:
+            return self._serve_one(arrivals, services, dep, start)
         i = 0
         chunk = 16  # requests for the heap recursion when a vectorised attempt stops early
         block = 256  # arrivals per vectorised attempt: doubles while whole blocks pass, shrinks when they do not
@@ -119,6 +121,39 @@ class FifoStation:
             end = self._loop(arrivals, services, dep, start, i, m)
             chunk = min(chunk * 2, 4096) if end == m else 16
             i = end
+        return dep, start
+
+    def _serve_one(
+        self, arrivals: FloatArray, services: FloatArray, dep: FloatArray, start: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """One server with a bounded waiting room: the Lindley scan, accepted up to the first arrival that finds
+        the room full (the queue length an arrival sees is the number of earlier starts after it: starts never
+        decrease, so searchsorted counts them); the heap recursion takes that stretch, then the scan resumes."""
+        n = len(arrivals)
+        limit = self.limit
+        i = 0
+        block = 256
+        while i < n:
+            j = min(n, i + block)
+            a = arrivals[i:j]
+            d, s = lindley(a, services[i:j], self.free[0])
+            carried = np.asarray(self.waiting, dtype=np.float64)
+            queued = len(carried) - np.searchsorted(carried, a, side="right")
+            queued += np.maximum(np.arange(len(a)) - np.searchsorted(s, a, side="right"), 0)
+            bad = np.flatnonzero(queued >= limit)
+            k = int(bad[0]) if len(bad) else len(a)
+            if k:
+                dep[i : i + k] = d[:k]
+                start[i : i + k] = s[:k]
+                self.free = [float(d[k - 1])]
+                both = np.concatenate((carried, s[:k]))
+                self.waiting = deque(both[both > a[k - 1]].tolist())
+                i += k
+            if k == len(a):
+                block = min(2 * block, LOOKAHEAD)
+                continue
+            block = max(64, 2 * k)
+            i = self._loop(arrivals, services, dep, start, i, min(n, i + 64))
         return dep, start
 
     def _loop(
