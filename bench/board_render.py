@@ -73,15 +73,15 @@ def seed() -> tuple[str, str, str]:
     return user.username, str(room.pk), str(board.pk)
 
 
-RENDERED = "() => performance.getEntriesByName('parley-board-rendered').length"
-PHASES = ("dom_ms", "json_start_ms", "json_end_ms", "join_ms", "state_ms", "applied_ms")
+RENDERED = "() => performance.getEntriesByName('parley-board-live').length"
+PHASES = ("dom_ms", "json_start_ms", "json_end_ms", "join_ms", "state_ms", "applied_ms", "live_ms")
 MEASURE = """() => {
     const mark = performance.getEntriesByName("parley-board-rendered")[0];
     const at = (name) => Math.round(performance.getEntriesByName(name)[0]?.startTime ?? -1);
     const json = performance.getEntriesByType("resource").find((r) => r.name.includes("/api/v1/boards/"));
     return {rendered_ms: mark.startTime, elements: mark.detail.elements,
             join_ms: at("parley-board-join"), state_ms: at("parley-board-state"),
-            applied_ms: at("parley-board-applied"),
+            applied_ms: at("parley-board-applied"), live_ms: at("parley-board-live"),
             dom_ms: Math.round(performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd),
             json_start_ms: Math.round(json?.requestStart ?? -1), json_end_ms: Math.round(json?.responseEnd ?? -1),
             nodes: document.querySelectorAll(".board-elements > g").length};

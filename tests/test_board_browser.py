@@ -162,10 +162,11 @@ def test_two_people_draw_move_and_edit_the_same_element_at_once(start_server, ch
     for page in (ann_page, ben_page):
         expect(page.locator(f'[data-id="{rect}"] text')).to_have_text("shared")
 
-    # Both see the other's cursor with their name, and the other's selection outlined.
+    # Both see the other's cursor with their name, the other's selection outlined, their avatar.
     ben_page.mouse.move(stage_box(ben_page)["x"] + 600, stage_box(ben_page)["y"] + 300)
     expect(ann_page.locator(f'.peer-cursor[data-name="{ben.username}"]')).to_be_attached()
     expect(ann_page.locator(f'[data-peer-user="{ben.pk}"]')).to_be_visible()
+    expect(ben_page.locator(".peer-selection")).to_have_count(1)  # Ann's rectangle is selected
     assert errors == []
 
 

@@ -261,6 +261,7 @@ export class BoardApp {
       this.firstJoin = false;
       this.#frame(); // draw the document now, not on the next animation frame
       if (!this.firstRendered) this.#firstRender();
+      performance.mark("parley-board-live"); // the live document is on screen and editable
       this.container.dataset.live = "true";
       this.comments.load();
     } else this.comments.load();
