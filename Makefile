@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock check-lock run createsuperuser test test-faults lint bench-load bench-awareness bench-archive bench-board
+.PHONY: help install lock check-lock run createsuperuser test test-faults lint bench-load bench-awareness bench-archive bench-board bench-sim
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, uvicorn, Celery) on http://127.0.0.1:8000/"
@@ -19,6 +19,7 @@ help:
 	@echo "make install create .venv and install requirements-dev.lock (every dependency pinned)"
 	@echo "make lock    recompile requirements.lock and requirements-dev.lock after editing requirements*.txt"
 	@echo "make bench-load  the load benchmark (ARGS=\"--scenario chat --rate 2000\", ...); docs/performance.md"
+	@echo "make bench-sim   the simulator engine benchmark (no database; ARGS=\"--rate 10000 --seconds 60\"); docs/performance.md"
 	@echo "make bench-board the boards benchmark (ARGS=\"--scenario editors\", ...); docs/performance.md"
 
 install: $(VENV)/.installed
@@ -111,6 +112,11 @@ bench-awareness: $(VENV)/.installed
 
 bench-archive: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python bench/archive.py
+
+# The simulator engine alone (bench/sim.py): CPU time of a 60-second run of a 10-component design at
+# 10,000 requests/s and request-events per second; pure Python + numpy, no PostgreSQL or Redis.
+bench-sim: $(VENV)/.installed
+	$(VENV)/bin/python bench/sim.py $(ARGS)
 
 # Boards (bench/board.py): 50 editors on one board, 1,000 boards x 5 editors, compaction of a
 # 100,000-update board, JSON export of 10,000 elements; PostgreSQL durable (BENCH_STACK=bench).

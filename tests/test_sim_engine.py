@@ -184,6 +184,17 @@ def test_results_and_snapshots_have_what_the_ui_needs() -> None:
     assert len(ts["throughput_rps"]) == len(ts["p99_ms"]) == 5
     assert len(ts["components"]["db"]["utilisation"]) == 5
     assert res["cost"]["run"] > 0 and res["cost"]["per_month"] > 0
+    # Traffic per connector (the canvas animates flow along them): every request takes users → lb → api;
+    # reads go to the cache, 20 % of them on to the database, writes straight there.
+    conns = res["connectors"]
+    assert conns["users-lb"]["flows"] == e2e["requests"]
+    assert conns["lb-api"]["flows"] == e2e["requests"]
+    reads = conns["api-cache"]["flows"]
+    assert close(reads / e2e["requests"], 0.9, 0.02)
+    assert close(conns["cache-db"]["flows"] / reads, 0.2, 0.1)
+    assert close(conns["api-db"]["flows"] / e2e["requests"], 0.1, 0.15)
+    assert sum(ts["connectors"]["users-lb"]) == e2e["requests"]
+    assert snaps[-1]["connectors"]["lb-api"]["rps"] > 900
 
 
 # ----------------------------------------------------------------------------- failures
@@ -540,3 +551,14 @@ def test_templates_validate_clean_and_run(template: dict[str, Any]) -> None:
     res = run(d, seed=1, duration_s=5)
     assert res["end_to_end"]["success_rate"] > 0.95
     assert res["bottleneck"]["component_id"] is not None
+
+
+def test_bench_design_validates_and_runs_small() -> None:
+    """bench/sim.py's 10-component design (make bench-sim), at a smoke size."""
+    from bench.sim import mm1, ten_components
+
+    d = ten_components(1000)
+    assert validate(d) == [] and len(d.components) == 10
+    res = run(d, seed=1, duration_s=3)
+    assert res["end_to_end"]["success_rate"] > 0.99 and res["meta"]["events"] > 3 * res["end_to_end"]["requests"]
+    assert validate(mm1(1000)) == []

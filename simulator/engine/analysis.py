@@ -147,7 +147,7 @@ def capacities(design: Design) -> list[Capacity]:
         if c.kind == "service":
             n, k, ms = int(p("instances")), int(p("concurrency")), float(p("service_ms"))
             cap = n * k / (ms / 1000)
-            detail = f"{n} instances × {k} concurrent / {ms:g} ms"
+            detail = f"{n} instance{'s' if n != 1 else ''} × {k} concurrent / {ms:g} ms"
             advice = f"add instances (each adds {k / (ms / 1000):,.0f} rps) or enable autoscaling"
             if p("autoscale"):
                 mx = int(p("max_instances"))

@@ -199,12 +199,14 @@ class Snapshot:
     end_to_end: dict[str, Any]
     totals: dict[str, Any]
     faults: list[dict[str, Any]]
+    connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "t": _r(self.t),
             "interval_s": _r(self.interval_s),
             "components": self.components,
+            "connectors": self.connectors,
             "end_to_end": self.end_to_end,
             "totals": self.totals,
             "faults": self.faults,
@@ -222,11 +224,13 @@ class Results:
     headroom: list[dict[str, Any]]
     cost: dict[str, Any]
     faults: list[dict[str, Any]]
+    connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "meta": self.meta,
             "components": self.components,
+            "connectors": self.connectors,
             "end_to_end": self.end_to_end,
             "jobs": self.jobs,
             "time_series": self.time_series,
@@ -308,17 +312,27 @@ class Simulation:
     # ----------------------------------------------------------------- set-up
 
     def _routing(self, design: Design) -> None:
-        table = analysis.routing(design)
-        self._route: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
+        # For each component and class: the eligible connectors (as analysis.routing picks them), their
+        # targets and cumulative probabilities.
+        self._route: list[dict[str, tuple[np.ndarray, np.ndarray, list[int]]]] = []
+        self.conn_ids = [k.id for k in design.connectors]
+        self.conn_flows = np.zeros(len(design.connectors), np.int64)
+        self.conn_sec = np.zeros((len(design.connectors), self._nsec))
+        self._conn_at_snapshot = np.zeros(len(design.connectors), np.int64)
         for comp in self.comps:
             entry = {}
             for cls in ("read", "write"):
-                pairs = table[comp.id][cls]
-                targets = np.array([self.by_id[t].idx for t, _ in pairs], np.int64)
-                cum = np.cumsum([p for _, p in pairs]) if pairs else np.zeros(0)
+                eligible = [
+                    (j, k)
+                    for j, k in enumerate(design.connectors)
+                    if k.source == comp.id and k.route in ("any", "miss", cls) and float(k.weight) > 0
+                ]
+                total = sum(float(k.weight) for _, k in eligible)
+                targets = np.array([self.by_id[k.target].idx for _, k in eligible], np.int64)
+                cum = np.cumsum([float(k.weight) / total for _, k in eligible]) if eligible else np.zeros(0)
                 if len(cum):
                     cum[-1] = 1.0
-                entry[cls] = (targets, cum)
+                entry[cls] = (targets, cum, [j for j, _ in eligible])
             self._route.append(entry)
         # A service behind a round-robin load balancer keeps one queue per instance; otherwise one shared
         # queue (least connections behaves close to it).
@@ -554,11 +568,13 @@ class Simulation:
             if not mask.any():
                 continue
             sid, st = ids[mask], t[mask]
-            targets, cum = routes[cls]
+            targets, cum, conns = routes[cls]
             if len(targets) == 0:
                 self._complete(sid, st)
             elif len(targets) == 1:
                 self.comps[int(targets[0])].inbox.append((sid, st))
+                self.conn_flows[conns[0]] += len(sid)
+                self._per_second(self.conn_sec[conns[0]], st)
             else:
                 pick = np.searchsorted(cum, comp.rng.random(len(sid)), side="right")
                 pick = np.minimum(pick, len(targets) - 1)
@@ -566,6 +582,8 @@ class Simulation:
                     sel = pick == j
                     if sel.any():
                         self.comps[int(target)].inbox.append((sid[sel], st[sel]))
+                        self.conn_flows[conns[j]] += int(np.count_nonzero(sel))
+                        self._per_second(self.conn_sec[conns[j]], st[sel])
 
     # ----------------------------------------------------------------- stepping
 
@@ -1006,7 +1024,10 @@ class Simulation:
             "events": int(self.visits),
         }
         active = [f.to_json() for f in self.faults if f.active(t - 1e-9)]
-        return Snapshot(t, dt, comps, e2e, totals, active)
+        flows = self.conn_flows - self._conn_at_snapshot
+        self._conn_at_snapshot = self.conn_flows.copy()
+        conns = {cid: {"rps": _r(int(n) / dt)} for cid, n in zip(self.conn_ids, flows, strict=True)}
+        return Snapshot(t, dt, comps, e2e, totals, active, conns)
 
     def results(self) -> Results:
         return _results(self)
@@ -1218,8 +1239,21 @@ def _results(sim: Simulation) -> Results:
         "grid_points_per_second": pps,
         "engine": "simulator.engine 1",
     }
+    connectors = {
+        cid: {"flows": int(n), "rps": _r(int(n) / T)} for cid, n in zip(sim.conn_ids, sim.conn_flows, strict=True)
+    }
+    time_series["connectors"] = {cid: [int(x) for x in sim.conn_sec[j][:nsec]] for j, cid in enumerate(sim.conn_ids)}
     return Results(
-        meta, comps_out, e2e, jobs, time_series, bottleneck, headroom, cost, [f.to_json() for f in sim.faults]
+        meta,
+        comps_out,
+        e2e,
+        jobs,
+        time_series,
+        bottleneck,
+        headroom,
+        cost,
+        [f.to_json() for f in sim.faults],
+        connectors,
     )
 
 
