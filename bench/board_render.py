@@ -6,11 +6,19 @@ Makes a board of ELEMENTS elements (rectangles, ellipses, sticky notes with text
 neighbours: a mix like a real board) through boards.services in updates of 1,000 elements
 each, starts one server (uvicorn, as the browser tests do, DEBUG off), signs in with headless
 Chromium (Debian's, like the browser tests) and opens the board page RUNS times in a fresh page.
-The figure is the page's own mark `parley-board-rendered` (static/js/board/app.js: the document
-from board.state applied, every element drawn as SVG and the view fitted), read as its startTime:
-milliseconds from the navigation's start, so it includes the HTML, the modules, the socket's
-connection and session.ready, board.join and the whole state. Also reported: the encoded state's
-size and when the socket's board.state arrived. Prints a table and writes bench/results/board_render.json.
+Figures, each read from the page's own performance marks (static/js/board/app.js) as
+milliseconds from the navigation's start (so they include the HTML, the modules, the socket's
+connection and the requests):
+- rendered_ms (`parley-board-rendered`): every element drawn as SVG and the view fitted. The
+  page draws the board's JSON (GET /api/v1/boards/{id}/, preloaded by the template) as soon as it
+  arrives, before the Yjs state does; painted_ms (`parley-board-painted`): the same, once the
+  browser has laid it out and painted it (the task after the next animation frame): the figure
+  to hold against the 1 s target;
+- live_ms (`parley-board-live`): board.state applied to the Y.Doc and adopted on screen (editable);
+- phases: DOMContentLoaded, the JSON request's start and end, board.join sent, board.state
+  received and applied.
+The first run warms caches and is reported apart. Prints the figures and writes
+bench/results/board_render.json.
 """
 
 import json
@@ -74,7 +82,7 @@ def seed() -> tuple[str, str, str]:
 
 
 RENDERED = "() => performance.getEntriesByName('parley-board-live').length"
-PHASES = ("dom_ms", "json_start_ms", "json_end_ms", "join_ms", "state_ms", "applied_ms", "live_ms")
+PHASES = ("painted_ms", "dom_ms", "json_start_ms", "json_end_ms", "join_ms", "state_ms", "applied_ms", "live_ms")
 MEASURE = """() => {
     const mark = performance.getEntriesByName("parley-board-rendered")[0];
     const at = (name) => Math.round(performance.getEntriesByName(name)[0]?.startTime ?? -1);
@@ -82,6 +90,7 @@ MEASURE = """() => {
     return {rendered_ms: mark.startTime, elements: mark.detail.elements,
             join_ms: at("parley-board-join"), state_ms: at("parley-board-state"),
             applied_ms: at("parley-board-applied"), live_ms: at("parley-board-live"),
+            painted_ms: at("parley-board-painted"),
             dom_ms: Math.round(performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd),
             json_start_ms: Math.round(json?.requestStart ?? -1), json_end_ms: Math.round(json?.responseEnd ?? -1),
             nodes: document.querySelectorAll(".board-elements > g").length};
@@ -124,14 +133,16 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=15)
     cold, warm = runs[0], runs[1:]
-    times = [run["rendered_ms"] for run in warm]
+    times = [run["painted_ms"] for run in warm]
     figures = {
         "elements": ELEMENTS,
         "runs": len(warm),
-        "first_run_ms": round(cold["rendered_ms"], 1),
-        "median_ms": round(statistics.median(times), 1),
-        "min_ms": round(min(times), 1),
-        "max_ms": round(max(times), 1),
+        "first_run_painted_ms": round(cold["painted_ms"], 1),
+        "painted_median_ms": round(statistics.median(times), 1),
+        "rendered_median_ms": round(statistics.median(run["rendered_ms"] for run in warm), 1),
+        "painted_min_ms": round(min(times), 1),
+        "painted_max_ms": round(max(times), 1),
+        "load_average": os.getloadavg()[0],
         "svg_nodes": warm[-1]["nodes"],
         "phases_ms": {key: round(statistics.median(run[key] for run in warm)) for key in PHASES},
     }

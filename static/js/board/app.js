@@ -211,12 +211,26 @@ export class BoardApp {
     this.replay = new Replay(q("[data-replay]"), { board: board.id, app: this });
     this.firstJoin = true;
     this.firstRendered = false;
-    // The board's JSON, fetched while the page loads: drawn at once, before the Yjs state arrives.
-    initial?.then((data) => {
-      if (!data || this.sync.joined || this.firstRendered || !Array.isArray(data.elements)) return;
-      this.view.renderAll(new StaticBoard(data.elements));
-      this.#firstRender();
-    });
+    // The board's JSON, fetched while the page loads, is drawn first; the socket's board frames
+    // (board.state: a large board's Y.Doc takes longer to load than its JSON to draw) wait until
+    // it is on screen and painted.
+    this.held = initial ? [] : null;
+    initial
+      ?.then((data) => {
+        if (!data || this.firstRendered || !Array.isArray(data.elements)) return;
+        this.view.renderAll(new StaticBoard(data.elements));
+        this.#firstRender();
+      })
+      .catch((error) => console.warn("Parley: board preview", error))
+      .finally(() =>
+        requestAnimationFrame(() =>
+          setTimeout(() => {
+            const held = this.held || [];
+            this.held = null;
+            for (const frame of held) this.onFrame(frame);
+          }, 0),
+        ),
+      );
     this.#bind();
     this.#paintConnection();
   }
@@ -225,6 +239,10 @@ export class BoardApp {
 
   /** Every frame of the page's socket. */
   onFrame(frame) {
+    if (this.held && frame.type.startsWith("board.")) {
+      this.held.push(frame);
+      return;
+    }
     if (frame.type === "session.ready") {
       this.sync.connected();
       return;
@@ -237,6 +255,7 @@ export class BoardApp {
   /** live.js's connection states. */
   onSocketState(state) {
     this.socketState = state;
+    if (this.held && state !== "connected") this.held = []; // answers on a socket that is gone
     if (state !== "connected") this.sync.disconnected();
     this.#paintConnection();
   }
@@ -254,6 +273,8 @@ export class BoardApp {
     const size = this.view.source.size;
     performance.mark("parley-board-rendered", { detail: { elements: size } });
     this.container.dataset.rendered = String(size);
+    // ...and once the browser has laid it out and painted it (the next frame's task).
+    requestAnimationFrame(() => setTimeout(() => performance.mark("parley-board-painted"), 0));
   }
 
   #joined() {
