@@ -3,7 +3,7 @@ REST API (docs/protocol.md, Boards); the page only hands static/js/board/page.js
 reader and their role in the room."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
@@ -15,7 +15,7 @@ from rooms.payloads import user_payload
 
 @require_GET
 @login_required
-def board_page(request: HttpRequest, room_id, board_id) -> HttpResponse:
+def board_page(request, room_id, board_id) -> HttpResponse:
     try:
         room, membership = selectors.room_get_visible(room_id=room_id, user=request.user)
     except NotFound:
