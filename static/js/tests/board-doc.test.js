@@ -199,3 +199,37 @@ test("board sync: offline edits are queued, resent on reconnect, applied once; a
   ann.sync.leave();
   ben.sync.leave();
 });
+
+test("board sync: a lost board.update is noticed by the next number and fetched with board.sync", async () => {
+  const server = new FakeServer();
+  const make = (name, user) => {
+    const doc = new BoardDoc({ user });
+    const sync = new BoardSync({ board: "b", boardDoc: doc, send: (frame) => server.frame(name, frame), me: { id: user } });
+    server.add(name, sync);
+    return { doc, sync };
+  };
+  const ann = make("ann", 1);
+  const ben = make("ben", 2);
+  ann.sync.connected();
+  ben.sync.connected();
+  await settle();
+  // The network loses the first update on its way to Ben.
+  const deliver = ben.sync.onFrame.bind(ben.sync);
+  let dropped = 0;
+  ben.sync.onFrame = (frame) => (frame.type === "board.update" && !dropped++ ? true : deliver(frame));
+  const first = ann.doc.add({ type: "rect", x: 0, y: 0, w: 10, h: 10 });
+  await flushAll([ann.sync]);
+  assertEqual([dropped, ben.doc.has(first)], [1, false], "lost");
+  const second = ann.doc.add({ type: "ellipse", x: 0, y: 0, w: 10, h: 10 });
+  await flushAll([ann.sync]);
+  assert(ben.sync.tracker.hasGap, "number 2 without 1 is a gap");
+  const sent = [];
+  const send = ben.sync.sendFrame;
+  ben.sync.sendFrame = (frame) => (sent.push(frame.type), send(frame));
+  for (let i = 0; i < 100 && !ben.doc.has(first); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert(sent.includes("board.sync"), "Ben asked for what he missed");
+  assertEqual([ben.doc.has(first), ben.doc.has(second), ben.sync.sequence, ben.sync.tracker.hasGap], [true, true, 2, false], "filled");
+  assertEqual(ann.doc.toJSON(), ben.doc.toJSON(), "the same board");
+  ann.sync.leave();
+  ben.sync.leave();
+});
