@@ -291,7 +291,8 @@ class Simulation:
         self._routing(design)
         self._build_stations(design)
         expected = sum(analysis.peak_rate(c) for c in design.components if c.kind == "client") * self.duration
-        cap = int(min(expected * 1.3 + 1024, max_requests + 1024 if max_requests else math.inf))
+        # Arrays start at the expected size (at most 2**20) and double as needed: about 100 bytes per request.
+        cap = int(min(expected * 1.3 + 1024, max_requests + 1024 if max_requests else math.inf, 1 << 20))
         self.flows = _Flows(cap)
         self.reqs = _Requests(cap)
         self.e2e = LogHistogram()
@@ -880,6 +881,7 @@ class Simulation:
             if up_replicas and p["reads_from_replicas"] and len(reads):
                 node_of[reads] = 1 + (comp.rr_counter + np.arange(len(reads))) % up_replicas
                 comp.rr_counter += len(reads)
+                comp.hits += len(reads)  # for a database: reads served by a replica
             if not primary_up:
                 down = node_of == 0
                 if down.any():
@@ -1103,6 +1105,10 @@ def _results(sim: Simulation) -> Results:
         )
         if comp.kind in CACHING_KINDS:
             entry["hits"] = comp.hits
+        if comp.kind == "database":
+            # Reads served by a replica see data up to the replication lag old.
+            entry["replica_reads"] = comp.hits
+            entry["replication_lag_ms"] = float(comp.p["replication_lag_ms"]) if int(comp.p["read_replicas"]) else 0.0
         util_series: list[float | None] = [None] * nsec
         queue_series: list[float | None] = [None] * nsec
         offered_series: list[float | None] = [None] * nsec
