@@ -18,6 +18,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from messaging.params import validated
 from messaging.selectors import unread_counts
 from rooms import selectors, services
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
@@ -160,6 +161,11 @@ class MemberList(TypedDict):
     results: list[MemberPayload]
 
 
+class RoomListParams(serializers.Serializer):
+    # A boolean (1/0, true/false, ...): anything else is `invalid`, not quietly "my rooms".
+    discover = serializers.BooleanField(default=False, help_text="List public rooms I have not joined")
+
+
 class RoomListApi(APIView):
     """GET: my rooms (`?discover=1`: public rooms I have not joined). POST: create a room."""
 
@@ -173,11 +179,11 @@ class RoomListApi(APIView):
 
     @extend_schema(
         operation_id="rooms_list",
-        parameters=[OpenApiParameter("discover", bool, description="List public rooms I have not joined")],
-        responses=documented(RoomList),
+        parameters=[RoomListParams],
+        responses=documented(RoomList, 400),
     )
     def get(self, request):
-        if request.query_params.get("discover") in ("1", "true"):
+        if validated(RoomListParams, request.query_params)["discover"]:
             rooms = [room_list_entry(room) for room in selectors.room_list_public(user=request.user)[:200]]
         else:
             unread = unread_counts(user_id=request.user.pk)

@@ -1,4 +1,5 @@
-"""The OpenAPI schema at /api/v1/schema/ tells the truth about every response the API gives.
+"""The OpenAPI schema at /api/v1/schema/ tells the truth about every response the API gives, and
+the API refuses what the schema does not allow with a JSON error, never a 5xx.
 
 Schemathesis generates schema-valid requests for every documented operation and sends them, in
 process (Django's WSGI handler, inside the test's transaction), as a user who has rooms, members
@@ -6,6 +7,11 @@ and messages; path parameters are mostly the ids of that user's real rooms, mess
 so the success paths are reached, not only the 404s. Each response must have a documented status,
 no 5xx, and a body that validates against the schema and has no property the schema leaves out.
 Bounded and seeded: the same requests every run. (A full fuzzing pass is a separate job.)
+
+Negative testing (issue 12): schemathesis' negative mode makes requests the schema forbids (wrong
+types, missing or extra fields, out-of-range numbers, malformed ids, bodies that are not objects)
+for every operation; each must be answered without a 5xx, and every error as the API's one error
+body, `{"error": {"code", "message", ...}}` in JSON (core.api).
 """
 
 import re
@@ -23,6 +29,7 @@ from hypothesis import strategies as st
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from schemathesis.checks import (
     content_type_conformance,
+    negative_data_rejection,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
@@ -53,6 +60,22 @@ CONFIG = schemathesis.Config.from_dict(
 )
 
 schema = schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application(), config=CONFIG)
+
+NEGATIVE_EXAMPLES = 6  # per operation
+NEGATIVE_CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": 20261202,
+        "generation": {
+            "mode": "negative",
+            "max-examples": NEGATIVE_EXAMPLES,
+            "deterministic": True,
+            "with-security-parameters": False,
+        },
+        "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
+        "analysis": {"constants": {"enabled": False}},
+    }
+)
+negative_schema = schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application(), config=NEGATIVE_CONFIG)
 
 PASSWORD = "correct-horse-battery"
 
@@ -203,6 +226,35 @@ CHECKS = [
 def test_every_documented_response_matches_the_schema(case, world):
     token = AccessToken.for_user(world)
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+    assert not connection.needs_rollback, "a request left the test's transaction broken"
+
+
+@schemathesis.check
+def errors_are_the_api_error_body(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+):
+    """Every 4xx/5xx is JSON `{"error": {"code": "…", "message": "…", …}}` (never HTML, YAML or
+    DRF's own `{"detail": …}`)."""
+    if response.status_code < 400:
+        return None
+    content_type = response.headers.get("content-type", [""])[0]
+    assert content_type.startswith("application/json"), f"a {response.status_code} answered {content_type!r}"
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, f"not the error body: {body!r}"
+    error = body["error"]
+    assert isinstance(error.get("code"), str) and error["code"], f"no error code: {body!r}"
+    assert isinstance(error.get("message"), str), f"no error message: {body!r}"
+    return True
+
+
+NEGATIVE_CHECKS = [not_a_server_error, errors_are_the_api_error_body, negative_data_rejection]
+
+
+@negative_schema.parametrize()
+@settings(max_examples=NEGATIVE_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_requests_the_schema_forbids_get_a_json_error_and_no_5xx(case, world):
+    token = AccessToken.for_user(world)
+    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=NEGATIVE_CHECKS)
     assert not connection.needs_rollback, "a request left the test's transaction broken"
 
 

@@ -40,6 +40,16 @@ def test_list_shows_only_my_rooms_and_discover_shows_unjoined_public_ones(people
     assert [room["id"] for room in discover] == [str(public.pk)]
 
 
+def test_discover_is_a_boolean(make_user):
+    """Found by the negative schema test: `?discover=Å` listed my rooms as if it said no."""
+    api = client_for(make_user())
+
+    assert api.get("/api/v1/rooms/?discover=true").status_code == 200
+    response = api.get("/api/v1/rooms/?discover=%C3%85")
+
+    assert (response.status_code, list(response.json()["error"]["fields"])) == (400, ["discover"])
+
+
 @pytest.mark.parametrize("who", ["owner", "admin", "member", "viewer"])
 def test_members_see_the_private_room(people, who):
     response = client_for(people[who]).get(f"/api/v1/rooms/{people['room'].pk}/")
