@@ -91,6 +91,8 @@ SIZES = {
     },
 }
 DRAIN_SECONDS = 15.0
+HEARTBEAT_SECONDS = 30
+BACKLOG_SECONDS = 180.0  # after the run, how long a server that fell behind may take to catch up
 
 
 def ms(values_ns: list[int]) -> dict:
@@ -136,6 +138,7 @@ class Editor(WSListener):
         self.doc.observe(lambda event: self.made.append(event.update))
         self.element = f"el-{client_id}"
         self.transport = None
+        self.beat_timer: asyncio.TimerHandle | None = None
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self.joined: asyncio.Future = asyncio.get_running_loop().create_future()
         self.initial: bytes = b""
@@ -151,8 +154,17 @@ class Editor(WSListener):
     # -- frames in
     def on_ws_connected(self, transport) -> None:
         self.transport = transport
+        # Heartbeat every 30 s like the web UI (the server closes sockets silent for 120 s).
+        self.beat_timer = asyncio.get_running_loop().call_later(random.uniform(0, HEARTBEAT_SECONDS), self.beat)
+
+    def beat(self) -> None:
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.send({"type": "heartbeat", "active": True})
+            self.beat_timer = asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, self.beat)
 
     def on_ws_disconnected(self, transport) -> None:
+        if self.beat_timer is not None:
+            self.beat_timer.cancel()
         self.shared.closed += 1
         for future in (self.ready, self.joined):
             if not future.done():
@@ -366,7 +378,7 @@ class Bench:
     async def editors(self) -> dict:
         size = self.size["editors"]
         count, seconds = self.args.editors or size["editors"], self.args.seconds or size["seconds"]
-        cursor_hz, move_hz = size["cursor_hz"], size["move_hz"]
+        cursor_hz, move_hz = self.args.cursor_hz or size["cursor_hz"], self.args.move_hz or size["move_hz"]
         users, board_of = await asyncio.to_thread(self.boards_for, "editors", 1, count)
         board = board_of[0]
         servers = Servers(self.args.workers, self.args.server)
@@ -419,6 +431,15 @@ class Bench:
                     position += 1
                 await asyncio.sleep(0)
             cpu = meter.stop()
+            # A server that fell behind still holds a backlog: let it finish (bounded) before
+            # counting, so that loss and convergence are judged on everything that was sent.
+            ended = time.monotonic()
+            while time.monotonic() - ended < BACKLOG_SECONDS:
+                stored = (await asyncio.to_thread(last_sequences, [board]))[board]
+                if stored - before >= moves or shared.errors:
+                    break
+                await asyncio.sleep(0.25)
+            backlog_seconds = time.monotonic() - ended
             last = await wait_for_numbers(editors, [board])
             persisted = last[board] - before
             lost = lost_numbers(editors, last)
@@ -450,6 +471,7 @@ class Bench:
                 "errors": dict(shared.errors),
                 "sockets_closed": shared.closed,
                 "generator_lag_ms": round(worst_lag / 1e6, 1),
+                "backlog_seconds": round(backlog_seconds, 1),
                 "cpu_percent": cpu,
                 "server_rss_mb": round(rss_bytes(servers.workers()) / 2**20, 1),
             }
@@ -744,7 +766,8 @@ def write_report(results: dict, out: Path) -> None:
             f"deliveries); cursors p50 {e['cursor_latency_ms']['p50']} ms, p99 {e['cursor_latency_ms']['p99']} ms "
             f"({e['cursor_deliveries']}/{e['expected_cursor_deliveries']} delivered); acks p50 "
             f"{e['ack_latency_ms']['p50']} ms, p99 {e['ack_latency_ms']['p99']} ms; {e['updates_persisted']} of "
-            f"{e['updates_sent']} updates persisted; lost {e['lost_numbers']}, duplicates {e['duplicates']}; "
+            f"{e['updates_sent']} updates persisted ({e['backlog_seconds']} s of backlog after the run); lost "
+            f"{e['lost_numbers']}, duplicates {e['duplicates']}; "
             f"converged {e['converged']}/{e['editors']}; errors {e['errors'] or 'none'}; CPU % {e['cpu_percent']}.",
             "",
         ]
@@ -812,6 +835,8 @@ def main() -> int:
     parser.add_argument("--server", default="uvicorn", help="ASGI server behind scripts/serve.py")
     parser.add_argument("--editors", type=int, help="editors on the one board (editors)")
     parser.add_argument("--seconds", type=float, help="override the seconds of the measured run")
+    parser.add_argument("--cursor-hz", type=float, help="cursor moves per second per editor (editors)")
+    parser.add_argument("--move-hz", type=float, help="element moves per second per editor (editors)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
