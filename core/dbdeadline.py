@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import select
 import socket
 import threading
@@ -137,6 +138,8 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
+# A forked child has none of its parent's threads: it starts a watchdog of its own when it needs one.
+os.register_at_fork(after_in_child=_watchdog.__init__)
 
 
 class DeadlineConnection(psycopg.Connection):

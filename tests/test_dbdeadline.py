@@ -166,3 +166,23 @@ def _stored(room, key):
     from messaging.models import Message
 
     return list(Message.objects.filter(room=room, client_msg_id=key))
+
+
+def test_a_forked_child_starts_a_watchdog_of_its_own():
+    """The watchdog thread does not survive fork(): a child must not count on its parent's."""
+    import os
+    import time
+
+    token = dbdeadline._watchdog.watch(-1, time.monotonic() + 3600)  # the parent's thread runs now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh watchdog, no thread yet
+        os.write(write, b"1" if dbdeadline._watchdog.thread is None and not dbdeadline._watchdog.waits else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    try:
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.close(read)
+        os.close(write)
+        dbdeadline._watchdog.unwatch(token)
