@@ -21,6 +21,7 @@ from rooms.api import (
     RoomLeaveApi,
     RoomListApi,
 )
+from simulator import urls as simulator_urls
 
 urlpatterns = [
     path("auth/signup/", SignupApi.as_view(), name="api-signup"),
@@ -52,5 +53,6 @@ urlpatterns = [
     path("rooms/<str:room_id>/receipts/", ReceiptApi.as_view(), name="api-room-receipts"),
     path("rooms/<str:room_id>/presence/", RoomPresenceApi.as_view(), name="api-room-presence"),
     *boards_urls.urlpatterns,  # rooms/<room>/boards/, boards/... (boards/urls.py)
+    *simulator_urls.urlpatterns,  # simulator/, boards/<board>/simulations/, simulations/... (simulator/urls.py)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -149,6 +149,7 @@ INSTALLED_APPS = [
     "messaging",
     "presence",
     "boards",
+    "simulator",
 ]
 
 MIDDLEWARE = [
@@ -309,6 +310,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "boards.tasks.prune_boards",
         "schedule": timedelta(hours=24),
     },
+    "reap-simulation-runs": {
+        "task": "simulator.tasks.reap_runs",
+        "schedule": timedelta(seconds=60),
+    },
 }
 # Board compaction and what replay keeps (boards/compaction.py): a board whose log has grown
 # BOARD_COMPACT_AFTER updates past its latest snapshot is folded into a new one; checkpoint
@@ -319,6 +324,20 @@ BOARD_COMPACT_AFTER = env_int("BOARD_COMPACT_AFTER", 500)
 BOARD_CHECKPOINT_EVERY = env_int("BOARD_CHECKPOINT_EVERY", 1000)
 BOARD_KEEP_UPDATES = env_int("BOARD_KEEP_UPDATES", 1000)
 BOARD_KEEP_UPDATES_DAYS = env_int("BOARD_KEEP_UPDATES_DAYS", 30)
+
+# Simulations (simulator/, docs/protocol.md "Simulations"): runs execute in Celery workers. Each user
+# has at most SIM_MAX_CONCURRENT_RUNS queued or running; a run simulates at most SIM_MAX_DURATION_S
+# seconds and SIM_MAX_REQUESTS requests and takes at most SIM_MAX_WALL_S of a worker's time (a paced
+# run: duration / speed). Progress is written and streamed at most SIM_PROGRESS_HZ times a second; a
+# running run whose worker has not reported for SIM_STALE_AFTER_S is failed (its worker died).
+SIM_MAX_CONCURRENT_RUNS = env_int("SIM_MAX_CONCURRENT_RUNS", 2)
+SIM_MAX_DURATION_S = env_int("SIM_MAX_DURATION_S", 3600)
+SIM_MAX_REQUESTS = env_int("SIM_MAX_REQUESTS", 5_000_000)
+SIM_MAX_WALL_S = env_int("SIM_MAX_WALL_S", 900)
+SIM_PROGRESS_HZ = env_int("SIM_PROGRESS_HZ", 4)
+SIM_STALE_AFTER_S = env_int("SIM_STALE_AFTER_S", 60)
+# The Celery queue runs go to (a dedicated worker may take only these: `celery worker -Q simulations`).
+SIM_CELERY_QUEUE = os.environ.get("SIM_CELERY_QUEUE", "celery")
 
 # Product limits, documented in docs/protocol.md.
 MESSAGE_MAX_LENGTH = 4000

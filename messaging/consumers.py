@@ -32,6 +32,7 @@ from messaging.params import ChangesParams, HistoryParams, validated
 from messaging.payloads import change_frame, message_payload
 from presence import services as presence
 from rooms.selectors import rooms_last_sequence, user_rooms_state, user_rooms_states
+from simulator import consumers as simulations
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ FRAME_KINDS = {
     "sync": "read",
     "history": "read",
     **boards.FRAME_KINDS,
+    **simulations.FRAME_KINDS,
 }
 
 # How long an out-of-order event waits for the ones before it before we read them from the database.
@@ -426,6 +428,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "typing": on_typing,
         "heartbeat": on_heartbeat,
         **boards.FRAME_HANDLERS,
+        **simulations.FRAME_HANDLERS,
     }
 
     # -- hub -> socket --------------------------------------------------------------------

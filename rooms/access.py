@@ -143,3 +143,30 @@ def board_comment_delete_refusal(
     if not is_author and role not in MANAGING_ROLES:
         return Forbidden("Only the author or a room admin can delete a comment.")
     return None
+
+
+# Simulations of a board's design (simulator/; docs/protocol.md "Simulations"): everyone who may
+# open the board watches its runs (list, progress, results, export, compare); those who may edit it
+# start runs and inject faults into live ones; a run is cancelled by whoever started it or by the
+# room's owners and admins. Viewers only watch.
+
+
+def simulation_start_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:
+    """Why this user may not start a simulation of a board of this room (or inject a fault into
+    a live run), or None."""
+    refusal = send_refusal(kind=kind, role=role, user_active=user_active)
+    if refusal is not None and refusal.code == "forbidden":
+        return Forbidden("Viewers can watch simulations but not start them or change them.")
+    return refusal
+
+
+def simulation_cancel_refusal(
+    *, kind: str | None, role: str | None, user_active: bool, is_starter: bool
+) -> ApplicationError | None:
+    """Why this user may not cancel a run, or None."""
+    refusal = simulation_start_refusal(kind=kind, role=role, user_active=user_active)
+    if refusal is not None:
+        return refusal
+    if not is_starter and role not in MANAGING_ROLES:
+        return Forbidden("Only whoever started a run and the room's owners and admins can cancel it.")
+    return None

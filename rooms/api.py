@@ -82,6 +82,8 @@ def _field(hint: Any, *, required: bool) -> serializers.Field:
             choices = item.choices
     formats = [_FORMATS[item] for item in metadata if item in _FORMATS]
 
+    if hint is Any:  # free-form JSON (e.g. a simulation's results, as the engine makes them)
+        return serializers.JSONField(**kwargs)
     if typing.is_typeddict(hint):
         return payload_serializer(hint)(**kwargs)
     if origin is list:
