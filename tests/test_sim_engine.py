@@ -456,6 +456,10 @@ def test_database_bottleneck_and_headroom() -> None:
     assert not calm["bottleneck"]["saturated"] and calm["bottleneck"]["component_id"] == "db"
     assert calm["components"]["db"]["replica_reads"] == calm["components"]["db"]["arrivals"]
     assert calm["components"]["db"]["replication_lag_ms"] == 100.0
+    nodes = calm["components"]["db"]["nodes"]
+    assert [n["role"] for n in nodes] == ["primary", "replica"]
+    assert nodes[0]["utilisation"] == 0.0 and close(nodes[1]["utilisation"], 0.5, 0.05)  # 1,000 rps × 5 ms / 10
+    assert close(res["components"]["db"]["nodes"][0]["utilisation"], 1.0, 0.03)
     assert calm["headroom"][0]["max_client_rps"] == 2000.0  # reads on the one replica
 
 

@@ -166,6 +166,7 @@ class _Comp:
     busy_sum: float = 0.0  # server-seconds of service within [0, duration]
     served: int = 0
     drop_causes: dict[str, int] = field(default_factory=dict)
+    node_busy: dict[int, float] = field(default_factory=dict)  # database: busy server-seconds per node
     hist: LogHistogram = field(default_factory=LogHistogram)
     hist_at_snapshot: np.ndarray | None = None
     # autoscaling
@@ -904,6 +905,10 @@ class Simulation:
         if node_of is None or len(comp.nodes) == 1:
             if comp.nodes and comp.nodes[0].servers > 0:
                 dep, start = comp.nodes[0].serve(t, svc)
+                if kind == "database":
+                    served = ~np.isnan(dep)
+                    busy = np.minimum(dep[served], self.duration) - np.minimum(start[served], self.duration)
+                    comp.node_busy[0] = comp.node_busy.get(0, 0.0) + float(busy.sum())
             else:
                 dep.fill(np.nan)
                 start.fill(np.nan)
@@ -914,6 +919,10 @@ class Simulation:
                     d, s = node.serve(t[sel], svc[sel])
                     dep[sel] = d
                     start[sel] = s
+                    if kind == "database":
+                        served = ~np.isnan(d)
+                        busy = np.minimum(d[served], self.duration) - np.minimum(s[served], self.duration)
+                        comp.node_busy[j] = comp.node_busy.get(j, 0.0) + float(busy.sum())
         refused = np.isnan(dep)
         if refused.any():
             if kind == "service" and comp.instances == 0:
@@ -1109,6 +1118,12 @@ def _results(sim: Simulation) -> Results:
             # Reads served by a replica see data up to the replication lag old.
             entry["replica_reads"] = comp.hits
             entry["replication_lag_ms"] = float(comp.p["replication_lag_ms"]) if int(comp.p["read_replicas"]) else 0.0
+            # Utilisation of each node (primary first): a busy primary hides behind idle replicas otherwise.
+            node_s = comp.servers_per_node * T
+            entry["nodes"] = [
+                {"role": "primary" if j == 0 else "replica", "utilisation": _r(comp.node_busy.get(j, 0.0) / node_s, 5)}
+                for j in range(len(comp.nodes))
+            ]
         util_series: list[float | None] = [None] * nsec
         queue_series: list[float | None] = [None] * nsec
         offered_series: list[float | None] = [None] * nsec
