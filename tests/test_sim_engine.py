@@ -652,3 +652,25 @@ def test_random_designs_run_and_account_for_every_request() -> None:
         if ran == 40:
             break
     assert ran == 40
+
+
+def test_a_saturated_primary_is_the_bottleneck_behind_idle_replicas() -> None:
+    d = design(
+        [
+            {"id": "users", "kind": "client", "params": {"rate": 1000, "read_ratio": 0.5}},
+            service("api", instances=10, concurrency=8, service_ms=2, queue_limit=100),
+            {
+                "id": "db",
+                "kind": "database",
+                "params": {"read_replicas": 2, "pool_size": 10, "read_ms": 2, "write_ms": 21, "pool_wait_limit": 0},
+            },
+        ],
+        [("users", "api"), ("api", "db")],
+    )
+    res = run(d, seed=2, duration_s=15)
+    db = res["components"]["db"]
+    assert db["nodes"][0]["utilisation"] > 0.97 and db["nodes"][1]["utilisation"] < 0.1
+    assert db["utilisation"] < 0.5  # the component as a whole looks half idle
+    b = res["bottleneck"]
+    assert b["component_id"] == "db" and b["reason"] == "utilisation"
+    assert "writes dominate" in b["explanation"]

@@ -167,6 +167,7 @@ class _Comp:
     served: int = 0
     drop_causes: dict[str, int] = field(default_factory=dict)
     node_busy: dict[int, float] = field(default_factory=dict)  # database: busy server-seconds per node
+    node_sec: dict[int, np.ndarray] = field(default_factory=dict)  # the same per second
     hist: LogHistogram = field(default_factory=LogHistogram)
     hist_at_snapshot: np.ndarray | None = None
     # autoscaling
@@ -909,6 +910,7 @@ class Simulation:
                     served = ~np.isnan(dep)
                     busy = np.minimum(dep[served], self.duration) - np.minimum(start[served], self.duration)
                     comp.node_busy[0] = comp.node_busy.get(0, 0.0) + float(busy.sum())
+                    self._node_second(comp, 0, start[served], busy)
             else:
                 dep.fill(np.nan)
                 start.fill(np.nan)
@@ -923,6 +925,7 @@ class Simulation:
                         served = ~np.isnan(d)
                         busy = np.minimum(d[served], self.duration) - np.minimum(s[served], self.duration)
                         comp.node_busy[j] = comp.node_busy.get(j, 0.0) + float(busy.sum())
+                        self._node_second(comp, j, s[served], busy)
         refused = np.isnan(dep)
         if refused.any():
             if kind == "service" and comp.instances == 0:
@@ -936,6 +939,13 @@ class Simulation:
         comp.busy_sum += float((np.minimum(start + svc, self.duration) - np.minimum(start, self.duration)).sum())
         comp.served += len(ids)
         return ids, t, start, svc, dep, write
+
+    def _node_second(self, comp: _Comp, node: int, starts: np.ndarray, busy: np.ndarray) -> None:
+        """Busy server-seconds of one database node per second (by the second each query starts)."""
+        arr = comp.node_sec.get(node)
+        if arr is None:
+            arr = comp.node_sec[node] = np.zeros(self._nsec)
+        self._per_second(arr, starts, busy)
 
     def _dispatch(self, comp: _Comp, n: int) -> np.ndarray | None:
         if comp.id not in self._rr or len(comp.nodes) <= 1:
@@ -1155,7 +1165,12 @@ def _results(sim: Simulation) -> Results:
             "instances": [_r(x) for x in comp.sec_instance_s[:nsec]],
         }
         comps_out[comp.id] = entry
-        sat.append(_saturation(comp, util_series, queue_series, comp.sec_drops[:nsec], comp.servers_per_node))
+        busiest = util_series
+        if comp.kind == "database" and len(comp.nodes) > 1 and comp.node_sec:
+            # The busiest node each second: a saturated primary must not hide behind idle replicas.
+            per_node = np.vstack([a[:nsec] for a in comp.node_sec.values()]) / max(comp.servers_per_node, 1)
+            busiest = [_r(float(x), 4) for x in per_node.max(axis=0)]
+        sat.append(_saturation(comp, busiest, queue_series, comp.sec_drops[:nsec], comp.servers_per_node))
 
     # End to end.
     n = sim.reqs.n
