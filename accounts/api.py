@@ -3,6 +3,7 @@ from typing import Annotated, TypedDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +12,7 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, Toke
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from accounts.models import User
 from accounts.services import user_create, user_credentials_changed, user_update_settings, ws_ticket_issue
 from core.errors import InvalidInput
 from core.throttles import SIGN_IN_THROTTLES, SignUpAddressThrottle
@@ -122,6 +124,19 @@ class TokenApi(TokenObtainPairView):
     throttle_classes = SIGN_IN_THROTTLES
 
 
+class _TokenRefreshInput(TokenRefreshSerializer):
+    """simplejwt's, but the refresh token of an account deleted since is 401 `no_active_account`
+    like a deactivated one's (simplejwt looks the user up with .get(): a 500)."""
+
+    def validate(self, attrs):
+        try:
+            return super().validate(attrs)
+        except User.DoesNotExist:
+            raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account") from None
+
+
 @extend_schema(request=TokenRefreshSerializer, responses=documented(TokenPair, 400, 401, authenticated=False))
 class TokenRefreshApi(TokenRefreshView):
     """A new access token, and a new refresh token (the one sent is blacklisted)."""
+
+    serializer_class = _TokenRefreshInput

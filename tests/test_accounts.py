@@ -72,6 +72,17 @@ def test_refresh_rotates_and_blacklists_the_old_token(api, make_user):
     assert reused.json()["error"]["code"] == "token_not_valid"
 
 
+def test_the_refresh_token_of_a_deleted_account_is_refused(api, make_user):
+    """It was a 500: simplejwt looked the deleted user up with .get()."""
+    ada = make_user("ada")
+    refresh = _tokens(api, "ada")["refresh"]
+    ada.delete()
+
+    response = api.post("/api/v1/auth/token/refresh/", {"refresh": refresh}, format="json")
+
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "no_active_account")
+
+
 def test_logout_blacklists_the_refresh_token(api, make_user):
     make_user("ada")
     tokens = _tokens(api, "ada")
