@@ -49,6 +49,9 @@ from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.services import message_edit, message_send
 from rooms.models import Membership, Room
 from rooms.services import membership_remove, membership_update, room_create, staff_actor
+from simulator.engine.templates import template as sim_template
+from simulator.models import SimulationCommand, SimulationRun
+from simulator.services import board_from_template
 from tests.boards_helpers import Client as BoardClient
 from tests.boards_helpers import b64
 from tests.conftest import frames_before_marker
@@ -198,6 +201,10 @@ def fingerprint() -> dict[str, Any]:
         "board_updates": BoardUpdate.objects.count(),
         "board_comments": list(BoardComment.objects.order_by("pk").values_list("pk", "body", "resolved", "deleted_at")),
         "tokens": (OutstandingToken.objects.count(), BlacklistedToken.objects.count()),
+        "simulation_runs": list(
+            SimulationRun.objects.order_by("pk").values_list("pk", "status", "cancel_requested_at", "faults")
+        ),
+        "simulation_commands": SimulationCommand.objects.count(),
     }
 
 
@@ -242,6 +249,10 @@ class Cell:
 
     def board(self, whose: str) -> Board:
         key = f"board:{whose}"
+        if whose == "sim" and key not in self.made:  # the target's board made from a simulator template
+            self.made[key] = board_from_template(
+                user=self.world.users["target"], room_id=self.room.pk, template_id="url-shortener"
+            )
         if key not in self.made:
             old = self._old(self.world.boards, whose)
             self.made[key] = old or board_create(user=self.user, room_id=self.room.pk, title="mine")
@@ -254,6 +265,22 @@ class Cell:
             old = self._old(self.world.comments, whose)
             self.made[key] = old or comments.comment_create(
                 user=self.user, board_id=self.board("other").pk, body="mine", x=0.0, y=0.0
+            )
+        return self.made[key]
+
+    def run(self, whose: str) -> SimulationRun:
+        """A queued simulation of the target's template board, started by the target ("other") or
+        the actor ("own")."""
+        key = f"run:{whose}"
+        if key not in self.made:
+            starter = self.user if whose == "own" and self.user else self.world.users["target"]
+            self.made[key] = SimulationRun.objects.create(
+                board=self.board("sim"),
+                started_by=starter,
+                seed=1,
+                duration_s=2,
+                parameters={"speed": None, "max_requests": 1000, "label": ""},
+                design=sim_template("url-shortener")["design"],
             )
         return self.made[key]
 
@@ -270,6 +297,8 @@ class Cell:
             return self.board("other" if whose == "other-board" else whose).pk
         if name == "comment_id":
             return self.comment(whose).id
+        if name == "run_id":
+            return self.run(whose).pk
         raise AssertionError(f"tests/test_authz_matrix.py: Cell.param has no value for {{{name}}}")
 
     def refresh_token(self) -> str:
@@ -297,7 +326,7 @@ class Row:
         # A comment's path names the target's board (the comment is on it).
         whose = "other-board" if "{comment_id}" in self.path else self.whose
         path = re.sub(r"{board_id}", lambda m: str(cell.param("board_id", whose)), self.path)
-        return re.sub(r"{(\w+)}", lambda m: str(cell.param(m.group(1), self.whose)), path) + self.query
+        return re.sub(r"{(\w+)}", lambda m: str(cell.param(m.group(1), self.whose)), path + self.query)
 
 
 V1 = "/api/v1"
@@ -305,6 +334,7 @@ ROOM = f"{V1}/rooms/{{room_id}}"
 MESSAGE = f"{ROOM}/messages/{{message_id}}"
 BOARD = f"{V1}/boards/{{board_id}}"
 COMMENT = f"{BOARD}/comments/{{comment_id}}"
+SIMULATION = f"{V1}/simulations/{{run_id}}"
 MEMBERS = in_room(OK, OK, OK, OK)
 MANAGERS = in_room(OK, OK, FORBIDDEN, FORBIDDEN)
 
@@ -424,6 +454,38 @@ REST_ROWS = [
     Row("PATCH", f"{COMMENT}/", in_room(FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN), body=lambda c: {"body": "new"}),
     Row("DELETE", f"{COMMENT}/", MEMBERS, whose="own", variant="own"),
     Row("DELETE", f"{COMMENT}/", MANAGERS),
+    # Simulations (docs/protocol.md "Simulations"): everyone who may open the board watches its runs,
+    # those who may edit it start runs and inject faults, the starter and owners/admins cancel;
+    # {board_id} is the target's template board, {run_id} a queued run of it (the target's unless "own").
+    Row("GET", f"{V1}/simulator/palette/", signed_in(OK)),
+    Row("GET", f"{V1}/simulator/templates/", signed_in(OK)),
+    Row(
+        "POST",
+        f"{ROOM}/boards/from-template/",
+        in_room(CREATED, CREATED, CREATED, FORBIDDEN),
+        body=lambda c: {"template": "chat"},
+    ),
+    Row("GET", f"{BOARD}/design/", MEMBERS, whose="sim"),
+    Row("GET", f"{BOARD}/simulations/", MEMBERS, whose="sim"),
+    Row(
+        "POST",
+        f"{BOARD}/simulations/",
+        in_room(CREATED, CREATED, CREATED, FORBIDDEN),
+        whose="sim",
+        body=lambda c: {"duration_s": 2, "speed": None},
+    ),
+    Row("GET", f"{SIMULATION}/", MEMBERS),
+    Row("POST", f"{SIMULATION}/cancel/", MANAGERS),
+    Row("POST", f"{SIMULATION}/cancel/", in_room(OK, OK, OK, FORBIDDEN), whose="own", variant="own"),
+    Row(
+        "POST",
+        f"{SIMULATION}/faults/",
+        in_room(CREATED, CREATED, CREATED, FORBIDDEN),
+        body=lambda c: {"kind": "kill", "component_id": "api"},
+    ),
+    Row("GET", f"{SIMULATION}/export/", MEMBERS),
+    Row("GET", f"{SIMULATION}/export/csv/", MEMBERS),
+    Row("GET", f"{V1}/simulations/compare/", MEMBERS, query="?a={run_id}&b={run_id}"),
 ]
 
 
@@ -513,6 +575,7 @@ ACK = {"message.send": "message.ack", "message.edit": "message.edit.ack", "messa
 ANSWERS = {
     *("error", "message.ack", "message.edit.ack", "message.delete.ack", "sync.batch", "history.page"),
     *("board.state", "board.update.ack", "board.updates"),
+    *("simulation.start.ack", "simulation.cancel.ack", "simulation.inject.ack"),
 }
 CLOSED = "close:4401"  # refused at connect: the frame is ignored
 IGNORED = "ignored"
@@ -637,6 +700,22 @@ FRAME_ROWS = [
         fields=_board,
         setup=("board.join",),
         broadcasts="board.awareness",
+    ),
+    # Simulations: on the target's template board; a queued run of it that the target started.
+    FrameRow(
+        "simulation.start",
+        on_socket("simulation.start.ack", "simulation.start.ack", "simulation.start.ack", "error:forbidden"),
+        fields=lambda c: {"board": str(c.board("sim").pk), "duration_s": 2, "speed": None},
+    ),
+    FrameRow(
+        "simulation.cancel",
+        on_socket("simulation.cancel.ack", "simulation.cancel.ack", "error:forbidden", "error:forbidden"),
+        fields=lambda c: {"run": str(c.run("other").pk)},
+    ),
+    FrameRow(
+        "simulation.inject",
+        on_socket("simulation.inject.ack", "simulation.inject.ack", "simulation.inject.ack", "error:forbidden"),
+        fields=lambda c: {"run": str(c.run("other").pk), "fault": {"kind": "kill", "component_id": "api"}},
     ),
     FrameRow(
         "heartbeat",
