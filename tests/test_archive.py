@@ -386,7 +386,10 @@ def test_a_hanging_store_answers_archive_unavailable_and_the_page_reads_once_it_
             proxy.freeze()
             hung = api.get(url, {"before_sequence": 10, "limit": 5})
             proxy.restore()
-            again = api.get(url, {"before_sequence": 10, "limit": 5})
+            for _ in range(5):  # the first read after the restore is enough on any but a swamped box
+                again = api.get(url, {"before_sequence": 10, "limit": 5})
+                if again.status_code == 200:
+                    break
     finally:
         proxy.restore()
         proxies.stop()
