@@ -37,6 +37,9 @@ class SimulationRun(models.Model):
     # The latest live figures (a Snapshot) with `t` and `fraction`; null until the worker reports.
     progress = models.JSONField(null=True, blank=True)
     results = models.JSONField(null=True, blank=True)
+    # The headline figures of `results` (simulator.payloads.run_summary), kept apart so that lists
+    # of runs never load whole results (a long run's time series is megabytes).
+    summary = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(

@@ -157,7 +157,7 @@ def run_payload(run: SimulationRun) -> RunPayload:
         "board_sequence": run.board_sequence,
         "faults": run.faults,
         "progress": run.progress,
-        "summary": run_summary(run.results),
+        "summary": run.summary,
         "error": run.error,
         "created_at": run.created_at.isoformat(),
         "started_at": _dt(run.started_at),

@@ -61,8 +61,10 @@ def runs_of_board(
 ) -> tuple[BoardAccess, list[SimulationRun]]:
     """The board's runs, newest first (at most LIST_LIMIT), for whoever may open the board."""
     found = board_access(user=user, board_id=board_id)
-    runs: QuerySet[SimulationRun] = SimulationRun.objects.filter(board=found.board).select_related(
-        "board", "started_by", "cancelled_by"
+    runs: QuerySet[SimulationRun] = (
+        SimulationRun.objects.filter(board=found.board)
+        .select_related("board", "started_by", "cancelled_by")
+        .defer("results", "design")  # the list shows summaries; GET /simulations/{id}/ has the rest
     )
     if active_only:
         runs = runs.filter(status__in=SimulationRun.ACTIVE)

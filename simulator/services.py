@@ -360,7 +360,7 @@ def _finished_event(run: SimulationRun) -> None:
             "simulation.finished",
             status=run.status,
             error=run.error,
-            summary=run_summary(run.results),
+            summary=run.summary,
             simulation=run_payload(run),
         ),
     )
@@ -375,11 +375,11 @@ def run_finish(run: SimulationRun, results: dict[str, Any], *, cancelled: bool, 
         current = locked.get(pk=run.pk)
         if current.finished:
             return current
-        current.results = results
+        current.results, current.summary = results, run_summary(results)
         current.status = Status.FAILED if error else Status.CANCELLED if cancelled else Status.DONE
         current.error = error
         current.finished_at = timezone.now()
-        current.save(update_fields=["results", "status", "error", "finished_at"])
+        current.save(update_fields=["results", "summary", "status", "error", "finished_at"])
         _finished_event(current)
     return current
 
