@@ -355,6 +355,8 @@ def run() -> int:
             if step[0] == "migrate":
                 write_run_state(state, migrated=True, **urls)
         host, port = env["HOST"], env["PORT"]
+        # Simulations run in a worker of their own (a live run keeps its worker for its whole length).
+        env.setdefault("SIM_CELERY_QUEUE", "simulations")
         # WEB_CONCURRENCY uvicorn workers (default: one per core) share one socket; see scripts/serve.py.
         web_argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--host", host, "--port", port]
         web = spawn(procs, "web", web_argv, signal.SIGTERM, None, env=env)
@@ -365,6 +367,9 @@ def run() -> int:
             procs, "celery", celery_argv, signal.SIGTERM, None, pipe=True, env=env | {"PYTHONUNBUFFERED": "1"}
         )
         relays.append(Relay(celery, " ready."))
+        sim_argv = [str(VENV_BIN / "celery"), "-A", "config", "worker", "-Q", env["SIM_CELERY_QUEUE"], "-l", "info"]
+        sim_argv += ["--concurrency", "2", "-n", "simulations@%h", "--without-gossip", "--without-mingle"]
+        spawn(procs, "celery-sim", sim_argv, signal.SIGTERM, None, env=env | {"PYTHONUNBUFFERED": "1"})
         # The URL goes last, once the server answers and the worker is ready (and has had its say).
         late = wait_ready([(web, lambda: answers_http(host, port)), (celery, relays[0].ready.is_set)], timeout=120)
         if late:
