@@ -13,13 +13,14 @@ import datetime as dt
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
-from pycrdt import Map
+from pycrdt import Doc, Map
 
 from accounts.models import User
 from boards import compaction, crdt
-from boards.models import Board, BoardUpdate
+from boards.models import Board, BoardSnapshot, BoardUpdate
 from boards.payloads import BoardPayload, ElementPayload, board_payload
 from boards.selectors import board_get_for
 from core.events import dumps
@@ -66,7 +67,8 @@ class ExportPayload(TypedDict):
     elements: Annotated[list[ElementPayload], "Ordered by (z, id): `id` plus every property"]
 
 
-def _touched_recorder(doc: Any) -> tuple[set[str], Any]:
+def _touched_recorder(doc: Doc) -> tuple[set[str], Callable[[], None]]:
+    """The ids of the elements changed since it was last cleared, and a function that stops it."""
     touched: set[str] = set()
 
     def record(events: list) -> None:
@@ -77,7 +79,50 @@ def _touched_recorder(doc: Any) -> tuple[set[str], Any]:
             else:
                 touched.update(str(key) for key in event.keys)
 
-    return touched, doc.get(crdt.ELEMENTS, type=Map).observe_deep(record)
+    elements = doc.get(crdt.ELEMENTS, type=Map)
+    subscription = elements.observe_deep(record)
+    return touched, lambda: elements.unobserve(subscription)
+
+
+# Replay reads walk forward: the history pages one after another, the slider's states mostly
+# forward. The document a read ended at is kept (a few per process) so that the next read that
+# starts at or after it applies only the updates in between instead of loading from a snapshot.
+# A document at a number never changes (numbers commit in order), so a kept one stays right.
+_REPLAY_DOCS: "OrderedDict[tuple[str, int], Doc]" = OrderedDict()
+_REPLAY_LOCK = threading.Lock()
+REPLAY_DOCS_KEPT = 4
+
+
+def _document_at(board_id: object, number: int) -> tuple[Doc, int]:
+    """The board's document at `number` (below the log's start: the snapshot before it) and the
+    number it is at; the caller owns it until it hands it back with `_keep`."""
+    board = str(board_id)
+    with _REPLAY_LOCK:
+        kept = max((s for b, s in _REPLAY_DOCS if b == board and s <= number), default=None)
+        doc = _REPLAY_DOCS.pop((board, kept)) if kept is not None else None
+    if doc is not None and kept is not None:
+        # Worth it only if no snapshot lies between (loading that one applies fewer updates).
+        nearest = BoardSnapshot.objects.filter(board_id=board, sequence__lte=number).order_by("-sequence").first()
+        if nearest is None or nearest.sequence <= kept:
+            rows = BoardUpdate.objects.filter(board_id=board, sequence__gt=kept, sequence__lte=number)
+            sequence = kept
+            for step, data in rows.order_by("sequence").values_list("sequence", "update"):
+                if step != sequence + 1:
+                    break  # pruned meanwhile: load instead
+                doc.apply_update(bytes(data))
+                sequence = step
+            else:
+                return doc, sequence
+    loaded = compaction.load_document(board, number)
+    return loaded.doc, loaded.sequence
+
+
+def _keep(board_id: object, sequence: int, doc: Doc) -> None:
+    with _REPLAY_LOCK:
+        _REPLAY_DOCS[(str(board_id), sequence)] = doc
+        _REPLAY_DOCS.move_to_end((str(board_id), sequence))
+        while len(_REPLAY_DOCS) > REPLAY_DOCS_KEPT:
+            _REPLAY_DOCS.popitem(last=False)
 
 
 def history_page(*, user: User, board_id: object, after_sequence: int = 0, limit: int = 100) -> HistoryPage:
@@ -86,20 +131,21 @@ def history_page(*, user: User, board_id: object, after_sequence: int = 0, limit
     limit = max(1, min(limit, HISTORY_PAGE_MAX))
     for _attempt in range(3):  # a prune between the reads below moves the log's start: read again
         start = max(after_sequence, compaction.log_start(board.pk))
-        loaded = compaction.load_document(board.pk, start)
+        doc, sequence = _document_at(board.pk, start)
         updates = list(
-            BoardUpdate.objects.filter(board=board, sequence__gt=loaded.sequence)
+            BoardUpdate.objects.filter(board=board, sequence__gt=sequence)
             .select_related("user")
             .order_by("sequence")[: limit + 1]
         )
-        if not updates or updates[0].sequence == loaded.sequence + 1:
+        if not updates or updates[0].sequence == sequence + 1:
             break
     has_more = len(updates) > limit
-    touched, _subscription = _touched_recorder(loaded.doc)
+    touched, stop = _touched_recorder(doc)
     entries: list[HistoryEntry] = []
     for update in updates[:limit]:
         touched.clear()
-        loaded.doc.apply_update(bytes(update.update))
+        doc.apply_update(bytes(update.update))
+        sequence = update.sequence
         ids = sorted(touched)
         entries.append(
             {
@@ -110,6 +156,8 @@ def history_page(*, user: User, board_id: object, after_sequence: int = 0, limit
                 "elements_total": len(ids),
             }
         )
+    stop()
+    _keep(board.pk, sequence, doc)  # the next page (or a replay state after it) continues from here
     board.refresh_from_db(fields=["last_sequence"])
     return {
         "board": str(board.pk),
@@ -124,13 +172,10 @@ def history_page(*, user: User, board_id: object, after_sequence: int = 0, limit
 def state_at(*, user: User, board_id: object, at: int | None = None) -> StatePayload:
     """The whole document at `at` (the latest without it), as one base64 Yjs v1 update."""
     board, _ = board_get_for(user=user, board_id=board_id)
-    loaded = compaction.load_document(board.pk, at)
-    return {
-        "board": str(board.pk),
-        "sequence": loaded.sequence,
-        "requested": at,
-        "update": crdt.b64encode(crdt.encode_state(loaded.doc)),
-    }
+    doc, sequence = _document_at(board.pk, board.last_sequence if at is None else min(at, board.last_sequence))
+    update = crdt.encode_state(doc)
+    _keep(board.pk, sequence, doc)
+    return {"board": str(board.pk), "sequence": sequence, "requested": at, "update": crdt.b64encode(update)}
 
 
 # Exports already rendered, by (board, number): a board exported twice at the same number (or by

@@ -180,3 +180,30 @@ async def test_join_and_sync_after_compaction_get_everything(team, settings, mon
         assert whole["sequence"] == 23 and render_b64(whole["update"]) == renderings[23]
     finally:
         await socket.disconnect()
+
+
+@pytest.mark.django_db
+def test_replay_reads_that_continue_from_a_kept_document_match_fresh_loads(team, settings, monkeypatch):
+    """Each replay read keeps the document it ended at for the next one; whichever way a read
+    starts (a kept document, a snapshot, nothing), it answers the same."""
+    from boards import history
+
+    monkeypatch.setattr(compaction, "CHECKPOINT_BYTES_RATIO", 0)
+    settings.BOARD_CHECKPOINT_EVERY = 10
+    board = team["board"]
+    renderings = edit_history(board, team["ada"], 30)
+    api = client_for(team["ada"])
+
+    def state(n: int) -> tuple[int, dict]:
+        body = api.get(f"/api/v1/boards/{board.pk}/state/?at={n}").json()
+        return body["sequence"], decoded_rendering(body["update"])
+
+    assert state(5) == (5, renderings[5])  # kept at 5
+    compaction.compact_board(board.pk)  # snapshots at 10, 20, 30 now lie beyond it
+    assert state(12) == (12, renderings[12])  # from the snapshot at 10
+    assert state(14) == (14, renderings[14])  # from the document kept at 12
+    assert state(3) == (3, renderings[3])  # backwards: loaded afresh
+    history._REPLAY_DOCS.clear()
+    pages = [api.get(f"/api/v1/boards/{board.pk}/history/?after_sequence={a}&limit=7").json() for a in (0, 7, 14)]
+    whole = api.get(f"/api/v1/boards/{board.pk}/history/?limit=21").json()
+    assert [e for p in pages for e in p["entries"]] == whole["entries"]
