@@ -372,7 +372,9 @@ def run_finish(run: SimulationRun, results: dict[str, Any], *, cancelled: bool, 
         locked = SimulationRun.objects.select_for_update(of=("self",)).select_related(
             "board", "started_by", "cancelled_by"
         )
-        current = locked.get(pk=run.pk)
+        current = locked.filter(pk=run.pk).first()
+        if current is None:  # the board (and its runs) was deleted meanwhile
+            return run
         if current.finished:
             return current
         current.results, current.summary = results, run_summary(results)

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 # Simulated seconds per step when a run is not paced: small enough to report and to notice a
 # cancel a few times a second on a large design, large enough not to slow the engine down.
-UNPACED_STEP_S = 0.5
+UNPACED_STEP_S = 0.5  # simulated seconds
 
 
 @shared_task(acks_late=False)
@@ -58,7 +58,10 @@ def execute(run: SimulationRun) -> str:
         return SimulationRun.Status.FAILED
     duration = sim.duration
     report_every = 1.0 / max(1, settings.SIM_PROGRESS_HZ)
-    chunk = speed * report_every if speed else min(UNPACED_STEP_S, duration)
+    # Steps end on multiples of the engine's step (as simulate() does): the figures of a seed are the
+    # same at any speed, paced or not (live faults aside).
+    wanted = speed * report_every if speed else UNPACED_STEP_S
+    chunk = max(1, round(wanted / sim.step)) * sim.step
     started = time.monotonic()
     next_report = started + report_every
     cancelled, overdue, t = False, "", 0.0

@@ -15,6 +15,7 @@ from boards.models import BoardUpdate
 from boards.services import board_create, board_update_apply
 from rooms.models import Room
 from simulator import services
+from simulator.engine import Design, Fault, simulate
 from simulator.engine.templates import TEMPLATES
 from simulator.models import SimulationCommand, SimulationRun
 from simulator.tasks import run_simulation
@@ -230,9 +231,18 @@ def test_a_run_executes_streams_progress_and_stores_results(cast, events, django
     finished = frames[-1]
     assert finished["status"] == "done" and finished["summary"]["bottleneck"]["component_id"]
 
-    # The same seed gives the same figures (another run, compared side by side).
+    # The worker's figures are the engine's for this seed, whatever the pace of the run.
+    engine = simulate(
+        Design.from_json(stored.design), seed=7, duration_s=3, faults=[Fault("kill", "api", at_s=1)]
+    ).to_json()
+    assert engine["end_to_end"] == stored.results["end_to_end"]
+    assert engine["components"] == stored.results["components"]
+
+    # The same seed gives the same figures (another run, paced this time, compared side by side).
     with django_capture_on_commit_callbacks(execute=False):
-        again = start(cast, board["id"], **small(faults=[{"kind": "kill", "component_id": "api", "at_s": 1}])).json()
+        again = start(
+            cast, board["id"], **small(speed=1000, faults=[{"kind": "kill", "component_id": "api", "at_s": 1}])
+        ).json()
     run_simulation.apply(args=[again["id"]])
     compared = client_for(cast["viewer"]).get(f"{V1}/simulations/compare/", {"a": run["id"], "b": again["id"]}).json()
     rows = {row["metric"]: row for row in compared["end_to_end"]}
