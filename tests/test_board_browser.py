@@ -258,6 +258,15 @@ def test_a_viewer_watches_but_cannot_change_anything(start_server, chromium, mak
     # Viewers' cursors are shown to the others too.
     vic_page.mouse.move(stage_box(vic_page)["x"] + 500, stage_box(vic_page)["y"] + 300)
     expect(ann_page.locator(f'.peer-cursor[data-name="{vic.username}"]')).to_be_attached()
+
+    # Made a member while the page is open, Vic may draw at once.
+    from rooms.services import membership_update
+
+    in_thread(lambda: membership_update(actor=room.memberships.get(user=ann), user=vic, role="member"))
+    expect(vic_page.locator('[data-tool="rect"]')).to_be_enabled()
+    expect(vic_page.locator(".board-readonly")).to_be_hidden()
+    drawn = draw(vic_page, "ellipse", (400, 300), (480, 360))
+    expect(ann_page.locator(f'[data-id="{drawn}"]')).to_be_attached()
     assert errors == []
 
 

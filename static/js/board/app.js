@@ -187,20 +187,10 @@ export class BoardApp {
     this.pendingMove = null;
     this.peers = new Map();
 
-    this.doc = new BoardDoc({ user: me.id, editable: canEdit, onChange: (ids) => this.#changed(ids) });
+    this.send = send;
     this.view = new BoardView(this.ui.svg);
     this.view.setView({ x: 0, y: 0, zoom: 1 });
-    this.sync = new BoardSync({
-      board: board.id,
-      boardDoc: this.doc,
-      send,
-      me,
-      onStatus: () => this.#paintConnection(),
-      onAwareness: (peers) => this.#peersChanged(peers),
-      onComment: (comment) => this.comments.upsert(comment),
-      onError: (frame) => this.#notice(frame.message || "The board refused a change."),
-      onJoined: () => this.#joined(),
-    });
+    this.#newDocument();
     this.comments = new Comments(q("[data-comments]"), {
       board: board.id,
       me,
@@ -237,6 +227,40 @@ export class BoardApp {
 
   // --- the socket ------------------------------------------------------------------------------
 
+  /** A fresh (empty) document bound to the socket; the server fills it in at board.join. */
+  #newDocument() {
+    this.doc = new BoardDoc({ user: this.me.id, editable: this.canEdit && !this.replaying, onChange: (ids) => this.#changed(ids) });
+    this.sync = new BoardSync({
+      board: this.board.id,
+      boardDoc: this.doc,
+      send: this.send,
+      me: this.me,
+      onStatus: () => this.#paintConnection(),
+      onAwareness: (peers) => this.#peersChanged(peers),
+      onComment: (comment) => this.comments.upsert(comment),
+      onError: (frame) => this.#refused(frame),
+      onJoined: () => this.#joined(),
+    });
+  }
+
+  /**
+   * The server refused one of our updates for good (forbidden, invalid, too_large): our document now
+   * holds a change the server will never have, and later updates would build on it. Say why, drop
+   * the local document and load the board again from the server.
+   */
+  #refused(frame) {
+    this.#notice(frame.message || "The board refused a change.");
+    const joined = this.sync.joined;
+    this.sync.leave();
+    this.doc.destroy();
+    this.selection = [];
+    this.#newDocument();
+    this.view.renderAll(this.doc);
+    this.firstJoin = false;
+    if (joined) this.sync.connected();
+    this.#paintConnection();
+  }
+
   /** Every frame of the page's socket. */
   onFrame(frame) {
     if (this.held && frame.type.startsWith("board.")) {
@@ -258,6 +282,26 @@ export class BoardApp {
     if (this.held && state !== "connected") this.held = []; // answers on a socket that is gone
     if (state !== "connected") this.sync.disconnected();
     this.#paintConnection();
+  }
+
+  /** The reader's role changed (e.g. a viewer made a member): tools follow. */
+  setCanEdit(canEdit) {
+    if (canEdit === this.canEdit) return;
+    this.canEdit = canEdit;
+    this.doc.editable = canEdit && !this.replaying;
+    this.comments.canComment = canEdit;
+    this.comments.form.hidden = !canEdit;
+    this.comments.render();
+    for (const control of this.container.querySelectorAll("[data-tool], [data-stroke], [data-fill], [data-action]")) {
+      const viewing = control.dataset.tool === "select" || ["zoom-in", "zoom-out", "fit", "comments", "history"].includes(control.dataset.action) || control.dataset.action?.startsWith("export-");
+      control.disabled = !canEdit && !viewing;
+    }
+    this.container.querySelector(".board-readonly").hidden = canEdit;
+    if (!canEdit) {
+      this.stopEditing();
+      this.setTool("select");
+    }
+    this.#paintSelection();
   }
 
   rename(title) {

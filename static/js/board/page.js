@@ -11,8 +11,20 @@ const initial = fetch(`/api/v1/boards/${encodeURIComponent(data.board.id)}/`, { 
   .then((response) => (response.ok ? response.json() : null))
   .catch(() => null);
 let app = null;
+
+/** Our role in the board's room changed (member.update), or we left it: the tools follow. */
+function onMembership(frame) {
+  if (frame.type === "member.update" && frame.room === data.board.room && frame.member.user.id === data.me.id) {
+    app.setCanEdit(Boolean(frame.member.role && config.roles[frame.member.role]?.send));
+  } else if (frame.type === "room.removed" && frame.room === data.board.room) app.setCanEdit(false);
+}
+
 const socket = new LiveSocket({
-  onFrame: (frame) => app?.onFrame(frame),
+  onFrame: (frame) => {
+    if (!app) return;
+    onMembership(frame);
+    app.onFrame(frame);
+  },
   onState: (state) => app?.onSocketState(state),
 });
 app = new BoardApp(document.getElementById("board"), {

@@ -32,8 +32,10 @@ export class BoardsPanel {
     this.refreshForm();
   }
 
+  /** The reader's role may have changed: the create form and the open board follow. */
   refreshForm() {
     if (this.form) this.form.hidden = !this.can("send");
+    this.app?.setCanEdit(this.can("send"));
   }
 
   async load() {
