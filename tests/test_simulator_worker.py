@@ -71,9 +71,9 @@ async def test_a_run_streams_to_two_sockets_takes_a_live_fault_and_one_cancels_i
         await socket.send_json_to({"type": "board.join", "board": str(board.pk)})
         await receive_type(socket, "board.state")
 
-    # Started over REST by the member: paced (20 simulated seconds a second), long enough to be live.
+    # Started over REST by the member: paced (10 simulated seconds a second: a minute), long enough to be live.
     response = await sync_to_async(client_for(member).post)(
-        f"/api/v1/boards/{board.pk}/simulations/", {"duration_s": 600, "speed": 20, "seed": 11}, format="json"
+        f"/api/v1/boards/{board.pk}/simulations/", {"duration_s": 600, "speed": 10, "seed": 11}, format="json"
     )
     assert response.status_code == 201, response.json()
     run = response.json()["id"]
