@@ -5,6 +5,7 @@ own figures (snapshots, results) are passed through as it makes them (`Any`: fre
 from typing import Annotated, Any, TypedDict
 
 from rooms.payloads import DateTimeStr, UserPayload, UUIDStr, user_payload
+from simulator.flows import connector_flows, connector_shares
 from simulator.models import SimulationRun
 
 RunStatus = Annotated[str, SimulationRun.Status]
@@ -35,6 +36,7 @@ class RunSummaryPayload(TypedDict):
     cost: Annotated[Any, "currency, run, per_hour, per_month"]
     components: Annotated[Any, "Per component id: utilisation, throughput_rps, p99_ms, drops, errors, timeouts"]
     meta: Annotated[Any, "seed, duration_s, simulated_s, stopped_early, events"]
+    connectors: Annotated[Any, "Per connector (arrow) id: {rps}, the source's throughput split by its routing"]
 
 
 class RunPayload(TypedDict):
@@ -123,7 +125,7 @@ SUMMARY_COMPONENT_KEYS = (
 )
 
 
-def run_summary(results: dict[str, Any] | None) -> RunSummaryPayload | None:
+def run_summary(results: dict[str, Any] | None, design: dict[str, Any] | None = None) -> RunSummaryPayload | None:
     if not results:
         return None
     end_to_end = {k: v for k, v in (results.get("end_to_end") or {}).items() if k != "histogram_ms"}
@@ -137,6 +139,7 @@ def run_summary(results: dict[str, Any] | None) -> RunSummaryPayload | None:
         "cost": cost,
         "components": components,
         "meta": results.get("meta"),
+        "connectors": connector_flows(connector_shares(design or {}), results.get("components") or {}),
     }
 
 

@@ -228,6 +228,13 @@ def test_a_run_executes_streams_progress_and_stores_results(cast, events, django
     progress = [f for f in frames if f["type"] == "simulation.progress" and f["progress"]]
     assert progress and progress[-1]["progress"]["fraction"] == 1.0 and progress[-1]["run"] == run["id"]
     assert "components" in progress[-1]["progress"] and "end_to_end" in progress[-1]["progress"]
+    # Traffic along each arrow: the source's throughput split as it routes (reads to the cache, writes
+    # to the database, the cache's misses on to the database).
+    connectors = progress[-1]["progress"]["connectors"]
+    assert set(connectors) == {k["id"] for k in stored.design["connectors"]}
+    assert connectors["api->cache"]["rps"] > 10 * connectors["api->db"]["rps"] > 0
+    summary_flows = detail["summary"]["connectors"]
+    assert summary_flows["lb->api"]["rps"] == pytest.approx(detail["results"]["components"]["lb"]["throughput_rps"])
     finished = frames[-1]
     assert finished["status"] == "done" and finished["summary"]["bottleneck"]["component_id"]
 
@@ -308,7 +315,8 @@ def test_cancel_and_live_faults(cast, events, django_capture_on_commit_callbacks
 
 def test_a_worker_applies_pending_faults_and_stops_when_cancelled(cast, events, django_capture_on_commit_callbacks):
     board = template_board(cast)
-    run = start(cast, board["id"], duration_s=30, seed=3, speed=None).json()
+    # Paced (10x): the worker reports every quarter of a second of wall time, 2.5 simulated seconds apart.
+    run = start(cast, board["id"], duration_s=30, seed=3, speed=10).json()
     command = services.run_inject(
         user=cast["member"], run_id=run["id"], fault={"kind": "kill", "component_id": "api", "count": 3}
     )
