@@ -54,6 +54,9 @@ def design_from_elements(elements: list[dict[str, Any]]) -> tuple[dict[str, Any]
             problems.append(_problem(element_id, "malformed", "its params must be an object"))
             continue
         component: dict[str, Any] = {"id": element_id, "kind": kind, "params": params}
+        text = element.get("text")
+        if isinstance(text, str) and text.strip():  # what people call it on the canvas (its first line)
+            component["label"] = text.strip().splitlines()[0][:80]
         x, y = _number(element.get("x")), _number(element.get("y"))
         if x is not None and y is not None:
             component["x"], component["y"] = x, y

@@ -63,7 +63,9 @@ def test_the_design_is_read_from_the_board_and_problems_are_keyed_by_element(cas
     member = cast["member"]
     board = board_create(user=member, room_id=cast["room"].pk, title="Design")
     ada = Client()
-    draw(board, member, ada, "users", type="component", kind="client", params={"rate": 100}, x=0, y=0, w=160, h=80)
+    draw(
+        board, member, ada, "users", type="component", kind="client", params={"rate": 100}, x=0, y=0, text="Users\nweb"
+    )
     draw(board, member, ada, "api", type="component", kind="service", params={"instances": -1}, x=300, y=0)
     draw(board, member, ada, "db", type="component", kind="database", params={}, x=600, y=0)
     draw(board, member, ada, "mystery", type="component", kind="teleporter", x=600, y=300)
@@ -78,6 +80,8 @@ def test_the_design_is_read_from_the_board_and_problems_are_keyed_by_element(cas
 
     assert body["valid"] is False and body["sequence"] == 10
     assert [c["id"] for c in body["design"]["components"]] == ["api", "db", "mystery", "users"]
+    users = next(c for c in body["design"]["components"] if c["id"] == "users")
+    assert users == {"id": "users", "kind": "client", "params": {"rate": 100}, "label": "Users", "x": 0, "y": 0}
     assert {k["id"] for k in body["design"]["connectors"]} == {"a1", "a2", "a3", "loose"}  # not the annotation
     codes = {(p["element_id"], p["code"]) for p in body["problems"]}
     assert ("api", "invalid_param") in codes  # instances = -1
@@ -192,6 +196,8 @@ def test_quotas_concurrent_runs_duration_requests_and_wall_time(cast, settings):
     assert (third.status_code, third.json()["error"]["code"]) == (403, "quota_exceeded")
     assert "2 simulations" in third.json()["error"]["message"]
     assert start(cast, board["id"], user="owner", **small()).status_code == 201  # per user
+    active = client_for(cast["viewer"]).get(f"{V1}/boards/{board['id']}/simulations/", {"active": 1}).json()
+    assert [r["status"] for r in active["results"]] == ["queued"] * 3
     # One finishes (here: cancelled while queued): there is room again.
     assert client_for(cast["member"]).post(f"{V1}/simulations/{first.json()['id']}/cancel/").json()["status"] == (
         "cancelled"
