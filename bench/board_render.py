@@ -122,9 +122,17 @@ def main() -> int:
             page.wait_for_url(f"{base}/")
             for _ in range(RUNS + 1):  # the first run warms the caches (modules, the server's document)
                 page = context.new_page()
+                cdp = context.new_cdp_session(page)
+                cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
                 page.goto(f"/rooms/{room}/boards/{board}/")
                 page.wait_for_function(DONE, timeout=60_000)
-                runs.append(page.evaluate(MEASURE))
+                run = page.evaluate(MEASURE)
+                # The renderer's main-thread work until now, in seconds of thread time (CPU, not
+                # wall clock: what a loaded machine inflates least).
+                metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+                for name in ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration"):
+                    run[f"cpu_{name}_ms"] = round(metrics.get(name, -0.001) * 1000)
+                runs.append(run)
                 page.close()
             browser.close()
     finally:
@@ -142,6 +150,9 @@ def main() -> int:
         "painted_max_ms": round(max(times), 1),
         "load_average": os.getloadavg()[0],
         "svg_nodes": warm[-1]["nodes"],
+        "main_thread_cpu_ms_until_live": {
+            key: round(statistics.median(run[key] for run in warm)) for key in warm[0] if key.startswith("cpu_")
+        },
         "phases_ms": {key: round(statistics.median(run[key] for run in warm)) for key in PHASES},
     }
     print(json.dumps(figures, indent=2))

@@ -345,14 +345,14 @@ def test_comments_replay_and_export(start_server, chromium, make_user, tmp_path)
     expect(replay).to_have_attribute("data-sequence", "1")
     expect(replay).to_have_attribute("data-count", "1")
     expect(ann_page.locator("[data-replay-info]")).to_contain_text(ann.username)
-    expect(ann_page.locator(".board-elements .board-el")).to_have_count(1)
+    expect(ann_page.locator(".board-elements > g")).to_have_count(1)
     expect(ann_page.locator(f'.board-elements [data-id="{first}"]')).to_be_attached()
     # Read-only while scrubbing: dragging only pans, keys change nothing.
     drag(ann_page, (500, 300), (600, 400))
     ann_page.keyboard.press("Delete")
     assert len(elements(ann_page)) == 2
     ann_page.get_by_role("button", name="Back to live").click()
-    expect(ann_page.locator(".board-elements .board-el")).to_have_count(2)
+    expect(ann_page.locator(".board-elements > g")).to_have_count(2)
     fixed_view(ann_page)
 
     # Export: SVG and PNG of the whole board and of the selection, and the JSON.

@@ -133,6 +133,8 @@ export function buildBoardDom(container, { title, canEdit, standalone }) {
   const svgRoot = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svgRoot.setAttribute("class", "board-svg");
   svgRoot.setAttribute("data-board-svg", "");
+  svgRoot.setAttribute("font-family", FONT); // inherited by every element's text (render.js)
+  svgRoot.setAttribute("stroke-linejoin", "round");
   const stage = el(
     "div",
     { class: "board-stage", tabIndex: 0, "data-stage": true, "aria-label": `Board ${title}`, role: "application" },

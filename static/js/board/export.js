@@ -20,7 +20,8 @@ export function exportSvgElement(source, ids = null) {
     for (const child of node.querySelectorAll("[class]")) child.removeAttribute("class");
     root.append(node);
   }
-  root.setAttribute("font-family", FONT);
+  root.setAttribute("font-family", FONT); // inherited by the text (render.js leaves it out)
+  root.setAttribute("stroke-linejoin", "round");
   return { root, width, height, count: chosen.length };
 }
 

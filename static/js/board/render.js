@@ -52,13 +52,18 @@ export function wrapText(text, width, fontSize) {
 // Elements are drawn as markup strings (every value escaped) and parsed by the browser in one go:
 // building 10,000 elements node by node costs several times more (docs/performance.md).
 const escapeMap = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
-export const escapeXml = (value) => String(value).replace(/[&<>"']/g, (c) => escapeMap[c]);
+const NEEDS_ESCAPE = /[&<>"']/;
+export const escapeXml = (value) => {
+  const text = String(value);
+  return NEEDS_ESCAPE.test(text) ? text.replace(/[&<>"']/g, (c) => escapeMap[c]) : text;
+};
 
 function tag(name, attrs, inner = null) {
   let out = `<${name}`;
   for (const key in attrs) {
     const value = attrs[key];
-    if (value !== null && value !== undefined && value !== false) out += ` ${key}="${escapeXml(value)}"`;
+    if (value === null || value === undefined || value === false) continue;
+    out += ` ${key}="${typeof value === "number" ? value : escapeXml(value)}"`;
   }
   return inner === null ? `${out}/>` : `${out}>${inner}</${name}>`;
 }
@@ -71,11 +76,16 @@ function textBlock(element, box, { align = "middle", valign = "middle", colour }
   const total = lines.length * lineHeight;
   const x = align === "start" ? box.x + 6 : box.x + box.w / 2;
   const top = valign === "top" ? box.y + 6 : box.y + (box.h - total) / 2;
-  const spans = lines.map((line, i) => tag("tspan", { x, y: top + i * lineHeight }, escapeXml(line || " "))).join("");
+  // One line (most labels) needs no <tspan>; the font family comes from the <svg> (fewer bytes
+  // and nodes on big boards).
+  const inner =
+    lines.length === 1
+      ? escapeXml(lines[0])
+      : lines.map((line, i) => tag("tspan", { x, y: top + i * lineHeight }, escapeXml(line || " "))).join("");
   return tag(
     "text",
-    { x, y: top, "font-family": FONT, "font-size": fontSize, fill: colour, "text-anchor": align, "dominant-baseline": "hanging", class: "board-text" },
-    spans,
+    { x, y: top, "font-size": fontSize, fill: colour, "text-anchor": align, "dominant-baseline": "hanging", class: "board-text" },
+    inner,
   );
 }
 
@@ -83,14 +93,14 @@ function textBlock(element, box, { align = "middle", valign = "middle", colour }
 export function elementMarkup(element, lookup) {
   return tag(
     "g",
-    { "data-id": element.id, "data-type": element.type, "data-z": String(element.z ?? ""), class: "board-el" },
+    { "data-id": element.id, "data-z": String(element.z ?? "") },
     innerMarkup(element, lookup),
   );
 }
 
 /** The SVG node of one element. */
 export function elementNode(element, lookup) {
-  const group = svg("g", { "data-id": element.id, "data-type": element.type, class: "board-el" });
+  const group = svg("g", { "data-id": element.id });
   fillElementNode(group, element, lookup);
   return group;
 }
@@ -103,7 +113,7 @@ function innerMarkup(element, lookup) {
   const stroke = paint(element.stroke, DEFAULTS.stroke);
   const strokeWidth = finite(element.strokeWidth, DEFAULTS.strokeWidth);
   const box = shapeBox(element);
-  const common = { stroke, "stroke-width": strokeWidth, "stroke-linejoin": "round" };
+  const common = { stroke, "stroke-width": strokeWidth }; // stroke-linejoin: round comes from the <svg>
   let out = "";
   switch (element.type) {
     case "rect":
@@ -122,7 +132,6 @@ function innerMarkup(element, lookup) {
       break;
     }
     case "sticky":
-      out += tag("rect", { x: box.x + 2, y: box.y + 3, width: box.w, height: box.h, fill: "#000", "fill-opacity": 0.08 });
       out += tag("rect", { x: box.x, y: box.y, width: box.w, height: box.h, fill: paint(element.fill, DEFAULTS.sticky), stroke: "#d4b94a", "stroke-width": 1 });
       break;
     case "text":
