@@ -6,6 +6,7 @@ from typing import Any
 from simulator.models import SimulationRun
 from simulator.payloads import run_detail_payload
 
+TOP_SERIES = ("throughput_rps", "failures_rps", "p99_ms")
 COMPONENT_COLUMNS = (
     "kind",
     "arrivals",
@@ -44,16 +45,14 @@ def write_csv(run: SimulationRun, writer: Any, *, table: str) -> None:
         series = results.get("time_series") or {}
         seconds = series.get("seconds") or []
         components = series.get("components") or {}
-        columns = [(None, name) for name in ("throughput_rps", "failures_rps", "p99_ms")]
+        connectors = series.get("connectors") or {}
+        columns: list[tuple[str, list]] = [(name, series.get(name) or []) for name in TOP_SERIES]
         for cid in sorted(components):
-            columns += [(cid, name) for name in sorted(components[cid])]
-        writer.writerow(["second", *(name if cid is None else f"{cid}.{name}" for cid, name in columns)])
+            columns += [(f"{cid}.{name}", values) for name, values in sorted(components[cid].items())]
+        columns += [(f"{kid}.rps", values) for kid, values in sorted(connectors.items())]
+        writer.writerow(["second", *(name for name, _ in columns)])
         for i, second in enumerate(seconds):
-            row = [second]
-            for cid, name in columns:
-                values = series.get(name) if cid is None else components[cid].get(name)
-                row.append(_cell(values[i] if values is not None and i < len(values) else None))
-            writer.writerow(row)
+            writer.writerow([second, *(_cell(values[i] if i < len(values) else None) for _, values in columns)])
         return
     writer.writerow(["component_id", *COMPONENT_COLUMNS])
     for cid, figures in (results.get("components") or {}).items():

@@ -5,7 +5,6 @@ own figures (snapshots, results) are passed through as it makes them (`Any`: fre
 from typing import Annotated, Any, TypedDict
 
 from rooms.payloads import DateTimeStr, UserPayload, UUIDStr, user_payload
-from simulator.flows import connector_flows, connector_shares
 from simulator.models import SimulationRun
 
 RunStatus = Annotated[str, SimulationRun.Status]
@@ -36,7 +35,7 @@ class RunSummaryPayload(TypedDict):
     cost: Annotated[Any, "currency, run, per_hour, per_month"]
     components: Annotated[Any, "Per component id: utilisation, throughput_rps, p99_ms, drops, errors, timeouts"]
     meta: Annotated[Any, "seed, duration_s, simulated_s, stopped_early, events"]
-    connectors: Annotated[Any, "Per connector (arrow) id: {rps}, the source's throughput split by its routing"]
+    connectors: Annotated[Any, "Per connector (arrow) id: {flows, rps}, the requests that took it"]
 
 
 class RunPayload(TypedDict):
@@ -125,7 +124,7 @@ SUMMARY_COMPONENT_KEYS = (
 )
 
 
-def run_summary(results: dict[str, Any] | None, design: dict[str, Any] | None = None) -> RunSummaryPayload | None:
+def run_summary(results: dict[str, Any] | None) -> RunSummaryPayload | None:
     if not results:
         return None
     end_to_end = {k: v for k, v in (results.get("end_to_end") or {}).items() if k != "histogram_ms"}
@@ -139,7 +138,7 @@ def run_summary(results: dict[str, Any] | None, design: dict[str, Any] | None = 
         "cost": cost,
         "components": components,
         "meta": results.get("meta"),
-        "connectors": connector_flows(connector_shares(design or {}), results.get("components") or {}),
+        "connectors": results.get("connectors") or {},
     }
 
 

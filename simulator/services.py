@@ -377,7 +377,7 @@ def run_finish(run: SimulationRun, results: dict[str, Any], *, cancelled: bool, 
             return run
         if current.finished:
             return current
-        current.results, current.summary = results, run_summary(results, current.design)
+        current.results, current.summary = results, run_summary(results)
         current.status = Status.FAILED if error else Status.CANCELLED if cancelled else Status.DONE
         current.error = error
         current.finished_at = timezone.now()

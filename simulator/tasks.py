@@ -15,7 +15,7 @@ import time
 from celery import shared_task
 from django.conf import settings
 
-from simulator import flows, services
+from simulator import services
 from simulator.engine.design import Design, DesignError
 from simulator.engine.faults import Fault
 from simulator.engine.run import Simulation
@@ -57,7 +57,6 @@ def execute(run: SimulationRun) -> str:
         services.run_fail(run.pk, f"The design cannot run: {error}")
         return SimulationRun.Status.FAILED
     duration = sim.duration
-    shares = flows.connector_shares(run.design)
     report_every = 1.0 / max(1, settings.SIM_PROGRESS_HZ)
     # Steps end on multiples of the engine's step (as simulate() does): the figures of a seed are the
     # same at any speed, paced or not (live faults aside).
@@ -78,7 +77,6 @@ def execute(run: SimulationRun) -> str:
             continue
         next_report = now + report_every
         snapshot = sim.snapshot().to_json()
-        snapshot["connectors"] = flows.connector_flows(shares, snapshot["components"])
         control = services.run_report(run, {"t": snapshot["t"], "fraction": round(sim.now / duration, 4), **snapshot})
         for command in control.commands:
             _inject(run, sim, command)
