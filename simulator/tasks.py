@@ -65,7 +65,7 @@ def execute(run: SimulationRun) -> str:
     started = time.monotonic()
     next_report = started + report_every
     cancelled, overdue, t = False, "", 0.0
-    while sim.now < duration - 1e-9:
+    while sim.now < duration - 1e-9 and not sim.stopped:
         t = min(duration, t + chunk)
         sim.step_until(t)
         if speed:
