@@ -40,6 +40,7 @@ export const TOOLS = [
   ["pen", "Pen", "P", "M2.5 13.5c2-5 4-1 6-5s3-5 5-5"],
 ];
 const KEY_TOOLS = Object.fromEntries(TOOLS.map(([tool, , key]) => [key.toLowerCase(), tool]));
+const BIG_BOARD = 2000;
 const STROKES = ["#1f2937", "#dc2626", "#2563eb", "#16a34a", "#d97706", "#7c3aed"];
 const FILLS = ["transparent", "#fee2e2", "#dbeafe", "#dcfce7", "#fef3c7", "#fde68a"];
 const DEFAULT_SIZE = { rect: [140, 90], ellipse: [140, 90], diamond: [140, 110], sticky: [180, 160], text: [220, 32] };
@@ -210,7 +211,9 @@ export class BoardApp {
     initial
       ?.then((data) => {
         if (!data || this.firstRendered || !Array.isArray(data.elements)) return;
-        this.view.renderAll(new StaticBoard(data.elements));
+        const preview = new StaticBoard(data.elements);
+        this.setView(this.#initialView(preview), { fromUser: false });
+        this.view.renderAll(preview);
         this.#firstRender();
       })
       .catch((error) => console.warn("Parley: board preview", error))
@@ -315,7 +318,7 @@ export class BoardApp {
    * time to first render is this mark's time from the navigation's start). */
   #firstRender() {
     this.firstRendered = true;
-    this.fit();
+    this.#paintSelection();
     const size = this.view.source.size;
     performance.mark("parley-board-rendered", { detail: { elements: size } });
     this.container.dataset.rendered = String(size);
@@ -326,6 +329,7 @@ export class BoardApp {
   #joined() {
     if (this.firstJoin) {
       this.firstJoin = false;
+      if (!this.firstRendered) this.setView(this.#initialView(this.doc), { fromUser: false });
       this.#frame(); // draw the document now, not on the next animation frame
       if (!this.firstRendered) this.#firstRender();
       performance.mark("parley-board-live"); // the live document is on screen and editable
@@ -423,6 +427,19 @@ export class BoardApp {
     this.view.renderPeers(this.peers);
     this.comments.paintBadges();
     this.#publishAwareness();
+  }
+
+  /**
+   * Where a board opens: fitted to its content, or for a big one (over BIG_BOARD elements) at
+   * 100 % on its top-left corner, so that opening it draws what is on screen rather than every
+   * element at a few pixels each (Shift+1 fits it whole).
+   */
+  #initialView(source) {
+    const rect = this.ui.stage.getBoundingClientRect();
+    const box = source.boundsOf();
+    if (!box) return { x: -rect.width / 2, y: -rect.height / 2, zoom: 1 };
+    if (source.size > BIG_BOARD) return { x: box.x - 40, y: box.y - 40, zoom: 1 };
+    return fitView(box, rect.width, rect.height);
   }
 
   fit() {
@@ -540,7 +557,10 @@ export class BoardApp {
       }
       event.stopPropagation();
     });
-    new ResizeObserver(() => this.#paintSelection()).observe(stage);
+    new ResizeObserver(() => {
+      this.view.resized();
+      this.#paintSelection();
+    }).observe(stage);
   }
 
   #onClick(event) {

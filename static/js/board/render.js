@@ -2,7 +2,7 @@
 // order, re-drawn only when its element (or a shape an arrow is attached to) changed. The same
 // `elementNode` draws exported SVG (export.js), so what you see is what you export. Only SVG
 // presentation attributes are used (no style attributes: the page's Content-Security-Policy).
-import { bounds, handlePoint, HANDLES, linePoints, shapeBox } from "./geometry.js";
+import { boxesIntersect, bounds, handlePoint, HANDLES, linePoints, shapeBox } from "./geometry.js";
 
 export const SVG_NS = "http://www.w3.org/2000/svg";
 export const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
@@ -208,14 +208,61 @@ export class BoardView {
     // Far out, text is a few pixels high: not laying it out keeps big boards fast.
     this.root.classList.toggle("is-far", view.zoom < FAR_ZOOM);
     this.viewport.setAttribute("transform", `matrix(${view.zoom} 0 0 ${view.zoom} ${-view.x * view.zoom} ${-view.y * view.zoom})`);
+    this.#fillVisible();
   }
 
-  /** Draw everything anew from `source` (a new document, or replay). */
+  // Only elements in or near the view are drawn (culling): a big board opens drawing what is on
+  // screen, and what comes into view as one pans or zooms out is drawn then. Drawn nodes stay.
+
+  /** The board area drawn: the view plus half a screen on every side. */
+  /** The stage changed size (a ResizeObserver calls this). */
+  resized() {
+    this.size = null;
+    this.#fillVisible();
+  }
+
+  #drawnBox() {
+    if (!this.size) {
+      const { width, height } = this.root.getBoundingClientRect();
+      this.size = { width, height };
+    }
+    const { width, height } = this.size;
+    const w = (width || 1280) / this.view.zoom;
+    const h = (height || 800) / this.view.zoom;
+    return { x: this.view.x - w / 2, y: this.view.y - h / 2, w: w * 2, h: h * 2 };
+  }
+
+  #inView(element, box) {
+    return boxesIntersect(bounds(element, this.source.lookup), box);
+  }
+
+  /** Draw the elements of the drawn area that are not drawn yet, in one parse. */
+  #fillVisible() {
+    const source = this.source;
+    if (!source || this.nodes.size === source.size) return;
+    const box = this.#drawnBox();
+    const missing = source.sorted().filter((element) => !this.nodes.has(element.id) && this.#inView(element, box));
+    if (!missing.length) return;
+    const holder = svg("g");
+    holder.innerHTML = missing.map((element) => elementMarkup(element, source.lookup)).join("");
+    for (const node of [...holder.children]) {
+      this.nodes.set(node.dataset.id, node);
+      this.layers.elements.append(node);
+    }
+    this.#reorder();
+  }
+
+  /** Draw anew from `source` (a new document, or replay): what is in or near the view. */
   renderAll(source) {
     this.source = source;
     this.nodes.clear();
     const layer = this.layers.elements;
-    layer.innerHTML = source.sorted().map((element) => elementMarkup(element, source.lookup)).join("");
+    const box = this.#drawnBox();
+    layer.innerHTML = source
+      .sorted()
+      .filter((element) => this.#inView(element, box))
+      .map((element) => elementMarkup(element, source.lookup))
+      .join("");
     for (const node of layer.children) this.nodes.set(node.dataset.id, node);
     this.setEditing(this.hiddenText);
   }
@@ -249,9 +296,11 @@ export class BoardView {
       }
     }
     let orderChanged = false;
+    let box = null;
     for (const id of redraw) {
       const element = source.get(id);
       const node = this.nodes.get(id);
+      if (element && !node && !this.#inView(element, (box ||= this.#drawnBox()))) continue; // drawn when in view
       if (!element) {
         if (node) {
           node.remove();

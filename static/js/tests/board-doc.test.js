@@ -233,3 +233,24 @@ test("board sync: a lost board.update is noticed by the next number and fetched 
   ann.sync.leave();
   ben.sync.leave();
 });
+
+test("board view: only what is in or near the view is drawn; panning draws the rest, in z order", async () => {
+  const { BoardView } = await import("../board/render.js");
+  const { StaticBoard } = await import("../board/doc.js");
+  const root = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  root.setAttribute("width", "400");
+  root.setAttribute("height", "300");
+  document.body.append(root);
+  const rect = (id, x, z) => ({ id, type: "rect", x, y: 10, w: 50, h: 50, z });
+  const board = new StaticBoard([rect("near", 10, "b"), rect("far", 5000, "a"), rect("farther", 9000, "c")]);
+  const view = new BoardView(root);
+  view.setView({ x: 0, y: 0, zoom: 1 });
+  view.renderAll(board);
+  const drawn = () => [...root.querySelectorAll(".board-elements > g")].map((node) => node.dataset.id);
+  assertEqual(drawn(), ["near"], "only the element in view");
+  view.setView({ x: 4900, y: 0, zoom: 1 });
+  assertEqual(drawn(), ["far", "near"], "panning draws what comes into view, below 'near' by z");
+  view.setView({ x: 0, y: 0, zoom: 0.04 });
+  assertEqual(drawn(), ["far", "near", "farther"], "zooming out draws everything");
+  root.remove();
+});
