@@ -285,6 +285,7 @@ SPECTACULAR_SETTINGS = {
         "RoomKindEnum": "rooms.models.Room.Kind",
         "OpenRoomKindEnum": "rooms.models.OPEN_ROOM_KINDS",
         "RoleEnum": "rooms.models.Membership.Role",
+        "SimulationStatusEnum": "simulator.models.SimulationRun.Status",
     },
 }
 

@@ -23,13 +23,13 @@ from rooms.api import ROOM_ID, documented
 from simulator import designs, exports, gallery, selectors, services
 from simulator.engine.palette import palette_json
 from simulator.payloads import (
-    ComparePayload,
-    DesignPayload,
-    FaultAckPayload,
-    RunDetailPayload,
-    RunList,
-    RunPayload,
-    TemplateList,
+    BoardDesignPayload,
+    SimulationComparePayload,
+    SimulationFaultAckPayload,
+    SimulationRunDetailPayload,
+    SimulationRunList,
+    SimulationRunPayload,
+    SimulationTemplateList,
     run_detail_payload,
     run_payload,
 )
@@ -37,7 +37,7 @@ from simulator.payloads import (
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
-class PalettePayload(TypedDict):
+class SimulationPalettePayload(TypedDict):
     kinds: Any
     connector_params: Any
     faults: Any
@@ -47,7 +47,7 @@ class PaletteApi(APIView):
     """The component palette: every kind with its parameters (type, default, bounds, unit, help),
     its prices, the connector parameters and the fault kinds."""
 
-    @extend_schema(operation_id="simulator_palette", responses=documented(PalettePayload))
+    @extend_schema(operation_id="simulator_palette", responses=documented(SimulationPalettePayload))
     def get(self, request):
         return Response(palette_json())
 
@@ -55,7 +55,7 @@ class PaletteApi(APIView):
 class TemplateListApi(APIView):
     """The template gallery: designs to start a board from (POST rooms/{id}/boards/from-template/)."""
 
-    @extend_schema(operation_id="simulator_templates", responses=documented(TemplateList))
+    @extend_schema(operation_id="simulator_templates", responses=documented(SimulationTemplateList))
     def get(self, request):
         results = [
             {"id": t["id"], "title": t["title"], "description": t["description"], "design": t["design"]}
@@ -92,7 +92,7 @@ class BoardFromTemplateApi(APIView):
 class BoardDesignApi(APIView):
     """The design the board's document holds now, and every problem with the element it is about."""
 
-    @extend_schema(operation_id="board_design", responses=documented(DesignPayload, 403, 404))
+    @extend_schema(operation_id="board_design", responses=documented(BoardDesignPayload, 403, 404))
     def get(self, request, board_id):
         board, _ = board_get_for(user=request.user, board_id=board_id)
         extracted = designs.board_design(board)
@@ -135,7 +135,9 @@ class BoardRunListApi(APIView):
     write_scope = "edit"
 
     @extend_schema(
-        operation_id="board_simulations_list", parameters=[_ListParams], responses=documented(RunList, 403, 404)
+        operation_id="board_simulations_list",
+        parameters=[_ListParams],
+        responses=documented(SimulationRunList, 403, 404),
     )
     def get(self, request, board_id):
         params = _ListParams(data=request.query_params)
@@ -148,7 +150,7 @@ class BoardRunListApi(APIView):
     @extend_schema(
         operation_id="board_simulations_start",
         request=_StartInput,
-        responses=documented({201: RunPayload}, 400, 403, 404, 429),
+        responses=documented({201: SimulationRunPayload}, 400, 403, 404, 429),
     )
     def post(self, request, board_id):
         run = services.run_start(user=request.user, board_id=board_id, data=json_object(request))
@@ -159,7 +161,7 @@ class BoardRunListApi(APIView):
 class RunDetailApi(APIView):
     """A run with its design and, once finished, its full results."""
 
-    @extend_schema(operation_id="simulations_retrieve", responses=documented(RunDetailPayload, 403, 404))
+    @extend_schema(operation_id="simulations_retrieve", responses=documented(SimulationRunDetailPayload, 403, 404))
     def get(self, request, run_id):
         return Response(run_detail_payload(selectors.run_get_for(user=request.user, run_id=run_id)))
 
@@ -171,7 +173,9 @@ class RunCancelApi(APIView):
 
     write_scope = "edit"
 
-    @extend_schema(operation_id="simulations_cancel", request=None, responses=documented(RunPayload, 403, 404, 429))
+    @extend_schema(
+        operation_id="simulations_cancel", request=None, responses=documented(SimulationRunPayload, 403, 404, 429)
+    )
     def post(self, request, run_id):
         return Response(run_payload(services.run_cancel(user=request.user, run_id=run_id)))
 
@@ -197,7 +201,7 @@ class RunFaultApi(APIView):
     @extend_schema(
         operation_id="simulations_inject",
         request=_FaultInput,
-        responses=documented({201: FaultAckPayload}, 400, 403, 404, 409, 429),
+        responses=documented({201: SimulationFaultAckPayload}, 400, 403, 404, 409, 429),
     )
     def post(self, request, run_id):
         command = services.run_inject(user=request.user, run_id=run_id, fault=json_object(request))
@@ -211,10 +215,10 @@ def _filename(run) -> str:
     return re.sub(r"[^A-Za-z0-9._ -]+", "_", f"{label}-{run.pk}").strip()
 
 
-class ExportPayload(TypedDict):
+class SimulationExportPayload(TypedDict):
     format: str
     version: int
-    simulation: RunDetailPayload
+    simulation: SimulationRunDetailPayload
     exported_at: str
 
 
@@ -222,7 +226,7 @@ class ExportPayload(TypedDict):
 class RunExportApi(APIView):
     """The run as a JSON file: the run, its design, parameters, faults and full results."""
 
-    @extend_schema(operation_id="simulations_export", responses=documented(ExportPayload, 403, 404))
+    @extend_schema(operation_id="simulations_export", responses=documented(SimulationExportPayload, 403, 404))
     def get(self, request, run_id):
         run = selectors.run_get_for(user=request.user, run_id=run_id)
         response = HttpResponse(json.dumps(exports.as_json(run)), content_type="application/json")
@@ -278,7 +282,9 @@ class RunCompareApi(APIView):
     as {a, b, delta}."""
 
     @extend_schema(
-        operation_id="simulations_compare", parameters=[_CompareParams], responses=documented(ComparePayload, 400, 404)
+        operation_id="simulations_compare",
+        parameters=[_CompareParams],
+        responses=documented(SimulationComparePayload, 400, 404),
     )
     def get(self, request):
         params = _CompareParams(data=request.query_params)

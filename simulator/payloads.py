@@ -10,24 +10,24 @@ from simulator.models import SimulationRun
 RunStatus = Annotated[str, SimulationRun.Status]
 
 
-class ProblemPayload(TypedDict):
+class DesignProblemPayload(TypedDict):
     element_id: Annotated[str | None, "The component (or arrow) element it is about; null: the whole design"]
     code: Annotated[str, "e.g. dangling_connector, cycle_without_queue, no_entry_point, invalid_param"]
     message: str
     severity: Annotated[str, "`error` (stops a run) or `warning`"]
 
 
-class DesignPayload(TypedDict):
+class BoardDesignPayload(TypedDict):
     """GET /boards/{id}/design/: the design the board's document holds, and its problems."""
 
     board: UUIDStr
     sequence: Annotated[int, "The board's update number the document was read at"]
     design: Annotated[Any, "{components: [{id, kind, params, x?, y?}], connectors: [{id, from, to, params}]}"]
-    problems: list[ProblemPayload]
+    problems: list[DesignProblemPayload]
     valid: Annotated[bool, "No problem of severity `error`: the design can be run"]
 
 
-class RunSummaryPayload(TypedDict):
+class SimulationSummaryPayload(TypedDict):
     """The headline figures of a finished run (the whole results: GET /simulations/{id}/)."""
 
     end_to_end: Annotated[Any, "Requests, success rate, throughput, latency percentiles (no histogram)"]
@@ -38,7 +38,7 @@ class RunSummaryPayload(TypedDict):
     connectors: Annotated[Any, "Per connector (arrow) id: {flows, rps}, the requests that took it"]
 
 
-class RunPayload(TypedDict):
+class SimulationRunPayload(TypedDict):
     id: UUIDStr
     board: UUIDStr
     room: UUIDStr
@@ -53,14 +53,14 @@ class RunPayload(TypedDict):
     board_sequence: Annotated[int, "The board's update number the design was taken at"]
     faults: Annotated[Any, "Faults given at the start and injected since, as the engine took them"]
     progress: Annotated[Any, "The latest live figures: {t, fraction, snapshot}; null before the first"]
-    summary: Annotated[RunSummaryPayload | None, "Once finished (done, or cancelled/failed with figures)"]
+    summary: Annotated[SimulationSummaryPayload | None, "Once finished (done, or cancelled/failed with figures)"]
     error: Annotated[str, "Why it failed (status `failed`)"]
     created_at: DateTimeStr
     started_at: DateTimeStr | None
     finished_at: DateTimeStr | None
 
 
-class RunDetailPayload(RunPayload):
+class SimulationRunDetailPayload(SimulationRunPayload):
     design: Annotated[Any, "The design the run simulated (taken from the board when it started)"]
     results: Annotated[
         Any,
@@ -69,27 +69,27 @@ class RunDetailPayload(RunPayload):
     ]
 
 
-class RunList(TypedDict):
-    results: list[RunPayload]
+class SimulationRunList(TypedDict):
+    results: list[SimulationRunPayload]
 
 
-class FaultAckPayload(TypedDict):
+class SimulationFaultAckPayload(TypedDict):
     run: UUIDStr
     command: int
     fault: Annotated[Any, "The fault as stored; the worker applies it within a fraction of a second"]
 
 
-class CompareRowPayload(TypedDict):
+class SimulationCompareRowPayload(TypedDict):
     metric: str
     a: Annotated[Any, "The value in run `a` (number or null)"]
     b: Annotated[Any, "The value in run `b`"]
     delta: Annotated[float | None, "b − a when both are numbers"]
 
 
-class ComparePayload(TypedDict):
-    a: RunDetailPayload
-    b: RunDetailPayload
-    end_to_end: list[CompareRowPayload]
+class SimulationComparePayload(TypedDict):
+    a: SimulationRunDetailPayload
+    b: SimulationRunDetailPayload
+    end_to_end: list[SimulationCompareRowPayload]
     components: Annotated[
         Any,
         "Per component id present in either run: {metric: {a, b, delta}} for utilisation, "
@@ -97,15 +97,15 @@ class ComparePayload(TypedDict):
     ]
 
 
-class TemplatePayload(TypedDict):
+class SimulationTemplatePayload(TypedDict):
     id: str
     title: str
     description: str
     design: Annotated[Any, "The design with x/y per component"]
 
 
-class TemplateList(TypedDict):
-    results: list[TemplatePayload]
+class SimulationTemplateList(TypedDict):
+    results: list[SimulationTemplatePayload]
 
 
 def _dt(value: Any) -> str | None:
@@ -124,7 +124,7 @@ SUMMARY_COMPONENT_KEYS = (
 )
 
 
-def run_summary(results: dict[str, Any] | None) -> RunSummaryPayload | None:
+def run_summary(results: dict[str, Any] | None) -> SimulationSummaryPayload | None:
     if not results:
         return None
     end_to_end = {k: v for k, v in (results.get("end_to_end") or {}).items() if k != "histogram_ms"}
@@ -142,7 +142,7 @@ def run_summary(results: dict[str, Any] | None) -> RunSummaryPayload | None:
     }
 
 
-def run_payload(run: SimulationRun) -> RunPayload:
+def run_payload(run: SimulationRun) -> SimulationRunPayload:
     parameters = run.parameters or {}
     return {
         "id": str(run.pk),
@@ -167,5 +167,5 @@ def run_payload(run: SimulationRun) -> RunPayload:
     }
 
 
-def run_detail_payload(run: SimulationRun) -> RunDetailPayload:
+def run_detail_payload(run: SimulationRun) -> SimulationRunDetailPayload:
     return {**run_payload(run), "design": run.design, "results": run.results}

@@ -411,3 +411,27 @@ async def test_runs_start_cancel_and_take_faults_over_the_socket(make_user, even
     assert finished["run"] == run_id and finished["status"] == "cancelled"
     for socket in sockets.values():
         await socket.disconnect()
+
+
+def test_the_openapi_schema_declares_every_field_of_the_simulation_payloads(cast, django_capture_on_commit_callbacks):
+    """The schema test's world has no runs: check a real run's shapes against the schema here."""
+    api = client_for(cast["member"])
+    schemas = api.get(f"{V1}/schema/", {"format": "json"}).json()["components"]["schemas"]
+    board = template_board(cast)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = start(cast, board["id"], **small()).json()
+    run_simulation.apply(args=[run["id"]])
+    detail = api.get(f"{V1}/simulations/{run['id']}/").json()
+    assert set(detail) == set(schemas["SimulationRunDetail"]["properties"])
+    assert set(detail["summary"]) == set(schemas["SimulationSummary"]["properties"])
+    listed = api.get(f"{V1}/boards/{board['id']}/simulations/").json()["results"][0]
+    assert set(listed) == set(schemas["SimulationRun"]["properties"])
+    design = api.get(f"{V1}/boards/{board['id']}/design/").json()
+    assert set(design) == set(schemas["BoardDesign"]["properties"])
+    ack = api.post(f"{V1}/simulations/{run['id']}/faults/", {"kind": "kill", "component_id": "api"}, format="json")
+    assert ack.status_code == 409  # finished
+    compared = api.get(f"{V1}/simulations/compare/", {"a": run["id"], "b": run["id"]}).json()
+    assert set(compared) == set(schemas["SimulationCompare"]["properties"])
+    assert set(compared["end_to_end"][0]) == set(schemas["SimulationCompareRow"]["properties"])
+    exported = api.get(f"{V1}/simulations/{run['id']}/export/").json()
+    assert set(exported) == set(schemas["SimulationExport"]["properties"])
