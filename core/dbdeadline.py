@@ -99,6 +99,10 @@ class _Watchdog:
     """One thread per process that shuts down the sockets of waits past their deadline."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh state: at start, and in a forked child, which has none of its parent's threads."""
         self.condition = threading.Condition()
         self.waits: dict[int, tuple[float, int]] = {}  # token: (deadline, descriptor)
         self.tokens = itertools.count()
@@ -139,7 +143,7 @@ class _Watchdog:
 
 _watchdog = _Watchdog()
 # A forked child has none of its parent's threads: it starts a watchdog of its own when it needs one.
-os.register_at_fork(after_in_child=_watchdog.__init__)
+os.register_at_fork(after_in_child=_watchdog.reset)
 
 
 class DeadlineConnection(psycopg.Connection):
