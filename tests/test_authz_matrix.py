@@ -536,20 +536,29 @@ def test_every_row_says_what_every_actor_gets():
     assert not incomplete
 
 
-def _client(cell: Cell) -> APIClient:
-    client = APIClient()
-    if cell.user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(cell.user)}")
-    return client
+@pytest.fixture(scope="module")
+def api() -> APIClient:
+    """One client for the module: a new one loads the middleware again, and WhiteNoise's scan of
+    the static files then cost more than the request."""
+    return APIClient()
+
+
+def _client(api: APIClient, cell: Cell) -> APIClient:
+    api.cookies.clear()
+    if cell.user is None:
+        api.credentials()
+    else:
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(cell.user)}")
+    return api
 
 
 @pytest.mark.parametrize("actor", ACTORS)
 @pytest.mark.parametrize("row", REST_ROWS, ids=lambda row: row.name)
-def test_rest(row, actor, world, events, django_capture_on_commit_callbacks):
+def test_rest(row, actor, world, api, events, django_capture_on_commit_callbacks):
     cell = Cell(world, actor)
     url = row.url(cell)
     body = row.body(cell) if row.body else None
-    client = _client(cell)
+    client = _client(api, cell)
     expected = row.expect[actor]
     before = fingerprint() if expected[1] is not None else None
 
