@@ -318,3 +318,26 @@ def test_the_one_board_task_compacts_that_board(board):
     edit_history(board, owner, 4)
     assert compact_board(str(board.pk)) == 4
     assert compact_board(str(board.pk)) == 0
+
+
+@pytest.mark.django_db
+def test_a_live_document_behind_the_prune_point_catches_up_by_reloading(board, settings, count_only):
+    """Another process's live document (left at #5) while this one writes, compacts and prunes:
+    its next catch-up finds the log starting past it and reloads from the snapshot."""
+    from boards import documents
+
+    settings.BOARD_CHECKPOINT_EVERY = 10
+    settings.BOARD_KEEP_UPDATES = 5
+    board, owner = board
+    renderings = edit_history(board, owner, 5)
+    elsewhere = documents.LiveDoc(board.pk)  # not in this process's registry: the writes pass it by
+    with elsewhere.lock:
+        documents.catch_up(elsewhere, 5)
+    renderings |= {n + 5: r for n, r in edit_history_more(board, owner, renderings, 20).items()}
+    compaction.compact_board(board.pk, now=timezone.now() + dt.timedelta(days=31))
+    assert compaction.log_start(board.pk) == 20
+
+    with elsewhere.lock:
+        doc = documents.catch_up(elsewhere, 25)
+
+    assert elsewhere.sequence == 25 and crdt.render(doc) == renderings[25]
