@@ -24,6 +24,7 @@ from django.http.cookie import parse_cookie
 
 from accounts.models import User
 from accounts.services import ws_ticket_redeem
+from core.errors import is_outage
 
 
 @database_sync_to_async
@@ -57,10 +58,17 @@ class SocketAuthMiddleware:
                 parsed_origin = None
             if not self.origins.valid_origin(parsed_origin):
                 return await WebsocketDenier()(scope, receive, send)
-        if ticket:
-            # A ticket that does not redeem means anonymous, even if a session cookie came along.
-            user_id = await ws_ticket_redeem(ticket[0])
-            user = await _active_user(user_id) if user_id is not None else AnonymousUser()
-        else:
-            user = await _session_user(headers.get(b"cookie"))
+        try:
+            if ticket:
+                # A ticket that does not redeem means anonymous, even if a session cookie came along.
+                user_id = await ws_ticket_redeem(ticket[0])
+                user = await _active_user(user_id) if user_id is not None else AnonymousUser()
+            else:
+                user = await _session_user(headers.get(b"cookie"))
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            # Redis or PostgreSQL is away: who this is cannot be known now. The consumer accepts
+            # and closes with 1013 (try again later) rather than leave the handshake to fail.
+            return await self.app(dict(scope, user=None, unavailable=True), receive, send)
         return await self.app(dict(scope, user=user), receive, send)

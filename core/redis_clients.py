@@ -2,9 +2,9 @@
 pool is shared by every thread) and one asyncio client per event loop (a server process has one
 loop; tests have one each). Everything but the channel layer and Celery uses these.
 
-The synchronous client (tickets, presence reads, typing) gives up after settings.REDIS_TIMEOUT,
-as the cache does: a request must not wait forever on a Redis that hangs; it answers
-`unavailable` instead (core.errors.is_outage)."""
+Both give up after settings.REDIS_TIMEOUT, as the cache does: a request or a socket must not wait
+forever on a Redis that hangs; it answers `unavailable` instead (core.errors.is_outage), and a
+socket connecting meanwhile is closed with 1013 (messaging.consumers)."""
 
 import functools
 
@@ -25,4 +25,11 @@ def client() -> redis.Redis:
     )
 
 
-aclient = per_loop(lambda: aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True))
+aclient = per_loop(
+    lambda: aioredis.Redis.from_url(
+        settings.REDIS_URL,
+        decode_responses=True,
+        socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+        socket_timeout=settings.REDIS_TIMEOUT,
+    )
+)

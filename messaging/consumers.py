@@ -43,6 +43,7 @@ CLOSE_TOO_LARGE = 1009
 CLOSE_SILENT = 4408
 CLOSE_TOO_SLOW = 4429
 CLOSE_FLOODING = 1008  # kept sending after RATE_LIMIT_FLOOD_STRIKES rate_limited answers
+CLOSE_TRY_AGAIN = 1013  # PostgreSQL or Redis away while connecting: reconnect after a back-off
 
 # Liveness is the client's business: it heartbeats every 30 s, and a socket that sends nothing
 # at all for this long is closed (CLOSE_SILENT), dead peer or stuck client alike. This replaces
@@ -216,10 +217,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
         self.wire_server = wire.server_of(self.base_send)  # for pre-built frames (core.wire)
+        if self.scope.get("unavailable"):  # who this is could not be known (accounts.middleware)
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         if self.user is None or not self.user.is_authenticated or not self.user.is_active:
             self.user = None
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        try:
+            await self._start()
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            logger.warning("closing a new socket of user %s: %s", self.user.pk, error)
+            await self.close(code=CLOSE_TRY_AGAIN)
+
+    async def _start(self) -> None:
+        """Follow the user's rooms and say session.ready."""
         liveness().add(self)
         self.user_limits = user_limits(self.user.pk)
         # Subscribe before reading the room state: an event published in between is then
