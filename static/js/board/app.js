@@ -28,6 +28,7 @@ import {
 import { download, exportPngBlob, exportSvgText, safeFilename } from "./export.js";
 import { Comments } from "./comments.js";
 import { Replay } from "./replay.js";
+import { attachSimulator } from "../simulator/board.js";
 
 export const TOOLS = [
   ["select", "Select", "V", "M3 2l10 6-4.5 1.2L11 14l-2 1-2.4-4.6L3 13z"],
@@ -228,6 +229,7 @@ export class BoardApp {
       );
     this.#bind();
     this.#paintConnection();
+    this.simulator = attachSimulator(this); // the simulator's panel and canvas overlay (static/js/simulator/)
   }
 
   // --- the socket ------------------------------------------------------------------------------

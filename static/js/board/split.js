@@ -3,6 +3,7 @@
 import { el } from "../dom.js";
 import { getJson, sendJson } from "../api.js";
 import { BoardApp } from "./app.js";
+import { attachTemplatePicker } from "../simulator/templates.js";
 
 export const boardHref = (room, board) => `/rooms/${encodeURIComponent(room)}/boards/${encodeURIComponent(board)}/`;
 
@@ -30,6 +31,7 @@ export class BoardsPanel {
       if (button) this.open(button.dataset.openBoard);
     });
     this.refreshForm();
+    attachTemplatePicker(this); // "New from template" (static/js/simulator/templates.js)
   }
 
   /** The reader's role may have changed: the create form and the open board follow. */
