@@ -139,7 +139,8 @@ export class BoardSimulator {
     this.#bindDoc();
     const mine = frame.board === this.app.board.id;
     if (frame.type === "board.state" && mine) {
-      this.#loadRuns({ activeOnly: false });
+      // Joined (or back after a reconnect): a live run's latest state is in its row, not on the socket.
+      this.#loadRuns({ activeOnly: this.panel.hidden });
       this.#scheduleDesign(0);
       return;
     }
@@ -149,6 +150,7 @@ export class BoardSimulator {
       case "simulation.started":
         run = this.tracker.upsert({ ...frame.simulation, id: frame.run });
         this.shownId = run.id;
+        this.ui.faults.hidden = true;
         break;
       case "simulation.progress":
         run = this.tracker.progress(frame);
@@ -156,12 +158,13 @@ export class BoardSimulator {
         break;
       case "simulation.fault":
         run = this.tracker.fault(frame);
-        this.#say(`Fault injected: ${frame.fault.kind} on ${frame.fault.component_id}${frame.user ? ` by ${frame.user.username}` : ""}.`);
+        this.ui.faults.textContent = `Fault injected: ${frame.fault.kind} on ${frame.fault.component_id}${frame.user ? ` by ${frame.user.username}` : ""} at ${Math.round(frame.fault.at_s ?? 0)} s.`;
+        this.ui.faults.hidden = false;
         break;
       case "simulation.finished":
         run = this.tracker.finished(frame);
         if (frame.status === "failed") this.#say(frame.error || "The run failed.");
-        this.#loadDetail(frame.run);
+        if (this.shownId === frame.run) this.#loadDetail(frame.run); // the charts' whole time series
         break;
       default:
         return;
@@ -196,6 +199,7 @@ export class BoardSimulator {
       inspector: el("div", { class: "sim-inspector", "data-sim-inspector": true }),
       problems: el("ul", { class: "sim-problems", "data-sim-problems": true }),
       message: el("p", { class: "sim-message small", "data-sim-message": true, role: "status", hidden: true }),
+      faults: el("p", { class: "sim-message small", "data-sim-fault-log": true, role: "status", hidden: true }),
       status: el("div", { class: "sim-status", "data-sim-run-status": true }),
       bottleneck: el("p", { class: "sim-bottleneck-text", "data-sim-bottleneck-text": true, hidden: true }),
       charts: el("div", { class: "sim-charts", "data-sim-charts": true }),
@@ -240,7 +244,7 @@ export class BoardSimulator {
       this.paletteSection,
       section("Selected", this.ui.inspector),
       section("Design", this.ui.problems),
-      section("Run", this.runControls, this.ui.message, this.ui.status, this.ui.bottleneck, this.ui.charts),
+      section("Run", this.runControls, this.ui.message, this.ui.faults, this.ui.status, this.ui.bottleneck, this.ui.charts),
       section("Runs", this.ui.runs, el("div", { class: "sim-row" }, this.compareButton), this.ui.compare),
     );
     this.panel.addEventListener("click", (event) => this.#onPanelClick(event));
@@ -551,8 +555,8 @@ export class BoardSimulator {
     const run = this.shown();
     if (!run || !isActive(run)) return;
     try {
-      this.tracker.upsert(await sendJson("POST", api(`simulations/${enc(run.id)}/cancel/`)));
-      this.#say("Cancelling…");
+      const answer = this.tracker.upsert(await sendJson("POST", api(`simulations/${enc(run.id)}/cancel/`)));
+      this.#say(isActive(answer) ? "Cancelling…" : "");
     } catch (error) {
       this.#say(error.message || "The run could not be cancelled.");
     }
@@ -568,7 +572,7 @@ export class BoardSimulator {
     if (value) fault[value[0]] = Number(form.value.value);
     try {
       await sendJson("POST", api(`simulations/${enc(run.id)}/faults/`), fault);
-      this.#say(`Injecting ${fault.kind} on ${fault.component_id}…`);
+      this.#say(""); // simulation.fault says when the worker applied it
     } catch (error) {
       this.#say(error.message || "The fault was refused.");
     }

@@ -186,7 +186,7 @@ export class RunTracker {
     const { progress, status, summary, ...rest } = data;
     for (const [key, value] of Object.entries(rest)) if (value !== undefined) held[key] = value;
     if (finished && ACTIVE.has(status)) return held; // an older copy of a finished run
-    if (status) held.status = status;
+    if (status && !(held.status === "running" && status === "queued")) held.status = status; // never backwards
     if (summary !== undefined && summary !== null) held.summary = summary;
     if (progress && (progress.t ?? -Infinity) >= heldT) {
       held.progress = progress;

@@ -38,6 +38,8 @@ test("simulator: progress merges at most once, newest wins, and finished runs st
   tracker.progress({ run: "r1", status: "running", progress: progress(2, 0.9) });
   tracker.upsert({ id: "r1", status: "running", progress: progress(1, 0.5) }); // an older REST read
   const run = tracker.runs.get("r1");
+  tracker.upsert({ id: "r1", status: "queued" }); // the start's answer, after the first progress
+  assertEqual(run.status, "running", "a run never goes back to queued");
   assertEqual(run.progress.t, 2, "the newest progress is kept");
   assertEqual(run.history.t, [1, 2], "one history point per snapshot");
   assertEqual(run.history.utilisation.api, [0.5, 0.9], "utilisation history");
