@@ -15,6 +15,7 @@ import contextvars
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from boards.payloads import sync_item, update_ack, update_frame
 from boards.selectors import Compacted
 from boards.services import board_group
 from core import wire
-from core.errors import ApplicationError, InvalidInput, NotFound
+from core.errors import ApplicationError, Internal, InvalidInput, NotFound, Unavailable, is_outage
 from core.events import call_service, dumps, publishing, send_event
 from core.hub import Hub, get_hub, on_reconnect
 from core.loops import PerLoop, per_loop
@@ -43,6 +44,64 @@ AWARENESS_TTL_SECONDS = 30  # a state not refreshed for this long is not handed 
 AWARENESS_MAX_BYTES = 4096
 
 Socket = Any  # messaging.consumers.ChatConsumer (not imported: it imports us)
+
+# Frames a socket handles at once even while its earlier board.update frames wait for their batch
+# to commit (every other frame first waits for their answers: BoardSessions.settle).
+UNORDERED = frozenset({"board.update", "board.awareness"})
+
+
+def _raise_if_cancelled() -> None:
+    """A loop's task was cancelled, though something on the way may have swallowed it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+class UpdateBatcher:
+    """Writes the board.update frames of every socket in this process in batches (as
+    messaging.consumers.SendBatcher does sends): while one batch is in the database, the updates
+    that arrive meanwhile wait and go together in the next one, each board's in one transaction
+    (boards.services.board_update_apply_many). Each update still gets its own result, which its
+    socket sends (the ack, or the error) only after the batch committed."""
+
+    MAX_BATCH = 200
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[dict, asyncio.Future]] = []
+        self.writer: asyncio.Task | None = None
+
+    def submit(self, **request: Any) -> asyncio.Future:
+        """Queue one update; the future's result is (update, created) or an ApplicationError."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiting.append((request, future))
+        if self.writer is None:
+            self.writer = loop.create_task(self._write(), context=contextvars.Context())
+        return future
+
+    async def _write(self) -> None:
+        try:
+            while self.waiting:
+                _raise_if_cancelled()
+                batch, self.waiting = self.waiting[: self.MAX_BATCH], self.waiting[self.MAX_BATCH :]
+                try:
+                    results = await call_service(services.board_update_apply_many, requests=[r for r, _ in batch])
+                except Exception as error:  # a bug, or an outage: every update of the batch gets it
+                    if not is_outage(error):
+                        logger.exception("a batch of board updates failed")
+                    results = [Unavailable() if is_outage(error) else Internal()] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self.writer = None
+            for _, future in self.waiting:  # cancelled (the loop is closing): nobody will write them
+                if not future.done():
+                    future.set_result(Unavailable())
+            self.waiting = []
+
+
+update_batcher = per_loop(UpdateBatcher)
 
 
 class LocalBoard:
@@ -202,6 +261,10 @@ class BoardSessions:
     def __init__(self, socket: Socket) -> None:
         self.socket = socket
         self.boards: dict[str, BoardSession] = {}
+        # The socket's board.update frames waiting for their batch, in the order they came; their
+        # answers (ack or error) go out in that order (`_answer`).
+        self.acks: deque[tuple[asyncio.Future, str | None]] = deque()
+        self.acker: asyncio.Task | None = None
 
     async def join(self, frame: dict) -> None:
         board_id = _board_id(frame)
@@ -241,17 +304,50 @@ class BoardSessions:
         await session.drain()
 
     async def update(self, frame: dict) -> None:
+        """Queue the update in this process's batch and return at once: the socket goes on with
+        its next frames (cursors do not wait for writes); the ack, or the error, is sent when the
+        batch has committed, in the order of the socket's updates."""
         # No join needed (a client may flush its offline queue at once): the service checks access.
-        board_id = _board_id(frame)
-        stored, _created = await call_service(
-            services.board_update_apply,
-            user=self.socket.user,
-            board_id=board_id,
-            update=frame.get("update"),
-            client_update_id=frame.get("client_update_id"),
-            session=self.socket.socket_id,
-        )
-        await self.socket.send(text_data=dumps({"type": "board.update.ack", **update_ack(stored)}))
+        ref = frame.get("client_msg_id", frame.get("id", frame.get("client_update_id")))
+        try:
+            board_id = _board_id(frame)
+        except ApplicationError as error:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(error)
+        else:
+            future = update_batcher().submit(
+                user=self.socket.user,
+                board_id=board_id,
+                update=frame.get("update"),
+                client_update_id=frame.get("client_update_id"),
+                session=self.socket.socket_id,
+            )
+        self.acks.append((future, ref if isinstance(ref, str) else None))
+        if self.acker is None:
+            self.acker = asyncio.get_running_loop().create_task(self._answer(), context=contextvars.Context())
+
+    async def _answer(self) -> None:
+        try:
+            while self.acks:
+                _raise_if_cancelled()
+                future, ref = self.acks[0]
+                result = await future
+                self.acks.popleft()
+                if isinstance(result, ApplicationError):
+                    frame = {"type": "error", **result.as_dict(), "ref": ref}
+                else:
+                    frame = {"type": "board.update.ack", **update_ack(result[0])}
+                try:
+                    await self.socket.send(text_data=dumps(frame))
+                except Exception:  # the socket closed meanwhile
+                    logger.debug("could not answer a board.update", exc_info=True)
+        finally:
+            self.acker = None
+
+    async def settle(self) -> None:
+        """Wait until every queued board.update of the socket has been answered."""
+        while self.acker is not None:
+            await asyncio.wait([self.acker])
 
     async def sync(self, frame: dict) -> None:
         board_id = _board_id(frame)
@@ -327,6 +423,9 @@ class BoardSessions:
             await self.drop(session, announce=True)
 
     async def close(self) -> None:
+        if self.acker is not None:  # the updates are written all the same; their answers are moot
+            self.acker.cancel()
+            self.acks.clear()
         for session in list(self.boards.values()):
             await self.drop(session, announce=True)
 

@@ -1,7 +1,10 @@
 """The authoritative board documents of this process: one pycrdt Doc per open board.
 
 A board is open while a socket of this process has joined it (`open`/`close`, boards.consumers)
-or while a request works on it (`using`): the last one out evicts the document. Each document is
+or while a request works on it (`using`). When the last one leaves, the document stays cached for
+IDLE_SECONDS (at most IDLE_MAX idle documents, least recently used out first), so that a writer or
+reader over REST does not reload the board for every request; an idle document is evicted after
+that. Each document is
 kept in step with the database: whoever uses it first brings it up to the sequence it needs
 (`catch_up`: the stored updates it has not applied yet, or, when those were compacted away, a
 reload from the latest snapshot). Writers (boards.services) hold the board's row lock and the
@@ -14,6 +17,7 @@ Threads: REST requests and the socket's database thread use the same documents; 
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,11 +33,16 @@ class LiveDoc:
     board_id: uuid.UUID
     doc: Doc | None = None  # None: not loaded (or thrown away): the next catch_up loads it
     sequence: int = 0  # the number of the latest stored update applied to `doc`
-    users: int = 0  # sockets that joined it + requests using it; evicted at 0
+    users: int = 0  # sockets that joined it + requests using it; idle (cached a while) at 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    idle_since: float = 0.0  # time.monotonic() when `users` fell to 0
 
+
+IDLE_SECONDS = 30.0
+IDLE_MAX = 64
 
 _docs: dict[uuid.UUID, LiveDoc] = {}
+_idle: dict[uuid.UUID, LiveDoc] = {}  # users == 0, oldest first (insertion order)
 _registry = threading.Lock()
 
 
@@ -47,13 +56,16 @@ def open(board_id: object) -> LiveDoc:  # noqa: A001 (the module's verb)
     with _registry:
         live = _docs.get(key)
         if live is None:
-            live = _docs[key] = LiveDoc(key)
+            live = _idle.pop(key, None)
+            if live is None or live.idle_since < time.monotonic() - IDLE_SECONDS:
+                live = LiveDoc(key)
+            _docs[key] = live
         live.users += 1
         return live
 
 
 def close(board_id: object) -> None:
-    """One user fewer; the last one evicts the document."""
+    """One user fewer; after the last one the document is idle: cached for IDLE_SECONDS."""
     key = _key(board_id)
     with _registry:
         live = _docs.get(key)
@@ -62,6 +74,26 @@ def close(board_id: object) -> None:
         live.users -= 1
         if live.users <= 0:
             del _docs[key]
+            now = live.idle_since = time.monotonic()
+            if live.doc is not None:
+                _idle[key] = live
+            _expire(now)
+
+
+def _expire(now: float) -> None:
+    """Evict idle documents past IDLE_SECONDS or beyond IDLE_MAX (the registry lock held)."""
+    horizon = now - IDLE_SECONDS
+    while _idle:
+        key, oldest = next(iter(_idle.items()))
+        if oldest.idle_since >= horizon and len(_idle) <= IDLE_MAX:
+            break
+        del _idle[key]
+
+
+def forget(board_id: object) -> None:
+    """Drop an idle document at once (the board was deleted)."""
+    with _registry:
+        _idle.pop(_key(board_id), None)
 
 
 @contextlib.contextmanager
@@ -74,8 +106,13 @@ def using(board_id: object) -> Iterator[LiveDoc]:
 
 
 def peek(board_id: object) -> LiveDoc | None:
-    """The board's document if this process has it open (tests, benchmarks)."""
+    """The board's document if this process has it open (tests, benchmarks); not an idle one."""
     return _docs.get(_key(board_id))
+
+
+def cached(board_id: object) -> LiveDoc | None:
+    """The board's idle document, if it is cached (tests)."""
+    return _idle.get(_key(board_id))
 
 
 def open_count() -> int:

@@ -79,7 +79,8 @@ def board_document(*, board: Board) -> tuple[int, dict[str, Any]]:
     """(sequence, JSON rendering) of the board's document now (the process's live document)."""
     with documents.using(board.pk) as live, live.lock:
         doc = documents.catch_up(live, board.last_sequence)
-        return live.sequence, crdt.render(doc)
+        sequence, text = live.sequence, crdt.elements_json(doc)
+    return sequence, crdt.render_json(text)  # parsed and sorted outside the lock: writers go on
 
 
 def board_state(*, board: Board, state_vector: bytes | None) -> tuple[int, bytes]:

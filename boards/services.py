@@ -1,27 +1,36 @@
 """Every write to boards goes through here: REST views and the WebSocket consumer alike.
 
-Updates are numbered like messages (messaging.services): in one transaction, the board's row is
-locked by `UPDATE ... SET last_sequence = last_sequence + 1 RETURNING` (gapless: a rollback gives
-the number back), the update is applied to this process's authoritative document (boards.documents,
-brought up to the stored sequence first), the document's size is checked, the update is inserted;
-the event goes out after commit (core.events). The consumer runs these through
-core.events.call_service.
+Updates are numbered like messages (messaging.services), a batch at a time
+(`board_update_apply_many`; one update is a batch of one): access for the whole batch in one
+statement; then per board, in one transaction, the board's row is locked (`SELECT ... FOR UPDATE`,
+held to commit), resends are found, the new updates take the next numbers (gapless: a rollback
+gives them back), are applied in order to this process's authoritative document (boards.documents,
+brought up to the stored sequence first), the document's size is checked, and they are inserted
+with the board's new number and size in one statement; the events go out after commit
+(core.events). The consumer queues its sockets' updates into batches (boards.consumers
+.UpdateBatcher) and runs them through core.events.call_service.
 """
 
+import logging
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from accounts.models import User
 from boards import crdt, documents
 from boards.models import Board, BoardUpdate
 from boards.payloads import board_payload, update_frame
-from boards.selectors import board_access
-from core.errors import InvalidInput, NotFound
+from boards.selectors import board_access, parse_board_id
+from core.errors import ApplicationError, Internal, InvalidInput, NotFound, Unavailable, is_outage
 from core.events import dumps, room_group, send_event
 from core.jsontext import storable_text
 from rooms import access
+from rooms.models import Membership, Room
 from rooms.selectors import membership_get
+
+logger = logging.getLogger(__name__)
 
 
 def board_group(board_id: object) -> str:
@@ -113,20 +122,46 @@ def board_staff_delete(*, board: Board) -> None:
         send_event([board_group(board_pk)], {"type": "board.gone", "board": str(board_pk)})
 
 
-# Takes the board's next number, and so its row lock until commit, unless the update is a resend.
-_NEXT = f"""
-UPDATE {Board._meta.db_table} AS b SET last_sequence = b.last_sequence + 1
- WHERE b.id = %(board)s AND NOT EXISTS (
-       SELECT 1 FROM {BoardUpdate._meta.db_table} WHERE board_id = %(board)s AND client_update_id = %(key)s)
- RETURNING b.last_sequence, b.size
+# Who may edit which board, for a whole batch in one statement: the board's room kind, the user's
+# role there and whether the account is active (rooms.access.board_edit_refusal decides).
+_ACCESS = f"""
+SELECT v.idx, b.id IS NOT NULL AS found, r.kind, m.role, u.is_active
+  FROM unnest(%(idx)s::int[], %(users)s::bigint[], %(boards)s::uuid[]) AS v(idx, user_id, board_id)
+  LEFT JOIN {Board._meta.db_table} b ON b.id = v.board_id
+  LEFT JOIN {Room._meta.db_table} r ON r.id = b.room_id
+  LEFT JOIN {Membership._meta.db_table} m ON m.room_id = b.room_id AND m.user_id = v.user_id
+  LEFT JOIN {User._meta.db_table} u ON u.id = v.user_id
 """
-# Stores the update and the document's new size in one round trip.
+# The board's row lock (held to commit) and its numbers so far.
+_LOCK = f"SELECT last_sequence, size FROM {Board._meta.db_table} WHERE id = %(board)s FOR UPDATE"
+# Which of the batch's client_update_ids the board has stored already (resends).
+_KNOWN = f"""
+SELECT u.id, u.sequence, u.update, u.user_id, u.client_update_id, u.created_at
+  FROM {BoardUpdate._meta.db_table} u
+ WHERE u.board_id = %(board)s AND u.client_update_id = ANY(%(keys)s::uuid[])
+"""
+# Stores the batch's updates, the board's last number and the document's new size in one round trip.
 _STORE = f"""
-WITH sized AS (UPDATE {Board._meta.db_table} SET size = %(size)s WHERE id = %(board)s)
+WITH sized AS (UPDATE {Board._meta.db_table} SET last_sequence = %(last)s, size = %(size)s WHERE id = %(board)s)
 INSERT INTO {BoardUpdate._meta.db_table} (board_id, sequence, update, user_id, client_update_id, created_at)
-VALUES (%(board)s, %(sequence)s, %(update)s, %(user)s, %(key)s, clock_timestamp())
-RETURNING id, created_at
+SELECT %(board)s, s.sequence, s.update, s.user_id, s.key, clock_timestamp()
+  FROM unnest(%(sequences)s::bigint[], %(updates)s::bytea[], %(users)s::bigint[], %(keys)s::uuid[])
+       AS s(sequence, update, user_id, key)
+ ORDER BY s.sequence
+RETURNING id, sequence, created_at
 """
+
+UpdateResult = tuple[BoardUpdate, bool] | ApplicationError
+
+
+@dataclass
+class _Update:
+    index: int
+    user: User
+    board_id: uuid.UUID
+    key: uuid.UUID
+    data: bytes
+    session: str | None
 
 
 def board_update_apply(
@@ -135,70 +170,187 @@ def board_update_apply(
     """Apply, store and announce one Yjs update (base64 text, or bytes). Returns (update, created):
     a resend of a `client_update_id` returns the stored one with created=False and announces
     nothing. The socket named by `session` (the sender's socket_id) does not get the event back."""
-    key = _clean_uuid(client_update_id, "client_update_id")
-    data = update if isinstance(update, bytes) else crdt.b64decode(update, field="update")
-    assert data is not None
-    crdt.check_update_size(data)
-    found = board_access(user=user, board_id=board_id)
-    board = found.board
-    refusal = access.board_edit_refusal(kind=board.room.kind, role=found.role, user_active=found.user_active)
-    if refusal is not None:
-        raise refusal
-    crdt.validate_update(data)  # on a scratch document: the live one never sees malformed bytes
-    params = {"board": board.pk, "key": key}
+    request = {"user": user, "board_id": board_id, "update": update, "client_update_id": client_update_id}
+    (result,) = board_update_apply_many(requests=[request | {"session": session}])
+    if isinstance(result, ApplicationError):
+        raise result
+    return result
+
+
+def board_update_apply_many(*, requests: list[dict]) -> list[UpdateResult]:
+    """`board_update_apply` for a batch (the sockets' updates queued in this process,
+    boards.consumers.UpdateBatcher): one result per request, in order, either (update, created)
+    or the ApplicationError that refused it. Access is checked for the whole batch in one
+    statement; each board's updates are numbered, applied to the live document in order, stored
+    and committed in one transaction (one row lock, one insert). A transaction that fails keeps
+    nothing; then each of its updates goes again alone, so that one bad update (e.g. one that
+    makes the document too large) fails only itself. A database error that is not about one
+    update (an outage) is raised: the caller answers every request of the batch."""
+    results: list[Any] = [None] * len(requests)
+    checked: list[tuple[_Update, Any]] = []
+    for index, request in enumerate(requests):
+        try:
+            key = _clean_uuid(request.get("client_update_id"), "client_update_id")
+            update = request.get("update")
+            data = update if isinstance(update, bytes) else crdt.b64decode(update, field="update")
+            assert data is not None
+            crdt.check_update_size(data)
+            board_id = parse_board_id(request.get("board_id"))
+        except ApplicationError as error:
+            results[index] = error
+            continue
+        checked.append((_Update(index, request["user"], board_id, key, data, request.get("session")), None))
+    if not checked:
+        return results
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ACCESS,
+            {
+                "idx": [u.index for u, _ in checked],
+                "users": [u.user.pk for u, _ in checked],
+                "boards": [u.board_id for u, _ in checked],
+            },
+        )
+        rights = {row[0]: row[1:] for row in cursor.fetchall()}
+    boards: dict[uuid.UUID, list[_Update]] = {}
+    for item, _ in checked:
+        found, kind, role, active = rights[item.index]
+        refusal: ApplicationError | None = NotFound() if not found else None
+        refusal = refusal or access.board_see_refusal(kind=kind, role=role, user_active=bool(active))
+        refusal = refusal or access.board_edit_refusal(kind=kind, role=role, user_active=bool(active))
+        if refusal is None:
+            try:
+                crdt.validate_update(item.data)  # on a scratch document: the live one never sees it
+            except ApplicationError as error:
+                refusal = error
+        if refusal is not None:
+            results[item.index] = refusal
+        else:
+            boards.setdefault(item.board_id, []).append(item)
+    for board_id, items in boards.items():
+        try:
+            _apply_batch(board_id, items, results)
+            continue
+        except (ApplicationError, DatabaseError) as error:
+            if is_outage(error) or (len(items) == 1 and not isinstance(error, IntegrityError)):
+                for item in items:
+                    results[item.index] = _as_result(error)
+                continue
+            if len(items) > 1:
+                logger.info("a batch of %s updates of board %s failed (%s); each alone", len(items), board_id, error)
+        for item in items:
+            # An IntegrityError is the same key claimed concurrently (another process): alone, the
+            # next try finds it stored and replays it.
+            for attempt in range(3):
+                try:
+                    _apply_batch(board_id, [item], results)
+                    break
+                except (ApplicationError, DatabaseError) as error:
+                    if not isinstance(error, IntegrityError) or attempt == 2:
+                        results[item.index] = _as_result(error)
+                        break
+    return results
+
+
+def _as_result(error: Exception) -> ApplicationError:
+    if isinstance(error, ApplicationError):
+        return error
+    if is_outage(error):
+        logger.warning("board updates failed: the database is unavailable (%s)", error)
+        return Unavailable()
+    logger.error("a board update failed: %s", error)
+    return Internal()
+
+
+def _apply_batch(board_id: uuid.UUID, items: list[_Update], results: list) -> None:
+    """Number, apply, store and announce one board's updates in one transaction; fill `results`.
+    Raises (and keeps nothing, the live document thrown away) if any of them fails."""
+    keys = [item.key for item in items]
+    nested = connection.in_atomic_block  # an outer transaction may still roll our write back
     touched = False  # whether the live document was changed (then a failure throws it away)
-    with documents.using(board.pk) as live, live.lock:
+    with documents.using(board_id) as live, live.lock:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(_NEXT, params)
+                cursor.execute(_LOCK, {"board": board_id})
                 row = cursor.fetchone()
-                if row is None:  # a resend, or the board was deleted meanwhile
-                    return _stored(board, key), False
-                sequence, size = row
-                touched = True
-                doc = documents.catch_up(live, sequence - 1)
-                crdt.apply(doc, data)
-                live.sequence = sequence
-                size += len(data)  # an upper bound: merging never grows the encoding by more
-                if size > crdt.MAX_DOCUMENT_BYTES:
-                    size = crdt.size(doc)
-                    if size > crdt.MAX_DOCUMENT_BYTES:
-                        raise crdt.TooLarge(f"A board is at most {crdt.MAX_DOCUMENT_BYTES // 2**20} MB.")
-                cursor.execute(_STORE, params | {"size": size, "sequence": sequence, "update": data, "user": user.pk})
-                pk, created_at = cursor.fetchone()
-                stored = BoardUpdate(
-                    id=pk,
-                    board=board,
-                    sequence=sequence,
-                    update=data,
-                    user=user,
-                    client_update_id=key,
-                    created_at=created_at,
-                )
-                send_event(
-                    [board_group(board.pk)],
-                    {
-                        "type": "board.sequenced",
-                        "board": str(board.pk),
-                        "seq": sequence,
-                        "text": dumps(update_frame(stored)),
-                        "session": session,
-                    },
-                )
-        except IntegrityError:
-            # The same update sent twice at once (another process): the other one committed first.
-            documents.invalidate(live)
-            return _stored(board, key), False
+                if row is None:  # deleted meanwhile
+                    for item in items:
+                        results[item.index] = NotFound()
+                    return
+                last, size = row
+                cursor.execute(_KNOWN, {"board": board_id, "keys": keys})
+                known: dict[uuid.UUID, BoardUpdate] = {
+                    r[4]: BoardUpdate(
+                        id=r[0],
+                        board_id=board_id,
+                        sequence=r[1],
+                        update=r[2],
+                        user_id=r[3],
+                        client_update_id=r[4],
+                        created_at=r[5],
+                    )
+                    for r in cursor.fetchall()
+                }
+                earlier = set(known)  # stored before this batch (the rest: repeated within it)
+                fresh: list[tuple[_Update, BoardUpdate]] = []
+                replays: list[_Update] = []
+                for item in items:
+                    if item.key in known:
+                        replays.append(item)
+                        continue
+                    last += 1
+                    stored = BoardUpdate(
+                        board_id=board_id, sequence=last, update=item.data, user=item.user, client_update_id=item.key
+                    )
+                    known[item.key] = stored
+                    fresh.append((item, stored))
+                if fresh:
+                    touched = True
+                    doc = documents.catch_up(live, fresh[0][1].sequence - 1)
+                    for item, stored in fresh:
+                        crdt.apply(doc, item.data)
+                        live.sequence = stored.sequence
+                        size += len(item.data)  # an upper bound: merging never grows the encoding by more
+                        if size > crdt.MAX_DOCUMENT_BYTES:
+                            size = crdt.size(doc)
+                            if size > crdt.MAX_DOCUMENT_BYTES:
+                                raise crdt.TooLarge(f"A board is at most {crdt.MAX_DOCUMENT_BYTES // 2**20} MB.")
+                    cursor.execute(
+                        _STORE,
+                        {
+                            "board": board_id,
+                            "last": last,
+                            "size": size,
+                            "sequences": [stored.sequence for _, stored in fresh],
+                            "updates": [item.data for item, _ in fresh],
+                            "users": [item.user.pk for item, _ in fresh],
+                            "keys": [item.key for item, _ in fresh],
+                        },
+                    )
+                    for (item, stored), (pk, sequence, created_at) in zip(fresh, cursor.fetchall(), strict=True):
+                        assert sequence == stored.sequence
+                        stored.id, stored.created_at = pk, created_at
+                        send_event(
+                            [board_group(board_id)],
+                            {
+                                "type": "board.sequenced",
+                                "board": str(board_id),
+                                "seq": sequence,
+                                "text": dumps(update_frame(stored)),
+                                "session": item.session,
+                            },
+                        )
+                        results[item.index] = (stored, True)
+                if replays:
+                    users = User.objects.in_bulk({known[i.key].user_id for i in replays} - {None})
+                    for item in replays:
+                        stored = known[item.key]
+                        if item.key in earlier and stored.user_id in users:
+                            stored.user = users[stored.user_id]
+                        results[item.index] = (stored, False)
         except BaseException:
             if touched:
-                documents.invalidate(live)  # it holds an update that is not stored
+                documents.invalidate(live)  # it holds updates that are not stored
             raise
-    return stored, True
-
-
-def _stored(board: Board, key: uuid.UUID) -> BoardUpdate:
-    """The update stored earlier under this client_update_id (a resend); NotFound if the board is gone."""
-    existing = BoardUpdate.objects.filter(board=board, client_update_id=key).select_related("user").first()
-    if existing is None:
-        raise NotFound()
-    return existing
+        if touched and nested:
+            documents.invalidate(live)  # the outer transaction may roll them back: reload next time

@@ -319,6 +319,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self._error(ApplicationError('A frame is a JSON object with a string "type".', code="invalid_frame"))
             return
+        if self.boards.acker is not None and frame["type"] not in boards.UNORDERED:
+            await self.boards.settle()  # earlier board.update frames are answered first
         if big and frame["type"] != "board.update":
             limit = settings.WS_MAX_FRAME_BYTES
             await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
@@ -350,6 +352,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _refuse(self, wait: float, *, ref: str | None = None) -> None:
         """Over a rate limit: rate_limited with the time to wait, or, for a client that keeps
         going regardless, the end of the socket."""
+        await self.boards.settle()  # after the answers to earlier board.update frames
         if self.strikes.strike():
             logger.info("closing a socket of user %s: flooding", self.user.pk)
             await self.close(code=CLOSE_FLOODING)

@@ -26,14 +26,17 @@ def get_json(url: str, token: str) -> dict:
         return json.loads(response.read())
 
 
+async def joined(socket) -> dict:
+    """The socket's board.state (the answer to its board.join)."""
+    while True:
+        frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+        if frame["type"] == "board.state":
+            return frame
+
+
 async def edit_and_listen(socket, board_id: str, client: Client, name: str, total: int) -> list[int]:
     """Send EDITS updates (one shared element, one of its own) as fast as acks allow while
     applying everyone else's; returns the numbers received from others, in arrival order."""
-    state = None
-    while state is None:
-        frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
-        state = frame if frame["type"] == "board.state" else None
-    client.apply(state["update"])
     acked: set[int] = set()
     received: list[int] = []
     sent = 0
@@ -79,6 +82,9 @@ def test_two_processes_converge_on_one_board(start_server, make_user):
         async with connect(ada_url, max_size=2**22) as ada_socket, connect(bob_url, max_size=2**22) as bob_socket:
             for socket in (ada_socket, bob_socket):
                 await socket.send(json.dumps({"type": "board.join", "board": board_id}))
+            # Both have joined (an empty board) before either edits: each then hears all the other's.
+            states = await asyncio.gather(joined(ada_socket), joined(bob_socket))
+            assert [state["sequence"] for state in states] == [0, 0]
             ada_doc, bob_doc = Client(), Client()
             ada_got, bob_got = await asyncio.gather(
                 edit_and_listen(ada_socket, board_id, ada_doc, "ada", 2 * EDITS),
