@@ -142,7 +142,7 @@ def test_a_run_streamed_to_three_people_takes_a_fault_and_is_cancelled_by_anothe
     sign_in(ben_page, ben.username)
     ben_page.goto(f"/rooms/{room.pk}/")
     ben_page.locator("[data-sim-template]").select_option("url-shortener")
-    ben_page.get_by_role("button", name="New from template").click()
+    ben_page.get_by_role("button", name="New board from template").click()
     expect(ben_page.locator(".board-split")).to_have_attribute("data-live", "true")
     board_id = ben_page.evaluate("() => window.parleyBoard.board.id")
     url = f"/rooms/{room.pk}/boards/{board_id}/"

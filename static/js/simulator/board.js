@@ -42,7 +42,8 @@ export function loadPalette() {
 }
 
 let stylesheetAdded = false;
-function addStylesheet() {
+/** static/css/simulator.css, once per page (a stylesheet of 'self': the page's policy allows it). */
+export function addStylesheet() {
   if (stylesheetAdded || typeof document === "undefined") return;
   stylesheetAdded = true;
   const href = new URL("../../css/simulator.css", import.meta.url).href;
@@ -489,7 +490,7 @@ export class BoardSimulator {
     }
     list.replaceChildren(
       ...this.problems.map((problem) => {
-        const item = el("li", { class: `small sim-problem-item is-${problem.severity}`, "data-sim-problem-item": problem.element_id || "" }, problem.element_id ? `${problem.element_id}: ${problem.message}` : problem.message);
+        const item = el("li", { class: `small sim-problem-item is-${problem.severity}`, "data-sim-problem-item": problem.element_id || "", title: problem.element_id || "" }, this.#named(problem.message));
         if (problem.element_id) {
           item.tabIndex = 0;
           item.addEventListener("click", () => this.app.doc.has(problem.element_id) && this.app.setSelection([problem.element_id]));
@@ -741,7 +742,8 @@ export class BoardSimulator {
     return String(text).replace(/'([^']{1,80})'/g, (quoted, id) => {
       const element = this.app.doc.get(id);
       const label = element?.type === "component" ? String(element.text || "").split("\n")[0].trim() : "";
-      return label && label !== id ? `'${label}'` : quoted;
+      if (label && label !== id) return `'${label}'`;
+      return /^[0-9a-f]{8}-[0-9a-f-]{27}$/.test(id) ? `'${id.slice(0, 8)}…'` : quoted;
     });
   }
 
@@ -760,7 +762,8 @@ export class BoardSimulator {
     if (this.app.replaying) return;
     const run = this.shown();
     const figures = figuresOf(run);
-    this.overlay.render(this.app.doc, { problems: this.problems, figures });
+    const problems = this.problems.map((problem) => ({ ...problem, message: this.#named(problem.message) }));
+    this.overlay.render(this.app.doc, { problems, figures });
     const bottleneck = figures?.bottleneck;
     this.ui.bottleneck.hidden = !bottleneck;
     this.ui.bottleneck.textContent = bottleneck ? `${bottleneck.live ? "Now" : "Bottleneck"}: ${this.#named(bottleneck.explanation)}` : "";

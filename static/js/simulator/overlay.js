@@ -72,9 +72,11 @@ export class SimOverlay {
         if (own) {
           const colour = utilisationColour(own.utilisation);
           if (colour) under.push(svg("rect", { x: box.x, y: box.y, width: box.w, height: box.h, rx: 4, fill: colour, class: `sim-heat sim-util-${utilisationBand(own.utilisation)}`, "data-sim-heat": element.id }));
-          const parts = [formatRps(own.throughput_rps), `p99 ${formatMs(own.p99_ms)}`];
+          const parts = [];
+          if (own.throughput_rps !== null) parts.push(formatRps(own.throughput_rps));
+          if (own.p99_ms !== null) parts.push(`p99 ${formatMs(own.p99_ms)}`);
           if (own.utilisation !== null) parts.push(formatPercent(own.utilisation));
-          labels.push(text({ x: box.x + box.w / 2, y: box.y + box.h + 14, "font-size": 12, "text-anchor": "middle", class: "sim-label", "data-sim-label": element.id }, parts.join(" · ")));
+          if (parts.length) labels.push(text({ x: box.x + box.w / 2, y: box.y + box.h + 14, "font-size": 12, "text-anchor": "middle", class: "sim-label", "data-sim-label": element.id }, parts.join(" · ")));
         }
         if (figures?.bottleneck?.component_id === element.id) {
           const b = figures.bottleneck;

@@ -3,15 +3,17 @@
 // adds the board to the list and opens it next to the chat, as a new blank board does.
 import { el } from "../dom.js";
 import { getJson, sendJson } from "../api.js";
+import { addStylesheet } from "./board.js";
 
 /** panel: the BoardsPanel (room, form, boards, render(), open(id)). */
 export function attachTemplatePicker(panel) {
   const createForm = panel.form;
   if (!createForm) return null;
-  const select = el("select", { class: "input", name: "template", "aria-label": "Template", "data-sim-template": true }, el("option", { value: "" }, "Loading templates…"));
-  const button = el("button", { type: "submit", class: "btn btn-secondary btn-sm" }, "New from template");
+  addStylesheet();
+  const select = el("select", { class: "sim-template-select", name: "template", "aria-label": "Template", "data-sim-template": true }, el("option", { value: "" }, "Loading templates…"));
+  const button = el("button", { type: "submit", class: "btn btn-secondary btn-sm", "aria-label": "New board from template", title: "New board from this template" }, "Create");
   const message = el("p", { class: "small muted", role: "status", hidden: true });
-  const form = el("form", { class: "input-row board-template", "data-sim-template-form": true }, select, button);
+  const form = el("form", { class: "sim-template", "data-sim-template-form": true }, el("span", { class: "small muted" }, "Or from a template:"), el("div", { class: "input-row" }, select, button));
   const follow = () => {
     form.hidden = createForm.hidden;
     message.hidden = createForm.hidden || !message.textContent;
