@@ -22,6 +22,7 @@ from rooms.api import (
     RoomListApi,
 )
 from simulator import urls as simulator_urls
+from transports import urls as transports_urls
 
 urlpatterns = [
     path("auth/signup/", SignupApi.as_view(), name="api-signup"),
@@ -54,5 +55,6 @@ urlpatterns = [
     path("rooms/<str:room_id>/presence/", RoomPresenceApi.as_view(), name="api-room-presence"),
     *boards_urls.urlpatterns,  # rooms/<room>/boards/, boards/... (boards/urls.py)
     *simulator_urls.urlpatterns,  # simulator/, boards/<board>/simulations/, simulations/... (simulator/urls.py)
+    *transports_urls.urlpatterns,  # events/ (Server-Sent Events), poll/ (long-polling)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

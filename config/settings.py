@@ -150,6 +150,7 @@ INSTALLED_APPS = [
     "presence",
     "boards",
     "simulator",
+    "transports",
 ]
 
 MIDDLEWARE = [
@@ -351,6 +352,16 @@ BOARD_MAX_FRAME_BYTES = 400 * 1024
 # reconnects (messaging.consumers).
 WS_MAX_BACKLOG_BYTES = env_int("WS_MAX_BACKLOG_BYTES", 1024 * 1024)
 WS_TICKET_TTL_SECONDS = 30
+
+# Server-Sent Events and long-polling (transports/): a comment every TRANSPORT_PING_SECONDS keeps
+# proxies from timing out a quiet stream; a long-poll waits at most TRANSPORT_POLL_WAIT_SECONDS;
+# a stream's resume positions stay readable for TRANSPORT_RESUME_TTL_SECONDS after its last write.
+TRANSPORT_PING_SECONDS = env_int("TRANSPORT_PING_SECONDS", 15)
+TRANSPORT_POLL_WAIT_SECONDS = env_int("TRANSPORT_POLL_WAIT_SECONDS", 25)
+# A long-poll's stream keeps following (and buffering) for this long after answering, for the
+# client's next poll, so no unnumbered event (receipts, typing, presence) falls between two polls.
+TRANSPORT_POLL_LINGER_SECONDS = env_int("TRANSPORT_POLL_LINGER_SECONDS", 30)
+TRANSPORT_RESUME_TTL_SECONDS = env_int("TRANSPORT_RESUME_TTL_SECONDS", 600)
 
 
 def env_rate(name: str, default: str) -> Rate:

@@ -486,6 +486,11 @@ REST_ROWS = [
     Row("GET", f"{SIMULATION}/export/", MEMBERS),
     Row("GET", f"{SIMULATION}/export/csv/", MEMBERS),
     Row("GET", f"{V1}/simulations/compare/", MEMBERS, query="?a={run_id}&b={run_id}"),
+    # Server-Sent Events and long-polling (transports/): everyone signed in follows their own
+    # rooms (an outsider's stream simply has no room of others; tests/test_transports.py). The
+    # stream is not read here; a poll without a cursor answers at once with session.ready.
+    Row("GET", f"{V1}/events/", signed_in(OK)),
+    Row("GET", f"{V1}/poll/", signed_in(OK)),
 ]
 
 

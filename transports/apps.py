@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class TransportsConfig(AppConfig):
+    name = "transports"
