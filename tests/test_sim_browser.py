@@ -116,11 +116,23 @@ def test_build_a_design_from_the_palette_run_it_and_see_the_bottleneck(
     document_keys |= {"createdBy", "from", "to", "points"}
     assert all(set(element) <= document_keys for element in elements(page))
 
+    # A second run, as fast as the engine goes, compared with the first side by side.
+    form.locator('[name="seed"]').fill("8")
+    form.locator('[name="speed"]').select_option("")
+    form.get_by_role("button", name="Run").click()
+    expect(page.locator('[data-sim-run-id][data-status="done"]')).to_have_count(2, timeout=RUN_BOUND)
+    for checkbox in page.locator("input[data-sim-compare]").all():
+        checkbox.check()
+    page.locator('[data-sim-action="compare"]').click()
+    expect(page.locator("[data-sim-compare-table]")).to_contain_text("p99")
+
     # A dangling connector is a problem shown at it on the canvas.
     page.locator("[data-stage]").focus()
     dangling = draw(page, "arrow", (650, 150), (650, 400))
     expect(page.locator(f'[data-sim-problem="{dangling}"]')).to_be_attached(timeout=10_000)
     expect(page.locator("[data-sim-problems]")).to_have_attribute("data-valid", "false")
+    form.get_by_role("button", name="Run").click()
+    expect(page.locator("[data-sim-message]")).to_contain_text("The design cannot run")
     assert errors == []
 
 

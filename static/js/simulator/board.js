@@ -205,7 +205,7 @@ export class BoardSimulator {
       bottleneck: el("p", { class: "sim-bottleneck-text", "data-sim-bottleneck-text": true, hidden: true }),
       charts: el("div", { class: "sim-charts", "data-sim-charts": true }),
       runs: el("ul", { class: "sim-runs", "data-sim-runs": true }),
-      compare: el("div", { class: "sim-compare", "data-sim-compare": true }),
+      compare: el("div", { class: "sim-compare", "data-sim-comparison": true }),
     };
     this.form = el(
       "form",
