@@ -84,6 +84,12 @@ def test_build_a_design_from_the_palette_run_it_and_see_the_bottleneck(
         arg=api,
     )
     assert {element["id"]: element for element in elements(page)}[api]["params"]["service_ms"] == 20  # the default
+    # A parameter edit is an edit like any other: undone and redone with the board's keys.
+    page.locator("[data-stage]").focus()
+    page.keyboard.press("Control+z")
+    expect(page.locator('[data-sim-param="concurrency"]')).to_have_value("8")
+    page.keyboard.press("Control+Shift+z")
+    expect(page.locator('[data-sim-param="concurrency"]')).to_have_value("1")
     settled(page)
     expect(page.locator("[data-sim-problems]")).to_have_attribute("data-valid", "true")
 
