@@ -140,6 +140,11 @@ export class BoardSimulator {
     this.#bindDoc();
     const mine = frame.board === this.app.board.id;
     if (frame.type === "board.state" && mine) {
+      // A board that holds a design opens with the panel (where there is room for it), once.
+      if (!this.autoOpened && this.#hasDesign()) {
+        this.autoOpened = true;
+        if (this.panel.hidden && this.app.ui.stage.getBoundingClientRect().width >= 900) this.setOpen(true);
+      }
       // Joined (or back after a reconnect): a live run's latest state is in its row, not on the socket.
       this.#loadRuns({ activeOnly: this.panel.hidden });
       this.#scheduleDesign(0);
