@@ -17,12 +17,14 @@ from websockets.asyncio.client import connect
 
 from accounts.services import user_set_active
 from messaging import services as messaging
+from messaging.consumers import RoomCursor
 from presence import services as presence
 from rooms.models import Membership, Room
 from rooms.services import membership_add, membership_remove, room_create
 from tests.conftest import send_message, wait_until
 from tests.test_multiprocess import post_json, ws_url
 from transports import cursors
+from transports.streams import Stream
 
 pytestmark = [pytest.mark.multiprocess]
 
@@ -304,12 +306,15 @@ def test_ids_stay_short_across_many_rooms_and_resolve_exactly(transactional_db):
     cursors.store_base(position.stream, 0, rooms)
     for room in list(rooms)[:10]:
         position.move(room, rooms[room] + 5)
-    joined = str(uuid.uuid4())
+    joined, left = str(uuid.uuid4()), list(rooms)[-1]
     position.move(joined, 7)
+    position.forget(left)
     encoded = position.encode()
     assert len(encoded) < 200
+    assert f".{position.index[left]:x}-g" in encoded and f".{uuid.UUID(joined).hex}-7" in encoded
     resolved = cursors.resolve(encoded)
     assert resolved is not None and resolved.rooms() == position.rooms()
+    assert left not in resolved.rooms() and resolved.rooms()[joined] == 7
     assert cursors.resolve(f"{position.stream}-9") is None  # no such base: start afresh
     for bad in ("", "x", "abc.def", position.stream + "-0.zz-1", "A" * 5000):
         with pytest.raises(cursors.BadPosition):
@@ -349,7 +354,8 @@ def test_access_outsiders_get_nothing_removed_members_stop_at_once_revoked_strea
         assert all(f.get("room") in (str(lobby.pk), None) for f in carol_frames if f["type"] != "presence")
         assert [f["message"]["content"] for f in carol_frames if f["type"] == "message.new"] == ["hello", "marker"]
         expected = ["secret", "room.removed", "marker"]
-        bob_frames = [e["data"] for e in await bob_sse.until(is_message("marker"))]
+        bob_events = await bob_sse.until(is_message("marker"))
+        bob_frames = [e["data"] for e in bob_events]
         shown = [f["message"]["content"] if f["type"] == "message.new" else f["type"] for f in bob_frames]
         assert [s for s in shown if s in ("secret", "after", "room.removed", "marker")] == expected
         polled: list[dict] = []
@@ -359,6 +365,18 @@ def test_access_outsiders_get_nothing_removed_members_stop_at_once_revoked_strea
             cursor = answer["cursor"]
         shown = [f["message"]["content"] if f["type"] == "message.new" else f["type"] for f in polled]
         assert [s for s in shown if s in ("secret", "after", "room.removed", "marker")] == expected
+        # Resuming from before the removal: told once that the room is gone, and nothing of it;
+        # from the removal's own id: neither again.
+        removed_at = next(i for i, f in enumerate(bob_frames) if f["type"] == "room.removed")
+        before = next(e["id"] for e in reversed(bob_events[:removed_at]) if e["id"])
+        for position, expect in ((before, ["room.removed", "marker"]), (bob_events[removed_at]["id"], ["marker"])):
+            resumed = await EventStream.open(base, bob_auth | {"Last-Event-ID": position})
+            frames = []
+            while not frames or not is_message("marker")(frames[-1]):
+                frames.append((await resumed.next_numbered())["data"])
+            shown = [f["message"]["content"] if f["type"] == "message.new" else f["type"] for f in frames]
+            assert [s for s in shown if s in ("secret", "after", "room.removed", "marker")] == expect
+            resumed.close()
         # Deactivating Bob (a revocation) ends his stream at once, and he can open no new one.
         await in_thread(user_set_active, user=bob, active=False)
         tail = []
@@ -439,3 +457,28 @@ def test_a_stream_pings_and_leaves_the_hub_when_its_client_disconnects(start_ser
         )
 
     asyncio.run(scenario())
+
+
+def test_a_stream_rebases_as_rooms_move_and_every_id_it_wrote_resolves_exactly(transactional_db, make_user):
+    user = make_user("bob")
+    rooms = sorted(str(uuid.uuid4()) for _ in range(40))
+
+    async def scenario():
+        stream = Stream(user)
+        stream.position = cursors.Position(cursors.new_stream_id(), 0, dict.fromkeys(rooms, 0))
+        await asyncio.to_thread(cursors.store_base, stream.position.stream, 0, dict.fromkeys(rooms, 0))
+        for room in rooms:
+            stream.cursors[room] = RoomCursor(last=0)
+        written = []
+        for n, room in enumerate(rooms):
+            stream._deliver(room, stream.cursors[room], 1, "{}")
+            written.append((n, stream.out[-1][1]))
+            await stream.rebase()
+        return stream.position.generation, written
+
+    generation, written = asyncio.run(scenario())
+    assert generation == 2  # after 17 and 34 rooms moved
+    for n, event_id in written:
+        assert len(event_id) <= 13 + 17 * 6
+        resolved = cursors.resolve(event_id)
+        assert resolved is not None and resolved.rooms() == {room: int(i <= n) for i, room in enumerate(rooms)}

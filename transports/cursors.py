@@ -6,7 +6,8 @@ A position is `<key>` or `<key>.<entry>.<entry>…`:
   Redis (`parley:transport:<stream>` hash, one field per base) for TRANSPORT_RESUME_TTL_SECONDS
   after the stream's last write. `<key>` is `<stream>-<generation>`.
 - each `<entry>` is a room that moved since the base: `<room index in the base, hex>-<number, hex>`,
-  or, for a room joined after the base was written, `<room id, 32 hex>-<number, hex>`.
+  or, for a room joined after the base was written, `<room id, 32 hex>-<number, hex>`; a room of
+  the base the user has left since is `<index>-g` (gone: a resume does not announce it again).
 
 So an id stays short: a stream writes a new base (a **rebase**, one Redis write of the whole
 map) once REBASE_AFTER rooms have moved, and keeps the last KEEP_BASES bases, so an id a client
@@ -29,7 +30,8 @@ from core import redis_clients
 REBASE_AFTER = 16
 KEEP_BASES = 4
 _KEY = re.compile(r"^[0-9a-z]{12}-[0-9a-f]{1,8}$")
-_ENTRY = re.compile(r"^([0-9a-f]{1,6}|[0-9a-f]{32})-([0-9a-f]{1,12})$")
+_ENTRY = re.compile(r"^([0-9a-f]{1,6}|[0-9a-f]{32})-([0-9a-f]{1,12}|g)$")
+GONE = -1
 MAX_LENGTH = 4096
 
 
@@ -59,7 +61,8 @@ def parse(position: str) -> tuple[str, int, list[tuple[str, int]]]:
         match = _ENTRY.match(entry)
         if match is None:
             raise BadPosition("bad entry")
-        moved.append((match.group(1), int(match.group(2), 16)))
+        number = match.group(2)
+        moved.append((match.group(1), GONE if number == "g" else int(number, 16)))
     return stream, int(generation, 16), moved
 
 
@@ -115,7 +118,7 @@ class Position:
         parts = [f"{self.stream}-{self.generation:x}"]
         for room, number in self.moved.items():
             ref = format(self.index[room], "x") if room in self.index else uuid.UUID(room).hex
-            parts.append(f"{ref}-{number:x}")
+            parts.append(f"{ref}-g" if number == GONE else f"{ref}-{number:x}")
         return ".".join(parts)
 
     def move(self, room: str, number: int) -> None:
@@ -126,11 +129,14 @@ class Position:
 
     def rooms(self) -> dict[str, int]:
         """{room id: number}: every change of each room up to its number was written."""
-        return self.base | self.moved
+        return {room: number for room, number in (self.base | self.moved).items() if number != GONE}
 
     def forget(self, room: str) -> None:
-        # A room the user left: a resume re-reads memberships, so it need not be named at all.
-        self.moved.pop(room, None)
+        """The user left the room (and was told: room.removed)."""
+        if room in self.index:
+            self.moved[room] = GONE
+        else:  # joined and left since the base: a resume need not know it ever existed
+            self.moved.pop(room, None)
 
     def wants_rebase(self) -> bool:
         return len(self.moved) > REBASE_AFTER or any(room not in self.index for room in self.moved)

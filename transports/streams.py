@@ -93,12 +93,10 @@ class Stream:
             self._write(dumps(ready), moved=True)
             return position is None
         self.position = resolved
-        known = resolved.rooms()
-        for room_id in [room_id for room_id in resolved.moved if room_id not in rooms]:
+        known = resolved.rooms()  # without the rooms the client was told it left
+        for room_id in sorted(set(known) - set(rooms)):  # left while away
             resolved.forget(room_id)
-        for room_id in sorted(set(known) - set(rooms)):
-            if room_id in resolved.index:  # left while away (a room named only in the base)
-                self._write(dumps({"type": "room.removed", "room": room_id}), moved=True)
+            self._write(dumps({"type": "room.removed", "room": room_id}), moved=True)
         for room_id, (room, role) in rooms.items():
             if room_id in known:
                 await self._follow(room_id, known[room_id])
