@@ -371,12 +371,17 @@ export class BoardSimulator {
     const box = this.ui.inspector;
     this.inspected = element?.id || null;
     if (!element) {
+      box.dataset.shown = "";
       box.replaceChildren(el("p", { class: "small muted" }, "Select a component or a connector to see its parameters."));
       return;
     }
     if (box.contains(document.activeElement) && box.dataset.element === element.id) return; // typing in it
-    box.dataset.element = element.id;
     const readOnly = !this.app.canEdit;
+    // Dragging the element changes its x/y many times a second: redraw only when what is shown changed.
+    const shown = JSON.stringify([element.id, element.params ?? null, element.text ?? "", readOnly, Boolean(this.palette)]);
+    if (box.dataset.shown === shown) return;
+    box.dataset.shown = shown;
+    box.dataset.element = element.id;
     const params = element.params && typeof element.params === "object" ? element.params : {};
     let specs;
     let title;
