@@ -6,6 +6,7 @@ import "./sidebar.test.js";
 import "./board-geometry.test.js";
 import "./board-outbox.test.js";
 import "./board-doc.test.js";
+import "./board-render.test.js";
 import "./simulator.test.js";
 
 window.parleyTests = runAll().then((results) => {
