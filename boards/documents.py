@@ -39,7 +39,7 @@ class LiveDoc:
 
 
 IDLE_SECONDS = 30.0
-IDLE_MAX = 64
+IDLE_MAX = 16  # a document may be up to 10 MB encoded (crdt.MAX_DOCUMENT_BYTES)
 
 _docs: dict[uuid.UUID, LiveDoc] = {}
 _idle: dict[uuid.UUID, LiveDoc] = {}  # users == 0, oldest first (insertion order)

@@ -120,6 +120,7 @@ def board_staff_delete(*, board: Board) -> None:
         board.pk = board_pk
         _announce(board, "board.deleted")
         send_event([board_group(board_pk)], {"type": "board.gone", "board": str(board_pk)})
+    documents.forget(board_pk)  # an idle cached document of it is of no more use
 
 
 # Who may edit which board, for a whole batch in one statement: the board's room kind, the user's

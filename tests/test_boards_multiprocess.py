@@ -9,7 +9,7 @@ import uuid
 import pytest
 from websockets.asyncio.client import connect
 
-from boards.services import board_create
+from boards.services import board_create, board_update_apply
 from rooms.models import Membership, Room
 from rooms.services import room_create
 from tests.boards_helpers import Client, b64
@@ -73,6 +73,11 @@ def test_two_processes_converge_on_one_board(start_server, make_user):
     room = room_create(creator=ada, name="Bridge", kind=Room.Kind.PRIVATE)
     Membership.objects.create(room=room, user=bob)
     board = board_create(user=ada, room_id=room.pk, title="Shared")
+    # The shared element exists before both edit it (two concurrent creations of one key would not
+    # merge: the Yjs map keeps one of them whole).
+    board_update_apply(
+        user=ada, board_id=board.pk, update=Client().edit("shared", type="rect"), client_update_id=uuid.uuid4()
+    )
     first, second = start_server(), start_server()
     ada_url, ada_token = ws_url(first, "ada")
     bob_url, bob_token = ws_url(second, "bob")
@@ -82,10 +87,12 @@ def test_two_processes_converge_on_one_board(start_server, make_user):
         async with connect(ada_url, max_size=2**22) as ada_socket, connect(bob_url, max_size=2**22) as bob_socket:
             for socket in (ada_socket, bob_socket):
                 await socket.send(json.dumps({"type": "board.join", "board": board_id}))
-            # Both have joined (an empty board) before either edits: each then hears all the other's.
+            # Both have joined before either edits: each then hears all the other's.
             states = await asyncio.gather(joined(ada_socket), joined(bob_socket))
-            assert [state["sequence"] for state in states] == [0, 0]
+            assert [state["sequence"] for state in states] == [1, 1]
             ada_doc, bob_doc = Client(), Client()
+            for doc, state in zip((ada_doc, bob_doc), states, strict=True):
+                doc.apply(state["update"])
             ada_got, bob_got = await asyncio.gather(
                 edit_and_listen(ada_socket, board_id, ada_doc, "ada", 2 * EDITS),
                 edit_and_listen(bob_socket, board_id, bob_doc, "bob", 2 * EDITS),
@@ -102,5 +109,5 @@ def test_two_processes_converge_on_one_board(start_server, make_user):
     # Both processes' documents agree with the clients (the second catches up from the database).
     for base, token in ((first, ada_token), (second, bob_token)):
         body = get_json(f"{base}/api/v1/boards/{board_id}/", token)
-        assert body["sequence"] == 2 * EDITS
+        assert body["sequence"] == 2 * EDITS + 1
         assert {"elements": body["elements"]} == ada_render
