@@ -24,7 +24,7 @@ from rooms.services import membership_add, membership_remove, room_create
 from tests.conftest import send_message, wait_until
 from tests.test_multiprocess import post_json, ws_url
 from transports import cursors
-from transports.streams import Stream
+from transports.streams import MAX_PENDING, Stream
 
 pytestmark = [pytest.mark.multiprocess]
 
@@ -482,3 +482,10 @@ def test_a_stream_rebases_as_rooms_move_and_every_id_it_wrote_resolves_exactly(t
         assert len(event_id) <= 13 + 17 * 6
         resolved = cursors.resolve(event_id)
         assert resolved is not None and resolved.rooms() == {room: int(i <= n) for i, room in enumerate(rooms)}
+
+
+def test_a_stream_whose_client_does_not_read_drops_its_backlog_and_ends(transactional_db, make_user):
+    stream = Stream(make_user("bob"))
+    for n in range(MAX_PENDING + 1):
+        stream._write(f'{{"n":{n}}}')
+    assert stream.overflowed and stream.out == []  # bounded memory; the client resumes by its last id

@@ -33,7 +33,7 @@ from core.loops import PerLoop, per_loop
 from core.pubsub import _raise_if_cancelled
 from presence import services as presence
 from transports import cursors
-from transports.streams import Stream, ping_seconds
+from transports.streams import MAX_PENDING, Stream, ping_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,9 @@ async def _sse(user: User, position: str | None) -> AsyncIterator[bytes]:
         while True:
             _raise_if_cancelled()
             out = stream.take()
+            if stream.overflowed:
+                logger.info("ending an event stream of user %s: %s frames unread", user.pk, MAX_PENDING)
+                return  # the browser reconnects with Last-Event-ID and catches up
             if out:
                 yield "".join(_sse_frame(text, event_id) for text, event_id in out).encode()
                 if stream.ended:
@@ -184,6 +187,10 @@ def _unpark(cursor: str, user: User) -> Stream | None:
         return None
     del _parked()[cursor]
     parked.timer.cancel()
+    if parked.stream.overflowed:  # its client stayed away too long: resume from PostgreSQL
+        _closing.add(task := asyncio.get_running_loop().create_task(parked.stream.close()))
+        task.add_done_callback(_closing.discard)
+        return None
     return parked.stream
 
 

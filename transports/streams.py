@@ -35,6 +35,9 @@ from transports import cursors
 logger = logging.getLogger(__name__)
 
 REVOKED = dumps({"type": "session.revoked"})
+# Frames a stream may hold for a client that does not read them (the socket's WS_MAX_BACKLOG_BYTES):
+# beyond, it drops them all and ends; the client resumes from its last id, from PostgreSQL.
+MAX_PENDING = 5000
 
 
 def _open_state(user_id: int, position: str | None) -> tuple[dict | None, cursors.Position | None, dict | None]:
@@ -58,9 +61,9 @@ class Stream:
         self.out: list[tuple[str, str | None]] = []
         self.wake = asyncio.Event()
         self.ended = False  # revoked: nothing more is written
+        self.overflowed = False  # its client fell MAX_PENDING frames behind: it must resume
         self.live = False
         self.position: cursors.Position | None = None
-        self.lock = asyncio.Lock()  # keeps numbers in order while a catch-up reads the database
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -140,7 +143,12 @@ class Stream:
     # -- output ------------------------------------------------------------------------------
 
     def _write(self, text: str, *, moved: bool = False) -> None:
-        if self.ended:
+        if self.ended or self.overflowed:
+            return
+        if len(self.out) >= MAX_PENDING:
+            self.overflowed = True
+            self.out.clear()
+            self.wake.set()
             return
         self.out.append((text, self.position.encode() if moved and self.position is not None else None))
         self.wake.set()
