@@ -11,6 +11,7 @@ asking: `Authorization: Bearer <JWT>` (mobile) or the session cookie; on the coo
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -106,17 +107,17 @@ def _sse_frame(text: str, event_id: str | None) -> str:
 
 async def _sse(user: User, position: str | None) -> AsyncIterator[bytes]:
     stream = Stream(user)
-    presence_id = f"sse-{id(stream):x}"
+    presence_id = f"sse-{uuid.uuid4().hex}"
     try:
         yield b"retry: 2000\n\n"  # the headers and a first byte go out at once
         try:
             await stream.open(position, live=True)
+            await presence.presence_heartbeat(user=user, socket_id=presence_id, active=True)
         except Exception as error:
             if not is_outage(error):
                 raise
             logger.warning("an event stream of user %s could not start: %s", user.pk, error)
             return  # the browser reconnects after `retry`
-        await presence.presence_heartbeat(user=user, socket_id=presence_id, active=True)
         beats = 0
         while True:
             _raise_if_cancelled()

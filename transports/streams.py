@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.models import User
-from core.errors import ApplicationError
+from core.errors import ApplicationError, is_outage
 from core.events import dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
 from messaging import selectors
@@ -132,7 +132,13 @@ class Stream:
             return
         snapshot = {room_id: cursor.last for room_id, cursor in self.cursors.items()}
         generation = position.generation + 1
-        await sync_to_async(cursors.store_base)(position.stream, generation, snapshot)
+        try:
+            await sync_to_async(cursors.store_base)(position.stream, generation, snapshot)
+        except Exception as error:  # Redis away: ids stay longer until a later rebase works
+            if not is_outage(error):
+                raise
+            logger.warning("could not write a stream's base: %s", error)
+            return
         # Frames written meanwhile carry ids on the old base, which stays readable.
         position.generation = generation
         position.set_base(snapshot)
