@@ -235,7 +235,7 @@ def test_socket_sse_and_long_poll_deliver_the_same_events_in_the_same_order(star
 
 
 def test_last_event_id_resumes_every_room_with_nothing_lost_or_repeated(start_server, make_user):
-    ada, bob = make_user("ada"), make_user("bob")
+    ada, bob, carol = make_user("ada"), make_user("bob"), make_user("carol")
     rooms = [room_create(creator=ada, name=name, kind=Room.Kind.PRIVATE) for name in ("A", "B")]
     for room in rooms:
         Membership.objects.create(room=room, user=bob)
@@ -296,6 +296,13 @@ def test_last_event_id_resumes_every_room_with_nothing_lost_or_repeated(start_se
         # Nothing pending after the last id: the poll waits, then answers empty with the same cursor.
         empty = await poll(base, auth, last_id)
         assert empty == {"cursor": last_id, "events": []}
+        # A poller counts for presence once it polls live (the first poll only says session.ready).
+        carol_auth = bearer(base, "carol")
+        start = await poll(base, carol_auth)
+        await poll(base, carol_auth, start["cursor"])
+        await asyncio.to_thread(
+            wait_until, lambda: presence.presence_of(user_ids=[carol.pk])[carol.pk]["status"] == "online"
+        )
 
     asyncio.run(scenario())
 

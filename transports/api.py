@@ -209,6 +209,12 @@ class PollApi(View):
                 stream = Stream(user)
                 # A fresh start answers at once (session.ready): it needs no hub.
                 await stream.open(position, live=position is not None)
+                active = True
+            else:
+                active = False
+            if stream.live and stream.position is not None:
+                # A poller counts as connected while it keeps polling (the lease outlasts a wait).
+                presence.heartbeats().beat(user=user, socket_id=f"poll-{stream.position.stream}", active=active)
             if not stream.out and not stream.ended:
                 try:
                     async with asyncio.timeout(settings.TRANSPORT_POLL_WAIT_SECONDS):
