@@ -177,12 +177,14 @@ async def test_cursors_do_not_wait_for_updates_and_acks_keep_their_order(crew, m
     assert cursor["state"]["cursor"] == {"x": 1, "y": 2}
     # A frame of another kind waits for the socket's pending updates to be answered first.
     await ada.send_json_to({"type": "board.sync", "board": str(board.pk), "after_sequence": 0})
-    await asyncio.sleep(0.1)
-    assert await ada.receive_nothing(timeout=0.1)
     gate.set()
-    acks = [await receive_type(ada, "board.update.ack") for _ in keys]
+    # Had the sync not waited, its page would come first and hold none of the updates.
+    frames = []
+    while not frames or frames[-1]["type"] != "board.updates":
+        frames.append(await ada.receive_json_from(timeout=TIMEOUT))
+    acks = [f for f in frames if f["type"] == "board.update.ack"]
     assert [(a["client_update_id"], a["sequence"]) for a in acks] == [(k, n) for n, k in enumerate(keys, 1)]
-    page = await receive_type(ada, "board.updates")
+    page = frames[-1]
     assert [u["sequence"] for u in page["updates"]] == [1, 2, 3]
     for socket in (ada, bob):
         await socket.disconnect(timeout=TIMEOUT)
