@@ -1,6 +1,6 @@
-from typing import TypedDict
+from typing import Annotated, TypedDict
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -49,6 +49,9 @@ class MessageListApi(APIView):
     class Input(serializers.Serializer):
         content = serializers.CharField(trim_whitespace=False, allow_blank=True)
         client_msg_id = serializers.UUIDField()
+        reply_to = serializers.UUIDField(
+            required=False, help_text="Reply in this message's thread (docs/protocol.md, Threads and reactions)"
+        )
 
         class Meta:
             ref_name = "MessageListInput"
@@ -76,7 +79,11 @@ class MessageListApi(APIView):
     def post(self, request, room_id):
         data = json_object(request)
         message, created = services.message_send(
-            user=request.user, room_id=room_id, content=data.get("content"), client_msg_id=data.get("client_msg_id")
+            user=request.user,
+            room_id=room_id,
+            content=data.get("content"),
+            client_msg_id=data.get("client_msg_id"),
+            reply_to=data.get("reply_to"),
         )
         return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -157,3 +164,66 @@ class ReceiptApi(APIView):
         return Response(
             ReceiptMarks(delivered_sequence=membership.delivered_sequence, read_sequence=membership.read_sequence)
         )
+
+
+class ThreadPage(TypedDict):
+    root: MessagePayload
+    results: Annotated[list[MessagePayload], "Replies; the order is the room history's (see the parameters)"]
+    has_more: bool
+
+
+@extend_schema(parameters=[ROOM_ID, MESSAGE_ID])
+class ThreadApi(APIView):
+    """A thread: its root message and a page of its replies. `message_id` may name the root or
+    any reply. Paged like the room's history: `after_sequence` oldest first, `before_sequence`
+    newest first, neither the newest replies, newest first."""
+
+    @extend_schema(parameters=[HistoryParams], responses=documented(ThreadPage, 400, 403, 404))
+    def get(self, request, room_id, message_id):
+        params = validated(HistoryParams, request.query_params)
+        root, replies, has_more = selectors.thread_page(
+            user=request.user, room_id=room_id, message_id=message_id, **params
+        )
+        return Response(
+            ThreadPage(root=message_payload(root), results=[message_payload(m) for m in replies], has_more=has_more)
+        )
+
+
+EMOJI = OpenApiParameter("emoji", str, OpenApiParameter.QUERY, required=True, description="The reaction to remove")
+
+
+@extend_schema(parameters=[ROOM_ID, MESSAGE_ID])
+class ReactionApi(APIView):
+    """POST: add my reaction (adding one I have changes nothing). DELETE `?emoji=`: remove it
+    (removing one I have not changes nothing). Either answers the message as it now is; a change
+    is a numbered `message.update` of the room. Viewers react too."""
+
+    write_scope = "edit"  # core.throttles
+
+    class Input(serializers.Serializer):
+        emoji = serializers.CharField(help_text="One emoji (a grapheme); anything else is `invalid_emoji`")
+
+        class Meta:
+            ref_name = "ReactionInput"
+
+    @extend_schema(request=Input, responses=documented(MessagePayload, 400, 403, 404, 409, 429))
+    def post(self, request, room_id, message_id):
+        message = services.reaction_set(
+            user=request.user,
+            room_id=room_id,
+            message_id=message_id,
+            emoji=json_object(request).get("emoji"),
+            present=True,
+        )
+        return Response(message_payload(message))
+
+    @extend_schema(parameters=[EMOJI], responses=documented(MessagePayload, 400, 403, 404, 409, 429))
+    def delete(self, request, room_id, message_id):
+        message = services.reaction_set(
+            user=request.user,
+            room_id=room_id,
+            message_id=message_id,
+            emoji=request.query_params.get("emoji"),
+            present=False,
+        )
+        return Response(message_payload(message))

@@ -55,7 +55,17 @@ FIELDS = [
     "created_at",
     "edited_at",
     "deleted_at",
+    # Since issue 16 (threads and reactions); rows of older archives stop before these.
+    "reply_to",
+    "reply_count",
+    "last_reply_at",
+    "reactions",
+    "change_kind",
 ]
+COLUMNS = (
+    "id, room_id, sequence, changed_sequence, sender_id, content, client_msg_id, created_at, edited_at, deleted_at,"
+    " reply_to, reply_count, last_reply_at, reactions, change_kind"
+)
 PARENT = Message._meta.db_table
 _LOCK_NAMESPACE = 0x5041524C  # "PARL"
 
@@ -144,9 +154,7 @@ def _build(day: dt.date) -> Built:
     out = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)
     ranges: dict[str, dict] = {}
     rows = 0
-    columns = (
-        "id, room_id, sequence, changed_sequence, sender_id, content, client_msg_id, created_at, edited_at, deleted_at"
-    )
+    columns = COLUMNS
     with transaction.atomic():
         with connection.cursor() as cursor:
             # Waits for any in-flight edit of this day to commit and keeps new ones out while we read.
@@ -157,12 +165,16 @@ def _build(day: dt.date) -> Built:
             with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
                 while batch := cursor.fetchmany(5000):
                     lines = []
-                    for mid, room, seq, changed, sender, content, cmid, created, edited, deleted in batch:
+                    for row in batch:
+                        mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row[:10]
+                        reply_to, reply_count, last_reply_at, reactions, change_kind = row[10:]
                         room = str(room)
                         lines.append(
                             json.dumps(
                                 [str(mid), room, seq, changed, sender, content, str(cmid)]
-                                + [_iso(created), _iso(edited), _iso(deleted)],
+                                + [_iso(created), _iso(edited), _iso(deleted)]
+                                + [str(reply_to) if reply_to else None, reply_count, _iso(last_reply_at)]
+                                + [reactions, change_kind],
                                 ensure_ascii=False,
                                 separators=(",", ":"),
                             )
@@ -326,15 +338,13 @@ def restore_day(day: dt.date) -> MessageArchive:
     partition = PostgresTimePartition(
         size=PostgresTimePartitionSize(days=1), start_datetime=start, name_format=NAME_FORMAT
     )
-    columns = (
-        "id, room_id, sequence, changed_sequence, sender_id, content, client_msg_id, created_at, edited_at, deleted_at"
-    )
+    columns = COLUMNS
     with transaction.atomic():
         with connection.schema_editor() as editor:
             partition.create(Message, cast("PostgresSchemaEditor", editor))  # the psqlextra backend's
         with connection.cursor() as cursor, cursor.cursor.copy(f'COPY "{PARENT}" ({columns}) FROM STDIN') as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write_row(_restorable(row))
         _save(record, status=MessageArchive.Status.RESTORED, restored_at=timezone.now())
     _cache.forget(record.key)
     return record
@@ -391,8 +401,20 @@ class _DayCache:
 _cache = _DayCache()
 
 
+def _full(row: list) -> list:
+    """A row of any version of the format, with every field (older rows lack the newer ones)."""
+    return row + [None, 0, None, None, None][len(row) - 10 :] if len(row) < len(FIELDS) else row
+
+
+def _restorable(row: list) -> list:
+    """A row as COPY takes it: the reactions (JSON) as their text."""
+    row = _full(row)
+    return row[:13] + [None if row[13] is None else json.dumps(row[13], ensure_ascii=False), row[14]]
+
+
 def _as_message(row: list) -> Message:
-    mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row
+    mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row[:10]
+    reply_to, reply_count, last_reply_at, reactions, change_kind = _full(row)[10:]
     return Message(
         id=mid,
         room_id=room,
@@ -404,6 +426,11 @@ def _as_message(row: list) -> Message:
         created_at=dt.datetime.fromisoformat(created),
         edited_at=dt.datetime.fromisoformat(edited) if edited else None,
         deleted_at=dt.datetime.fromisoformat(deleted) if deleted else None,
+        reply_to=reply_to,
+        reply_count=reply_count,
+        last_reply_at=dt.datetime.fromisoformat(last_reply_at) if last_reply_at else None,
+        reactions=reactions,
+        change_kind=change_kind,
     )
 
 

@@ -41,6 +41,21 @@ class Message(PostgresPartitionedModel):
     changed_sequence = models.BigIntegerField()
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Threads (docs/protocol.md "Threads and reactions"): a reply names its thread's root message
+    # (replies to a reply join the root's thread: threads are one level deep). A root keeps its
+    # number of replies that are not deleted and when the last one was sent; each reply takes a
+    # number for itself and one for this change of its root, so sync carries both.
+    reply_to = models.UUIDField(null=True, blank=True)
+    reply_count = models.IntegerField(default=0, db_default=0)
+    last_reply_at = models.DateTimeField(null=True, blank=True)
+    # Reactions, aggregated: [{"emoji": "👍", "users": [{"id", "username"}, ...]}, ...] in the order
+    # each emoji was first used, users in the order they reacted; null for none. Every change is a
+    # numbered change of the message (messaging.services.reaction_set), like an edit.
+    reactions = models.JSONField(null=True, blank=True)
+    # What the latest numbered change was when it was neither the creation, an edit nor the delete:
+    # "reaction" or "thread" (a reply sent or deleted); null otherwise. Sync tells the change apart
+    # by it (`message.update`, messaging.payloads.change_type).
+    change_kind = models.CharField(max_length=8, null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -48,6 +63,12 @@ class Message(PostgresPartitionedModel):
             models.Index(fields=["room", "changed_sequence"], name="message_room_changed"),
             # Edits and deletes name a message by id alone; the primary key starts with created_at.
             models.Index(fields=["id"], name="message_id"),
+            # A thread's replies, in order (messaging.selectors.thread_page).
+            models.Index(
+                fields=["room", "reply_to", "sequence"],
+                name="message_thread",
+                condition=models.Q(reply_to__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

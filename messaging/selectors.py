@@ -143,6 +143,67 @@ def message_in_room(room_id: uuid.UUID, message_id: object) -> Message:
     return message
 
 
+def _readable_message(room_id: uuid.UUID, message_id: object) -> Message:
+    """A message of the room, in PostgreSQL or in an archived day (reads reach into archives)."""
+    try:
+        return message_in_room(room_id, message_id)
+    except Archived:
+        wanted = str(message_id)
+        keys = [key for key, _span in archive.archived_spans(room_id)]
+        found = next((m for m in archive.archived_messages(room_id, keys) if str(m.id) == wanted), None)
+        if found is None:
+            raise NotFound("No such message.") from None
+        return _with_senders([found])[0]
+
+
+def thread_page(
+    *,
+    user: User,
+    room_id: object,
+    message_id: object,
+    after_sequence: int | None = None,
+    before_sequence: int | None = None,
+    limit: int | None = None,
+) -> tuple[Message, list[Message], bool]:
+    """A thread: its root message, a page of its replies and whether more exist in that direction.
+    The paging is the room history's (`messages_page`): `after_sequence` oldest first,
+    `before_sequence` newest first, neither the newest replies, newest first. `message_id` may
+    name the root or any reply of it. Pages reach into archived days."""
+    membership = membership_get(room_id=room_id, user=user)
+    room_pk = membership.room.pk
+    root = _readable_message(room_pk, message_id)
+    if root.reply_to is not None:
+        root = _readable_message(room_pk, root.reply_to)
+    limit = _clamp_limit(limit)
+    forward = after_sequence is not None
+    replies = Message.objects.filter(room_id=room_pk, reply_to=root.id).select_related("sender")
+    if forward:
+        replies = replies.filter(sequence__gt=after_sequence).order_by("sequence")
+    else:
+        if before_sequence is not None:
+            replies = replies.filter(sequence__lt=before_sequence)
+        replies = replies.order_by("-sequence")
+    rows = list(replies[: limit + 1])
+    low = max(root.sequence, after_sequence or 0)
+    keys = [
+        key
+        for key, span in archive.archived_spans(room_pk)
+        if span["last"] > low and (before_sequence is None or span["first"] < before_sequence)
+    ]
+    if keys:
+        wanted = str(root.id)
+        cold = [
+            m
+            for m in archive.archived_messages(room_pk, keys)
+            if m.reply_to is not None
+            and str(m.reply_to) == wanted
+            and (not forward or m.sequence > after_sequence)  # type: ignore[operator]
+            and (forward or before_sequence is None or m.sequence < before_sequence)
+        ]
+        rows = sorted(rows + _with_senders(cold), key=lambda m: m.sequence, reverse=not forward)[: limit + 1]
+    return root, rows[:limit], len(rows) > limit
+
+
 def message_get(*, user: User, room_id: object, message_id: object) -> tuple[Membership, Message]:
     membership = membership_get(room_id=room_id, user=user)
     return membership, message_in_room(membership.room.pk, message_id)

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.rows import dict_row
 
@@ -22,6 +22,7 @@ from core.events import dumps, publishing, room_group, send_event, user_group
 from core.jsontext import storable_text
 from messaging import partitions
 from messaging.archive import hot_cutoff
+from messaging.emoji import clean_emoji
 from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.payloads import change_frame
 from messaging.selectors import Archived, message_in_room
@@ -74,12 +75,17 @@ def _key_taken(error: Exception) -> bool:
     return isinstance(error, psycopg.errors.UniqueViolation) and error.diag.constraint_name == _KEY_CONSTRAINT
 
 
-def message_send(*, user: User, room_id: object, content: object, client_msg_id: object) -> tuple[Message, bool]:
+def message_send(
+    *, user: User, room_id: object, content: object, client_msg_id: object, reply_to: object = None
+) -> tuple[Message, bool]:
     """Persist a message and announce it to the room after commit.
 
     Returns (message, created). Resending the same client_msg_id returns the original message
-    with created=False and announces nothing.
+    with created=False and announces nothing. With `reply_to`, a reply in that message's thread
+    (`thread_reply`); plain messages take the batched path.
     """
+    if reply_to is not None:
+        return thread_reply(user=user, room_id=room_id, content=content, client_msg_id=client_msg_id, reply_to=reply_to)
     result = message_send_many(
         requests=[{"user": user, "room_id": room_id, "content": content, "client_msg_id": client_msg_id}]
     )[0]
@@ -210,7 +216,9 @@ WITH v AS (
 ), checked AS (
     SELECT v.*, r.kind, m.role, u.is_active AS user_active, k.room_id AS key_room,
            o.id AS o_id, o.sequence AS o_sequence, o.content AS o_content, o.created_at AS o_created_at,
-           o.changed_sequence AS o_changed_sequence, o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at
+           o.changed_sequence AS o_changed_sequence, o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at,
+           o.reply_to AS o_reply_to, o.reply_count AS o_reply_count, o.last_reply_at AS o_last_reply_at,
+           o.reactions AS o_reactions, o.change_kind AS o_change_kind
       FROM v
       -- One index lookup per send. As plain joins, the planner (which guesses 100 rows for
       -- jsonb_to_recordset) preferred hashing whole tables: a scan of every key ever sent, per
@@ -256,7 +264,8 @@ WITH v AS (
       FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
 )
 SELECT c.idx, c.kind, c.role, c.user_active, c.key_room, c.o_id, c.o_sequence, c.o_content, c.o_created_at,
-       c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, i.sequence, i.created_at
+       c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count, c.o_last_reply_at,
+       c.o_reactions, c.o_change_kind, i.sequence, i.created_at
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
 """
@@ -305,6 +314,11 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list) -> No
                 changed_sequence=row["o_changed_sequence"],
                 edited_at=row["o_edited_at"],
                 deleted_at=row["o_deleted_at"],
+                reply_to=row["o_reply_to"],
+                reply_count=row["o_reply_count"],
+                last_reply_at=row["o_last_reply_at"],
+                reactions=row["o_reactions"],
+                change_kind=row["o_change_kind"],
             )
             results[send.index] = (original, False)
         else:
@@ -397,9 +411,10 @@ def message_edit(*, user: User, room_id: object, message_id: object, content: ob
                 replaced_at=now,
             )
             Message.objects.filter(room_id=room_id, id=message.id, created_at=message.created_at).update(
-                content=content, edited_at=now, changed_sequence=number
+                content=content, edited_at=now, changed_sequence=number, change_kind=None
             )
             message.content, message.edited_at, message.changed_sequence = content, now, number
+            message.change_kind = None
             _announce_change(message)
     except _Unchanged as unchanged:
         return unchanged.message
@@ -422,10 +437,179 @@ def message_delete(*, user: User, room_id: object, message_id: object) -> Messag
                 raise _Unchanged(message)
             now = timezone.now()
             Message.objects.filter(room_id=room_id, id=message.id, created_at=message.created_at).update(
-                content="", deleted_at=now, changed_sequence=number
+                content="", deleted_at=now, changed_sequence=number, reactions=None, change_kind=None
             )
             MessageRevision.objects.filter(room_id=room_id, message_id=message.id).delete()
             message.content, message.deleted_at, message.changed_sequence = "", now, number
+            message.reactions, message.change_kind = None, None
+            _announce_change(message)
+            if message.reply_to is not None:
+                _thread_changed(room_id, message.reply_to, replies=-1)
+    except _Unchanged as unchanged:
+        return unchanged.message
+    return message
+
+
+# -- Threads and reactions (docs/protocol.md "Threads and reactions") -----------------------------
+
+
+def _clean_reply_to(reply_to: object) -> uuid.UUID:
+    if isinstance(reply_to, uuid.UUID):
+        return reply_to
+    try:
+        if isinstance(reply_to, str):
+            return uuid.UUID(reply_to)
+    except ValueError:
+        pass
+    raise InvalidInput("reply_to must be a message id.", fields={"reply_to": ["Must be a UUID."]})
+
+
+def _number_and_stamp(room_id: uuid.UUID) -> tuple[int, dt.datetime]:
+    """`_next_sequence`, and the time after the lock (created_at never goes back along a room's
+    sequence, as in _SEND)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE rooms_room SET last_sequence = last_sequence + 1 WHERE id = %s"
+            " RETURNING last_sequence, clock_timestamp()",
+            [room_id],
+        )
+        number, stamp = cursor.fetchone()
+    return number, stamp
+
+
+def _thread_changed(room_id: uuid.UUID, root_id: uuid.UUID, *, replies: int, at: dt.datetime | None = None) -> None:
+    """A reply of this root was sent (replies=1, at its time) or deleted (-1): the root's count
+    (and last reply time) change, as a numbered change of the root. Inside the change's
+    transaction, the room locked. A root that is deleted or in a frozen (archived) day keeps its
+    counters: it cannot change any more."""
+    root = Message.objects.select_related("sender").filter(room_id=room_id, id=root_id).first()
+    if root is None or root.deleted_at is not None:
+        return
+    if root.created_at.astimezone(dt.UTC).date() < hot_cutoff():
+        return
+    number = _next_sequence(room_id)
+    root.reply_count = max(root.reply_count + replies, 0)
+    if at is not None:
+        root.last_reply_at = at
+    root.changed_sequence, root.change_kind = number, "thread"
+    Message.objects.filter(room_id=room_id, id=root.id, created_at=root.created_at).update(
+        reply_count=root.reply_count,
+        last_reply_at=root.last_reply_at,
+        changed_sequence=number,
+        change_kind="thread",
+    )
+    _announce_change(root)
+
+
+def thread_reply(
+    *, user: User, room_id: object, content: object, client_msg_id: object, reply_to: object
+) -> tuple[Message, bool]:
+    """Reply in the thread of `reply_to` (a reply to a reply goes to its root's thread: threads are
+    one level deep). The reply takes the room's next number, and its root another one for its new
+    reply count and last reply time; both are announced and both come back with sync.
+
+    Viewers may not reply (rooms.access.reply_refusal). A deleted root takes no new replies
+    (`deleted`), nor does one in a frozen day (`archived`); its existing replies stay readable.
+    Resending a client_msg_id returns the original reply (created False), as for plain messages.
+    """
+    content = _clean_content(content)
+    key = _clean_client_msg_id(client_msg_id)
+    parent_id = _clean_reply_to(reply_to)
+    partitions.ensure_for(timezone.now())
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                membership = membership_get(room_id=room_id, user=user)
+                access.require_reply(membership)
+                room_pk = membership.room.pk
+                original = SentMessageKey.objects.filter(sender=user, client_msg_id=key).first()
+                if original is not None:
+                    if original.room_id != room_pk:
+                        raise Conflict(
+                            "This client_msg_id was already used in another room.", code="client_msg_id_reused"
+                        )
+                    message = (
+                        Message.objects.select_related("sender")
+                        .filter(room_id=room_pk, id=original.message_id, created_at=original.message_created_at)
+                        .first()
+                    )
+                    if message is None:
+                        raise Archived()
+                    return message, False
+                # Taking the number locks the room: every change in this room is serialised from here.
+                number, stamp = _number_and_stamp(room_pk)
+                root = message_in_room(room_pk, parent_id)
+                if root.reply_to is not None:
+                    root = message_in_room(room_pk, root.reply_to)
+                _require_hot(root)
+                if root.deleted_at is not None:
+                    raise Conflict("This message was deleted: its thread takes no new replies.", code="deleted")
+                message = Message.objects.create(
+                    room_id=room_pk,
+                    sequence=number,
+                    sender=user,
+                    content=content,
+                    client_msg_id=key,
+                    created_at=stamp,
+                    changed_sequence=number,
+                    reply_to=root.id,
+                )
+                SentMessageKey.objects.create(
+                    sender=user, client_msg_id=key, room_id=room_pk, message_id=message.id, message_created_at=stamp
+                )
+                _announce_change(message)
+                _thread_changed(room_pk, root.id, replies=1, at=stamp)
+            return message, True
+        except IntegrityError:  # the same key claimed concurrently: the next try finds and replays it
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+MAX_REACTIONS = 20  # different emoji on one message
+
+
+def reaction_set(*, user: User, room_id: object, message_id: object, emoji: object, present: bool) -> Message:
+    """Add (`present`) or remove this user's `emoji` reaction on a message: a numbered change of
+    the message (`message.update`), like an edit. Idempotent: adding a reaction one has, or
+    removing one one has not, changes nothing, takes no number and announces nothing; the message
+    is returned as it is. Every member reacts, viewers included (rooms.access.react_refusal);
+    deleted messages (`deleted`) and frozen days (`archived`) take no reactions."""
+    emoji = clean_emoji(emoji)
+    try:
+        with transaction.atomic():
+            membership = membership_get(room_id=room_id, user=user)
+            access.require_react(membership)
+            room_pk = membership.room.pk
+            number = _next_sequence(room_pk)  # locks the room: the read-modify-write below is safe
+            message = message_in_room(room_pk, message_id)
+            _require_hot(message)
+            if message.deleted_at is not None:
+                raise Conflict("This message was deleted.", code="deleted")
+            reactions = [{"emoji": r["emoji"], "users": list(r["users"])} for r in message.reactions or ()]
+            entry = next((r for r in reactions if r["emoji"] == emoji), None)
+            mine = entry is not None and any(u["id"] == user.pk for u in entry["users"])
+            if mine == present:
+                raise _Unchanged(message)
+            if present:
+                if entry is None:
+                    if len(reactions) >= MAX_REACTIONS:
+                        raise Conflict(
+                            f"A message takes at most {MAX_REACTIONS} different reactions.", code="too_many_reactions"
+                        )
+                    entry = {"emoji": emoji, "users": []}
+                    reactions.append(entry)
+                entry["users"].append(user_payload(user))
+            else:
+                assert entry is not None
+                entry["users"] = [u for u in entry["users"] if u["id"] != user.pk]
+                if not entry["users"]:
+                    reactions.remove(entry)
+            message.reactions = reactions or None
+            message.changed_sequence, message.change_kind = number, "reaction"
+            Message.objects.filter(room_id=room_pk, id=message.id, created_at=message.created_at).update(
+                reactions=message.reactions, changed_sequence=number, change_kind="reaction"
+            )
             _announce_change(message)
     except _Unchanged as unchanged:
         return unchanged.message

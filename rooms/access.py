@@ -60,6 +60,37 @@ def require_send(membership: Membership) -> None:
         raise refusal
 
 
+# -- Threads and reactions (messaging.services; docs/protocol.md "Threads and reactions") ----------
+# Replying is sending: owners, admins and members reply, viewers do not. Reacting is lighter than
+# writing: every member reacts, viewers included (an announcement room's readers can acknowledge
+# a post without being able to write in it). Outsiders get not_found like for the room itself.
+
+
+def reply_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:
+    """Why this user may not reply in a thread of this room, or None."""
+    refusal = send_refusal(kind=kind, role=role, user_active=user_active)
+    if refusal is not None and refusal.code == "forbidden":
+        return Forbidden("Viewers can read threads but not reply in them.")
+    return refusal
+
+
+def react_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:
+    """Why this user may not add or remove their reactions in this room, or None."""
+    return member_refusal(kind=kind, role=role, user_active=user_active)
+
+
+def require_reply(membership: Membership) -> None:
+    refusal = reply_refusal(kind=membership.room.kind, role=membership.role, user_active=membership.user.is_active)
+    if refusal is not None:
+        raise refusal
+
+
+def require_react(membership: Membership) -> None:
+    refusal = react_refusal(kind=membership.room.kind, role=membership.role, user_active=membership.user.is_active)
+    if refusal is not None:
+        raise refusal
+
+
 def may_manage(membership: Membership) -> bool:
     return membership.role in MANAGING_ROLES
 
@@ -67,7 +98,15 @@ def may_manage(membership: Membership) -> bool:
 def role_abilities() -> dict[str, dict[str, bool]]:
     """What each role may do, for the web client (client-config): it greys out what the server
     would refuse, from this definition rather than a copy of it."""
-    return {role: {"send": role in SENDING_ROLES, "manage": role in MANAGING_ROLES} for role in Role.values}
+    return {
+        role: {
+            "send": role in SENDING_ROLES,
+            "manage": role in MANAGING_ROLES,
+            "reply": reply_refusal(kind=Room.Kind.PRIVATE, role=role, user_active=True) is None,
+            "react": react_refusal(kind=Room.Kind.PRIVATE, role=role, user_active=True) is None,
+        }
+        for role in Role.values
+    }
 
 
 def send_rules_sql() -> str:
