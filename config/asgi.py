@@ -10,6 +10,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from accounts.middleware import SocketAuthMiddleware  # noqa: E402
+from core import health  # noqa: E402
 from core.hub import get_hub  # noqa: E402
 from messaging.consumers import ChatConsumer  # noqa: E402
 
@@ -24,6 +25,8 @@ router = ProtocolTypeRouter(
 
 
 async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["path"] in health.PATHS:  # before Django (core/health.py)
+        return await health.serve(scope, receive, send)
     # This loop serves: the events it publishes go through its hub (core.events), which keeps
     # one Redis connection for them rather than one per publish.
     get_hub()

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core import jsontext
+from core import jsontext, metrics
 from core.errors import ApplicationError, InvalidInput, NotFound, RateLimited, Unavailable, is_outage
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ def error_response(error: ApplicationError) -> Response:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     response = _exception_response(exc, context)
+    if response is not None and isinstance(response.data, dict) and isinstance(response.data.get("error"), dict):
+        metrics.http_error(str(response.data["error"].get("code", "error")))
     request = context.get("request")
     renderer = getattr(request, "accepted_renderer", None)
     if response is not None and request is not None and getattr(renderer, "format", None) not in ("json", "api"):
@@ -126,6 +128,7 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500 (Django has logged the exception): never an HTML page from the API."""
     if _is_api(request):
+        metrics.http_error("internal")
         error = ApplicationError("Something went wrong; please retry.", code="internal", status=500)
         return JsonResponse({"error": error.as_dict()}, status=500)
     return defaults.server_error(request)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from functools import partial
@@ -122,8 +123,10 @@ async def _publish(events: list[Event]) -> None:
     other processes through Redis (core.pubsub; queued, never awaited)."""
     if not events:
         return
-    # The group travels with the event: each process's hub routes by it (core.hub).
-    sends = [(group, {**event, "group": group}) for groups, event in events for group in groups]
+    # The group travels with the event: each process's hub routes by it (core.hub); `at`, the
+    # time of publication (just after commit), measures delivery latency (core.metrics).
+    at = time.time()
+    sends = [(group, {**event, "group": group, "at": at}) for groups, event in events for group in groups]
     hub = get_hub.peek()
     if hub is None:  # a loop that serves no sockets: a Celery task, a script, a test
         try:

@@ -285,6 +285,14 @@ def delivery_latency(event: dict) -> None:
         DELIVERY_LATENCY.observe(max(0.0, time.time() - at))
 
 
+def archived(rows: int | None, size: int | None) -> None:
+    """A message day was archived (messaging.archive)."""
+    ARCHIVE_DAYS.labels("archived").inc()
+    ARCHIVE_ROWS.inc(rows or 0)
+    ARCHIVE_BYTES.inc(size or 0)
+    ARCHIVE_LAST_SUCCESS.set(time.time())
+
+
 # -- HTTP routes ----------------------------------------------------------------------------------
 
 _routes: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

@@ -37,6 +37,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from core import metrics
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "parley.bus."
@@ -113,6 +115,7 @@ class _Shard:
                 self.connected.set()
                 if outage:
                     logger.warning("Redis %s is back: resubscribed to %s groups", self.url, len(self.channels))
+                    metrics.BUS_RECONNECTS.inc()
                     outage = False
                     await self.bus.reconnected(
                         [channel[len(PREFIX) :] for channel in self.channels if channel != _CONTROL]
@@ -170,6 +173,7 @@ class _Shard:
                         raise
                     except Exception as error:  # sockets elsewhere catch up from PostgreSQL
                         logger.warning("dropped %s events: Redis %s: %s", len(batch), self.url, error)
+                        metrics.DROPPED["redis"].inc(len(batch))
                         await _close(client)
                         client = _client(self.url)
         finally:
@@ -179,6 +183,7 @@ class _Shard:
         if len(self.queue) >= MAX_QUEUED:
             self.queue.popleft()
             logger.warning("dropped an event: %s events wait for Redis %s", MAX_QUEUED, self.url)
+            metrics.DROPPED["queue_full"].inc()
         self.queue.append((channel, data))
         self.queued.set()
 
@@ -222,6 +227,7 @@ async def publish_once(urls: list[str], sends: Iterable[tuple[str, dict]]) -> No
                 pipe.publish(PREFIX + group, _encode(event))
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 await pipe.execute()
+            metrics.PUBLISHED.inc(len(items))
         finally:
             await _close(client)
 

@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from psqlextra.partitioning import (
     PostgresCurrentTimePartitioningStrategy,
     PostgresPartitioningManager,
@@ -56,8 +56,21 @@ def partitions_create_ahead(days_ahead: int | None = None) -> list[str]:
             logger.info("created message partitions: %s", ", ".join(created))
         today = dt.datetime.now(dt.UTC).date()
         _known_days.update(today + dt.timedelta(days=offset) for offset in range(days))
+        _count_days_ahead()
         return created
     return []
+
+
+def _count_days_ahead() -> None:
+    """Record in core.metrics how many days after today have a partition (never fails the caller)."""
+    from core import health, metrics
+
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:  # a savepoint inside a migration
+            cursor.execute(health.PARTITIONS_SQL, [health.PARTITION_PARENT, health.partition_name(health.today())])
+            metrics.PARTITIONS_AHEAD.set(health.days_ahead({row[0] for row in cursor.fetchall()}))
+    except DatabaseError:
+        logger.warning("could not count the message partitions ahead", exc_info=True)
 
 
 def missing_for(moment: dt.datetime) -> bool:

@@ -18,7 +18,7 @@ from typing import cast
 from channels.db import database_sync_to_async
 
 from accounts.models import User
-from core import redis_clients
+from core import metrics, redis_clients
 from core.events import dumps, publishing, room_group, send_event
 from core.loops import per_loop
 from rooms import access
@@ -115,6 +115,7 @@ def _announce_presence(user: User, status: str, last_active: str, rooms: Iterabl
 async def _update(beats: list[Beat]) -> None:
     """Apply beats in Redis: one script call per SCRIPT_BATCH beats (pipelined) and no thread hop
     for the common case (no transition); only a transition reads the user's rooms, to announce it."""
+    started = time.perf_counter()
     script = _transition_script()
     pipe = redis_clients.aclient().pipeline(transaction=False)
     chunks = [beats[i : i + SCRIPT_BATCH] for i in range(0, len(beats), SCRIPT_BATCH)]
@@ -127,6 +128,8 @@ async def _update(beats: list[Beat]) -> None:
             for user, status, last_active in _transitions(chunk, reply):
                 rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
                 _announce_presence(user, status, last_active, rooms)
+                metrics.presence_transitions((status,))
+    metrics.PRESENCE_UPDATE.observe(time.perf_counter() - started)
 
 
 async def presence_heartbeat(*, user: User, socket_id: str, active: bool) -> None:
@@ -217,7 +220,9 @@ def typing_notify(*, user: User, room_id: object) -> bool:
     access.require_send(membership)
     room = str(membership.room.pk)
     if not redis_clients.client().set(f"parley:typing:{room}:{user.pk}", 1, nx=True, px=TYPING_INTERVAL_MS):
+        metrics.TYPING_DROPPED.inc()
         return False
+    metrics.RELAYED.inc()
     frame = dumps({"type": "typing", "room": room, "user": user_payload(user)})
     send_event([room_group(room)], {"type": "room.relay", "room": room, "exclude_user": user.pk, "text": frame})
     return True

@@ -25,6 +25,12 @@ Exactly N serving processes, supervised by this one only:
   finishes requests, up to 10 s), kill any left after 15 s, and exit 0. The workers are in their
   own process groups, so a terminal's Ctrl-C reaches only this process, which stops them once.
 
+Metrics (core/metrics.py, docs/metrics.md): the workers write their Prometheus values to
+PROMETHEUS_MULTIPROC_DIR, which `/metrics` sums over all of them. When it is not set, this
+process makes a fresh directory for this start and removes it when it stops. Each worker is named
+PARLEY_WORKER=web-<slot> in the per-process series (the same name after a restart), and a dead
+worker's live gauges (its open connections) are removed when it is reaped.
+
 ASGI_SERVER (or --server) picks the server: uvicorn (with uvloop and httptools; the default,
 measured faster: docs/performance.md) or daphne (Channels' reference server, also what
 `manage.py runserver` uses).
@@ -35,10 +41,12 @@ import ctypes
 import os
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,6 +136,15 @@ def kill_group(process: subprocess.Popen) -> None:
         pass
 
 
+def mark_dead(pid: int) -> None:
+    """A worker is gone: its live gauges (open connections, pool) leave the sum, as
+    prometheus_client.multiprocess.mark_process_dead does (its gauge_live*_<pid>.db files)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for path in Path(directory).glob(f"gauge_live*_{pid}.db"):
+            path.unlink(missing_ok=True)
+
+
 def exited(process: subprocess.Popen) -> bool:
     """Whether the worker has exited, without reaping it (its pid keeps naming its group)."""
     if process.returncode is not None:
@@ -151,7 +168,7 @@ class Supervisor:
         self.workers[slot] = subprocess.Popen(
             self.command,
             cwd=ROOT,
-            env=worker_environment(),
+            env=worker_environment() | {"PARLEY_WORKER": f"web-{slot}"},
             pass_fds=[self.fd],
             process_group=0,
             preexec_fn=die_with_parent(signal.SIGTERM),
@@ -165,6 +182,7 @@ class Supervisor:
                 continue
             kill_group(process)
             process.wait()
+            mark_dead(process.pid)
             del self.workers[slot]
             if self.stopping:
                 continue
@@ -257,13 +275,20 @@ def main() -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     listener = listen(args.host, args.port)  # kept open (and referenced) for the workers' lifetime
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a fresh one for this start (docs/metrics.md)
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="parley-metrics-")
     supervisor = Supervisor(worker_command(args.server, listener.fileno()), listener.fileno(), args.workers)
     print(
         f"serving on http://{args.host}:{args.port}/ with {args.workers} {args.server} workers",
         file=sys.stderr,
         flush=True,
     )
-    supervisor.run()
+    try:
+        supervisor.run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

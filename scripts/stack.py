@@ -340,6 +340,7 @@ def run() -> int:
         return 1
     procs: list[Proc] = []
     relays: list[Relay] = []
+    metrics_dir: str | None = None
     state = data / RUN_STATE
     write_run_state(state, migrated=False)  # from now on `manage` waits for us instead of starting PostgreSQL
     try:
@@ -355,6 +356,10 @@ def run() -> int:
             if step[0] == "migrate":
                 write_run_state(state, migrated=True, **urls)
         host, port = env["HOST"], env["PORT"]
+        # The web workers and Celery write their metrics to one fresh directory, summed by /metrics
+        # (core/metrics.py, docs/metrics.md); METRICS_TOKEN in the environment opens /metrics.
+        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = tempfile.mkdtemp(prefix="parley-metrics-")
         # Simulations run in a worker of their own (a live run keeps its worker for its whole length).
         env.setdefault("SIM_CELERY_QUEUE", "simulations")
         # WEB_CONCURRENCY uvicorn workers (default: one per core) share one socket; see scripts/serve.py.
@@ -364,12 +369,19 @@ def run() -> int:
         celery_argv += ["--schedule", str(data / "celerybeat-schedule")]
         # Celery's output comes through us, so that we see when it is ready.
         celery = spawn(
-            procs, "celery", celery_argv, signal.SIGTERM, None, pipe=True, env=env | {"PYTHONUNBUFFERED": "1"}
+            procs,
+            "celery",
+            celery_argv,
+            signal.SIGTERM,
+            None,
+            pipe=True,
+            env=env | {"PYTHONUNBUFFERED": "1", "PARLEY_WORKER": "celery"},
         )
         relays.append(Relay(celery, " ready."))
         sim_argv = [str(VENV_BIN / "celery"), "-A", "config", "worker", "-Q", env["SIM_CELERY_QUEUE"], "-l", "info"]
         sim_argv += ["--concurrency", "2", "-n", "simulations@%h", "--without-gossip", "--without-mingle"]
-        spawn(procs, "celery-sim", sim_argv, signal.SIGTERM, None, env=env | {"PYTHONUNBUFFERED": "1"})
+        sim_env = env | {"PYTHONUNBUFFERED": "1", "PARLEY_WORKER": "celery-sim"}
+        spawn(procs, "celery-sim", sim_argv, signal.SIGTERM, None, env=sim_env)
         # The URL goes last, once the server answers and the worker is ready (and has had its say).
         late = wait_ready([(web, lambda: answers_http(host, port)), (celery, relays[0].ready.is_set)], timeout=120)
         if late:
@@ -402,6 +414,8 @@ def run() -> int:
         for relay in relays:
             relay.join(timeout=2)  # the last of its output
         state.unlink(missing_ok=True)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def manage(args: list[str]) -> int:

@@ -1,0 +1,89 @@
+"""The cost of one metric update, in one run: prometheus-client in multiprocess mode (what the web
+workers and Celery run: core/metrics.py) against single-process mode and a plain Python counter.
+
+    .venv/bin/python bench/metrics_inc.py [--number 200000] [--repeat 7]
+
+Each mode runs in a child process of its own (prometheus-client picks its value class at import,
+from PROMETHEUS_MULTIPROC_DIR), one after the other, each the best of `repeat` timings of `number`
+calls. On a loaded machine compare the ratios of one run, not the nanoseconds across runs. No
+database, no Redis.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = r"""
+import json, sys, timeit
+sys.path.insert(0, {root!r})
+from core import metrics
+
+number, repeat = {number}, {repeat}
+
+
+class Plain:
+    value = 0
+
+    def inc(self, amount=1):
+        self.value += amount
+
+
+plain = Plain()
+counter = metrics.PUBLISHED
+gauge = metrics.OPEN["socket"]
+histogram = metrics.DELIVERY_LATENCY
+metrics.known_frame_types(["message.send"])
+frame = '{{"type":"message.ack","room":"r"}}'
+cases = {{
+    "plain python counter": lambda: plain.inc(),
+    "Counter child .inc()": lambda: counter.inc(),
+    "Counter .labels(x).inc() (a lookup per event)": lambda: metrics.BUS_PUBLISHED.labels("w").inc(),
+    "Gauge child .inc()": lambda: gauge.inc(),
+    "Histogram .observe()": lambda: histogram.observe(0.003),
+    "metrics.frame_received(type)": lambda: metrics.frame_received("message.send"),
+    "metrics.frame_sent(text)": lambda: metrics.frame_sent(frame),
+    "metrics.delivered(event, n) + latency": lambda: (
+        metrics.delivered("room.sequenced", 2),
+        metrics.delivery_latency({{"type": "room.sequenced", "at": 0.0}}),
+    ),
+}}
+result = {{}}
+for name, call in cases.items():
+    best = min(timeit.repeat(call, number=number, repeat=repeat))
+    result[name] = best / number * 1e9
+print(json.dumps(result))
+"""
+
+
+def run(mode: str, number: int, repeat: int) -> dict[str, float]:
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
+    with tempfile.TemporaryDirectory(prefix="parley-bench-metrics-") as directory:
+        if mode == "multiprocess":
+            env["PROMETHEUS_MULTIPROC_DIR"] = directory
+        code = CHILD.format(root=str(ROOT), number=number, repeat=repeat)
+        output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(output.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--number", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    single = run("single", args.number, args.repeat)
+    multi = run("multiprocess", args.number, args.repeat)
+    base = multi["plain python counter"]
+    print(f"{'ns per call (best of ' + str(args.repeat) + ')':<50} {'single':>9} {'multi':>9} {'multi/plain':>12}")
+    for name in multi:
+        print(f"{name:<50} {single[name]:>9.0f} {multi[name]:>9.0f} {multi[name] / base:>11.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
