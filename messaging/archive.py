@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psqlextra.partitioning import PostgresTimePartition, PostgresTimePartitionSize
 
+from core import metrics
 from core.errors import Unavailable
 from messaging.archive_storage import archive_storage
 from messaging.models import Message, MessageArchive
@@ -290,9 +291,11 @@ def archive_day(day: dt.date) -> MessageArchive | None:
             _save(record, status=MessageArchive.Status.DROPPED, dropped_at=timezone.now())
         except Exception as error:
             logger.exception("archive %s failed", day)
+            metrics.ARCHIVE_DAYS.labels("failed").inc()
             _save(record, status=MessageArchive.Status.FAILED, error=f"{type(error).__name__}: {error}")
             raise
         logger.info("archived %s: %s rows, %s bytes -> %s", day, record.rows, record.bytes, record.key)
+        metrics.archived(record.rows, record.bytes)
         return record
 
 
