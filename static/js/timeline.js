@@ -15,14 +15,21 @@
 const SYNC_TIMEOUT_MS = 15000; // no sync.batch by then: ask again
 
 /**
- * How recent a copy of a message is. Only the author edits (edited_at only grows) and a deletion
- * is final, so copies of one message compare by (deleted, edited_at). ISO strings in one time
- * zone sort like the times they name, and "~" sorts after all of them.
+ * How recent a copy of a message is, for copies without `changed_sequence`. Only the author edits
+ * (edited_at only grows) and a deletion is final, so such copies compare by (deleted, edited_at).
+ * ISO strings in one time zone sort like the times they name, and "~" sorts after all of them.
  */
 export const versionOf = (message) => (message.deleted ? "~" : message.edited_at || "");
 
-/** Is `copy` newer than `than` (two copies of one message)? */
-export const isNewer = (copy, than) => versionOf(copy) > versionOf(than);
+/**
+ * Is `copy` newer than `than` (two copies of one message)? Every change of a message (an edit, a
+ * delete, a reaction, a reply in its thread) takes a higher number, its `changed_sequence`: copies
+ * that both carry one compare by it (reactions and reply counts change nothing else).
+ */
+export const isNewer = (copy, than) =>
+  Number.isInteger(copy.changed_sequence) && Number.isInteger(than.changed_sequence)
+    ? copy.changed_sequence > than.changed_sequence
+    : versionOf(copy) > versionOf(than);
 
 const NO_VIEW = { insert() {}, update() {} };
 
