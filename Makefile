@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock check-lock run createsuperuser test test-faults lint bench-load bench-awareness bench-archive bench-board bench-sim
+.PHONY: help install lock check-lock run createsuperuser test test-faults lint bench-load bench-awareness bench-archive bench-board bench-sim bench-search bench-format
 
 help:
 	@echo "make run     start Parley (PostgreSQL, Redis, uvicorn, Celery) on http://127.0.0.1:8000/"
@@ -21,6 +21,8 @@ help:
 	@echo "make bench-load  the load benchmark (ARGS=\"--scenario chat --rate 2000\", ...); docs/performance.md"
 	@echo "make bench-sim   the simulator engine benchmark (no database; ARGS=\"--rate 10000 --seconds 60\"); docs/performance.md"
 	@echo "make bench-board the boards benchmark (ARGS=\"--scenario editors\", ...); docs/performance.md"
+	@echo "make bench-search search latency over 1,000,000 messages (ROWS=...); docs/performance.md"
+	@echo "make bench-format the cost of rendering a message's formatting, against the rest of a send; docs/performance.md"
 
 install: $(VENV)/.installed
 
@@ -122,3 +124,13 @@ bench-sim: $(VENV)/.installed
 # 100,000-update board, JSON export of 10,000 elements; PostgreSQL durable (BENCH_STACK=bench).
 bench-board: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py $(BENCH_STACK) -- $(VENV)/bin/python bench/board.py $(ARGS)
+
+# Search (bench/search.py): 1,000,000 messages bulk-loaded over 30 days and 1,000 rooms, then p50/p95
+# of searches by a member of 20 rooms through search.selectors (PostgreSQL durable: BENCH_STACK=bench).
+bench-search: $(VENV)/.installed
+	$(VENV)/bin/python scripts/stack.py $(BENCH_STACK) -- $(VENV)/bin/python bench/search.py
+
+# Formatting (bench/formatting.py): per-message Markdown rendering + sanitising, against a send's
+# whole cost in the same run (timeit).
+bench-format: $(VENV)/.installed
+	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python bench/formatting.py

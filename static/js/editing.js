@@ -129,7 +129,8 @@ export class Editing {
     this.#inflight.set(message.id, frame);
     this.#editing = null;
     // Show the new text at once; the server's message.edit redraws the row for real.
-    const shown = { ...message, content, edited_at: message.edited_at || new Date().toISOString() };
+    // Shown as text until the server's copy brings the new text's formatting (html).
+    const shown = { ...message, content, html: null, edited_at: message.edited_at || new Date().toISOString() };
     this.#rows.draw(message, shown)?.classList.add("is-saving");
     this.#afterRedraw();
     this.#focusComposer();

@@ -80,6 +80,27 @@ export class History {
     if (ok && this.#scroller.nearTop()) this.loadOlder();
   }
 
+  /**
+   * Older pages until the message numbered `sequence` is shown (a search result opened here), at
+   * most `maxPages` of them. Returns whether it is shown.
+   */
+  async loadBackTo(sequence, maxPages = 40) {
+    const timeline = this.#timeline;
+    for (let pages = 0; pages < maxPages; ) {
+      if (timeline.lowest !== null && timeline.lowest <= sequence) return true;
+      if (timeline.reachedBeginning || timeline.lowest === null || !this.#canLoad()) return false;
+      if (this.#loadingOlder) {
+        await new Promise((resolve) => requestAnimationFrame(resolve)); // a scroll's page is on its way
+        continue;
+      }
+      const lowest = timeline.lowest;
+      await this.loadOlder();
+      if (timeline.lowest === lowest && !timeline.reachedBeginning) return false; // it failed
+      pages += 1;
+    }
+    return timeline.lowest !== null && timeline.lowest <= sequence;
+  }
+
   /** The room was renamed: the beginning banner names it. */
   refreshBanner() {
     if (this.#timeline.reachedBeginning) this.#setStatus("beginning");
