@@ -124,6 +124,10 @@ class Shared:
         self.ack_latencies: list[int] = []
         self.cursor_latencies: list[int] = []
         self.cursors_received = 0
+        # Awareness frames in (a board.awareness, or a board.awareness.batch of several states),
+        # and when the first and the last came: frames/s across the editors.
+        self.awareness_frames = 0
+        self.awareness_span_ns = [0, 0]
         self.errors: dict[str, int] = {}
         self.closed = 0
 
@@ -182,11 +186,16 @@ class Editor(WSListener):
             due = self.shared.sent_updates.get(data["client_update_id"])
             if due is not None:
                 self.shared.update_latencies.append(now - due)
-        elif kind == "board.awareness":
-            state = data.get("state")
-            if state and "t" in state:
-                self.shared.cursor_latencies.append(now - state["t"])
-                self.shared.cursors_received += 1
+        elif kind in ("board.awareness", "board.awareness.batch"):
+            shared = self.shared
+            shared.awareness_frames += 1
+            shared.awareness_span_ns[0] = shared.awareness_span_ns[0] or now
+            shared.awareness_span_ns[1] = now
+            for entry in data["states"] if kind == "board.awareness.batch" else [data]:
+                state = entry.get("state")
+                if state and "t" in state:
+                    shared.cursor_latencies.append(now - state["t"])
+                    shared.cursors_received += 1
         elif kind == "board.update.ack":
             self._number(data["sequence"])
             self.acked += 1
@@ -464,6 +473,10 @@ class Bench:
                 "cursor_deliveries": shared.cursors_received,
                 "expected_cursor_deliveries": cursors * (count - 1),
                 "cursor_latency_ms": ms(shared.cursor_latencies),
+                "awareness_frames": shared.awareness_frames,
+                "awareness_frames_per_s": round(
+                    shared.awareness_frames / max((span := shared.awareness_span_ns)[1] - span[0], 1) * 1e9
+                ),
                 "lost_numbers": lost,
                 "duplicates": sum(e.duplicates for e in editors),
                 "converged": converged,
@@ -478,7 +491,8 @@ class Bench:
             log(
                 f"editors: {moves} moves -> {persisted} persisted; update p50 {result['update_latency_ms']['p50']} "
                 f"p99 {result['update_latency_ms']['p99']} ms; cursor p50 {result['cursor_latency_ms']['p50']} "
-                f"p99 {result['cursor_latency_ms']['p99']} ms ({shared.cursors_received}/{cursors * (count - 1)}); "
+                f"p99 {result['cursor_latency_ms']['p99']} ms ({shared.cursors_received}/{cursors * (count - 1)} "
+                f"states in {shared.awareness_frames} frames, {result['awareness_frames_per_s']}/s); "
                 f"lost {lost}; converged {converged}/{count}; cpu {cpu}"
             )
             await close_all(editors)
@@ -764,7 +778,8 @@ def write_report(results: dict, out: Path) -> None:
             f"{e['seconds']:.0f} s): updates p50 {e['update_latency_ms']['p50']} ms, p99 "
             f"{e['update_latency_ms']['p99']} ms ({e['update_deliveries']}/{e['expected_update_deliveries']} "
             f"deliveries); cursors p50 {e['cursor_latency_ms']['p50']} ms, p99 {e['cursor_latency_ms']['p99']} ms "
-            f"({e['cursor_deliveries']}/{e['expected_cursor_deliveries']} delivered); acks p50 "
+            f"({e['cursor_deliveries']}/{e['expected_cursor_deliveries']} states delivered in "
+            f"{e.get('awareness_frames', '?')} awareness frames, {e.get('awareness_frames_per_s', '?')}/s); acks p50 "
             f"{e['ack_latency_ms']['p50']} ms, p99 {e['ack_latency_ms']['p99']} ms; {e['updates_persisted']} of "
             f"{e['updates_sent']} updates persisted ({e['backlog_seconds']} s of backlog after the run); lost "
             f"{e['lost_numbers']}, duplicates {e['duplicates']}; "

@@ -18,8 +18,14 @@ connection and the requests):
 - fit_all_ms: then Shift+1 (fit the whole board, drawing every element) until painted;
 - phases: DOMContentLoaded, the JSON request's start and end, board.join sent, board.state
   received and applied.
-The first run warms caches and is reported apart. Prints the figures and writes
-bench/results/board_render.json.
+The first run warms caches and is reported apart. With NEW_SEQUENCE=1 one element is moved
+(one update) before each run, so that every run opens the board at a number the server has not
+rendered yet (the worst case for the server's rendering, which is kept per number).
+
+Then the JSON export (GET /api/v1/boards/{id}/export/, timed in the page with fetch, RUNS times):
+one element moved, the export fetched twice: export_new_ms, the first at that new number, and
+export_again_ms, the second.
+Prints the figures and writes bench/results/board_render.json.
 """
 
 import json
@@ -50,6 +56,7 @@ from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ELEMENTS = int(os.environ.get("ELEMENTS", "10000"))
 RUNS = int(os.environ.get("RUNS", "5"))
+NEW_SEQUENCE = os.environ.get("NEW_SEQUENCE", "") == "1"
 PER_UPDATE = 1000
 PASSWORD = "pale-orchid-lantern-93"
 
@@ -65,7 +72,33 @@ def element(i: int) -> dict:
     return props
 
 
-def seed() -> tuple[str, str, str]:
+class Mover:
+    """Moves element e0 (one small update through boards.services): a new number."""
+
+    def __init__(self, user, board: str, doc: Doc) -> None:
+        self.user, self.board, self.doc, self.step = user, board, doc, 0
+
+    def move(self) -> None:
+        self.step += 1
+        before = self.doc.get_state()
+        self.doc.get("elements", type=Map)["e0"]["x"] = float(self.step)
+        update = self.doc.get_update(before)
+        board_update_apply(user=self.user, board_id=self.board, update=update, client_update_id=uuid.uuid4())
+
+
+EXPORT = """async (board) => {
+    const timed = async () => {
+        const start = performance.now();
+        const response = await fetch(`/api/v1/boards/${board}/export/`);
+        await response.text();
+        return performance.now() - start;
+    };
+    const first = await timed();
+    return [first, await timed()];
+}"""
+
+
+def seed() -> tuple[str, str, str, Mover]:
     from accounts.models import User
 
     user = User.objects.create_user(f"render-{uuid.uuid4().hex[:6]}", password=PASSWORD)
@@ -79,7 +112,7 @@ def seed() -> tuple[str, str, str]:
             for i in range(start, min(ELEMENTS, start + PER_UPDATE)):
                 elements[f"e{i}"] = Map(element(i))
         board_update_apply(user=user, board_id=board.pk, update=doc.get_update(before), client_update_id=uuid.uuid4())
-    return user.username, str(room.pk), str(board.pk)
+    return user.username, str(room.pk), str(board.pk), Mover(user, str(board.pk), doc)
 
 
 DONE = "() => ['parley-board-live', 'parley-board-painted'].every((name) => performance.getEntriesByName(name).length)"
@@ -105,7 +138,7 @@ MEASURE = """() => {
 
 def main() -> int:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, check=True)
-    username, room, board = seed()
+    username, room, board, mover = seed()
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *UVICORN_OPTIONS, APP],
@@ -127,6 +160,8 @@ def main() -> int:
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(f"{base}/")
             for _ in range(RUNS + 1):  # the first run warms the caches (modules, the server's document)
+                if NEW_SEQUENCE:
+                    mover.move()
                 page = context.new_page()
                 cdp = context.new_cdp_session(page)
                 cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
@@ -142,6 +177,12 @@ def main() -> int:
                 run["fit_all_ms"] = page.evaluate(FIT_ALL)
                 runs.append(run)
                 page.close()
+            page = context.new_page()
+            page.goto(f"/rooms/{room}/")
+            exports = []
+            for _ in range(RUNS):
+                mover.move()
+                exports.append(page.evaluate(EXPORT, board))
             browser.close()
     finally:
         server.terminate()
@@ -163,6 +204,11 @@ def main() -> int:
             key: round(statistics.median(run[key] for run in warm)) for key in warm[0] if key.startswith("cpu_")
         },
         "phases_ms": {key: round(statistics.median(run[key] for run in warm)) for key in PHASES},
+        "new_sequence_each_run": NEW_SEQUENCE,
+        "export_new_ms": [round(first) for first, _ in exports],
+        "export_again_ms": [round(again) for _, again in exports],
+        "export_new_median_ms": round(statistics.median(first for first, _ in exports)),
+        "export_again_median_ms": round(statistics.median(again for _, again in exports)),
     }
     print(json.dumps(figures, indent=2))
     out = ROOT / "bench" / "results"

@@ -1,7 +1,9 @@
 """Reads for replay and export: the board's timeline (who changed which elements, update by
 update), its state at a number, and its JSON export. Access as for reading the board
-(boards.selectors.board_get_for: viewers included); the document comes from the database
-(boards.compaction.load_document), so replay never disturbs the live documents.
+(boards.selectors.board_get_for: viewers included); replay's documents come from the database
+(boards.compaction.load_document), so replay never disturbs the live documents; the export is
+`GET /boards/{id}/`'s rendering (boards.selectors.board_rendering: the live document, cached per
+number).
 
 Which elements an update touched is computed on read: the document is loaded at the page's start
 and each update of the page applied to it while a deep observer of `elements` notes the element ids
@@ -10,7 +12,6 @@ updates to show, only the checkpoint snapshots, which `checkpoints` lists for a 
 """
 
 import datetime as dt
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from accounts.models import User
 from boards import compaction, crdt
 from boards.models import Board, BoardSnapshot, BoardUpdate
 from boards.payloads import BoardPayload, ElementPayload, board_payload
-from boards.selectors import board_get_for
+from boards.selectors import board_get_for, board_rendering
 from core.events import dumps
 from rooms.payloads import DateTimeStr, UserPayload, user_payload
 
@@ -178,40 +179,10 @@ def state_at(*, user: User, board_id: object, at: int | None = None) -> StatePay
     return {"board": str(board.pk), "sequence": sequence, "requested": at, "update": crdt.b64encode(update)}
 
 
-# Exports already rendered, by (board, number): a board exported twice at the same number (or by
-# several people) is rendered once per process. Bounded in entries and bytes.
-_EXPORTS: "OrderedDict[tuple[str, int], str]" = OrderedDict()
-_EXPORTS_LOCK = threading.Lock()
-EXPORT_CACHE_ENTRIES = 16
-EXPORT_CACHE_BYTES = 64 * 2**20
-
-
-def _rendered_elements(board: Board) -> tuple[int, str]:
-    """(number, the JSON text of the elements at the board's last number)."""
-    key = (str(board.pk), board.last_sequence)
-    with _EXPORTS_LOCK:
-        text = _EXPORTS.get(key)
-        if text is not None:
-            _EXPORTS.move_to_end(key)
-            return key[1], text
-    # The board's last number was read committed, and numbers commit in order: the document at it
-    # is complete and never changes, so neither does its rendering.
-    loaded = compaction.load_document(board.pk, board.last_sequence)
-    text = json.dumps(crdt.render(loaded.doc)["elements"], separators=(",", ":"), ensure_ascii=False)
-    if loaded.sequence == board.last_sequence:
-        with _EXPORTS_LOCK:
-            _EXPORTS[key] = text
-            while len(_EXPORTS) > EXPORT_CACHE_ENTRIES or (
-                len(_EXPORTS) > 1 and sum(len(t) for t in _EXPORTS.values()) > EXPORT_CACHE_BYTES
-            ):
-                _EXPORTS.popitem(last=False)
-    return loaded.sequence, text
-
-
 def export(*, user: User, board_id: object) -> tuple[Board, str]:
     """The board as an ExportPayload, as JSON text (the elements are spliced in as rendered)."""
     board, _ = board_get_for(user=user, board_id=board_id)
-    sequence, elements = _rendered_elements(board)
+    sequence, elements = board_rendering(board=board)  # as GET /boards/{id}/'s, cached per number
     head: dict[str, Any] = {
         "format": "parley.board",
         "version": 1,

@@ -22,7 +22,7 @@ from accounts.models import User
 from boards import crdt, documents
 from boards.models import Board, BoardUpdate
 from boards.payloads import board_payload, update_frame
-from boards.selectors import board_access, parse_board_id
+from boards.selectors import board_access, forget_renderings, parse_board_id
 from core.errors import ApplicationError, Internal, InvalidInput, NotFound, Unavailable, is_outage
 from core.events import dumps, room_group, send_event
 from core.jsontext import storable_text
@@ -121,6 +121,7 @@ def board_staff_delete(*, board: Board) -> None:
         _announce(board, "board.deleted")
         send_event([board_group(board_pk)], {"type": "board.gone", "board": str(board_pk)})
     documents.forget(board_pk)  # an idle cached document of it is of no more use
+    forget_renderings(board_pk)  # and its renderings
 
 
 # Who may edit which board, for a whole batch in one statement: the board's room kind, the user's

@@ -26,7 +26,12 @@ def board_page(request, room_id, board_id) -> HttpResponse:
     if board is None:
         raise Http404
     data = {
-        "board": {"id": str(board.pk), "room": str(room.pk), "title": board.title},
+        "board": {
+            "id": str(board.pk),
+            "room": str(room.pk),
+            "title": board.title,
+            "created_by": user_payload(board.created_by),
+        },
         "me": user_payload(request.user),
         "role": membership.role,
     }

@@ -493,3 +493,171 @@ def test_the_tools_on_one_board(start_server, chromium, make_user):
     expect(ben_page.locator("[data-zoom]")).to_have_text(page.locator("[data-zoom]").inner_text())
     converge(page, ben_page)
     assert errors == []
+
+
+def touch_page(browser, base_url: str, errors: list[str]):
+    """open_page, in a context with a touch screen (CDP touches then reach the page as pointers)."""
+    from tests.test_browser import REPORT_CSP_VIOLATIONS, VIEWPORT
+
+    context = browser.new_context(base_url=base_url, viewport=VIEWPORT, has_touch=True)
+    context.set_default_timeout(10_000)
+    context.expose_binding(
+        "reportCspViolation", lambda source, text: errors.append(f"{source['page'].url}: CSP violation: {text}")
+    )
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    return page
+
+
+def view_of(page) -> dict:
+    return page.evaluate("() => ({...window.parleyBoard.view.view})")
+
+
+def test_rotate_edit_a_comment_pinch_pan_rename_delete_and_replay_checkpoints(
+    start_server, chromium, make_user, settings, monkeypatch
+):
+    """Rotation (handle, stored, drawn on the other side, in the JSON and the export); editing
+    one's comment; pinch (ctrl+wheel and two touches) and space-drag pan; renaming and deleting
+    the board with confirmation, seen live by the other; replay below the pruned log."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from boards import compaction
+    from boards.services import board_create
+    from tests.test_boards_compaction import edit_history
+
+    ann, (ben,), room, board = people_and_board(make_user)
+    # A second board whose log is compacted and pruned: checkpoints at 10 and 20, the log after 20.
+    monkeypatch.setattr(compaction, "CHECKPOINT_BYTES_RATIO", 0)
+    settings.BOARD_CHECKPOINT_EVERY = 10
+    settings.BOARD_KEEP_UPDATES = 5
+    archive = board_create(user=ann, room_id=room.pk, title="Archive")
+    renderings = edit_history(archive, ann, 27)
+    compaction.compact_board(archive.pk, now=timezone.now() + dt.timedelta(days=31))
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = touch_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_board(ann_page, ann, room, board)
+    open_board(ben_page, ben, room, board)
+    fixed_view(ann_page, ben_page)
+
+    # Rotation: the round handle above the selected rectangle, turned a quarter (Shift: 15° steps).
+    rect = draw(ann_page, "rect", (100, 100), (260, 200))  # centre (180, 150); selected
+    handle = ann_page.locator('[data-handle="rotate"]')
+    expect(handle).to_be_attached()
+    stage = stage_box(ann_page)
+    ann_page.mouse.move(stage["x"] + 180, stage["y"] + 76)
+    ann_page.mouse.down()
+    ann_page.keyboard.down("Shift")
+    ann_page.mouse.move(stage["x"] + 250, stage["y"] + 140, steps=4)
+    ann_page.mouse.move(stage["x"] + 254, stage["y"] + 150, steps=2)
+    ann_page.mouse.up()
+    ann_page.keyboard.up("Shift")
+    settled(ann_page)
+    assert {e["id"]: e for e in elements(ann_page)}[rect]["angle"] == 90
+    expect(ben_page.locator(f'[data-id="{rect}"]')).to_have_attribute("transform", "rotate(90 180 150)")
+    # Hit where it stands now (upright), not where it lay.
+    ann_page.locator("[data-stage]").click(position={"x": 600, "y": 500})
+    ann_page.locator("[data-stage]").click(position={"x": 180, "y": 80})
+    expect(ann_page.locator(".board")).to_have_attribute("data-selection", rect)
+    server = ann_page.evaluate(
+        """async (id) => {
+            const get = async (path) => (await fetch(`/api/v1/boards/${id}/${path}`)).json();
+            return [await get(""), await get("export/")];
+        }""",
+        str(board.pk),
+    )
+    for rendering in server:
+        assert [(e["id"], e.get("angle")) for e in rendering["elements"]] == [(rect, 90)]
+
+    # Ann comments, then edits her comment's text; Ben sees the new text, and no Edit for him.
+    ann_page.get_by_role("button", name="Comments").click()
+    ann_page.get_by_role("textbox", name="New comment").fill("Frist draft")
+    ann_page.get_by_role("button", name="Comment", exact=True).click()
+    expect(ben_page.locator("[data-comment-list]")).to_contain_text("Frist draft")
+    ann_page.locator("[data-comment-list]").get_by_role("button", name="Edit").click()
+    ann_page.get_by_role("textbox", name="Edit comment").fill("First draft")
+    ann_page.get_by_role("button", name="Save").click()
+    expect(ann_page.locator("[data-comment-list] .comment-body")).to_have_text("First draft")
+    expect(ben_page.locator("[data-comment-list] .comment-body")).to_have_text("First draft")
+    expect(ben_page.locator('[data-comment-action="edit"]')).to_have_count(0)
+    ann_page.get_by_role("button", name="Comments").click()
+
+    # Pinch on a trackpad (a wheel with ctrlKey): zooms about the pointer.
+    ann_page.locator("[data-stage]").focus()
+    ann_page.mouse.move(stage["x"] + 300, stage["y"] + 200)
+    ann_page.keyboard.down("Control")
+    ann_page.mouse.wheel(0, -50)
+    ann_page.keyboard.up("Control")
+    expect(ann_page.locator("[data-zoom]")).to_have_text("165%")
+    view = view_of(ann_page)
+    # (the pointer's position is in whole pixels: within one of the point it was on)
+    assert abs(view["x"] + 300 / view["zoom"] - 300) < 1 and abs(view["y"] + 200 / view["zoom"] - 200) < 1
+    # Pinch with two fingers: spreading them from 200 to 400 px apart doubles the zoom.
+    cdp = ann_page.context.new_cdp_session(ann_page)
+    x0, y0 = stage["x"], stage["y"]
+
+    def touch(kind: str, points) -> None:
+        cdp.send(
+            "Input.dispatchTouchEvent",
+            {"type": kind, "touchPoints": [{"x": x0 + x, "y": y0 + y, "id": i} for i, (x, y) in enumerate(points)]},
+        )
+
+    touch("touchStart", [(500, 400), (700, 400)])
+    touch("touchMove", [(450, 400), (750, 400)])
+    touch("touchMove", [(400, 400), (800, 400)])
+    ann_page.wait_for_function("(z) => Math.abs(window.parleyBoard.view.view.zoom - 2 * z) < 0.01", arg=view["zoom"])
+    touch("touchEnd", [])
+    # Space + drag pans (and moves nothing), at any tool.
+    before, shapes = view_of(ann_page), elements(ann_page)
+    ann_page.keyboard.down(" ")
+    drag(ann_page, (600, 500), (400, 300))
+    ann_page.keyboard.up(" ")
+    after = view_of(ann_page)
+    assert abs((after["x"] - before["x"]) * after["zoom"] - 200) < 0.5, (before, after)
+    assert abs((after["y"] - before["y"]) * after["zoom"] - 200) < 0.5, (before, after)
+    assert after["zoom"] == before["zoom"] and elements(ann_page) == shapes
+
+    # Rename and delete: for the board's creator (Ann), not for Ben (a member who did not make it).
+    expect(ben_page.locator("[data-board-manage]")).to_be_hidden()
+    ann_page.get_by_role("button", name="Rename").click()
+    ann_page.get_by_role("textbox", name="Board title").fill("Sketches v2")
+    ann_page.get_by_role("button", name="Save").click()
+    expect(ann_page.locator("[data-board-title]")).to_have_text("Sketches v2")
+    expect(ben_page.locator("[data-board-title]")).to_have_text("Sketches v2")
+    ann_page.get_by_role("button", name="Delete board").click()
+    confirm = ann_page.get_by_role("alertdialog", name="Delete the board")
+    expect(confirm).to_be_visible()
+    confirm.get_by_role("button", name="Cancel").click()  # nothing happens
+    expect(confirm).to_be_hidden()
+    ann_page.get_by_role("button", name="Delete board").click()
+    confirm.get_by_role("button", name="Delete for everyone").click()
+    for page in (ann_page, ben_page):
+        expect(page.locator(".board")).to_have_attribute("data-deleted", "true")
+        expect(page.locator("[data-banner]")).to_contain_text("deleted")
+    expect(ben_page.locator('[data-tool="rect"]')).to_be_disabled()
+    from boards.models import Board
+
+    assert not in_thread(lambda: Board.objects.filter(pk=board.pk).exists())
+
+    # Replay below the prune point steps through the checkpoints (10, 20), then every change.
+    ann_page.goto(f"/rooms/{room.pk}/boards/{archive.pk}/")
+    expect(ann_page.locator("[data-board-conn]")).to_have_attribute("data-state", "connected")
+    ann_page.get_by_role("button", name="History").click()
+    replay = ann_page.locator("[data-replay]")
+    expect(replay).to_have_attribute("data-sequence", "27")
+    expect(replay).to_have_attribute("data-checkpoints", "2")
+    expect(ann_page.locator("[data-replay-note]")).to_contain_text("Up to #20 the log was compacted")
+    slider = ann_page.locator("[data-replay-slider]")
+    assert slider.get_attribute("max") == "9"  # empty, 2 checkpoints, 21..27
+    for stop, kind, sequence in ((1, "checkpoint", 10), (2, "checkpoint", 20), (3, "update", 21)):
+        slider.fill(str(stop))
+        expect(replay).to_have_attribute("data-sequence", str(sequence))
+        expect(replay).to_have_attribute("data-kind", kind)
+        expect(replay).to_have_attribute("data-count", str(len(renderings[sequence]["elements"])))
+    slider.fill("1")
+    expect(ann_page.locator("[data-replay-info]")).to_contain_text("Checkpoint #10")
+    assert errors == []

@@ -36,7 +36,12 @@ def test_members_and_viewers_get_the_page_with_their_role(make_user):
         response = signed_in(user).get(url)
         assert response.status_code == 200
         data = page_data(response)
-        assert data["board"] == {"id": str(board.pk), "room": str(room.pk), "title": "Q3 <sketch>"}
+        assert data["board"] == {
+            "id": str(board.pk),
+            "room": str(room.pk),
+            "title": "Q3 <sketch>",
+            "created_by": {"id": owner.pk, "username": owner.username},  # who may rename / delete it
+        }
         assert data["role"] == role and data["me"]["id"] == user.pk
         html = response.content.decode()
         assert "Q3 &lt;sketch&gt;" in html and "Q3 <sketch>" not in html.split('id="board-data"')[0]

@@ -215,5 +215,7 @@ async def test_rest_writers_keep_the_live_document_between_requests(crew, monkey
     assert body["sequence"] == 3 and body["elements"] == [{"id": "e", "x": 2}]
     monkeypatch.setattr(documents, "IDLE_SECONDS", 0.0)  # expired: the next use loads it again
     await asyncio.sleep(0.01)
-    await database_sync_to_async(api.get)(f"/api/v1/boards/{board.pk}/")
+    # (Not a GET of the same number: its rendering is kept per number, boards.selectors.)
+    body = {"update": b64(ada.edit("e", x=3)), "client_update_id": str(uuid.uuid4())}
+    await database_sync_to_async(api.post)(f"/api/v1/boards/{board.pk}/updates/", body, content_type="application/json")
     assert loads == [0, 3]

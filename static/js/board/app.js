@@ -7,20 +7,25 @@
 //   sync.js      board.join / update / ack / sync / awareness; outbox.js: unacked updates
 //   render.js    SVG drawing; export.js: SVG/PNG/JSON; comments.js; replay.js
 import { avatarHue, el } from "../dom.js";
-import { getJson } from "../api.js";
+import { csrfToken, getJson, sendJson } from "../api.js";
 import { BoardDoc, StaticBoard } from "./doc.js";
 import { BoardSync } from "./sync.js";
 import { BoardView, DEFAULTS, FONT, wrapText } from "./render.js";
 import {
   bounds,
+  center,
   clampZoom,
   connectorEnds,
   fitView,
   idsInBox,
   normRect,
   resizeBox,
+  rotationBetween,
+  rotationOf,
   scaleInto,
+  shapeBox,
   SHAPES,
+  snapRotation,
   toBoard,
   topmostAt,
   zoomAt,
@@ -67,7 +72,7 @@ function iconButton(attrs, label, path, shortcut) {
 }
 
 /** The board's DOM (header, toolbar, stage, side panels), built here so both pages share it. */
-export function buildBoardDom(container, { title, canEdit, standalone }) {
+export function buildBoardDom(container, { title, canEdit, standalone, canManageBoard = false }) {
   const tools = el("div", { class: "board-group", role: "group", "aria-label": "Tools" });
   for (const [tool, label, key, path] of TOOLS) {
     tools.append(iconButton({ "data-tool": tool, "aria-pressed": String(tool === "select"), disabled: !canEdit && tool !== "select" }, label, path, key));
@@ -122,10 +127,36 @@ export function buildBoardDom(container, { title, canEdit, standalone }) {
     ),
   );
   const HeadingTag = standalone ? "h1" : "h2";
+  // Rename and delete: the board's creator and the room's owners and admins (the server decides).
+  const manage = el(
+    "div",
+    { class: "board-manage", "data-board-manage": true, hidden: !canManageBoard },
+    el("button", { type: "button", class: "btn btn-ghost btn-xs", "data-action": "rename-board" }, "Rename"),
+    el("button", { type: "button", class: "btn btn-danger-ghost btn-xs", "data-action": "delete-board" }, "Delete board"),
+  );
+  const renameForm = el(
+    "form",
+    { class: "board-rename", "data-rename-form": true, hidden: true },
+    el("input", { class: "input input-sm", name: "title", maxLength: 120, required: true, "aria-label": "Board title" }),
+    el("button", { type: "submit", class: "btn btn-primary btn-xs" }, "Save"),
+    el("button", { type: "button", class: "btn btn-ghost btn-xs", "data-action": "rename-cancel" }, "Cancel"),
+    el("span", { class: "field-error small", "data-rename-error": true, role: "alert" }),
+  );
+  const confirmDelete = el(
+    "div",
+    { class: "board-confirm", "data-delete-confirm": true, hidden: true, role: "alertdialog", "aria-label": "Delete the board" },
+    el("span", { class: "small" }, "Delete this board for everyone, with its history and comments?"),
+    el("button", { type: "button", class: "btn btn-danger btn-xs", "data-action": "delete-confirm" }, "Delete for everyone"),
+    el("button", { type: "button", class: "btn btn-ghost btn-xs", "data-action": "delete-cancel" }, "Cancel"),
+    el("span", { class: "field-error small", "data-delete-error": true, role: "alert" }),
+  );
   const header = el(
     "header",
     { class: "board-header" },
     el(HeadingTag, { class: "board-title", "data-board-title": true }, title),
+    renameForm,
+    manage,
+    confirmDelete,
     el("span", { class: "board-readonly", hidden: canEdit }, "View only"),
     el("div", { class: "board-peers", "data-peers": true, "aria-label": "Who is here" }),
     el("span", { class: "board-following", "data-following": true, hidden: true }),
@@ -160,7 +191,10 @@ export class BoardApp {
     this.board = board;
     this.me = me;
     this.canEdit = canEdit;
-    buildBoardDom(container, { title: board.title, canEdit, standalone });
+    this.canManage = canManage;
+    this.standalone = standalone;
+    this.deleted = false;
+    buildBoardDom(container, { title: board.title, canEdit, standalone, canManageBoard: this.#mayManageBoard() });
     const q = (selector) => container.querySelector(selector);
     this.ui = {
       stage: q("[data-stage]"),
@@ -172,6 +206,9 @@ export class BoardApp {
       following: q("[data-following]"),
       zoom: q("[data-zoom]"),
       title: q("[data-board-title]"),
+      manage: q("[data-board-manage]"),
+      renameForm: q("[data-rename-form]"),
+      confirmDelete: q("[data-delete-confirm]"),
     };
     this.tool = "select";
     this.selection = [];
@@ -274,12 +311,13 @@ export class BoardApp {
       this.held.push(frame);
       return;
     }
+    if (this.deleted) return; // nothing more of a deleted board
     if (frame.type === "session.ready") {
       this.sync.connected();
       return;
     }
     if (frame.type === "board.renamed" && frame.board?.id === this.board.id) this.rename(frame.board.title);
-    if (frame.type === "board.deleted" && frame.board?.id === this.board.id) this.#notice("This board was deleted.");
+    if (frame.type === "board.deleted" && frame.board?.id === this.board.id) this.#gone();
     this.sync.onFrame(frame);
   }
 
@@ -304,6 +342,7 @@ export class BoardApp {
       control.disabled = !canEdit && !viewing;
     }
     this.container.querySelector(".board-readonly").hidden = canEdit;
+    this.#paintManage();
     if (!canEdit) {
       this.stopEditing();
       this.setTool("select");
@@ -314,6 +353,96 @@ export class BoardApp {
   rename(title) {
     this.board.title = title;
     this.ui.title.textContent = title;
+    if (this.standalone) document.title = document.title.replace(/^[^·]*·/, `${title} ·`);
+  }
+
+  /** Rename and delete: the board's creator, and the room's owners and admins, while they may edit. */
+  #mayManageBoard() {
+    return Boolean(this.canEdit && (this.canManage || (this.board.created_by && this.board.created_by.id === this.me.id)));
+  }
+
+  #paintManage() {
+    const may = this.#mayManageBoard() && !this.deleted;
+    this.ui.manage.hidden = !may || !this.ui.renameForm.hidden;
+    for (const button of this.ui.manage.querySelectorAll("button")) button.disabled = !may;
+    if (!may) {
+      this.ui.renameForm.hidden = true;
+      this.ui.confirmDelete.hidden = true;
+      this.ui.title.hidden = false;
+    }
+  }
+
+  #startRename() {
+    const form = this.ui.renameForm;
+    const input = form.elements.title;
+    input.value = this.board.title;
+    form.querySelector("[data-rename-error]").textContent = "";
+    this.ui.title.hidden = true;
+    this.ui.confirmDelete.hidden = true;
+    form.hidden = false;
+    this.#paintManage();
+    input.focus();
+    input.select();
+  }
+
+  #endRename() {
+    this.ui.renameForm.hidden = true;
+    this.ui.title.hidden = false;
+    this.#paintManage();
+  }
+
+  async #submitRename() {
+    const form = this.ui.renameForm;
+    const title = form.elements.title.value.trim();
+    if (!title) return;
+    if (title === this.board.title) {
+      this.#endRename();
+      return;
+    }
+    try {
+      const board = await sendJson("PATCH", `/api/v1/boards/${encodeURIComponent(this.board.id)}/`, { title });
+      this.rename(board.title); // others (and our other tabs) hear board.renamed
+      this.#endRename();
+    } catch (error) {
+      form.querySelector("[data-rename-error]").textContent = error.message || "Could not rename the board.";
+    }
+  }
+
+  async #confirmDelete() {
+    const error = this.ui.confirmDelete.querySelector("[data-delete-error]");
+    error.textContent = "";
+    try {
+      const response = await fetch(`/api/v1/boards/${encodeURIComponent(this.board.id)}/`, {
+        method: "DELETE",
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+      });
+      if (!response.ok && response.status !== 404) {
+        const body = await response.json().catch(() => null);
+        throw new Error(body?.error?.message || `Could not delete the board (${response.status}).`);
+      }
+      this.#gone({ byMe: true });
+    } catch (failure) {
+      error.textContent = failure.message || "Could not delete the board.";
+    }
+  }
+
+  /** The board was deleted (by us, or board.deleted from someone else): nothing more to do on it. */
+  #gone({ byMe = false } = {}) {
+    if (this.deleted) return;
+    this.deleted = true;
+    this.container.dataset.deleted = "true";
+    this.stopEditing();
+    this.sync.leave();
+    this.setCanEdit(false);
+    this.#paintManage();
+    if (this.standalone) {
+      this.ui.banner.replaceChildren(
+        byMe ? "You deleted this board. " : "This board was deleted. ",
+        el("a", { href: `/rooms/${encodeURIComponent(this.board.room)}/` }, "Back to the room"),
+      );
+      this.ui.banner.hidden = false;
+    } else this.#notice("This board was deleted.");
   }
 
   /** The board is on screen for the first time: fit it, and mark the moment (docs/performance.md:
@@ -549,6 +678,13 @@ export class BoardApp {
         stage.classList.remove("is-panning");
       }
     });
+    this.ui.renameForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.#submitRename();
+    });
+    this.ui.renameForm.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") this.#endRename();
+    });
     this.ui.editor.addEventListener("input", () => this.#editorInput());
     this.ui.editor.addEventListener("blur", () => this.stopEditing());
     this.ui.editor.addEventListener("keydown", (event) => {
@@ -610,6 +746,23 @@ export class BoardApp {
       case "back":
         this.doc.stopCapturing();
         this.doc.reorder(this.selection, name);
+        break;
+      case "rename-board":
+        this.#startRename();
+        break;
+      case "rename-cancel":
+        this.#endRename();
+        break;
+      case "delete-board":
+        this.ui.confirmDelete.querySelector("[data-delete-error]").textContent = "";
+        this.ui.confirmDelete.hidden = false;
+        this.ui.confirmDelete.querySelector('[data-action="delete-cancel"]').focus();
+        break;
+      case "delete-cancel":
+        this.ui.confirmDelete.hidden = true;
+        break;
+      case "delete-confirm":
+        await this.#confirmDelete();
         break;
       case "zoom-in":
         this.zoomBy(1.25);
@@ -694,7 +847,13 @@ export class BoardApp {
     const tool = this.canEdit ? this.tool : "select";
     if (tool === "select") {
       const handle = event.target.closest?.("[data-handle]")?.dataset.handle;
-      if (handle && this.canEdit && this.selection.length) {
+      if (handle === "rotate" && this.canEdit && this.selection.length === 1 && this.doc.get(this.selection[0])) {
+        const element = this.doc.get(this.selection[0]);
+        this.doc.stopCapturing();
+        this.gesture = { kind: "rotate", id: element.id, centre: center(shapeBox(element)), start: p, original: rotationOf(element) };
+        return;
+      }
+      if (handle && handle !== "rotate" && this.canEdit && this.selection.length) {
         this.doc.stopCapturing();
         this.gesture = { kind: "resize", handle, box: this.doc.boundsOf(this.selection), originals: this.#originals(this.selection) };
         return;
@@ -782,6 +941,13 @@ export class BoardApp {
         for (const [id, original] of gesture.originals) changes.set(id, scaleInto(original, gesture.box, box));
         this.doc.updateMany(changes);
         this.doc.updateMany(this.doc.arrowEndsFor([...gesture.originals.keys()]));
+        break;
+      }
+      case "rotate": {
+        const turned = rotationBetween(gesture.original, gesture.centre, gesture.start, p);
+        this.doc.update(gesture.id, { angle: shift ? snapRotation(turned) : Math.round(turned * 10) / 10 });
+        const arrows = this.doc.arrowEndsFor([gesture.id]);
+        if (arrows.size) this.doc.updateMany(arrows);
         break;
       }
       case "shape": {
@@ -879,6 +1045,7 @@ export class BoardApp {
         break;
       case "move":
       case "resize":
+      case "rotate":
         this.doc.stopCapturing();
         this.#paintSelection();
         break;

@@ -1,6 +1,6 @@
 // Comments on a board (REST: GET/POST /api/v1/boards/{id}/comments/, PATCH/DELETE
 // .../comments/{cid}/; live: board.comment frames). Threads are one level: a comment and its
-// replies. A thread is anchored on an element (a numbered badge on it) or on a point (a pin).
+// replies. Authors edit their own comments' text in place (PATCH body). A thread is anchored on an element (a numbered badge on it) or on a point (a pin).
 // Resolved threads stay listed, greyed, and leave the badges.
 import { el } from "../dom.js";
 import { getJson, sendJson } from "../api.js";
@@ -18,6 +18,7 @@ export class Comments {
     this.app = app;
     this.comments = new Map(); // id -> comment
     this.focusElement = null;
+    this.editing = null; // {id, draft}: one's own comment being edited (kept across re-renders)
     this.#build();
   }
 
@@ -43,10 +44,26 @@ export class Comments {
     this.panel.replaceChildren(el("h3", { class: "panel-title" }, "Comments"), this.form, this.list);
     this.panel.addEventListener("click", (event) => this.#onClick(event));
     this.panel.addEventListener("submit", (event) => {
+      const edit = event.target.closest("[data-edit-comment]");
+      if (edit) {
+        event.preventDefault();
+        this.#saveEdit(edit);
+        return;
+      }
       const form = event.target.closest("[data-reply-to]");
       if (!form) return;
       event.preventDefault();
       this.#reply(form);
+    });
+    this.panel.addEventListener("input", (event) => {
+      const box = event.target.closest("[data-edit-comment] textarea");
+      if (box && this.editing) this.editing.draft = box.value;
+    });
+    this.panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && event.target.closest("[data-edit-comment]")) {
+        event.preventDefault();
+        this.#cancelEdit();
+      }
     });
   }
 
@@ -145,10 +162,61 @@ export class Comments {
         else if (response.ok) this.upsert({ ...comment, deleted: true, body: "" });
       } else if (button.dataset.commentAction === "show" && comment.element_id) {
         this.app.setSelection([comment.element_id]);
+      } else if (button.dataset.commentAction === "edit") {
+        this.editing = { id, draft: comment.body || "", error: "" };
+        this.render();
+        const box = this.list.querySelector(`[data-edit-comment="${CSS.escape(id)}"] textarea`);
+        box?.focus();
+        box?.select();
+      } else if (button.dataset.commentAction === "cancel-edit") {
+        this.#cancelEdit();
       }
     } catch (error) {
       console.warn("Parley: comment", error);
     }
+  }
+
+  #cancelEdit() {
+    this.editing = null;
+    this.render();
+  }
+
+  /** Save an edited comment (PATCH body: the author only; the server says so otherwise). */
+  async #saveEdit(form) {
+    const id = form.dataset.editComment;
+    const body = form.querySelector("textarea").value.trim();
+    if (!body || !this.editing || this.editing.id !== id) return;
+    const comment = this.comments.get(id);
+    if (comment && body === comment.body) {
+      this.#cancelEdit();
+      return;
+    }
+    try {
+      const saved = await sendJson("PATCH", this.url(`${encodeURIComponent(id)}/`), { body });
+      this.editing = null;
+      this.upsert(saved.comment || saved);
+      this.render();
+    } catch (error) {
+      this.editing = { id, draft: body, error: error.message || "Could not save the comment." };
+      this.render();
+    }
+  }
+
+  #editForm(comment) {
+    const box = el("textarea", { class: "input", rows: 2, "aria-label": "Edit comment", maxLength: 4000 });
+    box.value = this.editing.draft;
+    return el(
+      "form",
+      { class: "comment-edit", "data-edit-comment": comment.id },
+      box,
+      this.editing.error ? el("p", { class: "field-error small", role: "alert" }, this.editing.error) : null,
+      el(
+        "div",
+        { class: "comment-actions" },
+        el("button", { type: "submit", class: "btn btn-primary btn-xs" }, "Save"),
+        el("button", { type: "button", class: "btn btn-ghost btn-xs", "data-comment-action": "cancel-edit", "data-comment-id": comment.id }, "Cancel"),
+      ),
+    );
   }
 
   threads() {
@@ -171,15 +239,19 @@ export class Comments {
     if (top && comment.element_id) {
       actions.append(el("button", { type: "button", class: "btn btn-ghost btn-xs", "data-comment-action": "show", "data-comment-id": comment.id }, "Show"));
     }
+    if (!deleted && mine && this.canComment) {
+      actions.append(el("button", { type: "button", class: "btn btn-ghost btn-xs", "data-comment-action": "edit", "data-comment-id": comment.id }, "Edit"));
+    }
     if (!deleted && (mine || this.canManage)) {
       actions.append(el("button", { type: "button", class: "btn btn-ghost btn-xs", "data-comment-action": "delete", "data-comment-id": comment.id }, "Delete"));
     }
+    const editing = !deleted && mine && this.editing?.id === comment.id;
     return el(
       "div",
       { class: "comment", "data-comment-id": comment.id },
       el("div", { class: "comment-meta" }, el("strong", {}, author), " ", el("time", { class: "muted small" }, String(comment.created_at || "").slice(11, 16))),
-      el("div", { class: deleted ? "comment-body muted" : "comment-body" }, deleted ? "(deleted)" : comment.body),
-      actions,
+      editing ? this.#editForm(comment) : el("div", { class: deleted ? "comment-body muted" : "comment-body" }, deleted ? "(deleted)" : comment.body),
+      editing ? null : actions,
     );
   }
 

@@ -26,8 +26,51 @@ export function shapeBox(element) {
   return normRect(x, y, x + num(element.w), y + num(element.h));
 }
 
-/** The point where the ray from a shape's centre towards `toward` leaves the shape. */
+// --- rotation ---------------------------------------------------------------------------------
+// A shape may be turned about the centre of its box: its `angle`, in degrees clockwise (the SVG
+// rotate() of render.js; docs/protocol.md). Lines (arrows, pen strokes) are not turned: their
+// points say it all.
+
+/** A shape's rotation in degrees, in [0, 360) (0 for lines and for anything not a finite number). */
+export function rotationOf(element) {
+  if (!SHAPES.has(element.type)) return 0;
+  const value = num(element.angle);
+  const turned = ((value % 360) + 360) % 360;
+  return turned > 1e-9 && 360 - turned > 1e-9 ? turned : 0;
+}
+
+/** The point p turned by `degrees` about `c`. */
+export function rotatePoint(p, c, degrees) {
+  if (!degrees) return p;
+  const a = (degrees * Math.PI) / 180;
+  const cos = Math.cos(a);
+  const sin = Math.sin(a);
+  const dx = p.x - c.x;
+  const dy = p.y - c.y;
+  return { x: c.x + dx * cos - dy * sin, y: c.y + dx * sin + dy * cos };
+}
+
+/** A rotation snapped to `step` degrees (Shift while turning), in [0, 360). */
+export function snapRotation(degrees, step = 15) {
+  const snapped = Math.round(degrees / step) * step;
+  return ((snapped % 360) + 360) % 360;
+}
+
+/** The rotation that turning the pointer from `start` to `p` about `c` gives `original`. */
+export function rotationBetween(original, c, start, p) {
+  const before = Math.atan2(start.y - c.y, start.x - c.x);
+  const after = Math.atan2(p.y - c.y, p.x - c.x);
+  const turned = num(original) + ((after - before) * 180) / Math.PI;
+  return ((turned % 360) + 360) % 360;
+}
+
+/** The point where the ray from a shape's centre towards `toward` leaves the shape (turned with it). */
 export function borderPoint(element, toward) {
+  const rotation = rotationOf(element);
+  if (rotation) {
+    const c = center(shapeBox(element));
+    return rotatePoint(borderPoint({ ...element, angle: 0 }, rotatePoint(toward, c, -rotation)), c, rotation);
+  }
   const box = shapeBox(element);
   const c = center(box);
   const dx = toward.x - c.x;
@@ -81,9 +124,23 @@ export function linePoints(element, lookup) {
   return storedPoints(element);
 }
 
-/** The bounding box of any element (arrows with their attached ends). */
+/** The bounding box of any element (arrows with their attached ends, turned shapes whole). */
 export function bounds(element, lookup = () => null) {
-  if (!LINES.has(element.type)) return shapeBox(element);
+  if (!LINES.has(element.type)) {
+    const box = shapeBox(element);
+    const rotation = rotationOf(element);
+    if (!rotation) return box;
+    const c = center(box);
+    const corners = [
+      { x: box.x, y: box.y },
+      { x: box.x + box.w, y: box.y },
+      { x: box.x + box.w, y: box.y + box.h },
+      { x: box.x, y: box.y + box.h },
+    ].map((corner) => rotatePoint(corner, c, rotation));
+    const xs = corners.map((corner) => corner.x);
+    const ys = corners.map((corner) => corner.y);
+    return normRect(Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys));
+  }
   const points = linePoints(element, lookup);
   if (points.length < 2) return { x: num(element.x), y: num(element.y), w: 0, h: 0 };
   let minX = Infinity;
@@ -171,6 +228,8 @@ export function hitTest(element, p, tolerance = 4, lookup = () => null) {
     }
     return false;
   }
+  const rotation = rotationOf(element);
+  if (rotation) p = rotatePoint(p, center(shapeBox(element)), -rotation); // into the shape's frame
   const box = expand(shapeBox(element), tolerance);
   const c = center(box);
   const rx = box.w / 2;

@@ -2,7 +2,7 @@
 // order, re-drawn only when its element (or a shape an arrow is attached to) changed. The same
 // `elementNode` draws exported SVG (export.js), so what you see is what you export. Only SVG
 // presentation attributes are used (no style attributes: the page's Content-Security-Policy).
-import { boxesIntersect, bounds, handlePoint, HANDLES, linePoints, shapeBox } from "./geometry.js";
+import { boxesIntersect, bounds, center, handlePoint, HANDLES, linePoints, rotationOf, shapeBox } from "./geometry.js";
 
 export const SVG_NS = "http://www.w3.org/2000/svg";
 export const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
@@ -89,11 +89,19 @@ function textBlock(element, box, { align = "middle", valign = "middle", colour }
   );
 }
 
+/** The SVG transform of a turned shape (about the centre of its box), or null. */
+export function rotationTransform(element) {
+  const rotation = rotationOf(element);
+  if (!rotation) return null;
+  const c = center(shapeBox(element));
+  return `rotate(${Math.round(rotation * 100) / 100} ${c.x} ${c.y})`;
+}
+
 /** The markup of one element: a <g data-id> (`lookup(id)` finds the shapes arrows attach to). */
 export function elementMarkup(element, lookup) {
   return tag(
     "g",
-    { "data-id": element.id, "data-z": String(element.z ?? "") },
+    { "data-id": element.id, "data-z": String(element.z ?? ""), transform: rotationTransform(element) },
     innerMarkup(element, lookup),
   );
 }
@@ -106,6 +114,9 @@ export function elementNode(element, lookup) {
 }
 
 export function fillElementNode(group, element, lookup) {
+  const transform = rotationTransform(element);
+  if (transform) group.setAttribute("transform", transform);
+  else group.removeAttribute("transform");
   group.innerHTML = innerMarkup(element, lookup);
 }
 
@@ -362,6 +373,13 @@ export class BoardView {
       const p = handlePoint(all, handle);
       layer.append(svg("rect", { x: p.x - size / 2, y: p.y - size / 2, width: size, height: size, class: "sel-handle", "data-handle": handle, "stroke-width": 1 / zoom }));
     }
+    // One shape selected: a round handle above it turns it (app.js, the "rotate" gesture).
+    const only = ids.length === 1 ? this.source.get(ids[0]) : null;
+    if (only && rotationHandle(only)) {
+      const p = rotationHandlePoint(all, zoom);
+      layer.append(svg("line", { x1: p.x, y1: all.y, x2: p.x, y2: p.y, class: "sel-rotate-stem", "stroke-width": 1 / zoom }));
+      layer.append(svg("circle", { cx: p.x, cy: p.y, r: 5 / zoom, class: "sel-handle sel-rotate", "data-handle": "rotate", "stroke-width": 1 / zoom }));
+    }
   }
 
   /** A box being dragged out (selection box, or a shape being drawn: shown by the doc itself). */
@@ -426,6 +444,16 @@ export class BoardView {
     for (const pin of pins) badges.push(bubble(pin.x, pin.y, pin.count, { "data-comment-thread": pin.id }));
     this.layers.badges.replaceChildren(...badges);
   }
+}
+
+/** Whether an element can be turned (shapes; not arrows or pen strokes). */
+export function rotationHandle(element) {
+  return ["rect", "ellipse", "diamond", "text", "sticky", "component"].includes(element.type);
+}
+
+/** Where the rotation handle sits: 24 screen pixels above the middle of the selection's box. */
+export function rotationHandlePoint(box, zoom) {
+  return { x: box.x + box.w / 2, y: box.y - 24 / zoom };
 }
 
 /** Whether two renderings of an element have the same properties (whatever their key order). */

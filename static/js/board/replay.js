@@ -2,6 +2,11 @@
 // position shows the board as it was after that update (GET .../state/?at=N, a Yjs state drawn
 // read-only), with who made the change and which elements it touched. Live updates keep arriving
 // in the background and show again when replay ends.
+//
+// Below the log's prune point (`log_start`: compaction folded the updates up to it into snapshots)
+// there is no update to step through, only the checkpoints the history lists: the slider's left
+// part steps from checkpoint to checkpoint, and says so (the state at each is exact; what happened
+// between two of them, and who did it, is not known any more).
 import { el } from "../dom.js";
 import { getJson } from "../api.js";
 import { BoardDoc, fromBase64, Y } from "./doc.js";
@@ -16,13 +21,16 @@ export class Replay {
     this.board = board;
     this.app = app;
     this.entries = [];
+    this.stops = []; // slider positions: {kind: "empty" | "checkpoint" | "update", sequence, entry?}
+    this.logStart = 0;
     this.open = false;
     this.request = 0;
     this.slider = el("input", { type: "range", min: 0, max: 0, step: 1, value: 0, "aria-label": "Board history", "data-replay-slider": true });
     this.info = el("span", { class: "replay-info", "data-replay-info": true, "aria-live": "polite" });
+    this.note = el("span", { class: "replay-note muted small", "data-replay-note": true, hidden: true });
     const live = el("button", { type: "button", class: "btn btn-secondary btn-xs" }, "Back to live");
     live.addEventListener("click", () => this.close());
-    panel.replaceChildren(el("span", { class: "replay-label" }, "History"), this.slider, this.info, live);
+    panel.replaceChildren(el("span", { class: "replay-label" }, "History"), this.slider, this.info, this.note, live);
     this.slider.addEventListener("input", () => this.show(Number(this.slider.value)));
   }
 
@@ -40,6 +48,7 @@ export class Replay {
     this.open = true;
     this.panel.hidden = false;
     this.info.textContent = "Loading history…";
+    let checkpoints = [];
     try {
       const entries = [];
       let after = 0;
@@ -47,6 +56,10 @@ export class Replay {
         const data = await getJson(`${this.url("history/")}?after_sequence=${after}&limit=500`);
         const got = entriesOf(data);
         entries.push(...got);
+        if (page === 0) {
+          this.logStart = Number(data?.log_start) || 0;
+          checkpoints = Array.isArray(data?.checkpoints) ? data.checkpoints : [];
+        }
         if (!data?.has_more || !got.length) break;
         after = got[got.length - 1].sequence;
       }
@@ -56,16 +69,31 @@ export class Replay {
       console.warn("Parley: history", error);
       return;
     }
-    this.slider.max = String(this.entries.length);
-    this.slider.value = String(this.entries.length);
-    await this.show(this.entries.length);
+    // Checkpoints at or below the prune point, then every update of the log after it.
+    const below = [...new Set(checkpoints.filter((n) => Number.isInteger(n) && n > 0 && n <= this.logStart))].sort((a, b) => a - b);
+    this.stops = [
+      { kind: "empty", sequence: 0 },
+      ...below.map((sequence) => ({ kind: "checkpoint", sequence })),
+      ...this.entries.filter((entry) => entry.sequence > this.logStart).map((entry) => ({ kind: "update", sequence: entry.sequence, entry })),
+    ];
+    this.note.hidden = this.logStart === 0;
+    this.note.textContent = this.logStart
+      ? `Up to #${this.logStart} the log was compacted: ${below.length} checkpoint${below.length === 1 ? "" : "s"} there, each change after it`
+      : "";
+    this.panel.dataset.logStart = String(this.logStart);
+    this.panel.dataset.checkpoints = String(below.length);
+    const last = this.stops.length - 1;
+    this.slider.max = String(last);
+    this.slider.value = String(last);
+    await this.show(last);
   }
 
-  /** Show the board after the `index`-th update of the log (0: empty, before any). */
+  /** Show the board at the `index`-th stop of the slider (0: empty, before any change). */
   async show(index) {
     const request = ++this.request;
-    const entry = index > 0 ? this.entries[index - 1] : null;
-    const sequence = entry ? entry.sequence : 0;
+    const stop = this.stops[index] || this.stops[0] || { kind: "empty", sequence: 0 };
+    const entry = stop.entry || null;
+    let sequence = stop.sequence;
     let doc;
     if (sequence === 0) doc = new BoardDoc({ editable: false });
     else {
@@ -81,17 +109,22 @@ export class Replay {
       const state = stateOf(data);
       if (state) Y.applyUpdate(ydoc, fromBase64(state));
       doc = new BoardDoc({ editable: false, doc: ydoc });
+      if (Number.isInteger(data?.sequence)) sequence = data.sequence; // below the log: the checkpoint's
     }
     if (request !== this.request || !this.open) return;
     this.app.showReplay(doc, entry ? touchedOf(entry) : []);
     this.panel.dataset.sequence = String(sequence);
+    this.panel.dataset.kind = stop.kind;
     this.panel.dataset.count = String(doc.size);
-    if (!entry) this.info.textContent = `Before the first change · ${doc.size} elements`;
-    else {
+    const latest = this.stops.at(-1)?.sequence ?? 0;
+    if (stop.kind === "empty") this.info.textContent = `Before the first change · ${doc.size} elements`;
+    else if (stop.kind === "checkpoint" || !entry) {
+      this.info.textContent = `Checkpoint #${sequence} of ${latest} · ${doc.size} elements · compacted: who changed what before #${this.logStart + 1} is not kept`;
+    } else {
       const who = entry.user?.username || "someone";
       const when = entry.created_at ? new Date(entry.created_at).toLocaleString() : "";
       const touched = touchedOf(entry).length;
-      this.info.textContent = `#${sequence} of ${this.entries.at(-1).sequence} · ${who} changed ${touched} element${touched === 1 ? "" : "s"} · ${when} · ${doc.size} elements`;
+      this.info.textContent = `#${sequence} of ${latest} · ${who} changed ${touched} element${touched === 1 ? "" : "s"} · ${when} · ${doc.size} elements`;
     }
   }
 

@@ -1,7 +1,8 @@
 // The board on the socket (docs/protocol.md, Boards): board.join with our state vector, live
 // board.update frames in, our updates out through the outbox (resent until acked), gaps in the
 // numbered log filled with board.sync, and awareness (cursor, selection, viewport) both ways,
-// throttled to the server's 20 a second.
+// throttled to the server's 20 a second (others' arrive one by one, or several in one
+// board.awareness.batch: the server sends each socket at most one awareness frame per tick).
 import { BoardOutbox } from "./outbox.js";
 import { fromBase64, newId, REMOTE, toBase64, Y } from "./doc.js";
 
@@ -189,6 +190,10 @@ export class BoardSync {
       case "board.awareness":
         this.#onAwareness(frame);
         break;
+      case "board.awareness.batch":
+        // The server's tick: the latest state of every socket that changed, in one frame.
+        this.#onAwarenessBatch(frame);
+        break;
       case "board.comment":
         this.onComment(frame.comment);
         break;
@@ -263,6 +268,16 @@ export class BoardSync {
     if (frame.state) this.peers.set(key, { user: frame.user, state: frame.state, at: Date.now() });
     else this.peers.delete(key);
     this.onAwareness(this.peers, key);
+  }
+
+  #onAwarenessBatch(frame) {
+    const states = Array.isArray(frame.states) ? frame.states : [];
+    for (const entry of states) {
+      const key = this.#peerKey(entry);
+      if (entry.state) this.peers.set(key, { user: entry.user, state: entry.state, at: Date.now() });
+      else this.peers.delete(key);
+    }
+    if (states.length) this.onAwareness(this.peers);
   }
 
   #forgetSilentPeers() {

@@ -254,3 +254,27 @@ test("board view: only what is in or near the view is drawn; panning draws the r
   assertEqual(drawn(), ["far", "near", "farther"], "zooming out draws everything");
   root.remove();
 });
+
+test("board sync: a board.awareness.batch sets, replaces and removes peers in one call", () => {
+  const doc = new BoardDoc({ user: 1 });
+  const calls = [];
+  const sync = new BoardSync({ board: "b", boardDoc: doc, send: () => false, me: { id: 1 }, onAwareness: (peers) => calls.push(new Map(peers)) });
+  const ann = { id: 2, username: "ann" };
+  const ben = { id: 3, username: "ben" };
+  sync.onFrame({ type: "board.awareness", board: "b", user: ann, session: "s-ann", state: { cursor: { x: 1, y: 1 } } });
+  const handled = sync.onFrame({
+    type: "board.awareness.batch",
+    board: "b",
+    states: [
+      { user: ben, session: "s-ben", state: { cursor: { x: 5, y: 6 } } },
+      { user: ann, session: "s-ann", state: null },
+    ],
+  });
+  assert(handled, "the batch is this board's frame");
+  assertEqual(calls.length, 2, "one repaint for the whole batch");
+  assertEqual([...calls[1].keys()], ["s-ben"], "Ann left, Ben is here");
+  assertEqual(calls[1].get("s-ben").state.cursor, { x: 5, y: 6 }, "Ben's latest state");
+  assertEqual(sync.onFrame({ type: "board.awareness.batch", board: "other", states: [] }), false, "another board's");
+  sync.leave();
+  doc.destroy();
+});

@@ -9,7 +9,10 @@ import {
   idsInBox,
   keyBetween,
   resizeBox,
+  rotationBetween,
+  rotationOf,
   scaleInto,
+  snapRotation,
   toBoard,
   toScreen,
   topmostAt,
@@ -123,4 +126,25 @@ test("board: viewport conversions, zooming around a point, fitting content", () 
   const fit = fitView({ x: 0, y: 0, w: 1000, h: 500 }, 600, 400, { padding: 50 });
   assertEqual(fit.zoom, 0.5, "fits the width");
   assertEqual(toBoard(fit, { x: 300, y: 200 }), { x: 500, y: 250 }, "centred");
+});
+
+test("board: a turned shape is hit, bounded and connected where it is drawn", () => {
+  const bar = rect("bar", 0, 40, 100, 20, { angle: 90 }); // a 100×20 bar stood upright about (50, 50)
+  assertEqual(rotationOf(bar), 90, "rotation");
+  assertEqual(rotationOf({ ...bar, angle: -90 }), 270, "normalised to [0, 360)");
+  assertEqual(rotationOf({ ...bar, angle: 720 }), 0, "a whole turn is none");
+  assertEqual(rotationOf({ type: "arrow", angle: 45 }), 0, "lines do not turn");
+  assertEqual(rotationOf({ ...bar, angle: "90" }), 0, "only numbers");
+  assert(hitTest(bar, { x: 50, y: 5 }, 0), "the upright bar's top");
+  assert(!hitTest(bar, { x: 5, y: 50 }, 0), "not where it lay before turning");
+  const box = bounds(bar);
+  [[box.x, 40], [box.y, 0], [box.w, 20], [box.h, 100]].forEach(([a, b], i) => near(a, b, `bounds ${i}`));
+  const end = borderPoint(bar, { x: 50, y: -100 });
+  near(end.x, 50, "a connector from above meets the top, x");
+  near(end.y, 0, "a connector from above meets the top, y");
+  assertEqual(idsInBox([bar], { x: 35, y: -5, w: 30, h: 110 }), ["bar"], "a box around the upright bar takes it");
+  near(rotationBetween(0, { x: 0, y: 0 }, { x: 10, y: 0 }, { x: 0, y: 10 }), 90, "a quarter turn of the pointer");
+  near(rotationBetween(350, { x: 0, y: 0 }, { x: 10, y: 0 }, { x: 0, y: 10 }), 80, "wraps around");
+  assertEqual(snapRotation(52), 45, "Shift snaps to 15°");
+  assertEqual(snapRotation(359), 0, "and wraps");
 });

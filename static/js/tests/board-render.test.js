@@ -1,7 +1,7 @@
 // The board's markup (static/js/board/render.js draws elements from escaped markup in one parse,
 // the one place the web client assigns innerHTML; tests/test_csp.py allows it there only): hostile
 // values from the shared document never become elements, attributes, handlers or styles.
-import { elementMarkup } from "../board/render.js";
+import { elementMarkup, elementNode, fillElementNode } from "../board/render.js";
 import { assert, assertEqual, test } from "./harness.js";
 
 const HOSTILE = `"'><script>alert(1)</script><img src=x onerror=alert(2)>&amp;`;
@@ -37,4 +37,16 @@ test("board: hostile values in the document stay text in the markup", () => {
     const group = root.firstElementChild;
     assertEqual(group.getAttribute("data-id"), element.id, "the id round-trips as text");
   }
+});
+
+test("board: a turned shape's group carries its rotation, in the markup and the node", () => {
+  const turned = { id: "t", type: "rect", x: 0, y: 0, w: 100, h: 50, z: "a", angle: 30 };
+  const node = parse(elementMarkup(turned, () => null)).querySelector("g");
+  assertEqual(node.getAttribute("transform"), "rotate(30 50 25)", "rotated about its centre");
+  const flat = parse(elementMarkup({ ...turned, angle: 0 }, () => null)).querySelector("g");
+  assertEqual(flat.getAttribute("transform"), null, "no transform when not turned");
+  const live = elementNode(turned, () => null);
+  assertEqual(live.getAttribute("transform"), "rotate(30 50 25)", "the live/exported node too");
+  fillElementNode(live, { ...turned, angle: 0 }, () => null);
+  assertEqual(live.getAttribute("transform"), null, "turning back removes it");
 });
