@@ -169,6 +169,8 @@ def _build(day: dt.date) -> Built:
                     for row in batch:
                         mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row[:10]
                         reply_to, reply_count, last_reply_at, reactions, change_kind = row[10:]
+                        if isinstance(reactions, str):  # Django's cursors hand jsonb over as its text
+                            reactions = json.loads(reactions)
                         room = str(room)
                         lines.append(
                             json.dumps(

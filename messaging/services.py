@@ -317,7 +317,8 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list) -> No
                 reply_to=row["o_reply_to"],
                 reply_count=row["o_reply_count"],
                 last_reply_at=row["o_last_reply_at"],
-                reactions=row["o_reactions"],
+                # jsonb: text through Django's connection, decoded through core.asyncdb's.
+                reactions=json.loads(row["o_reactions"]) if isinstance(row["o_reactions"], str) else row["o_reactions"],
                 change_kind=row["o_change_kind"],
             )
             results[send.index] = (original, False)
