@@ -6,10 +6,17 @@ functions are on the hot path (every message sent, every synced message): plain 
 
 from typing import Annotated, Literal, TypedDict
 
+from messaging.formatting import message_html
 from messaging.models import Message, MessageRevision
 from rooms.payloads import DateTimeStr, UserPayload, UUIDStr, user_payload
 
-ChangeType = Literal["message.new", "message.edit", "message.delete"]
+ChangeType = Literal["message.new", "message.edit", "message.delete", "message.update"]
+
+
+class ReactionPayload(TypedDict):
+    emoji: Annotated[str, "One emoji"]
+    count: int
+    users: Annotated[list[UserPayload], "Who reacted, in the order they did"]
 
 
 class MessagePayload(TypedDict):
@@ -18,10 +25,18 @@ class MessagePayload(TypedDict):
     sequence: Annotated[int, "The message's position in the room's timeline"]
     sender: Annotated[UserPayload | None, "Null once the sender's account is gone"]
     content: Annotated[str, "Empty for a deleted message"]
+    html: Annotated[
+        str, "The content rendered from its Markdown subset and sanitised (messaging/formatting.py); empty when deleted"
+    ]
     client_msg_id: UUIDStr
     created_at: DateTimeStr
     edited_at: DateTimeStr | None
     deleted: bool
+    changed_sequence: Annotated[int, "The number of the message's latest change: a higher one is a newer copy"]
+    reply_to: Annotated[UUIDStr | None, "The thread's root message, for a reply"]
+    reply_count: Annotated[int, "Replies in this message's thread that are not deleted"]
+    last_reply_at: DateTimeStr | None
+    reactions: list[ReactionPayload]
 
 
 class ChangeFrame(TypedDict):
@@ -56,10 +71,18 @@ def message_payload(message: Message) -> MessagePayload:
         "sequence": message.sequence,
         "sender": user_payload(message.sender),
         "content": "" if deleted else message.content,
+        "html": "" if deleted else message_html(message.id, message.changed_sequence, message.content),
         "client_msg_id": str(message.client_msg_id),
         "created_at": message.created_at.isoformat(),
         "edited_at": message.edited_at.isoformat() if message.edited_at else None,
         "deleted": deleted,
+        "changed_sequence": message.changed_sequence,
+        "reply_to": str(message.reply_to) if message.reply_to else None,
+        "reply_count": message.reply_count,
+        "last_reply_at": message.last_reply_at.isoformat() if message.last_reply_at else None,
+        "reactions": [
+            {"emoji": r["emoji"], "count": len(r["users"]), "users": r["users"]} for r in message.reactions or ()
+        ],
     }
 
 
@@ -67,6 +90,8 @@ def change_type(message: Message) -> ChangeType:
     """What the message's latest numbered change was."""
     if message.deleted_at is not None:
         return "message.delete"
+    if message.change_kind is not None:  # a reaction, or a reply in its thread
+        return "message.update"
     if message.changed_sequence != message.sequence:
         return "message.edit"
     return "message.new"

@@ -1,9 +1,12 @@
 // The rows of the message list: how one message is drawn, grouped with its neighbours, and kept
 // in the <ol> in the order the timeline (timeline.js) says. It is the timeline's `view`; the
 // other modules reach a row through `node(id)`. User content only reaches the DOM through
-// textContent (see dom.js `el`).
+// textContent (see dom.js `el`), or as the server's sanitised formatting through rich-text.js.
 import { avatar, el, lineIcon } from "./dom.js";
 import { dayLabel, hhmm } from "./format.js";
+import { reactionChips } from "./reactions.js";
+import { threadLine } from "./thread-line.js";
+import { richText } from "./rich-text.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000; // consecutive messages by one person within this are grouped
 const ROW_ERROR_MS = 6000;
@@ -12,9 +15,11 @@ const ICONS = {
   edit: ["M10.2 3.2l2.6 2.6", "M11.3 2.1a1.3 1.3 0 0 1 1.9 0l.7.7a1.3 1.3 0 0 1 0 1.9L6.2 12.4 2.8 13.2l.8-3.4Z"],
   delete: ["M2.8 4.3h10.4", "M6.3 4.3V2.8h3.4v1.5", "M4.3 4.3l.7 9h6l.7-9", "M6.8 6.8v4M9.2 6.8v4"],
   seen: ["M1.5 8.6l3 3L11 4.6", "M7.4 11.1l.5.5 6.6-7"],
+  reply: ["M6.5 3.5L2.5 7.5l4 4", "M2.8 7.5h6.7a4 4 0 0 1 4 4v1"],
+  react: ["M8 14.2A6.2 6.2 0 1 0 8 1.8a6.2 6.2 0 0 0 0 12.4Z", "M5.5 9.6a3 3 0 0 0 5 0", "M6 6.2h.01M10 6.2h.01"],
 };
 
-const NOBODY_MAY = { edit: false, remove: false, receipts: false };
+const NOBODY_MAY = { edit: false, remove: false, receipts: false, reply: false, react: false };
 
 function actionButton(action, label, icon) {
   return el(
@@ -25,10 +30,12 @@ function actionButton(action, label, icon) {
 }
 
 function renderActions(can) {
-  if (!can.edit && !can.remove && !can.receipts) return null;
+  if (!can.edit && !can.remove && !can.receipts && !can.reply && !can.react) return null;
   return el(
     "div",
     { class: "msg-actions", role: "toolbar", "aria-label": "Message actions" },
+    can.react && actionButton("react-pick", "Add reaction", ICONS.react),
+    can.reply && actionButton("thread", "Reply in thread", ICONS.reply),
     can.receipts && actionButton("receipts", "Seen by", ICONS.seen),
     can.edit && actionButton("edit", "Edit message", ICONS.edit),
     can.remove && actionButton("delete", "Delete message", ICONS.delete),
@@ -41,7 +48,12 @@ function editedMark(editedAt) {
 
 function renderBody(message) {
   if (message.deleted) return el("div", { class: "msg-body msg-deleted" }, "This message was deleted.");
-  return el("div", { class: "msg-body" }, message.content, message.edited_at && editedMark(message.edited_at));
+  // The server's formatting (`html`, rich-text.js); a copy without it (an edit being saved) as text.
+  if (!message.html) return el("div", { class: "msg-body" }, message.content, message.edited_at && editedMark(message.edited_at));
+  const body = el("div", { class: "msg-body msg-rich" }, richText(message.html));
+  const last = body.lastElementChild;
+  if (message.edited_at) (last && last.tagName === "P" ? last : body).append(editedMark(message.edited_at));
+  return body;
 }
 
 /**
@@ -64,14 +76,16 @@ export class MessageRows {
   #me;
   #can;
   #onUpdate;
+  #threadLinks;
   #nodes = new Map(); // message id -> <li>
 
   /**
-   * list: the <ol>. me: {id, username}. can(message): {edit, remove, receipts}, what the reader
+   * list: the <ol>. me: {id, username}. can(message): {edit, remove, receipts, reply, react}, what the reader
    * may do with it now (the row offers those actions). onUpdate(message): a newer copy arrived;
    * return false to leave the row as it is (an editor is open in it).
    */
-  constructor(list, { me, can = () => NOBODY_MAY, onUpdate = () => true }) {
+  constructor(list, { me, can = () => NOBODY_MAY, onUpdate = () => true, threadLinks = true }) {
+    this.#threadLinks = threadLinks; // the thread line under rows (not in the thread panel itself)
     this.#list = list;
     this.#me = me;
     this.#can = can;
@@ -111,6 +125,8 @@ export class MessageRows {
           el("time", { class: "msg-time", dateTime: message.created_at, title: created.toLocaleString() }, hhmm(created)),
         ),
         renderBody(message),
+        this.#threadLinks && threadLine(message),
+        reactionChips(message, this.#me, this.#can(message).react),
       ),
       renderActions(this.#can(message)),
     );
