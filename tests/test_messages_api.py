@@ -42,6 +42,13 @@ def test_it_sends_and_returns_the_message_shape(room):
         "created_at",
         "edited_at",
         "deleted",
+        "html",  # formatting (issue 16 part B)
+        # Threads and reactions (issue 16).
+        "changed_sequence",
+        "reply_to",
+        "reply_count",
+        "last_reply_at",
+        "reactions",
     }
     assert body["edited_at"] is None and body["deleted"] is False
     assert body["room"] == str(room.pk) and body["sequence"] == 1

@@ -37,7 +37,7 @@ from schemathesis.checks import (
 
 from accounts.models import User
 from config import api_urls
-from messaging.services import message_delete, message_edit, message_send, receipt_update
+from messaging.services import message_delete, message_edit, message_send, reaction_set, receipt_update
 from rooms.models import Membership, Room
 from rooms.services import direct_room_get_or_create, room_create
 
@@ -149,6 +149,11 @@ def world(db, in_test_transaction) -> User:
         messages.append(message)
     message_edit(user=ana, room_id=lobby.pk, message_id=messages[0].id, content="hello, all")
     message_delete(user=cid, room_id=lobby.pk, message_id=messages[3].id)
+    reply, _ = message_send(
+        user=bob, room_id=lobby.pk, content="a reply", client_msg_id=uuid.uuid4(), reply_to=messages[1].id
+    )
+    messages.append(reply)
+    reaction_set(user=dee, room_id=lobby.pk, message_id=messages[1].id, emoji="👍", present=True)
     receipt_update(user=bob, room_id=lobby.pk, delivered_sequence=3, read_sequence=2)
 
     KNOWN.clear()  # listed twice: where Ana may do the most, so that successes are frequent

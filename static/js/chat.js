@@ -12,6 +12,7 @@
 //   editing.js        inline edits, the delete dialog, edits and deletions in flight
 //   receipts-view.js  read receipts, both ways
 //   typing.js         "… is typing", both ways
+//   threads.js        the thread panel (replies live, and their own outbox); reactions.js: chips, picker
 //   members.js        the member list and presence dots
 //   composer.js       the composer
 //   sidebar.js        the room list and the live session (shared with the home page)
@@ -25,9 +26,11 @@ import { History } from "./history.js";
 import { Members } from "./members.js";
 import { MessageRows } from "./message-view.js";
 import { Outbox } from "./outbox.js";
+import { ReactionPicker, toggleFrame } from "./reactions.js";
 import { ReceiptsView } from "./receipts-view.js";
 import { Scroller } from "./scroller.js";
 import { RoomList, Session, sidebarRow } from "./sidebar.js";
+import { ThreadPanel } from "./threads.js";
 import { Timeline } from "./timeline.js";
 import { TypingIndicator, TypingNotifier } from "./typing.js";
 import { BoardsPanel } from "./board/split.js";
@@ -61,12 +64,14 @@ const can = (ability) => Boolean(config.roles[role] && config.roles[role][abilit
 
 /** What the reader may do with a message, given their role right now. */
 function permissions(message) {
-  if (message.deleted || removed) return { edit: false, remove: false, receipts: false };
+  if (message.deleted || removed) return { edit: false, remove: false, receipts: false, reply: false, react: false };
   const mine = rows.isMine(message);
   return {
     edit: mine && can("send"),
     remove: mine || can("manage"),
     receipts: mine,
+    reply: can("reply"),
+    react: can("react"),
   };
 }
 
@@ -96,7 +101,11 @@ const rows = new MessageRows(ui.messages, {
 const timeline = new Timeline({
   view: rows,
   lastChange: room.last_sequence,
-  onCopy: (message) => outbox.settle(message),
+  onCopy: (message) => {
+    outbox.settle(message);
+    threadOutbox.settle(message);
+    threads.onCopy(message);
+  },
   requestSync: (after) => !removed && send({ type: "sync", room: room.id, after_sequence: after }),
 });
 const scroller = new Scroller(document.getElementById("scroller"), document.getElementById("jump-latest"), {
@@ -116,6 +125,27 @@ const receipts = new ReceiptsView({
   editingId: () => editing.editingId,
   receiptsUrl: (id) => roomUrl(`messages/${encodeURIComponent(id)}/receipts/`),
 });
+// Threads and reactions (docs/protocol.md "Threads and reactions").
+const threadOutbox = new Outbox(document.getElementById("thread-pending"), { roomId: room.id, me, send });
+const threads = new ThreadPanel(document.getElementById("thread-panel"), {
+  me,
+  outbox: threadOutbox,
+  can: (message) => permissions(message),
+  fetchThread: (id, params) =>
+    getJson(`${roomUrl(`messages/${encodeURIComponent(id)}/thread/`)}?${new URLSearchParams(params)}`),
+  onAction: (id, action, target) => onAction(threads.message(id), threads.node(id), action, target),
+});
+const reacting = new Set(); // message ids with a reaction frame unanswered (its error names the row)
+const picker = new ReactionPicker({ onPick: (id, emoji) => react(id, emoji) });
+
+/** Toggle my `emoji` reaction on message `id` (the answer comes as the message's next copy). */
+function react(id, emoji) {
+  const message = timeline.message(id) || threads.message(id);
+  if (!message) return;
+  if (send(toggleFrame(room.id, message, emoji, me))) reacting.add(id);
+  else rows.showError(id, "Couldn't react: not connected.");
+}
+
 const composer = new Composer(document.getElementById("composer"), {
   maxLength: config.message_max_length,
   onSend: (content) => {
@@ -182,13 +212,20 @@ const BADGE_TEXT = {
   connecting: "Connecting…",
   connected: "Connected",
   reconnecting: "Reconnecting…",
+  offline: "Offline",
   "signed-out": "Signed out",
 };
+// Which transport carries the page (live.js): said only when it is not the usual WebSocket.
+const TRANSPORT_TEXT = { sse: " (SSE)", poll: " (long-polling)" };
 
-function setBadge(connection) {
-  boards.onSocketState(connection);
+/** connection: live.js's state; transport: "websocket" | "sse" | "poll". */
+function setBadge(connection, transport = "websocket") {
+  // Boards need the socket (board.join): over SSE or long-polling they wait as if reconnecting.
+  boards.onSocketState(connection === "connected" && transport !== "websocket" ? "reconnecting" : connection);
+  if (connection !== "connected") outbox.disconnected(connection === "offline");
   ui.badge.dataset.state = connection;
-  ui.badge.textContent = BADGE_TEXT[connection];
+  ui.badge.dataset.transport = transport;
+  ui.badge.textContent = BADGE_TEXT[connection] + (connection === "connected" ? TRANSPORT_TEXT[transport] || "" : "");
   if (connection === "signed-out") showNotice("Your session has ended. Sign in again to keep chatting.");
 }
 
@@ -215,6 +252,7 @@ function refreshMembershipControls() {
 function setRole(newRole) {
   const changed = newRole !== role;
   role = newRole;
+  threads.setAccess(!removed && can("reply"));
   if (ui.myRole) ui.myRole.textContent = ROLE_LABELS[role] || role;
   refreshMembershipControls();
   refreshComposer();
@@ -239,6 +277,8 @@ function onRemovedFromRoom() {
   refreshMembershipControls();
   refreshComposer();
   rows.refreshActions(timeline.messages());
+  threadOutbox.failAll(`${NOT_A_MEMBER}.`, "not_found");
+  threads.refreshActions(false);
 }
 
 function onReaddedToRoom(data) {
@@ -286,6 +326,7 @@ function onSessionReady(frame) {
     return;
   }
   outbox.flush();
+  threadOutbox.flush();
   editing.resend();
   timeline.catchUp(latest, { restart: true });
   members.loadPresence();
@@ -311,7 +352,8 @@ function onSyncBatch(frame) {
 function onAck(frame) {
   if (frame.room !== room.id) return;
   outbox.acknowledged(frame.client_msg_id);
-  applying(() => timeline.upsertAll([frame.message]), { follow: true });
+  threadOutbox.acknowledged(frame.client_msg_id);
+  applying(() => timeline.upsertAll([frame.message]), { follow: !frame.message.reply_to });
 }
 
 /** The server applied one of our edits or deletions. */
@@ -321,8 +363,21 @@ function onChangeAck(frame) {
   editing.acknowledged(frame.message);
 }
 
+/** reaction.ack: the message as my reaction left it. */
+function onReactionAck(frame) {
+  if (frame.room !== room.id) return;
+  reacting.delete(frame.id);
+  applying(() => timeline.upsertAll([frame.message]));
+  threads.onCopy(frame.message); // a reply older than the loaded history is in the panel only
+}
+
 function onError(frame) {
   if (outbox.fail(frame.ref, frame.message, frame.code, frame.retry_after_ms)) return;
+  if (threadOutbox.fail(frame.ref, frame.message, frame.code, frame.retry_after_ms)) return;
+  if (reacting.delete(frame.ref)) {
+    rows.showError(frame.ref, `Couldn't react: ${frame.message}`);
+    return;
+  }
   if (editing.refused(frame.ref, frame.message)) return;
   console.warn("Parley: server error", frame.code, frame.message);
 }
@@ -332,6 +387,8 @@ const handlers = {
   "message.new": onChange,
   "message.edit": onChange,
   "message.delete": onChange,
+  "message.update": onChange,
+  "reaction.ack": onReactionAck,
   "message.ack": onAck,
   "message.edit.ack": onChangeAck,
   "message.delete.ack": onChangeAck,
@@ -367,6 +424,17 @@ function onMessageAction(event) {
   if (hit.action === "edit" && can.edit) editing.start(hit.id);
   else if (hit.action === "delete" && can.remove) editing.askToDelete(hit.id);
   else if (hit.action === "receipts") receipts.toggle(hit.id);
+  else onAction(message, rows.node(hit.id), hit.action, event.target);
+}
+
+/** Thread and reaction actions, in the message list or in the thread panel. */
+function onAction(message, node, action, target) {
+  if (!message) return;
+  if (action === "thread") threads.open(message);
+  else if (action === "react-pick" && permissions(message).react && node) picker.toggle(node, message.id);
+  else if (action === "react-toggle" && permissions(message).react) {
+    react(message.id, target.closest("[data-emoji]").dataset.emoji);
+  }
 }
 
 async function boot() {
@@ -375,7 +443,27 @@ async function boot() {
   if (!(await historyPages.loadNewest()) || started) return;
   started = true;
   session.start();
+  showLinkedMessage();
 }
+
+/** A search result links here as #message-<sequence>: load history back to it and show it. */
+async function showLinkedMessage() {
+  const match = /^#message-(\d+)$/.exec(location.hash);
+  if (!match || !started) return;
+  const sequence = Number(match[1]);
+  const found = await historyPages.loadBackTo(sequence);
+  const node = ui.messages.querySelector(`.msg[data-sequence="${sequence}"]`);
+  if (!found || !node) {
+    showNotice("That message is no longer in this room's history.");
+    return;
+  }
+  node.scrollIntoView({ block: "center" });
+  node.classList.add("is-found");
+  node.dataset.found = "true";
+  setTimeout(() => node.classList.remove("is-found"), 2500);
+}
+
+window.addEventListener("hashchange", showLinkedMessage);
 
 ui.messages.addEventListener("click", onMessageAction);
 // Coming back to the tab reads what arrived meanwhile.

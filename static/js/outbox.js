@@ -14,12 +14,15 @@ export function newClientMsgId() {
 }
 
 const STATUS_TEXT = {
-  queued: "Waiting for connection…",
+  // Not sent, or sent on a connection that died before the server answered: it goes (again,
+  // with the same client_msg_id) as soon as the page is connected.
+  queued: "Not sent yet — retrying",
   sent: "Sending…",
   // The server asked us to wait a moment (rate_limited, unavailable): resent by itself.
   waiting: "Sending in a moment…",
   failed: "Not sent",
 };
+const OFFLINE_TEXT = "Not sent yet — offline";
 // Answers that mean "not now" rather than "no": the message goes again after retry_after_ms.
 const RETRY_LATER = new Set(["rate_limited", "unavailable"]);
 
@@ -28,7 +31,10 @@ export class Outbox {
   #roomId;
   #me;
   #send;
-  #pending = new Map(); // client_msg_id -> {id, content, status, error, code, node}
+  #pending = new Map(); // client_msg_id -> {id, content, status, error, code, node, replyTo}
+  // The thread new messages reply in (the thread panel's outbox, threads.js), or null.
+  replyTo = null;
+  #offline = false;
 
   /** list: the <ol> of pending rows. send(frame): false if the socket is not ready. */
   constructor(list, { roomId, me, send }) {
@@ -44,7 +50,7 @@ export class Outbox {
 
   /** Send a new message (a pending row until the server has it). */
   queue(content) {
-    const entry = { id: newClientMsgId(), content, status: "queued", error: "", code: "", node: null };
+    const entry = { id: newClientMsgId(), content, status: "queued", error: "", code: "", node: null, replyTo: this.replyTo };
     entry.node = this.#render(entry);
     this.#pending.set(entry.id, entry);
     this.#list.append(entry.node);
@@ -54,6 +60,16 @@ export class Outbox {
   /** After (re)connecting: send everything not yet acknowledged. */
   flush() {
     for (const entry of this.#pending.values()) if (entry.status !== "failed") this.#transmit(entry);
+  }
+
+  /** The connection is down (`offline`: the browser says the network is gone): nothing sent
+   * and unanswered will be answered on it, so say so, rather than "Sending…" forever. */
+  disconnected(offline = false) {
+    this.#offline = offline;
+    for (const entry of this.#pending.values()) {
+      if (entry.status === "sent") entry.status = "queued";
+      if (entry.status === "queued") this.#paint(entry);
+    }
   }
 
   /** A copy of a message arrived: if it is one of ours still pending, its grey row goes. */
@@ -90,7 +106,9 @@ export class Outbox {
 
   #transmit(entry) {
     const frame = { type: "message.send", room: this.#roomId, content: entry.content, client_msg_id: entry.id };
+    if (entry.replyTo) frame.reply_to = entry.replyTo;
     entry.status = this.#send(frame) ? "sent" : "queued";
+    if (entry.status === "sent") this.#offline = false;
     this.#paint(entry);
   }
 
@@ -146,7 +164,9 @@ export class Outbox {
     const node = entry.node;
     const failed = entry.status === "failed";
     node.classList.toggle("is-failed", failed);
-    node.querySelector(".msg-status").textContent = STATUS_TEXT[entry.status];
+    const status = entry.status === "queued" && this.#offline ? OFFLINE_TEXT : STATUS_TEXT[entry.status];
+    node.querySelector(".msg-status").textContent = status;
+    node.dataset.status = entry.status;
     const failure = node.querySelector(".msg-failure");
     failure.hidden = !failed;
     if (!failed) return;

@@ -312,3 +312,44 @@ test("a new connection forgets the sync asked on the old one", () => {
   timeline.catchUp(6, { restart: true });
   assertEqual(requests, [1, 1], "the new connection asks again");
 });
+
+// ---------------------------------------------------------------------------------------------
+// Threads and reactions: copies that differ only in reactions or reply counts
+
+test("a copy with a higher changed_sequence is newer, though its text and edit time are the same", () => {
+  const { list, timeline } = domTimeline();
+  const original = message(1, { changed_sequence: 1, reactions: [], reply_count: 0 });
+  timeline.upsert(original, { history: true });
+  const reacted = {
+    ...original,
+    changed_sequence: 3,
+    reactions: [{ emoji: "🎉", count: 2, users: [ANN, BEN] }],
+    reply_count: 1,
+    last_reply_at: at(5),
+  };
+  assertEqual(timeline.upsert(reacted), "updated", "the reaction's copy");
+  assertEqual(timeline.upsert({ ...original, changed_sequence: 2 }), null, "an older copy after it");
+  assertEqual(timeline.message("m1").reactions[0].count, 2, "kept");
+  const chip = list.querySelector(".reaction-chip");
+  assertEqual(
+    [chip.dataset.emoji, chip.querySelector(".reaction-count").textContent, chip.getAttribute("aria-pressed")],
+    ["🎉", "2", "true"],
+    "the chip (ann reacted: pressed)",
+  );
+  assertEqual(list.querySelector(".thread-summary .thread-count").textContent, "1 reply", "the thread line");
+  assertEqual(drawn(list), [["m1", 1, "message 1"]], "the body is the text alone");
+});
+
+test("a reply links to its thread; a deleted message shows no reactions", () => {
+  const { list, timeline } = domTimeline();
+  timeline.upsertAll(
+    [
+      message(1, { changed_sequence: 1, reactions: [], reply_count: 0, reply_to: "m9" }),
+      message(2, { changed_sequence: 5, deleted: true, content: "", reactions: [], reply_count: 0 }),
+    ],
+    { history: true },
+  );
+  assert(list.querySelector('[data-id="m1"] .thread-ref'), "the reply's link to its thread");
+  assertEqual(list.querySelectorAll(".reaction-chip").length, 0, "no chips");
+  assertEqual(list.querySelector('[data-id="m2"] .thread-summary'), null, "no thread line on the tombstone");
+});
