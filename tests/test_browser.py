@@ -524,6 +524,37 @@ def test_edits_and_deletions_reach_the_other_browser_live(start_server, chromium
         expect(page.locator("#messages [data-id]")).to_have_count(3)
     assert shown_ids(ann_page) == shown_ids(ben_page)
 
+    # Threads and reactions (issue 16): Ben replies in a thread, Ann sees it live and reacts in
+    # her thread panel, Ben sees the reaction live and adds his to it.
+    lunch = row(ben_page, "Lunch at 12:30?")
+    lunch.hover()
+    lunch.get_by_role("button", name="Reply in thread").click()
+    ben_panel = ben_page.locator("#thread-panel")
+    expect(ben_panel.locator("#thread-root")).to_contain_text("Lunch at 12:30?")
+    ben_page.get_by_role("textbox", name="Reply in this thread").fill("On my way")
+    ben_page.get_by_role("textbox", name="Reply in this thread").press("Enter")
+    expect(ben_panel.locator("#thread-replies .msg")).to_have_text(re.compile("On my way"))
+    summary = row(ann_page, "Lunch at 12:30?").locator(".thread-summary")
+    expect(summary).to_contain_text("1 reply")
+    summary.click()
+    ann_panel = ann_page.locator("#thread-panel")
+    reply_row = ann_panel.locator("#thread-replies .msg", has_text="On my way")
+    expect(reply_row).to_have_count(1)
+    reply_row.hover()
+    reply_row.get_by_role("button", name="Add reaction").click()
+    ann_page.get_by_role("button", name="React with 🎉").click()
+    ben_chip = ben_panel.locator('#thread-replies .reaction-chip[data-emoji="🎉"]')
+    expect(ben_chip.locator(".reaction-count")).to_have_text("1")
+    expect(ben_chip).to_have_attribute("aria-pressed", "false")
+    ben_chip.click()
+    ann_chip = ann_panel.locator('#thread-replies .reaction-chip[data-emoji="🎉"]')
+    expect(ann_chip.locator(".reaction-count")).to_have_text("2")
+    expect(ann_chip).to_have_attribute("aria-pressed", "true")
+    # The reply is in both timelines too, marked as a thread reply, with the same chip.
+    expect(row(ann_page, "On my way").locator(".thread-ref")).to_have_count(1)
+    expect(row(ann_page, "On my way").locator(".reaction-count")).to_have_text("2")
+    assert shown_ids(ann_page) == shown_ids(ben_page)
+
     ARTIFACTS.mkdir(exist_ok=True)
     ben_page.screenshot(path=str(ARTIFACTS / "edit-delete-ben.png"))
     assert errors == []

@@ -1,0 +1,456 @@
+"""Threads (replies) and reactions (issue 16): numbered changes of the room's one sequence, so live
+events, sync and gap-fill carry them exactly like edits; idempotent; validated; access per
+rooms.access (viewers react but do not reply; outsiders get not_found)."""
+
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+
+from core.errors import ApplicationError
+from messaging import archive, services
+from messaging.emoji import QUICK, clean_emoji, is_single_emoji
+from messaging.models import Message, SentMessageKey
+from messaging.payloads import change_frame, message_payload
+from rooms.models import Room
+from tests.conftest import client_for, nothing_but_presence, room_with
+from tests.conftest import send_message as send
+from tests.sockets import TIMEOUT, connect, receive_type
+from tests.test_archive import OLDER, age, make_partition, s3, s3_server  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def team(make_user):
+    owner, member, viewer, outsider = (make_user(n) for n in ("owner", "member", "viewer", "outsider"))
+    room = room_with(owner, "Team", Room.Kind.PRIVATE, members={member: "member", viewer: "viewer"})
+    return {"room": room, "owner": owner, "member": member, "viewer": viewer, "outsider": outsider}
+
+
+def reply(room, user, parent, content: str = "re", key: uuid.UUID | None = None) -> tuple[Message, bool]:
+    return services.message_send(
+        user=user, room_id=room.pk, content=content, client_msg_id=key or uuid.uuid4(), reply_to=str(parent.id)
+    )
+
+
+def react(room, user, message, emoji: str, present: bool = True) -> Message:
+    return services.reaction_set(user=user, room_id=room.pk, message_id=message.id, emoji=emoji, present=present)
+
+
+def changes(room, user, after: int) -> list[dict]:
+    body = client_for(user).get(f"/api/v1/rooms/{room.pk}/changes/", {"after_sequence": after}).json()
+    return body["results"]
+
+
+def last_sequence(room) -> int:
+    return Room.objects.values_list("last_sequence", flat=True).get(pk=room.pk)
+
+
+def error_of(call) -> ApplicationError:
+    with pytest.raises(ApplicationError) as caught:
+        call()
+    return caught.value
+
+
+# -- threads ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_reply_takes_a_number_and_its_root_the_next_and_sync_carries_both(team):
+    room, owner, member = team["room"], team["owner"], team["member"]
+    root = send(room, owner, "question")
+    answer, created = reply(room, member, root, "answer")
+
+    assert created and (answer.sequence, answer.reply_to) == (2, root.id)
+    assert last_sequence(room) == 3
+    events = changes(room, owner, after=1)
+    assert [(e["type"], e["sequence"], e["message"]["id"]) for e in events] == [
+        ("message.new", 2, str(answer.id)),
+        ("message.update", 3, str(root.id)),
+    ]
+    new, update = events[0]["message"], events[1]["message"]
+    assert (new["reply_to"], new["reply_count"]) == (str(root.id), 0)
+    assert (update["reply_to"], update["reply_count"], update["sequence"]) == (None, 1, 1)
+    assert update["last_reply_at"] == new["created_at"] and update["changed_sequence"] == 3
+    # History carries the thread ids too.
+    page = client_for(owner).get(f"/api/v1/rooms/{room.pk}/messages/").json()["results"]
+    assert [(m["sequence"], m["reply_to"], m["reply_count"]) for m in page] == [(2, str(root.id), 0), (1, None, 1)]
+
+
+@pytest.mark.django_db
+def test_a_reply_to_a_reply_joins_the_roots_thread_and_the_thread_pages(team):
+    room, owner, member = team["room"], team["owner"], team["member"]
+    root = send(room, owner, "root")
+    first, _ = reply(room, member, root, "one")
+    send(room, owner, "unrelated")
+    second, _ = reply(room, owner, first, "two")  # to a reply: the root's thread
+    third, _ = reply(room, member, root, "three")
+
+    assert second.reply_to == root.id
+    assert Message.objects.get(id=root.id).reply_count == 3
+    api = client_for(team["viewer"])
+    url = f"/api/v1/rooms/{room.pk}/messages/{first.id}/thread/"  # any message of the thread names it
+    newest = api.get(url, {"limit": 2}).json()
+    assert newest["root"]["id"] == str(root.id) and newest["root"]["reply_count"] == 3
+    assert ([m["content"] for m in newest["results"]], newest["has_more"]) == (["three", "two"], True)
+    older = api.get(url, {"before_sequence": newest["results"][-1]["sequence"]}).json()
+    assert ([m["content"] for m in older["results"]], older["has_more"]) == (["one"], False)
+    forward = api.get(url, {"after_sequence": 0}).json()
+    assert [m["content"] for m in forward["results"]] == ["one", "two", "three"]
+    assert api.get(url, {"limit": 0}).json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.django_db
+def test_resending_a_reply_returns_the_original_and_takes_no_number(team):
+    room, owner = team["room"], team["owner"]
+    root = send(room, owner, "root")
+    key = uuid.uuid4()
+    original, _ = reply(room, owner, root, "once", key=key)
+    again, created = reply(room, owner, root, "once", key=key)
+    assert not created and again.id == original.id and again.reply_to == root.id
+    assert last_sequence(room) == 3 and Message.objects.get(id=root.id).reply_count == 1
+    # Over REST: 201 then 200 with the same message.
+    body = {"content": "rest", "client_msg_id": str(uuid.uuid4()), "reply_to": str(root.id)}
+    api = client_for(owner)
+    first = api.post(f"/api/v1/rooms/{room.pk}/messages/", body, format="json")
+    second = api.post(f"/api/v1/rooms/{room.pk}/messages/", body, format="json")
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"] and first.json()["reply_to"] == str(root.id)
+    assert last_sequence(room) == 5
+
+
+@pytest.mark.django_db
+def test_bad_replies_are_refused_with_stable_codes_and_change_nothing(team):
+    room, owner, member, viewer = team["room"], team["owner"], team["member"], team["viewer"]
+    root = send(room, owner, "root")
+    gone = send(room, owner, "gone")
+    services.message_delete(user=owner, room_id=room.pk, message_id=gone.id)
+    before = (last_sequence(room), Message.objects.count(), SentMessageKey.objects.count())
+
+    def code(user, parent_id, **extra) -> str:
+        return error_of(
+            lambda: services.message_send(
+                user=user, room_id=room.pk, content="re", client_msg_id=uuid.uuid4(), reply_to=parent_id, **extra
+            )
+        ).code
+
+    assert code(member, str(gone.id)) == "deleted"
+    assert code(member, str(uuid.uuid4())) == "not_found"
+    assert code(member, "not-a-uuid") == "invalid"
+    assert code(member, 7) == "invalid"
+    assert code(viewer, str(root.id)) == "forbidden"
+    assert code(team["outsider"], str(root.id)) == "not_found"
+    other_room = room_with(team["outsider"], "Other")
+    elsewhere = send(other_room, team["outsider"], "elsewhere")
+    assert code(member, str(elsewhere.id)) == "not_found"  # a message of another room
+    assert (last_sequence(room), Message.objects.count() - 1, SentMessageKey.objects.count() - 1) == before
+    response = client_for(member).post(
+        f"/api/v1/rooms/{room.pk}/messages/",
+        {"content": "re", "client_msg_id": str(uuid.uuid4()), "reply_to": "nope"},
+        format="json",
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.django_db
+def test_deleting_a_reply_counts_it_out_as_a_numbered_change_of_the_root(team):
+    room, owner, member = team["room"], team["owner"], team["member"]
+    root = send(room, owner, "root")
+    answer, _ = reply(room, member, root, "answer")  # 2, root 3
+    services.message_delete(user=member, room_id=room.pk, message_id=answer.id)  # 4, root 5
+    services.message_delete(user=member, room_id=room.pk, message_id=answer.id)  # nothing
+
+    assert last_sequence(room) == 5
+    events = changes(room, owner, after=3)
+    assert [(e["type"], e["sequence"]) for e in events] == [("message.delete", 4), ("message.update", 5)]
+    assert events[1]["message"]["reply_count"] == 0
+    # A deleted root keeps its replies readable, and its thread takes no new ones.
+    kept, _ = reply(room, member, root, "kept")
+    services.message_delete(user=owner, room_id=room.pk, message_id=root.id)
+    thread = client_for(member).get(f"/api/v1/rooms/{room.pk}/messages/{root.id}/thread/").json()
+    assert thread["root"]["deleted"] and thread["root"]["reply_count"] == 1
+    assert [m["id"] for m in thread["results"]] == [str(kept.id), str(answer.id)]
+    assert thread["results"][1]["deleted"]
+
+
+# -- reactions --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "emoji",
+    ["👍", "❤️", "🫠", "👍🏽", "🇫🇷", "1️⃣", "#⃣", "👩‍💻", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "©️", "✅", *QUICK],
+)
+def test_single_emoji_are_reactions(emoji):
+    assert is_single_emoji(emoji) and clean_emoji(emoji)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "a",
+        "ok",
+        "👍👍",
+        "👍 ",
+        " 👍",
+        "🇫",
+        "🇫🇷🇫",
+        "1",
+        "\u200d",
+        "👍\u200d",
+        "\u0007",
+        "\u202e👍",
+        "👍\u0301",
+        "🏽",
+        "\ufe0f",
+        "e\u0301",
+        "😀a",
+        "👍\n",
+        None,
+        7,
+        ["👍"],
+    ],
+)
+def test_text_several_graphemes_and_control_characters_are_not(value):
+    assert not (isinstance(value, str) and is_single_emoji(value))
+    with pytest.raises(ApplicationError) as caught:
+        clean_emoji(value)
+    assert caught.value.code == "invalid_emoji" and caught.value.status == 400
+
+
+def test_a_quick_emoji_without_its_variation_selector_is_the_quick_one():
+    assert clean_emoji("\u2764") == "❤️" and clean_emoji("❤️") == "❤️"
+
+
+@pytest.mark.django_db
+def test_reactions_are_numbered_aggregated_and_idempotent(team, django_capture_on_commit_callbacks, events):
+    room, owner, member, viewer = team["room"], team["owner"], team["member"], team["viewer"]
+    message = send(room, owner, "ship it?")
+    with django_capture_on_commit_callbacks(execute=True):
+        react(room, member, message, "👍")  # 2
+        react(room, member, message, "👍")  # nothing: already there
+        react(room, viewer, message, "👍")  # 3: viewers react
+        react(room, owner, message, "🎉")  # 4
+        react(room, owner, message, "👍", present=False)  # nothing: owner had no 👍
+        react(room, owner, message, "🎉", present=False)  # 5
+        latest = react(room, owner, message, "\u2764")  # 6, stored as the quick set's ❤️
+
+    assert last_sequence(room) == 6
+    payload = message_payload(latest)
+    assert payload["reactions"] == [
+        {
+            "emoji": "👍",
+            "count": 2,
+            "users": [{"id": member.pk, "username": "member"}, {"id": viewer.pk, "username": "viewer"}],
+        },
+        {"emoji": "❤️", "count": 1, "users": [{"id": owner.pk, "username": "owner"}]},
+    ]
+    frames = [f for f in events.frames(group=f"room.{room.pk}") if f["type"].startswith("message.")]
+    assert [(f["type"], f["sequence"]) for f in frames] == [("message.update", n) for n in (2, 3, 4, 5, 6)]
+    assert frames[-1]["message"] == payload
+    # Sync has the message once, in its latest state; an edit afterwards is an edit again.
+    assert [e["message"]["reactions"] for e in changes(room, owner, after=0)] == [payload["reactions"]]
+    edited = services.message_edit(user=owner, room_id=room.pk, message_id=message.id, content="shipped")
+    assert change_frame(edited)["type"] == "message.edit" and len(message_payload(edited)["reactions"]) == 2
+
+
+@pytest.mark.django_db
+def test_bad_reactions_are_refused_and_change_nothing(team):
+    room, owner, member = team["room"], team["owner"], team["member"]
+    message = send(room, owner, "hello")
+    gone = send(room, owner, "gone")
+    services.message_delete(user=owner, room_id=room.pk, message_id=gone.id)
+    before = (last_sequence(room), list(Message.objects.values_list("id", "reactions", "changed_sequence")))
+
+    assert error_of(lambda: react(room, member, message, "lol")).code == "invalid_emoji"
+    assert error_of(lambda: react(room, member, gone, "👍")).code == "deleted"
+    assert error_of(lambda: react(room, team["outsider"], message, "👍")).code == "not_found"
+    assert (
+        error_of(
+            lambda: services.reaction_set(user=member, room_id=room.pk, message_id="x", emoji="👍", present=True)
+        ).code
+        == "not_found"
+    )
+    for emoji in [
+        "😀",
+        "😁",
+        "😂",
+        "🤣",
+        "😃",
+        "😄",
+        "😅",
+        "😆",
+        "😉",
+        "😊",
+        "😋",
+        "😎",
+        "😍",
+        "😘",
+        "🥰",
+        "😗",
+        "😙",
+        "🥲",
+        "😚",
+        "🙂",
+    ]:
+        react(room, owner, message, emoji)
+    limit = error_of(lambda: react(room, member, message, "🤔"))
+    assert (limit.code, limit.status) == ("too_many_reactions", 409)
+    react(room, member, message, "😀")  # an existing one still takes more people
+    assert last_sequence(room) == before[0] + 21
+    api = client_for(member)
+    url = f"/api/v1/rooms/{room.pk}/messages/{message.id}/reactions/"
+    response = api.post(url, {"emoji": "two words"}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_emoji"
+    assert response.json()["error"]["fields"] == {"emoji": ["Must be a single emoji."]}
+    assert api.delete(url).json()["error"]["code"] == "invalid_emoji"  # no ?emoji=
+
+
+@pytest.mark.django_db
+def test_reactions_over_rest(team):
+    room, owner, viewer = team["room"], team["owner"], team["viewer"]
+    message = send(room, owner, "hello")
+    api = client_for(viewer)
+    url = f"/api/v1/rooms/{room.pk}/messages/{message.id}/reactions/"
+    added = api.post(url, {"emoji": "👀"}, format="json")
+    assert added.status_code == 200
+    assert added.json()["reactions"] == [
+        {"emoji": "👀", "count": 1, "users": [{"id": viewer.pk, "username": "viewer"}]}
+    ]
+    assert api.post(url, {"emoji": "👀"}, format="json").json()["changed_sequence"] == 2  # no new number
+    removed = api.delete(f"{url}?emoji=%F0%9F%91%80")
+    assert (removed.status_code, removed.json()["reactions"], removed.json()["changed_sequence"]) == (200, [], 3)
+    assert api.delete(f"{url}?emoji=%F0%9F%91%80").json()["changed_sequence"] == 3
+    outsider = client_for(team["outsider"]).post(url, {"emoji": "👀"}, format="json")
+    assert (outsider.status_code, outsider.json()["error"]["code"]) == (404, "not_found")
+    thread = client_for(team["outsider"]).get(f"/api/v1/rooms/{room.pk}/messages/{message.id}/thread/")
+    assert (thread.status_code, thread.json()["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_resending_a_reacted_message_replays_it_with_its_reactions_over_rest_and_the_socket(team):
+    people = await database_sync_to_async(lambda: team)()
+    room, owner = people["room"], people["owner"]
+    key = str(uuid.uuid4())
+    body = {"content": "hello", "client_msg_id": key}
+    api = client_for(owner)
+    first = await database_sync_to_async(api.post)(f"/api/v1/rooms/{room.pk}/messages/", body, format="json")
+    message = Message(id=first.json()["id"])
+    await database_sync_to_async(react)(room, people["member"], message, "👀")
+    again = await database_sync_to_async(api.post)(f"/api/v1/rooms/{room.pk}/messages/", body, format="json")
+    assert again.status_code == 200 and again.json()["reactions"][0]["emoji"] == "👀"
+    socket, _ = await connect(owner)
+    await socket.send_json_to({"type": "message.send", "room": str(room.pk), **body})
+    ack = await receive_type(socket, "message.ack")
+    assert ack["message"]["reactions"] == again.json()["reactions"]
+    assert ack["message"]["changed_sequence"] == 2
+    await socket.disconnect(timeout=TIMEOUT)
+
+
+# -- the socket -------------------------------------------------------------------------------------
+
+
+async def until(socket, frame_type: str, **fields) -> dict:
+    """The next frame of this type whose top-level fields match, skipping the others."""
+    while True:
+        frame = await receive_type(socket, frame_type)
+        if all(frame.get(name) == value for name, value in fields.items()):
+            return frame
+
+
+def send_frame(room: str, content: str, reply_to: str | None = None) -> dict:
+    frame = {"type": "message.send", "room": room, "content": content, "client_msg_id": str(uuid.uuid4())}
+    return frame | ({"reply_to": reply_to} if reply_to else {})
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_replies_and_reactions_arrive_numbered_and_sync_after_a_cut_returns_them(team):
+    people = await database_sync_to_async(lambda: team)()
+    room = str(people["room"].pk)
+    member, _ = await connect(people["member"])
+    viewer, _ = await connect(people["viewer"])
+    await member.send_json_to(send_frame(room, "root"))
+    root = (await receive_type(member, "message.ack"))["message"]
+
+    frame = send_frame(room, "re", root["id"])
+    await member.send_json_to(frame)
+    ack = await until(member, "message.ack", client_msg_id=frame["client_msg_id"])
+    assert ack["message"]["reply_to"] == root["id"]
+    new = await until(viewer, "message.new", sequence=2)
+    update = await receive_type(viewer, "message.update")
+    assert new["message"]["reply_to"] == root["id"]
+    assert (update["sequence"], update["message"]["id"], update["message"]["reply_count"]) == (3, root["id"], 1)
+
+    # The viewer reacts (viewers may), twice: one change.
+    for _ in range(2):
+        await viewer.send_json_to({"type": "reaction.add", "room": room, "id": root["id"], "emoji": "🎉"})
+        reacted = await receive_type(viewer, "reaction.ack")
+        assert reacted["message"]["reactions"][0]["count"] == 1
+    live = await until(member, "message.update", sequence=4)
+    assert live["message"]["reactions"][0]["emoji"] == "🎉"
+    # A bad emoji, and a viewer's reply: refused.
+    await viewer.send_json_to({"type": "reaction.add", "room": room, "id": root["id"], "emoji": "ab"})
+    bad = await receive_type(viewer, "error")
+    assert (bad["code"], bad["ref"], list(bad["fields"])) == ("invalid_emoji", root["id"], ["emoji"])
+    await viewer.send_json_to(send_frame(room, "x", root["id"]))
+    assert (await receive_type(viewer, "error"))["code"] == "forbidden"
+    # Removing a reaction one has not: acked, nothing announced.
+    await member.send_json_to({"type": "reaction.remove", "room": room, "id": root["id"], "emoji": "🎉"})
+    assert (await receive_type(member, "reaction.ack"))["message"]["changed_sequence"] == 4
+    assert await nothing_but_presence(member)
+    await viewer.disconnect(timeout=TIMEOUT)
+
+    # The viewer is cut off; meanwhile a reply to the reply (5, root 6) and the reaction's removal (7).
+    await member.send_json_to(send_frame(room, "re2", new["message"]["id"]))
+    await receive_type(member, "message.ack")
+    await database_sync_to_async(react)(people["room"], people["viewer"], Message(id=root["id"]), "🎉", False)
+    viewer, ready = await connect(people["viewer"])
+    assert ready["rooms"][room] == 7
+    await viewer.send_json_to({"type": "sync", "room": room, "after_sequence": 3})
+    batch = await receive_type(viewer, "sync.batch")
+    assert [(e["type"], e["sequence"]) for e in batch["events"]] == [("message.new", 5), ("message.update", 7)]
+    latest_root = batch["events"][1]["message"]
+    assert (latest_root["id"], latest_root["reply_count"], latest_root["reactions"]) == (root["id"], 2, [])
+    assert batch["events"][0]["message"]["reply_to"] == root["id"]  # a reply to a reply is in the root's thread
+    await member.disconnect(timeout=TIMEOUT)
+    await viewer.disconnect(timeout=TIMEOUT)
+
+
+# -- archived days ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("s3")
+def test_a_thread_in_an_archived_day_reads_back_whole_and_takes_no_new_replies_or_reactions(team):
+    room, owner, member = team["room"], team["owner"], team["member"]
+    make_partition(OLDER)
+    try:
+        root = send(room, owner, "old question")
+        answer, _ = reply(room, member, root, "old answer")
+        react(room, member, root, "🎉")
+        age([room.pk], 10)
+        fresh = send(room, owner, "today")
+        before = client_for(owner).get(f"/api/v1/rooms/{room.pk}/messages/{answer.id}/thread/").json()
+        assert error_of(lambda: reply(room, member, root, "late")).code == "archived"  # frozen already
+        archive.archive_due()
+        assert not archive.partition_exists(OLDER)
+
+        api = client_for(member)
+        thread = api.get(f"/api/v1/rooms/{room.pk}/messages/{root.id}/thread/").json()
+        assert thread == before  # from the archive, exactly as it was in PostgreSQL
+        assert (thread["root"]["reply_count"], thread["root"]["reactions"][0]["emoji"]) == (1, "🎉")
+        assert [m["content"] for m in thread["results"]] == ["old answer"]
+        assert error_of(lambda: reply(room, member, answer, "late")).code == "archived"
+        assert error_of(lambda: react(room, owner, root, "👍")).code == "archived"
+        assert reply(room, member, fresh, "new")[0].reply_to == fresh.id  # today's threads still work
+        # Restored, the rows are identical, the new columns included.
+        archive.restore_day(OLDER)
+        stored = Message.objects.get(id=root.id)
+        assert (stored.reply_count, stored.reactions[0]["emoji"], stored.change_kind) == (1, "🎉", "reaction")
+        assert Message.objects.get(id=answer.id).reply_to == root.id
+    finally:
+        if archive.partition_exists(OLDER):
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP TABLE "{archive.partition_name(OLDER)}"')
