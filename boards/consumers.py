@@ -5,9 +5,9 @@ board.awareness and board.leave, composed into messaging.consumers.ChatConsumer 
 In each process, a `LocalBoard` per board that any of its sockets joined is the hub member of the
 board's group (core.hub): it receives each event once, keeps the board's awareness states (so a
 joining socket gets everyone's cursors at once), and hands the event to the sockets on the board.
-Each socket's `BoardSession` delivers a board's numbered updates in strictly increasing order,
-holding early ones back and reading missing ones from the database (as messaging does for rooms);
-its own updates it skips (the socket got their numbers in the ack).
+Each socket's boards go through one sequencer (core.sequencer, as its rooms do): a board's
+numbered updates in strictly increasing order, early ones held back, missing ones read from the
+database; its own updates it skips (the socket got their numbers in the ack).
 """
 
 import asyncio
@@ -33,13 +33,12 @@ from core.errors import ApplicationError, Internal, InvalidInput, NotFound, Unav
 from core.events import call_service, dumps, publishing, send_event
 from core.hub import Hub, get_hub, on_reconnect
 from core.loops import PerLoop, per_loop
+from core.sequencer import Cursor, Sequencer
 from messaging.params import ChangesParams, validated
 from rooms.payloads import user_payload
 
 logger = logging.getLogger(__name__)
 
-GAP_WAIT_SECONDS = 0.2
-GAP_MAX_ATTEMPTS = 5
 AWARENESS_TTL_SECONDS = 30  # a state not refreshed for this long is not handed to joiners
 AWARENESS_MAX_BYTES = 4096
 
@@ -174,16 +173,14 @@ async def _send_event_text(socket: Socket, event: dict[str, Any]) -> None:
 
 @dataclass(eq=False)
 class BoardSession:
-    """One socket on one board: what it has been delivered (every update numbered up to `last`)."""
+    """One socket on one board: what it has been delivered (`cursor`: every update numbered up to
+    its `last`, None while (re)joining: live updates wait; a None item is the socket's own update)."""
 
     owner: "BoardSessions"
     board_id: str
     local: LocalBoard = field(init=False)
+    cursor: Cursor = field(init=False)
     room_id: str | None = None
-    last: int | None = None  # None while (re)joining: live updates wait in `pending`
-    pending: dict[int, str | None] = field(default_factory=dict)  # None: the socket's own update
-    gap_task: asyncio.Task | None = None
-    gap_attempts: int = 0
     doc_open: bool = False
 
     @property
@@ -191,68 +188,21 @@ class BoardSession:
         return self.owner.socket
 
     async def sequenced(self, event: dict[str, Any]) -> None:
+        cursor = self.cursor
         number = event["seq"]
-        if self.last is not None and number <= self.last:
-            return
         mine = event.get("session") == self.socket.socket_id
-        if self.last is not None and number == self.last + 1 and not self.pending:
-            self.last = number
+        if Sequencer.advance(cursor, number):
             if not mine:
                 await _send_event_text(self.socket, event)
             return
-        self.pending[number] = None if mine else event["text"]
-        if self.last is not None:
-            await self.drain()
+        await self.owner.sequencer.offer(self.board_id, cursor, number, None if mine else event["text"])
 
     async def drain(self) -> None:
-        if self.last is None:
-            return
-        async with self.socket.send_lock:
-            while self.last + 1 in self.pending:
-                self.last += 1
-                self.gap_attempts = 0
-                text = self.pending.pop(self.last)
-                if text is not None:
-                    await self.socket.send(text_data=text)
-        if self.pending and self.gap_task is None and self.gap_attempts < GAP_MAX_ATTEMPTS:
-            self.gap_task = asyncio.create_task(self._fill_gap(), context=contextvars.Context())
-
-    async def _fill_gap(self) -> None:
-        """An update arrived after a hole. Numbers commit in order, so the missing ones are in the
-        database (pub/sub lost them, or they are late): wait a little, then read them there."""
-        assert self.last is not None
-        awaited = self.last + 1
-        await asyncio.sleep(GAP_WAIT_SECONDS * (2**self.gap_attempts))
-        self.gap_task = None
-        if not self.pending or self.owner.boards.get(self.board_id) is not self or self.last is None:
-            return
-        if self.last >= awaited:
-            await self.drain()
-            return
-        self.gap_attempts += 1
-        await self.catch_up(min(self.pending) - 1)
-        if self.pending and self.gap_attempts >= GAP_MAX_ATTEMPTS:
-            logger.error("could not fill a gap in board %s after %s", self.board_id, self.last)
+        await self.owner.sequencer.drain(self.board_id, self.cursor)
 
     async def catch_up(self, upto: int) -> None:
         """Deliver every stored update up to `upto` this socket has not had, in order."""
-        if self.last is None or self.last >= upto:
-            return
-        try:
-            updates = await database_sync_to_async(selectors.board_updates)(
-                board_id=uuid.UUID(self.board_id), after_sequence=self.last, until_sequence=upto, limit=500
-            )
-        except Compacted:  # the log went into a snapshot: the whole state instead
-            await self.owner.send_state(self, state_vector=None)
-            return
-        if not updates:
-            return
-        self.gap_attempts = 0  # progress: a long gap may take several reads
-        async with self.socket.send_lock:
-            for update in updates:
-                if self.last is not None and update.sequence > self.last:
-                    self.pending.setdefault(update.sequence, dumps(update_frame(update)))
-        await self.drain()
+        await self.owner.sequencer.read_up_to(self.board_id, upto)
 
 
 class BoardSessions:
@@ -261,6 +211,7 @@ class BoardSessions:
     def __init__(self, socket: Socket) -> None:
         self.socket = socket
         self.boards: dict[str, BoardSession] = {}
+        self.sequencer = Sequencer(deliver=self._deliver, fetch=self._fetch, lock=socket.send_lock, name="board")
         # The socket's board.update frames waiting for their batch, in the order they came; their
         # answers (ack or error) go out in that order (`_answer`).
         self.acks: deque[tuple[asyncio.Future, str | None]] = deque()
@@ -271,8 +222,9 @@ class BoardSessions:
         session = self.boards.get(board_id)
         if session is None:
             session = self.boards[board_id] = BoardSession(self, board_id)
+            session.cursor = self.sequencer.follow(board_id, None)
             session.local = await _attach(session)
-        session.last = None  # live updates wait until the state is sent
+        Sequencer.suspend(session.cursor)  # live updates wait until the state is sent
         try:
             await self.send_state(session, state_vector=frame.get("state_vector"))
         except BaseException:  # refused (no longer a member?) or failed: off the board
@@ -297,11 +249,26 @@ class BoardSessions:
             "awareness": session.local.awareness_list(exclude=self.socket.socket_id),
         }
         async with self.socket.send_lock:
-            session.last = max(sequence, session.last or 0)
-            for number in [n for n in session.pending if n <= session.last]:
-                del session.pending[number]
+            Sequencer.restart(session.cursor, sequence)
             await self.socket.send(text_data=dumps(frame))
         await session.drain()
+
+    def _deliver(self, board_id: str, number: int, text: str | None) -> Awaitable[None] | None:
+        return None if text is None else self.socket.send(text_data=text)
+
+    async def _fetch(self, board_id: str, after: int, upto: int) -> tuple[list[tuple[int, str]], int] | None:
+        """The sequencer's fetch: the stored updates in (after, upto]; the whole state instead when
+        the log went into a snapshot."""
+        try:
+            updates = await database_sync_to_async(selectors.board_updates)(
+                board_id=uuid.UUID(board_id), after_sequence=after, until_sequence=upto, limit=500
+            )
+        except Compacted:
+            session = self.boards.get(board_id)
+            if session is not None:
+                await self.send_state(session, state_vector=None)
+            return None
+        return [(u.sequence, dumps(update_frame(u))) for u in updates], (updates[-1].sequence if updates else after)
 
     async def update(self, frame: dict) -> None:
         """Queue the update in this process's batch and return at once: the socket goes on with
@@ -406,8 +373,7 @@ class BoardSessions:
         if self.boards.get(session.board_id) is not session:
             return
         del self.boards[session.board_id]
-        if session.gap_task is not None:
-            session.gap_task.cancel()
+        self.sequencer.forget(session.board_id)
         await _detach(session)
         if session.doc_open:
             documents.close(session.board_id)

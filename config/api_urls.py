@@ -11,7 +11,7 @@ from messaging.api import (
     MessageRevisionListApi,
     ReceiptApi,
 )
-from presence.api import RoomPresenceApi
+from presence.api import RoomPresenceApi, RoomTypingApi
 from rooms.api import (
     DirectRoomApi,
     MemberDetailApi,
@@ -53,6 +53,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/changes/", ChangeListApi.as_view(), name="api-room-changes"),
     path("rooms/<str:room_id>/receipts/", ReceiptApi.as_view(), name="api-room-receipts"),
     path("rooms/<str:room_id>/presence/", RoomPresenceApi.as_view(), name="api-room-presence"),
+    path("rooms/<str:room_id>/typing/", RoomTypingApi.as_view(), name="api-room-typing"),
     *boards_urls.urlpatterns,  # rooms/<room>/boards/, boards/... (boards/urls.py)
     *simulator_urls.urlpatterns,  # simulator/, boards/<board>/simulations/, simulations/... (simulator/urls.py)
     *transports_urls.urlpatterns,  # events/ (Server-Sent Events), poll/ (long-polling)

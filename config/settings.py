@@ -156,7 +156,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.dbdeadline.DeadlineMiddleware",  # first: the whole request is bounded
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.staticfiles.WhiteNoiseMiddleware",  # WhiteNoise, also on the event loop (no thread per request)
     "core.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -260,6 +260,7 @@ REST_FRAMEWORK: dict[str, Any] = {
         "send": os.environ.get("THROTTLE_SEND", "300/min"),
         "edit": os.environ.get("THROTTLE_EDIT", "120/min"),
         "receipt": os.environ.get("THROTTLE_RECEIPT", "300/min"),
+        "typing": os.environ.get("THROTTLE_TYPING", "120/min"),  # the socket's 2 a second (POST rooms/{id}/typing/)
     },
 }
 if DEBUG:

@@ -5,14 +5,12 @@ decided by the services (which pick the groups) and by membership events on the 
 """
 
 import asyncio
-import contextvars
 import json
 import logging
 import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -26,8 +24,8 @@ from core.events import call_service, dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
 from core.loops import PerLoop, per_loop
 from core.ratelimit import Buckets, Strikes, take_all
+from core.sequencer import Cursor, Sequencer
 from messaging import selectors, services
-from messaging.models import Message
 from messaging.params import ChangesParams, HistoryParams, validated
 from messaging.payloads import change_frame, message_payload
 from presence import services as presence
@@ -66,19 +64,24 @@ FRAME_KINDS = {
     **simulations.FRAME_KINDS,
 }
 
-# How long an out-of-order event waits for the ones before it before we read them from the database.
+# How long an out-of-order event waits for the ones before it before we read them from the
+# database (core.sequencer, which orders a socket's rooms; doubled with each attempt).
 GAP_WAIT_SECONDS = 0.2
-GAP_MAX_ATTEMPTS = 5
+
+RoomCursor = Cursor  # what a socket has delivered in one room (core.sequencer)
 
 
-@dataclass
-class RoomCursor:
-    """What this socket has delivered in one room: every change numbered up to `last`, in order."""
+def gap_wait(attempt: int) -> Awaitable:
+    return asyncio.sleep(GAP_WAIT_SECONDS * (2**attempt))
 
-    last: int
-    pending: dict[int, str] = field(default_factory=dict)
-    gap_task: asyncio.Task | None = None
-    gap_attempts: int = 0
+
+async def fetch_changes(user, room_id: str, after: int, upto: int) -> tuple[list[tuple[int, str]], int]:
+    """A sequencer's fetch (core.sequencer) for a room: its changes after `after` up to `upto` as
+    the user may read them (the socket's sync path), as numbered frames."""
+    messages, _, reached = await database_sync_to_async(selectors.changes_page)(
+        user=user, room_id=room_id, after_sequence=after, until_sequence=upto, limit=100
+    )
+    return [(message.changed_sequence, dumps(change_frame(message))) for message in messages], reached
 
 
 class SendBatcher:
@@ -204,9 +207,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
-        self.cursors: dict[str, RoomCursor] = {}
-        self.presence_sent: dict[int, str] = {}
         self.send_lock = asyncio.Lock()
+        # The socket's rooms, in number order (core.sequencer); `cursors` is its map of rooms.
+        self.rooms = Sequencer(
+            deliver=self._deliver_change, fetch=self._fetch_changes, wait=gap_wait, lock=self.send_lock
+        )
+        self.cursors = self.rooms.cursors
+        self.presence_sent: dict[int, str] = {}
         self.wire_server = None
         self.hub = get_hub()
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
@@ -456,13 +463,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def room_sequenced(self, event: dict) -> None:
         """A numbered room change: delivered strictly in number order, holes filled from the database."""
         cursor = self.cursors.get(event["room"])
-        number = event["seq"]
-        if cursor is None or number <= cursor.last:
+        if cursor is None:
             return
-        if number == cursor.last + 1 and not cursor.pending:
+        number = event["seq"]
+        if self.rooms.advance(cursor, number):
             # The common case, kept short (it runs once per socket per event): the next number,
             # nothing held back. The frame is built once per event for all the hub's sockets.
-            cursor.last = number
             if self.wire_server is not None:
                 self._write(event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"])))
                 return
@@ -475,8 +481,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 except Exception:  # closing: see send()
                     logger.debug("dropped a frame for a socket that is closing", exc_info=True)
             return
-        cursor.pending[number] = event["text"]
-        await self._drain(event["room"], cursor)
+        await self.rooms.offer(event["room"], cursor, number, event["text"])
 
     async def room_relay(self, event: dict) -> None:
         """An unnumbered room event (members, room edits, receipts, typing)."""
@@ -538,78 +543,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "user.revoked": user_revoked,
     }
 
-    # -- ordering ----------------------------------------------------------------------------
+    # -- ordering (core.sequencer) ------------------------------------------------------------
+
+    def _deliver_change(self, room_id: str, number: int, text: str | None) -> Awaitable[None] | None:
+        return None if text is None else self.send(text_data=text)
+
+    def _fetch_changes(self, room_id: str, after: int, upto: int) -> Awaitable[tuple[list[tuple[int, str]], int]]:
+        return fetch_changes(self.user, room_id, after, upto)
 
     async def _subscribe(self, room_id: str, last_sequence: int) -> None:
-        self.cursors[room_id] = RoomCursor(last=last_sequence)
+        self.rooms.follow(room_id, last_sequence)
         await self.hub.join(room_group(room_id), self)
 
     async def _unsubscribe(self, room_id: str) -> None:
         await self.boards.leave_room(room_id)
-        cursor = self.cursors.pop(room_id, None)
-        if cursor and cursor.gap_task:
-            cursor.gap_task.cancel()
+        self.rooms.forget(room_id)
         await self.hub.leave(room_group(room_id), self)
-
-    async def _drain(self, room_id: str, cursor: RoomCursor) -> None:
-        async with self.send_lock:
-            while cursor.last + 1 in cursor.pending:
-                cursor.last += 1
-                cursor.gap_attempts = 0
-                await self.send(text_data=cursor.pending.pop(cursor.last))
-        if cursor.pending and cursor.gap_task is None and cursor.gap_attempts < GAP_MAX_ATTEMPTS:
-            # In a context of its own: the gap belongs to this socket, not to whoever delivered the
-            # event that revealed it (e.g. a REST request's thread publishing through async_to_sync).
-            cursor.gap_task = asyncio.create_task(self._fill_gap(room_id, cursor), context=contextvars.Context())
-
-    async def _fill_gap(self, room_id: str, cursor: RoomCursor) -> None:
-        """A change arrived after a hole. Numbers commit in order, so every change before it is in
-        the database: if the channel layer lost some (or they are just late), read them there.
-        A number can be missing from the database only because a later change to the same message
-        superseded it; that later change is then delivered with its own number."""
-        awaited = cursor.last + 1
-        await asyncio.sleep(GAP_WAIT_SECONDS * (2**cursor.gap_attempts))
-        cursor.gap_task = None
-        if not cursor.pending or self.cursors.get(room_id) is not cursor:
-            return
-        if cursor.last >= awaited:
-            # The hole we waited for filled meanwhile (events from two server processes often
-            # arrive out of order); a later hole gets a wait of its own before any database read.
-            await self._drain(room_id, cursor)
-            return
-        cursor.gap_attempts += 1
-        upto = min(cursor.pending) - 1
-        try:
-            messages, has_more, reached = await database_sync_to_async(selectors.changes_page)(
-                user=self.user, room_id=room_id, after_sequence=cursor.last, until_sequence=upto, limit=100
-            )
-        except ApplicationError:  # no longer a member: the unsubscribe event is on its way
-            return
-        if reached > cursor.last:
-            cursor.gap_attempts = 0  # progress: a long gap may take several pages
-        await self.catch_up(room_id, messages, reached)
-        if cursor.pending and cursor.gap_attempts >= GAP_MAX_ATTEMPTS:
-            logger.error("could not fill a gap in room %s after %s", room_id, cursor.last)
-
-    async def catch_up(self, room_id: str, messages: list[Message], reached: int) -> None:
-        """Every change of the room up to `reached` was read from the database: `messages` (a
-        number missing from them was superseded by a later change of the same message). Deliver
-        what this socket has not, in order, and move its cursor to `reached`."""
-        cursor = self.cursors.get(room_id)
-        if cursor is None:
-            return
-        async with self.send_lock:
-            # Live events may have been delivered while we read: never send a number twice.
-            for message in messages:
-                if message.changed_sequence > cursor.last:
-                    cursor.pending.setdefault(message.changed_sequence, dumps(change_frame(message)))
-            for number in sorted(n for n in cursor.pending if n <= reached):
-                text = cursor.pending.pop(number)
-                if number > cursor.last:
-                    cursor.last = number
-                    await self.send(text_data=text)
-            cursor.last = max(cursor.last, reached)
-        await self._drain(room_id, cursor)
 
 
 @on_reconnect
@@ -623,14 +572,15 @@ async def _catch_up_after_an_outage(hub: Hub, groups: list[str]) -> None:
         lasts = await database_sync_to_async(rooms_last_sequence)(room_ids=rooms)
         for room_id, last in lasts.items():
             sockets = [m for m in hub.groups.get(room_group(room_id), ()) if isinstance(m, ChatConsumer)]
-            behind = [s for s in sockets if room_id in s.cursors and s.cursors[room_id].last < last]
-            after = min((s.cursors[room_id].last for s in behind), default=last)
+            behind = [s for s in sockets if room_id in s.cursors and (s.cursors[room_id].last or 0) < last]
+            after = min((s.cursors[room_id].last or 0 for s in behind), default=last)
             while after < last:
                 messages, _, reached = await database_sync_to_async(selectors.room_changes)(
                     room_id=room_id, after_sequence=after, until_sequence=last, limit=500
                 )
+                items = [(message.changed_sequence, dumps(change_frame(message))) for message in messages]
                 for socket in behind:
-                    await socket.catch_up(room_id, messages, reached)
+                    await socket.rooms.catch_up(room_id, items, reached)
                 after = reached
     users = [int(group.split(".", 1)[1]) for group in groups if group.startswith("user.")]
     if users:

@@ -394,6 +394,7 @@ REST_ROWS = [
     Row("GET", f"{ROOM}/changes/", MEMBERS, query="?after_sequence=0"),
     Row("POST", f"{ROOM}/receipts/", MEMBERS, body=lambda c: {"read_sequence": 1}),
     Row("GET", f"{ROOM}/presence/", MEMBERS),
+    Row("POST", f"{ROOM}/typing/", in_room(NO_CONTENT, NO_CONTENT, NO_CONTENT, FORBIDDEN)),
     # Authors edit their messages while they may send; nobody edits someone else's.
     Row(
         "PATCH",

@@ -16,11 +16,15 @@ from django.test import Client
 from websockets.asyncio.client import connect
 
 from accounts.services import user_set_active
+from boards.comments import comment_create
+from boards.services import board_create, board_update_apply, send_board_frame
 from messaging import services as messaging
 from messaging.consumers import RoomCursor
 from presence import services as presence
 from rooms.models import Membership, Room
 from rooms.services import membership_add, membership_remove, room_create
+from tests.boards_helpers import Client as BoardClient
+from tests.boards_helpers import b64
 from tests.conftest import send_message, wait_until
 from tests.test_multiprocess import post_json, ws_url
 from transports import cursors
@@ -118,6 +122,14 @@ class EventStream:
         self.writer.close()
 
 
+def http_post(url: str, headers: dict[str, str], body: dict | None = None) -> int:
+    request = urllib.request.Request(
+        url, data=json.dumps(body or {}).encode(), headers=headers | {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT + 30) as response:
+        return response.status
+
+
 def http_get(url: str, headers: dict[str, str]) -> tuple[int, dict]:
     request = urllib.request.Request(url, headers=headers)
     try:
@@ -127,8 +139,9 @@ def http_get(url: str, headers: dict[str, str]) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-async def poll(base: str, headers: dict[str, str], cursor: str | None = None) -> dict:
-    query = f"?cursor={quote(cursor)}" if cursor else ""
+async def poll(base: str, headers: dict[str, str], cursor: str | None = None, boards: str = "") -> dict:
+    params = ([f"cursor={quote(cursor)}"] if cursor else []) + ([f"boards={boards}"] if boards else [])
+    query = "?" + "&".join(params) if params else ""
     status, body = await asyncio.to_thread(http_get, f"{base}/api/v1/poll/{query}", headers)
     assert status == 200, body
     return body
@@ -147,19 +160,24 @@ def test_socket_sse_and_long_poll_deliver_the_same_events_in_the_same_order(star
     room = room_create(creator=ada, name="Bridge", kind=Room.Kind.PRIVATE)
     Membership.objects.create(room=room, user=bob)
     owner = Membership.objects.get(room=room, user=ada)
+    board = board_create(user=ada, room_id=room.pk, title="Plan")
+    board_update_apply(user=ada, board_id=board.pk, update=BoardClient().edit("a", x=1), client_update_id=uuid.uuid4())
     base = start_server()
     bob_socket_url, _ = ws_url(base, "bob")
-    auth = bearer(base, "bob")
+    auth, ada_auth = bearer(base, "bob"), bearer(base, "ada")
+    boards = str(board.pk)
 
     async def scenario():
-        sse = await EventStream.open(base, auth)
+        sse = await EventStream.open(base, auth, f"?boards={boards}")
         assert sse.status == 200 and sse.headers["content-type"].startswith("text/event-stream")
         assert sse.headers["x-accel-buffering"] == "no" and sse.headers["cache-control"] == "no-cache"
         first = await sse.next()
         assert first["data"]["type"] == "session.ready" and first["id"]
         assert first["data"]["rooms"] == {str(room.pk): 0}
-        start = await poll(base, auth)
-        assert [f["type"] for f in start["events"]] == ["session.ready"] and start["cursor"]
+        state = await sse.next()  # the board's whole document, as a socket's board.join answer
+        assert state["data"]["type"] == "board.state" and state["data"]["sequence"] == 1 and state["id"]
+        start = await poll(base, auth, boards=boards)
+        assert [f["type"] for f in start["events"]] == ["session.ready", "board.state"] and start["cursor"]
 
         polled: list[dict] = []
         cursor = start["cursor"]
@@ -167,7 +185,7 @@ def test_socket_sse_and_long_poll_deliver_the_same_events_in_the_same_order(star
         async def poller():
             nonlocal cursor
             while not any(is_message("end")(f) for f in polled):
-                answer = await poll(base, auth, cursor)
+                answer = await poll(base, auth, cursor, boards)
                 polled.extend(answer["events"])
                 cursor = answer["cursor"]
 
@@ -179,6 +197,8 @@ def test_socket_sse_and_long_poll_deliver_the_same_events_in_the_same_order(star
                     socket_frames.append(json.loads(await asyncio.wait_for(socket.recv(), TIMEOUT)))
 
             await socket_until(lambda f: f["type"] == "session.ready")
+            await socket.send(json.dumps({"type": "board.join", "board": boards}))
+            await socket_until(lambda f: f["type"] == "board.state")
             polling = asyncio.create_task(poller())
             # Until a poll has answered live once, its stream may not follow the room yet.
             await in_thread(send_message, room=room, user=ada, content="warm")
@@ -193,7 +213,20 @@ def test_socket_sse_and_long_poll_deliver_the_same_events_in_the_same_order(star
             two = await in_thread(send_message, room=room, user=ada, content="two")
             await in_thread(messaging.message_delete, user=ada, room_id=room.pk, message_id=two.id)
             await in_thread(messaging.receipt_update, user=ada, room_id=room.pk, read_sequence=3)
-            await in_thread(presence.typing_notify, user=ada, room_id=room.pk)
+            # Typing over REST (the SSE / long-poll client's way): the socket's typing frame's effect.
+            assert await in_thread(http_post, url=f"{base}/api/v1/rooms/{room.pk}/typing/", headers=ada_auth) == 204
+            # Board events: an update (over REST: its number; the stream gets its writer's too), a
+            # comment, a simulation's progress (unnumbered, through the board's group).
+            update = b64(BoardClient().edit("b", x=2))
+            await in_thread(
+                http_post,
+                url=f"{base}/api/v1/boards/{boards}/updates/",
+                headers=ada_auth,
+                body={"update": update, "client_update_id": str(uuid.uuid4())},
+            )
+            await in_thread(comment_create, user=ada, board_id=board.pk, body="look", x=1, y=2)
+            progress = {"type": "simulation.progress", "board": boards, "run": str(uuid.uuid4()), "status": "running"}
+            await in_thread(send_board_frame, board_id=board.pk, frame=progress | {"progress": None})
             await in_thread(membership_add, actor=owner, user=carol)
             other = await in_thread(room_create, creator=ada, name="Side", kind=Room.Kind.PRIVATE)
             side_owner = await in_thread(Membership.objects.get, room=other, user=ada)
@@ -226,8 +259,11 @@ def test_socket_sse_and_long_poll_deliver_the_same_events_in_the_same_order(star
         side = str(other.pk)
         assert [f["type"] for f in expected if not (f["type"] == "member.update" and f["room"] == side)] == [
             *("message.new", "message.edit", "message.new", "message.delete", "receipt", "typing"),
+            *("board.update", "board.comment", "simulation.progress"),
             *("member.update", "room.added", "message.new", "room.removed", "message.new"),
         ]
+        board_update = next(f for f in expected if f["type"] == "board.update")
+        assert (board_update["sequence"], board_update["update"]) == (2, update)
         assert sse_tail == expected
         assert after_warm(polled) == expected
 
@@ -294,8 +330,10 @@ def test_last_event_id_resumes_every_room_with_nothing_lost_or_repeated(start_se
         for room_id in (a, b):
             assert [g for g in got if g[0] == room_id] == [g for g in missed + lives if g[0] == room_id]
         # Nothing pending after the last id: the poll waits, then answers empty with the same cursor.
+        # (Bob's own presence may flap meanwhile: the SSE stream closed just now went offline before
+        # the polls' batched heartbeats were written. Presence is an unnumbered hint: no position.)
         empty = await poll(base, auth, last_id)
-        assert empty == {"cursor": last_id, "events": []}
+        assert empty["cursor"] == last_id and [f for f in empty["events"] if f["type"] != "presence"] == []
         # A poller counts for presence once it polls live (the first poll only says session.ready).
         carol_auth = bearer(base, "carol")
         start = await poll(base, carol_auth)
@@ -496,3 +534,53 @@ def test_a_stream_whose_client_does_not_read_drops_its_backlog_and_ends(transact
     for n in range(MAX_PENDING + 1):
         stream._write(f'{{"n":{n}}}')
     assert stream.overflowed and stream.out == []  # bounded memory; the client resumes by its last id
+
+
+def test_boards_in_a_stream_resume_by_last_event_id_and_an_unseen_board_gets_the_join_error(start_server, make_user):
+    ada, bob = make_user("ada"), make_user("bob")
+    room = room_create(creator=ada, name="Bridge", kind=Room.Kind.PRIVATE)
+    Membership.objects.create(room=room, user=bob)
+    board = board_create(user=ada, room_id=room.pk, title="Plan")
+    elsewhere = room_create(creator=ada, name="Secret", kind=Room.Kind.PRIVATE)
+    hidden = board_create(user=ada, room_id=elsewhere.pk, title="Hidden")
+    base = start_server()
+    auth = bearer(base, "bob")
+    writer = BoardClient()
+    sent: dict[int, bytes] = {}
+
+    def edit(n: int) -> None:
+        update = sent[n] = writer.edit(f"e{n}", x=n)
+        board_update_apply(user=ada, board_id=board.pk, update=update, client_update_id=uuid.uuid4())
+
+    def updates(events: list[dict]) -> list[int]:
+        return [e["data"]["sequence"] for e in events if e["data"]["type"] == "board.update"]
+
+    async def scenario():
+        for query in ("?boards=nonsense", "?boards=" + ",".join(str(uuid.uuid4()) for _ in range(17))):
+            code, body = await asyncio.to_thread(http_get, f"{base}/api/v1/poll/{query}", auth)
+            assert (code, body["error"]["code"], list(body["error"]["fields"])) == (400, "invalid", ["boards"])
+        sse = await EventStream.open(base, auth, f"?boards={board.pk},{hidden.pk}")
+        assert [(await sse.next())["data"]["type"] for _ in range(2)] == ["session.ready", "board.state"]
+        refused = await sse.next()  # as a socket's board.join of it: not_found, and the stream goes on
+        assert refused["data"] == {
+            "type": "error",
+            "code": "not_found",
+            "message": "Not found.",
+            "ref": None,
+            "board": str(hidden.pk),
+        }
+        await in_thread(edit, n=1)
+        await in_thread(edit, n=2)
+        seen = [await sse.next_numbered(), await sse.next_numbered()]
+        assert updates(seen) == [1, 2]
+        sse.close()  # the client got 2, but its id was lost with the connection: it resumes after 1
+        await in_thread(edit, n=3)  # while away
+        resumed = await EventStream.open(base, auth | {"Last-Event-ID": seen[0]["id"]}, f"?boards={board.pk}")
+        caught_up = [await resumed.next_numbered(), await resumed.next_numbered()]
+        assert updates(caught_up) == [2, 3]
+        assert caught_up[1]["data"]["update"] == b64(sent[3])
+        await in_thread(edit, n=4)
+        assert updates([await resumed.next_numbered()]) == [4]  # then live, nothing repeated
+        resumed.close()
+
+    asyncio.run(scenario())

@@ -1,6 +1,7 @@
 """`GET /api/v1/events/` (Server-Sent Events) and `GET /api/v1/poll/` (long-polling): the socket's
 events for clients that cannot keep a WebSocket (docs/protocol.md, "Server-Sent Events and
-long-polling"). Writes (sends, edits, receipts, typing) go over the REST endpoints.
+long-polling"), and, with `?boards=<id>,<id>`, those boards' events as a socket that joined them
+gets them. Writes (sends, edits, receipts, typing, board updates) go over the REST endpoints.
 
 Both are async views: a stream costs a hub membership and a few objects, no thread. Who is
 asking: `Authorization: Bearer <JWT>` (mobile) or the session cookie; on the cookie path an
@@ -34,7 +35,7 @@ from core.loops import PerLoop, per_loop
 from core.pubsub import _raise_if_cancelled
 from presence import services as presence
 from transports import cursors
-from transports.streams import MAX_PENDING, Stream, ping_seconds
+from transports.streams import MAX_BOARDS, MAX_PENDING, Stream, ping_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,23 @@ def _position(request: HttpRequest, *names: str) -> str | None:
     return request.headers.get("Last-Event-ID") or None
 
 
+def _boards(request: HttpRequest) -> list[str]:
+    """The boards asked for (`?boards=<id>,<id>`, at most MAX_BOARDS), canonical and in order."""
+    raw = request.GET.get("boards", "")
+    boards: list[str] = []
+    for part in raw.split(",") if raw else ():
+        try:
+            board_id = str(uuid.UUID(part.strip()))
+        except ValueError:
+            raise InvalidInput("Boards are ids, separated by commas.", fields={"boards": ["Not a board id."]}) from None
+        if board_id not in boards:
+            boards.append(board_id)
+    if len(boards) > MAX_BOARDS:
+        message = f"At most {MAX_BOARDS} boards."
+        raise InvalidInput(message, fields={"boards": [message]})
+    return boards
+
+
 def _check_position(position: str | None, field: str) -> None:
     if position is not None:
         try:
@@ -93,9 +111,10 @@ class EventsApi(View):
         position = _position(request, "last_event_id")
         try:
             _check_position(position, "last_event_id")
+            boards = _boards(request)
         except ApplicationError as error:
             return _error(error, Request(request))
-        response = StreamingHttpResponse(_sse(user, position), content_type="text/event-stream")
+        response = StreamingHttpResponse(_sse(user, position, boards), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         return response
@@ -105,8 +124,8 @@ def _sse_frame(text: str, event_id: str | None) -> str:
     return (f"id: {event_id}\n" if event_id is not None else "") + f"data: {text}\n\n"
 
 
-async def _sse(user: User, position: str | None) -> AsyncIterator[bytes]:
-    stream = Stream(user)
+async def _sse(user: User, position: str | None, boards: list[str]) -> AsyncIterator[bytes]:
+    stream = Stream(user, boards)
     presence_id = f"sse-{uuid.uuid4().hex}"
     try:
         yield b"retry: 2000\n\n"  # the headers and a first byte go out at once
@@ -182,10 +201,10 @@ def _park(cursor: str, stream: Stream) -> None:
 _closing: set[asyncio.Task] = set()
 
 
-def _unpark(cursor: str, user: User) -> Stream | None:
+def _unpark(cursor: str, user: User, boards: list[str]) -> Stream | None:
     parked = _parked().get(cursor)
-    if parked is None or parked.stream.user.pk != user.pk:
-        return None
+    if parked is None or parked.stream.user.pk != user.pk or parked.stream.wanted != tuple(boards):
+        return None  # (other boards asked for: resumed from PostgreSQL; the parked one expires)
     del _parked()[cursor]
     parked.timer.cancel()
     if parked.stream.overflowed:  # its client stayed away too long: resume from PostgreSQL
@@ -201,12 +220,16 @@ class PollApi(View):
         if isinstance(user, HttpResponse):
             return user
         position = _position(request, "cursor")
-        stream = _unpark(position, user) if position is not None else None
+        try:
+            boards = _boards(request)
+        except ApplicationError as error:
+            return _error(error, Request(request))
+        stream = _unpark(position, user, boards) if position is not None else None
         parked = False
         try:
             if stream is None:
                 _check_position(position, "cursor")
-                stream = Stream(user)
+                stream = Stream(user, boards)
                 # A fresh start answers at once (session.ready): it needs no hub.
                 await stream.open(position, live=position is not None)
                 active = True

@@ -8,6 +8,9 @@ A position is `<key>` or `<key>.<entry>.<entry>…`:
 - each `<entry>` is a room that moved since the base: `<room index in the base, hex>-<number, hex>`,
   or, for a room joined after the base was written, `<room id, 32 hex>-<number, hex>`; a room of
   the base the user has left since is `<index>-g` (gone: a resume does not announce it again).
+- a board the stream follows (`?boards=`) is one more entry of the same map, keyed `b:<board id>`
+  (`board_key`): in the base like a room, or `b<board id, 32 hex>-<number, hex>` when it moved
+  since; its number is the last board update (or `board.state`) written.
 
 So an id stays short: a stream writes a new base (a **rebase**, one Redis write of the whole
 map) once REBASE_AFTER rooms have moved, and keeps the last KEEP_BASES bases, so an id a client
@@ -30,13 +33,18 @@ from core import redis_clients
 REBASE_AFTER = 16
 KEEP_BASES = 4
 _KEY = re.compile(r"^[0-9a-z]{12}-[0-9a-f]{1,8}$")
-_ENTRY = re.compile(r"^([0-9a-f]{1,6}|[0-9a-f]{32})-([0-9a-f]{1,12}|g)$")
+_ENTRY = re.compile(r"^([0-9a-f]{1,6}|b?[0-9a-f]{32})-([0-9a-f]{1,12}|g)$")
+BOARD = "b:"  # the prefix of a board's key in a position (rooms are bare ids)
 GONE = -1
 MAX_LENGTH = 4096
 
 
 class BadPosition(ValueError):
     pass
+
+
+def board_key(board_id: str) -> str:
+    return BOARD + board_id
 
 
 def new_stream_id() -> str:
@@ -93,6 +101,8 @@ def resolve(position: str) -> "Position | None":
     for ref, number in entries:
         if len(ref) == 32:
             resolved.move(str(uuid.UUID(ref)), number)
+        elif len(ref) == 33:
+            resolved.move(board_key(str(uuid.UUID(ref[1:]))), number)
         else:
             index = int(ref, 16)
             if index >= len(base):
@@ -117,7 +127,12 @@ class Position:
     def encode(self) -> str:
         parts = [f"{self.stream}-{self.generation:x}"]
         for room, number in self.moved.items():
-            ref = format(self.index[room], "x") if room in self.index else uuid.UUID(room).hex
+            if room in self.index:
+                ref = format(self.index[room], "x")
+            elif room.startswith(BOARD):
+                ref = "b" + uuid.UUID(room[len(BOARD) :]).hex
+            else:
+                ref = uuid.UUID(room).hex
             parts.append(f"{ref}-g" if number == GONE else f"{ref}-{number:x}")
         return ".".join(parts)
 
@@ -129,7 +144,19 @@ class Position:
 
     def rooms(self) -> dict[str, int]:
         """{room id: number}: every change of each room up to its number was written."""
-        return {room: number for room, number in (self.base | self.moved).items() if number != GONE}
+        return {
+            room: number
+            for room, number in (self.base | self.moved).items()
+            if number != GONE and not room.startswith(BOARD)
+        }
+
+    def boards(self) -> dict[str, int]:
+        """{board id: number}: every update of each board up to its number was written."""
+        return {
+            key[len(BOARD) :]: number
+            for key, number in (self.base | self.moved).items()
+            if number != GONE and key.startswith(BOARD)
+        }
 
     def forget(self, room: str) -> None:
         """The user left the room (and was told: room.removed)."""

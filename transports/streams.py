@@ -1,20 +1,24 @@
-"""One Server-Sent Events stream or one long-poll: the user's rooms, as the socket delivers them.
+"""One Server-Sent Events stream or one long-poll: the user's rooms, as the socket delivers them,
+and the boards it asked for, as a socket that joined them.
 
 A `Stream` is a hub member (core.hub) like a socket: it joins `user.<id>` and `room.<id>` of
-every room the user is in, keeps a cursor per room, delivers numbered changes (`room.sequenced`)
-strictly in number order and fills holes from PostgreSQL (messaging.selectors), relays the
-unnumbered events, follows membership changes (`user.membership`) at once and ends on
-`user.revoked`. The frames are the very texts the socket sends.
+every room the user is in, and `board.<id>` of each board it follows; it delivers numbered changes
+(`room.sequenced`, `board.sequenced`) strictly in number order, filling holes from PostgreSQL,
+through the socket's sequencer (core.sequencer), relays the unnumbered events (typing, receipts,
+presence, board awareness, comments, simulation progress), follows membership changes
+(`user.membership`) at once (leaving a room leaves its boards) and ends on `user.revoked`. The
+frames are the very texts the socket sends.
 
 What it writes goes to an outbox of (text, id) pairs; `id` is the resume position after that frame
 (transports.cursors) for the frames that move it (`session.ready`, numbered changes, `room.added`,
-`room.removed`), None for the others. The SSE view and the long-poll view drain it.
+`room.removed`, `board.state`, `board.update`), None for the others. The SSE view and the
+long-poll view drain it.
 """
 
 import asyncio
-import contextvars
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -22,13 +26,17 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.models import User
+from boards import selectors as board_selectors
+from boards.consumers import _local_boards
+from boards.crdt import b64encode
+from boards.payloads import update_frame
+from boards.services import board_group
 from core.errors import ApplicationError, is_outage
 from core.events import dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
+from core.sequencer import Cursor, Sequencer
 from messaging import selectors
-from messaging.consumers import GAP_MAX_ATTEMPTS, GAP_WAIT_SECONDS, RoomCursor
-from messaging.models import Message
-from messaging.payloads import change_frame
+from messaging.consumers import fetch_changes, gap_wait
 from rooms.selectors import rooms_last_sequence, user_rooms_states
 from transports import cursors
 
@@ -38,6 +46,8 @@ REVOKED = dumps({"type": "session.revoked"})
 # Frames a stream may hold for a client that does not read them (the socket's WS_MAX_BACKLOG_BYTES):
 # beyond, it drops them all and ends; the client resumes from its last id, from PostgreSQL.
 MAX_PENDING = 5000
+# Boards one stream may follow (`?boards=`).
+MAX_BOARDS = 16
 
 
 def _open_state(user_id: int, position: str | None) -> tuple[dict | None, cursors.Position | None, dict | None]:
@@ -53,10 +63,14 @@ def _open_state(user_id: int, position: str | None) -> tuple[dict | None, cursor
 
 
 class Stream:
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: User, boards: list[str] | tuple[str, ...] = ()) -> None:
         self.user = user
         self.hub: Hub | None = None  # joined only when live
-        self.cursors: dict[str, RoomCursor] = {}
+        self.rooms = Sequencer(deliver=self._room_delivered, fetch=self._fetch_changes, wait=gap_wait)
+        self.cursors = self.rooms.cursors  # room id -> what was written of it
+        self.wanted = tuple(boards)  # the boards asked for (canonical ids), in order
+        self.boards = Sequencer(deliver=self._board_delivered, fetch=self._fetch_board, wait=gap_wait, name="board")
+        self.board_rooms: dict[str, str] = {}  # board followed -> its room
         self.presence_sent: dict[int, str] = {}
         self.out: list[tuple[str, str | None]] = []
         self.wake = asyncio.Event()
@@ -94,6 +108,8 @@ class Stream:
                 await self._follow(room_id, last)
             ready = {"type": "session.ready", "user": self.user.pk, "rooms": current, "unread": unread}
             self._write(dumps(ready), moved=True)
+            for board_id in self.wanted:
+                await self._follow_board(board_id, None)
             return position is None
         self.position = resolved
         known = resolved.rooms()  # without the rooms the client was told it left
@@ -109,13 +125,21 @@ class Stream:
                 self._write(dumps({"type": "room.added", "room": room | {"role": role}}), moved=True)
         for room_id, last in current.items():
             cursor = self.cursors.get(room_id)
-            if cursor is not None and cursor.last < last:
+            if cursor is not None and cursor.last is not None and cursor.last < last:
                 await self._read_up_to(room_id, last)
+        known_boards = resolved.boards()
+        for board_id in known_boards:
+            if board_id not in self.wanted:  # no longer asked for
+                resolved.forget(cursors.board_key(board_id))
+        for board_id in self.wanted:
+            await self._follow_board(board_id, known_boards.get(board_id))
         return True
 
     async def close(self) -> None:
         for room_id in list(self.cursors):
             await self._unfollow(room_id)
+        for board_id in list(self.boards.cursors):
+            await self._unfollow_board(board_id)
         if self.live and self.hub is not None:
             await self.hub.leave(user_group(self.user.pk), self)
             self.live = False
@@ -130,7 +154,7 @@ class Stream:
         position = self.position
         if position is None or not position.wants_rebase():
             return
-        snapshot = {room_id: cursor.last for room_id, cursor in self.cursors.items()}
+        snapshot = self._numbers()
         generation = position.generation + 1
         try:
             await sync_to_async(cursors.store_base)(position.stream, generation, snapshot)
@@ -143,8 +167,16 @@ class Stream:
         position.generation = generation
         position.set_base(snapshot)
         position.moved = {}
-        for room_id, cursor in self.cursors.items():
-            position.move(room_id, cursor.last)
+        for key, number in self._numbers().items():
+            position.move(key, number)
+
+    def _numbers(self) -> dict[str, int]:
+        """What the stream wrote of each room and board it follows (position keys)."""
+        numbers = {room_id: cursor.last for room_id, cursor in self.cursors.items() if cursor.last is not None}
+        for board_id, cursor in self.boards.cursors.items():
+            if cursor.last is not None:
+                numbers[cursors.board_key(board_id)] = cursor.last
+        return numbers
 
     # -- output ------------------------------------------------------------------------------
 
@@ -179,11 +211,13 @@ class Stream:
 
     async def room_sequenced(self, event: dict) -> None:
         cursor = self.cursors.get(event["room"])
-        number = event["seq"]
-        if cursor is None or number <= cursor.last:
+        if cursor is None:
             return
-        cursor.pending[number] = event["text"]
-        await self._drain(event["room"], cursor)
+        number = event["seq"]
+        if self.rooms.advance(cursor, number):
+            self._room_delivered(event["room"], number, event["text"])
+            return
+        await self.rooms.offer(event["room"], cursor, number, event["text"])
 
     async def room_relay(self, event: dict) -> None:
         room_id = event["room"]
@@ -219,6 +253,27 @@ class Stream:
     async def user_revoked(self, event: dict) -> None:
         self._end()
 
+    async def board_sequenced(self, event: dict) -> None:
+        """A board's numbered update (the socket's own are for the socket; REST writes come too)."""
+        cursor = self.boards.cursors.get(event["board"])
+        if cursor is None:
+            return
+        number = event["seq"]
+        if self.boards.advance(cursor, number):
+            self._board_delivered(event["board"], number, event["text"])
+            return
+        await self.boards.offer(event["board"], cursor, number, event["text"])
+
+    async def board_relay(self, event: dict) -> None:
+        """Comments, simulation runs and their progress, awareness: unnumbered, at most once."""
+        if event["board"] in self.boards.cursors:
+            self._write(event["text"])
+
+    async def board_gone(self, event: dict) -> None:
+        """Deleted: the room's board.deleted says so; nothing more of it comes."""
+        if event["board"] in self.boards.cursors:
+            await self._unfollow_board(event["board"])
+
     handlers = {
         "room.sequenced": room_sequenced,
         "room.relay": room_relay,
@@ -226,82 +281,116 @@ class Stream:
         "user.presence": user_presence,
         "user.membership": user_membership,
         "user.revoked": user_revoked,
+        "board.sequenced": board_sequenced,
+        "board.relay": board_relay,
+        "board.awareness": board_relay,
+        "board.gone": board_gone,
     }
 
-    # -- ordering (as messaging.consumers.ChatConsumer) -------------------------------------
+    # -- ordering (core.sequencer, as messaging.consumers.ChatConsumer) ----------------------
 
     async def _follow(self, room_id: str, last: int) -> None:
-        self.cursors[room_id] = RoomCursor(last=last)
+        self.rooms.follow(room_id, last)
         if self.live and self.hub is not None:
             await self.hub.join(room_group(room_id), self)
 
     async def _unfollow(self, room_id: str) -> None:
-        cursor = self.cursors.pop(room_id, None)
-        if cursor and cursor.gap_task:
-            cursor.gap_task.cancel()
+        for board_id in [board_id for board_id, room in self.board_rooms.items() if room == room_id]:
+            await self._unfollow_board(board_id)  # as a socket leaves the room's boards
+        self.rooms.forget(room_id)
         if self.position is not None:
             self.position.forget(room_id)
         if self.live and self.hub is not None:
             await self.hub.leave(room_group(room_id), self)
 
-    def _deliver(self, room_id: str, cursor: RoomCursor, number: int, text: str) -> None:
-        cursor.last = number
+    def _room_delivered(self, room_id: str, number: int, text: str | None) -> None:
         if self.position is not None:
             self.position.move(room_id, number)
-        self._write(text, moved=True)
+        if text is not None:
+            self._write(text, moved=True)
 
-    async def _drain(self, room_id: str, cursor: RoomCursor) -> None:
-        while cursor.last + 1 in cursor.pending:
-            cursor.gap_attempts = 0
-            self._deliver(room_id, cursor, cursor.last + 1, cursor.pending.pop(cursor.last + 1))
-        if cursor.pending and cursor.gap_task is None and cursor.gap_attempts < GAP_MAX_ATTEMPTS:
-            cursor.gap_task = asyncio.create_task(self._fill_gap(room_id, cursor), context=contextvars.Context())
+    def _deliver(self, room_id: str, cursor: Cursor, number: int, text: str) -> None:
+        cursor.last = number
+        self._room_delivered(room_id, number, text)
 
-    async def _fill_gap(self, room_id: str, cursor: RoomCursor) -> None:
-        awaited = cursor.last + 1
-        await asyncio.sleep(GAP_WAIT_SECONDS * (2**cursor.gap_attempts))
-        cursor.gap_task = None
-        if not cursor.pending or self.cursors.get(room_id) is not cursor:
-            return
-        if cursor.last >= awaited:
-            await self._drain(room_id, cursor)
-            return
-        cursor.gap_attempts += 1
-        try:
-            await self._read_up_to(room_id, min(cursor.pending) - 1)
-        except ApplicationError:
-            return
+    def _fetch_changes(self, room_id: str, after: int, upto: int) -> Awaitable[tuple[list[tuple[int, str]], int]]:
+        return fetch_changes(self.user, room_id, after, upto)
 
     async def _read_up_to(self, room_id: str, upto: int) -> None:
         """Deliver every change of the room after the cursor up to `upto`, read from PostgreSQL
         (the socket's sync path), in order, with whatever live events arrived meanwhile."""
-        while True:
-            cursor = self.cursors.get(room_id)
-            if cursor is None or cursor.last >= upto:
-                return
-            messages, _, reached = await database_sync_to_async(selectors.changes_page)(
-                user=self.user, room_id=room_id, after_sequence=cursor.last, until_sequence=upto, limit=100
-            )
-            if reached <= cursor.last:
-                return
-            self.catch_up(room_id, messages, reached)
-            await self._drain(room_id, cursor)
+        await self.rooms.read_up_to(room_id, upto)
 
-    def catch_up(self, room_id: str, messages: list[Message], reached: int) -> None:
-        cursor = self.cursors.get(room_id)
+    # -- boards --------------------------------------------------------------------------------
+
+    async def _follow_board(self, board_id: str, last: int | None) -> None:
+        """Follow a board from `last` (what the client has, from its position: the updates after it
+        are read from the log), or from a whole `board.state` (None, or the log was compacted). A
+        board the user may not see gets the socket's answer to its board.join: an `error` frame
+        (`not_found`), with `board`; it is not followed."""
+        cursor = self.boards.follow(board_id, None)  # live updates wait until the start is written
+        if self.live and self.hub is not None:
+            await self.hub.join(board_group(board_id), self)
+        try:
+            if last is None:
+                await self._board_state(board_id)
+                return
+            found = await database_sync_to_async(board_selectors.board_access)(user=self.user, board_id=board_id)
+            self.board_rooms[board_id] = str(found.board.room_id)
+            Sequencer.restart(cursor, last)
+            await self.boards.read_up_to(board_id, found.board.last_sequence)
+        except ApplicationError as error:
+            if self.boards.cursors.get(board_id) is cursor:
+                await self._unfollow_board(board_id)
+                self._write(dumps({"type": "error", **error.as_dict(), "ref": None, "board": board_id}), moved=True)
+
+    async def _board_state(self, board_id: str) -> None:
+        """`board.state` (the whole document, as the socket's board.join without a state vector)."""
+        board, sequence, update = await database_sync_to_async(board_selectors.board_join)(
+            user=self.user, board_id=board_id, state_vector=None
+        )
+        cursor = self.boards.cursors.get(board_id)
         if cursor is None:
             return
-        for message in messages:
-            if message.changed_sequence > cursor.last:
-                cursor.pending.setdefault(message.changed_sequence, dumps(change_frame(message)))
-        for number in sorted(n for n in cursor.pending if n <= reached):
-            text = cursor.pending.pop(number)
-            if number > cursor.last:
-                self._deliver(room_id, cursor, number, text)
-        if reached > cursor.last:
-            cursor.last = reached
-            if self.position is not None:
-                self.position.move(room_id, reached)
+        self.board_rooms[board_id] = str(board.room_id)
+        local = _local_boards().get(board_id)  # the process's sockets on the board know its cursors
+        frame = {
+            "type": "board.state",
+            "board": board_id,
+            "room": str(board.room_id),
+            "sequence": sequence,
+            "update": b64encode(update),
+            "awareness": local.awareness_list(exclude="") if local is not None else [],
+        }
+        Sequencer.restart(cursor, sequence)
+        if self.position is not None:
+            self.position.move(cursors.board_key(board_id), cursor.last or 0)
+        self._write(dumps(frame), moved=True)
+        await self.boards.drain(board_id, cursor)
+
+    async def _unfollow_board(self, board_id: str) -> None:
+        self.boards.forget(board_id)
+        self.board_rooms.pop(board_id, None)
+        if self.position is not None:
+            self.position.forget(cursors.board_key(board_id))
+        if self.live and self.hub is not None:
+            await self.hub.leave(board_group(board_id), self)
+
+    def _board_delivered(self, board_id: str, number: int, text: str | None) -> None:
+        if self.position is not None:
+            self.position.move(cursors.board_key(board_id), number)
+        if text is not None:
+            self._write(text, moved=True)
+
+    async def _fetch_board(self, board_id: str, after: int, upto: int) -> tuple[list[tuple[int, str]], int] | None:
+        try:
+            updates = await database_sync_to_async(board_selectors.board_updates)(
+                board_id=board_id, after_sequence=after, until_sequence=upto, limit=500
+            )
+        except board_selectors.Compacted:  # the log went into a snapshot: the whole state instead
+            await self._board_state(board_id)
+            return None
+        return [(u.sequence, dumps(update_frame(u))) for u in updates], (updates[-1].sequence if updates else after)
 
 
 @on_reconnect
@@ -309,13 +398,25 @@ async def _catch_up_streams(hub: Hub, groups: list[str]) -> None:
     """Redis is back: bring this process's streams up to date (as messaging.consumers does for
     sockets); a user's memberships are re-read by a stream's next resume."""
     rooms = [group.split(".", 1)[1] for group in groups if group.startswith("room.")]
-    if not rooms:
-        return
-    lasts = await database_sync_to_async(rooms_last_sequence)(room_ids=rooms)
-    for room_id, last in lasts.items():
-        for stream in [m for m in hub.groups.get(room_group(room_id), ()) if isinstance(m, Stream)]:
+    if rooms:
+        lasts = await database_sync_to_async(rooms_last_sequence)(room_ids=rooms)
+        for room_id, last in lasts.items():
+            for stream in [m for m in hub.groups.get(room_group(room_id), ()) if isinstance(m, Stream)]:
+                try:
+                    await stream._read_up_to(room_id, last)
+                except ApplicationError:
+                    continue
+    for group in groups:
+        if not group.startswith("board."):
+            continue
+        board_id = group.split(".", 1)[1]
+        streams = [m for m in hub.groups.get(group, ()) if isinstance(m, Stream)]
+        if not streams:
+            continue
+        last = await database_sync_to_async(board_selectors.board_last_sequence)(board_id=board_id)
+        for stream in streams:
             try:
-                await stream._read_up_to(room_id, last)
+                await stream.boards.read_up_to(board_id, last)
             except ApplicationError:
                 continue
 

@@ -1,0 +1,114 @@
+"""A waiting long-poll holds no thread (transports/; core/staticfiles.py).
+
+Under ASGI, Django runs a synchronous-only middleware (WhiteNoise 6's) and everything after it down
+to the view from a worker thread that waits for the async rest: a long-poll waiting 25 s would hold
+that thread blocked the whole time. Here every request of Django's real ASGI handler and middleware
+shares ONE worker thread (a server with the smallest possible thread pool): while several long-polls
+wait, a normal request must still be answered, and the polls must still be waiting when it is.
+"""
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from asgiref.sync import ThreadSensitiveContext
+from channels.db import database_sync_to_async
+from django.core.handlers.asgi import ASGIHandler
+from django.db import connections
+from rest_framework_simplejwt.tokens import AccessToken
+
+from core.events import user_group
+from core.hub import get_hub
+from rooms.models import Room
+from tests.conftest import await_until, room_with
+from transports.streams import Stream
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+TIMEOUT = 10  # a bound on waiting for something that must happen, never a measurement
+
+
+class Request:
+    """One HTTP request through Django's ASGI handler, in-process; its client hangs up on `cut()`."""
+
+    def __init__(self, handler: ASGIHandler, executor: ThreadPoolExecutor, path: str, token: str, query: str = ""):
+        self.messages: list[dict] = []
+        self.gone = asyncio.Event()
+        self.body_sent = False
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
+            "client": ("127.0.0.1", 40000),
+            "server": ("localhost", 80),
+        }
+
+        async def run() -> None:
+            async with ThreadSensitiveContext(executor=executor):  # every request's sync work: this pool
+                await handler(scope, self.receive, self.send)
+
+        self.task = asyncio.get_running_loop().create_task(run())
+
+    async def receive(self) -> dict:
+        if not self.body_sent:
+            self.body_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        self.messages.append(message)
+
+    def status(self) -> int | None:
+        return next((m["status"] for m in self.messages if m["type"] == "http.response.start"), None)
+
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
+
+    def cut(self) -> None:
+        self.gone.set()
+
+
+async def test_waiting_long_polls_hold_no_thread_so_a_normal_request_is_answered_meanwhile(make_user, settings):
+    settings.TRANSPORT_POLL_WAIT_SECONDS = 600  # they wait until the test ends them
+
+    def world():
+        users = [make_user(f"poller{n}") for n in range(4)]
+        room_with(users[0], "Lobby", Room.Kind.PRIVATE, members={user: "member" for user in users[1:]})
+        return users, [str(AccessToken.for_user(user)) for user in users]
+
+    users, tokens = await database_sync_to_async(world)()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="only-worker")
+    handler = ASGIHandler()
+    polls: list[Request] = []
+    try:
+        for token in tokens:
+            start = Request(handler, executor, "/api/v1/poll/", token)
+            await asyncio.wait_for(start.task, TIMEOUT)  # a fresh poll answers at once (session.ready)
+            assert start.status() == 200, start.body()
+            cursor = json.loads(start.body())["cursor"]
+            polls.append(Request(handler, executor, "/api/v1/poll/", token, f"cursor={cursor}"))
+
+        def waiting() -> bool:  # every poll follows its user live (and waits: nothing happens)
+            groups = get_hub().groups
+            return all(any(isinstance(m, Stream) for m in groups.get(user_group(u.pk), ())) for u in users)
+
+        await await_until(waiting, what="every long-poll to follow its user")
+        me = Request(handler, executor, "/api/v1/me/", tokens[0])
+        await asyncio.wait_for(me.task, TIMEOUT)  # answered while the polls wait
+        assert me.status() == 200 and b'"username":"poller0"' in me.body().replace(b" ", b"")
+        assert not any(poll.task.done() for poll in polls)  # the polls were waiting all along
+    finally:
+        for poll in polls:
+            poll.cut()
+        await asyncio.wait([poll.task for poll in polls] or [asyncio.sleep(0)], timeout=TIMEOUT)
+        await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
+        executor.shutdown()
