@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from accounts.api import LogoutApi, MeApi, SignupApi, TokenApi, TokenRefreshApi, WsTicketApi
 from boards import urls as boards_urls
+from messaging import urls as messaging_urls
 from messaging.api import (
     ChangeListApi,
     MessageDetailApi,
@@ -21,6 +22,7 @@ from rooms.api import (
     RoomLeaveApi,
     RoomListApi,
 )
+from search import urls as search_urls
 from simulator import urls as simulator_urls
 from transports import urls as transports_urls
 
@@ -50,12 +52,14 @@ urlpatterns = [
         MessageReceiptsApi.as_view(),
         name="api-message-receipts",
     ),
+    *messaging_urls.urlpatterns,  # messages/<message>/thread/ and reactions/ (messaging/urls.py)
     path("rooms/<str:room_id>/changes/", ChangeListApi.as_view(), name="api-room-changes"),
     path("rooms/<str:room_id>/receipts/", ReceiptApi.as_view(), name="api-room-receipts"),
     path("rooms/<str:room_id>/presence/", RoomPresenceApi.as_view(), name="api-room-presence"),
     path("rooms/<str:room_id>/typing/", RoomTypingApi.as_view(), name="api-room-typing"),
     *boards_urls.urlpatterns,  # rooms/<room>/boards/, boards/... (boards/urls.py)
     *simulator_urls.urlpatterns,  # simulator/, boards/<board>/simulations/, simulations/... (simulator/urls.py)
+    *search_urls.urlpatterns,  # search/ (full-text search over my rooms' messages)
     *transports_urls.urlpatterns,  # events/ (Server-Sent Events), poll/ (long-polling)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]
