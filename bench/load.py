@@ -22,7 +22,10 @@ What it does, all on 127.0.0.1:
 
 Scenarios: `chat` (1,000 sockets in 100 rooms of 10), `fanout` (1,000 sockets in one room),
 `connections` (10,000 idle sockets heartbeating every 30 s), `ramp` (the chat topology at rising
-rates until p99 >= 100 ms or any loss, then a run at half the highest passing rate). Writes
+rates until p99 >= 100 ms or any loss, then a run at half the highest passing rate). With
+`--mix F` (issue 16), a fraction F of the sends are replies in the thread of the room's latest
+message, and as many reactions go with them (each takes a number of its own: `message.update`
+frames are counted like `message.new`, latency is measured on messages only). Writes
 results.json, report.md and latency.png into --out (default bench/results/). Every loop is
 bounded in count and time.
 """
@@ -295,10 +298,14 @@ class Stats:
         self.closed = 0
 
 
+REACTIONS = ["👍", "❤️", "😂", "🎉", "👀"]
+
+
 class Client(WSListener):
     def __init__(self, stats: Stats, rooms: list[str]) -> None:
         self.stats = stats
         self.rooms = rooms
+        self.latest: dict[str, str] = {}  # room -> id of the latest message seen (--mix)
         self.tracks: dict[str, RoomTrack] = {}
         self.pending: dict[str, int] = {}  # client_msg_id -> due ns
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -329,7 +336,7 @@ class Client(WSListener):
         now = time.monotonic_ns()
         data = orjson.loads(frame.get_payload_as_bytes())
         kind = data["type"]
-        if kind == "message.new":
+        if kind == "message.new" or kind == "message.update":  # both numbered; updates: --mix
             track = self.tracks.get(data["room"])
             if track is None:
                 return
@@ -348,7 +355,9 @@ class Client(WSListener):
                 return
             track.received += 1
             stats.delivered += 1
-            stats.latencies.append(now - int(data["message"]["content"].split(" ", 1)[0]))
+            if kind == "message.new":
+                self.latest[data["room"]] = data["message"]["id"]
+                stats.latencies.append(now - int(data["message"]["content"].split(" ", 1)[0]))
         elif kind == "message.ack":
             due = self.pending.pop(data["client_msg_id"], None)
             if due is not None:
@@ -363,10 +372,15 @@ class Client(WSListener):
         elif kind == "error":
             self.stats.errors[data["code"]] = self.stats.errors.get(data["code"], 0) + 1
 
-    def send_message(self, room: str, due_ns: int, filler: str) -> None:
+    def send_message(self, room: str, due_ns: int, filler: str, mixed: bool = False) -> None:
         client_msg_id = str(uuid.uuid4())
         self.pending[client_msg_id] = due_ns
         frame = {"type": "message.send", "room": room, "client_msg_id": client_msg_id, "content": f"{due_ns} {filler}"}
+        latest = self.latest.get(room) if mixed else None
+        if latest is not None:  # --mix: a reply in the latest message's thread, and a reaction to it
+            frame["reply_to"] = latest
+            reaction = {"type": "reaction.add", "room": room, "id": latest, "emoji": random.choice(REACTIONS)}
+            self.transport.send(WSMsgType.TEXT, orjson.dumps(reaction))
         self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
 
     def send_frame(self, frame: dict) -> None:
@@ -462,10 +476,17 @@ class Phase:
 
 
 async def drive(
-    clients: list[Client], senders: list[tuple[Client, str]], rate: float, seconds: float, stats: Stats, label: str
+    clients: list[Client],
+    senders: list[tuple[Client, str]],
+    rate: float,
+    seconds: float,
+    stats: Stats,
+    label: str,
+    mix: float = 0.0,
 ) -> tuple[int, float]:
-    """Send `rate` messages/s for `seconds`, each at its due time from a random sender; returns
-    (messages sent, seconds the generator fell behind the schedule at worst)."""
+    """Send `rate` messages/s for `seconds`, each at its due time from a random sender (a fraction
+    `mix` of them replies, each with a reaction); returns (messages sent, seconds the generator
+    fell behind the schedule at worst)."""
     filler = "x" * 48  # a typical short chat line
     total = int(rate * seconds)
     start = time.monotonic_ns() + 50_000_000
@@ -474,6 +495,7 @@ async def drive(
     worst_lag = 0
     next_report = time.monotonic() + 1
     pick = random.Random(7).choice
+    mixing = random.Random(11).random
     while sent < total:
         now = time.monotonic_ns()
         due = start + int(sent * interval)
@@ -484,7 +506,7 @@ async def drive(
         # Everything due by now goes out in this tick, each stamped with its own due time.
         while sent < total and start + int(sent * interval) <= now:
             client, room = pick(senders)
-            client.send_message(room, start + int(sent * interval), filler)
+            client.send_message(room, start + int(sent * interval), filler, mixed=bool(mix) and mixing() < mix)
             sent += 1
         if time.monotonic() >= next_report:
             next_report += 1
@@ -557,6 +579,7 @@ async def run_phase(
     rate: float,
     seconds: float,
     label: str,
+    mix: float = 0.0,
 ) -> dict:
     for client in clients:
         client.rebase()
@@ -564,12 +587,13 @@ async def run_phase(
     before = await asyncio.to_thread(last_sequences, rooms)
     meter.start()
     started = time.monotonic()
-    sent, lag = await drive(clients, senders, rate, seconds, stats, label)
+    sent, lag = await drive(clients, senders, rate, seconds, stats, label, mix)
     elapsed = time.monotonic() - started
     cpu = meter.stop()
     after = await wait_for_deliveries(clients, rooms, before)
     result = measure(clients, stats, before, after, elapsed, sent)
     result |= {"offered_rate": rate, "seconds": round(elapsed, 2), "generator_lag_s": round(lag, 3), "cpu_percent": cpu}
+    result |= {"mix": mix} if mix else {}
     log(
         f"{label}: offered {rate:.0f}/s -> persisted {result['persisted_per_s']}/s, "
         f"{result['deliveries_per_s']} deliveries/s, p50 {result['latency_ms']['p50']} ms, "
@@ -627,7 +651,9 @@ class Bench:
             await run_phase(clients, senders, rooms, stats, meter, warm, 2.0, f"{name} warm-up")
             results = []
             for rate in rates:
-                result = await run_phase(clients, senders, rooms, stats, meter, rate, seconds, f"{name} @{rate:.0f}/s")
+                result = await run_phase(
+                    clients, senders, rooms, stats, meter, rate, seconds, f"{name} @{rate:.0f}/s", args.mix
+                )
                 results.append(result)
                 if ramp and not passes(result):
                     break
@@ -643,7 +669,15 @@ class Bench:
                 summary["saturation_rate"] = saturation
                 if saturation:
                     half = await run_phase(
-                        clients, senders, rooms, stats, meter, saturation / 2, seconds, f"{name} @half saturation"
+                        clients,
+                        senders,
+                        rooms,
+                        stats,
+                        meter,
+                        saturation / 2,
+                        seconds,
+                        f"{name} @half saturation",
+                        args.mix,
                     )
                     summary["half_saturation"] = half
             summary["server_rss_mb"] = round(rss_bytes(servers.workers()) / 2**20, 1)
@@ -844,6 +878,9 @@ def main() -> int:
     parser.add_argument("--rates", help="comma-separated offered rates for the ramp")
     parser.add_argument("--sockets", type=int, help="override the scenario's socket count")
     parser.add_argument("--seconds", type=float, help="override the seconds per step (idle time for connections)")
+    parser.add_argument(
+        "--mix", type=float, default=0.0, help="fraction of sends that are thread replies, each with a reaction"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
