@@ -413,6 +413,21 @@ REST_ROWS = [
     Row("GET", f"{MESSAGE}/revisions/", MANAGERS),
     Row("GET", f"{MESSAGE}/receipts/", MEMBERS, whose="own", variant="own"),
     Row("GET", f"{MESSAGE}/receipts/", in_room(FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN)),
+    # Threads and reactions: members read threads and reply (not viewers); every member reacts.
+    Row(
+        "POST",
+        f"{ROOM}/messages/",
+        in_room(CREATED, CREATED, CREATED, FORBIDDEN),
+        body=lambda c: {"content": "re", "client_msg_id": str(uuid.uuid4()), "reply_to": str(c.message("other").id)},
+        variant="reply",
+    ),
+    Row("GET", f"{MESSAGE}/thread/", MEMBERS),
+    Row("POST", f"{MESSAGE}/reactions/", MEMBERS, body=lambda c: {"emoji": "👍"}),
+    Row("DELETE", f"{MESSAGE}/reactions/", MEMBERS, query="?emoji=%F0%9F%91%8D"),
+    # Search (search/): everyone signed in searches the rooms they may read; a room filter is
+    # refused like the room's history.
+    Row("GET", f"{V1}/search/", signed_in(OK), query="?q=edited"),
+    Row("GET", f"{V1}/search/", MEMBERS, query="?q=edited&room={room_id}", variant="room"),
     # Boards (docs/protocol.md "Boards"): members watch, those who may send edit and create, owners
     # and admins rename and delete any board, members their own; {board_id} is the target's board
     # unless "own".
@@ -589,8 +604,10 @@ ACK = {"message.send": "message.ack", "message.edit": "message.edit.ack", "messa
 # What a socket answers a frame with (the first of these among the frames it sends back).
 ANSWERS = {
     *("error", "message.ack", "message.edit.ack", "message.delete.ack", "sync.batch", "history.page"),
+    "reaction.ack",
     *("board.state", "board.update.ack", "board.updates"),
     *("simulation.start.ack", "simulation.cancel.ack", "simulation.inject.ack"),
+    "pong",
 }
 CLOSED = "close:4401"  # refused at connect: the frame is ignored
 IGNORED = "ignored"
@@ -667,6 +684,29 @@ FRAME_ROWS = [
         on_socket("message.delete.ack", "message.delete.ack", "error:forbidden", "error:forbidden"),
         fields=_message_fields("other"),
     ),
+    # Threads and reactions: a reply is a message.send with reply_to (not for viewers); every
+    # member reacts, and removing a reaction one has not is acked too.
+    FrameRow(
+        "message.send",
+        on_socket("message.ack", "message.ack", "message.ack", "error:forbidden"),
+        fields=lambda c: {
+            "room": str(c.room.pk),
+            "content": "re",
+            "client_msg_id": str(uuid.uuid4()),
+            "reply_to": str(c.message("other").id),
+        },
+        variant="reply",
+    ),
+    FrameRow(
+        "reaction.add",
+        on_socket("reaction.ack", "reaction.ack", "reaction.ack", "reaction.ack"),
+        fields=_message_fields("other", emoji="👍"),
+    ),
+    FrameRow(
+        "reaction.remove",
+        on_socket("reaction.ack", "reaction.ack", "reaction.ack", "reaction.ack"),
+        fields=_message_fields("other", emoji="👍"),
+    ),
     FrameRow(
         "sync",
         on_socket("sync.batch", "sync.batch", "sync.batch", "sync.batch"),
@@ -736,6 +776,12 @@ FRAME_ROWS = [
         "heartbeat",
         {**dict.fromkeys(SOCKET_ACTORS, "none"), "anonymous": CLOSED, "deactivated": CLOSED},
         fields=lambda c: {"active": True},
+    ),
+    # Liveness only: every open socket gets its pong, whoever it is (it names no room).
+    FrameRow(
+        "ping",
+        {**dict.fromkeys(SOCKET_ACTORS, "pong"), "anonymous": CLOSED, "deactivated": CLOSED},
+        fields=lambda c: {},
     ),
 ]
 

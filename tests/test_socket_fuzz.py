@@ -68,9 +68,11 @@ def test_the_documented_lists_were_read():
 
 # Fields the frames of each type have (docs/protocol.md); unknown types get a mixture.
 FIELDS = {
-    "message.send": ["room", "content", "client_msg_id"],
+    "message.send": ["room", "content", "client_msg_id", "reply_to"],
     "message.edit": ["room", "id", "content"],
     "message.delete": ["room", "id"],
+    "reaction.add": ["room", "id", "emoji"],
+    "reaction.remove": ["room", "id", "emoji"],
     "sync": ["room", "after_sequence", "limit"],
     "history": ["room", "before_sequence", "after_sequence", "limit"],
     "receipt": ["room", "delivered_sequence", "read_sequence"],
@@ -150,6 +152,8 @@ def _template(draw, kind: str, known: dict[str, list[str]]) -> dict:
         },
         "message.edit": {"room": room, "id": draw(st.sampled_from(known["messages"])), "content": draw(CONTENT)},
         "message.delete": {"room": room, "id": draw(st.sampled_from(known["messages"]))},
+        "reaction.add": {"room": room, "id": draw(st.sampled_from(known["messages"])), "emoji": "👍"},
+        "reaction.remove": {"room": room, "id": draw(st.sampled_from(known["messages"])), "emoji": "👍"},
         "sync": {"room": room, "after_sequence": sequence, "limit": draw(st.integers(1, 100))},
         "history": draw(
             st.sampled_from(
@@ -163,6 +167,7 @@ def _template(draw, kind: str, known: dict[str, list[str]]) -> dict:
         "receipt": {"room": room, "delivered_sequence": sequence, "read_sequence": sequence},
         "typing": {"room": room},
         "heartbeat": {"active": draw(st.booleans())},
+        "ping": {},
         "board.join": {"board": board},
         "board.update": {"board": board, "update": known["update"][0], "client_update_id": key},
         "board.sync": {"board": board, "after_sequence": sequence},
