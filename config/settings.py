@@ -12,6 +12,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from core import logs, tracking
 from core.dbdeadline import DeadlineConnection
 from core.ratelimit import Rate
 
@@ -71,6 +72,8 @@ else:
     SECRET_KEY = env_required("SECRET_KEY")
     if len(SECRET_KEY) < 50:
         raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters long.")
+# Previous keys, still accepted for sessions and signed values while rotating (docs/operations.md).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1" if DEBUG or TESTING else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -151,10 +154,13 @@ INSTALLED_APPS = [
     "boards",
     "simulator",
     "transports",
+    "search",
+    "operations",
 ]
 
 MIDDLEWARE = [
-    "core.dbdeadline.DeadlineMiddleware",  # first: the whole request is bounded
+    "core.logs.RequestContextMiddleware",  # request id, log context, access line, HTTP metrics
+    "core.dbdeadline.DeadlineMiddleware",  # the whole request is bounded
     "django.middleware.security.SecurityMiddleware",
     "core.staticfiles.WhiteNoiseMiddleware",  # WhiteNoise, also on the event loop (no thread per request)
     "core.csp.ContentSecurityPolicyMiddleware",
@@ -317,7 +323,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "simulator.tasks.reap_runs",
         "schedule": timedelta(seconds=60),
     },
+    "prune-task-runs": {
+        "task": "operations.tasks.prune_task_runs",
+        "schedule": timedelta(hours=24),
+    },
 }
+# Operators (operations/): Celery task runs are kept this many days in admin; each server process
+# reports its live connection counts to Redis every CONNECTIONS_REPORT_SECONDS (core/hub.py), and
+# admin ignores a process's entry once it is CONNECTIONS_STALE_SECONDS old.
+TASK_RUNS_KEEP_DAYS = env_int("TASK_RUNS_KEEP_DAYS", 14)
+CONNECTIONS_REPORT_SECONDS = env_float("CONNECTIONS_REPORT_SECONDS", 5.0)
+CONNECTIONS_STALE_SECONDS = env_float("CONNECTIONS_STALE_SECONDS", 20.0)
 # Board compaction and what replay keeps (boards/compaction.py): a board whose log has grown
 # BOARD_COMPACT_AFTER updates past its latest snapshot is folded into a new one; checkpoint
 # snapshots are kept at least BOARD_CHECKPOINT_EVERY updates (and a document's worth of log bytes)
@@ -385,6 +401,7 @@ _RATE_DEFAULTS = {
         "read": "5,20",
         "board": "30,120",  # board.update
         "awareness": "20,20",  # board.awareness: over it, dropped silently
+        "ping": "1,5",  # ping (answered by pong): clients send one only while an answer is overdue
     },
     "user": {"send": "20,80", "edit": "5,30", "typing": "4,10", "receipt": "6,30", "read": "10,40", "board": "60,240"},
 }
@@ -441,11 +458,23 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
+# Logs (core/logs.py): structured, through structlog; JSON lines in production, readable lines in
+# development (LOG_FORMAT=json|console overrides). Secrets and message bodies are never logged.
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("console" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "console"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or console, got {LOG_FORMAT!r}")
+LOGGING = logs.logging_config(json=LOG_FORMAT == "json", level=os.environ.get("LOG_LEVEL", "INFO"))
+# Celery logs through the same pipeline instead of installing its own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Metrics (core/metrics.py, docs/metrics.md): /metrics answers only `Authorization: Bearer
+# <METRICS_TOKEN>`; without a token it is a 404.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+# Error tracking (core/tracking.py): Sentry only when SENTRY_DSN is set; nothing is sent otherwise.
+SENTRY_ENABLED = tracking.init(
+    os.environ.get("SENTRY_DSN", ""),
+    environment=os.environ.get("SENTRY_ENVIRONMENT", ""),
+    release=os.environ.get("SENTRY_RELEASE", ""),
+    traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+)

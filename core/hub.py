@@ -14,7 +14,11 @@ of the affected groups up to date from PostgreSQL at once, instead of waiting fo
 """
 
 import asyncio
+import json
 import logging
+import os
+import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
@@ -23,6 +27,7 @@ from django.conf import settings
 
 from core.loops import per_loop
 from core.pubsub import Bus
+from core.redis_clients import aclient
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,13 @@ logger = logging.getLogger(__name__)
 class Member(Protocol):
     async def hub_event(self, event: dict[str, Any]) -> None: ...
 
+
+# Live connection counts: every CONNECTIONS_REPORT_SECONDS each server process writes
+# {"connections": {transport: n}, "updated_at": unix time} into this Redis hash under "host:pid";
+# the operators' admin reads it and ignores entries older than CONNECTIONS_STALE_SECONDS.
+CONNECTIONS_KEY = "parley:connections"
+# A socket or an event stream (SSE, long-poll) is in its user's group exactly once.
+_TRANSPORTS = {"ChatConsumer": "websocket", "Stream": "sse_poll"}
 
 Recovery = Callable[["Hub", list[str]], Awaitable[None]]
 _recoveries: list[Recovery] = []
@@ -48,6 +60,8 @@ class Hub:
         self.groups: dict[str, set[Member]] = {}
         self.lock = asyncio.Lock()  # subscribe/unsubscribe of one group never interleave
         self.bus = Bus(settings.REDIS_CHANNEL_URLS, on_event=self._received, on_reconnect=self._recover)
+        self.process = f"{socket.gethostname()}:{os.getpid()}"
+        self.reporter = asyncio.create_task(self._report_connections_forever())
 
     async def join(self, group: str, member: Member) -> None:
         async with self.lock:
@@ -87,6 +101,31 @@ class Hub:
                 await member.hub_event(event)
             except Exception:
                 logger.exception("delivering %s failed", event.get("type"))
+
+    def connections(self) -> dict[str, int]:
+        """This process's open client connections by transport."""
+        counts: dict[str, int] = {}
+        for group, members in self.groups.items():
+            if group.startswith("user."):
+                for member in members:
+                    transport = _TRANSPORTS.get(type(member).__name__, "other")
+                    counts[transport] = counts.get(transport, 0) + 1
+        return counts
+
+    async def report_connections(self) -> None:
+        entry = json.dumps({"connections": self.connections(), "updated_at": time.time()})
+        async with aclient().pipeline(transaction=False) as pipe:
+            pipe.hset(CONNECTIONS_KEY, self.process, entry)
+            pipe.expire(CONNECTIONS_KEY, int(max(60, settings.CONNECTIONS_STALE_SECONDS * 10)))
+            await pipe.execute()
+
+    async def _report_connections_forever(self) -> None:
+        while True:
+            try:
+                await self.report_connections()
+            except Exception as error:  # Redis away: the admin sees this entry go stale
+                logger.debug("could not report connection counts: %r", error)
+            await asyncio.sleep(settings.CONNECTIONS_REPORT_SECONDS)
 
     async def _recover(self, groups: list[str]) -> None:
         for recovery in _recoveries:
