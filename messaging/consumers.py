@@ -60,6 +60,7 @@ FRAME_KINDS = {
     "receipt": "receipt",
     "sync": "read",
     "history": "read",
+    "ping": "ping",
     **boards.FRAME_KINDS,
     **simulations.FRAME_KINDS,
 }
@@ -442,6 +443,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_heartbeat(self, frame: dict) -> None:
         presence.heartbeats().beat(user=self.user, socket_id=self.socket_id, active=frame.get("active") is not False)
 
+    async def on_ping(self, frame: dict) -> None:
+        """Is this socket alive? Clients ask only while an answer is overdue or after a long
+        silence (docs/protocol.md), so idle sockets stay cheap; the pong follows every frame
+        queued before it."""
+        await self.send(text_data='{"type":"pong"}')
+
     handlers: dict[str, Callable[["ChatConsumer", dict], Awaitable[None]]] = {
         "message.send": on_message_send,
         "message.edit": on_message_edit,
@@ -451,6 +458,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "receipt": on_receipt,
         "typing": on_typing,
         "heartbeat": on_heartbeat,
+        "ping": on_ping,
         **boards.FRAME_HANDLERS,
         **simulations.FRAME_HANDLERS,
     }

@@ -94,6 +94,24 @@ async def test_sends_past_the_sockets_burst_are_rate_limited_and_not_stored(make
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
+async def test_pings_are_answered_with_pong_within_their_own_limit(make_user, settings):
+    """`ping` (docs/protocol.md: knowing the connection is dead) is answered by `pong`, after what
+    was queued before it; more than the ping budget allows is refused like any frame."""
+    settings.RATE_LIMITS = {"socket": {"frame": Rate(100, 100), "ping": Rate(0.5, 2)}, "user": {}}
+    ada = await database_sync_to_async(make_user)("ada")
+    socket, _ = await connect(ada)
+
+    for _ in range(3):
+        await socket.send_json_to({"type": "ping"})
+    answers = [await socket.receive_json_from(timeout=5) for _ in range(3)]
+
+    assert answers[:2] == [{"type": "pong"}, {"type": "pong"}]
+    assert (answers[2]["type"], answers[2]["code"], answers[2]["ref"]) == ("error", "rate_limited", None)
+    await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
 async def test_a_users_sockets_share_the_users_budget(make_user, tight_limits):
     ada = await database_sync_to_async(make_user)("ada")
     room = await database_sync_to_async(room_create)(creator=ada, name="Limits")

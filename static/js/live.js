@@ -1,13 +1,26 @@
-// The page's one WebSocket to /ws/ (docs/protocol.md), kept open across network trouble.
+// The page's live connection (docs/protocol.md), kept open across network trouble.
 //
-// Browsers authenticate with the session cookie, so there is nothing to send on connect.
-// After any close we reconnect with exponential backoff and *full* jitter: a server restart
-// drops every client at once, and random delays spread their reconnects out instead of
-// hammering the server in synchronised waves.
+// It speaks WebSocket (/ws/). Pages that can live without the socket's extras (chat, home) pass
+// `fallback: true`: when the socket cannot be opened while the server itself answers over HTTP (a
+// proxy that blocks WebSocket), it falls back to Server-Sent Events, and if those cannot be
+// opened either, to long-polling (transports.js: the page's frames then go over REST). Every few
+// minutes it tries the better transport again in the background and moves back up once one
+// reaches session.ready.
 //
-// While connected, the socket also heartbeats every 30 s ({"type": "heartbeat", "active"}): the
-// server counts a socket alive for 60 s after its last beat, and `active` (did the person touch
-// the page since the previous beat?) is what tells "online" from "away".
+// After any drop we reconnect with exponential backoff and *full* jitter: a server restart drops
+// every client at once, and random delays spread their reconnects out instead of hammering the
+// server in synchronised waves.
+//
+// The state shown is always true: the browser's `offline` event drops the connection at once
+// ("offline": no retries until `online`, then at once), and a socket that dies silently is known
+// by its unanswered ping (transports.js) within about 10 s of a send.
+//
+// While connected over the socket, it also heartbeats every 30 s ({"type": "heartbeat",
+// "active"}): the server counts a socket alive for 60 s after its last beat, and `active` (did
+// the person touch the page since the previous beat?) is what tells "online" from "away".
+import { PollTransport, SseTransport, WebSocketTransport } from "./transports.js";
+
+export { socketUrl } from "./transports.js";
 
 const BASE_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30000;
@@ -17,12 +30,19 @@ const TEST_MAX_DELAY_MS = 1000;
 const STABLE_AFTER_MS = 10000;
 const HEARTBEAT_MS = 30000;
 const CLOSE_UNAUTHENTICATED = 4401;
+const CLOSE_TRY_AGAIN = 1013; // the server is there but busy: not a blocked transport
+// Failed attempts (before session.ready, the server answering over HTTP meanwhile) after which
+// the next transport down the list is tried.
+const FALLBACK_AFTER = { websocket: 3, sse: 2, poll: Infinity };
+// In a fallback mode, try the better transports again after this long (doubling up to the cap).
+const UPGRADE_AFTER_MS = 3 * 60 * 1000;
+const UPGRADE_MAX_MS = 30 * 60 * 1000;
+// Which transport worked last in this tab (sessionStorage), so the next page starts there rather
+// than finding the socket blocked again; forgotten after this long, or once the socket works.
+const REMEMBER_KEY = "parley.live.transport";
+const REMEMBER_MS = 10 * 60 * 1000;
 const ACTIVITY_EVENTS = ["keydown", "mousemove", "pointerdown", "wheel", "touchstart", "focus"];
-
-export function socketUrl() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${location.host}/ws/`;
-}
+const TRANSPORTS = { websocket: WebSocketTransport, sse: SseTransport, poll: PollTransport };
 
 /** Full jitter: a uniformly random delay between 0 and min(cap, base * 2^attempt). */
 export function backoffDelay(attempt) {
@@ -31,25 +51,69 @@ export function backoffDelay(attempt) {
   return Math.random() * ceiling;
 }
 
+/** Does the server answer plain HTTP (any status)? Tells a blocked transport from a server that is down. */
+async function serverAnswers() {
+  try {
+    await fetch("/api/v1/me/", { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function recalled(ladder) {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(REMEMBER_KEY) || "null");
+    if (saved && Date.now() - saved.at < REMEMBER_MS) return Math.max(0, ladder.indexOf(saved.kind));
+  } catch {
+    // no storage (private mode, a sandboxed frame): start from the socket
+  }
+  return 0;
+}
+
+function remember(kind) {
+  try {
+    if (kind === "websocket") sessionStorage.removeItem(REMEMBER_KEY);
+    else sessionStorage.setItem(REMEMBER_KEY, JSON.stringify({ kind, at: Date.now() }));
+  } catch {
+    // as above
+  }
+}
+
 /**
- * A reconnecting socket. Callbacks:
- *   onFrame(frame)  every parsed server frame, including session.ready
- *   onState(state)  "connecting" | "connected" | "reconnecting" | "signed-out"
- * "connected" means session.ready arrived: the server has subscribed us to our rooms.
+ * A reconnecting live connection. Callbacks:
+ *   onFrame(frame)             every server frame, including session.ready (never pong)
+ *   onState(state, transport)  state: "connecting" | "connected" | "reconnecting" | "offline" |
+ *                              "signed-out"; transport: "websocket" | "sse" | "poll"
+ * "connected" means session.ready arrived: the server follows our rooms.
+ * fallback: may fall back to SSE and long-polling (else WebSocket only, e.g. for boards).
  */
 export class LiveSocket {
-  constructor({ onFrame = () => {}, onState = () => {} } = {}) {
+  constructor({ onFrame = () => {}, onState = () => {}, fallback = false } = {}) {
     this.onFrame = onFrame;
     this.onState = onState;
-    this.ws = null;
+    this.ladder = fallback ? ["websocket", "sse", "poll"] : ["websocket"];
+    this.rung = fallback ? recalled(this.ladder) : 0; // index into ladder: the transport in use
+    this.strikes = 0; // failed attempts on this rung while the server answered HTTP
+    this.transport = null;
+    this.probe = null; // a better transport being tried in the background
     this.ready = false;
     this.readyAt = 0;
     this.attempt = 0;
     this.timer = null;
+    this.upgradeTimer = null;
+    this.upgradeDelay = UPGRADE_AFTER_MS;
     this.heartbeat = null;
     this.active = true; // the page was just opened: that counts as activity
     this.hasConnected = false;
     this.stopped = false;
+    this.offline = false;
+    this.state = null;
+  }
+
+  /** The transport in use (or being tried): "websocket" | "sse" | "poll". */
+  get kind() {
+    return this.ladder[this.rung];
   }
 
   start() {
@@ -57,11 +121,9 @@ export class LiveSocket {
     // Closing on pagehide keeps the badge from flashing "Reconnecting…" while navigating away.
     window.addEventListener("pagehide", () => this.stop());
     window.addEventListener("pageshow", (event) => event.persisted && this.restart());
+    window.addEventListener("offline", () => this.goOffline());
     // Coming back online is the best moment to retry; don't sit out the rest of a long backoff.
-    window.addEventListener("online", () => this.timer !== null && this.restart());
-    // The browser knows the network is gone: say so now and start reconnecting, rather than
-    // leaving a dead socket looking connected until TCP notices (a board queues edits meanwhile).
-    window.addEventListener("offline", () => this.ws && this.dropConnection());
+    window.addEventListener("online", () => this.goOnline());
     const markActive = () => {
       this.active = true;
     };
@@ -72,78 +134,181 @@ export class LiveSocket {
   stop() {
     this.stopped = true;
     this.clearTimer();
-    this.stopHeartbeat();
-    const ws = this.ws;
-    this.ws = null;
-    this.ready = false;
-    ws?.close(1000);
+    this.stopUpgrade();
+    this.#drop();
   }
 
   restart() {
     this.stop();
     this.stopped = false;
+    this.attempt = 0;
     this.connect();
   }
 
   /** Send a frame if the session is ready; returns false so the caller can queue it instead. */
   send(frame) {
-    if (!this.ready || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(JSON.stringify(frame));
-    return true;
+    if (!this.ready || !this.transport) return false;
+    return this.transport.send(frame);
   }
 
   connect() {
     this.clearTimer();
-    this.onState(this.hasConnected || this.attempt > 0 ? "reconnecting" : "connecting");
-    const ws = new WebSocket(socketUrl());
-    this.ws = ws;
-    ws.addEventListener("message", (event) => this.handleMessage(ws, event));
-    ws.addEventListener("close", (event) => this.handleClose(ws, event));
+    if (this.stopped) return;
+    if (this.offline || navigator.onLine === false) {
+      this.offline = true;
+      this.#setState("offline");
+      return; // `online` reconnects
+    }
+    this.#setState(this.hasConnected || this.attempt > 0 ? "reconnecting" : "connecting");
+    const transport = this.#make(this.kind, {
+      onReady: (frame) => this.#onReady(transport, frame),
+      onClose: (event) => this.#onClose(transport, event),
+    });
+    this.transport = transport;
+    transport.open();
   }
 
-  handleMessage(ws, event) {
-    if (ws !== this.ws) return; // a socket we already gave up on
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      return; // the server only sends JSON; ignore anything else rather than crash the page
+  /** Give up on the current connection at once and reconnect with backoff (as after a close). */
+  dropConnection() {
+    const transport = this.transport;
+    if (transport) this.#onClose(transport, { code: 1006 });
+  }
+
+  goOffline() {
+    this.offline = true;
+    this.clearTimer();
+    this.stopUpgrade();
+    this.#drop();
+    if (!this.stopped && this.state !== "signed-out") this.#setState("offline");
+  }
+
+  goOnline() {
+    if (!this.offline) {
+      // Waiting out a back-off: the network just came back, so this is the moment to retry.
+      if (this.timer !== null && this.timer !== -1 && !this.stopped) {
+        this.attempt = 0;
+        this.connect();
+      }
+      return;
     }
-    if (frame.type === "session.ready") {
-      this.ready = true;
-      this.readyAt = Date.now();
-      this.hasConnected = true;
-      this.onState("connected");
-      this.startHeartbeat();
-    }
+    this.offline = false;
+    if (this.stopped || this.state === "signed-out") return;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  #make(kind, { onReady, onClose }) {
+    const Transport = TRANSPORTS[kind];
+    return new Transport({
+      onReady,
+      onClose,
+      onFrame: (frame) => !this.stopped && this.onFrame(frame),
+    });
+  }
+
+  #onReady(transport, frame) {
+    if (transport !== this.transport || this.stopped) return;
+    this.ready = true;
+    this.readyAt = Date.now();
+    this.hasConnected = true;
+    this.strikes = 0;
+    if (this.ladder.length > 1) remember(this.kind);
+    this.#setState("connected");
+    if (this.kind === "websocket") this.startHeartbeat();
+    else this.scheduleUpgrade();
     this.onFrame(frame);
   }
 
-  /** Give up on the current socket at once and reconnect with backoff (as after a close). */
-  dropConnection() {
-    const ws = this.ws;
-    if (!ws) return;
-    this.handleClose(ws, { code: 1006 });
-    ws.close();
-  }
-
-  handleClose(ws, event) {
-    if (ws !== this.ws) return;
-    this.ws = null;
-    this.ready = false;
-    this.stopHeartbeat();
+  #onClose(transport, { code }) {
+    if (transport !== this.transport) return; // one we already gave up on
+    const wasReady = this.ready;
+    this.#drop();
     if (this.stopped) return;
-    if (event.code === CLOSE_UNAUTHENTICATED) {
+    if (code === CLOSE_UNAUTHENTICATED) {
       // The session is gone (signed out elsewhere, expired): retrying cannot help.
-      this.onState("signed-out");
+      this.stopUpgrade();
+      this.#setState("signed-out");
+      return;
+    }
+    if (this.offline || navigator.onLine === false) {
+      this.goOffline();
       return;
     }
     if (this.readyAt && Date.now() - this.readyAt >= STABLE_AFTER_MS) this.attempt = 0;
     this.readyAt = 0;
-    this.onState("reconnecting");
-    this.timer = setTimeout(() => this.connect(), backoffDelay(this.attempt));
+    this.#setState("reconnecting");
+    const blocked = !wasReady && code !== CLOSE_TRY_AGAIN && this.rung < this.ladder.length - 1;
+    const delay = backoffDelay(this.attempt);
     this.attempt += 1;
+    this.timer = setTimeout(() => (blocked ? this.#maybeFallBack() : this.connect()), delay);
   }
+
+  /** An attempt failed before session.ready: if the server answers HTTP, the transport is blocked. */
+  async #maybeFallBack() {
+    this.timer = -1; // a retry is under way (see goOnline / goOffline)
+    const answers = await serverAnswers();
+    if (this.timer !== -1 || this.stopped || this.offline) return; // overtaken meanwhile
+    this.timer = null;
+    if (answers) {
+      this.strikes += 1;
+      if (this.strikes >= FALLBACK_AFTER[this.kind]) {
+        this.rung += 1;
+        this.strikes = 0;
+        this.attempt = 0;
+      }
+    }
+    this.connect();
+  }
+
+  // Moving back up ---------------------------------------------------------------------------
+
+  scheduleUpgrade() {
+    this.stopUpgrade();
+    if (this.rung === 0) return;
+    const delay = window.PARLEY_TEST_UPGRADE_MS ?? this.upgradeDelay;
+    this.upgradeTimer = setTimeout(() => this.#tryUpgrade(0), delay);
+  }
+
+  stopUpgrade() {
+    if (this.upgradeTimer !== null) clearTimeout(this.upgradeTimer);
+    this.upgradeTimer = null;
+    this.probe?.close();
+    this.probe = null;
+  }
+
+  /** Try the transport `rung` (better than the one in use) without leaving the current one. */
+  #tryUpgrade(rung) {
+    this.upgradeTimer = null;
+    if (!this.ready || this.stopped || rung >= this.rung) return;
+    const probe = this.#make(this.ladder[rung], {
+      onReady: (frame) => {
+        if (probe !== this.probe) return;
+        this.probe = null;
+        this.clearTimer(); // a reconnect of the old transport may be waiting
+        this.upgradeDelay = UPGRADE_AFTER_MS;
+        const old = this.transport;
+        this.transport = probe;
+        this.rung = rung;
+        this.strikes = 0;
+        this.attempt = 0;
+        old?.close();
+        this.#onReady(probe, frame); // the page syncs from session.ready as after a reconnect
+      },
+      onClose: () => {
+        if (probe !== this.probe) return;
+        this.probe = null;
+        if (rung + 1 < this.rung) this.#tryUpgrade(rung + 1);
+        else {
+          this.upgradeDelay = Math.min(this.upgradeDelay * 2, UPGRADE_MAX_MS);
+          this.scheduleUpgrade();
+        }
+      },
+    });
+    this.probe = probe;
+    probe.open();
+  }
+
+  // Heartbeats (socket only: an SSE stream or a poller is its own liveness) ----------------------
 
   startHeartbeat() {
     this.stopHeartbeat();
@@ -159,7 +324,20 @@ export class LiveSocket {
   }
 
   clearTimer() {
-    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.timer !== null && this.timer !== -1) clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  #drop() {
+    const transport = this.transport;
+    this.transport = null;
+    this.ready = false;
+    this.stopHeartbeat();
+    transport?.close();
+  }
+
+  #setState(state) {
+    this.state = state;
+    this.onState(state, this.kind);
   }
 }

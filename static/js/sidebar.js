@@ -133,12 +133,13 @@ export class Session {
   #onFrame;
   #me = null;
 
-  /** rooms: the page's RoomList. current: the room open on this page. onState: see live.js. */
+  /** rooms: the page's RoomList. current: the room open on this page. onState(state, transport): see live.js. */
   constructor({ rooms, current = null, onFrame = () => {}, onState = () => {} }) {
     this.#rooms = rooms;
     this.#current = current;
     this.#onFrame = onFrame;
-    this.socket = new LiveSocket({ onFrame: (frame) => this.#handle(frame), onState });
+    // Chat works over SSE or long-polling too (live.js), when a proxy blocks the socket.
+    this.socket = new LiveSocket({ onFrame: (frame) => this.#handle(frame), onState, fallback: true });
     this.receipts = new ReceiptSender(this.socket);
   }
 

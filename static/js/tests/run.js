@@ -8,6 +8,7 @@ import "./board-outbox.test.js";
 import "./board-doc.test.js";
 import "./board-render.test.js";
 import "./simulator.test.js";
+import "./transports.test.js";
 
 window.parleyTests = runAll().then((results) => {
   const list = document.getElementById("results");

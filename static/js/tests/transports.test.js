@@ -1,0 +1,167 @@
+// The live connection's transports (transports.js): the REST bridge that stands in for the
+// socket's writes over SSE and long-polling, and the socket's ping rule.
+import { RestBridge, WebSocketTransport } from "../transports.js";
+import { assert, assertEqual, test } from "./harness.js";
+
+/** Run `fn` with window.fetch answering from `answer(url, init)`; returns the requests made. */
+async function withFetch(answer, fn) {
+  const requests = [];
+  const real = window.fetch;
+  window.fetch = async (url, init = {}) => {
+    requests.push({ url, method: init.method || "GET", body: init.body ? JSON.parse(init.body) : null });
+    return answer(url, init);
+  };
+  try {
+    await fn(requests);
+  } finally {
+    window.fetch = real;
+  }
+  return requests;
+}
+
+const json = (status, body) => new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+async function until(condition) {
+  for (let i = 0; i < 50 && !condition(); i += 1) await settle();
+}
+
+const message = { id: "m1", room: "r1", sequence: 4, client_msg_id: "c1", content: "hi" };
+
+test("over REST, a send is a POST and its answer the socket's message.ack", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
+  const requests = await withFetch(
+    () => json(201, message),
+    async () => {
+      assert(bridge.send({ type: "message.send", room: "r1", content: "hi", client_msg_id: "c1" }), "sent");
+      await until(() => frames.length);
+    },
+  );
+  assertEqual(requests, [{ url: "/api/v1/rooms/r1/messages/", method: "POST", body: { content: "hi", client_msg_id: "c1" } }]);
+  assertEqual(frames, [{ type: "message.ack", room: "r1", id: "m1", client_msg_id: "c1", message }]);
+});
+
+test("over REST, a refusal is the socket's error frame about the same ref", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
+  await withFetch(
+    () => json(429, { error: { code: "rate_limited", message: "Slow down.", retry_after_ms: 1500 } }),
+    async () => {
+      bridge.send({ type: "message.edit", room: "r1", id: "m1", content: "hello" });
+      await until(() => frames.length);
+    },
+  );
+  assertEqual(frames, [{ type: "error", code: "rate_limited", message: "Slow down.", retry_after_ms: 1500, ref: "m1" }]);
+});
+
+test("over REST, a proxy's answer that is not the API's asks to retry", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
+  await withFetch(
+    () => new Response("<html>Bad gateway</html>", { status: 502 }),
+    async () => {
+      bridge.send({ type: "message.send", room: "r1", content: "hi", client_msg_id: "c1" });
+      await until(() => frames.length);
+    },
+  );
+  assertEqual([frames[0].type, frames[0].code, frames[0].ref, frames[0].retry_after_ms], ["error", "unavailable", "c1", 2000]);
+});
+
+test("over REST, no network means the connection is dead too", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
+  await withFetch(
+    () => Promise.reject(new TypeError("Failed to fetch")),
+    async () => {
+      bridge.send({ type: "message.delete", room: "r1", id: "m1" });
+      await until(() => frames.length);
+    },
+  );
+  assertEqual(frames, ["dead"]);
+});
+
+test("over REST, a sync reads every page of changes as sync.batch frames", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
+  const pages = {
+    3: { results: [{ type: "message.new", sequence: 4 }], has_more: true, last_sequence: 4 },
+    4: { results: [{ type: "message.edit", sequence: 5 }], has_more: false, last_sequence: 5 },
+  };
+  const requests = await withFetch(
+    (url) => json(200, pages[new URL(url, location.href).searchParams.get("after_sequence")]),
+    async () => {
+      bridge.send({ type: "sync", room: "r1", after_sequence: 3 });
+      await until(() => frames.length === 2);
+    },
+  );
+  assertEqual(
+    requests.map((request) => request.url),
+    ["/api/v1/rooms/r1/changes/?after_sequence=3", "/api/v1/rooms/r1/changes/?after_sequence=4"],
+  );
+  assertEqual(frames, [
+    { type: "sync.batch", room: "r1", events: pages[3].results, has_more: true, last_sequence: 4 },
+    { type: "sync.batch", room: "r1", events: pages[4].results, has_more: false, last_sequence: 5 },
+  ]);
+});
+
+test("over REST, receipts go and typing and board frames are left to the caller", async () => {
+  const bridge = new RestBridge({ deliver: () => {}, onDead: () => {} });
+  const requests = await withFetch(
+    () => json(200, { delivered_sequence: 4, read_sequence: 4 }),
+    async () => {
+      assert(bridge.send({ type: "receipt", room: "r1", read_sequence: 4 }), "receipt sent");
+      assert(bridge.send({ type: "heartbeat", active: true }), "heartbeat needs nothing");
+      assert(!bridge.send({ type: "typing", room: "r1" }), "typing not sent");
+      assert(!bridge.send({ type: "board.join", board: "b1" }), "board frames not sent");
+      await settle();
+    },
+  );
+  assertEqual(requests, [{ url: "/api/v1/rooms/r1/receipts/", method: "POST", body: { read_sequence: 4 } }]);
+});
+
+/** A WebSocketTransport on a fake, ready socket (not opened: the test drives check()). */
+function readySocket() {
+  const sent = [];
+  const closes = [];
+  const transport = new WebSocketTransport({ onClose: (event) => closes.push(event.code) });
+  transport.ws = { readyState: WebSocket.OPEN, send: (text) => sent.push(JSON.parse(text)), close() {} };
+  transport.ready = true;
+  transport.heard();
+  return { transport, sent, closes };
+}
+
+test("an idle socket pings only after a minute of silence", () => {
+  const { transport, sent } = readySocket();
+  const heard = transport.lastHeard;
+  transport.send({ type: "heartbeat", active: false }); // expects no answer: no wait starts
+  transport.check(heard + 59_000);
+  assertEqual(sent.map((frame) => frame.type), ["heartbeat"]);
+  transport.check(heard + 60_000);
+  assertEqual(sent.map((frame) => frame.type), ["heartbeat", "ping"]);
+});
+
+test("an unanswered send pings after 3 s, and a silent ping drops the socket 6 s later", () => {
+  const { transport, sent, closes } = readySocket();
+  transport.send({ type: "message.send", room: "r1", content: "hi", client_msg_id: "c1" });
+  const since = transport.waitingSince;
+  transport.check(since + 2999);
+  assertEqual(sent.length, 1);
+  transport.check(since + 3000);
+  assertEqual(sent.at(-1), { type: "ping" });
+  transport.check(since + 8999);
+  assertEqual(closes, []);
+  transport.check(since + 9000);
+  assertEqual(closes, [1006]);
+});
+
+test("anything heard after a ping proves the socket alive", () => {
+  const { transport, sent, closes } = readySocket();
+  transport.send({ type: "sync", room: "r1", after_sequence: 0 });
+  const since = transport.waitingSince;
+  transport.check(since + 3000);
+  assertEqual(sent.at(-1), { type: "ping" });
+  transport.heard(since + 3500); // e.g. the sync.batch, before the pong
+  transport.check(since + 20_000);
+  assertEqual(closes, []);
+  assertEqual(sent.length, 2); // no second ping: nothing is waiting any more
+});

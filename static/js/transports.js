@@ -1,0 +1,351 @@
+// The three ways the page can be live (docs/protocol.md), behind one small interface that
+// live.js's LiveSocket drives:
+//
+//   new Transport({ onReady(frame), onFrame(frame), onClose({ code }) })
+//   open()        start connecting; onReady(session.ready) once the server follows our rooms
+//   send(frame)   true if the frame went (or a REST request for it started), false to queue it
+//   close()       stop, silently (no onClose)
+//
+// onClose({code}) is called at most once, when the transport died by itself; code 4401 means
+// the credentials are gone (retrying cannot help).
+//
+//   WebSocketTransport  /ws/: frames both ways. It knows a silently dead socket by an
+//                       application-level `ping` (answered by `pong`), sent only while a request
+//                       waits for its answer or after a long silence, so idle sockets stay cheap.
+//   SseTransport        GET /api/v1/events/ (EventSource) for the server's frames.
+//   PollTransport       GET /api/v1/poll/?cursor= (long-polling) for the server's frames.
+// With SSE and long-polling, the page's frames become REST requests (RestBridge), and their
+// answers become the frames the socket would have sent (message.ack, sync.batch, error …), so
+// the rest of the page cannot tell the difference.
+import { csrfToken } from "./api.js";
+
+const CLOSE_UNAUTHENTICATED = 4401;
+// No session.ready this long after opening (a proxy that swallows the handshake or buffers the
+// stream): give up on this attempt.
+const READY_TIMEOUT_MS = 15000;
+// A request (send, edit, sync …) unanswered this long, with nothing at all heard since: ping.
+const ANSWER_GRACE_MS = 3000;
+// Nothing heard for this long: ping (the server says nothing to an idle socket).
+const SILENCE_MS = 60000;
+// A ping with nothing at all heard back for this long: the socket is dead.
+const PONG_TIMEOUT_MS = 6000;
+const WATCH_EVERY_MS = 1000;
+// A long-poll waits up to 25 s on the server (TRANSPORT_POLL_WAIT_SECONDS): longer is a dead one.
+const POLL_TIMEOUT_MS = 40000;
+// Frames that expect no answer: sending them starts no wait for one.
+const UNANSWERED = new Set(["heartbeat", "typing", "receipt", "ping", "board.awareness", "board.leave"]);
+
+export function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}/ws/`;
+}
+
+function parse(text) {
+  try {
+    const frame = JSON.parse(text);
+    return frame && typeof frame.type === "string" ? frame : null;
+  } catch {
+    return null; // the server only sends JSON; ignore anything else rather than crash the page
+  }
+}
+
+/** Test hooks (window.PARLEY_TEST_TIMINGS, set before the page's scripts run): shorter timings,
+ * e.g. {websocketReadyTimeoutMs: 1000}. */
+function timing(name, fallback) {
+  const value = window.PARLEY_TEST_TIMINGS?.[name];
+  return typeof value === "number" ? value : fallback;
+}
+
+class Base {
+  constructor({ onReady = () => {}, onFrame = () => {}, onClose = () => {} } = {}) {
+    this.onReady = onReady;
+    this.onFrame = onFrame;
+    this.onClose = onClose;
+    this.ready = false;
+    this.closed = false;
+    this.readyTimer = null;
+  }
+
+  startReadyTimer() {
+    const wait = timing(`${this.kind}ReadyTimeoutMs`, READY_TIMEOUT_MS);
+    this.readyTimer = setTimeout(() => !this.ready && this.die(1006), wait);
+  }
+
+  /** A frame from the server: session.ready, session.revoked, or one for the page. */
+  deliver(frame) {
+    if (this.closed) return;
+    if (frame.type === "session.ready") {
+      this.ready = true;
+      clearTimeout(this.readyTimer);
+      this.onReady(frame);
+    } else if (frame.type === "session.revoked") {
+      this.die(CLOSE_UNAUTHENTICATED); // the credentials are gone: a new request gets 401
+    } else if (frame.type !== "pong") {
+      this.onFrame(frame);
+    }
+  }
+
+  /** The transport failed: stop it and tell the connection once. */
+  die(code) {
+    if (this.closed) return;
+    this.close();
+    this.onClose({ code });
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.readyTimer);
+  }
+}
+
+export class WebSocketTransport extends Base {
+  kind = "websocket";
+
+  open() {
+    const ws = new WebSocket(socketUrl());
+    this.ws = ws;
+    this.heard();
+    ws.addEventListener("message", (event) => {
+      if (this.closed) return;
+      this.heard();
+      const frame = parse(event.data);
+      if (frame) this.deliver(frame);
+    });
+    ws.addEventListener("close", (event) => this.die(event.code));
+    this.startReadyTimer();
+    this.watch = setInterval(() => this.check(Date.now()), WATCH_EVERY_MS);
+  }
+
+  /** Something arrived (at `now`): the socket is alive, and nothing sent before waits any more. */
+  heard(now = Date.now()) {
+    this.lastHeard = now;
+    this.awaiting = false;
+    this.pingSentAt = 0; // any frame at all answers a ping
+  }
+
+  send(frame) {
+    if (this.closed || !this.ready || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(frame));
+    if (!UNANSWERED.has(frame.type) && !this.awaiting) {
+      this.awaiting = true; // a request went: until anything arrives, we wait for its answer
+      this.waitingSince = Date.now();
+    }
+    return true;
+  }
+
+  /** Is the socket still alive? Ping when it matters, and drop it when the ping goes unanswered. */
+  check(now) {
+    if (this.closed || !this.ready) return;
+    if (this.pingSentAt) {
+      // Nothing at all arrived since the ping: the socket is silently dead (no close will come).
+      if (now - this.pingSentAt >= timing("pongTimeoutMs", PONG_TIMEOUT_MS)) this.die(1006);
+      return;
+    }
+    const waiting = this.awaiting && now - this.waitingSince >= timing("answerGraceMs", ANSWER_GRACE_MS);
+    const silent = now - this.lastHeard >= timing("silenceMs", SILENCE_MS);
+    if ((waiting || silent) && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send('{"type":"ping"}');
+      this.pingSentAt = now;
+    }
+  }
+
+  close() {
+    super.close();
+    clearInterval(this.watch);
+    const ws = this.ws;
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
+  }
+}
+
+export class SseTransport extends Base {
+  kind = "sse";
+
+  constructor(handlers) {
+    super(handlers);
+    // Answers to REST requests reach the page even after this transport closed (an ack is an ack).
+    this.rest = new RestBridge({ deliver: (frame) => this.onFrame(frame), onDead: () => this.die(1006) });
+  }
+
+  open() {
+    // Every (re)connection starts afresh with session.ready, as after a socket reconnect: the
+    // page syncs each room from its own numbers. (The browser's own retry, with Last-Event-ID,
+    // is not used: we close on the first error and reconnect with our back-off.)
+    const source = new EventSource("/api/v1/events/");
+    this.source = source;
+    source.addEventListener("message", (event) => {
+      const frame = parse(event.data);
+      if (frame) this.deliver(frame);
+    });
+    source.addEventListener("error", () => this.die(1006));
+    this.startReadyTimer();
+  }
+
+  send(frame) {
+    return !this.closed && this.ready && this.rest.send(frame);
+  }
+
+  close() {
+    super.close();
+    this.source?.close();
+  }
+}
+
+export class PollTransport extends Base {
+  kind = "poll";
+
+  constructor(handlers) {
+    super(handlers);
+    // Answers to REST requests reach the page even after this transport closed (an ack is an ack).
+    this.rest = new RestBridge({ deliver: (frame) => this.onFrame(frame), onDead: () => this.die(1006) });
+  }
+
+  open() {
+    this.startReadyTimer();
+    this.loop();
+  }
+
+  async loop() {
+    let cursor = null;
+    while (!this.closed) {
+      const controller = new AbortController();
+      this.controller = controller;
+      const timer = setTimeout(() => controller.abort(), timing("pollTimeoutMs", POLL_TIMEOUT_MS));
+      let body;
+      try {
+        const url = cursor === null ? "/api/v1/poll/" : `/api/v1/poll/?cursor=${encodeURIComponent(cursor)}`;
+        const response = await fetch(url, {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+          signal: controller.signal,
+        });
+        if (response.status === 401) return this.die(CLOSE_UNAUTHENTICATED);
+        if (!response.ok) return this.die(1011); // reconnect with back-off (afresh: a new cursor)
+        body = await response.json();
+      } catch {
+        return this.die(1006); // network gone, or the poll outlived any the server makes
+      } finally {
+        clearTimeout(timer);
+      }
+      if (this.closed) return;
+      for (const frame of body.events || []) if (frame && typeof frame.type === "string") this.deliver(frame);
+      cursor = body.cursor ?? cursor;
+    }
+  }
+
+  send(frame) {
+    return !this.closed && this.ready && this.rest.send(frame);
+  }
+
+  close() {
+    super.close();
+    this.controller?.abort();
+  }
+}
+
+const roomPath = (room, suffix = "") => `/api/v1/rooms/${encodeURIComponent(room)}/${suffix}`;
+
+/**
+ * The page's frames as REST requests (docs/protocol.md: in SSE/poll mode, writes go over REST),
+ * and the answers as the frames the socket would have sent. A request that fails for want of a
+ * network means the connection is gone too: onDead() (the page reconnects, then resends what is
+ * still pending, as after a socket drop).
+ */
+export class RestBridge {
+  constructor({ deliver, onDead }) {
+    this.deliver = deliver;
+    this.onDead = onDead;
+  }
+
+  send(frame) {
+    const room = typeof frame.room === "string" ? frame.room : null;
+    switch (frame.type) {
+      case "heartbeat":
+        return true; // an open stream, or a poller that keeps polling, is the server's liveness
+      case "message.send":
+        if (!room) return false;
+        this.#request("POST", roomPath(room, "messages/"), { content: frame.content, client_msg_id: frame.client_msg_id, ...(frame.reply_to ? { reply_to: frame.reply_to } : {}) }, frame.client_msg_id)
+          .then((message) => message && this.#ack("message.ack", room, message));
+        return true;
+      case "message.edit":
+      case "message.delete": {
+        if (!room || typeof frame.id !== "string") return false;
+        const url = roomPath(room, `messages/${encodeURIComponent(frame.id)}/`);
+        const request = frame.type === "message.edit"
+          ? this.#request("PATCH", url, { content: frame.content }, frame.id)
+          : this.#request("DELETE", url, undefined, frame.id);
+        request.then((message) => message && this.#ack(`${frame.type}.ack`, room, message));
+        return true;
+      }
+      case "reaction.add":
+      case "reaction.remove": {
+        // Threads and reactions (docs/protocol.md): POST / DELETE …/reactions/, answered as reaction.ack.
+        if (!room || typeof frame.id !== "string") return false;
+        const url = roomPath(room, `messages/${encodeURIComponent(frame.id)}/reactions/`);
+        const request = frame.type === "reaction.add"
+          ? this.#request("POST", url, { emoji: frame.emoji }, frame.id)
+          : this.#request("DELETE", `${url}?${new URLSearchParams({ emoji: String(frame.emoji) })}`, undefined, frame.id);
+        request.then((message) => message && this.#ack("reaction.ack", room, message));
+        return true;
+      }
+      case "receipt": {
+        if (!room) return false;
+        const marks = {};
+        if ("delivered_sequence" in frame) marks.delivered_sequence = frame.delivered_sequence;
+        if ("read_sequence" in frame) marks.read_sequence = frame.read_sequence;
+        this.#request("POST", roomPath(room, "receipts/"), marks, null);
+        return true;
+      }
+      case "sync":
+        if (!room) return false;
+        this.#sync(room, frame.after_sequence, frame.limit);
+        return true;
+      default:
+        // typing has no REST endpoint yet; history is read over REST by the page itself; boards
+        // and simulations need the socket (board.join). Not sent: the caller keeps or drops it.
+        return false;
+    }
+  }
+
+  #ack(type, room, message) {
+    this.deliver({ type, room, id: message.id, client_msg_id: message.client_msg_id, message });
+  }
+
+  async #sync(room, after, limit) {
+    let cursor = after;
+    for (;;) {
+      const params = new URLSearchParams({ after_sequence: String(cursor) });
+      if (limit) params.set("limit", String(limit));
+      const page = await this.#request("GET", `${roomPath(room, "changes/")}?${params}`, undefined, null);
+      if (!page) return; // the error went to the page as an error frame (or the connection died)
+      this.deliver({ type: "sync.batch", room, events: page.results, has_more: page.has_more, last_sequence: page.last_sequence });
+      if (!page.has_more) return;
+      cursor = page.last_sequence;
+    }
+  }
+
+  /** The JSON answer, or null after delivering an `error` frame about `ref` (or losing the network). */
+  async #request(method, url, body, ref) {
+    let response;
+    try {
+      response = await fetch(url, {
+        method,
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      this.onDead(); // what is pending goes again after reconnecting
+      return null;
+    }
+    const data = await response.json().catch(() => null);
+    if (response.ok && data) return data;
+    const error = data?.error;
+    if (error && typeof error.code === "string") {
+      this.deliver({ type: "error", ...error, ref });
+    } else {
+      // Not the API's answer (a proxy's 502, an HTML page): try again in a moment.
+      this.deliver({ type: "error", code: "unavailable", message: "Parley is briefly unavailable; please retry.", retry_after_ms: 2000, ref });
+    }
+    return null;
+  }
+}
