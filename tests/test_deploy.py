@@ -8,7 +8,10 @@ dashboard's queries likewise; the container's health check and the worker's /met
 
 import ast
 import json
+import os
 import re
+import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port, wait_for_port
+from tests.conftest import ROOT, free_port, wait_for_port, wait_until
 
 DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
@@ -348,3 +351,33 @@ def test_the_worker_metrics_server_serves_the_shared_directory_to_the_token_only
     (line,) = [line for line in body.splitlines() if line.startswith("parley_celery_task_runs_total{")]
     assert 'task="messaging.tasks.archive_partitions"' in line and 'outcome="success"' in line and line.endswith(" 1.0")
     assert refused.value.code == 404
+
+
+# -- with Docker (not on the build machine: skipped there) --------------------------------------
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("PARLEY_DOCKER_TESTS") == "1" and shutil.which("docker")),
+    reason="needs a Docker daemon and PARLEY_DOCKER_TESTS=1 (minutes: builds the image, starts compose)",
+)
+def test_compose_up_serves_readyz_through_nginx(tmp_path):
+    """Never run where this was written (no Docker daemon there): builds the image, starts the
+    whole compose project and asks nginx for /readyz, then removes everything."""
+    secrets = {"SECRET_KEY": "k" * 64, "POSTGRES_PASSWORD": "p" * 16, "MINIO_ROOT_PASSWORD": "m" * 16}
+    env = os.environ | secrets | {"METRICS_TOKEN": "t" * 32, "COMPOSE_PROJECT_NAME": "parley-test"}
+    compose = ["docker", "compose", "-f", str(DEPLOY / "docker-compose.yml")]
+    try:
+        subprocess.run([*compose, "up", "-d", "--build"], env=env, check=True, timeout=1800)
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the self-signed certificate
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen("https://localhost/readyz", context=context, timeout=5) as answer:
+                    return json.loads(answer.read())["status"] == "ok"
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=300, what="nginx -> web /readyz answering ok")
+    finally:
+        subprocess.run([*compose, "down", "-v"], env=env, timeout=600)
