@@ -25,6 +25,7 @@ from typing import Any, Protocol, cast
 
 from django.conf import settings
 
+from core import metrics
 from core.loops import per_loop
 from core.pubsub import Bus
 from core.redis_clients import aclient
@@ -69,6 +70,7 @@ class Hub:
             if members is None:
                 members = self.groups[group] = set()
                 await self.bus.subscribe(group)
+                metrics.HUB_GROUPS.inc()
             members.add(member)
 
     async def leave(self, group: str, member: Member) -> None:
@@ -80,15 +82,18 @@ class Hub:
             if not members:
                 del self.groups[group]
                 await self.bus.unsubscribe(group)
+                metrics.HUB_GROUPS.dec()
 
     def publish(self, sends: list[tuple[str, dict]]) -> None:
         """Queue events for the other processes (core.pubsub); returns at once."""
         for _, event in sends:
             event["origin"] = self.origin
         self.bus.publish(sends)
+        metrics.PUBLISHED.inc(len(sends))
 
     async def _received(self, event: dict[str, Any]) -> None:
         if event.get("origin") != self.origin:  # our own events were delivered at once
+            metrics.RECEIVED.inc()
             await self.deliver(event)
 
     async def deliver(self, event: dict[str, Any]) -> None:
@@ -101,6 +106,8 @@ class Hub:
                 await member.hub_event(event)
             except Exception:
                 logger.exception("delivering %s failed", event.get("type"))
+        metrics.delivered(event["type"], len(members))  # per event, not per socket
+        metrics.delivery_latency(event)
 
     def connections(self) -> dict[str, int]:
         """This process's open client connections by transport."""

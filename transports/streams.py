@@ -31,6 +31,7 @@ from boards.consumers import _local_boards
 from boards.crdt import b64encode
 from boards.payloads import update_frame
 from boards.services import board_group
+from core import metrics
 from core.errors import ApplicationError, is_outage
 from core.events import dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
@@ -314,6 +315,7 @@ class Stream:
         self._room_delivered(room_id, number, text)
 
     def _fetch_changes(self, room_id: str, after: int, upto: int) -> Awaitable[tuple[list[tuple[int, str]], int]]:
+        metrics.GAPS["stream"].inc()
         return fetch_changes(self.user, room_id, after, upto)
 
     async def _read_up_to(self, room_id: str, upto: int) -> None:
