@@ -49,6 +49,7 @@ from messaging import archive  # noqa: E402
 from messaging.models import Message  # noqa: E402
 from messaging.partitions import NAME_FORMAT  # noqa: E402
 from rooms.models import Membership, Room  # noqa: E402
+from search import selectors  # noqa: E402
 from search.selectors import SearchParams, message_search, statement  # noqa: E402
 
 ROWS = int(os.environ.get("ROWS", "1000000"))
@@ -234,6 +235,20 @@ def measure(me: User, rooms: list[Room], searchable: list[str], load_seconds: fl
             everywhere, mine = cursor.fetchone()
             figures["kinds"][kind]["sample_matches_all_rooms"] = everywhere
             figures["kinds"][kind]["sample_matches_my_rooms"] = mine
+    # Prepared (planned once per connection) against planned at every call, alternating blocks of the
+    # same typical queries in this one run: the ratio is what the figure says.
+    ab: dict[bool, list[float]] = {True: [], False: []}
+    for block in range(6):
+        for prepared in (True, False) if block % 2 else (False, True):
+            selectors.PREPARED = prepared
+            block_rng = random.Random(block)
+            for _ in range(max(REPEAT // 4, 2)):
+                ab[prepared].append(timed(me, SearchParams(q=block_rng.choice(searchable[50:500])))[0])
+    selectors.PREPARED = True
+    figures["prepared_vs_planned_typical_p50_ms"] = [
+        round(statistics.median(ab[True]), 1),
+        round(statistics.median(ab[False]), 1),
+    ]
     # The plan of one typical and one common query, for docs/performance.md.
     for kind, word in (("typical", searchable[250]), ("common", searchable[10])):
         sql, values = statement(word, rooms[:MY_ROOMS], SearchParams(q=word))
@@ -255,6 +270,8 @@ def measure(me: User, rooms: list[Room], searchable: list[str], load_seconds: fl
             f"{row['sample_matches_my_rooms']:,} in my rooms"
         )
     print(f"typical queries (all but common): p50 {figures['typical_p50_ms']} ms, p95 {figures['typical_p95_ms']} ms")
+    prepared_ms, planned_ms = figures["prepared_vs_planned_typical_p50_ms"]
+    print(f"typical p50, prepared {prepared_ms} ms against planned at every call {planned_ms} ms (same run)")
     return figures
 
 

@@ -205,6 +205,10 @@ def test_pages_cover_every_match_once(world):
         offset, pages = page["next_offset"], pages + 1
         assert page["has_more"] == (offset is not None)
     assert (pages, len(seen), len(set(seen))) == (3, 23, 23)
+    # Run often enough on one connection, the statement is prepared (server-side): same answers.
+    first = search(ada, q="standup", limit=10)["results"]
+    for _ in range(6):
+        assert search(ada, q="standup", limit=10)["results"] == first
 
 
 # -- the index ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import "./board-doc.test.js";
 import "./board-render.test.js";
 import "./simulator.test.js";
 import "./transports.test.js";
+import "./rich-text.test.js";
 
 window.parleyTests = runAll().then((results) => {
   const list = document.getElementById("results");
