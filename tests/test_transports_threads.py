@@ -1,4 +1,4 @@
-"""A waiting long-poll holds no thread (transports/; core/staticfiles.py).
+"""A waiting long-poll holds no thread (transports/api.py; core/staticfiles.py).
 
 Under ASGI, Django runs a synchronous-only middleware (WhiteNoise 6's) and everything after it down
 to the view from a worker thread that waits for the async rest: a long-poll waiting 25 s would hold
@@ -12,7 +12,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 from channels.db import database_sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
@@ -21,7 +21,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from core.events import user_group
 from core.hub import get_hub
 from rooms.models import Room
-from tests.conftest import await_until, room_with
+from tests.conftest import await_until, room_with, send_message
 from transports.streams import Stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -32,7 +32,9 @@ TIMEOUT = 10  # a bound on waiting for something that must happen, never a measu
 class Request:
     """One HTTP request through Django's ASGI handler, in-process; its client hangs up on `cut()`."""
 
-    def __init__(self, handler: ASGIHandler, executor: ThreadPoolExecutor, path: str, token: str, query: str = ""):
+    def __init__(
+        self, handler: ASGIHandler, executor: ThreadPoolExecutor | None, path: str, token: str, query: str = ""
+    ):
         self.messages: list[dict] = []
         self.gone = asyncio.Event()
         self.body_sent = False
@@ -52,6 +54,9 @@ class Request:
         }
 
         async def run() -> None:
+            if executor is None:  # as uvicorn runs it: Django gives the request a thread of its own
+                await handler(scope, self.receive, self.send)
+                return
             async with ThreadSensitiveContext(executor=executor):  # every request's sync work: this pool
                 await handler(scope, self.receive, self.send)
 
@@ -112,3 +117,46 @@ async def test_waiting_long_polls_hold_no_thread_so_a_normal_request_is_answered
         await asyncio.wait([poll.task for poll in polls] or [asyncio.sleep(0)], timeout=TIMEOUT)
         await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
         executor.shutdown()
+
+
+async def test_a_waiting_long_poll_keeps_no_thread_of_its_own_either(make_user, settings):
+    """As uvicorn runs it, Django's ASGI handler gives each request a worker thread of its own (an
+    executor registered under the request's context in asgiref's SyncToAsync) for its middleware and
+    sync calls, until the response is sent. A long-poll ends its own before it waits."""
+    settings.TRANSPORT_POLL_WAIT_SECONDS = 600
+
+    def world():
+        users = [make_user(f"poller{n}") for n in range(3)]
+        room = room_with(users[0], "Lobby", Room.Kind.PRIVATE, members={user: "member" for user in users[1:]})
+        return users, [str(AccessToken.for_user(user)) for user in users], room
+
+    users, tokens, room = await database_sync_to_async(world)()
+    handler = ASGIHandler()
+    polls: list[Request] = []
+    try:
+        for token in tokens:
+            start = Request(handler, None, "/api/v1/poll/", token)
+            await asyncio.wait_for(start.task, TIMEOUT)
+            assert start.status() == 200, start.body()
+            polls.append(Request(handler, None, "/api/v1/poll/", token, f"cursor={json.loads(start.body())['cursor']}"))
+
+        def waiting() -> bool:
+            groups = get_hub().groups
+            return all(any(isinstance(m, Stream) for m in groups.get(user_group(u.pk), ())) for u in users)
+
+        await await_until(waiting, what="every long-poll to follow its user")
+        # While they wait, no request has a thread: none is registered (each was handed back).
+        await await_until(lambda: not SyncToAsync.context_to_thread_executor, what="the polls' threads to end")
+        me = Request(handler, None, "/api/v1/me/", tokens[0])
+        await asyncio.wait_for(me.task, TIMEOUT)
+        assert me.status() == 200
+        assert not any(poll.task.done() for poll in polls)
+        # A message ends the polls as usual: the rest of each request gets a fresh thread.
+        await database_sync_to_async(send_message)(room=room, user=users[0], content="hi")
+        for poll in polls:
+            await asyncio.wait_for(poll.task, TIMEOUT)
+            assert poll.status() == 200 and b'"content":"hi"' in poll.body()
+    finally:
+        for poll in polls:
+            poll.cut()
+        await asyncio.wait([poll.task for poll in polls] or [asyncio.sleep(0)], timeout=TIMEOUT)

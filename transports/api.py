@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.views import View
 from rest_framework import exceptions
@@ -29,6 +30,7 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts.models import User
+from core import metrics
 from core.api import exception_handler
 from core.errors import ApplicationError, InvalidInput, Unavailable, is_outage
 from core.loops import PerLoop, per_loop
@@ -95,6 +97,26 @@ def _boards(request: HttpRequest) -> list[str]:
     return boards
 
 
+async def _hand_back_thread() -> None:
+    """Before a long wait: end this request's worker thread. Django's ASGI handler gives each
+    request a thread of its own (asgiref's per-request ThreadSensitiveContext) the first time its
+    middleware or view runs sync code, and keeps it until the response is sent: a waiting long-poll
+    would keep an idle thread for 25 s. Its database connections go back to the pool first; the
+    request's next sync call starts a fresh thread."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None or getattr(context, "_executor", None) is not None:
+        return  # no per-request context, or one whose executor belongs to whoever made it
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return  # under a sync thread that waits for us (a sync middleware): nothing to give back
+    executor = SyncToAsync.context_to_thread_executor.get(context)
+    if executor is None:
+        return
+    await sync_to_async(connections.close_all)()  # on that thread: its connections are its own
+    if SyncToAsync.context_to_thread_executor.get(context) is executor:
+        del SyncToAsync.context_to_thread_executor[context]
+        executor.shutdown(wait=False)
+
+
 def _check_position(position: str | None, field: str) -> None:
     if position is not None:
         try:
@@ -127,6 +149,7 @@ def _sse_frame(text: str, event_id: str | None) -> str:
 async def _sse(user: User, position: str | None, boards: list[str]) -> AsyncIterator[bytes]:
     stream = Stream(user, boards)
     presence_id = f"sse-{uuid.uuid4().hex}"
+    metrics.opened("sse")
     try:
         yield b"retry: 2000\n\n"  # the headers and a first byte go out at once
         try:
@@ -143,6 +166,7 @@ async def _sse(user: User, position: str | None, boards: list[str]) -> AsyncIter
             out = stream.take()
             if stream.overflowed:
                 logger.info("ending an event stream of user %s: %s frames unread", user.pk, MAX_PENDING)
+                metrics.SLOW["sse"].inc()
                 return  # the browser reconnects with Last-Event-ID and catches up
             if out:
                 yield "".join(_sse_frame(text, event_id) for text, event_id in out).encode()
@@ -159,6 +183,7 @@ async def _sse(user: User, position: str | None, boards: list[str]) -> AsyncIter
                 if beats % 2 == 0:  # a presence lease lasts 60 s; sockets beat every 30 s
                     presence.heartbeats().beat(user=user, socket_id=presence_id, active=False)
     finally:
+        metrics.closed("sse")
         await stream.close()
         try:
             await presence.presence_disconnect(user=user, socket_id=presence_id)
@@ -208,6 +233,7 @@ def _unpark(cursor: str, user: User, boards: list[str]) -> Stream | None:
     del _parked()[cursor]
     parked.timer.cancel()
     if parked.stream.overflowed:  # its client stayed away too long: resume from PostgreSQL
+        metrics.SLOW["poll"].inc()
         _closing.add(task := asyncio.get_running_loop().create_task(parked.stream.close()))
         task.add_done_callback(_closing.discard)
         return None
@@ -226,6 +252,7 @@ class PollApi(View):
             return _error(error, Request(request))
         stream = _unpark(position, user, boards) if position is not None else None
         parked = False
+        metrics.opened("poll")
         try:
             if stream is None:
                 _check_position(position, "cursor")
@@ -239,6 +266,7 @@ class PollApi(View):
                 # A poller counts as connected while it keeps polling (the lease outlasts a wait).
                 presence.heartbeats().beat(user=user, socket_id=f"poll-{stream.position.stream}", active=active)
             if not stream.out and not stream.ended:
+                await _hand_back_thread()
                 try:
                     async with asyncio.timeout(settings.TRANSPORT_POLL_WAIT_SECONDS):
                         await stream.wake.wait()
@@ -259,6 +287,7 @@ class PollApi(View):
                 raise
             return _error(Unavailable(), Request(request))
         finally:
+            metrics.closed("poll")
             if stream is not None and not parked:
                 await stream.close()
         body = '{"cursor":' + json.dumps(cursor) + ',"events":[' + ",".join(text for text, _ in out) + "]}"
