@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 AWARENESS_TTL_SECONDS = 30  # a state not refreshed for this long is not handed to joiners
 AWARENESS_MAX_BYTES = 4096
+# Awareness goes out to a process's sockets at most once per tick: the latest state of every
+# socket that changed since the last frame, in one frame (docs/protocol.md "Boards"). A change
+# after a quiet tick goes out at once; under load one frame per socket per tick carries them all.
+AWARENESS_TICK_SECONDS = 0.05
 
 Socket = Any  # messaging.consumers.ChatConsumer (not imported: it imports us)
 
@@ -112,24 +116,64 @@ class LocalBoard:
         # session id -> (user, state, monotonic time): the latest awareness of every socket on the
         # board, from every process (they all publish to the board's group).
         self.awareness: dict[str, tuple[dict, Any, float]] = {}
+        # session id -> (its entry's JSON, its single board.awareness frame): changed since the
+        # last awareness frame went out (`_flush_awareness`), oldest change first.
+        self.changed: dict[str, tuple[str, str]] = {}
+        self.flusher: asyncio.Task | None = None
+        self.flushed_at = -AWARENESS_TICK_SECONDS
 
     async def hub_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "board.sequenced":
             for session in list(self.sessions):
                 await session.sequenced(event)
-        elif kind in ("board.relay", "board.awareness"):
-            if kind == "board.awareness":
-                if event["state"] is None:
-                    self.awareness.pop(event["session"], None)
-                else:
-                    self.awareness[event["session"]] = (event["user"], event["state"], time.monotonic())
+        elif kind == "board.awareness":
+            session_id = event["session"]
+            if event["state"] is None:
+                self.awareness.pop(session_id, None)
+            else:
+                self.awareness[session_id] = (event["user"], event["state"], time.monotonic())
+            self.changed.pop(session_id, None)  # re-inserted last: entries keep the order of changes
+            self.changed[session_id] = (event.get("entry") or _awareness_entry(event), event["text"])
+            if self.flusher is None:
+                self.flusher = asyncio.get_running_loop().create_task(
+                    self._flush_awareness(), context=contextvars.Context()
+                )
+        elif kind == "board.relay":
             for session in list(self.sessions):
                 if session.socket.socket_id != event.get("session"):
                     await _send_event_text(session.socket, event)
         elif kind == "board.gone":
             for session in list(self.sessions):
                 await session.owner.drop(session, announce=False)
+
+    async def _flush_awareness(self) -> None:
+        """Hand the changed awareness states to this process's sockets on the board: at most one
+        frame per socket per AWARENESS_TICK_SECONDS (the first change after a quiet tick at
+        once), holding the latest state of each socket that changed, never a socket's own."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self.changed:
+                wait = self.flushed_at + AWARENESS_TICK_SECONDS - loop.time()
+                if wait > 0:
+                    await _tick_wait(wait)  # the tick: changes meanwhile join this frame
+                changed, self.changed = self.changed, {}
+                self.flushed_at = loop.time()
+                everyone: dict[str, Any] | None = None  # one frame for the sockets not in it
+                for session in list(self.sessions):
+                    socket = session.socket
+                    own = socket.socket_id
+                    try:
+                        if own not in changed:
+                            everyone = everyone or {"text": _awareness_text(self.board_id, changed.values())}
+                            await _send_event_text(socket, everyone)
+                        elif len(changed) > 1:
+                            others = [item for key, item in changed.items() if key != own]
+                            await _send_event_text(socket, {"text": _awareness_text(self.board_id, others)})
+                    except Exception:  # one socket closing must not keep the others' cursors
+                        logger.debug("could not send awareness", exc_info=True)
+        finally:
+            self.flusher = None
 
     def awareness_list(self, *, exclude: str) -> list[dict[str, Any]]:
         horizon = time.monotonic() - AWARENESS_TTL_SECONDS
@@ -138,6 +182,25 @@ class LocalBoard:
             for session, (user, state, stamp) in self.awareness.items()
             if session != exclude and stamp >= horizon
         ]
+
+
+async def _tick_wait(seconds: float) -> None:
+    """The rest of an awareness tick (a test holds it to put changes in one tick)."""
+    await asyncio.sleep(seconds)
+
+
+def _awareness_entry(event: dict[str, Any]) -> str:
+    return dumps({"user": event["user"], "session": event["session"], "state": event["state"]})
+
+
+def _awareness_text(board_id: str, items: Any) -> str:
+    """One socket's awareness frame: the single `board.awareness` of the one socket that changed,
+    or a `board.awareness.batch` of the latest states of several (oldest change first)."""
+    items = list(items)
+    if len(items) == 1:
+        return items[0][1]
+    states = ",".join(entry for entry, _ in items)
+    return f'{{"type":"board.awareness.batch","board":"{board_id}","states":[{states}]}}'
 
 
 _local_boards: PerLoop[dict[str, LocalBoard]] = per_loop(dict)
@@ -339,8 +402,8 @@ class BoardSessions:
         board_id = _board_id(frame)
         if board_id not in self.boards:
             raise NotFound("Join the board first (board.join).")
-        if self.socket.limits.take("awareness", time.monotonic()):
-            return  # over 20 a second: dropped silently, like typing
+        if self.socket.limits.take("awareness", self.socket.frame_arrived):
+            return  # over 20 a second (counted when the frames arrived): dropped silently, like typing
         state = frame.get("state")
         if state is not None and not isinstance(state, dict):
             raise InvalidInput('"state" must be an object or null.', fields={"state": ["Must be an object or null."]})
@@ -350,16 +413,16 @@ class BoardSessions:
 
     async def _announce(self, board_id: str, state: dict | None) -> None:
         user = user_payload(self.socket.user)
-        text = dumps(
-            {
-                "type": "board.awareness",
-                "board": board_id,
-                "user": user,
-                "session": self.socket.socket_id,
-                "state": state,
-            }
-        )
-        event = {"type": "board.awareness", "board": board_id, "user": user, "state": state, "text": text}
+        entry = {"user": user, "session": self.socket.socket_id, "state": state}
+        text = dumps({"type": "board.awareness", "board": board_id, **entry})
+        event = {
+            "type": "board.awareness",
+            "board": board_id,
+            "user": user,
+            "state": state,
+            "text": text,
+            "entry": dumps(entry),  # its item in a board.awareness.batch (LocalBoard._flush_awareness)
+        }
         async with publishing():
             send_event([board_group(board_id)], event | {"session": self.socket.socket_id})
 

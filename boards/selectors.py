@@ -95,12 +95,13 @@ def board_rendering(*, board: Board) -> tuple[int, str]:
     `crdt.render` makes it, at the board's last number (read with `board`) or later."""
     key = (str(board.pk), board.last_sequence)
     with _RENDERINGS_LOCK:
-        text = _RENDERINGS.get(key)
-        if text is not None:
+        kept = _RENDERINGS.get(key)
+        if kept is not None:
             _RENDERINGS.move_to_end(key)
-            return key[1], text
+            return key[1], kept
     mirror = rendering.mirror(board.pk)
-    raw = None
+    raw: str | None = None
+    diff: bytes | None = None
     with mirror.lock:  # one reader of the board at a time brings its mirror forward
         with documents.using(board.pk) as live, live.lock:  # the process's live document
             doc = documents.catch_up(live, board.last_sequence)
@@ -110,7 +111,7 @@ def board_rendering(*, board: Board) -> tuple[int, str]:
             elif sequence > mirror.sequence:  # what the mirror lacks (all of it the first time)
                 diff = doc.get_update(mirror.state_vector())
         if raw is None:  # the live document's lock is free again: writers go on meanwhile
-            text = mirror.advance(diff if sequence > mirror.sequence else None, sequence)
+            text = mirror.advance(diff, sequence)
     if raw is not None:
         text = json.dumps(crdt.render_json(raw)["elements"], separators=(",", ":"), ensure_ascii=False)
     with _RENDERINGS_LOCK:

@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from boards import consumers as boards
-from core import jsontext, wire
+from core import jsontext, logs, metrics, wire
 from core.errors import ApplicationError, Internal, InvalidInput, RateLimited, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
@@ -56,6 +56,8 @@ FRAME_KINDS = {
     "message.send": "send",
     "message.edit": "edit",
     "message.delete": "edit",
+    "reaction.add": "edit",
+    "reaction.remove": "edit",
     "typing": "typing",
     "receipt": "receipt",
     "sync": "read",
@@ -114,6 +116,7 @@ class SendBatcher:
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting[: self.MAX_BATCH], self.waiting[self.MAX_BATCH :]
+                metrics.SEND_BATCH_SIZE.observe(len(batch))
                 try:
                     results = await services.amessage_send_many(requests=[r for r, _ in batch])
                 except Exception as error:  # a bug: every frame of the batch gets the error
@@ -183,6 +186,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Events reach sockets through this process's hub (core.hub), not through a channel-layer
     # channel per socket: no per-socket Redis subscription, receive task or dispatch.
     channel_layer_alias = None
+    arrival: float | None = None  # when the frame being handled arrived (dispatch; core.wire)
 
     async def __call__(self, scope, receive, send) -> None:
         # Channels' own loop races the client's receive() against a channel-layer receive, with a
@@ -204,6 +208,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
+        self.arrival = message.get(wire.ARRIVED)  # on uvicorn: when the frame came in (core.wire)
         await handler(message)
 
     async def connect(self) -> None:
@@ -218,13 +223,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.wire_server = None
         self.hub = get_hub()
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
-        self.last_frame_at = time.monotonic()
+        self.last_frame_at = self.frame_arrived = time.monotonic()
         self.limits = Buckets(settings.RATE_LIMITS["socket"])
         self.boards = boards.BoardSessions(self)  # the boards this socket joined
         self.strikes = Strikes(settings.RATE_LIMIT_FLOOD_STRIKES, settings.RATE_LIMIT_FLOOD_SECONDS, time.monotonic)
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
+        metrics.opened("socket")
         self.wire_server = wire.server_of(self.base_send)  # for pre-built frames (core.wire)
+        if self.wire_server is not None:
+            wire.stamp_arrivals(self.wire_server)  # limits count frames when they arrived
         if self.scope.get("unavailable"):  # who this is could not be known (accounts.middleware)
             await self.close(code=CLOSE_TRY_AGAIN)
             return
@@ -242,6 +250,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _start(self) -> None:
         """Follow the user's rooms and say session.ready."""
+        logs.bind_socket(self.socket_id, self.user.pk)  # every log of this socket names it
         liveness().add(self)
         self.user_limits = user_limits(self.user.pk)
         # Subscribe before reading the room state: an event published in between is then
@@ -256,6 +265,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await presence.presence_heartbeat(user=self.user, socket_id=self.socket_id, active=True)
 
     async def disconnect(self, code: int) -> None:
+        metrics.closed("socket", code)
         if getattr(self, "user", None) is None:
             return
         liveness().discard(self)
@@ -266,6 +276,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await presence.presence_disconnect(user=self.user, socket_id=self.socket_id)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        if text_data is not None:
+            metrics.frame_sent(text_data)
         if text_data is not None and not close and self.wire_server is not None:
             self._write(wire.text_frame(text_data))
             return
@@ -288,6 +300,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if wire.write(server, frame) and wire.backlog(server) > settings.WS_MAX_BACKLOG_BYTES:
             user = getattr(self.user, "pk", None)  # None on a socket refused at connect
             logger.info("closing a socket of user %s: too slow (%s bytes unread)", user, wire.backlog(server))
+            metrics.SLOW["socket"].inc()
             wire.close(server, CLOSE_TOO_SLOW, "too slow")
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
@@ -302,7 +315,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.user is None:  # refused at connect; the close is on its way
             return
-        now = self.last_frame_at = time.monotonic()
+        # Limits count a frame when it arrived (frames that queued behind a stall are no burst).
+        now = self.frame_arrived = min(self.arrival or time.monotonic(), time.monotonic())
+        self.last_frame_at = time.monotonic()
         wait = self.limits.take("frame", now)
         if wait:
             await self._refuse(wait)
@@ -334,6 +349,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
             await self.close(code=CLOSE_TOO_LARGE)
             return
+        metrics.frame_received(frame["type"])
+        logs.bind_room(frame.get("room"))
         handler = self.handlers.get(frame["type"])
         if handler is None:
             await self._error(ApplicationError(f"Unknown frame type {frame['type'][:50]!r}.", code="unknown_type"))
@@ -369,10 +386,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _error(self, error: ApplicationError, *, ref: str | None = None) -> None:
         """The same error body as REST's (core.api), plus the `ref` of the failed frame."""
+        metrics.socket_error(error.code)
         await self.send(text_data=dumps({"type": "error", **error.as_dict(), "ref": ref}))
 
     async def on_message_send(self, frame: dict) -> None:
         room = _require_str(frame, "room")
+        if frame.get("reply_to") is not None:  # a reply (its thread's root changes too): not batched
+            message, _created = await call_service(
+                services.message_send,
+                user=self.user,
+                room_id=room,
+                content=frame.get("content"),
+                client_msg_id=frame.get("client_msg_id"),
+                reply_to=frame["reply_to"],
+            )
+            await self._ack("message.ack", room, message)
+            return
         message, _created = await send_batcher().send(
             user=self.user, room_id=room, content=frame.get("content"), client_msg_id=frame.get("client_msg_id")
         )
@@ -395,6 +424,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             services.message_delete, user=self.user, room_id=room, message_id=_require_str(frame, "id")
         )
         await self._ack("message.delete.ack", room, message)
+
+    async def on_reaction(self, frame: dict) -> None:
+        """reaction.add / reaction.remove: answered with reaction.ack (the message as it now is)."""
+        room = _require_str(frame, "room")
+        message = await call_service(
+            services.reaction_set,
+            user=self.user,
+            room_id=room,
+            message_id=_require_str(frame, "id"),
+            emoji=frame.get("emoji"),
+            present=frame["type"] == "reaction.add",
+        )
+        await self._ack("reaction.ack", room, message)
 
     async def _ack(self, frame_type: str, room: str, message) -> None:
         """To the socket that asked, after commit: the message as the change left it (unchanged
@@ -453,6 +495,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "message.send": on_message_send,
         "message.edit": on_message_edit,
         "message.delete": on_message_delete,
+        "reaction.add": on_reaction,
+        "reaction.remove": on_reaction,
         "sync": on_sync,
         "history": on_history,
         "receipt": on_receipt,
@@ -557,6 +601,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return None if text is None else self.send(text_data=text)
 
     def _fetch_changes(self, room_id: str, after: int, upto: int) -> Awaitable[tuple[list[tuple[int, str]], int]]:
+        metrics.GAPS["socket"].inc()
         return fetch_changes(self.user, room_id, after, upto)
 
     async def _subscribe(self, room_id: str, last_sequence: int) -> None:
@@ -567,6 +612,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.boards.leave_room(room_id)
         self.rooms.forget(room_id)
         await self.hub.leave(room_group(room_id), self)
+
+
+metrics.known_frame_types(ChatConsumer.handlers)
 
 
 @on_reconnect

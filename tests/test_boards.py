@@ -1,6 +1,7 @@
 """Boards: the update log (numbered, idempotent, validated), access, the server's authoritative
 document, awareness, and the REST API (docs/protocol.md "Boards")."""
 
+import asyncio
 import uuid
 
 import pytest
@@ -307,15 +308,17 @@ async def test_awareness_is_relayed_given_to_joiners_rate_limited_and_cleared(ca
     for x in range(5):  # two over the limit: dropped silently
         state = {"cursor": {"x": x, "y": 0}, "selection": [], "viewport": {"x": 0, "y": 0, "zoom": 1}}
         await viewer.send_json_to({"type": "board.awareness", "board": str(board.pk), "state": state})
-    await viewer.send_json_to({"type": "board.leave", "board": str(board.pk)})
+    # States that change within one tick are sent as the latest only: some of 0 and 1 may be
+    # skipped, 2 (the last one under the limit) comes last, 3 and 4 never.
     seen = []
-    while True:
+    while not seen or seen[-1] != 2:
         frame = await receive_type(member, "board.awareness")
         assert frame["user"] == {"id": people["viewer"].pk, "username": "viewer"}
-        seen.append(frame["state"] and frame["state"]["cursor"]["x"])
-        if frame["state"] is None:
-            break
-    assert seen == [0, 1, 2, None]
+        seen.append(frame["state"]["cursor"]["x"])
+    assert seen == sorted(set(seen)) and set(seen) <= {0, 1, 2}
+    await viewer.send_json_to({"type": "board.leave", "board": str(board.pk)})
+    gone = await receive_type(member, "board.awareness")
+    assert gone["state"] is None
     assert await nothing_but_presence(viewer)  # no error for the dropped ones, nothing of its own
     # A joiner gets the others' current states.
     await member.send_json_to({"type": "board.awareness", "board": str(board.pk), "state": {"cursor": None}})
@@ -328,6 +331,65 @@ async def test_awareness_is_relayed_given_to_joiners_rate_limited_and_cleared(ca
     assert gone["user"]["username"] == "member" and gone["state"] is None
     await owner.disconnect(timeout=TIMEOUT)
     await viewer.disconnect(timeout=TIMEOUT)
+
+
+async def test_awareness_goes_out_at_most_once_per_tick_with_the_latest_of_each_socket(cast, monkeypatch):
+    from boards import consumers
+
+    people = await cast()
+    board = people["board"]
+    gate, arrived, count = asyncio.Event(), asyncio.Event(), [0]
+    monkeypatch.setattr(consumers, "AWARENESS_TICK_SECONDS", 3600.0)  # every tick waits for the gate
+
+    async def held(seconds):
+        await gate.wait()
+
+    monkeypatch.setattr(consumers, "_tick_wait", held)
+    received = consumers.LocalBoard.hub_event
+
+    async def counted(self, event):
+        await received(self, event)
+        if event["type"] == "board.awareness":
+            count[0] += 1
+            if count[0] == 4:
+                arrived.set()
+
+    monkeypatch.setattr(consumers.LocalBoard, "hub_event", counted)
+    owner, _ = await connect(people["owner"])
+    member, _ = await connect(people["member"])
+    viewer, _ = await connect(people["viewer"])
+    for socket in (owner, member, viewer):
+        await join(socket, board)
+
+    async def say(socket, x):
+        await socket.send_json_to({"type": "board.awareness", "board": str(board.pk), "state": {"cursor": {"x": x}}})
+
+    await say(owner, 1)  # after a quiet tick: at once, as it is
+    for socket in (member, viewer):
+        first = await receive_type(socket, "board.awareness")
+        assert (first["user"]["username"], first["state"]) == ("owner", {"cursor": {"x": 1}})
+    # Within the next tick: the owner twice, the member once. The tick ends when the gate opens.
+    await say(owner, 2)
+    await say(member, 10)
+    await say(owner, 3)
+    await asyncio.wait_for(arrived.wait(), TIMEOUT)
+    gate.set()
+    batch = await receive_type(viewer, "board.awareness.batch")
+    assert batch["board"] == str(board.pk)
+    # One entry per socket (in the order their changes reached this process): the owner's latest,
+    # 2 having been superseded within the tick.
+    assert sorted((s["user"]["username"], s["state"]["cursor"]["x"]) for s in batch["states"]) == [
+        ("member", 10),
+        ("owner", 3),
+    ]
+    assert all(s["session"] for s in batch["states"])
+    # The senders get the others' only: one entry each, as a plain board.awareness.
+    to_owner = await receive_type(owner, "board.awareness")
+    to_member = await receive_type(member, "board.awareness")
+    assert (to_owner["user"]["username"], to_owner["state"]) == ("member", {"cursor": {"x": 10}})
+    assert (to_member["user"]["username"], to_member["state"]) == ("owner", {"cursor": {"x": 3}})
+    for socket in (owner, member, viewer):
+        await socket.disconnect(timeout=TIMEOUT)
 
 
 async def test_leaving_the_room_or_deleting_the_board_ends_its_events(cast):

@@ -3,12 +3,17 @@ import { readJsonScript } from "../dom.js";
 import { LiveSocket } from "../live.js";
 import { BoardApp } from "./app.js";
 
+performance.mark("parley-board-module"); // this module runs (its imports loaded and evaluated)
 const data = readJsonScript("board-data");
 const config = readJsonScript("client-config");
 const abilities = config.roles[data.role] || {};
 // The template preloads this (a <link rel="preload">): the board's JSON, drawn before the Yjs state.
 const initial = fetch(`/api/v1/boards/${encodeURIComponent(data.board.id)}/`, { credentials: "same-origin" })
   .then((response) => (response.ok ? response.json() : null))
+  .then((json) => {
+    performance.mark("parley-board-json"); // the board's JSON received and parsed
+    return json;
+  })
   .catch(() => null);
 let app = null;
 
