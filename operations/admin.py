@@ -149,7 +149,10 @@ class TaskRunAdmin(ServiceAdmin, ReadOnlyAdmin):
         return [path("archive-now/", view, name="operations_taskrun_archive_now")] + super().get_urls()
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
-        busy = TaskRun.objects.filter(status__in=[TaskRun.Status.QUEUED, TaskRun.Status.RUNNING]).exists()
+        # Reload while a run of the last hour is queued or running (an older one is probably lost).
+        recent = timezone.now() - dt.timedelta(hours=1)
+        active = TaskRun.objects.filter(status__in=[TaskRun.Status.QUEUED, TaskRun.Status.RUNNING])
+        busy = active.filter(created_at__gte=recent).exists()
         return super().changelist_view(request, (extra_context or {}) | {"refresh": busy})
 
     def archive_now_view(self, request: HttpRequest) -> HttpResponse:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from celery import current_task
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -29,6 +30,8 @@ JOBS = {
 _VERIFIABLE = {MessageArchive.Status.VERIFIED, MessageArchive.Status.DROPPED, MessageArchive.Status.RESTORED}
 _RESTORABLE = {MessageArchive.Status.DROPPED}
 _SHORT = 2000
+LOST_AFTER = dt.timedelta(hours=24)
+LOST_ERROR = "No outcome within 24 hours: its worker died or the queue was lost. Start it again if needed."
 
 
 # -- jobs started by operators -------------------------------------------------------------------
@@ -139,9 +142,16 @@ def task_progress(done: int, total: int, note: str = "") -> None:
 
 
 def task_runs_prune(*, keep_days: int | None = None) -> int:
-    """Delete runs recorded more than TASK_RUNS_KEEP_DAYS ago; returns how many."""
+    """Delete runs recorded more than TASK_RUNS_KEEP_DAYS ago; returns how many. Runs queued or
+    started more than LOST_AFTER ago with no outcome (their worker died, Redis lost the queue) are
+    marked failed, so they do not look busy for ever."""
+    now = timezone.now()
     keep = settings.TASK_RUNS_KEEP_DAYS if keep_days is None else keep_days
-    deleted, _ = TaskRun.objects.filter(created_at__lt=timezone.now() - dt.timedelta(days=keep)).delete()
+    cutoff = now - LOST_AFTER
+    TaskRun.objects.filter(status__in=[TaskRun.Status.QUEUED, TaskRun.Status.RUNNING]).filter(
+        Q(started_at__lt=cutoff) | Q(started_at__isnull=True, created_at__lt=cutoff)
+    ).update(status=TaskRun.Status.FAILED, finished_at=now, error=LOST_ERROR)
+    deleted, _ = TaskRun.objects.filter(created_at__lt=now - dt.timedelta(days=keep)).delete()
     return deleted
 
 

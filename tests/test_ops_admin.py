@@ -204,14 +204,18 @@ def test_old_task_runs_are_pruned(db):
     old = TaskRun.objects.create(task_id="old", name="x")
     TaskRun.objects.filter(pk=old.pk).update(created_at=long_ago)
     TaskRun.objects.create(task_id="new", name="x")
+    lost = TaskRun.objects.create(task_id="lost", name="y", status=TaskRun.Status.RUNNING)
+    TaskRun.objects.filter(pk=lost.pk).update(started_at=timezone.now() - dt.timedelta(days=2))
 
     result = prune_task_runs.apply().get()
 
     assert result == 1
+    lost.refresh_from_db()
+    assert lost.status == TaskRun.Status.FAILED and "worker died" in lost.error
     assert list(TaskRun.objects.filter(name="x").values_list("task_id", flat=True)) == ["new"]
     (own,) = TaskRun.objects.filter(name="operations.tasks.prune_task_runs")  # recorded like any task
     assert own.status == TaskRun.Status.SUCCEEDED and own.result == "1"
-    assert task_runs_prune(keep_days=0) == 2  # "new" and the prune's own run: recorded before now
+    assert task_runs_prune(keep_days=0) == 3  # "new", "lost" and the prune's own run: recorded before now
 
 
 def test_the_partition_page_lists_every_partition_with_its_size(staff, days):
