@@ -41,8 +41,9 @@ class Member(Protocol):
 # {"connections": {transport: n}, "updated_at": unix time} into this Redis hash under "host:pid";
 # the operators' admin reads it and ignores entries older than CONNECTIONS_STALE_SECONDS.
 CONNECTIONS_KEY = "parley:connections"
-# A socket or an event stream (SSE, long-poll) is in its user's group exactly once.
-_TRANSPORTS = {"ChatConsumer": "websocket", "Stream": "sse_poll"}
+# A socket or an event stream (SSE, long-poll) is in its user's group exactly once. "socket" as in
+# core.metrics; SSE and long-poll streams are one class here, so one label: "sse_poll".
+_TRANSPORTS = {"ChatConsumer": "socket", "Stream": "sse_poll"}
 
 Recovery = Callable[["Hub", list[str]], Awaitable[None]]
 _recoveries: list[Recovery] = []

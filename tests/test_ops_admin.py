@@ -232,13 +232,13 @@ async def test_live_connections_per_process_ignore_stale_entries(staff, make_use
     sockets = [(await connect(ada))[0] for _ in range(2)]
     hub = get_hub()
     await hub.report_connections()
-    stale = {"connections": {"websocket": 500}, "updated_at": time.time() - settings.CONNECTIONS_STALE_SECONDS - 5}
+    stale = {"connections": {"socket": 500}, "updated_at": time.time() - settings.CONNECTIONS_STALE_SECONDS - 5}
     redis.Redis.from_url(settings.REDIS_URL).hset(CONNECTIONS_KEY, "gone:1", json.dumps(stale))
 
     text = (await database_sync_to_async(staff.get)("/admin/operations/processconnections/")).content.decode()
 
-    assert hub.connections() == {"websocket": 2}
-    assert hub.process in text and "websocket=2" in text
+    assert hub.connections() == {"socket": 2}
+    assert hub.process in text and "socket=2" in text
     assert '<span id="total-connections">2</span>' in text
     assert 'id="stale-processes"' in text and "gone:1" in text
     for socket in sockets:
