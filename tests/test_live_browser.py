@@ -38,7 +38,7 @@ def test_chat_receipts_and_presence_work_over_sse_then_long_polling_when_websock
 ):
     """Ann's browser cannot use a WebSocket (a route swallows it: it opens and nothing ever comes
     through, as some proxies do); Ben's can. Over SSE, then with SSE refused too over
-    long-polling, chat, edits, receipts and presence work both ways, and Ann's badge names the
+    long-polling, chat, typing, edits, receipts and presence work both ways, and Ann's badge names the
     transport. Once the socket goes through again, her page moves back to it by itself.
 
     (A route handler cannot close the socket itself: with the sync API that call waits for the
@@ -76,7 +76,11 @@ def test_chat_receipts_and_presence_work_over_sse_then_long_polling_when_websock
     expect(ann_dot).to_have_attribute("data-status", "online")
 
     def chat_both_ways(mine: str, theirs: str) -> None:
-        send(ann_page, mine)  # over REST; its ack settles her pending row
+        box = ann_page.locator("#composer-input")
+        box.click()
+        box.press_sequentially(mine)  # typing goes over REST too
+        expect(ben_page.locator("#typing-text")).to_have_text(f"{ann.username} is typing…")
+        box.press("Enter")  # the send goes over REST; its ack settles her pending row
         expect(row(ben_page, mine)).to_be_visible()
         send(ben_page, theirs)
         expect(row(ann_page, theirs)).to_be_visible()

@@ -295,13 +295,17 @@ export class RestBridge {
         this.#request("POST", roomPath(room, "receipts/"), marks, null);
         return true;
       }
+      case "typing":
+        if (!room) return false;
+        this.#request("POST", roomPath(room, "typing/"), undefined, null); // 204; over 2 a second dropped
+        return true;
       case "sync":
         if (!room) return false;
         this.#sync(room, frame.after_sequence, frame.limit);
         return true;
       default:
-        // typing has no REST endpoint yet; history is read over REST by the page itself; boards
-        // and simulations need the socket (board.join). Not sent: the caller keeps or drops it.
+        // History is read over REST by the page itself; boards, simulations and reactions are not
+        // bridged (yet): not sent, so the caller keeps or drops the frame.
         return false;
     }
   }
@@ -337,7 +341,7 @@ export class RestBridge {
       this.onDead(); // what is pending goes again after reconnecting
       return null;
     }
-    const data = await response.json().catch(() => null);
+    const data = response.status === 204 ? {} : await response.json().catch(() => null);
     if (response.ok && data) return data;
     const error = data?.error;
     if (error && typeof error.code === "string") {

@@ -104,19 +104,25 @@ test("over REST, a sync reads every page of changes as sync.batch frames", async
   ]);
 });
 
-test("over REST, receipts go and typing and board frames are left to the caller", async () => {
-  const bridge = new RestBridge({ deliver: () => {}, onDead: () => {} });
+test("over REST, receipts and typing go, and board frames are left to the caller", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
   const requests = await withFetch(
-    () => json(200, { delivered_sequence: 4, read_sequence: 4 }),
+    (url) => (url.endsWith("typing/") ? new Response(null, { status: 204 }) : json(200, { delivered_sequence: 4, read_sequence: 4 })),
     async () => {
       assert(bridge.send({ type: "receipt", room: "r1", read_sequence: 4 }), "receipt sent");
       assert(bridge.send({ type: "heartbeat", active: true }), "heartbeat needs nothing");
-      assert(!bridge.send({ type: "typing", room: "r1" }), "typing not sent");
+      assert(bridge.send({ type: "typing", room: "r1" }), "typing sent");
       assert(!bridge.send({ type: "board.join", board: "b1" }), "board frames not sent");
+      await settle();
       await settle();
     },
   );
-  assertEqual(requests, [{ url: "/api/v1/rooms/r1/receipts/", method: "POST", body: { read_sequence: 4 } }]);
+  assertEqual(requests, [
+    { url: "/api/v1/rooms/r1/receipts/", method: "POST", body: { read_sequence: 4 } },
+    { url: "/api/v1/rooms/r1/typing/", method: "POST", body: null },
+  ]);
+  assertEqual(frames, []); // a 204 is no error
 });
 
 /** A WebSocketTransport on a fake, ready socket (not opened: the test drives check()). */
