@@ -5,6 +5,10 @@ to the view from a worker thread that waits for the async rest: a long-poll wait
 that thread blocked the whole time. Here every request of Django's real ASGI handler and middleware
 shares ONE worker thread (a server with the smallest possible thread pool): while several long-polls
 wait, a normal request must still be answered, and the polls must still be waiting when it is.
+
+Even without a blocked thread, Django's ASGI handler gives each request an idle worker thread of
+its own until its response is sent; a waiting long-poll and an open event stream end theirs
+(transports.api._hand_back_thread): the second test.
 """
 
 import asyncio
@@ -18,10 +22,10 @@ from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts.services import user_set_active
 from core.events import user_group
 from core.hub import get_hub
-from rooms.models import Room
-from tests.conftest import await_until, room_with, send_message
+from tests.conftest import await_until
 from transports.streams import Stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -85,9 +89,8 @@ class Request:
 async def test_waiting_long_polls_hold_no_thread_so_a_normal_request_is_answered_meanwhile(make_user, settings):
     settings.TRANSPORT_POLL_WAIT_SECONDS = 600  # they wait until the test ends them
 
-    def world():
+    def world():  # users in no room: no presence event of another ends a poll early
         users = [make_user(f"poller{n}") for n in range(4)]
-        room_with(users[0], "Lobby", Room.Kind.PRIVATE, members={user: "member" for user in users[1:]})
         return users, [str(AccessToken.for_user(user)) for user in users]
 
     users, tokens = await database_sync_to_async(world)()
@@ -119,22 +122,22 @@ async def test_waiting_long_polls_hold_no_thread_so_a_normal_request_is_answered
         executor.shutdown()
 
 
-async def test_a_waiting_long_poll_keeps_no_thread_of_its_own_either(make_user, settings):
+async def test_a_waiting_long_poll_or_event_stream_keeps_no_thread_of_its_own(make_user, settings):
     """As uvicorn runs it, Django's ASGI handler gives each request a worker thread of its own (an
     executor registered under the request's context in asgiref's SyncToAsync) for its middleware and
     sync calls, until the response is sent. A long-poll ends its own before it waits."""
     settings.TRANSPORT_POLL_WAIT_SECONDS = 600
 
-    def world():
-        users = [make_user(f"poller{n}") for n in range(3)]
-        room = room_with(users[0], "Lobby", Room.Kind.PRIVATE, members={user: "member" for user in users[1:]})
-        return users, [str(AccessToken.for_user(user)) for user in users], room
+    def world():  # users in no room: no presence event of another ends a poll early
+        users = [make_user(f"poller{n}") for n in range(4)]
+        return users, [str(AccessToken.for_user(user)) for user in users]
 
-    users, tokens, room = await database_sync_to_async(world)()
+    users, tokens = await database_sync_to_async(world)()
     handler = ASGIHandler()
     polls: list[Request] = []
+    sse: Request | None = None
     try:
-        for token in tokens:
+        for token in tokens[:3]:
             start = Request(handler, None, "/api/v1/poll/", token)
             await asyncio.wait_for(start.task, TIMEOUT)
             assert start.status() == 200, start.body()
@@ -142,21 +145,26 @@ async def test_a_waiting_long_poll_keeps_no_thread_of_its_own_either(make_user, 
 
         def waiting() -> bool:
             groups = get_hub().groups
-            return all(any(isinstance(m, Stream) for m in groups.get(user_group(u.pk), ())) for u in users)
+            return all(any(isinstance(m, Stream) for m in groups.get(user_group(u.pk), ())) for u in users[:3])
 
         await await_until(waiting, what="every long-poll to follow its user")
+        sse = Request(handler, None, "/api/v1/events/", tokens[3])  # and an event stream
+        await await_until(lambda: b"session.ready" in sse.body(), what="the stream to start")
         # While they wait, no request has a thread: none is registered (each was handed back).
         await await_until(lambda: not SyncToAsync.context_to_thread_executor, what="the polls' threads to end")
         me = Request(handler, None, "/api/v1/me/", tokens[0])
         await asyncio.wait_for(me.task, TIMEOUT)
         assert me.status() == 200
         assert not any(poll.task.done() for poll in polls)
-        # A message ends the polls as usual: the rest of each request gets a fresh thread.
-        await database_sync_to_async(send_message)(room=room, user=users[0], content="hi")
-        for poll in polls:
-            await asyncio.wait_for(poll.task, TIMEOUT)
-            assert poll.status() == 200 and b'"content":"hi"' in poll.body()
+        # An event still ends them as usual (the rest of each request gets a fresh thread): here the
+        # revocation of the users' credentials, which answers a poll and ends a stream.
+        for user in users:
+            await database_sync_to_async(user_set_active)(user=user, active=False)
+        for request in [*polls, sse]:
+            await asyncio.wait_for(request.task, TIMEOUT)
+            assert request.status() == 200 and b"session.revoked" in request.body()
     finally:
-        for poll in polls:
-            poll.cut()
-        await asyncio.wait([poll.task for poll in polls] or [asyncio.sleep(0)], timeout=TIMEOUT)
+        requests = [*polls, *([sse] if sse is not None else [])]
+        for request in requests:
+            request.cut()
+        await asyncio.wait([r.task for r in requests] or [asyncio.sleep(0)], timeout=TIMEOUT)

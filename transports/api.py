@@ -155,6 +155,7 @@ async def _sse(user: User, position: str | None, boards: list[str]) -> AsyncIter
         try:
             await stream.open(position, live=True)
             await presence.presence_heartbeat(user=user, socket_id=presence_id, active=True)
+            await _hand_back_thread()  # a stream may last hours: it keeps no idle thread
         except Exception as error:
             if not is_outage(error):
                 raise

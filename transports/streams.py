@@ -146,7 +146,7 @@ class Stream:
             self.live = False
         if self.position is not None:
             try:
-                await sync_to_async(cursors.touch)(self.position.stream)
+                await sync_to_async(cursors.touch, thread_sensitive=False)(self.position.stream)
             except Exception:  # the base simply expires sooner
                 logger.debug("could not extend a stream's bases", exc_info=True)
 
@@ -158,7 +158,8 @@ class Stream:
         snapshot = self._numbers()
         generation = position.generation + 1
         try:
-            await sync_to_async(cursors.store_base)(position.stream, generation, snapshot)
+            # Redis only: any thread (not the request's: a stream handed that back, api._hand_back_thread).
+            await sync_to_async(cursors.store_base, thread_sensitive=False)(position.stream, generation, snapshot)
         except Exception as error:  # Redis away: ids stay longer until a later rebase works
             if not is_outage(error):
                 raise
