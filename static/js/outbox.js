@@ -143,7 +143,7 @@ export class Outbox {
     const me = this.#me;
     return el(
       "li",
-      { class: "msg msg-mine msg-pending", "data-client-msg-id": entry.id },
+      { class: "msg msg-mine msg-pending", "data-client-msg-id": entry.id, "data-reply-to": entry.replyTo },
       avatar(me),
       el(
         "div",

@@ -102,6 +102,7 @@ export class ThreadPanel {
     this.#reset();
     this.#panel.hidden = false;
     this.#outbox.replyTo = rootId;
+    this.#showPending(rootId);
     this.#status.textContent = "Loading the thread…";
     if (!message.reply_to) this.#showRoot(message); // at once; the page's copy
     this.#onOpen(rootId);
@@ -144,6 +145,13 @@ export class ThreadPanel {
     this.#input.disabled = !canReply;
     this.#composer.querySelector("button[type=submit]").disabled = !canReply;
     this.#input.placeholder = canReply ? "Reply…" : "You can read this thread but not reply.";
+  }
+
+  /** Replies still being sent show under their own thread only. */
+  #showPending(rootId) {
+    for (const node of this.#panel.querySelector("#thread-pending").children) {
+      node.hidden = node.dataset.replyTo !== rootId;
+    }
   }
 
   #submit() {
