@@ -266,6 +266,16 @@ export class RestBridge {
         this.#request("POST", roomPath(room, "messages/"), { content: frame.content, client_msg_id: frame.client_msg_id, ...(frame.reply_to ? { reply_to: frame.reply_to } : {}) }, frame.client_msg_id)
           .then((message) => message && this.#ack("message.ack", room, message));
         return true;
+      case "reaction.add":
+      case "reaction.remove": {
+        if (!room || typeof frame.id !== "string" || typeof frame.emoji !== "string") return false;
+        const url = roomPath(room, `messages/${encodeURIComponent(frame.id)}/reactions/`);
+        const request = frame.type === "reaction.add"
+          ? this.#request("POST", url, { emoji: frame.emoji }, frame.id)
+          : this.#request("DELETE", `${url}?${new URLSearchParams({ emoji: frame.emoji })}`, undefined, frame.id);
+        request.then((message) => message && this.#ack("reaction.ack", room, message));
+        return true;
+      }
       case "message.edit":
       case "message.delete": {
         if (!room || typeof frame.id !== "string") return false;
@@ -304,8 +314,8 @@ export class RestBridge {
         this.#sync(room, frame.after_sequence, frame.limit);
         return true;
       default:
-        // History is read over REST by the page itself; boards, simulations and reactions are not
-        // bridged (yet): not sent, so the caller keeps or drops the frame.
+        // History is read over REST by the page itself; boards and simulations are not bridged
+        // (yet): not sent, so the caller keeps or drops the frame.
         return false;
     }
   }

@@ -41,6 +41,27 @@ test("over REST, a send is a POST and its answer the socket's message.ack", asyn
   assertEqual(frames, [{ type: "message.ack", room: "r1", id: "m1", client_msg_id: "c1", message }]);
 });
 
+test("over REST, a thread reply keeps reply_to and a reaction is answered with reaction.ack", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
+  const requests = await withFetch(
+    () => json(200, message),
+    async () => {
+      bridge.send({ type: "message.send", room: "r1", content: "hi", client_msg_id: "c1", reply_to: "root" });
+      bridge.send({ type: "reaction.remove", room: "r1", id: "m1", emoji: "👍" });
+      await until(() => frames.length === 2);
+    },
+  );
+  assertEqual(
+    requests.map((request) => [request.method, request.url, request.body]),
+    [
+      ["POST", "/api/v1/rooms/r1/messages/", { content: "hi", client_msg_id: "c1", reply_to: "root" }],
+      ["DELETE", `/api/v1/rooms/r1/messages/m1/reactions/?emoji=${encodeURIComponent("👍")}`, null],
+    ],
+  );
+  assertEqual(frames.map((frame) => frame.type).sort(), ["message.ack", "reaction.ack"]);
+});
+
 test("over REST, a refusal is the socket's error frame about the same ref", async () => {
   const frames = [];
   const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
