@@ -6,8 +6,8 @@ once, from several server processes) may arrive late, twice or never. A `Sequenc
 key (a room or board id), a `Cursor`: the last number delivered (`last`) and the events that came
 early (`pending`). It hands events to its `deliver` callback strictly in number order, each once;
 an event that arrives after a hole waits; the hole gets a wait (`wait`, GAP_WAIT_SECONDS doubling
-per attempt) to fill by itself, then is read from PostgreSQL through the `fetch` callback, up to
-GAP_MAX_ATTEMPTS times without progress. A number missing from what `fetch` returns was
+per attempt up to GAP_MAX_ATTEMPTS doublings) to fill by itself, then is read from PostgreSQL
+through the `fetch` callback, again and again until it fills. A number missing from what `fetch` returns was
 superseded (a later change of the same message carries its own number): the cursor moves past it.
 
 The hot path is the caller's: `advance()` (no await, no allocation) says whether an event is the
@@ -32,7 +32,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Sequencer:
             else:
                 async with self.lock:
                     await self._deliver_next(key, cursor)
-        if pending and cursor.gap_task is None and cursor.gap_attempts < GAP_MAX_ATTEMPTS and cursor.last is not None:
+        if pending and cursor.gap_task is None and cursor.last is not None:
             # In a context of its own: the gap belongs to this connection, not to whoever delivered
             # the event that revealed it (e.g. a REST request's thread publishing through async_to_sync).
             cursor.gap_task = asyncio.create_task(self._fill_gap(key, cursor), context=contextvars.Context())
@@ -168,24 +168,45 @@ class Sequencer:
 
     async def _fill_gap(self, key: str, cursor: Cursor) -> None:
         """An event arrived after a hole. Numbers commit in order, so everything before it is in
-        the database: if pub/sub lost some (or they are just late), read them there."""
-        awaited = (cursor.last or 0) + 1
-        await self.wait(cursor.gap_attempts)
-        cursor.gap_task = None
-        if not cursor.pending or self.cursors.get(key) is not cursor or cursor.last is None:
-            return
-        if cursor.last >= awaited:
-            # The hole we waited for filled meanwhile (events from two server processes often
-            # arrive out of order); a later hole gets a wait of its own before any database read.
-            await self.drain(key, cursor)
-            return
-        cursor.gap_attempts += 1
+        the database: if pub/sub lost some (or they are just late), read them there.
+
+        Never given up while the key is followed: a read that brings nothing (live events filled
+        the hole first, or the read was slow) or that fails (PostgreSQL away) is tried again, the
+        wait doubling up to its cap, until the hole fills. Giving up would leave every later event
+        of the key waiting behind the hole for good: the connection would silently stop
+        delivering it (seen under overload: tests/test_sequencer_liveness.py)."""
+        again = True
         try:
-            await self.read_up_to(key, min(cursor.pending) - 1)
-        except ApplicationError:  # e.g. no longer a member: the removal event is on its way
-            return
-        if cursor.pending and cursor.gap_attempts >= GAP_MAX_ATTEMPTS:
-            logger.error("could not fill a gap in %s %s after %s", self.name, key, cursor.last)
+            awaited = (cursor.last or 0) + 1
+            await self.wait(min(cursor.gap_attempts, GAP_MAX_ATTEMPTS - 1))
+            if not cursor.pending or self.cursors.get(key) is not cursor or cursor.last is None:
+                return
+            if cursor.last >= awaited:
+                # The hole we waited for filled meanwhile (events from two server processes often
+                # arrive out of order); a later hole gets a wait of its own before any database read.
+                return
+            before = cursor.last
+            try:
+                await self.read_up_to(key, min(cursor.pending) - 1)
+            except ApplicationError as error:
+                if not isinstance(error, Unavailable):  # e.g. no longer a member: its removal is on its way
+                    again = False
+                    return
+                logger.warning("reading a gap in %s %s failed: %s", self.name, key, error)
+            except Exception:  # the database's own errors: the next attempt may succeed
+                logger.warning("reading a gap in %s %s failed", self.name, key, exc_info=True)
+            if cursor.last is not None and cursor.last > before:
+                cursor.gap_attempts = 0  # progress, whoever made it (this read or live events)
+            else:
+                cursor.gap_attempts += 1
+                if cursor.gap_attempts == GAP_MAX_ATTEMPTS:
+                    logger.error("could not fill a gap in %s %s after %s yet", self.name, key, cursor.last)
+        finally:
+            # One read at a time per key: the task stays registered until it is done.
+            if cursor.gap_task is asyncio.current_task():
+                cursor.gap_task = None
+        if again and self.cursors.get(key) is cursor:
+            await self.drain(key, cursor)  # a hole left: another attempt
 
     async def read_up_to(self, key: str, upto: int) -> None:
         """Deliver every stored event of `key` after the cursor up to `upto` (page by page, through
