@@ -470,6 +470,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Metrics (core/metrics.py, docs/metrics.md): /metrics answers only `Authorization: Bearer
 # <METRICS_TOKEN>`; without a token it is a 404.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# /readyz (core/health.py): each dependency check gives up after this many seconds.
+HEALTH_CHECK_SECONDS = env_float("HEALTH_CHECK_SECONDS", 1.0)
 
 # Error tracking (core/tracking.py): Sentry only when SENTRY_DSN is set; nothing is sent otherwise.
 SENTRY_ENABLED = tracking.init(

@@ -6,7 +6,8 @@ dependency could break on the way. docs/metrics.md describes the answers.
 
 - /healthz: the process serves (touches nothing).
 - /readyz: PostgreSQL, Redis (REDIS_URL and every channel shard), the archive store and today's
-  and tomorrow's message partitions, checked in parallel, each within CHECK_SECONDS. The answer
+  and tomorrow's message partitions, checked in parallel, each within HEALTH_CHECK_SECONDS (1 s by
+  default; a probe's own timeout should be longer). The answer
   names the failed checks and nothing else: no host names, no error text (logged server-side,
   by error class only).
 - /metrics: the Prometheus exposition, summed over the processes sharing PROMETHEUS_MULTIPROC_DIR
@@ -33,7 +34,6 @@ from core import metrics
 logger = logging.getLogger(__name__)
 
 PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-CHECK_SECONDS = 1.0
 PARTITION_PARENT = "messaging_message"
 NAME_FORMAT = "%Y%m%d"  # messaging.partitions.NAME_FORMAT
 
@@ -88,6 +88,10 @@ def _authorized(scope: dict[str, Any]) -> bool:
 # -- the checks -----------------------------------------------------------------------------------
 
 
+def _bound() -> float:
+    return float(settings.HEALTH_CHECK_SECONDS)
+
+
 def partition_name(day: dt.date) -> str:
     return f"{PARTITION_PARENT}_{day.strftime(NAME_FORMAT)}"
 
@@ -104,7 +108,7 @@ async def _partition_names() -> set[str]:
     from core.asyncdb import connection_params
 
     params = connection_params()
-    params["connect_timeout"] = max(2, int(CHECK_SECONDS + 0.999))  # libpq's minimum; asyncio bounds it anyway
+    params["connect_timeout"] = max(2, int(_bound() + 0.999))  # libpq's minimum; asyncio bounds it anyway
     async with await psycopg.AsyncConnection.connect(autocommit=True, **params) as connection:
         cursor = await connection.execute(PARTITIONS_SQL, [PARTITION_PARENT, partition_name(today())])
         return {row[0] for row in await cursor.fetchall()}
@@ -123,7 +127,7 @@ def days_ahead(names: set[str]) -> int:
 
 
 async def _partitions_gauge() -> None:
-    async with asyncio.timeout(CHECK_SECONDS):
+    async with asyncio.timeout(_bound()):
         names = await _partition_names()
     metrics.PARTITIONS_AHEAD.set(days_ahead(names))
 
@@ -136,7 +140,7 @@ async def _check_redis() -> None:
     urls = list(dict.fromkeys([settings.REDIS_URL, *settings.REDIS_CHANNEL_URLS]))
 
     async def ping(url: str) -> None:
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=CHECK_SECONDS, socket_timeout=CHECK_SECONDS)
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=_bound(), socket_timeout=_bound())
         try:
             await client.ping()
         finally:
@@ -162,10 +166,10 @@ def _check_archive() -> None:
 async def _bounded(name: str, check: Awaitable[Any]) -> tuple[str, Any]:
     """(outcome, result): "ok", "timeout" or "fail"; the error is logged by class, never answered."""
     try:
-        async with asyncio.timeout(CHECK_SECONDS):
+        async with asyncio.timeout(_bound()):
             return "ok", await check
     except TimeoutError:
-        logger.warning("readiness: %s did not answer within %ss", name, CHECK_SECONDS)
+        logger.warning("readiness: %s did not answer within %ss", name, _bound())
         return "timeout", None
     except Exception as error:
         logger.warning("readiness: %s failed (%s)", name, type(error).__name__)

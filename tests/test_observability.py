@@ -55,7 +55,7 @@ def call(url: str, *, data: dict | None = None, headers: dict | None = None, ope
     body = json.dumps(data).encode() if data is not None else None
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
     try:
-        with (opener or urllib.request.build_opener()).open(request, timeout=10) as response:
+        with (opener or urllib.request.build_opener()).open(request, timeout=60) as response:
             return response.status, _lower(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, _lower(error.headers), error.read()
@@ -87,7 +87,7 @@ class Servers:
             )
         self.processes.append(process)
         self.logs.append(log)
-        wait_for_port(port, process)
+        wait_for_port(port, process, timeout=90)  # a bound: starting is slow on a loaded machine
         return f"http://127.0.0.1:{port}"
 
     def stop(self) -> None:
@@ -110,7 +110,7 @@ def servers(transactional_db, tmp_path):
 
 async def next_frame(socket, frame_type: str) -> dict:
     while True:
-        frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+        frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=30))  # bounds, on a loaded box
         if frame["type"] == frame_type:
             return frame
 
@@ -126,6 +126,7 @@ def test_metrics_move_and_add_up_over_two_processes_and_the_logs_hold_no_secret(
         "METRICS_TOKEN": TOKEN,
         "LOG_LEVEL": "DEBUG",
         "LOG_FORMAT": "json",
+        "HEALTH_CHECK_SECONDS": "30",  # a bound on a loaded machine, not a measurement
     }
     first = servers.start(PARLEY_WORKER="web-0", **common)
     second = servers.start(PARLEY_WORKER="web-1", **common)
@@ -144,10 +145,10 @@ def test_metrics_move_and_add_up_over_two_processes_and_the_logs_hold_no_secret(
     assert status == 201
     cookies = CookieJar()
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
-    page = browser.open(f"{first}/login/", timeout=10).read().decode()
+    page = browser.open(f"{first}/login/", timeout=60).read().decode()
     csrf_field = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     form = urllib.parse.urlencode({"username": "ada", "password": password, "csrfmiddlewaretoken": csrf_field})
-    browser.open(urllib.request.Request(f"{first}/login/", data=form.encode()), timeout=10).read()
+    browser.open(urllib.request.Request(f"{first}/login/", data=form.encode()), timeout=60).read()
     jar = {cookie.name: cookie.value for cookie in cookies}
     assert "sessionid" in jar, "the web sign-in did not sign in"
     secrets |= {"session": jar["sessionid"], "csrf cookie": jar["csrftoken"], "csrf field": csrf_field}
@@ -227,7 +228,7 @@ def test_metrics_move_and_add_up_over_two_processes_and_the_logs_hold_no_secret(
                     and value(parsed, "parley_errors_total", code="unknown_type", transport="socket") == 1
                 )
 
-            await asyncio.to_thread(wait_until, moved, what="the chat's figures in /metrics")
+            await asyncio.to_thread(wait_until, moved, timeout=60, what="the chat's figures in /metrics")
             for parsed in (scrape(first), scrape(second)):
                 assert value(parsed, "parley_connections_open", transport="socket") == 2
                 assert value(parsed, "parley_connections_total", transport="socket") == 2
@@ -259,7 +260,7 @@ def test_metrics_move_and_add_up_over_two_processes_and_the_logs_hold_no_secret(
         parsed = scrape(second)
         return value(parsed, "parley_connections_open", transport="socket") == 0
 
-    wait_until(closed, what="both sockets counted closed")
+    wait_until(closed, timeout=60, what="both sockets counted closed")
     parsed = scrape(second)
     assert value(parsed, "parley_disconnects_total", transport="socket") == 2
 
@@ -299,6 +300,7 @@ async def get(path: str, headers: list | None = None) -> tuple[int, dict]:
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_readyz_names_redis_when_it_is_stopped(settings):
+    settings.HEALTH_CHECK_SECONDS = 30  # a bound on a loaded machine: the healthy checks must pass
     stopped = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there: a stopped Redis
     settings.REDIS_CHANNEL_URLS = [stopped]
     status, body = await get("/readyz")
@@ -312,7 +314,8 @@ async def test_readyz_names_redis_when_it_is_stopped(settings):
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_readyz_names_postgres_when_it_is_stopped_and_reveals_nothing(monkeypatch):
+async def test_readyz_names_postgres_when_it_is_stopped_and_reveals_nothing(monkeypatch, settings):
+    settings.HEALTH_CHECK_SECONDS = 30
     from core import asyncdb
 
     port = free_port()  # nothing listens there: a stopped PostgreSQL
@@ -326,7 +329,8 @@ async def test_readyz_names_postgres_when_it_is_stopped_and_reveals_nothing(monk
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_readyz_fails_when_tomorrows_partition_is_missing(monkeypatch):
+async def test_readyz_fails_when_tomorrows_partition_is_missing(monkeypatch, settings):
+    settings.HEALTH_CHECK_SECONDS = 30
     monkeypatch.setattr(health, "today", lambda: health.dt.date(2999, 1, 1))  # no partitions that far ahead
     status, body = await get("/readyz")
     assert (status, body["checks"]["partitions"], body["checks"]["postgres"]) == (503, "fail", "ok")
