@@ -402,8 +402,8 @@ class BoardSessions:
         board_id = _board_id(frame)
         if board_id not in self.boards:
             raise NotFound("Join the board first (board.join).")
-        if self.socket.limits.take("awareness", self.socket.frame_arrived):
-            return  # over 20 a second (counted when the frames arrived): dropped silently, like typing
+        if self.socket.limits.take("awareness", time.monotonic()):
+            return  # over 20 a second: dropped silently, like typing
         state = frame.get("state")
         if state is not None and not isinstance(state, dict):
             raise InvalidInput('"state" must be an object or null.', fields={"state": ["Must be an object or null."]})

@@ -36,10 +36,8 @@ class TokenBucket:
         """Take a token: 0.0 if there was one, else the seconds until there will be."""
         if self.tokens < 0:
             self.tokens, self.stamp = self.rate.burst, now
-        # `now` may be a little before the last one (a frame's arrival time, taken after a later
-        # frame's of another socket sharing the bucket): no refill then, and time never goes back.
-        self.tokens = min(self.rate.burst, self.tokens + max(0.0, now - self.stamp) * self.rate.per_second)
-        self.stamp = max(self.stamp, now)
+        self.tokens = min(self.rate.burst, self.tokens + (now - self.stamp) * self.rate.per_second)
+        self.stamp = now
         if self.tokens >= 1:
             self.tokens -= 1
             return 0.0

@@ -21,8 +21,6 @@ every socket state, and fails on other versions, so re-read this list when bumpi
     reply by cancelling `close_timer` and closing the transport (handle_close);
   - `disconnected`: set by connection_lost;
   - `queue`: the ASGI receive queue; close() puts websocket.disconnect on it, as uvicorn does;
-    stamp_arrivals() wraps its `put_nowait` (the only way uvicorn queues a message) to note when
-    each frame arrived;
   - `close_timer`: set by close() to the handle of the abort after `close_timeout`; uvicorn
     cancels it in handle_close and connection_lost;
   - `close_timeout` (10 s) and `loop` (the connection's event loop).
@@ -41,7 +39,6 @@ production uvicorn it means the fast path is off (compression turned on, or anot
 
 import logging
 import struct
-import time
 from typing import Any
 
 from websockets.protocol import State
@@ -88,25 +85,6 @@ def server_of(send: Any) -> Any | None:
             why = f"the ASGI server is not uvicorn's websockets-sansio protocol (send is {module}.{name})"
         logger.warning("WebSocket frames go through ASGI send, the slow path: %s (logged once per process)", why)
     return None
-
-
-ARRIVED = "parley.arrived"  # the key stamp_arrivals() adds to each websocket.receive message
-
-
-def stamp_arrivals(server: Any) -> None:
-    """Note on each websocket.receive message the protocol queues for the app when it arrived
-    (time.monotonic(), under ARRIVED), so that rate limits count frames when the client's frames
-    came in, not when a busy socket got round to them (a burst handled after a stall is not a
-    burst the client sent)."""
-    queue = server.queue
-    put = queue.put_nowait
-
-    def put_stamped(message: dict) -> None:
-        if message.get("type") == "websocket.receive":
-            message[ARRIVED] = time.monotonic()
-        put(message)
-
-    queue.put_nowait = put_stamped
 
 
 def write(server: Any, frame: bytes) -> bool:

@@ -186,7 +186,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Events reach sockets through this process's hub (core.hub), not through a channel-layer
     # channel per socket: no per-socket Redis subscription, receive task or dispatch.
     channel_layer_alias = None
-    arrival: float | None = None  # when the frame being handled arrived (dispatch; core.wire)
 
     async def __call__(self, scope, receive, send) -> None:
         # Channels' own loop races the client's receive() against a channel-layer receive, with a
@@ -208,7 +207,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        self.arrival = message.get(wire.ARRIVED)  # on uvicorn: when the frame came in (core.wire)
         await handler(message)
 
     async def connect(self) -> None:
@@ -223,7 +221,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.wire_server = None
         self.hub = get_hub()
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
-        self.last_frame_at = self.frame_arrived = time.monotonic()
+        self.last_frame_at = time.monotonic()
         self.limits = Buckets(settings.RATE_LIMITS["socket"])
         self.boards = boards.BoardSessions(self)  # the boards this socket joined
         self.strikes = Strikes(settings.RATE_LIMIT_FLOOD_STRIKES, settings.RATE_LIMIT_FLOOD_SECONDS, time.monotonic)
@@ -231,8 +229,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         metrics.opened("socket")
         self.wire_server = wire.server_of(self.base_send)  # for pre-built frames (core.wire)
-        if self.wire_server is not None:
-            wire.stamp_arrivals(self.wire_server)  # limits count frames when they arrived
         if self.scope.get("unavailable"):  # who this is could not be known (accounts.middleware)
             await self.close(code=CLOSE_TRY_AGAIN)
             return
@@ -315,9 +311,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.user is None:  # refused at connect; the close is on its way
             return
-        # Limits count a frame when it arrived (frames that queued behind a stall are no burst).
-        now = self.frame_arrived = min(self.arrival or time.monotonic(), time.monotonic())
-        self.last_frame_at = time.monotonic()
+        now = self.last_frame_at = time.monotonic()
         wait = self.limits.take("frame", now)
         if wait:
             await self._refuse(wait)
