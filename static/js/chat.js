@@ -222,7 +222,11 @@ const TRANSPORT_TEXT = { sse: " (SSE)", poll: " (long-polling)" };
 function setBadge(connection, transport = "websocket") {
   // Boards need the socket (board.join): over SSE or long-polling they wait as if reconnecting.
   boards.onSocketState(connection === "connected" && transport !== "websocket" ? "reconnecting" : connection);
-  if (connection !== "connected") outbox.disconnected(connection === "offline");
+  if (connection !== "connected") {
+    // Whatever was sent and not answered on the lost connection says so (and goes again later).
+    outbox.disconnected(connection === "offline");
+    threadOutbox.disconnected(connection === "offline");
+  }
   ui.badge.dataset.state = connection;
   ui.badge.dataset.transport = transport;
   ui.badge.textContent = BADGE_TEXT[connection] + (connection === "connected" ? TRANSPORT_TEXT[transport] || "" : "");
