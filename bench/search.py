@@ -21,6 +21,7 @@ other work loads too, compare runs only with care (docs/performance.md).
 """
 
 import datetime as dt
+import importlib
 import json
 import math
 import os
@@ -113,7 +114,11 @@ def fill(words: list[str]) -> tuple[list[User], list[Room]]:
     Membership.objects.bulk_create([Membership(room=room, user=me, role="member") for room in rooms[:MY_ROOMS]])
     per_room = ROWS // ROOMS
     start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+    index = importlib.import_module("search.migrations.0001_message_search_index")
     with connection.cursor() as cursor:
+        # Bulk load first, index after (the migration's own statement): much faster than keeping a
+        # GIN index up to date row by row (the first runs took 9-13 minutes to load that way).
+        cursor.execute(index.DROP)
         cursor.execute(
             """
             INSERT INTO messaging_message
@@ -141,6 +146,7 @@ def fill(words: list[str]) -> tuple[list[User], list[Room]]:
             "UPDATE rooms_room SET last_sequence = %s WHERE id = ANY(%s::uuid[])",
             [per_room, [str(r.pk) for r in rooms]],
         )
+        cursor.execute(index.CREATE)
         cursor.execute("ANALYZE messaging_message")
     return users, rooms
 
@@ -167,7 +173,7 @@ def main() -> int:
         )
         searchable = [row[0] for row in cursor.fetchall()]
     words = STOP_WORDS + searchable
-    print(f"loading {ROWS:,} messages into {ROOMS} rooms over {DAYS} days ...", flush=True)
+    print(f"loading {ROWS:,} messages into {ROOMS} rooms over {DAYS} days, then indexing ...", flush=True)
     started = time.perf_counter()
     users, rooms = fill(words)
     load_seconds = time.perf_counter() - started

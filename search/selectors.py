@@ -127,24 +127,19 @@ def message_search(*, user: User, params: SearchParams) -> SearchPage:
     if params.from_date and params.to_date and params.from_date > params.to_date:
         raise InvalidInput("from_date is after to_date.", fields={"from_date": ["Must not be after to_date."]})
     rooms = readable_rooms(user, params.room)
-    with connection.cursor() as cursor:
-        # Only stop words or punctuation ("the", "!!"), or only exclusions ("-lunch"): the index
-        # cannot answer it (querytree 'T') and nothing useful would match.
-        cursor.execute(
-            f"SELECT numnode(tq), querytree(tq) FROM websearch_to_tsquery('{CONFIG}'::regconfig, %s) AS tq", [q]
-        )
-        nodes, tree = cursor.fetchone()
-    if nodes == 0 or tree == "T":
-        raise query_error("query_no_terms", "Search for at least one word that is not too common or excluded.")
-    archived = _archived_days(rooms, params)
     if not rooms:
-        return SearchPage([], False, None, archived[:ARCHIVED_DAYS_LISTED], len(archived))
-
+        _require_terms(q)
+        return SearchPage([], False, None, [], 0)
+    # One round trip for the rest (each costs a scheduling delay on a busy database server): the
+    # query's terms, the archived days and the page, with each sender's name.
     sql, values = statement(q, rooms, params)
     rows = _fetch(sql, values)
+    if rows[0]["nodes"] == 0 or rows[0]["tree"] == "T":
+        raise _no_terms()
+    archived: list[dt.date] = rows[0]["archived_days"]
+    rows = [row for row in rows if row["id"] is not None]
     has_more = len(rows) > params.limit
     rows = rows[: params.limit]
-    senders = User.objects.in_bulk({row["sender_id"] for row in rows if row["sender_id"] is not None})
     by_id = {r.pk: r for r in rooms}
     hits = []
     for row in rows:
@@ -152,7 +147,7 @@ def message_search(*, user: User, params: SearchParams) -> SearchPage:
             id=row["id"],
             room_id=row["room_id"],
             sequence=row["sequence"],
-            sender=senders.get(row["sender_id"]),
+            sender=User(id=row["sender_id"], username=row["sender_username"]) if row["sender_id"] else None,
             content=row["content"],
             client_msg_id=row["client_msg_id"],
             created_at=row["created_at"],
@@ -166,11 +161,25 @@ def message_search(*, user: User, params: SearchParams) -> SearchPage:
     return SearchPage(hits, has_more, next_offset, archived[:ARCHIVED_DAYS_LISTED], len(archived))
 
 
-# Planning the statement over every daily partition costs more than running it (~20 ms against
-# ~35 ms in one EXPLAIN ANALYZE at 1,000,000 rows over 38 partitions, docs/performance.md): it runs
-# with server-side parameters as a prepared statement (one per connection and variant of filters;
-# PostgreSQL then plans it generically after five runs), bench/search.py compares both ways in one run.
+# Planning the statement over every daily partition costs about as much as running it (9-23 ms
+# against 16-60 ms in EXPLAIN ANALYZE at 1,000,000 rows over 38 partitions, docs/performance.md),
+# so it runs with server-side parameters as a prepared statement (one per connection and variant of
+# filters); bench/search.py compares both ways in one run.
 PREPARED = True
+
+
+def _no_terms() -> QueryError:
+    # Only stop words or punctuation ("the", "!!"), or only exclusions ("-lunch"): the index
+    # cannot answer it (querytree 'T') and nothing useful would match.
+    return query_error("query_no_terms", "Search for at least one word that is not too common or excluded.")
+
+
+def _require_terms(q: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT numnode({_QUERY}), querytree({_QUERY})", {"q": q})
+        nodes, tree = cursor.fetchone()
+    if nodes == 0 or tree == "T":
+        raise _no_terms()
 
 
 def _fetch(sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -203,37 +212,41 @@ def statement(q: str, rooms: list[Room], params: SearchParams) -> tuple[str, dic
         values["end"] = _day_start(params.to_date + dt.timedelta(days=1))
     order = "rank DESC, m.created_at DESC, m.id" if params.order == "rank" else "m.created_at DESC, m.id"
     values["limit"], values["offset"] = params.limit + 1, params.offset
+    archived_where = ["a.status = %(dropped)s", "a.room_ranges ?| %(room_keys)s"]
+    values["dropped"], values["room_keys"] = MessageArchive.Status.DROPPED.value, [str(r.pk) for r in rooms]
+    if params.from_date is not None:
+        archived_where.append("a.day >= %(from_day)s")
+        values["from_day"] = params.from_date
+    if params.to_date is not None:
+        archived_where.append("a.day <= %(to_day)s")
+        values["to_day"] = params.to_date
+    # A query the index cannot answer (no terms, or only exclusions) scans nothing: `terms` gates it.
     sql = f"""
-        WITH hits AS MATERIALIZED (
+        WITH terms AS MATERIALIZED (SELECT numnode({_QUERY}) AS nodes, querytree({_QUERY}) AS tree),
+        archived AS MATERIALIZED (
+            SELECT coalesce(array_agg(a.day ORDER BY a.day DESC), '{{}}'::date[]) AS archived_days
+              FROM {MessageArchive._meta.db_table} AS a
+             WHERE {" AND ".join(archived_where)}
+        ),
+        hits AS MATERIALIZED (
             SELECT m.id, m.room_id, m.sequence, m.sender_id, m.content, m.client_msg_id, m.created_at,
                    m.edited_at, m.changed_sequence, ts_rank_cd({_VECTOR}, {_QUERY}) AS rank
               FROM {_TABLE} AS m
-             WHERE {" AND ".join(where)}
+             WHERE {" AND ".join(where)} AND (SELECT nodes > 0 AND tree <> 'T' FROM terms)
              ORDER BY {order}
              LIMIT %(limit)s OFFSET %(offset)s
         )
-        SELECT hits.*, ts_headline(
-                   '{CONFIG}'::regconfig,
-                   replace(replace(hits.content, %(start_mark)s, ''), %(stop_mark)s, ''),
-                   {_QUERY}, %(options)s
-               ) AS headline
-          FROM hits
-         ORDER BY {order.replace("m.", "hits.")}
+        SELECT terms.nodes, terms.tree, archived.archived_days, page.*
+          FROM terms CROSS JOIN archived
+          LEFT JOIN LATERAL (
+              SELECT hits.*, u.username AS sender_username, ts_headline(
+                         '{CONFIG}'::regconfig,
+                         replace(replace(hits.content, %(start_mark)s, ''), %(stop_mark)s, ''),
+                         {_QUERY}, %(options)s
+                     ) AS headline
+                FROM hits LEFT JOIN {User._meta.db_table} AS u ON u.id = hits.sender_id
+          ) AS page ON true
+         ORDER BY {order.replace("rank", "page.rank").replace("m.", "page.")}
     """
     values["start_mark"], values["stop_mark"] = _START, _STOP
     return sql, values
-
-
-def _archived_days(rooms: list[Room], params: SearchParams) -> list[dt.date]:
-    """Archived days (not in PostgreSQL, so not searched) holding messages of these rooms within
-    the date range, newest first."""
-    if not rooms:
-        return []
-    archives = MessageArchive.objects.filter(
-        status=MessageArchive.Status.DROPPED, room_ranges__has_any_keys=[str(r.pk) for r in rooms]
-    )
-    if params.from_date is not None:
-        archives = archives.filter(day__gte=params.from_date)
-    if params.to_date is not None:
-        archives = archives.filter(day__lte=params.to_date)
-    return list(archives.order_by("-day").values_list("day", flat=True))
