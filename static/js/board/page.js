@@ -7,14 +7,13 @@ performance.mark("parley-board-module"); // this module runs (its imports loaded
 const data = readJsonScript("board-data");
 const config = readJsonScript("client-config");
 const abilities = config.roles[data.role] || {};
-// The template preloads this (a <link rel="preload">): the board's JSON, drawn before the Yjs state.
-const initial = fetch(`/api/v1/boards/${encodeURIComponent(data.board.id)}/`, { credentials: "same-origin" })
-  .then((response) => (response.ok ? response.json() : null))
-  .then((json) => {
-    performance.mark("parley-board-json"); // the board's JSON received and parsed
-    return json;
-  })
-  .catch(() => null);
+// The board's JSON, drawn before the Yjs state: fetched and parsed by preload.js while this
+// module's imports loaded (the template also preloads it: a <link rel="preload">).
+const initial =
+  window.parleyBoardJson ||
+  fetch(`/api/v1/boards/${encodeURIComponent(data.board.id)}/`, { credentials: "same-origin" })
+    .then((response) => (response.ok ? response.json() : null))
+    .catch(() => null);
 let app = null;
 
 /** Our role in the board's room changed (member.update), or we left it: the tools follow. */
