@@ -184,6 +184,9 @@ class Sequencer:
             if cursor.last >= awaited:
                 # The hole we waited for filled meanwhile (events from two server processes often
                 # arrive out of order); a later hole gets a wait of its own before any database read.
+                # (Not through the drain after `finally`: a return skips it.)
+                cursor.gap_task = None
+                await self.drain(key, cursor)
                 return
             before = cursor.last
             try:
