@@ -27,7 +27,7 @@ from django.conf import settings
 
 from core import metrics
 from core.loops import per_loop
-from core.pubsub import Bus
+from core.pubsub import Bus, _raise_if_cancelled
 from core.redis_clients import aclient
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class Hub:
                 await self.report_connections()
             except Exception as error:  # Redis away: the admin sees this entry go stale
                 logger.debug("could not report connection counts: %r", error)
+            _raise_if_cancelled()  # redis-py may turn a cancellation into an error caught above
             await asyncio.sleep(settings.CONNECTIONS_REPORT_SECONDS)
 
     async def _recover(self, groups: list[str]) -> None:
