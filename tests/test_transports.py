@@ -326,7 +326,7 @@ def test_last_event_id_resumes_every_room_with_nothing_lost_or_repeated(start_se
             resumed.close()
         # The long-poll takes the same cursor: from the cut, the same changes.
         answer = await poll(base, auth, cut_at["id"])
-        got = summary(answer["events"])
+        got = summary([f for f in answer["events"] if f["type"] != "presence"])  # (Bob's may flap: below)
         for room_id in (a, b):
             assert [g for g in got if g[0] == room_id] == [g for g in missed + lives if g[0] == room_id]
         # Nothing pending after the last id: the poll waits, then answers empty with the same cursor.
