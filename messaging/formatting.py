@@ -38,9 +38,11 @@ _markdown = MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": 
 
 # Text with none of these characters, on one line, neither starting nor ending with a space nor
 # starting like a list, quote or code fence, is one plain paragraph whatever the renderer:
-# markdown-it would give "<p>" + the text + "</p>" and nh3 would keep it as it is.
+# markdown-it would give "<p>" + the text + "</p>" and nh3 would keep it as it is. A digit starts
+# a list only as "1." or "1)" followed by a space or the end: "1764700000 people" is plain (a
+# digit-first rule sent every such message, and every load-test message, to the full renderer).
 _MARKUP = re.compile(r"[\\`*_\[\]<>&\x00-\x1f\x7f-\xa0]")
-_NOT_PLAIN_START = re.compile(r"^[\s0-9\-+*>#=~]")
+_NOT_PLAIN_START = re.compile(r"^(?:[\s\-+*>#=~]|\d{1,9}[.)](?:\s|$))")
 
 
 # The renderer's cost grows with the markup a text holds, fast for hostile text: 4,000 "[" took
