@@ -16,7 +16,9 @@ from tests.test_multiprocess import next_of, ws_url
 pytestmark = [pytest.mark.multiprocess]
 
 MESSAGES = 2000
-CONTENT = "x" * 3900  # ~4 KB frames: 8 MB in all, more than the kernel buffers hold (4 MB here)
+# ~8 KB frames (the text and its html): 16 MB in all, more than the kernel buffers hold (4 MB here)
+CONTENT = "x" * 3900
+WINDOW = 6
 
 
 def test_a_client_that_stops_reading_is_closed_and_holds_nobody_back(start_server, make_user):
@@ -51,14 +53,6 @@ def test_a_client_that_stops_reading_is_closed_and_holds_nobody_back(start_serve
                     pass
 
             ada_reads = asyncio.create_task(drain(ada_socket))
-            for _ in range(MESSAGES):
-                frame = {
-                    "type": "message.send",
-                    "room": str(room.pk),
-                    "content": CONTENT,
-                    "client_msg_id": str(uuid.uuid4()),
-                }
-                await ada_socket.send(json.dumps(frame))
 
             # Bob gets every message, in order, while Eve reads nothing (before, the process's
             # fan-out waited for Eve's socket to drain: everyone else stalled with her). When the
@@ -74,15 +68,43 @@ def test_a_client_that_stops_reading_is_closed_and_holds_nobody_back(start_serve
                     return closed
 
             eve_reading: asyncio.Task | None = None
-            number = 0
-            while number < MESSAGES:
-                frame = json.loads(await asyncio.wait_for(bob_socket.recv(), timeout=10))
-                if frame["type"] == "message.new":
-                    number += 1
-                    assert frame["sequence"] == number
-                elif frame["type"] == "presence" and frame["user"]["id"] == eve.pk and frame["status"] == "offline":
-                    assert eve_reading is None  # she goes offline once
-                    eve_reading = asyncio.create_task(eve_reads())
+            bob_got = 0
+            bob_moved = asyncio.Event()
+
+            def eve_offline(presence: dict) -> bool:
+                return presence["user"]["id"] == eve.pk and presence["status"] == "offline"
+
+            async def bob_reads() -> None:
+                nonlocal bob_got, eve_reading
+                try:
+                    while bob_got < MESSAGES:
+                        frame = json.loads(await asyncio.wait_for(bob_socket.recv(), timeout=30))
+                        if frame["type"] == "message.new":
+                            bob_got += 1
+                            assert frame["sequence"] == bob_got
+                            bob_moved.set()
+                        elif frame["type"] == "presence" and eve_offline(frame):
+                            assert eve_reading is None  # she goes offline once
+                            eve_reading = asyncio.create_task(eve_reads())
+                finally:
+                    bob_moved.set()
+
+            bob_reading = asyncio.create_task(bob_reads())
+            for sent in range(MESSAGES):
+                # Ada stays at most WINDOW messages ahead of Bob: only Eve, who reads nothing,
+                # falls behind, however slowly this process reads on a loaded machine (a frame,
+                # content and its html, is ~8 KB: WINDOW of them are under WS_MAX_BACKLOG_BYTES).
+                while sent - bob_got >= WINDOW and not bob_reading.done():
+                    bob_moved.clear()
+                    await bob_moved.wait()
+                frame = {
+                    "type": "message.send",
+                    "room": str(room.pk),
+                    "content": CONTENT,
+                    "client_msg_id": str(uuid.uuid4()),
+                }
+                await ada_socket.send(json.dumps(frame))
+            await asyncio.wait_for(bob_reading, timeout=60)
             ada_reads.cancel()
             assert eve_reading is not None, "Eve was never closed"
             closed = await asyncio.wait_for(eve_reading, timeout=30)
