@@ -53,9 +53,14 @@ class Message(PostgresPartitionedModel):
     # numbered change of the message (messaging.services.reaction_set), like an edit.
     reactions = models.JSONField(null=True, blank=True)
     # What the latest numbered change was when it was neither the creation, an edit nor the delete:
-    # "reaction" or "thread" (a reply sent or deleted); null otherwise. Sync tells the change apart
-    # by it (`message.update`, messaging.payloads.change_type).
+    # "reaction", "thread" (a reply sent or deleted) or "attach" (an attachment's thumbnail); null
+    # otherwise. Sync tells the change apart by it (`message.update`, messaging.payloads.change_type).
     change_kind = models.CharField(max_length=8, null=True, blank=True)
+    # Attachments sent with the message (attachments/, docs/attachments.md): their metadata as the
+    # payload shows it, [{"id", "name", "size", "content_type", "kind", "width", "height",
+    # "thumbnail"}, ...] in the order sent; null for none (every message the batched path sends).
+    # A thumbnail made later is a numbered change of the message (change_kind "attach").
+    attachments = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [
