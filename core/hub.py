@@ -90,11 +90,11 @@ class Hub:
         for _, event in sends:
             event["origin"] = self.origin
         self.bus.publish(sends)
-        metrics.PUBLISHED.inc(len(sends))
+        metrics.published(len(sends))
 
     async def _received(self, event: dict[str, Any]) -> None:
         if event.get("origin") != self.origin:  # our own events were delivered at once
-            metrics.RECEIVED.inc()
+            metrics.received()
             await self.deliver(event)
 
     async def deliver(self, event: dict[str, Any]) -> None:

@@ -11,15 +11,22 @@ Cheap on the hot path (chat at 1,000+ messages a second on 2 cores): labelled ch
 once (at import or on first use, cached in a dict), never looked up per event; fan-out counts once
 per event (`inc(len(members))`), not once per socket; a send batch is one observation. An
 increment in multiprocess mode takes a lock, checks the pid (a fork resets the files) and writes 8
-bytes into the mmap: measured by bench/metrics_inc.py (docs/performance.md).
+bytes into the mmap, ~1.3 µs (bench/metrics_inc.py, docs/performance.md), so the per-frame and
+per-event figures (frames in and out, deliveries and their latency, bus events) are not written
+where they happen: they are appended to a per-process tally (a deque append, ~50 ns, safe from any
+thread) that a daemon thread writes out once a second, summed per series, and that a process
+writes out before it answers a scrape and when it exits. Another process's last second may thus
+show one second late.
 
 Label values never come from clients unchecked: frame types and close codes outside the known
 sets are counted as "unknown" / "other", so a hostile client cannot grow the number of series.
 """
 
+import atexit
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 
 # The directory must exist before the first metric is made (prometheus-client opens its file then).
@@ -179,6 +186,101 @@ PARTITIONS_AHEAD = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+# -- the per-process tally (see the module docstring) -------------------------------------------
+
+FLUSH_SECONDS = 1.0
+
+
+class Tally:
+    """Counter increments kept in plain dicts, one per thread and cumulative (each dict has one
+    writer: no lock, no lost update), and histogram observations waiting in a deque (appends are
+    thread-safe). `flush` adds each series' growth since the previous flush to its counter, once
+    per series, and makes the waiting observations; a daemon thread runs it every FLUSH_SECONDS
+    once `start` ran (and again in a forked child)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one flush at a time; guards `tables`
+        self._reset()
+        self.thread: threading.Thread | None = None
+        self.started = False
+
+    def _reset(self) -> None:
+        self.local = threading.local()
+        self.tables: list[tuple[dict, dict]] = []  # (counts, flushed) of every thread that counted
+        self.observations: deque[tuple[Histogram, float]] = deque()
+
+    def _counts(self) -> dict:
+        try:
+            return self.local.counts
+        except AttributeError:
+            counts: dict = {}
+            self.local.counts = counts
+            with self.lock:
+                self.tables.append((counts, {}))
+            return counts
+
+    def inc(self, child: Counter | Gauge, amount: float = 1) -> None:
+        try:
+            counts = self.local.counts
+        except AttributeError:
+            counts = self._counts()
+        counts[child] = counts.get(child, 0) + amount
+
+    def observe(self, histogram: Histogram, value: float) -> None:
+        self.observations.append((histogram, value))
+
+    def flush(self) -> None:
+        """Write out everything tallied so far."""
+        with self.lock:
+            for counts, flushed in self.tables:
+                # list() copies in one step under the GIL (the keys hash in C): safe against the
+                # counting thread adding a series meanwhile.
+                for child, total in list(counts.items()):
+                    grown = total - flushed.get(child, 0)
+                    if grown:
+                        child.inc(grown)
+                        flushed[child] = total
+            pop = self.observations.popleft
+            while True:
+                try:
+                    histogram, value = pop()
+                except IndexError:
+                    break
+                histogram.observe(value)
+
+    def start(self) -> None:
+        """Flush every FLUSH_SECONDS from a daemon thread, and at exit."""
+        with self.lock:
+            if self.thread is not None and self.thread.is_alive():
+                return
+            self.thread = threading.Thread(target=self._run, name="parley-metrics-flush", daemon=True)
+            self.thread.start()
+            if not self.started:
+                self.started = True
+                atexit.register(self.flush)
+                os.register_at_fork(after_in_child=self._forked)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            try:
+                self.flush()
+            except Exception:  # never let a flush kill the thread; the figures just wait
+                pass
+
+    def _forked(self) -> None:
+        """In a forked child (Celery's pool): the parent's counts are the parent's to write; this
+        process counts afresh, with a flushing thread of its own (threads do not survive a fork)."""
+        self.lock = threading.Lock()
+        self._reset()
+        self.thread = None
+        self.start()
+
+
+tally = Tally()
+if MULTIPROCESS:
+    tally.start()
+
 # -- bound children and helpers (the hot paths call these) ----------------------------------------
 
 OPEN = {transport: CONNECTIONS_OPEN.labels(transport) for transport in TRANSPORTS}
@@ -229,20 +331,28 @@ def known_frame_types(types: Iterable[str]) -> None:
 
 
 def frame_received(frame_type: str) -> None:
-    _frames_in(frame_type if frame_type in _known_frames else "unknown").inc()
+    tally.inc(_frames_in(frame_type if frame_type in _known_frames else "unknown"))
 
 
 def frame_sent(text: str) -> None:
     """Count a frame by its type, read from the text (our frames start with {"type":"...")."""
     if text.startswith('{"type":"'):
         end = text.find('"', 9)
-        _frames_out(text[9:end] if 9 < end <= 48 else "other").inc()
+        tally.inc(_frames_out(text[9:end] if 9 < end <= 48 else "other"))
     else:
-        _frames_out("other").inc()
+        tally.inc(_frames_out("other"))
 
 
 def delivered(event_type: str, members: int) -> None:
-    _deliveries(event_type).inc(members)
+    tally.inc(_deliveries(event_type), members)
+
+
+def published(events: int) -> None:
+    tally.inc(PUBLISHED, events)
+
+
+def received() -> None:
+    tally.inc(RECEIVED)
 
 
 def socket_error(code: str) -> None:
@@ -282,7 +392,7 @@ def delivery_latency(event: dict) -> None:
     """Observe a numbered change's commit-to-delivery time (core.events stamps `at` on publish)."""
     at = event.get("at")
     if at is not None and event.get("type") == "room.sequenced":
-        DELIVERY_LATENCY.observe(max(0.0, time.time() - at))
+        tally.observe(DELIVERY_LATENCY, max(0.0, time.time() - at))
 
 
 def archived(rows: int | None, size: int | None) -> None:
@@ -387,6 +497,7 @@ def connect_celery() -> None:
             TASK_DURATION.labels(name).observe(time.monotonic() - started)
 
     def process_shutdown(pid=None, **_kwargs) -> None:
+        tally.flush()  # a pool process ends with os._exit: no atexit
         mark_process_dead(pid or os.getpid())
 
     signals.task_prerun.connect(prerun, weak=False, dispatch_uid="core.metrics.prerun")
@@ -409,6 +520,7 @@ def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric: summed over all processes in multiprocess mode."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    tally.flush()  # this process's figures are current; the others' at most FLUSH_SECONDS old
     if MULTIPROCESS:
         from prometheus_client import multiprocess
 

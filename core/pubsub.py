@@ -227,7 +227,7 @@ async def publish_once(urls: list[str], sends: Iterable[tuple[str, dict]]) -> No
                 pipe.publish(PREFIX + group, _encode(event))
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 await pipe.execute()
-            metrics.PUBLISHED.inc(len(items))
+            metrics.published(len(items))
         finally:
             await _close(client)
 

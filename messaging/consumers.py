@@ -116,7 +116,7 @@ class SendBatcher:
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting[: self.MAX_BATCH], self.waiting[self.MAX_BATCH :]
-                metrics.SEND_BATCH_SIZE.observe(len(batch))
+                metrics.tally.observe(metrics.SEND_BATCH_SIZE, len(batch))
                 try:
                     results = await services.amessage_send_many(requests=[r for r, _ in batch])
                 except Exception as error:  # a bug: every frame of the batch gets the error
