@@ -21,7 +21,9 @@ What it does, all on 127.0.0.1:
   and this load generator.
 
 Scenarios: `chat` (1,000 sockets in 100 rooms of 10), `fanout` (1,000 sockets in one room),
-`connections` (10,000 idle sockets heartbeating every 30 s), `ramp` (the chat topology at rising
+`connections` (10,000 idle sockets heartbeating every 30 s), `connect` (connection set-up: 4,000
+users opening their sockets at once, through the ticket path and with session cookies; connects/s
+and CPU per connect), `ramp` (the chat topology at rising
 rates until p99 >= 100 ms or any loss, then a run at half the highest passing rate). With
 `--mix F` (issue 16), a fraction F of the sends are replies in the thread of the room's latest
 message, and as many reactions go with them (each takes a number of its own: `message.update`
@@ -32,6 +34,7 @@ bounded in count and time.
 
 import argparse
 import asyncio
+import datetime as dt
 import gc
 import http.client
 import json
@@ -125,6 +128,36 @@ def seed(sockets: int, room_size: int, tag: str) -> tuple[list[User], list[Room]
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE accounts_user, rooms_room, rooms_membership")
     return users, rooms, groups
+
+
+def sessions_for(users: list[User]) -> dict[int, str]:
+    """A signed-in browser session per user (what the sign-in form would have made), in bulk."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    store = SessionStore()
+    expires = timezone.now() + dt.timedelta(days=1)
+    keys = {user.pk: secrets.token_hex(16) for user in users}
+    Session.objects.bulk_create(
+        [
+            Session(
+                session_key=keys[user.pk],
+                session_data=store.encode(
+                    {
+                        SESSION_KEY: str(user.pk),
+                        BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
+                        HASH_SESSION_KEY: user.get_session_auth_hash(),
+                    }
+                ),
+                expire_date=expires,
+            )
+            for user in users
+        ],
+        batch_size=2000,
+    )
+    return keys
 
 
 def postgres_durability() -> str:
@@ -420,28 +453,45 @@ def fetch_ticket(base: str, token: str) -> str:
 
 
 async def connect_all(
-    base: str, users: list[User], rooms_of: dict[int, list[str]], stats: Stats, progress: str
+    base: str,
+    users: list[User],
+    rooms_of: dict[int, list[str]],
+    stats: Stats,
+    progress: str,
+    *,
+    cookies: dict[int, str] | None = None,
+    concurrency: int = CONNECT_CONCURRENCY,
+    ready_ms: list[float] | None = None,
 ) -> list[Client]:
-    """Sign every user in through the ticket path and open their socket; wait for session.ready."""
+    """Sign every user in and open their socket; wait for session.ready. Through the ticket path
+    (a JWT for a single-use ticket over REST, then /ws/?ticket=...), or with `cookies` (user ->
+    session key) as a browser does: the session cookie and an Origin. `ready_ms` collects each
+    socket's time from its start (the ticket request included) to session.ready."""
     loop = asyncio.get_running_loop()
-    pool = ThreadPoolExecutor(8)
+    pool = ThreadPoolExecutor(16)
     clients: list[Client | None] = [None] * len(users)
     ws_base = base.replace("http://", "ws://")
-    semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    semaphore = asyncio.Semaphore(concurrency)
     done = 0
     last_report = time.monotonic()
 
     async def open_one(index: int, user: User) -> None:
         nonlocal done, last_report
         async with semaphore:
-            token = str(AccessToken.for_user(user))
-            ticket = await loop.run_in_executor(pool, fetch_ticket, base, token)
+            started = time.perf_counter()
+            if cookies is None:
+                token = str(AccessToken.for_user(user))
+                ticket = await loop.run_in_executor(pool, fetch_ticket, base, token)
+                url, headers = f"{ws_base}/ws/?ticket={ticket}", None
+            else:
+                url = f"{ws_base}/ws/"
+                headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookies[user.pk]}", "Origin": base}
             _, client = await ws_connect(
-                lambda: Client(stats, rooms_of[user.pk]),
-                f"{ws_base}/ws/?ticket={ticket}",
-                websocket_handshake_timeout=60,
+                lambda: Client(stats, rooms_of[user.pk]), url, websocket_handshake_timeout=60, extra_headers=headers
             )
             await asyncio.wait_for(client.ready, 60)
+            if ready_ms is not None:
+                ready_ms.append((time.perf_counter() - started) * 1000)
             clients[index] = client
             done += 1
             if time.monotonic() - last_report > 2:
@@ -686,6 +736,53 @@ class Bench:
         finally:
             servers.stop()
 
+    async def connect(self, sockets: int) -> dict:
+        """Connection set-up (issue 15): how many new authenticated sockets a second the servers
+        take, `sockets` users (rooms of 10) opening theirs at once with `--concurrency` handshakes
+        in flight, each counted at session.ready. Twice: through the ticket path (its REST request
+        included), then with session cookies; all sockets close between the two."""
+        args = self.args
+        users, rooms, rooms_of = await self.topology("connect", sockets, 10)
+        cookies = await asyncio.to_thread(sessions_for, users)
+        servers = Servers(args.workers, args.server)
+        stats = Stats()
+        result: dict = {"sockets": sockets, "rooms_per_user": 1, "concurrency": args.concurrency}
+        try:
+            warm_users = users[: args.workers * 4]  # imports and first queries in every worker
+            await close_all(await connect_all(servers.base, warm_users, rooms_of, stats, "connect warm-up"))
+            for path in ("ticket", "cookie"):
+                await asyncio.sleep(1)
+                meter = self.meter(servers)
+                ready: list[float] = []
+                meter.start()
+                started = time.monotonic()
+                clients = await connect_all(
+                    servers.base,
+                    users,
+                    rooms_of,
+                    stats,
+                    f"connect ({path})",
+                    cookies=cookies if path == "cookie" else None,
+                    concurrency=args.concurrency,
+                    ready_ms=ready,
+                )
+                seconds = time.monotonic() - started
+                cpu = meter.stop()
+                ordered = sorted(int(ms * 1e6) for ms in ready)
+                result[path] = {
+                    "connects_per_s": round(sockets / seconds, 1),
+                    "seconds": round(seconds, 2),
+                    "ready_ms": {"p50": round(percentile(ordered, 50), 1), "p99": round(percentile(ordered, 99), 1)},
+                    "cpu_percent": cpu,
+                    "server_cpu_ms_per_connect": round(cpu["servers"] * 10 * seconds / sockets, 3),
+                }
+                log(f"connect ({path}): {result[path]}")
+                await close_all(clients)
+            result["errors"] = dict(stats.errors)
+            return result
+        finally:
+            servers.stop()
+
     async def connections(self, sockets: int, idle_seconds: float) -> dict:
         args = self.args
         users, rooms, rooms_of = await self.topology("connections", sockets, 10)
@@ -783,6 +880,22 @@ def write_report(results: dict, out: Path) -> None:
             f"(servers / Redis / PostgreSQL / generator): {cpu['servers']} / {cpu['redis']} / {cpu['postgres']} "
             f"/ {cpu['load_generator']} % of one core.",
         ]
+    connect = results["scenarios"].get("connect")
+    if connect:
+        lines += [
+            "",
+            f"Connection set-up: {connect['sockets']} sockets opening at once, {connect['concurrency']} in flight:",
+            "",
+            "| path | connects/s | ready ms p50 / p99 | server CPU ms per connect "
+            "| CPU % (servers / Redis / PostgreSQL / generator) |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for path in ("ticket", "cookie"):
+            row = connect[path]
+            lines.append(
+                f"| {path} | **{row['connects_per_s']}** | {row['ready_ms']['p50']} / {row['ready_ms']['p99']} "
+                f"| {row['server_cpu_ms_per_connect']} | {cpu_cell(row['cpu_percent'])} |"
+            )
     if chart:
         lines += ["", f"![latency vs offered rate]({chart.name})"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
@@ -824,12 +937,14 @@ SIZES = {
         "chat": (1000, 10, [1500.0], 20.0),
         "fanout": (1000, 1000, [50.0], 20.0),
         "connections": (10000, 150.0),  # longer than the server's 120 s silence limit
+        "connect": 4000,
         "ramp": (1000, 10, [250.0, 500.0, 750.0, 1000.0, 1250.0, 1500.0, 2000.0, 3000.0], 10.0),
     },
     "smoke": {
         "chat": (40, 10, [40.0], 2.0),
         "fanout": (30, 30, [10.0], 2.0),
         "connections": (60, 2.0),
+        "connect": 40,
         "ramp": (40, 10, [20.0, 40.0], 2.0),
     },
 }
@@ -840,7 +955,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     bench = Bench(args)
     # The 10,000-socket scenario goes last: the latency scenarios should not run in a generator
     # (and against PostgreSQL and Redis) still carrying what 10,000 sockets left behind.
-    scenarios = ["chat", "fanout", "ramp", "connections"] if args.scenario == "all" else [args.scenario]
+    scenarios = ["chat", "fanout", "ramp", "connect", "connections"] if args.scenario == "all" else [args.scenario]
     results: dict = {
         "started": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB",
@@ -853,6 +968,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     for name in scenarios:
         gc.collect()  # what the previous scenario left, before this one's timings
         log(f"--- {name}")
+        if name == "connect":
+            results["scenarios"][name] = await bench.connect(args.sockets or size["connect"])
+            continue
         if name == "connections":
             sockets, idle = size["connections"]
             results["scenarios"][name] = await bench.connections(args.sockets or sockets, args.seconds or idle)
@@ -870,7 +988,12 @@ async def main_async(args: argparse.Namespace) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=["all", "chat", "fanout", "connections", "ramp"], default="all")
+    parser.add_argument(
+        "--scenario", choices=["all", "chat", "fanout", "connections", "ramp", "connect"], default="all"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=256, help="connect: handshakes in flight (the ticket request included)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds each (CI)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="ASGI worker processes")
     parser.add_argument("--server", default="uvicorn", help="ASGI server behind scripts/serve.py (uvicorn, daphne)")

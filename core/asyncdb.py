@@ -1,11 +1,14 @@
-"""PostgreSQL on the event loop, for the one hot write path (message sends from sockets).
+"""PostgreSQL on the event loop, for the hot paths of sockets: message sends, and connecting.
 
 Django's ORM runs in a worker thread: fine for most work, but a busy socket server then pays a
 thread hop per query and, worse, the database thread waits for the GIL behind the event loop
 after every round trip. The socket's send batches (messaging.services.amessage_send_many) run
 on a psycopg AsyncConnection instead: one per server process, opened on first use with the
 connection parameters Django itself would use (DATABASE_URL and its OPTIONS, e.g. `sslmode`),
-reopened if it breaks, and closed when the loop shuts down.
+reopened if it breaks, and closed when the loop shuts down. Reads that a new socket needs (its
+user, its rooms: accounts.middleware, messaging.selectors.asession_state) use a second connection
+of the same kind (`fetchall(..., reads=True)`), so that a connection storm neither waits behind
+send batches nor holds them up, and pays no thread hop and no ORM query building per socket.
 
 A batch waits at most settings.DB_STATEMENT_TIMEOUT for PostgreSQL, connecting included: past it
 the connection is dropped and the statement fails with core.dbdeadline.StatementTimeout (an
@@ -60,13 +63,15 @@ class _Writer:
 
 
 _writer = per_loop(_Writer)
+_reader = per_loop(_Writer)
 
 
-async def fetchall(statement: str, params: list | dict) -> list[dict[str, Any]]:
-    """Run one statement on this loop's connection and return its rows, by column name. The
-    connection is in autocommit: a single statement is its own transaction, committed (or, on an
-    error, rolled back whole) before this returns: one round trip, no BEGIN or COMMIT of its own."""
-    writer = _writer()
+async def fetchall(statement: str, params: list | dict, *, reads: bool = False) -> list[dict[str, Any]]:
+    """Run one statement on this loop's connection (`reads`: its second one) and return its rows,
+    by column name. The connection is in autocommit: a single statement is its own transaction,
+    committed (or, on an error, rolled back whole) before this returns: one round trip, no BEGIN
+    or COMMIT of its own."""
+    writer = _reader() if reads else _writer()
     async with writer.lock:
         timeout = settings.DB_STATEMENT_TIMEOUT
         deadline = asyncio.get_running_loop().time() + timeout

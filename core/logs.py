@@ -135,8 +135,10 @@ def logging_config(*, json: bool, level: str) -> dict[str, Any]:
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "django.channels.server": {"level": "WARNING"},
-            # uvicorn's own lines (its level is its --log-level) through the same pipeline.
-            "uvicorn": {"handlers": ["console"], "propagate": False},
+            # uvicorn's own lines through the same pipeline, at LOG_LEVEL (this configuration is
+            # applied after uvicorn's own, whose --log-level it would otherwise leave at INFO in
+            # the workers: two lines per socket opened, ~5 % of a connection storm's CPU).
+            "uvicorn": {"handlers": ["console"], "propagate": False, "level": level},
             "uvicorn.access": {"handlers": ["console"], "propagate": False},
             "django.db.backends": quiet,
             "django.template": quiet,  # its DEBUG lines print template contexts (CSRF tokens)

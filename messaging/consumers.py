@@ -29,7 +29,7 @@ from messaging import selectors, services
 from messaging.params import ChangesParams, HistoryParams, validated
 from messaging.payloads import change_frame, message_payload
 from presence import services as presence
-from rooms.selectors import rooms_last_sequence, user_rooms_state, user_rooms_states
+from rooms.selectors import rooms_last_sequence, user_rooms_states
 from simulator import consumers as simulations
 
 logger = logging.getLogger(__name__)
@@ -178,10 +178,6 @@ class Liveness:
 liveness = per_loop(Liveness)
 
 
-def _session_state(user_id: int) -> tuple[dict[str, int], dict[str, int]]:
-    return user_rooms_state(user_id=user_id), selectors.unread_counts(user_id=user_id)
-
-
 class ChatConsumer(AsyncWebsocketConsumer):
     # Events reach sockets through this process's hub (core.hub), not through a channel-layer
     # channel per socket: no per-socket Redis subscription, receive task or dispatch.
@@ -252,13 +248,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Subscribe before reading the room state: an event published in between is then
         # received and, if already covered by the state, dropped as a duplicate.
         await self.hub.join(user_group(self.user.pk), self)
-        rooms, unread = await database_sync_to_async(_session_state)(self.user.pk)
+        rooms, unread = await selectors.asession_state(user_id=self.user.pk)
         for room_id, last_sequence in rooms.items():
             await self._subscribe(room_id, last_sequence)
         await self.send(
             text_data=dumps({"type": "session.ready", "user": self.user.pk, "rooms": rooms, "unread": unread})
         )
-        await presence.presence_heartbeat(user=self.user, socket_id=self.socket_id, active=True)
+        await presence.presence_heartbeat(user=self.user, socket_id=self.socket_id, active=True, rooms=rooms)
 
     async def disconnect(self, code: int) -> None:
         metrics.closed("socket", code)

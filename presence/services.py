@@ -15,15 +15,13 @@ import time
 from collections.abc import Iterable
 from typing import cast
 
-from channels.db import database_sync_to_async
-
 from accounts.models import User
 from core import metrics, redis_clients
 from core.events import dumps, publishing, room_group, send_event
 from core.loops import per_loop
 from rooms import access
 from rooms.payloads import user_payload
-from rooms.selectors import membership_get, room_members, user_rooms_state
+from rooms.selectors import auser_room_ids, membership_get, room_members
 
 SOCKET_TTL_SECONDS = 60
 AWAY_AFTER_SECONDS = 10 * 60
@@ -112,9 +110,10 @@ def _announce_presence(user: User, status: str, last_active: str, rooms: Iterabl
     send_event([room_group(room) for room in rooms], {"type": "user.presence", "user": user.pk, "text": dumps(frame)})
 
 
-async def _update(beats: list[Beat]) -> None:
-    """Apply beats in Redis: one script call per SCRIPT_BATCH beats (pipelined) and no thread hop
-    for the common case (no transition); only a transition reads the user's rooms, to announce it."""
+async def _update(beats: list[Beat], known_rooms: dict[int, Iterable[str]] | None = None) -> None:
+    """Apply beats in Redis: one script call per SCRIPT_BATCH beats (pipelined) and no database
+    read for the common case (no transition); only a transition reads the user's rooms, to
+    announce it (unless `known_rooms` has them)."""
     started = time.perf_counter()
     script = _transition_script()
     pipe = redis_clients.aclient().pipeline(transaction=False)
@@ -126,16 +125,19 @@ async def _update(beats: list[Beat]) -> None:
     async with publishing():
         for chunk, reply in zip(chunks, replies, strict=True):
             for user, status, last_active in _transitions(chunk, reply):
-                rooms = await database_sync_to_async(user_rooms_state)(user_id=user.pk)
+                known = known_rooms.get(user.pk) if known_rooms else None
+                rooms = known if known is not None else await auser_room_ids(user_id=user.pk)
                 _announce_presence(user, status, last_active, rooms)
                 metrics.presence_transitions((status,))
     metrics.PRESENCE_UPDATE.observe(time.perf_counter() - started)
 
 
-async def presence_heartbeat(*, user: User, socket_id: str, active: bool) -> None:
+async def presence_heartbeat(*, user: User, socket_id: str, active: bool, rooms: Iterable[str] | None = None) -> None:
     """A socket is alive (and the user did something since the last beat, if `active`), at once:
-    a socket's first beat makes its user "online" now. Later beats go through `heartbeats()`."""
-    await _update([(user, socket_id, "beat", active)])
+    a socket's first beat makes its user "online" now. Later beats go through `heartbeats()`.
+    `rooms`: the user's rooms if the caller has just read them (a new socket), to announce a
+    transition to without reading them again."""
+    await _update([(user, socket_id, "beat", active)], {user.pk: rooms} if rooms is not None else None)
 
 
 async def presence_disconnect(*, user: User, socket_id: str) -> None:

@@ -3,6 +3,7 @@ import uuid
 from django.db.models import QuerySet
 
 from accounts.models import User, username_is
+from core import asyncdb
 from core.errors import NotFound
 from core.jsontext import storable_text
 from rooms import access
@@ -78,6 +79,13 @@ def user_rooms_state(*, user_id: int) -> dict[str, int]:
     """{room id: last sequence} for every room the user belongs to."""
     rows = Membership.objects.filter(user_id=user_id).values_list("room_id", "room__last_sequence")
     return {str(room_id): last_sequence for room_id, last_sequence in rows}
+
+
+async def auser_room_ids(*, user_id: int) -> list[str]:
+    """The ids of the user's rooms, on the loop's own connection (core.asyncdb: no thread hop;
+    presence announces every connect of a user who was offline to their rooms)."""
+    rows = await asyncdb.fetchall("SELECT room_id FROM rooms_membership WHERE user_id = %s", [user_id], reads=True)
+    return [str(row["room_id"]) for row in rows]
 
 
 def rooms_last_sequence(*, room_ids: list[str]) -> dict[str, int]:

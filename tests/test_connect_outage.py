@@ -3,7 +3,7 @@ never a handshake that hangs, fails without a code, or reads as "not authenticat
 
 import asyncio
 
-import django.db
+import psycopg
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
@@ -51,10 +51,10 @@ async def test_a_ticket_that_cannot_be_checked_while_redis_hangs_closes_with_101
 async def test_a_socket_whose_rooms_cannot_be_read_closes_with_1013(make_user, monkeypatch):
     ada = await database_sync_to_async(make_user)("ada")
 
-    def database_away(user_id):
-        raise django.db.OperationalError("connection refused")
+    async def database_away(*, user_id):
+        raise psycopg.OperationalError("connection refused")
 
-    monkeypatch.setattr(consumers, "_session_state", database_away)
+    monkeypatch.setattr(consumers.selectors, "asession_state", database_away)
     communicator = WebsocketCommunicator(consumers.ChatConsumer.as_asgi(), "/ws/")
     communicator.scope["user"] = ada
     connected, _ = await communicator.connect(timeout=TIMEOUT)

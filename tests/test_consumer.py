@@ -1,6 +1,7 @@
 """The WebSocket consumer against the real Redis channel layer and PostgreSQL."""
 
 import asyncio
+import datetime as dt
 import json
 import time
 import uuid
@@ -10,7 +11,9 @@ import redis
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from accounts.services import _ticket_key, ws_ticket_issue
 from config.asgi import application
@@ -311,6 +314,49 @@ async def test_browsers_sign_in_with_their_session_cookie_from_an_allowed_origin
     stale, connected = await _cookie_connect(f"{settings.SESSION_COOKIE_NAME}=nope".encode(), b"http://localhost")
     assert connected
     assert await stale.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_session_cookie_stops_working_as_django_says_it_should(make_user, settings):
+    """The socket reads sessions on its own connection (accounts.middleware): the same rules as
+    django.contrib.auth.get_user. Each case: a session that worked, then what ends it."""
+
+    async def refused(cookie: bytes) -> bool:
+        page, connected = await _cookie_connect(cookie, origin=b"http://localhost")
+        assert connected
+        frame = await page.receive_output(timeout=TIMEOUT)
+        return frame == {"type": "websocket.close", "code": 4401}
+
+    # A password change signs out every session made before it.
+    ada = await database_sync_to_async(make_user)("ada")
+    cookie = await database_sync_to_async(_session_cookie)(ada)
+    assert not await refused(cookie)
+    ada.set_password("a new password, long enough")
+    await database_sync_to_async(ada.save)()
+    assert await refused(cookie)
+
+    # An expired session, and a deactivated account.
+    bob = await database_sync_to_async(make_user)("bob")
+    cookie = await database_sync_to_async(_session_cookie)(bob)
+    key = cookie.decode().split("=", 1)[1]
+    await database_sync_to_async(
+        lambda: Session.objects.filter(session_key=key).update(expire_date=timezone.now() - dt.timedelta(seconds=1))
+    )()
+    assert await refused(cookie)
+    cookie = await database_sync_to_async(_session_cookie)(bob)
+    assert not await refused(cookie)
+    bob.is_active = False
+    await database_sync_to_async(bob.save)()
+    assert await refused(cookie)
+
+    # After SECRET_KEY is rotated, a session made with the old one still verifies through
+    # SECRET_KEY_FALLBACKS; without the fallback it does not.
+    eve = await database_sync_to_async(make_user)("eve")
+    cookie = await database_sync_to_async(_session_cookie)(eve)
+    old = settings.SECRET_KEY
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = old + "-rotated", [old]
+    assert not await refused(cookie)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert await refused(cookie)
 
 
 async def test_a_removal_still_applies_if_the_user_group_event_is_lost(cast, monkeypatch):
