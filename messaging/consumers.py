@@ -78,13 +78,53 @@ def gap_wait(attempt: int) -> Awaitable:
     return asyncio.sleep(GAP_WAIT_SECONDS * (2**attempt))
 
 
-async def fetch_changes(user, room_id: str, after: int, upto: int) -> tuple[list[tuple[int, str]], int]:
-    """A sequencer's fetch (core.sequencer) for a room: its changes after `after` up to `upto` as
-    the user may read them (the socket's sync path), as numbered frames."""
+Page = tuple[list[tuple[int, str]], int]
+
+
+async def _read_changes(user, room_id: str, after: int, upto: int) -> Page:
     messages, _, reached = await database_sync_to_async(selectors.changes_page)(
         user=user, room_id=room_id, after_sequence=after, until_sequence=upto, limit=100
     )
     return [(message.changed_sequence, dumps(change_frame(message))) for message in messages], reached
+
+
+class SharedReads:
+    """The gap reads of one process, shared. The connections of a room in a process follow the
+    same live events, so when one is lost or late they all miss the same numbers and ask for the
+    same (room, after, upto) at about the same time: the first asks PostgreSQL, the others wait
+    for its page instead of each reading it again (under load, one read per socket was a spiral:
+    slower servers, later events, more holes, more reads; docs/performance.md).
+
+    The page is the room's, read with the first connection's access check; the others are
+    connections that follow the room (a removal unsubscribes them), which is what live events
+    of the room require too. If the first read is refused (that user is no longer a member), each
+    waiting connection reads for itself."""
+
+    def __init__(self) -> None:
+        self.reads: dict[tuple[str, int, int], asyncio.Future[Page]] = {}
+
+    async def read(self, user, room_id: str, after: int, upto: int) -> Page:
+        key = (room_id, after, upto)
+        shared = self.reads.get(key)
+        if shared is None:
+            task = asyncio.ensure_future(_read_changes(user, room_id, after, upto))
+            self.reads[key] = task
+            task.add_done_callback(lambda _: self.reads.pop(key, None) if self.reads.get(key) is task else None)
+            return await asyncio.shield(task)  # a cancelled socket must not cancel the others' read
+        try:
+            return await asyncio.shield(shared)
+        except ApplicationError:  # refused for the first reader: ask for ourselves
+            return await _read_changes(user, room_id, after, upto)
+
+
+shared_reads = per_loop(SharedReads)
+
+
+async def fetch_changes(user, room_id: str, after: int, upto: int) -> Page:
+    """A sequencer's fetch (core.sequencer) for a room: its changes after `after` up to `upto` as
+    the user may read them (the socket's sync path), as numbered frames; one read for every
+    connection of the process that asks for the same (SharedReads)."""
+    return await shared_reads().read(user, room_id, after, upto)
 
 
 class SendBatcher:
