@@ -21,6 +21,7 @@ from rooms.api import (
     RoomJoinApi,
     RoomLeaveApi,
     RoomListApi,
+    RoomOwnerApi,
 )
 from search import urls as search_urls
 from simulator import urls as simulator_urls
@@ -38,6 +39,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/", RoomDetailApi.as_view(), name="api-room"),
     path("rooms/<str:room_id>/join/", RoomJoinApi.as_view(), name="api-room-join"),
     path("rooms/<str:room_id>/leave/", RoomLeaveApi.as_view(), name="api-room-leave"),
+    path("rooms/<str:room_id>/owner/", RoomOwnerApi.as_view(), name="api-room-owner"),
     path("rooms/<str:room_id>/members/", MemberListApi.as_view(), name="api-room-members"),
     path("rooms/<str:room_id>/members/<str:user_id>/", MemberDetailApi.as_view(), name="api-room-member"),
     path("rooms/<str:room_id>/messages/", MessageListApi.as_view(), name="api-room-messages"),

@@ -95,7 +95,7 @@ def may_manage(membership: Membership) -> bool:
     return membership.role in MANAGING_ROLES
 
 
-def role_abilities() -> dict[str, dict[str, bool]]:
+def role_abilities() -> dict[str, dict[str, bool | int]]:
     """What each role may do, for the web client (client-config): it greys out what the server
     would refuse, from this definition rather than a copy of it."""
     return {
@@ -104,6 +104,8 @@ def role_abilities() -> dict[str, dict[str, bool]]:
             "manage": role in MANAGING_ROLES,
             "reply": reply_refusal(kind=Room.Kind.PRIVATE, role=role, user_active=True) is None,
             "react": react_refusal(kind=Room.Kind.PRIVATE, role=role, user_active=True) is None,
+            # Who may change whom (rooms.services: owners anyone, others only those ranked below them).
+            "rank": RANK[role],
         }
         for role in Role.values
     }

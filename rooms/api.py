@@ -286,6 +286,29 @@ class RoomLeaveApi(APIView):
 
 
 @extend_schema(parameters=[ROOM_ID])
+class RoomOwnerApi(APIView):
+    """The owner hands the room to another member: they become its owner, I become an admin (and
+    may then leave: `leave/` refuses the last owner with 409 `last_owner`)."""
+
+    class Input(serializers.Serializer):
+        user = serializers.CharField(max_length=150, help_text="User id or username of a member")
+
+        class Meta:
+            ref_name = "RoomOwnerInput"
+
+    @extend_schema(
+        operation_id="rooms_transfer_ownership", request=Input, responses=documented(MemberPayload, 400, 403, 404)
+    )
+    def post(self, request, room_id):
+        membership = selectors.membership_get(room_id=room_id, user=request.user)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = selectors.user_find(user_ref=data.validated_data["user"])
+        new_owner = services.ownership_transfer(actor=membership, user=user)
+        return Response(member_payload(new_owner))
+
+
+@extend_schema(parameters=[ROOM_ID])
 class MemberListApi(APIView):
     class Input(serializers.Serializer):
         user = serializers.CharField(max_length=150, help_text="User id or username")

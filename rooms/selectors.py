@@ -1,6 +1,9 @@
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from accounts.models import User, username_is
 from core import asyncdb
@@ -119,3 +122,39 @@ def user_find(*, user_ref: object) -> User:
     if user is None:
         raise NotFound("No such user.", code="user_not_found")
     return user
+
+
+@dataclass(frozen=True)
+class RoomSummary:
+    """What room lists show beside a name so that rooms of the same name are told apart and a
+    room's life is visible: member count, the newest message's time, and for direct rooms the
+    other person (their title)."""
+
+    members: int
+    last_message_at: datetime | None
+    direct_with: str | None
+
+
+def room_summaries(*, rooms: Iterable[Room], user: User) -> dict[uuid.UUID, RoomSummary]:
+    """{room id: RoomSummary} for the room lists of pages, in three statements whatever their
+    number. The newest message is found per room through the (room, sequence) index of the
+    partitioned table; days already archived out of PostgreSQL count as no recent message."""
+    from messaging.models import Message  # messaging's models import these
+
+    rooms = list(rooms)
+    ids = [room.pk for room in rooms]
+    if not ids:
+        return {}
+    counts = dict(
+        Membership.objects.filter(room_id__in=ids).values("room_id").annotate(n=Count("pk")).values_list("room_id", "n")
+    )
+    newest = Message.objects.filter(room_id=OuterRef("pk")).order_by("-sequence").values("created_at")[:1]
+    last_at = dict(Room.objects.filter(pk__in=ids).annotate(at=Subquery(newest)).values_list("pk", "at"))
+    direct_ids = [room.pk for room in rooms if room.kind == Room.Kind.DIRECT]
+    partners = dict(
+        Membership.objects.filter(room_id__in=direct_ids).exclude(user=user).values_list("room_id", "user__username")
+    )
+    return {
+        pk: RoomSummary(members=counts.get(pk, 0), last_message_at=last_at.get(pk), direct_with=partners.get(pk))
+        for pk in ids
+    }

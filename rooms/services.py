@@ -192,12 +192,15 @@ def room_join(*, room: Room, user: User) -> Membership:
 
 
 @transaction.atomic
-def room_leave(*, membership: Membership) -> None:
-    """Leave a room. An owner leaves only once another owner exists; the last member to leave
-    deletes the room."""
+def room_leave(*, membership: Membership, new_owner: User | None = None) -> None:
+    """Leave a room. An owner leaves only once another owner exists, or hands the room to
+    `new_owner` (ownership_transfer) in the same transaction; the last member to leave deletes the
+    room."""
     room = Room.objects.select_for_update().get(pk=membership.room.pk)  # one leaver at a time
     if room.kind == Room.Kind.DIRECT:
         raise Forbidden("Direct conversations cannot be left.", code="direct_room")
+    if new_owner is not None:
+        ownership_transfer(actor=membership, user=new_owner)
     if not Membership.objects.filter(room=room).exclude(pk=membership.pk).exists():
         _delete(room)
         return
@@ -248,3 +251,24 @@ def membership_remove(*, actor: Membership, user: User) -> None:
         _require_another_owner(actor.room, target)
     target.delete()
     _announce_membership(room=actor.room, user=user, membership=None)
+
+
+@transaction.atomic
+def ownership_transfer(*, actor: Membership, user: User) -> Membership:
+    """The owner hands the room to another member: they become an owner and the actor steps down
+    to admin, in one transaction, so the room has an owner at every moment (and an owner about to
+    leave can do so: room_leave's `new_owner`). Both steps are membership_update, the one path for
+    role changes. Returns the new owner's membership."""
+    if actor.room.kind == Room.Kind.DIRECT:
+        raise Forbidden("Direct conversations have fixed members.", code="direct_room")
+    if actor.role != Role.OWNER:
+        raise Forbidden("Only the room's owner can hand over ownership.")
+    if actor.user_id == user.pk:
+        raise InvalidInput("You already own this room.", fields={"user": ["That is you."]})
+    # The room's row first, like room_leave: a transfer and a leave of the same room queue up.
+    Room.objects.select_for_update().filter(pk=actor.room.pk).first()
+    new_owner = membership_update(actor=actor, user=user, role=Role.OWNER)
+    if actor.pk is not None:  # staff acting from admin hold no membership to step down from
+        membership_update(actor=actor, user=actor.user, role=Role.ADMIN)
+        actor.role = Role.ADMIN
+    return new_owner

@@ -1,6 +1,9 @@
 """Server-rendered pages. Writes go through rooms.services, like the REST API."""
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -8,6 +11,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError, NotFound
@@ -20,6 +25,10 @@ class RoomForm(forms.Form):
     name = forms.CharField(max_length=Room.NAME_MAX_LENGTH)
     topic = forms.CharField(max_length=Room.TOPIC_MAX_LENGTH, required=False)
     kind = forms.ChoiceField(choices=OPEN_ROOM_KINDS)
+
+
+class RoomSettingsForm(RoomForm):
+    topic = forms.CharField(max_length=Room.TOPIC_MAX_LENGTH, required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 class InviteForm(forms.Form):
@@ -39,6 +48,48 @@ def _attempt(request: HttpRequest, action: Callable[[], Any]) -> Any:
         return REFUSED
 
 
+@dataclass(frozen=True)
+class RoomRow:
+    """A room as the page lists it: its title (a direct room's is the other person), and a hint
+    that tells it apart from my other rooms of the same name (docs/rooms-ui.md)."""
+
+    room: Room
+    title: str
+    hint: str
+    summary: selectors.RoomSummary
+    role: str | None = None
+
+    @property
+    def activity(self) -> str:
+        at = self.summary.last_message_at
+        if at is None:
+            return "no recent messages"
+        if timezone.now() - at < timedelta(minutes=1):
+            return "last message just now"
+        return f"last message {timesince(at)} ago"
+
+
+def _room_rows(rooms: Iterable[Room], user, roles: dict | None = None) -> list[RoomRow]:
+    rooms = list(rooms)
+    summaries = selectors.room_summaries(rooms=rooms, user=user)
+    titles = {room.pk: summaries[room.pk].direct_with or room.name for room in rooms}
+    clashes = Counter(title.casefold() for title in titles.values())
+    rows = []
+    for room in rooms:
+        hint = ""
+        if clashes[titles[room.pk].casefold()] > 1:
+            creator = room.created_by.username if room.created_by_id and room.created_by else None
+            hint = room.topic or (f"by {creator}" if creator else f"since {room.created_at:%d %b %Y}")
+        rows.append(RoomRow(room, titles[room.pk], hint, summaries[room.pk], (roles or {}).get(room.pk)))
+    return rows
+
+
+def _my_room_rows(user) -> list[RoomRow]:
+    memberships = list(selectors.room_list_for_user(user=user))
+    rows = _room_rows([m.room for m in memberships], user, {m.room_id: m.role for m in memberships})
+    return sorted(rows, key=lambda row: (row.title.casefold(), str(row.room.pk)))  # as titled, like sidebar.js
+
+
 def _visible(room_id, user):
     try:
         return selectors.room_get_visible(room_id=room_id, user=user)
@@ -49,14 +100,14 @@ def _visible(room_id, user):
 @require_GET
 @login_required
 def home(request):
-    memberships = selectors.room_list_for_user(user=request.user)
     return render(
         request,
         "rooms/home.html",
         {
-            "memberships": memberships,
-            "discover": selectors.room_list_public(user=request.user)[:50],
+            "my_rooms": _my_room_rows(request.user),
+            "discover": _room_rows(selectors.room_list_public(user=request.user)[:50], request.user),
             "form": RoomForm(initial={"kind": Room.Kind.PUBLIC}),
+            "me_json": user_payload(request.user),
         },
     )
 
@@ -90,16 +141,21 @@ def room_detail(request, room_id):
     room, membership = _visible(room_id, request.user)
     if membership is None:  # a public room the user has not joined: show it with a join button
         return render(request, "rooms/preview.html", {"room": room})
-    members = selectors.room_members(room=room)
+    members = list(selectors.room_members(room=room))
+    my_rooms = _my_room_rows(request.user)
+    this = next(row for row in my_rooms if row.room.pk == room.pk)
     return render(
         request,
         "rooms/room.html",
         {
             "room": room,
+            "title": this.title,
+            "is_direct": room.kind == Room.Kind.DIRECT,
             "membership": membership,
             "members": members,
-            "memberships": selectors.room_list_for_user(user=request.user),
+            "my_rooms": my_rooms,
             "invite_form": InviteForm(),
+            "settings_form": RoomSettingsForm(initial={"name": room.name, "topic": room.topic, "kind": room.kind}),
             "can": access.role_abilities()[membership.role],
             "room_json": room_payload(room, role=membership.role),
             "me_json": user_payload(request.user),
@@ -119,9 +175,50 @@ def room_join(request, room_id):
 @require_POST
 @login_required
 def room_leave(request, room_id):
+    """Leave (after the page's confirmation); the last owner names the next owner (`new_owner`)."""
     room, membership = _visible(room_id, request.user)
-    if membership is not None and _attempt(request, lambda: services.room_leave(membership=membership)) is REFUSED:
+    if membership is None:
+        return redirect("home")
+
+    def leave() -> None:
+        ref = request.POST.get("new_owner", "").strip()
+        new_owner = selectors.user_find(user_ref=ref) if ref else None
+        services.room_leave(membership=membership, new_owner=new_owner)
+
+    if _attempt(request, leave) is REFUSED:
         return redirect("room", room_id=room.pk)
+    messages.success(request, f"You left {room.name}.")
+    return redirect("home")
+
+
+@require_POST
+@login_required
+def room_settings(request, room_id):
+    """Rename, change the topic or the kind: owners and admins (rooms.services.room_update)."""
+    room, membership = _visible(room_id, request.user)
+    if membership is None:
+        raise Http404
+    form = RoomSettingsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"A room needs a name of at most {Room.NAME_MAX_LENGTH} characters and a kind.")
+        return redirect("room", room_id=room.pk)
+    membership.room = room
+    if _attempt(request, lambda: services.room_update(actor=membership, **form.cleaned_data)) is not REFUSED:
+        messages.success(request, "Room settings saved.")
+    return redirect("room", room_id=room.pk)
+
+
+@require_POST
+@login_required
+def room_delete(request, room_id):
+    """Delete the room and its history: its owner only (rooms.services.room_delete)."""
+    room, membership = _visible(room_id, request.user)
+    if membership is None:
+        raise Http404
+    membership.room = room
+    if _attempt(request, lambda: services.room_delete(actor=membership)) is REFUSED:
+        return redirect("room", room_id=room.pk)
+    messages.success(request, f"{room.name} was deleted.")
     return redirect("home")
 
 

@@ -373,6 +373,13 @@ REST_ROWS = [
     # Only public rooms can be joined: a private room's members too are told so.
     Row("POST", f"{ROOM}/join/", in_room(FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, outsider_public=OK)),
     Row("POST", f"{ROOM}/leave/", in_room((409, "last_owner"), NO_CONTENT, NO_CONTENT, NO_CONTENT)),
+    # Only the owner hands the room over (rooms.services.ownership_transfer).
+    Row(
+        "POST",
+        f"{ROOM}/owner/",
+        in_room(OK, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+        body=lambda c: {"user": c.world.users["target"].pk},
+    ),
     # Members ({user_id} is a member who is none of the actors).
     Row("GET", f"{ROOM}/members/", MEMBERS),
     Row(

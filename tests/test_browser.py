@@ -66,10 +66,10 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-def open_page(browser, base_url: str, errors: list[str]):
+def open_page(browser, base_url: str, errors: list[str], viewport: dict = VIEWPORT):
     """A page in its own context (own cookies, so its own user), recording script errors and
     Content-Security-Policy violations (of every page of the context)."""
-    context = browser.new_context(base_url=base_url, viewport=VIEWPORT)
+    context = browser.new_context(base_url=base_url, viewport=viewport)
     context.set_default_timeout(10_000)
     context.expose_binding(
         "reportCspViolation", lambda source, text: errors.append(f"{source['page'].url}: CSP violation: {text}")
@@ -141,7 +141,9 @@ def test_two_people_chat_live_through_the_ui(start_server, chromium):
     expect(alice.locator("#conn-badge")).to_have_attribute("data-state", "connected")
     expect(alice.locator("#history-status")).to_contain_text("This is the beginning of the room")
 
-    # She invites Bob; his open home page lists the room without a reload.
+    # She invites Bob (the form is folded away until asked for); his open home page lists the room
+    # without a reload.
+    alice.locator("#invite-details > summary").click()
     invite = alice.locator("#invite-form")
     invite.get_by_label("Username").fill(bob_name)
     invite.get_by_label("Role").select_option("member")
@@ -415,6 +417,83 @@ def test_a_page_survives_its_server_being_killed_and_restarted(start_server, chr
     ]
     assert shown_history(ann_page) == history
     assert shown_history(ben_page) == history
+    assert errors == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Room management (docs/rooms-ui.md)
+
+PHONE = {"width": 390, "height": 760}
+
+
+def test_room_management_through_the_member_menu(start_server, chromium, make_user):
+    """Ann hands the room to Ben from his member menu and leaves after confirming; Ben follows it
+    live on a phone: tab title and drawer badge count his other room's message, members sit behind
+    a button, nothing is below the composer, and he becomes the owner. A long message folds."""
+    from messaging.services import message_send
+    from rooms.services import membership_add, room_create
+
+    ann, ben, room = two_members(make_user)
+    long_text = "\n".join(f"Step {n}: check the numbers again." for n in range(1, 31))
+    message_send(user=ann, room_id=room.pk, content=long_text, client_msg_id=uuid.uuid4())
+    side = room_create(creator=ann, name="Side", kind="private")
+    membership_add(actor=side.memberships.get(user=ann), user=ben)
+    message_send(user=ann, room_id=side.pk, content="Over here", client_msg_id=uuid.uuid4())
+
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page = open_page(browser, base_url, errors)
+    ben_page = open_page(browser, base_url, errors, viewport=PHONE)
+    open_room(ann_page, ann, room)
+    open_room(ben_page, ben, room)
+
+    # The long message is folded until asked for.
+    folded = row(ann_page, "Step 1:")
+    folded.get_by_role("button", name="Show more").click()
+    expect(folded.get_by_role("button", name="Show less")).to_have_attribute("aria-expanded", "true")
+
+    # Ben's phone: the unread message elsewhere is in the tab title and on the room-list button; the
+    # members panel is a drawer; the composer is the last thing on the screen.
+    expect(ben_page).to_have_title("(1) Planning · Parley")
+    expect(ben_page.get_by_test_id("drawer-unread")).to_have_text("1")
+    composer = ben_page.locator("#composer").bounding_box()
+    assert composer is not None and composer["y"] + composer["height"] >= PHONE["height"] - 1
+    members_drawer = ben_page.locator("#members-drawer")
+    expect(members_drawer).not_to_be_in_viewport()
+    ben_page.get_by_role("button", name="Rooms", exact=True).click()
+    expect(ben_page.locator(f'#sidebar-rooms [data-room-id="{side.pk}"]').get_by_test_id("unread")).to_have_text("1")
+    ben_page.keyboard.press("Escape")
+    ben_page.get_by_role("button", name="Members", exact=True).click()
+    expect(members_drawer).to_be_in_viewport()
+    expect(ben_page.locator("#room-settings-button")).to_be_hidden()
+
+    # Ann opens Ben's menu and makes him the owner; she becomes an admin.
+    ann_page.locator("#member-list").get_by_role("button", name=ben.username).click()
+    menu = ann_page.get_by_role("menu", name=f"Actions for {ben.username}")
+    expect(menu.get_by_role("menuitem")).to_have_text([f"Message {ben.username}", "Make owner…", "Remove from room…"])
+    expect(menu.get_by_role("menuitemradio")).to_have_text(["Make admin", "Make member", "Make viewer"])
+    menu.get_by_role("menuitem", name="Make owner…").click()
+    confirm = ann_page.get_by_role("dialog", name=f"Make {ben.username} the owner?")
+    confirm.get_by_role("button", name="Make owner").click()
+    expect(ann_page.locator(f'#member-list [data-user-id="{ben.pk}"] .role-badge')).to_have_text("Owner")
+    expect(ann_page.locator("#my-role")).to_have_text("Admin")
+    expect(ben_page.locator("#my-role")).to_have_text("Owner")
+    expect(ben_page.locator("#room-settings-button")).to_be_visible()
+
+    # Leaving asks first: Cancel keeps her in; confirming takes her home without the room.
+    ann_page.get_by_role("button", name="Leave room", exact=True).click()
+    leave = ann_page.get_by_role("dialog", name="Leave Planning?")
+    leave.get_by_role("button", name="Cancel").click()
+    expect(leave).to_be_hidden()
+    ann_page.get_by_role("button", name="Leave room", exact=True).click()
+    expect(leave.get_by_label("You own this room. Hand it to")).to_be_hidden()  # Ben owns it now
+    leave.get_by_role("button", name="Leave room").click()
+    expect(ann_page.locator(".flash")).to_contain_text("You left Planning.")
+    expect(ann_page.locator(f'#my-rooms [data-room-id="{room.pk}"]')).to_have_count(0)
+    expect(ben_page.locator("#member-list .member")).to_have_count(1)
+    ARTIFACTS.mkdir(exist_ok=True)
+    ben_page.screenshot(path=str(ARTIFACTS / "room-phone-members.png"))
     assert errors == []
 
 

@@ -13,7 +13,7 @@ async function handle(response) {
     const body = await response.json().catch(() => null);
     throw new HttpError(response.status, body?.error?.code, body?.error?.message);
   }
-  return response.json();
+  return response.status === 204 ? null : response.json();
 }
 
 /** GET a JSON document; throws HttpError (with the API's error code, if any) on a non-2xx answer. */

@@ -13,7 +13,8 @@
 //   receipts-view.js  read receipts, both ways
 //   typing.js         "… is typing", both ways
 //   threads.js        the thread panel (replies live, and their own outbox); reactions.js: chips, picker
-//   members.js        the member list and presence dots
+//   members.js        the member list, presence dots, the member menu (role, owner, remove, message)
+//   room-manage.js    room settings, delete, leaving with a confirmation; drawers.js: the phone layout
 //   composer.js       the composer
 //   sidebar.js        the room list and the live session (shared with the home page)
 // User content only reaches the DOM through textContent (see dom.js `el`). Limits come from the
@@ -29,7 +30,9 @@ import { Outbox } from "./outbox.js";
 import { ReactionPicker, toggleFrame } from "./reactions.js";
 import { ReceiptsView } from "./receipts-view.js";
 import { Scroller } from "./scroller.js";
-import { RoomList, Session, sidebarRow } from "./sidebar.js";
+import { RoomList, Session, setPageTitle, sidebarRow } from "./sidebar.js";
+import { confirmer, RoomManagement } from "./room-manage.js";
+import { setUpDrawers } from "./drawers.js";
 import { ThreadPanel } from "./threads.js";
 import { Timeline } from "./timeline.js";
 import { TypingIndicator, TypingNotifier } from "./typing.js";
@@ -78,7 +81,10 @@ function permissions(message) {
 // ---------------------------------------------------------------------------------------------
 // The parts
 
-const rooms = new RoomList(document.getElementById("sidebar-rooms"), { renderRow: sidebarRow, current: room.id });
+const rooms = new RoomList(document.getElementById("sidebar-rooms"), {
+  renderRow: (data, options) => sidebarRow(data, { ...options, me }),
+  current: room.id,
+});
 const session = new Session({ rooms, current: room.id, onFrame, onState: setBadge });
 const send = (frame) => session.send(frame);
 const boards = new BoardsPanel({
@@ -178,6 +184,23 @@ const members = new Members(document.getElementById("member-list"), document.get
   me,
   presenceUrl: roomUrl("presence/"),
   onRestError: handleRestError,
+  roomUrl,
+  myRole: () => role,
+  ability: (someRole, ability) => config.roles[someRole]?.[ability],
+  confirm: confirmer(document.getElementById("confirm-dialog")),
+  message: (username) => {
+    const form = document.getElementById("direct-form");
+    form.elements.user.value = username;
+    form.submit();
+  },
+  leave: () => management.askToLeave(),
+  status: document.getElementById("member-status"),
+  removed: () => removed,
+});
+const management = new RoomManagement({
+  me,
+  members: () => members.all(),
+  confirm: confirmer(document.getElementById("confirm-dialog")),
 });
 const historyPages = new History(document.getElementById("history-status"), {
   timeline,
@@ -251,6 +274,7 @@ function refreshMembershipControls() {
   if (invite) invite.hidden = removed || !can("manage");
   const leave = document.getElementById("leave-form");
   if (leave) leave.hidden = removed;
+  management.refresh({ role, canManage: can("manage"), removed });
 }
 
 function setRole(newRole) {
@@ -299,7 +323,7 @@ function applyRoomUpdate(data) {
   ui.roomName.textContent = data.name;
   ui.roomTopic.textContent = data.topic || "";
   ui.roomTopic.hidden = !data.topic;
-  document.title = `${data.name} · Parley`;
+  setPageTitle(`${data.name} · Parley`);
   historyPages.refreshBanner();
   refreshComposer();
 }
@@ -474,7 +498,12 @@ ui.messages.addEventListener("click", onMessageAction);
 document.addEventListener("visibilitychange", () => receipts.noteProgress());
 window.addEventListener("focus", () => receipts.noteProgress());
 paintAvatars();
-// On narrow screens the sidebar is a horizontal strip: make sure the current room is in view.
-document.querySelector("#sidebar-rooms .is-active")?.scrollIntoView({ block: "nearest", inline: "nearest" });
+setUpDrawers();
+// A long room list starts at the current room (not while it is a phone's hidden drawer: that
+// would scroll the page).
+const activeRoom = document.querySelector("#sidebar-rooms .is-active");
+if (activeRoom && getComputedStyle(activeRoom.closest(".sidebar")).position !== "fixed") {
+  activeRoom.scrollIntoView({ block: "nearest", inline: "nearest" });
+}
 setRole(role);
 boot();

@@ -1,7 +1,9 @@
 // The home page: "Your rooms" stays current without a reload (sidebar.js: rooms come and go,
 // unread counts, delivery receipts), and a room you join leaves "Discover public rooms".
-import { el, roleBadge, roomIcon } from "./dom.js";
-import { renameRow, RoomList, roomHref, Session } from "./sidebar.js";
+import { el, readJsonScript, roleBadge, roomIcon } from "./dom.js";
+import { renameRow, RoomList, roomHref, roomTitle, Session } from "./sidebar.js";
+
+const me = readJsonScript("me-data");
 
 const myRooms = document.getElementById("my-rooms");
 const emptyNote = document.getElementById("my-rooms-empty");
@@ -12,11 +14,11 @@ function renderRoomRow(room, { isNew }) {
   const text = el(
     "span",
     { class: "room-text" },
-    el("span", { class: "room-name", "data-room-name": true }, room.name),
+    el("span", { class: "room-name", "data-room-name": true }, roomTitle(room, me)),
     room.topic ? el("span", { class: "room-topic", "data-room-topic": true }, room.topic) : null,
   );
   const link = el("a", { class: "room-link", href: roomHref(room.id) }, roomIcon(room.kind), text);
-  if (room.role) link.append(roleBadge(room.role));
+  if (room.role && room.kind !== "direct") link.append(roleBadge(room.role)); // a direct room has no roles to show
   // A new room is highlighted for a moment; a role change re-draws the row without that.
   return el("li", { class: isNew ? "room-row is-new" : "room-row", "data-room-id": room.id }, link);
 }

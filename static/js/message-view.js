@@ -10,6 +10,15 @@ import { richText } from "./rich-text.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000; // consecutive messages by one person within this are grouped
 const ROW_ERROR_MS = 6000;
+// Long messages are folded to a few lines with "Show more" (app.css .msg-body.is-collapsed); one
+// this long in characters or lines may be taller than that, and is measured once drawn.
+const FOLD_CHARS = 600;
+const FOLD_LINES = 10;
+
+function mayFold(message) {
+  const text = message.deleted ? "" : message.content || "";
+  return text.length > FOLD_CHARS || text.split("\n").length > FOLD_LINES;
+}
 
 const ICONS = {
   edit: ["M10.2 3.2l2.6 2.6", "M11.3 2.1a1.3 1.3 0 0 1 1.9 0l.7.7a1.3 1.3 0 0 1 0 1.9L6.2 12.4 2.8 13.2l.8-3.4Z"],
@@ -78,6 +87,8 @@ export class MessageRows {
   #onUpdate;
   #threadLinks;
   #nodes = new Map(); // message id -> <li>
+  #unfolded = new Set(); // ids of long messages the reader opened with "Show more"
+  #toMeasure = new Set(); // folded bodies drawn since the last frame
 
   /**
    * list: the <ol>. me: {id, username}. can(message): {edit, remove, receipts, reply, react}, what the reader
@@ -90,6 +101,44 @@ export class MessageRows {
     this.#me = me;
     this.#can = can;
     this.#onUpdate = onUpdate;
+    list.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-fold]");
+      const row = button?.closest(".msg[data-id]");
+      if (row) this.#toggleFold(row, button);
+    });
+  }
+
+  #foldButton(open) {
+    return el(
+      "button",
+      { type: "button", class: "msg-fold", "data-fold": true, "aria-expanded": String(open) },
+      open ? "Show less" : "Show more",
+    );
+  }
+
+  #toggleFold(row, button) {
+    const open = !this.#unfolded.has(row.dataset.id);
+    if (open) this.#unfolded.add(row.dataset.id);
+    else this.#unfolded.delete(row.dataset.id);
+    row.querySelector(".msg-body")?.classList.toggle("is-collapsed", !open);
+    button.replaceWith(this.#foldButton(open));
+    row.querySelector("[data-fold]")?.focus();
+  }
+
+  /** Unfold what turned out to fit (a long line of few words, a wide screen), in one layout pass. */
+  #measureSoon(body) {
+    if (!this.#toMeasure.size) {
+      requestAnimationFrame(() => {
+        for (const node of this.#toMeasure) {
+          if (node.isConnected && node.scrollHeight <= node.clientHeight + 2) {
+            node.classList.remove("is-collapsed");
+            node.parentElement?.querySelector(":scope > [data-fold]")?.remove();
+          }
+        }
+        this.#toMeasure.clear();
+      });
+    }
+    this.#toMeasure.add(body);
   }
 
   isMine(message) {
@@ -103,6 +152,12 @@ export class MessageRows {
   render(message) {
     const created = new Date(message.created_at);
     const sender = message.sender; // null if the account was deleted
+    const body = renderBody(message);
+    const fold = mayFold(message);
+    if (fold && !this.#unfolded.has(message.id)) {
+      body.classList.add("is-collapsed");
+      this.#measureSoon(body);
+    }
     return el(
       "li",
       {
@@ -124,7 +179,8 @@ export class MessageRows {
           el("span", { class: "msg-author" }, sender ? sender.username : "Deleted user"),
           el("time", { class: "msg-time", dateTime: message.created_at, title: created.toLocaleString() }, hhmm(created)),
         ),
-        renderBody(message),
+        body,
+        fold && this.#foldButton(this.#unfolded.has(message.id)),
         this.#threadLinks && threadLine(message),
         reactionChips(message, this.#me, this.#can(message).react),
       ),

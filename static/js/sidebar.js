@@ -14,6 +14,36 @@ import { UnreadBadges } from "./unread.js";
 
 export const roomHref = (id) => `/rooms/${encodeURIComponent(id)}/`;
 
+/**
+ * How a room is titled for the reader: a direct room by the other person. Its stored name is
+ * "<username>, <username>" (rooms.services.direct_room_get_or_create; usernames hold no ", "),
+ * which is what the server-rendered rows show too (rooms.selectors.room_summaries).
+ */
+export function roomTitle(room, me) {
+  if (room.kind !== "direct" || !me) return room.name;
+  return room.name.split(", ").find((name) => name !== me.username) ?? room.name;
+}
+
+// The tab title: "(3) Design · Parley" while 3 messages in my other rooms are unread.
+let titleBase = document.title;
+let titleUnread = 0;
+
+function paintTitle() {
+  document.title = titleUnread ? `(${titleUnread > 99 ? "99+" : titleUnread}) ${titleBase}` : titleBase;
+  const badge = document.getElementById("drawer-unread"); // the phone's room-list button
+  if (badge) {
+    badge.hidden = !titleUnread;
+    badge.textContent = titleUnread > 99 ? "99+" : String(titleUnread);
+    badge.setAttribute("aria-label", `${titleUnread} unread`);
+  }
+}
+
+/** The page's own title (a room renamed); the unread count stays in front of it. */
+export function setPageTitle(base) {
+  titleBase = base;
+  paintTitle();
+}
+
 const byRoomId = (list, id) => list?.querySelector(`[data-room-id="${CSS.escape(id)}"]`);
 const nameOf = (row) => row.querySelector("[data-room-name]")?.textContent ?? "";
 
@@ -27,7 +57,7 @@ export function renameRow(row, room) {
 }
 
 /** A row of the room page's sidebar; mirrors templates/rooms/room.html. */
-export function sidebarRow(room, { current = false } = {}) {
+export function sidebarRow(room, { current = false, me = null } = {}) {
   const link = el(
     "a",
     {
@@ -36,8 +66,9 @@ export function sidebarRow(room, { current = false } = {}) {
       "aria-current": current && "page",
     },
     roomIcon(room.kind),
-    el("span", { class: "sidebar-room-name", "data-room-name": true }, room.name),
+    el("span", { class: "sidebar-room-name", "data-room-name": true }, roomTitle(room, me)),
   );
+  if (room.topic) link.title = room.topic;
   return el("li", { "data-room-id": room.id }, link);
 }
 
@@ -61,7 +92,14 @@ export class RoomList {
     this.#current = current;
     this.#onAdded = onAdded;
     this.#onRemoved = onRemoved;
-    this.unread = new UnreadBadges({ lists: [list], currentRoom: current });
+    this.unread = new UnreadBadges({
+      lists: [list],
+      currentRoom: current,
+      onChange: (total) => {
+        titleUnread = total;
+        paintTitle();
+      },
+    });
   }
 
   has(id) {

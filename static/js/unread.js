@@ -15,8 +15,10 @@ export class UnreadBadges {
   /**
    * lists: <ul>s whose rows carry data-room-id and contain the room's link (<a>).
    * currentRoom: the room open on this page (never badged: it is being read).
+   * onChange(total): after any count changed (the tab title and the phone's room-list button).
    */
-  constructor({ lists, currentRoom = null }) {
+  constructor({ lists, currentRoom = null, onChange = () => {} }) {
+    this.onChange = onChange;
     this.lists = lists.filter(Boolean);
     this.currentRoom = currentRoom;
     this.me = null;
@@ -33,6 +35,14 @@ export class UnreadBadges {
   set(roomId, count) {
     this.counts.set(roomId, roomId === this.currentRoom ? 0 : Math.max(0, count));
     this.render(roomId);
+    this.onChange(this.total());
+  }
+
+  /** Unread messages over all my rooms. */
+  total() {
+    let sum = 0;
+    for (const count of this.counts.values()) sum += count;
+    return sum;
   }
 
   noteNumber(roomId, number) {
@@ -72,6 +82,7 @@ export class UnreadBadges {
         break;
       case "room.removed":
         this.counts.delete(frame.room);
+        this.onChange(this.total());
         break;
       default:
     }

@@ -3,6 +3,7 @@
 import { runAll } from "./harness.js";
 import "./timeline.test.js";
 import "./sidebar.test.js";
+import "./members.test.js";
 import "./board-geometry.test.js";
 import "./board-outbox.test.js";
 import "./board-doc.test.js";

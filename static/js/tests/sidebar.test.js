@@ -1,5 +1,5 @@
 // The room list shared by the room page's sidebar and the home page (sidebar.js).
-import { RoomList, sidebarRow } from "../sidebar.js";
+import { RoomList, roomTitle, setPageTitle, sidebarRow } from "../sidebar.js";
 import { assertEqual, test } from "./harness.js";
 
 const room = (id, name, extra = {}) => ({
@@ -60,4 +60,24 @@ test("unread badges count others' messages, never the open room's, and clear whe
   // My other tab read room a up to its latest number.
   roomList.onFrame({ type: "receipt", room: "a", user: from(1), delivered_sequence: 9, read_sequence: 9 });
   assertEqual(badge(list, "a"), null, "after reading");
+});
+
+test("the tab title counts unread messages in my other rooms", () => {
+  const { roomList } = sidebar([room("a", "Athens"), room("b", "Berlin")], "b");
+  setPageTitle("Berlin · Parley");
+  roomList.onFrame({ type: "session.ready", user: 1, rooms: { a: 3, b: 3 }, unread: { a: 2, b: 5 } });
+  assertEqual(document.title, "(2) Berlin · Parley", "two unread elsewhere; the open room never counts");
+  setPageTitle("Bonn · Parley"); // renamed
+  assertEqual(document.title, "(2) Bonn · Parley", "after a rename");
+  roomList.onFrame({ type: "receipt", room: "a", user: { id: 1 }, delivered_sequence: 3, read_sequence: 3 });
+  assertEqual(document.title, "Bonn · Parley", "all read");
+});
+
+test("a direct room is titled by the other person", () => {
+  const me = { id: 1, username: "ada" };
+  assertEqual(roomTitle(room("d", "ada, bob", { kind: "direct" }), me), "bob", "the other person");
+  assertEqual(roomTitle(room("e", "bob, ada", { kind: "direct" }), me), "bob", "whoever opened it");
+  assertEqual(roomTitle(room("p", "ada, bob"), me), "ada, bob", "other rooms keep their names");
+  const row = sidebarRow(room("d", "ada, bob", { kind: "direct" }), { me });
+  assertEqual(row.querySelector("[data-room-name]").textContent, "bob", "in the sidebar");
 });

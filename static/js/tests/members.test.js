@@ -1,0 +1,85 @@
+// The member menu (members.js): what it offers depends on the reader's role and the member's, as
+// rooms/services.py decides (owners change anyone; admins only those below them).
+import { Members } from "../members.js";
+import { assertEqual, test } from "./harness.js";
+
+// As client-config's roles (rooms.access.role_abilities).
+const ABILITIES = {
+  owner: { manage: true, rank: 3 },
+  admin: { manage: true, rank: 2 },
+  member: { manage: false, rank: 1 },
+  viewer: { manage: false, rank: 0 },
+};
+
+/** Rows as templates/rooms/room.html renders them (adding rows here would load presence). */
+function memberList(myRole, people, { direct = false } = {}) {
+  const list = document.createElement("ul");
+  if (direct) list.setAttribute("data-direct", "");
+  people.forEach(([username, role], index) => {
+    const row = document.createElement("li");
+    Object.assign(row.dataset, { userId: String(index + 1), username, role });
+    const name = document.createElement("button");
+    name.dataset.memberMenu = "";
+    name.textContent = username;
+    row.append(name);
+    list.append(row);
+  });
+  document.body.append(list);
+  const members = new Members(list, document.createElement("span"), {
+    me: { id: 1, username: "me" },
+    presenceUrl: "/no-presence-here/",
+    onRestError: () => true,
+    roomUrl: (suffix) => `/rooms/x/${suffix}`,
+    myRole: () => myRole,
+    ability: (role, ability) => ABILITIES[role][ability],
+    status: document.createElement("p"),
+  });
+  const menu = (username) => {
+    const row = list.querySelector(`[data-username="${username}"]`);
+    members.toggleMenu(row);
+    const items = [...row.querySelectorAll(".menu-item")].map((item) => item.textContent + (item.disabled ? " (now)" : ""));
+    members.closeMenu();
+    return items;
+  };
+  return { list, members, menu };
+}
+
+const PEOPLE = [
+  ["me", "admin"],
+  ["olga", "owner"],
+  ["ann", "admin"],
+  ["mo", "member"],
+  ["vi", "viewer"],
+];
+
+test("an admin changes members and viewers, not owners or other admins", () => {
+  const { list, menu } = memberList("admin", PEOPLE);
+  assertEqual(menu("mo"), ["Message mo", "Make member (now)", "Make viewer", "Remove from room…"], "a member");
+  assertEqual(menu("vi"), ["Message vi", "Make member", "Make viewer (now)", "Remove from room…"], "a viewer");
+  assertEqual(menu("ann"), ["Message ann"], "another admin");
+  assertEqual(menu("olga"), ["Message olga"], "the owner");
+  assertEqual(menu("me"), ["Leave room…"], "myself");
+  list.remove();
+});
+
+test("an owner changes anyone and can hand the room over", () => {
+  const { list, members, menu } = memberList("owner", [["me", "owner"], ["ann", "admin"]]);
+  assertEqual(
+    menu("ann"),
+    ["Message ann", "Make admin (now)", "Make member", "Make viewer", "Make owner…", "Remove from room…"],
+    "an admin",
+  );
+  members.update({ user: { id: 2, username: "ann" }, role: "owner" }); // a member.update: no badge to swap here
+  assertEqual(menu("ann"), ["Message ann", "Make admin", "Make member", "Make viewer", "Remove from room…"], "now an owner");
+  assertEqual(members.all(), [{ id: 1, username: "me", role: "owner" }, { id: 2, username: "ann", role: "owner" }], "all()");
+  list.remove();
+});
+
+test("members only message others; a direct room's menu has nothing to offer", () => {
+  const { list, menu } = memberList("member", PEOPLE);
+  assertEqual(menu("ann"), ["Message ann"], "a member's menu");
+  list.remove();
+  const direct = memberList("member", [["me", "member"], ["bo", "member"]], { direct: true });
+  assertEqual([direct.menu("bo"), direct.menu("me")], [[], []], "direct room");
+  direct.list.remove();
+});
