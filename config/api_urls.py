@@ -12,6 +12,7 @@ from messaging.api import (
     MessageRevisionListApi,
     ReceiptApi,
 )
+from notifications import urls as notifications_urls
 from presence.api import RoomPresenceApi, RoomTypingApi
 from rooms.api import (
     DirectRoomApi,
@@ -62,6 +63,7 @@ urlpatterns = [
     *boards_urls.urlpatterns,  # rooms/<room>/boards/, boards/... (boards/urls.py)
     *simulator_urls.urlpatterns,  # simulator/, boards/<board>/simulations/, simulations/... (simulator/urls.py)
     *search_urls.urlpatterns,  # search/ (full-text search over my rooms' messages)
+    *notifications_urls.urlpatterns,  # notifications/ (the inbox, levels per room: docs/notifications.md)
     *transports_urls.urlpatterns,  # events/ (Server-Sent Events), poll/ (long-polling)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -149,6 +149,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "accounts",
     "rooms",
+    "notifications",
     "messaging",
     "presence",
     "boards",
@@ -413,6 +414,13 @@ RATE_LIMITS = {
 RATE_LIMIT_FLOOD_STRIKES = env_int("RATE_LIMIT_FLOOD_STRIKES", 100)
 RATE_LIMIT_FLOOD_SECONDS = 10
 MESSAGE_PAGE_MAX = 100
+# Notifications (notifications/, docs/notifications.md): who delivers them, in order (dotted paths
+# of notifications.senders.Sender classes; mobile push would be one more), and the inbox's page.
+NOTIFICATION_SENDERS = env_list("NOTIFICATION_SENDERS") or [
+    "notifications.senders.InboxSender",
+    "notifications.senders.SocketSender",
+]
+NOTIFICATION_PAGE_MAX = 100
 MESSAGE_PARTITION_DAYS_AHEAD = env_int("MESSAGE_PARTITION_DAYS_AHEAD", 7)
 MESSAGE_HOT_DAYS = env_int("MESSAGE_HOT_DAYS", 7)
 PSQLEXTRA_PARTITIONING_MANAGER = "messaging.partitions.manager"

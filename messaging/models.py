@@ -41,6 +41,10 @@ class Message(PostgresPartitionedModel):
     changed_sequence = models.BigIntegerField()
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # @mentions (messaging/mentions.py): {"users": [{"id", "username"}, ...], "room": bool}, the
+    # room's members the text names and whether it says @room (owners and admins only); null for
+    # none. Set by the write that stores the text (a send, a reply, an edit).
+    mentions = models.JSONField(null=True, blank=True)
     # Threads (docs/protocol.md "Threads and reactions"): a reply names its thread's root message
     # (replies to a reply join the root's thread: threads are one level deep). A root keeps its
     # number of replies that are not deleted and when the last one was sent; each reply takes a

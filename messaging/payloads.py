@@ -7,6 +7,7 @@ functions are on the hot path (every message sent, every synced message): plain 
 from typing import Annotated, Literal, TypedDict
 
 from messaging.formatting import message_html
+from messaging.mentions import MentionedUser
 from messaging.models import Message, MessageRevision
 from rooms.payloads import DateTimeStr, UserPayload, UUIDStr, user_payload
 
@@ -28,6 +29,8 @@ class MessagePayload(TypedDict):
     html: Annotated[
         str, "The content rendered from its Markdown subset and sanitised (messaging/formatting.py); empty when deleted"
     ]
+    mentions: Annotated[list[MentionedUser], "The room's members the text @mentions (docs/notifications.md)"]
+    mentions_room: Annotated[bool, "The text says @room and its author may (owners and admins)"]
     client_msg_id: UUIDStr
     created_at: DateTimeStr
     edited_at: DateTimeStr | None
@@ -72,6 +75,8 @@ def message_payload(message: Message) -> MessagePayload:
         "sender": user_payload(message.sender),
         "content": "" if deleted else message.content,
         "html": "" if deleted else message_html(message.id, message.changed_sequence, message.content),
+        "mentions": message.mentions["users"] if message.mentions and not deleted else [],
+        "mentions_room": bool(message.mentions and message.mentions["room"] and not deleted),
         "client_msg_id": str(message.client_msg_id),
         "created_at": message.created_at.isoformat(),
         "edited_at": message.edited_at.isoformat() if message.edited_at else None,

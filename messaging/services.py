@@ -20,14 +20,15 @@ from core import asyncdb
 from core.errors import ApplicationError, Conflict, Forbidden, Internal, InvalidInput, Unavailable, is_outage
 from core.events import dumps, publishing, room_group, send_event, user_group
 from core.jsontext import storable_text
-from messaging import partitions
+from messaging import mentions, partitions
 from messaging.archive import hot_cutoff
 from messaging.emoji import clean_emoji
 from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.payloads import change_frame
 from messaging.selectors import Archived, message_in_room
+from notifications import services as notifications
 from rooms import access
-from rooms.models import Membership
+from rooms.models import Membership, Room
 from rooms.payloads import user_payload
 from rooms.selectors import membership_get, parse_room_id
 
@@ -59,6 +60,9 @@ class _Send:
     content: str
     key: uuid.UUID
     message_id: uuid.UUID
+    # @mentions (messaging.mentions): the names, resolved to members by _SEND, and `@room`.
+    mention_names: list[str]
+    mention_room: bool
 
 
 _KEY_CONSTRAINT = "sentmessagekey_sender_client_msg_id"
@@ -102,7 +106,8 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
     connection (REST, pages, tasks). `amessage_send_many` is the event loop's driver.
     """
     results: list = [None] * len(requests)
-    batches = _send_batches(requests, results)
+    notify: list[Message] = []
+    batches = _send_batches(requests, results, notify)
     sends = next(batches, None)
     while sends is not None:
         outcome: Outcome
@@ -114,6 +119,8 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
         except (DatabaseError, psycopg.Error) as error:
             outcome = error
         sends = _advance(batches, outcome)
+    if notify:  # committed: the inbox items of the mentioned and of direct rooms' other member
+        notifications.notify_sent(messages=notify)
     return results
 
 
@@ -122,7 +129,8 @@ async def amessage_send_many(*, requests: list[dict]) -> list[SendResult]:
     connection (core.asyncdb), so a busy server's sends never queue behind the database thread
     (or fight it for the GIL); the events go out right after each commit."""
     results: list = [None] * len(requests)
-    batches = _send_batches(requests, results)
+    notify: list[Message] = []
+    batches = _send_batches(requests, results, notify)
     sends = next(batches, None)
     while sends is not None:
         async with publishing():
@@ -136,6 +144,8 @@ async def amessage_send_many(*, requests: list[dict]) -> list[SendResult]:
             except (DatabaseError, psycopg.Error) as error:
                 outcome = error
             sends = _advance(batches, outcome)
+    if notify:  # after the acks' commit, off their path: a big room's items wait for no ack
+        notifications.notify_sent_soon(messages=notify)
     return results
 
 
@@ -147,7 +157,7 @@ def _advance(batches: Generator[list[_Send], Outcome, None], outcome: Outcome) -
         return None
 
 
-def _send_batches(requests: list[dict], results: list) -> Generator[list[_Send], Outcome, None]:
+def _send_batches(requests: list[dict], results: list, notify: list[Message]) -> Generator[list[_Send], Outcome, None]:
     """The rules of a batch of sends, whatever runs the SQL: yields the sends of each statement
     to run (_SEND), is sent back its outcome (rows, or the error that failed the statement whole),
     fills `results` and announces each new message.
@@ -159,7 +169,7 @@ def _send_batches(requests: list[dict], results: list) -> Generator[list[_Send],
     for sends in _prepare(requests, results):
         outcome = yield sends
         if isinstance(outcome, list):
-            _settle(outcome, sends, results)
+            _settle(outcome, sends, results, notify)
             continue
         if is_outage(outcome):
             logger.warning("sends failed: the database is unavailable (%s)", outcome)
@@ -175,7 +185,7 @@ def _send_batches(requests: list[dict], results: list) -> Generator[list[_Send],
                 if attempt or len(sends) > 1:
                     outcome = yield [send]
                 if isinstance(outcome, list):
-                    _settle(outcome, [send], results)
+                    _settle(outcome, [send], results, notify)
                     break
                 if not _key_taken(outcome):
                     results[send.index] = Unavailable() if is_outage(outcome) else Internal()
@@ -204,7 +214,8 @@ def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
         if number == len(seen):
             rounds.append([])
             seen.append(set())
-        rounds[number].append(_Send(index, user, room_id, content, key, uuid.uuid4()))
+        names, room = mentions.names_in(content)  # only when the text has an '@'
+        rounds[number].append(_Send(index, user, room_id, content, key, uuid.uuid4(), names, room))
         seen[number].add((user.pk, key))
     return rounds
 
@@ -212,13 +223,20 @@ def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
 _SEND = f"""
 WITH v AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb)
-        AS v(idx int, user_id bigint, room_id uuid, client_msg_id uuid, content text, message_id uuid)
+        AS v(idx int, user_id bigint, room_id uuid, client_msg_id uuid, content text, message_id uuid,
+             mention_names text[], mention_room bool)
 ), checked AS (
     SELECT v.*, r.kind, m.role, u.is_active AS user_active, k.room_id AS key_room,
            o.id AS o_id, o.sequence AS o_sequence, o.content AS o_content, o.created_at AS o_created_at,
            o.changed_sequence AS o_changed_sequence, o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at,
            o.reply_to AS o_reply_to, o.reply_count AS o_reply_count, o.last_reply_at AS o_last_reply_at,
-           o.reactions AS o_reactions, o.change_kind AS o_change_kind
+           o.reactions AS o_reactions, o.change_kind AS o_change_kind, o.mentions AS o_mentions,
+           -- messaging.mentions: the named members, and @room from those who may (rooms.access).
+           CASE WHEN mn.users IS NOT NULL OR (v.mention_room AND m.role IN ({access.room_mention_roles_sql()}))
+                THEN jsonb_build_object(
+                    'users', coalesce(mn.users, '[]'::jsonb),
+                    'room', coalesce(v.mention_room AND m.role IN ({access.room_mention_roles_sql()}), false))
+           END AS mentions
       FROM v
       -- One index lookup per send. As plain joins, the planner (which guesses 100 rows for
       -- jsonb_to_recordset) preferred hashing whole tables: a scan of every key ever sent, per
@@ -233,6 +251,13 @@ WITH v AS (
            WHERE sender_id = v.user_id AND client_msg_id = v.client_msg_id LIMIT 1
       ) k ON true
       LEFT JOIN {Message._meta.db_table} o ON o.id = k.message_id AND o.created_at = k.message_created_at
+      -- Only sends whose text names someone look anyone up (through the LOWER(username) index).
+      LEFT JOIN LATERAL (
+          SELECT jsonb_agg(jsonb_build_object('id', mu.id, 'username', mu.username) ORDER BY mu.id) AS users
+            FROM {User._meta.db_table} mu
+            JOIN rooms_membership mm ON mm.user_id = mu.id AND mm.room_id = v.room_id
+           WHERE v.mention_names IS NOT NULL AND lower(mu.username) = ANY(v.mention_names)
+      ) mn ON true
 ), accepted AS (
     -- Who may send is rooms.access.send_refusal, as a table of its answers.
     SELECT checked.*, row_number() OVER (PARTITION BY checked.room_id ORDER BY idx) AS ord
@@ -253,8 +278,9 @@ WITH v AS (
  RETURNING r.id, r.last_sequence - c.n AS base, clock_timestamp() AS stamp
 ), inserted AS (
     INSERT INTO {Message._meta.db_table}
-        (id, room_id, sequence, sender_id, content, client_msg_id, created_at, changed_sequence)
-    SELECT a.message_id, a.room_id, n.base + a.ord, a.user_id, a.content, a.client_msg_id, n.stamp, n.base + a.ord
+        (id, room_id, sequence, sender_id, content, client_msg_id, created_at, changed_sequence, mentions)
+    SELECT a.message_id, a.room_id, n.base + a.ord, a.user_id, a.content, a.client_msg_id, n.stamp, n.base + a.ord,
+           a.mentions
       FROM accepted AS a JOIN numbered AS n ON n.id = a.room_id
  RETURNING id, sequence, created_at
 ), claimed AS (
@@ -265,7 +291,7 @@ WITH v AS (
 )
 SELECT c.idx, c.kind, c.role, c.user_active, c.key_room, c.o_id, c.o_sequence, c.o_content, c.o_created_at,
        c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count, c.o_last_reply_at,
-       c.o_reactions, c.o_change_kind, i.sequence, i.created_at
+       c.o_reactions, c.o_change_kind, c.o_mentions, c.mentions, i.sequence, i.created_at
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
 """
@@ -281,14 +307,18 @@ def _send_params(sends: list[_Send]) -> list:
             "client_msg_id": str(s.key),
             "content": s.content,
             "message_id": str(s.message_id),
+            # Only for texts that name someone: the hot path's rows stay as they were.
+            **({"mention_names": s.mention_names} if s.mention_names else {}),
+            **({"mention_room": True} if s.mention_room else {}),
         }
         for s in sends
     ]
     return [json.dumps(rows, ensure_ascii=False)]
 
 
-def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list) -> None:
-    """Turn _SEND's rows into each request's result and announce the new messages."""
+def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list, notify: list[Message]) -> None:
+    """Turn _SEND's rows into each request's result and announce the new messages; those that
+    notify someone (a mention, a direct room) go to `notify`."""
     by_index = {send.index: send for send in sends}
     new = []
     for row in rows:
@@ -320,6 +350,7 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list) -> No
                 # jsonb: text through Django's connection, decoded through core.asyncdb's.
                 reactions=json.loads(row["o_reactions"]) if isinstance(row["o_reactions"], str) else row["o_reactions"],
                 change_kind=row["o_change_kind"],
+                mentions=_jsonb(row["o_mentions"]),
             )
             results[send.index] = (original, False)
         else:
@@ -332,11 +363,19 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list) -> No
                 client_msg_id=send.key,
                 created_at=row["created_at"],
                 changed_sequence=row["sequence"],
+                mentions=_jsonb(row["mentions"]),
             )
             results[send.index] = (message, True)
             new.append(message)
+            if message.mentions or row["kind"] == Room.Kind.DIRECT:
+                notify.append(message)  # notifications.services, once committed
     for message in sorted(new, key=lambda message: (str(message.room_id), message.sequence)):
         _announce_change(message)
+
+
+def _jsonb(value: object) -> Any:
+    """A jsonb column: text through Django's connection, decoded through core.asyncdb's."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _bound_cursor() -> psycopg.Cursor[dict[str, Any]]:
@@ -403,6 +442,10 @@ def message_edit(*, user: User, room_id: object, message_id: object, content: ob
                 raise Conflict("This message was deleted.", code="deleted")
             if message.content == content:
                 raise _Unchanged(message)
+            before = message.mentions
+            found = mentions.resolve(
+                room_id=membership.room.pk, content=content, may_mention_room=access.may_mention_room(membership.role)
+            )
             now = timezone.now()
             MessageRevision.objects.create(
                 message_id=message.id,
@@ -412,11 +455,13 @@ def message_edit(*, user: User, room_id: object, message_id: object, content: ob
                 replaced_at=now,
             )
             Message.objects.filter(room_id=room_id, id=message.id, created_at=message.created_at).update(
-                content=content, edited_at=now, changed_sequence=number, change_kind=None
+                content=content, edited_at=now, changed_sequence=number, change_kind=None, mentions=found
             )
             message.content, message.edited_at, message.changed_sequence = content, now, number
-            message.change_kind = None
+            message.change_kind, message.mentions = None, found
             _announce_change(message)
+            if found:  # those it names for the first time are notified (notifications.services)
+                notifications.notify_edited(message=message, mentioned_before=before)
     except _Unchanged as unchanged:
         return unchanged.message
     return message
@@ -545,6 +590,9 @@ def thread_reply(
                 _require_hot(root)
                 if root.deleted_at is not None:
                     raise Conflict("This message was deleted: its thread takes no new replies.", code="deleted")
+                found = mentions.resolve(
+                    room_id=room_pk, content=content, may_mention_room=access.may_mention_room(membership.role)
+                )
                 message = Message.objects.create(
                     room_id=room_pk,
                     sequence=number,
@@ -554,12 +602,15 @@ def thread_reply(
                     created_at=stamp,
                     changed_sequence=number,
                     reply_to=root.id,
+                    mentions=found,
                 )
                 SentMessageKey.objects.create(
                     sender=user, client_msg_id=key, room_id=room_pk, message_id=message.id, message_created_at=stamp
                 )
                 _announce_change(message)
                 _thread_changed(room_pk, root.id, replies=1, at=stamp)
+                # The thread's people, those it mentions: once committed (notifications.services).
+                notifications.notify_sent(messages=[message])
             return message, True
         except IntegrityError:  # the same key claimed concurrently: the next try finds and replays it
             if attempt:

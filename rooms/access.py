@@ -95,6 +95,21 @@ def may_manage(membership: Membership) -> bool:
     return membership.role in MANAGING_ROLES
 
 
+# -- Mentions (messaging/mentions.py; docs/notifications.md) ----------------------------------------
+# `@username` is anyone's; `@room` notifies every member, so only owners and admins may use it:
+# from anyone else it is plain text (the message is still sent, nobody is notified by it).
+ROOM_MENTION_ROLES = MANAGING_ROLES
+
+
+def may_mention_room(role: str | None) -> bool:
+    return role in ROOM_MENTION_ROLES
+
+
+def room_mention_roles_sql() -> str:
+    """ROOM_MENTION_ROLES as a SQL list, for the send statement (messaging.services._SEND)."""
+    return ", ".join(f"'{role}'" for role in sorted(ROOM_MENTION_ROLES))
+
+
 def role_abilities() -> dict[str, dict[str, bool | int]]:
     """What each role may do, for the web client (client-config): it greys out what the server
     would refuse, from this definition rather than a copy of it."""
@@ -104,6 +119,7 @@ def role_abilities() -> dict[str, dict[str, bool | int]]:
             "manage": role in MANAGING_ROLES,
             "reply": reply_refusal(kind=Room.Kind.PRIVATE, role=role, user_active=True) is None,
             "react": react_refusal(kind=Room.Kind.PRIVATE, role=role, user_active=True) is None,
+            "mention_room": may_mention_room(role),
             # Who may change whom (rooms.services: owners anyone, others only those ranked below them).
             "rank": RANK[role],
         }

@@ -47,6 +47,7 @@ from boards.services import board_create
 from messaging.consumers import CLOSE_UNAUTHENTICATED, ChatConsumer
 from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.services import message_edit, message_send
+from notifications.models import Notification, RoomSetting
 from rooms.models import Membership, Room
 from rooms.services import membership_remove, membership_update, room_create, staff_actor
 from simulator.engine.templates import template as sim_template
@@ -205,6 +206,8 @@ def fingerprint() -> dict[str, Any]:
             SimulationRun.objects.order_by("pk").values_list("pk", "status", "cancel_requested_at", "faults")
         ),
         "simulation_commands": SimulationCommand.objects.count(),
+        "notifications": list(Notification.objects.order_by("pk").values_list("pk", "read_at")),
+        "notification_levels": list(RoomSetting.objects.order_by("pk").values_list("pk", "level")),
     }
 
 
@@ -284,6 +287,23 @@ class Cell:
             )
         return self.made[key]
 
+    def notification(self, whose: str) -> Notification:
+        """ "own": an inbox item of the actor's (the target's for anonymous), about a message of the
+        actor's room; "other": the target's item about it."""
+        key = f"notification:{whose}"
+        if key not in self.made:
+            message = self.message("other")
+            user = self.user if whose == "own" and self.user else self.world.users["target"]
+            self.made[key] = Notification.objects.create(
+                user=user,
+                kind=Notification.Kind.MENTION,
+                room=self.room,
+                message_id=message.id,
+                message_created_at=message.created_at,
+                actor=message.sender,
+            )
+        return self.made[key]
+
     def param(self, name: str, whose: str) -> object:
         """The value of a path parameter (or frame field) `name`. A new kind of parameter needs
         a line here."""
@@ -299,6 +319,8 @@ class Cell:
             return self.comment(whose).id
         if name == "run_id":
             return self.run(whose).pk
+        if name == "notification_id":
+            return self.notification(whose).pk
         raise AssertionError(f"tests/test_authz_matrix.py: Cell.param has no value for {{{name}}}")
 
     def refresh_token(self) -> str:
@@ -435,6 +457,23 @@ REST_ROWS = [
     # refused like the room's history.
     Row("GET", f"{V1}/search/", signed_in(OK), query="?q=edited"),
     Row("GET", f"{V1}/search/", MEMBERS, query="?q=edited&room={room_id}", variant="room"),
+    # Notifications (docs/notifications.md): everyone signed in has an inbox; an item is its user's
+    # while they are in its room (someone else's, or one of a room left, is not found); levels are
+    # a member's, per room, refused like the room.
+    Row("GET", f"{V1}/notifications/", signed_in(OK)),
+    Row("POST", f"{V1}/notifications/read/", signed_in(OK), body=lambda c: {}),
+    Row("POST", f"{V1}/notifications/read/", MEMBERS, body=lambda c: {"room": str(c.room.pk)}, variant="room"),
+    Row(
+        "POST",
+        f"{V1}/notifications/{{notification_id}}/read/",
+        in_room(OK, OK, OK, OK, outsider_public=NOT_FOUND),
+        whose="own",
+        variant="own",
+    ),
+    Row("POST", f"{V1}/notifications/{{notification_id}}/read/", signed_in(NOT_FOUND)),
+    Row("GET", f"{V1}/notifications/rooms/", signed_in(OK)),
+    Row("GET", f"{V1}/notifications/rooms/{{room_id}}/", MEMBERS),
+    Row("PUT", f"{V1}/notifications/rooms/{{room_id}}/", MEMBERS, body=lambda c: {"level": "mute"}),
     # Boards (docs/protocol.md "Boards"): members watch, those who may send edit and create, owners
     # and admins rename and delete any board, members their own; {board_id} is the target's board
     # unless "own".

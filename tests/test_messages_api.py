@@ -49,6 +49,9 @@ def test_it_sends_and_returns_the_message_shape(room):
         "reply_count",
         "last_reply_at",
         "reactions",
+        # Mentions (issue 16, docs/notifications.md).
+        "mentions",
+        "mentions_room",
     }
     assert body["edited_at"] is None and body["deleted"] is False
     assert body["room"] == str(room.pk) and body["sequence"] == 1

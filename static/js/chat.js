@@ -24,6 +24,8 @@ import { getJson, HttpError } from "./api.js";
 import { Composer } from "./composer.js";
 import { Editing } from "./editing.js";
 import { History } from "./history.js";
+import { Inbox } from "./inbox.js";
+import { MentionComplete } from "./mention-complete.js";
 import { Members } from "./members.js";
 import { MessageRows } from "./message-view.js";
 import { Outbox } from "./outbox.js";
@@ -152,6 +154,19 @@ function react(id, emoji) {
   else rows.showError(id, "Couldn't react: not connected.");
 }
 
+// The composer's @name completion (mention-complete.js), attached first so that its keys (Enter,
+// Tab, arrows, Escape) come before the composer's own: the room's members but me, and @room for
+// owners and admins (rooms/access.py, client-config).
+new MentionComplete(document.getElementById("composer-input"), {
+  people: () => [
+    ...(can("mention_room") ? [{ username: "room", label: "everyone in this room" }] : []),
+    ...[...document.querySelectorAll("#member-list [data-username]")]
+      .filter((row) => Number(row.dataset.userId) !== me.id)
+      .map((row) => ({ username: row.dataset.username })),
+  ],
+});
+// The notification inbox and this room's notification level (inbox.js, docs/notifications.md).
+const inbox = new Inbox(document.getElementById("inbox"), { me, roomId: room.id });
 const composer = new Composer(document.getElementById("composer"), {
   maxLength: config.message_max_length,
   onSend: (content) => {
@@ -438,6 +453,7 @@ const handlers = {
 // Called by the Session after the room list has had the frame.
 function onFrame(frame) {
   handlers[frame.type]?.(frame);
+  inbox.onFrame(frame); // notifications, and session.ready: the inbox is read again after a reconnect
   boards.onFrame(frame); // the boards list and the board open next to the chat (board/split.js)
 }
 

@@ -6,6 +6,7 @@ import { avatar, el, lineIcon } from "./dom.js";
 import { dayLabel, hhmm } from "./format.js";
 import { reactionChips } from "./reactions.js";
 import { threadLine } from "./thread-line.js";
+import { highlightMentions } from "./mentions.js";
 import { richText } from "./rich-text.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000; // consecutive messages by one person within this are grouped
@@ -59,7 +60,7 @@ function renderBody(message) {
   if (message.deleted) return el("div", { class: "msg-body msg-deleted" }, "This message was deleted.");
   // The server's formatting (`html`, rich-text.js); a copy without it (an edit being saved) as text.
   if (!message.html) return el("div", { class: "msg-body" }, message.content, message.edited_at && editedMark(message.edited_at));
-  const body = el("div", { class: "msg-body msg-rich" }, richText(message.html));
+  const body = el("div", { class: "msg-body msg-rich" }, highlightMentions(richText(message.html), message));
   const last = body.lastElementChild;
   if (message.edited_at) (last && last.tagName === "P" ? last : body).append(editedMark(message.edited_at));
   return body;

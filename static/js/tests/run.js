@@ -11,6 +11,7 @@ import "./board-render.test.js";
 import "./simulator.test.js";
 import "./transports.test.js";
 import "./rich-text.test.js";
+import "./mentions.test.js";
 
 window.parleyTests = runAll().then((results) => {
   const list = document.getElementById("results");

@@ -1,0 +1,111 @@
+"""What mentions and notifications cost (docs/notifications.md, docs/performance.md):
+
+    .venv/bin/python scripts/stack.py test -- .venv/bin/python bench/notify.py
+
+- the send path's check for mentions (messaging.mentions.names_in) on texts without an '@' (every
+  message) and with one, under timeit;
+- message_send (the REST driver: the one _SEND statement, commit, the event) of plain texts, of
+  texts naming a member (the names resolved inside _SEND, then the notification after commit:
+  recipients, the INSERT, the socket event), alternating in blocks within one run;
+- one @room in a room of MEMBERS members: the notification step alone after commit (the recipients
+  statement, the one INSERT of MEMBERS - 1 items, the unread counts, MEMBERS - 1 socket events
+  queued to Redis), best and median of a few.
+
+Writes bench/results/notify.json. Only ratios within one run mean much on a shared machine.
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+import timeit
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("PARLEY_TESTING", "1")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+from accounts.models import User  # noqa: E402
+from messaging.mentions import names_in  # noqa: E402
+from messaging.services import message_send  # noqa: E402
+from notifications import services as notifications  # noqa: E402
+from notifications.models import Notification  # noqa: E402
+from rooms.models import Membership  # noqa: E402
+from rooms.services import room_create  # noqa: E402
+
+MEMBERS = int(os.environ.get("MEMBERS", "1000"))
+SENDS_PER_BLOCK = int(os.environ.get("SENDS_PER_BLOCK", "100"))
+BLOCKS_EACH = int(os.environ.get("BLOCKS_EACH", "5"))
+PLAIN = "I think the deploy went fine, checking the dashboards now"
+
+
+def ns_per_call(text: str) -> float:
+    number = 200_000
+    return min(timeit.repeat(lambda: names_in(text), number=number, repeat=5)) / number * 1e9
+
+
+def send_block(user: User, room_id: object, text: str) -> float:
+    started = time.perf_counter()
+    for _ in range(SENDS_PER_BLOCK):
+        message_send(user=user, room_id=room_id, content=text, client_msg_id=uuid.uuid4())
+    return (time.perf_counter() - started) / SENDS_PER_BLOCK * 1e3
+
+
+def main() -> int:
+    call_command("migrate", interactive=False, verbosity=0)
+    tag = uuid.uuid4().hex[:6]
+    owner = User.objects.create_user(f"nb-owner-{tag}", password=None)
+    other = User.objects.create_user(f"nb-other-{tag}", password=None)
+    small = room_create(creator=owner, name="notify bench", kind="private")
+    Membership.objects.create(room=small, user=other, role="member")
+    mention = f"@{other.username} I think the deploy went fine, checking the dashboards now"
+
+    figures: dict[str, float] = {
+        "names_in_ns_plain": round(ns_per_call(PLAIN), 1),
+        "names_in_ns_mention": round(ns_per_call(mention), 1),
+    }
+
+    send_block(owner, small.pk, PLAIN)  # warm up
+    plain, named = [], []
+    for _ in range(BLOCKS_EACH):
+        plain.append(send_block(owner, small.pk, PLAIN))
+        named.append(send_block(owner, small.pk, mention))
+    figures["send_ms_plain"] = round(statistics.median(plain), 3)
+    figures["send_ms_with_a_mention_and_its_notification"] = round(statistics.median(named), 3)
+
+    big = room_create(creator=owner, name="notify bench big", kind="private")
+    users = User.objects.bulk_create(
+        [User(username=f"nb-{tag}-{n}", password="!") for n in range(MEMBERS - 1)], batch_size=1000
+    )
+    Membership.objects.bulk_create([Membership(room=big, user=user, role="member") for user in users], batch_size=1000)
+    timings = []
+    for _ in range(5):
+        message, _ = message_send(user=owner, room_id=big.pk, content="@room " + PLAIN, client_msg_id=uuid.uuid4())
+        Notification.objects.filter(message_id=message.id).delete()  # as if just sent: time the step alone
+        started = time.perf_counter()
+        notifications._notify([message])
+        timings.append((time.perf_counter() - started) * 1e3)
+        assert Notification.objects.filter(message_id=message.id).count() == MEMBERS - 1
+    figures["room_mention_members"] = MEMBERS
+    figures["room_mention_notify_ms_best"] = round(min(timings), 1)
+    figures["room_mention_notify_ms_median"] = round(statistics.median(timings), 1)
+
+    for name, value in figures.items():
+        print(f"{name:<48}{value:>12}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "notify.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
