@@ -1,6 +1,7 @@
-"""The web client's live connection in a real browser (static/js/live.js, transports.js):
-falling back to Server-Sent Events and long-polling when WebSocket is blocked, knowing it is
-offline, and knowing a silently dead socket by its unanswered ping.
+"""The web client's live connection in a real browser (static/js/live.js, transports.js,
+shared-connection.js): falling back to Server-Sent Events and long-polling when WebSocket is
+blocked, knowing it is offline, knowing a silently dead socket by its unanswered ping, and one
+connection for all the tabs of a browser.
 
 Database setup happens before the `chromium` fixture starts (see tests/test_browser.py). Nothing
 here sleeps: every wait is for something the page shows or a frame the route saw.
@@ -8,8 +9,11 @@ here sleeps: every wait is for something the page shows or a frame the route saw
 
 import json
 import re
+import time
+import urllib.request
 
 from playwright.sync_api import expect
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import test_browser
 from tests.test_browser import open_page, open_room, row, send, shown_sequences, sign_in, two_members
@@ -98,6 +102,20 @@ def test_chat_receipts_and_presence_work_over_sse_then_long_polling_when_websock
     ann_page.get_by_role("textbox", name="Edit message").press("Enter")
     expect(row(ben_page, "Can you hear me now?")).to_contain_text("(edited)")
 
+    # A cut: the stream resumes from the last event's id, and what Ben said meanwhile comes
+    # over it (the page syncs nothing: no /changes/ request).
+    requests: list[str] = []
+    ann_page.on("request", lambda request: requests.append(request.url))
+    ann_page.context.set_offline(True)
+    expect(badge).to_have_text("Offline")
+    send(ben_page, "While you were out")
+    ann_page.context.set_offline(False)
+    expect(badge).to_have_text("Connected (SSE)")
+    expect(row(ann_page, "While you were out")).to_be_visible()
+    streams = [url for url in requests if "/api/v1/events/" in url]
+    assert len(streams) == 1 and "?last_event_id=" in streams[0], streams
+    assert not [url for url in requests if "/changes/" in url]
+
     # The event stream is refused too: after a reload the page falls back to long-polling.
     ann_page.context.route(re.compile(r"/api/v1/events/"), lambda route: route.abort())
     ann_page.reload()
@@ -108,8 +126,8 @@ def test_chat_receipts_and_presence_work_over_sse_then_long_polling_when_websock
     # can fail today, "heartbeat flush failed: CurrentThreadExecutor already quit", see the report.)
     chat_both_ways("And now?", "Still here")
     for page in (ann_page, ben_page):
-        expect(page.locator("#messages [data-sequence]")).to_have_count(4)
-        assert shown_sequences(page) == [1, 2, 4, 5]  # the edit took number 3
+        expect(page.locator("#messages [data-sequence]")).to_have_count(5)
+        assert shown_sequences(page) == [1, 2, 4, 5, 6]  # the edit took number 3
     # Ben leaves: Ann's page hears it over the poll.
     ben_page.context.close()
     expect(ben_dot).to_have_attribute("data-status", "offline", timeout=15_000)
@@ -201,4 +219,94 @@ def test_offline_is_shown_at_once_and_a_silently_dead_socket_is_found_by_its_pin
     for page in (ann_page, ben_page):
         expect(page.locator("#messages [data-sequence]")).to_have_count(3)
         assert shown_sequences(page) == [1, 2, 3]
+    assert errors == []
+
+
+METRICS_TOKEN = "live-browser-metrics-token-0123456789"
+
+
+def server_sockets(base_url: str) -> tuple[float, float]:
+    """(WebSocket connections open now, accepted so far) as the server counts them (/metrics)."""
+    request = urllib.request.Request(f"{base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        families = text_string_to_metric_families(response.read().decode())
+        found = {
+            sample.name: sample.value
+            for family in families
+            for sample in family.samples
+            if sample.labels.get("transport") == "socket"
+        }
+    return found.get("parley_connections_open", 0.0), found.get("parley_connections_total", 0.0)
+
+
+def wait_for(condition, what: str, timeout: float = 30.0) -> None:
+    """Until `condition()` holds (a bound for a loaded machine, not a measurement)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_the_tabs_of_one_browser_share_one_connection_and_a_new_leader_takes_over(start_server, chromium, make_user):
+    """Three tabs of Ann's browser (one context) show the room live over ONE socket, counted by the
+    server: the first tab leads (its socket), the others send and receive through it, each
+    showing the connection's true state. When the leading tab closes, another leads within 2 s
+    and connects; live updates go on in both. Signing out in one tab signs out the others."""
+    ann, ben, room = two_members(make_user)
+    base_url = start_server(METRICS_TOKEN=METRICS_TOKEN)
+    browser = chromium()
+    errors: list[str] = []
+    ben_page = open_page(browser, base_url, errors)
+    open_room(ben_page, ben, room)
+    first = open_page(browser, base_url, errors)
+    open_room(first, ann, room)
+    # Ben's socket and Ann's (the sockets of their home pages, before, have closed).
+    wait_for(lambda: server_sockets(base_url)[0] == 2, "two sockets open")
+    accepted = server_sockets(base_url)[1]
+
+    tabs = [first]
+    for _ in range(2):
+        tab = first.context.new_page()
+        tab.on("pageerror", lambda error, tab=tab: errors.append(f"{tab.url}: {error}"))
+        tab.goto(f"/rooms/{room.pk}/")
+        expect(tab.locator("#conn-badge")).to_have_text("Connected")
+        tabs.append(tab)
+    roles = [tab.locator("html").get_attribute("data-live-role") for tab in tabs]
+    assert roles == ["leader", "follower", "follower"]
+    assert server_sockets(base_url) == (2, accepted)  # no tab opened a socket of its own
+
+    send(ben_page, "Hello, three tabs")
+    for tab in tabs:
+        expect(row(tab, "Hello, three tabs")).to_be_visible()
+    send(tabs[1], "From the second tab")  # a follower's send: its ack comes back to it
+    expect(row(ben_page, "From the second tab")).to_be_visible()
+    for tab in tabs:
+        expect(row(tab, "From the second tab")).to_be_visible()
+    expect(tabs[1].locator("#pending > li")).to_have_count(0)
+
+    # The leading tab closes: the next one waiting for the lock leads and connects.
+    closed_at = time.time() * 1000
+    tabs[0].close()
+    rest = tabs[1:]
+    wait_for(lambda: any(tab.locator("html").get_attribute("data-live-role") == "leader" for tab in rest), "led")
+    leader = next(tab for tab in rest if tab.locator("html").get_attribute("data-live-role") == "leader")
+    took_over = leader.evaluate("window.parleyLive.leaderSince") - closed_at
+    assert took_over <= 2000, f"a new leader after {took_over:.0f} ms"
+    for tab in rest:
+        expect(tab.locator("#conn-badge")).to_have_text("Connected", timeout=20_000)
+    wait_for(lambda: server_sockets(base_url) == (2, accepted + 1), "one socket of Ann's, the new leader's")
+    send(ben_page, "After the handover")
+    for tab in rest:
+        expect(row(tab, "After the handover")).to_be_visible()
+    follower = next(tab for tab in rest if tab is not leader)
+    send(follower, "Still one connection")
+    expect(row(ben_page, "Still one connection")).to_be_visible()
+    expect(follower.locator("#pending > li")).to_have_count(0)
+    for tab in rest:
+        assert shown_sequences(tab) == [1, 2, 3, 4]
+
+    # Signing out in one tab signs out the other at once (and its connection closes).
+    follower.get_by_role("button", name="Sign out").click()
+    expect(leader.locator("#conn-badge")).to_have_text("Signed out")
+    wait_for(lambda: server_sockets(base_url)[0] == 1, "only Ben's socket open")  # Ben's
     assert errors == []

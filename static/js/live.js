@@ -18,7 +18,17 @@
 // While connected over the socket, it also heartbeats every 30 s ({"type": "heartbeat",
 // "active"}): the server counts a socket alive for 60 s after its last beat, and `active` (did
 // the person touch the page since the previous beat?) is what tells "online" from "away".
+//
+// Over SSE and long-polling a reconnection resumes from the position of the last frame the page
+// was given (the SSE `id:` / the poll's `cursor`, transports.js): the server writes exactly what
+// was missed, and the page gets a session.ready of the numbers it already has (nothing to sync).
+//
+// One connection per browser (shared-connection.js): pages that share (chat, home) elect one
+// leader tab per user, whose Connection is the browser's only one; the other tabs send and
+// receive through it. LiveSocket is that choice; Connection is the connection itself.
 import { PollTransport, SseTransport, WebSocketTransport } from "./transports.js";
+import { ReadyTracker } from "./shared-routing.js";
+import { ACTIVITY_EVENTS, SharedConnection, shareKey } from "./shared-connection.js";
 
 export { socketUrl } from "./transports.js";
 
@@ -41,7 +51,6 @@ const UPGRADE_MAX_MS = 30 * 60 * 1000;
 // than finding the socket blocked again; forgotten after this long, or once the socket works.
 const REMEMBER_KEY = "parley.live.transport";
 const REMEMBER_MS = 10 * 60 * 1000;
-const ACTIVITY_EVENTS = ["keydown", "mousemove", "pointerdown", "wheel", "touchstart", "focus"];
 const TRANSPORTS = { websocket: WebSocketTransport, sse: SseTransport, poll: PollTransport };
 
 /** Full jitter: a uniformly random delay between 0 and min(cap, base * 2^attempt). */
@@ -81,17 +90,59 @@ function remember(kind) {
 }
 
 /**
- * A reconnecting live connection. Callbacks:
+ * The page's live connection. Callbacks:
  *   onFrame(frame)             every server frame, including session.ready (never pong)
  *   onState(state, transport)  state: "connecting" | "connected" | "reconnecting" | "offline" |
  *                              "signed-out"; transport: "websocket" | "sse" | "poll"
  * "connected" means session.ready arrived: the server follows our rooms.
  * fallback: may fall back to SSE and long-polling (else WebSocket only, e.g. for boards).
+ * share: share one connection with this browser's other tabs of the same user (default: with
+ *   `fallback`; the board page keeps a socket of its own, see docs/protocol.md).
  */
 export class LiveSocket {
+  constructor({ onFrame = () => {}, onState = () => {}, fallback = false, share = fallback } = {}) {
+    const key = share ? shareKey() : null;
+    this.impl = key
+      ? new SharedConnection({ key, onFrame, onState, makeConnection: (handlers) => new Connection({ fallback, ...handlers }) })
+      : new Connection({ onFrame, onState, fallback });
+  }
+
+  get kind() {
+    return this.impl.kind;
+  }
+
+  get state() {
+    return this.impl.state;
+  }
+
+  get ready() {
+    return this.impl.ready;
+  }
+
+  start() {
+    this.impl.start();
+  }
+
+  stop() {
+    this.impl.stop();
+  }
+
+  /** Send a frame if the session is ready; returns false so the caller can queue it instead. */
+  send(frame) {
+    return this.impl.send(frame);
+  }
+}
+
+/**
+ * A reconnecting live connection (callbacks as LiveSocket's). start({listen: false}) leaves the
+ * window's events (pagehide, offline, activity …) to the caller (shared-connection.js).
+ */
+export class Connection {
   constructor({ onFrame = () => {}, onState = () => {}, fallback = false } = {}) {
     this.onFrame = onFrame;
     this.onState = onState;
+    this.tracker = new ReadyTracker(); // session.ready brought up to date (resumes, other tabs)
+    this.position = null; // SSE / long-poll: where to resume (transports.js)
     this.ladder = fallback ? ["websocket", "sse", "poll"] : ["websocket"];
     this.rung = fallback ? recalled(this.ladder) : 0; // index into ladder: the transport in use
     this.strikes = 0; // failed attempts on this rung while the server answered HTTP
@@ -116,8 +167,13 @@ export class LiveSocket {
     return this.ladder[this.rung];
   }
 
-  start() {
+  start({ listen = true } = {}) {
     this.stopped = false;
+    if (listen) this.#listen();
+    this.connect();
+  }
+
+  #listen() {
     // Closing on pagehide keeps the badge from flashing "Reconnecting…" while navigating away.
     window.addEventListener("pagehide", () => this.stop());
     window.addEventListener("pageshow", (event) => event.persisted && this.restart());
@@ -128,7 +184,6 @@ export class LiveSocket {
       this.active = true;
     };
     for (const type of ACTIVITY_EVENTS) window.addEventListener(type, markActive, { passive: true, capture: true });
-    this.connect();
   }
 
   stop() {
@@ -160,10 +215,14 @@ export class LiveSocket {
       return; // `online` reconnects
     }
     this.#setState(this.hasConnected || this.attempt > 0 ? "reconnecting" : "connecting");
-    const transport = this.#make(this.kind, {
-      onReady: (frame) => this.#onReady(transport, frame),
-      onClose: (event) => this.#onClose(transport, event),
-    });
+    const transport = this.#make(
+      this.kind,
+      {
+        onReady: (frame) => this.#onReady(transport, frame),
+        onClose: (event) => this.#onClose(transport, event),
+      },
+      this.position,
+    );
     this.transport = transport;
     transport.open();
   }
@@ -197,17 +256,40 @@ export class LiveSocket {
     this.connect();
   }
 
-  #make(kind, { onReady, onClose }) {
+  /** resume: the position to resume from (SSE / poll only; a probe for a better transport
+   * starts afresh, as the one in use goes on delivering meanwhile). */
+  #make(kind, { onReady, onClose }, resume = null) {
     const Transport = TRANSPORTS[kind];
-    return new Transport({
+    const transport = new Transport({
       onReady,
       onClose,
-      onFrame: (frame) => !this.stopped && this.onFrame(frame),
+      onFrame: (frame) => !this.stopped && this.#emit(frame),
+      resume: kind === "websocket" ? null : resume, // SSE ids and poll cursors are interchangeable
+      onPosition: (position) => {
+        if (transport === this.transport && !this.stopped) this.position = position;
+      },
     });
+    return transport;
+  }
+
+  #emit(frame) {
+    this.tracker.note(frame);
+    this.onFrame(frame);
   }
 
   #onReady(transport, frame) {
     if (transport !== this.transport || this.stopped) return;
+    if (frame === null) {
+      // A resumed stream (transports.js): the page gets a session.ready of what it has.
+      const snapshot = this.tracker.snapshot();
+      if (!snapshot) {
+        this.position = null; // nothing to resume onto: start afresh
+        this.dropConnection();
+        return;
+      }
+      frame = { ...snapshot, resumed: true };
+    }
+    if (this.kind === "websocket") this.position = null;
     this.ready = true;
     this.readyAt = Date.now();
     this.hasConnected = true;
@@ -216,16 +298,20 @@ export class LiveSocket {
     this.#setState("connected");
     if (this.kind === "websocket") this.startHeartbeat();
     else this.scheduleUpgrade();
-    this.onFrame(frame);
+    this.#emit(frame);
   }
 
   #onClose(transport, { code }) {
     if (transport !== this.transport) return; // one we already gave up on
     const wasReady = this.ready;
+    // A resume that failed before the server took it: if the server answers HTTP, it refused the
+    // position (or the stream): the next attempt starts afresh (session.ready, then sync).
+    const resumeFailed = !wasReady && Boolean(transport.resume);
     this.#drop();
     if (this.stopped) return;
     if (code === CLOSE_UNAUTHENTICATED) {
       // The session is gone (signed out elsewhere, expired): retrying cannot help.
+      this.position = null;
       this.stopUpgrade();
       this.#setState("signed-out");
       return;
@@ -240,16 +326,19 @@ export class LiveSocket {
     const blocked = !wasReady && code !== CLOSE_TRY_AGAIN && this.rung < this.ladder.length - 1;
     const delay = backoffDelay(this.attempt);
     this.attempt += 1;
-    this.timer = setTimeout(() => (blocked ? this.#maybeFallBack() : this.connect()), delay);
+    this.timer = setTimeout(() => (blocked || resumeFailed ? this.#maybeFallBack(resumeFailed) : this.connect()), delay);
   }
 
-  /** An attempt failed before session.ready: if the server answers HTTP, the transport is blocked. */
-  async #maybeFallBack() {
+  /** An attempt failed before session.ready: if the server answers HTTP, the transport is blocked
+   * (or, for a resume, the position was refused: then it is tried afresh before counting). */
+  async #maybeFallBack(resumeFailed = false) {
     this.timer = -1; // a retry is under way (see goOnline / goOffline)
     const answers = await serverAnswers();
     if (this.timer !== -1 || this.stopped || this.offline) return; // overtaken meanwhile
     this.timer = null;
-    if (answers) {
+    if (answers && resumeFailed) {
+      this.position = null;
+    } else if (answers && this.rung < this.ladder.length - 1) {
       this.strikes += 1;
       if (this.strikes >= FALLBACK_AFTER[this.kind]) {
         this.rung += 1;

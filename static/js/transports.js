@@ -1,13 +1,21 @@
 // The three ways the page can be live (docs/protocol.md), behind one small interface that
 // live.js's LiveSocket drives:
 //
-//   new Transport({ onReady(frame), onFrame(frame), onClose({ code }) })
+//   new Transport({ onReady(frame), onFrame(frame), onClose({ code }), resume, onPosition(id) })
 //   open()        start connecting; onReady(session.ready) once the server follows our rooms
 //   send(frame)   true if the frame went (or a REST request for it started), false to queue it
 //   close()       stop, silently (no onClose)
 //
 // onClose({code}) is called at most once, when the transport died by itself; code 4401 means
 // the credentials are gone (retrying cannot help).
+//
+// SSE and long-polling resume: `resume` is the position (transports/cursors.py: an SSE event's
+// `id:`, a poll's `cursor`; the two are interchangeable) after the last frame the page was given,
+// and onPosition(id) reports each new one once its frames were handed on. A transport opened with
+// `resume` gets no session.ready (the server writes what was missed, then goes live): it calls
+// onReady(null) once the server has accepted the stream, and live.js gives the page a
+// session.ready of its own numbers (nothing to sync). If the server cannot resume (the position
+// expired) it starts afresh with a real session.ready, which goes through onReady as usual.
 //
 //   WebSocketTransport  /ws/: frames both ways. It knows a silently dead socket by an
 //                       application-level `ping` (answered by `pong`), sent only while a request
@@ -57,13 +65,23 @@ function timing(name, fallback) {
 }
 
 class Base {
-  constructor({ onReady = () => {}, onFrame = () => {}, onClose = () => {} } = {}) {
+  constructor({ onReady = () => {}, onFrame = () => {}, onClose = () => {}, resume = null, onPosition = () => {} } = {}) {
     this.onReady = onReady;
     this.onFrame = onFrame;
     this.onClose = onClose;
+    this.resume = resume; // SSE / long-poll: the position to resume from (null: afresh)
+    this.onPosition = onPosition;
     this.ready = false;
     this.closed = false;
     this.readyTimer = null;
+  }
+
+  /** A resumed stream was accepted: ready, without a session.ready of the server's. */
+  resumed() {
+    if (this.closed || this.ready) return;
+    this.ready = true;
+    clearTimeout(this.readyTimer);
+    this.onReady(null);
   }
 
   startReadyTimer() {
@@ -71,8 +89,9 @@ class Base {
     this.readyTimer = setTimeout(() => !this.ready && this.die(1006), wait);
   }
 
-  /** A frame from the server: session.ready, session.revoked, or one for the page. */
-  deliver(frame) {
+  /** A frame from the server: session.ready, session.revoked, or one for the page; `position`:
+   * the resume position after it (SSE), reported once the frame was handed on. */
+  deliver(frame, position = null) {
     if (this.closed) return;
     if (frame.type === "session.ready") {
       this.ready = true;
@@ -80,9 +99,11 @@ class Base {
       this.onReady(frame);
     } else if (frame.type === "session.revoked") {
       this.die(CLOSE_UNAUTHENTICATED); // the credentials are gone: a new request gets 401
+      return;
     } else if (frame.type !== "pong") {
       this.onFrame(frame);
     }
+    if (position && !this.closed) this.onPosition(position);
   }
 
   /** The transport failed: stop it and tell the connection once. */
@@ -167,14 +188,20 @@ export class SseTransport extends Base {
   }
 
   open() {
-    // Every (re)connection starts afresh with session.ready, as after a socket reconnect: the
-    // page syncs each room from its own numbers. (The browser's own retry, with Last-Event-ID,
-    // is not used: we close on the first error and reconnect with our back-off.)
-    const source = new EventSource("/api/v1/events/");
+    // A reconnection resumes from the id of the last event handed on (`resume`), sent as
+    // `?last_event_id=`, which the server reads as the Last-Event-ID header: the browser's own
+    // retry (which sends that header) is not used, as we close on the first error and reconnect
+    // with our back-off, and a new EventSource cannot be given the header.
+    const url = this.resume ? `/api/v1/events/?last_event_id=${encodeURIComponent(this.resume)}` : "/api/v1/events/";
+    const source = new EventSource(url);
     this.source = source;
+    // The server answered 200 text/event-stream: a resumed stream is live (the first frames, if
+    // any, are what was missed; a position it cannot resume starts with session.ready instead).
+    source.addEventListener("open", () => this.resume && this.resumed());
     source.addEventListener("message", (event) => {
       const frame = parse(event.data);
-      if (frame) this.deliver(frame);
+      // lastEventId: this event's `id:`, or the previous one's when it has none.
+      if (frame) this.deliver(frame, event.lastEventId || null);
     });
     source.addEventListener("error", () => this.die(1006));
     this.startReadyTimer();
@@ -201,11 +228,26 @@ export class PollTransport extends Base {
 
   open() {
     this.startReadyTimer();
+    if (this.resume) this.checkResumed();
     this.loop();
   }
 
+  /** A resumed poll may wait 25 s for something to happen: whether the server takes us (the
+   * session is valid and it answers) is asked of /api/v1/me/ meanwhile. */
+  async checkResumed() {
+    let response;
+    try {
+      response = await fetch("/api/v1/me/", { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" });
+    } catch {
+      return; // the poll itself fails too, and says so
+    }
+    if (this.closed || this.ready) return;
+    if (response.status === 401) this.die(CLOSE_UNAUTHENTICATED);
+    else if (response.ok) this.resumed();
+  }
+
   async loop() {
-    let cursor = null;
+    let cursor = this.resume;
     while (!this.closed) {
       const controller = new AbortController();
       this.controller = controller;
@@ -219,7 +261,8 @@ export class PollTransport extends Base {
           signal: controller.signal,
         });
         if (response.status === 401) return this.die(CLOSE_UNAUTHENTICATED);
-        if (!response.ok) return this.die(1011); // reconnect with back-off (afresh: a new cursor)
+        if (response.status === 400 && cursor !== null) this.onPosition(null); // a cursor it refuses
+        if (!response.ok) return this.die(1011); // reconnect with back-off
         body = await response.json();
       } catch {
         return this.die(1006); // network gone, or the poll outlived any the server makes
@@ -227,8 +270,14 @@ export class PollTransport extends Base {
         clearTimeout(timer);
       }
       if (this.closed) return;
-      for (const frame of body.events || []) if (frame && typeof frame.type === "string") this.deliver(frame);
+      const events = (body.events || []).filter((frame) => frame && typeof frame.type === "string");
+      // A resumed poll that answers before /me/ did: the server took the cursor (else its
+      // answer starts with session.ready).
+      if (!this.ready && cursor !== null && events[0]?.type !== "session.ready") this.resumed();
+      for (const frame of events) this.deliver(frame);
+      if (this.closed) return;
       cursor = body.cursor ?? cursor;
+      if (cursor !== null) this.onPosition(cursor);
     }
   }
 
@@ -263,7 +312,7 @@ export class RestBridge {
         return true; // an open stream, or a poller that keeps polling, is the server's liveness
       case "message.send":
         if (!room) return false;
-        this.#request("POST", roomPath(room, "messages/"), { content: frame.content, client_msg_id: frame.client_msg_id, ...(frame.reply_to ? { reply_to: frame.reply_to } : {}) }, frame.client_msg_id)
+        this.#request("POST", roomPath(room, "messages/"), { content: frame.content, client_msg_id: frame.client_msg_id, ...(frame.reply_to ? { reply_to: frame.reply_to } : {}), ...(frame.attachments ? { attachments: frame.attachments } : {}) }, frame.client_msg_id)
           .then((message) => message && this.#ack("message.ack", room, message));
         return true;
       case "reaction.add":
@@ -284,17 +333,6 @@ export class RestBridge {
           ? this.#request("PATCH", url, { content: frame.content }, frame.id)
           : this.#request("DELETE", url, undefined, frame.id);
         request.then((message) => message && this.#ack(`${frame.type}.ack`, room, message));
-        return true;
-      }
-      case "reaction.add":
-      case "reaction.remove": {
-        // Threads and reactions (docs/protocol.md): POST / DELETE …/reactions/, answered as reaction.ack.
-        if (!room || typeof frame.id !== "string") return false;
-        const url = roomPath(room, `messages/${encodeURIComponent(frame.id)}/reactions/`);
-        const request = frame.type === "reaction.add"
-          ? this.#request("POST", url, { emoji: frame.emoji }, frame.id)
-          : this.#request("DELETE", `${url}?${new URLSearchParams({ emoji: String(frame.emoji) })}`, undefined, frame.id);
-        request.then((message) => message && this.#ack("reaction.ack", room, message));
         return true;
       }
       case "receipt": {

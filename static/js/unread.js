@@ -54,7 +54,10 @@ export class UnreadBadges {
       case "session.ready":
         this.me = frame.user;
         for (const [roomId, number] of Object.entries(frame.rooms)) this.noteNumber(roomId, number);
-        for (const roomId of Object.keys(frame.rooms)) this.set(roomId, frame.unread?.[roomId] || 0);
+        // A session.ready that another tab's shared connection (or a resumed stream) gave this
+        // page has no counts (live.js): they are read afresh.
+        if (frame.unread === null) this.refreshSoon();
+        else for (const roomId of Object.keys(frame.rooms)) this.set(roomId, frame.unread?.[roomId] || 0);
         break;
       case "message.new":
         this.noteNumber(frame.room, frame.sequence);

@@ -10,6 +10,7 @@ import "./board-doc.test.js";
 import "./board-render.test.js";
 import "./simulator.test.js";
 import "./transports.test.js";
+import "./shared.test.js";
 import "./rich-text.test.js";
 import "./mentions.test.js";
 

@@ -1,6 +1,6 @@
 // The live connection's transports (transports.js): the REST bridge that stands in for the
 // socket's writes over SSE and long-polling, and the socket's ping rule.
-import { RestBridge, WebSocketTransport } from "../transports.js";
+import { PollTransport, RestBridge, SseTransport, WebSocketTransport } from "../transports.js";
 import { assert, assertEqual, test } from "./harness.js";
 
 /** Run `fn` with window.fetch answering from `answer(url, init)`; returns the requests made. */
@@ -191,4 +191,74 @@ test("anything heard after a ping proves the socket alive", () => {
   transport.check(since + 20_000);
   assertEqual(closes, []);
   assertEqual(sent.length, 2); // no second ping: nothing is waiting any more
+});
+
+// -- resuming SSE and long-polling from the last position the page was given -------------------
+
+test("a resumed event stream asks for the last event's id and reports each new id once handed on", () => {
+  const sources = [];
+  const real = window.EventSource;
+  window.EventSource = class {
+    constructor(url) {
+      this.url = url;
+      this.listeners = {};
+      sources.push(this);
+    }
+    addEventListener(type, fn) {
+      this.listeners[type] = fn;
+    }
+    close() {}
+  };
+  const seen = [];
+  try {
+    const transport = new SseTransport({
+      resume: "k3x9c1v0qz2m-0.1-2a",
+      onReady: (frame) => seen.push(["ready", frame]),
+      onFrame: (frame) => seen.push(["frame", frame.type]),
+      onPosition: (id) => seen.push(["position", id]),
+    });
+    transport.open();
+    const source = sources[0];
+    assertEqual(source.url, "/api/v1/events/?last_event_id=k3x9c1v0qz2m-0.1-2a");
+    source.listeners.open();
+    source.listeners.message({ data: '{"type":"message.new","room":"r1","sequence":43}', lastEventId: "k3x9c1v0qz2m-0.1-2b" });
+    source.listeners.message({ data: '{"type":"typing","room":"r1"}', lastEventId: "k3x9c1v0qz2m-0.1-2b" });
+    transport.close();
+  } finally {
+    window.EventSource = real;
+  }
+  assertEqual(seen, [
+    ["ready", null], // accepted: live.js gives the page a session.ready of its own numbers
+    ["frame", "message.new"],
+    ["position", "k3x9c1v0qz2m-0.1-2b"],
+    ["frame", "typing"],
+    ["position", "k3x9c1v0qz2m-0.1-2b"],
+  ]);
+});
+
+test("a resumed long-poll polls from its cursor, is ready once /me/ answers, and moves to each answer's cursor", async () => {
+  const seen = [];
+  let transport;
+  let polls = 0;
+  const requests = await withFetch(
+    (url) => {
+      if (url === "/api/v1/me/") return json(200, { id: 1 });
+      polls += 1;
+      if (polls === 1) return json(200, { cursor: "k-0.1-2b", events: [{ type: "message.new", room: "r1", sequence: 43 }] });
+      return new Promise(() => {}); // the next poll waits
+    },
+    async () => {
+      transport = new PollTransport({
+        resume: "k-0.1-2a",
+        onReady: (frame) => seen.push(["ready", frame]),
+        onFrame: (frame) => seen.push(["frame", frame.type]),
+        onPosition: (id) => seen.push(["position", id]),
+      });
+      transport.open();
+      await until(() => polls === 2);
+      transport.close();
+    },
+  );
+  assertEqual(requests.map((request) => request.url).sort(), ["/api/v1/me/", "/api/v1/poll/?cursor=k-0.1-2a", "/api/v1/poll/?cursor=k-0.1-2b"]);
+  assertEqual(seen, [["ready", null], ["frame", "message.new"], ["position", "k-0.1-2b"]]);
 });
