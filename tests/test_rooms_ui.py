@@ -218,6 +218,20 @@ def test_outsiders_get_404_from_every_page_of_a_private_room(people, action):
     assert room.name == "Secret" and len(roles_in(room)) == 4
 
 
+def test_a_member_menu_opens_the_direct_conversation_from_the_page(people):
+    """The menu's "Message {name}" posts the page's direct form (rooms.views.direct_open)."""
+    client = page_client(people["viewer"])
+
+    response = client.post("/rooms/direct/", {"user": "member"})
+    again = client.post("/rooms/direct/", {"user": "member"})
+    unknown = client.post("/rooms/direct/", {"user": "nobody"})
+
+    room = Room.objects.get(kind=Room.Kind.DIRECT)
+    assert response["Location"] == again["Location"] == f"/rooms/{room.pk}/"
+    assert roles_in(room) == {"viewer": "member", "member": "member"}
+    assert unknown["Location"] == "/" and flashes(unknown) == ["No such user."]
+
+
 # -- what the pages show --------------------------------------------------------------------------
 
 
