@@ -62,25 +62,33 @@ def send_event(groups: Iterable[str], event: dict) -> None:
 
     `event["type"]` names the consumer handler; the rest is handler-specific.
     """
-    item = (list(groups), event)
+    send_events([(groups, event)])
+
+
+def send_events(events: Iterable[tuple[Iterable[str], dict]]) -> None:
+    """`send_event` for many events, in order, published together: a service that tells each of
+    many users something of their own (notifications.senders) costs one publication, not one each."""
+    items = [(list(groups), event) for groups, event in events]
+    if not items:
+        return
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # sync code: after commit (at once when no transaction is open)
-        transaction.on_commit(partial(_committed, item), robust=True)
+        transaction.on_commit(partial(_committed, items), robust=True)
         return
     # Async code opens no Django transaction: what it wrote is committed by the time it gets here.
     outbox = _outbox.get()
     if outbox is None:
         raise RuntimeError("send_event from async code must run inside core.events.publishing()")
-    outbox.append(item)
+    outbox.extend(items)
 
 
-def _committed(item: Event) -> None:
+def _committed(items: list[Event]) -> None:
     outbox = _outbox.get()
     if outbox is not None:  # a service run by call_service: its driver publishes from the loop
-        outbox.append(item)
+        outbox.extend(items)
     else:
-        async_to_sync(_publish)([item])
+        async_to_sync(_publish)(items)
 
 
 @contextlib.asynccontextmanager

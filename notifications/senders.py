@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from core.events import dumps, send_event, user_group
+from core.events import dumps, send_events, user_group
 from messaging.models import Message
 from notifications.models import Notification
 from notifications.payloads import NotificationPayload, excerpt
@@ -124,7 +124,13 @@ class SocketSender:
         if not notices:
             return notices
         counts = unread_counts(user_ids=sorted({notice.user_id for notice in notices}))
-        for notice in notices:
-            frame = {"type": "notification", "notification": notice.payload(), "unread": counts.get(notice.user_id, 0)}
-            send_event([user_group(notice.user_id)], {"type": "user.relay", "text": dumps(frame)})
+        frames = (
+            {"type": "notification", "notification": notice.payload(), "unread": counts.get(notice.user_id, 0)}
+            for notice in notices
+        )
+        # One publication for them all (an @room in a big room is as many users as members).
+        send_events(
+            ([user_group(notice.user_id)], {"type": "user.relay", "text": dumps(frame)})
+            for notice, frame in zip(notices, frames, strict=True)
+        )
         return notices
