@@ -23,6 +23,17 @@ class PasswordChangeForm(AdminPasswordChangeForm):
 @admin.register(User)
 class ParleyUserAdmin(UserAdmin):
     change_password_form = PasswordChangeForm
+    list_display = ("username", "display_name", "email", "is_staff", "is_active")
+    search_fields = ("username", "display_name", "email")
+    actions = ["clear_profile"]
+
+    @admin.action(description="Clear the display name and avatar of the selected users")
+    def clear_profile(self, request: HttpRequest, queryset) -> None:
+        # Through the services: their sockets hear of it, and the stored picture is deleted.
+        for user in queryset:
+            services.profile_update(user=user, display_name="")
+            services.avatar_remove(user=user)
+        self.message_user(request, f"Cleared {len(queryset)} profile(s).")
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

@@ -1,9 +1,11 @@
 from typing import Annotated, TypedDict
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,16 +14,21 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, Toke
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from accounts.models import User
+from accounts import services
+from accounts.models import DISPLAY_NAME_MAX_LENGTH, User
 from accounts.services import user_create, user_credentials_changed, user_update_settings, ws_ticket_issue
 from core.errors import InvalidInput
-from core.throttles import SIGN_IN_THROTTLES, SignUpAddressThrottle
+from core.throttles import SIGN_IN_THROTTLES, SignInAddressThrottle, SignUpAddressThrottle
 from rooms.api import documented
+from rooms.payloads import user_payload
 
 
 class MePayload(TypedDict):
     id: int
     username: str
+    display_name: Annotated[str, "The name others see: my display name, or my username when none is set"]
+    has_display_name: Annotated[bool, "Whether a display name is set (false: `display_name` is the username)"]
+    avatar_url: Annotated[str | None, "My avatar, a 128×128 PNG (relative URL); null for none"]
     email: Annotated[str, OpenApiTypes.EMAIL]
     send_read_receipts: Annotated[bool, "Whether others see how far I have read"]
 
@@ -37,9 +44,13 @@ class TokenPair(TypedDict):
 
 
 def me_payload(user) -> MePayload:
+    shown = user_payload(user)
     return {
         "id": user.pk,
         "username": user.username,
+        "display_name": shown["display_name"],
+        "has_display_name": bool(user.display_name),
+        "avatar_url": shown["avatar_url"],
         "email": user.email,
         "send_read_receipts": user.send_read_receipts,
     }
@@ -69,6 +80,12 @@ class SignupApi(APIView):
 class MeApi(APIView):
     class Input(serializers.Serializer):
         send_read_receipts = serializers.BooleanField(required=False)
+        display_name = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=DISPLAY_NAME_MAX_LENGTH,
+            help_text='The name others see; "" clears it (the username is shown)',
+        )
 
         class Meta:
             ref_name = "MeInput"
@@ -81,7 +98,76 @@ class MeApi(APIView):
     def patch(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(me_payload(user_update_settings(user=request.user, **data.validated_data)))
+        fields = dict(data.validated_data)
+        if "display_name" in fields:
+            services.profile_update(user=request.user, display_name=fields.pop("display_name"))
+        return Response(me_payload(user_update_settings(user=request.user, **fields)))
+
+
+class AvatarApi(APIView):
+    """My avatar: upload an image (multipart field `avatar`: PNG, JPEG, GIF or WebP, at most
+    AVATAR_MAX_BYTES); the server makes a 128×128 PNG of its centred square."""
+
+    parser_classes = [MultiPartParser]
+
+    class Input(serializers.Serializer):
+        avatar = serializers.FileField(help_text="The image")
+
+        class Meta:
+            ref_name = "AvatarInput"
+
+    @extend_schema(request={"multipart/form-data": Input}, responses=documented(MePayload, 400, 403))
+    def post(self, request):
+        return Response(me_payload(services.avatar_set(user=request.user, data=_uploaded(request))))
+
+    @extend_schema(request=None, responses=documented(MePayload, 403))
+    def delete(self, request):
+        return Response(me_payload(services.avatar_remove(user=request.user)))
+
+
+def _too_large() -> InvalidInput:
+    return InvalidInput(
+        f"An avatar may be at most {settings.AVATAR_MAX_BYTES // (1024 * 1024)} MB.",
+        code="avatar_too_large",
+        fields={"avatar": ["File too large."]},
+    )
+
+
+def _uploaded(request) -> bytes:
+    # Refused before the body is parsed when it says it is too big.
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.AVATAR_MAX_BYTES + 64 * 1024:
+        raise _too_large()
+    upload = request.data.get("avatar") if hasattr(request.data, "get") else None
+    if upload is None or not hasattr(upload, "read"):
+        raise InvalidInput("Send the image as the multipart field `avatar`.", fields={"avatar": ["No file."]})
+    if upload.size > settings.AVATAR_MAX_BYTES:
+        raise _too_large()
+    return upload.read()
+
+
+class PasswordChangeApi(APIView):
+    """A new password. Every socket of mine closes (4403) and refresh tokens stay valid; other
+    web sessions end. Limited like sign-in (per address): it checks a password."""
+
+    throttle_classes = [SignInAddressThrottle]
+
+    class Input(serializers.Serializer):
+        current_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+        new_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+        class Meta:
+            ref_name = "PasswordChangeInput"
+
+    @extend_schema(request=Input, responses=documented({204: None}, 400, 403, 429))
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.password_change(
+            user=request.user,
+            current_password=data.validated_data["current_password"],
+            new_password=data.validated_data["new_password"],
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class LogoutApi(APIView):

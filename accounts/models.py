@@ -16,6 +16,9 @@ def username_is(username: str) -> Q:
 models.CharField.register_lookup(Lower)
 
 
+DISPLAY_NAME_MAX_LENGTH = 64
+
+
 class UserManager(DjangoUserManager["User"]):
     def get_by_natural_key(self, username: str | None) -> "User":
         # Sign-in (sessions and JWT alike) accepts a name in any case.
@@ -27,6 +30,12 @@ class User(AbstractUser):
 
     # Privacy: when off, others never see how far this user has read.
     send_read_receipts = models.BooleanField(default=True)
+    # What others see instead of the username when set (accounts.services.profile_update); the
+    # username stays the unique handle (sign-in, @mentions, invitations).
+    display_name = models.CharField(max_length=DISPLAY_NAME_MAX_LENGTH, blank=True, default="")
+    # The current avatar's key in the media store (accounts.avatars), "" for none: a random token,
+    # so its URL (`/avatars/<id>/<token>.png`) changes with every upload and can be cached forever.
+    avatar = models.CharField(max_length=32, blank=True, default="")
 
     objects: ClassVar[UserManager] = UserManager()
 

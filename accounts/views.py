@@ -1,20 +1,19 @@
 from typing import TypeVar
 
 from django import forms
-from django.contrib.auth import login
+from django.contrib import messages
+from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.urls import reverse_lazy
+from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts import avatars, services
+from accounts.forms import AvatarForm, EmailForm, PasswordChangeForm, ProfileForm, SetPasswordForm, SignupForm
 from accounts.services import user_create, user_credentials_changed
-from core.errors import ApplicationError
-from core.throttles import SIGN_IN_THROTTLES, SignUpAddressThrottle, throttled_for
-
-
-class SignupForm(forms.Form):
-    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autofocus": True}))
-    email = forms.EmailField()
-    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+from core.throttles import SIGN_IN_THROTTLES, SignInAddressThrottle, SignUpAddressThrottle, throttled_for
 
 
 @require_http_methods(["GET", "POST"])
@@ -26,16 +25,119 @@ def signup(request):
         form = _refused(SignupForm(initial={name: request.POST.get(name, "") for name in ("username", "email")}), wait)
         return render(request, "accounts/signup.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
-        try:
-            user = user_create(**form.cleaned_data)
-        except ApplicationError as error:
-            for name, messages in (error.fields or {"__all__": [error.message]}).items():
-                for message in messages:
-                    form.add_error(name if name in form.fields else None, message)
-        else:
+        if user := form.apply(user_create, **form.cleaned_data):
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("home")
     return render(request, "accounts/signup.html", {"form": form})
+
+
+# The account page: four small forms, each posting its own `form` name; each saves through
+# accounts.services (the REST API's write path) and comes back here with a notice.
+ACCOUNT_FORMS = {"profile": ProfileForm, "avatar": AvatarForm, "email": EmailForm}
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account(request):
+    user = request.user
+    forms_shown: dict[str, forms.Form] = {
+        "profile": ProfileForm(initial={"display_name": user.display_name}, prefix="profile"),
+        "avatar": AvatarForm(prefix="avatar"),
+        "email": EmailForm(initial={"email": user.email}, prefix="email"),
+        "password": PasswordChangeForm(user, prefix="password"),
+    }
+    status = 200
+    if request.method == "POST":
+        name = request.POST.get("form", "")
+        if name == "avatar-remove":
+            services.avatar_remove(user=user)
+            messages.success(request, "Your picture was removed.")
+            return redirect("account")
+        if name == "password":
+            if wait := throttled_for(request, [SignInAddressThrottle]):  # it checks a password
+                forms_shown["password"] = _refused(PasswordChangeForm(user, prefix="password"), wait)
+                return render(request, "accounts/account.html", {"forms": forms_shown}, status=429)
+            password_form = PasswordChangeForm(user, request.POST, prefix="password")
+            if password_form.is_valid():
+                password_form.save()
+                update_session_auth_hash(request, user)  # this browser stays signed in
+                messages.success(request, "Your password was changed. Other devices were signed out.")
+                return redirect("account")
+            form: forms.Form = password_form
+        elif name in ACCOUNT_FORMS:
+            form = ACCOUNT_FORMS[name](request.POST, request.FILES, prefix=name)
+            if form.is_valid() and _save(name, form, user):
+                messages.success(request, _SAVED[name])
+                return redirect("account")
+        else:
+            raise Http404
+        forms_shown[name] = form
+        status = 400
+    return render(request, "accounts/account.html", {"forms": forms_shown}, status=status)
+
+
+_SAVED = {
+    "profile": "Your display name was saved.",
+    "avatar": "Your picture was saved.",
+    "email": "Your email address was changed.",
+}
+
+
+def _save(name: str, form, user) -> bool:
+    data = form.cleaned_data
+    if name == "profile":
+        saved = form.apply(services.profile_update, user=user, display_name=data["display_name"])
+    elif name == "avatar":
+        saved = form.apply(services.avatar_set, user=user, data=data["avatar"].read())
+    else:
+        saved = form.apply(
+            services.email_change, user=user, email=data["email"], current_password=data["current_password"]
+        )
+    return saved is not None
+
+
+@require_GET
+def avatar(request, user_id: int, token: str):
+    """An avatar's PNG. Its URL names one image for ever (a new upload gets a new token), so it
+    is cached for a year; anyone with the URL may fetch it (accounts.avatars)."""
+    png = avatars.read(user_id, token)
+    if png is None:
+        raise Http404
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's flow: a link valid for PASSWORD_RESET_TIMEOUT seconds is mailed to every active
+    account with that address (and nothing says whether there is one). Limited per address like
+    sign-in, so it cannot be used to flood a mailbox."""
+
+    template_name = "accounts/password_reset.html"
+    email_template_name = "accounts/password_reset_email.txt"
+    subject_template_name = "accounts/password_reset_subject.txt"
+    success_url = reverse_lazy("password-reset-sent")
+
+    def post(self, request, *args, **kwargs):
+        if wait := throttled_for(request, [SignInAddressThrottle]):
+            form = _refused(self.get_form_class()(initial={"email": request.POST.get("email", "")}), wait)
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+
+class PasswordResetSentView(auth_views.PasswordResetDoneView):
+    template_name = "accounts/password_reset_sent.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "accounts/password_reset_confirm.html"
+    form_class = SetPasswordForm  # saves through accounts.services (sockets closed)
+    success_url = reverse_lazy("password-reset-complete")
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "accounts/password_reset_complete.html"
 
 
 FormT = TypeVar("FormT", bound=forms.Form)

@@ -1,6 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from accounts import urls as account_urls
 from accounts.api import LogoutApi, MeApi, SignupApi, TokenApi, TokenRefreshApi, WsTicketApi
 from boards import urls as boards_urls
 from messaging import urls as messaging_urls
@@ -35,6 +36,7 @@ urlpatterns = [
     path("auth/logout/", LogoutApi.as_view(), name="api-logout"),
     path("auth/ws-ticket/", WsTicketApi.as_view(), name="api-ws-ticket"),
     path("me/", MeApi.as_view(), name="api-me"),
+    *account_urls.api_urlpatterns,  # me/avatar/, me/password/ (accounts/urls.py)
     path("rooms/", RoomListApi.as_view(), name="api-rooms"),
     path("rooms/direct/", DirectRoomApi.as_view(), name="api-rooms-direct"),  # before rooms/<room_id>/
     path("rooms/<str:room_id>/", RoomDetailApi.as_view(), name="api-room"),

@@ -19,6 +19,7 @@ urlpatterns = [
     path("signup/", account_views.signup, name="signup"),
     path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", account_views.LogoutView.as_view(), name="logout"),
+    path("", include("accounts.urls")),  # account page, avatars, password reset
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
 ]

@@ -577,6 +577,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["text"])
 
     async def user_relay(self, event: dict) -> None:
+        if profile := event.get("profile"):  # my name or avatar changed (accounts.services): send it from now on
+            self.user.display_name, self.user.avatar = profile["display_name"], profile["avatar"]
         await self.send(text_data=event["text"])
 
     async def user_presence(self, event: dict) -> None:

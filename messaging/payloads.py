@@ -9,7 +9,7 @@ from typing import Annotated, Literal, TypedDict
 from messaging.formatting import message_html
 from messaging.mentions import MentionedUser
 from messaging.models import Message, MessageRevision
-from rooms.payloads import DateTimeStr, UserPayload, UUIDStr, user_payload
+from rooms.payloads import DateTimeStr, UserPayload, UserRef, UUIDStr, user_payload
 
 ChangeType = Literal["message.new", "message.edit", "message.delete", "message.update"]
 
@@ -17,7 +17,7 @@ ChangeType = Literal["message.new", "message.edit", "message.delete", "message.u
 class ReactionPayload(TypedDict):
     emoji: Annotated[str, "One emoji"]
     count: int
-    users: Annotated[list[UserPayload], "Who reacted, in the order they did"]
+    users: Annotated[list[UserRef], "Who reacted, in the order they did"]
 
 
 class MessagePayload(TypedDict):

@@ -29,7 +29,7 @@ from messaging.selectors import Archived, message_in_room
 from notifications import services as notifications
 from rooms import access
 from rooms.models import Membership, Room
-from rooms.payloads import user_payload
+from rooms.payloads import user_payload, user_ref
 from rooms.selectors import membership_get, parse_room_id
 
 
@@ -651,7 +651,7 @@ def reaction_set(*, user: User, room_id: object, message_id: object, emoji: obje
                         )
                     entry = {"emoji": emoji, "users": []}
                     reactions.append(entry)
-                entry["users"].append(user_payload(user))
+                entry["users"].append(user_ref(user))  # stored: who, not how they look
             else:
                 assert entry is not None
                 entry["users"] = [u for u in entry["users"] if u["id"] != user.pk]

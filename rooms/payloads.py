@@ -21,9 +21,18 @@ UUIDStr = Annotated[str, uuid.UUID]
 DateTimeStr = Annotated[str, datetime]
 
 
-class UserPayload(TypedDict):
+class UserRef(TypedDict):
+    """A user as stored inside a message (its reactions): who, not how they look today."""
+
     id: int
     username: str
+
+
+class UserPayload(TypedDict):
+    id: int
+    username: Annotated[str, "The unique handle (sign-in, @mentions)"]
+    display_name: Annotated[str, "The name to show: the user's display name, or the username when none is set"]
+    avatar_url: Annotated[str | None, "A small square PNG (/avatars/…, relative to the server); null for none"]
 
 
 class RoomPayload(TypedDict):
@@ -66,6 +75,16 @@ def user_payload(user: "User | None") -> UserPayload | None: ...
 def user_payload(user: "User | None") -> UserPayload | None:
     if user is None:
         return None
+    # On the hot path (every message's sender): attributes of the row already loaded, no query.
+    return {
+        "id": user.pk,
+        "username": user.username,
+        "display_name": user.display_name or user.username,
+        "avatar_url": f"/avatars/{user.pk}/{user.avatar}.png" if user.avatar else None,
+    }
+
+
+def user_ref(user: "User") -> UserRef:
     return {"id": user.pk, "username": user.username}
 
 

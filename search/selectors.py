@@ -147,7 +147,14 @@ def message_search(*, user: User, params: SearchParams) -> SearchPage:
             id=row["id"],
             room_id=row["room_id"],
             sequence=row["sequence"],
-            sender=User(id=row["sender_id"], username=row["sender_username"]) if row["sender_id"] else None,
+            sender=User(
+                id=row["sender_id"],
+                username=row["sender_username"],
+                display_name=row["sender_display_name"],
+                avatar=row["sender_avatar"],
+            )
+            if row["sender_id"]
+            else None,
             content=row["content"],
             client_msg_id=row["client_msg_id"],
             created_at=row["created_at"],
@@ -239,7 +246,8 @@ def statement(q: str, rooms: list[Room], params: SearchParams) -> tuple[str, dic
         SELECT terms.nodes, terms.tree, archived.archived_days, page.*
           FROM terms CROSS JOIN archived
           LEFT JOIN LATERAL (
-              SELECT hits.*, u.username AS sender_username, ts_headline(
+              SELECT hits.*, u.username AS sender_username, u.display_name AS sender_display_name,
+                     u.avatar AS sender_avatar, ts_headline(
                          '{CONFIG}'::regconfig,
                          replace(replace(hits.content, %(start_mark)s, ''), %(stop_mark)s, ''),
                          {_QUERY}, %(options)s

@@ -31,6 +31,9 @@ def test_it_signs_up_and_gets_tokens(api):
     assert me.json() == {
         "id": response.json()["id"],
         "username": "ada",
+        "display_name": "ada",
+        "has_display_name": False,
+        "avatar_url": None,
         "email": "ada@example.com",
         "send_read_receipts": True,
     }

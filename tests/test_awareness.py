@@ -110,7 +110,7 @@ async def test_receipt_frames_reach_others_and_my_other_devices(trio):
     assert seen_by_ada == {
         "type": "receipt",
         "room": str(room.pk),
-        "user": {"id": bob.pk, "username": "bob"},
+        "user": {"id": bob.pk, "username": "bob", "display_name": "bob", "avatar_url": None},
         "delivered_sequence": 1,
         "read_sequence": 1,
     }
@@ -217,7 +217,11 @@ async def test_typing_is_relayed_to_others_at_most_every_two_seconds(trio, monke
     for _ in range(5):
         await ada_socket.send_json_to(frame)
     first = await receive_type(bob_socket, "typing")
-    assert first == {"type": "typing", "room": str(room.pk), "user": {"id": ada.pk, "username": "ada"}}
+    assert first == {
+        "type": "typing",
+        "room": str(room.pk),
+        "user": {"id": ada.pk, "username": "ada", "display_name": "ada", "avatar_url": None},
+    }
     # Ada's five frames are handled (each relayed or dropped) before her marker is answered.
     assert "typing" not in [f["type"] for f in await frames_before_marker(ada_socket)]  # not told of her own
     assert "typing" not in [f["type"] for f in await frames_before_marker(bob_socket)]  # the other four dropped

@@ -40,7 +40,12 @@ def test_members_and_viewers_get_the_page_with_their_role(make_user):
             "id": str(board.pk),
             "room": str(room.pk),
             "title": "Q3 <sketch>",
-            "created_by": {"id": owner.pk, "username": owner.username},  # who may rename / delete it
+            "created_by": {
+                "id": owner.pk,
+                "username": owner.username,
+                "display_name": owner.username,
+                "avatar_url": None,
+            },  # who may rename / delete it
         }
         assert data["role"] == role and data["me"]["id"] == user.pk
         html = response.content.decode()

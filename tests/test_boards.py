@@ -71,7 +71,12 @@ async def test_updates_are_applied_stored_in_order_and_sent_to_everyone_else(cas
         for n, key in enumerate(keys, 1):
             frame = await receive_type(socket, "board.update")
             assert (frame["sequence"], frame["client_update_id"]) == (n, str(key))
-            assert frame["user"] == {"id": people["owner"].pk, "username": "owner"}
+            assert frame["user"] == {
+                "id": people["owner"].pk,
+                "username": "owner",
+                "display_name": "owner",
+                "avatar_url": None,
+            }
             bob.apply(frame["update"])
         assert bob.render() == ada.render()
     assert await nothing_but_presence(owner)  # its own updates come back as acks only
@@ -313,7 +318,12 @@ async def test_awareness_is_relayed_given_to_joiners_rate_limited_and_cleared(ca
     seen = []
     while not seen or seen[-1] != 2:
         frame = await receive_type(member, "board.awareness")
-        assert frame["user"] == {"id": people["viewer"].pk, "username": "viewer"}
+        assert frame["user"] == {
+            "id": people["viewer"].pk,
+            "username": "viewer",
+            "display_name": "viewer",
+            "avatar_url": None,
+        }
         seen.append(frame["state"]["cursor"]["x"])
     assert seen == sorted(set(seen)) and set(seen) <= {0, 1, 2}
     await viewer.send_json_to({"type": "board.leave", "board": str(board.pk)})

@@ -57,7 +57,7 @@ def test_it_starts_a_thread_on_an_element_and_announces_it(team, events, django_
         "id": body["id"],
         "board": str(board.pk),
         "parent": None,
-        "author": {"id": team["author"].pk, "username": "author"},
+        "author": {"id": team["author"].pk, "username": "author", "display_name": "author", "avatar_url": None},
         "element_id": "e1",
         "x": None,
         "y": None,

@@ -55,7 +55,7 @@ def test_the_timeline_says_who_touched_which_elements(team):
 
     page = api.get(f"/api/v1/boards/{board.pk}/history/?limit=3").json()
 
-    ada, bob = ({"id": team[n].pk, "username": n} for n in ("ada", "bob"))
+    ada, bob = ({"id": team[n].pk, "username": n, "display_name": n, "avatar_url": None} for n in ("ada", "bob"))
     assert [(e["sequence"], e["user"], e["elements"], e["elements_total"]) for e in page["entries"]] == [
         (1, ada, ["e1"], 1),
         (2, bob, ["e1"], 1),

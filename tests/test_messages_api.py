@@ -55,7 +55,12 @@ def test_it_sends_and_returns_the_message_shape(room):
     }
     assert body["edited_at"] is None and body["deleted"] is False
     assert body["room"] == str(room.pk) and body["sequence"] == 1
-    assert body["sender"] == {"id": room.created_by.pk, "username": "owner"}
+    assert body["sender"] == {
+        "id": room.created_by.pk,
+        "username": "owner",
+        "display_name": "owner",
+        "avatar_url": None,
+    }
     assert body["content"] == "<b>hi</b>" and body["client_msg_id"] == str(key)
 
 

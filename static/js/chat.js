@@ -146,6 +146,14 @@ const threads = new ThreadPanel(document.getElementById("thread-panel"), {
 const reacting = new Set(); // message ids with a reaction frame unanswered (its error names the row)
 const picker = new ReactionPicker({ onPick: (id, emoji) => react(id, emoji) });
 
+/** ArrowUp in the empty composer: open my newest message I may still edit in its editor. */
+function editLastMessage() {
+  const mine = timeline.newest((message) => permissions(message).edit && rows.node(message.id) !== null);
+  if (!mine) return false;
+  editing.start(mine.id);
+  return true;
+}
+
 /** Toggle my `emoji` reaction on message `id` (the answer comes as the message's next copy). */
 function react(id, emoji) {
   const message = timeline.message(id) || threads.message(id);
@@ -174,6 +182,7 @@ const composer = new Composer(document.getElementById("composer"), {
     scroller.toBottom();
   },
   onInput: () => typingOut.note(),
+  onEditLast: () => editLastMessage(),
 });
 const editing = new Editing({
   timeline,

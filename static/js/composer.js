@@ -25,9 +25,10 @@ export class Composer {
   /**
    * form: the composer <form> (holding #composer-input, #send-button, #composer-error and
    * #composer-hint). maxLength: the server's limit (client-config). onSend(content): a draft to
-   * send. onInput(): the reader typed.
+   * send. onInput(): the reader typed. onEditLast(): ArrowUp in the empty composer: open the
+   * reader's last message in its editor; true if there was one.
    */
-  constructor(form, { maxLength, onSend, onInput = () => {} }) {
+  constructor(form, { maxLength, onSend, onInput = () => {}, onEditLast = () => false }) {
     this.#form = form;
     this.#input = form.querySelector("#composer-input");
     this.#button = form.querySelector("#send-button");
@@ -44,6 +45,12 @@ export class Composer {
       if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.altKey) return;
       event.preventDefault();
       this.#submit();
+    });
+    this.#input.addEventListener("keydown", (event) => {
+      // ArrowUp in an empty composer edits one's last message, as in Slack, Zulip and Mattermost.
+      if (event.key !== "ArrowUp" || this.#input.value || event.isComposing) return;
+      if (event.shiftKey || event.altKey || event.ctrlKey || event.metaKey) return;
+      if (onEditLast()) event.preventDefault();
     });
     this.#input.addEventListener("input", () => {
       autosize(this.#input);

@@ -35,15 +35,31 @@ export function paintAvatars(root = document) {
   }
 }
 
-/** An avatar bubble: the first letter of the username on the user's colour. */
-export function avatar(user, size = "") {
+/** The name to show for a user payload: the display name (the server falls back to the username). */
+export function displayName(user) {
+  return user ? user.display_name || user.username : "";
+}
+
+/** A letter bubble: the first letter of the user's name on the user's colour. */
+function letterAvatar(user, size) {
   const node = el(
     "span",
     { class: `avatar ${size}`.trim(), "aria-hidden": "true", "data-avatar-for": user ? user.id : "" },
-    user ? user.username.slice(0, 1).toUpperCase() : "?",
+    user ? displayName(user).slice(0, 1).toUpperCase() : "?",
   );
   if (user) node.style.setProperty("--avatar-hue", avatarHue(user.id));
   return node;
+}
+
+/**
+ * A user's avatar: their picture (avatar_url), or the letter bubble (also when the picture no
+ * longer loads, e.g. it was replaced since). Decorative: the name is always written beside it.
+ */
+export function avatar(user, size = "") {
+  if (!user?.avatar_url) return letterAvatar(user, size);
+  const img = el("img", { class: `avatar avatar-img ${size}`.trim(), alt: "", src: user.avatar_url, width: 128, height: 128 });
+  img.addEventListener("error", () => img.replaceWith(letterAvatar(user, size)), { once: true });
+  return img;
 }
 
 /** Read a value passed from Django with the json_script filter. */

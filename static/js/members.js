@@ -76,7 +76,7 @@ export class Members {
     const name = el(
       "button",
       { type: "button", class: "member-name", "data-member-menu": true, "aria-haspopup": "menu", "aria-expanded": "false" },
-      user.username,
+      user.display_name || user.username,
     );
     if (user.id === this.#me.id) name.append(" ", el("span", { class: "muted" }, "(you)"));
     const dot = el("span", { class: "presence-dot", role: "img" });

@@ -2,12 +2,13 @@
 // in the <ol> in the order the timeline (timeline.js) says. It is the timeline's `view`; the
 // other modules reach a row through `node(id)`. User content only reaches the DOM through
 // textContent (see dom.js `el`), or as the server's sanitised formatting through rich-text.js.
-import { avatar, el, lineIcon } from "./dom.js";
+import { avatar, displayName, el, lineIcon } from "./dom.js";
 import { dayLabel, hhmm } from "./format.js";
 import { reactionChips } from "./reactions.js";
 import { threadLine } from "./thread-line.js";
 import { highlightMentions } from "./mentions.js";
 import { richText } from "./rich-text.js";
+import { RowFocus } from "./row-focus.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000; // consecutive messages by one person within this are grouped
 const ROW_ERROR_MS = 6000;
@@ -99,6 +100,7 @@ export class MessageRows {
   constructor(list, { me, can = () => NOBODY_MAY, onUpdate = () => true, threadLinks = true }) {
     this.#threadLinks = threadLinks; // the thread line under rows (not in the thread panel itself)
     this.#list = list;
+    new RowFocus(list); // one tab stop for the list; a row's actions are tab stops only while it has focus
     this.#me = me;
     this.#can = can;
     this.#onUpdate = onUpdate;
@@ -177,7 +179,7 @@ export class MessageRows {
         el(
           "div",
           { class: "msg-meta" },
-          el("span", { class: "msg-author" }, sender ? sender.username : "Deleted user"),
+          el("span", { class: "msg-author", title: sender ? `@${sender.username}` : null }, sender ? displayName(sender) : "Deleted user"),
           el("time", { class: "msg-time", dateTime: message.created_at, title: created.toLocaleString() }, hhmm(created)),
         ),
         body,

@@ -1,7 +1,7 @@
 // Messages the reader sent that the server has not confirmed yet: optimistic grey rows below the
 // confirmed ones, keyed by client_msg_id, resent after reconnects (same id, so the server
 // dedupes), and failed ones offered for retry or discard.
-import { avatar, el } from "./dom.js";
+import { avatar, displayName, el } from "./dom.js";
 
 /** crypto.randomUUID exists only in secure contexts (https, localhost); plain-http hosts need the fallback. */
 export function newClientMsgId() {
@@ -151,7 +151,7 @@ export class Outbox {
         el(
           "div",
           { class: "msg-meta" },
-          el("span", { class: "msg-author" }, me.username),
+          el("span", { class: "msg-author" }, displayName(me)),
           el("span", { class: "msg-status" }),
         ),
         el("div", { class: "msg-body" }, entry.content),

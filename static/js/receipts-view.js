@@ -58,7 +58,7 @@ export class ReceiptsView {
 
   onReceipt(frame) {
     if (frame.room !== this.#roomId || frame.user.id === this.#me.id) return;
-    const mark = this.#markOf(frame.user.id, frame.user.username);
+    const mark = this.#markOf(frame.user.id, frame.user.display_name || frame.user.username);
     mark.delivered = Math.max(mark.delivered, frame.delivered_sequence || 0);
     mark.read = frame.read_sequence === null ? null : Math.max(mark.read || 0, frame.read_sequence || 0);
     this.refresh();
@@ -127,11 +127,11 @@ export class ReceiptsView {
     try {
       const data = await getJson(this.#receiptsUrl(message.id));
       for (const user of data.delivered_to) {
-        const mark = this.#markOf(user.id, user.username);
+        const mark = this.#markOf(user.id, user.display_name || user.username);
         mark.delivered = Math.max(mark.delivered, data.sequence);
       }
       for (const user of data.read_by) {
-        const mark = this.#markOf(user.id, user.username);
+        const mark = this.#markOf(user.id, user.display_name || user.username);
         if (mark.read !== null) mark.read = Math.max(mark.read, data.sequence);
         mark.delivered = Math.max(mark.delivered, data.sequence);
       }

@@ -55,7 +55,7 @@ function hitRow(hit) {
         "span",
         { class: "search-hit-meta" },
         el("span", { class: "search-hit-room" }, `# ${hit.room.name}`),
-        el("span", { class: "search-hit-sender" }, hit.sender ? hit.sender.username : "Deleted user"),
+        el("span", { class: "search-hit-sender" }, hit.sender ? hit.sender.display_name || hit.sender.username : "Deleted user"),
         el("time", { class: "search-hit-time", dateTime: hit.created_at }, dateFormat.format(created)),
       ),
       snippet(hit.snippet),

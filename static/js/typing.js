@@ -62,7 +62,7 @@ export class TypingIndicator {
     if (frame.room !== this.#roomId || frame.user.id === this.#me.id) return;
     clearTimeout(this.#typers.get(frame.user.id)?.timer);
     const timer = setTimeout(() => this.stop(frame.user.id), TYPING_SHOW_MS);
-    this.#typers.set(frame.user.id, { username: frame.user.username, timer });
+    this.#typers.set(frame.user.id, { username: frame.user.display_name || frame.user.username, timer });
     this.#render();
   }
 

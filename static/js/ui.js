@@ -40,6 +40,24 @@ function setUpFlashes() {
   }
 }
 
+/**
+ * A form that came back with errors: focus its summary (role=alert), so screen readers read out
+ * what is wrong and keyboard users start from there; its links lead to each field.
+ */
+function focusErrorSummary() {
+  const summary = document.querySelector("[data-error-summary]");
+  if (!summary) return;
+  summary.focus();
+  summary.addEventListener("click", (event) => {
+    const link = event.target.closest("a[href^='#']");
+    const field = link && document.getElementById(link.getAttribute("href").slice(1));
+    if (!field) return;
+    event.preventDefault();
+    field.focus();
+  });
+}
+
 setUpFlashes();
+focusErrorSummary();
 paintAvatars();
 setUpSettingsMenu();

@@ -606,7 +606,7 @@ export class BoardApp {
       cursor: this.cursor || null,
       selection: this.selection.slice(0, 200),
       viewport: { x: this.view.view.x, y: this.view.view.y, zoom: this.view.view.zoom },
-      name: this.me.username,
+      name: this.me.display_name || this.me.username,
       colour: this.colour,
     });
   }
@@ -626,14 +626,15 @@ export class BoardApp {
   }
 
   #paintAvatars() {
-    const bubbles = [el("span", { class: "avatar avatar-sm board-me", title: `${this.me.username} (you)`, "data-peer-user": this.me.id }, this.me.username.slice(0, 1).toUpperCase())];
+    const myName = this.me.display_name || this.me.username;
+    const bubbles = [el("span", { class: "avatar avatar-sm board-me", title: `${myName} (you)`, "data-peer-user": this.me.id }, myName.slice(0, 1).toUpperCase())];
     bubbles[0].style.setProperty("--avatar-hue", avatarHue(this.me.id));
     const seen = new Set();
     for (const [key, { user, state }] of this.peers) {
       const id = user?.id;
       if (id === undefined || seen.has(key)) continue;
       seen.add(key);
-      const name = user.username;
+      const name = user.display_name || user.username;
       const button = el(
         "button",
         { type: "button", class: "avatar avatar-sm board-peer", title: `Follow ${name}`, "aria-label": `Follow ${name}`, "data-peer": key, "data-peer-user": id, "aria-pressed": String(this.following === key) },
@@ -651,7 +652,7 @@ export class BoardApp {
     this.following = key && this.peers.has(key) ? key : null;
     const peer = this.following && this.peers.get(this.following);
     this.ui.following.hidden = !peer;
-    this.ui.following.textContent = peer ? `Following ${peer.user.username}` : "";
+    this.ui.following.textContent = peer ? `Following ${peer.user.display_name || peer.user.username}` : "";
     this.#paintAvatars();
     if (peer?.state?.viewport) this.setView(peer.state.viewport, { fromUser: false });
   }

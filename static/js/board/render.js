@@ -395,7 +395,7 @@ export class BoardView {
     const cursors = [];
     for (const [key, { user, state }] of peers) {
       const colour = safeColour(state.colour);
-      const name = String(state.name || user?.username || "someone").slice(0, 40);
+      const name = String(user?.display_name || state.name || user?.username || "someone").slice(0, 40);
       if (this.source && Array.isArray(state.selection)) {
         for (const id of state.selection.slice(0, 200)) {
           const element = this.source.get(id);

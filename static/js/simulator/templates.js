@@ -11,7 +11,7 @@ export function attachTemplatePicker(panel) {
   if (!createForm) return null;
   addStylesheet();
   const select = el("select", { class: "sim-template-select", name: "template", "aria-label": "Template", "data-sim-template": true }, el("option", { value: "" }, "Loading templates…"));
-  const button = el("button", { type: "submit", class: "btn btn-secondary btn-sm", "aria-label": "New board from template", title: "New board from this template" }, "Create");
+  const button = el("button", { type: "submit", class: "btn btn-secondary btn-sm", "aria-label": "Create new board from template", title: "New board from this template" }, "Create");
   const message = el("p", { class: "small muted", role: "status", hidden: true });
   const form = el("form", { class: "sim-template", "data-sim-template-form": true }, el("span", { class: "small muted" }, "Or from a template:"), el("div", { class: "input-row" }, select, button));
   const follow = () => {
