@@ -94,17 +94,14 @@ class RoomLevelListApi(APIView):
 
 @extend_schema(parameters=[ROOM_ID])
 class RoomLevelApi(APIView):
-    """GET / PUT my notification level in a room: `all`, `mentions` (the default) or `mute`."""
+    """PUT my notification level in a room: `all`, `mentions` (the default) or `mute` (every room's
+    is in GET notifications/rooms/)."""
 
     class Input(serializers.Serializer):
         level = serializers.ChoiceField(choices=["all", "mentions", "mute"])
 
         class Meta:
             ref_name = "RoomLevelInput"
-
-    @extend_schema(responses=documented(RoomLevelPayload, 403, 404))
-    def get(self, request, room_id):
-        return Response(selectors.room_level(user=request.user, room_id=room_id))
 
     @extend_schema(request=Input, responses=documented(RoomLevelPayload, 400, 403, 404))
     def put(self, request, room_id):

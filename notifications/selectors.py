@@ -11,7 +11,6 @@ from messaging.models import Message
 from notifications.models import Notification, RoomSetting
 from notifications.payloads import NotificationPayload, RoomLevelPayload, excerpt
 from rooms.models import Membership
-from rooms.selectors import membership_get
 
 MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints
 
@@ -124,16 +123,6 @@ def item_message(item: Notification) -> Message | None:
         .only("id", "room", "sequence", "content", "reply_to", "deleted_at", "created_at")
         .first()
     )
-
-
-def room_level(*, user: User, room_id: object) -> RoomLevelPayload:
-    """The user's level in a room they are in (not_found for rooms they may not see)."""
-    membership = membership_get(room_id=room_id, user=user)
-    level = (
-        RoomSetting.objects.filter(user=user, room_id=membership.room.pk).values_list("level", flat=True).first()
-        or RoomSetting.Level.MENTIONS
-    )
-    return {"room": str(membership.room.pk), "level": level}  # type: ignore[typeddict-item]
 
 
 def room_levels(*, user: User) -> list[RoomLevelPayload]:

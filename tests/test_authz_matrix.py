@@ -472,7 +472,6 @@ REST_ROWS = [
     ),
     Row("POST", f"{V1}/notifications/{{notification_id}}/read/", signed_in(NOT_FOUND)),
     Row("GET", f"{V1}/notifications/rooms/", signed_in(OK)),
-    Row("GET", f"{V1}/notifications/rooms/{{room_id}}/", MEMBERS),
     Row("PUT", f"{V1}/notifications/rooms/{{room_id}}/", MEMBERS, body=lambda c: {"level": "mute"}),
     # Boards (docs/protocol.md "Boards"): members watch, those who may send edit and create, owners
     # and admins rename and delete any board, members their own; {board_id} is the target's board
