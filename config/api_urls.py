@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from accounts import urls as account_urls
 from accounts.api import LogoutApi, MeApi, SignupApi, TokenApi, TokenRefreshApi, WsTicketApi
+from attachments import urls as attachments_urls
 from boards import urls as boards_urls
 from messaging import urls as messaging_urls
 from messaging.api import (
@@ -65,6 +66,7 @@ urlpatterns = [
     *boards_urls.urlpatterns,  # rooms/<room>/boards/, boards/... (boards/urls.py)
     *simulator_urls.urlpatterns,  # simulator/, boards/<board>/simulations/, simulations/... (simulator/urls.py)
     *search_urls.urlpatterns,  # search/ (full-text search over my rooms' messages)
+    *attachments_urls.urlpatterns,  # rooms/<room>/attachments/... (attachments/urls.py)
     *notifications_urls.urlpatterns,  # notifications/ (the inbox, levels per room: docs/notifications.md)
     *transports_urls.urlpatterns,  # events/ (Server-Sent Events), poll/ (long-polling)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

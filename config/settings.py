@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -157,6 +158,7 @@ INSTALLED_APPS = [
     "transports",
     "search",
     "operations",
+    "attachments",
 ]
 
 MIDDLEWARE = [
@@ -328,6 +330,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "operations.tasks.prune_task_runs",
         "schedule": timedelta(hours=24),
     },
+    "prune-attachment-uploads": {
+        "task": "attachments.tasks.prune_uploads",
+        "schedule": timedelta(hours=1),
+    },
 }
 # Operators (operations/): Celery task runs are kept this many days in admin; each server process
 # reports its live connection counts to Redis every CONNECTIONS_REPORT_SECONDS (core/hub.py), and
@@ -438,6 +444,30 @@ ARCHIVE_PREFIX = os.environ.get("ARCHIVE_PREFIX", "messages")
 # Decoded archive days kept in memory per process for scroll-back into the archive.
 ARCHIVE_CACHE_DAYS = env_int("ARCHIVE_CACHE_DAYS", 8)
 
+# Attachments (attachments/, docs/attachments.md): in the archive's store (the S3_* settings above)
+# under ATTACHMENT_PREFIX, or, with no bucket, in ATTACHMENT_LOCAL_DIR served by Parley itself
+# through the same presigned-upload protocol.
+ATTACHMENT_PREFIX = os.environ.get("ATTACHMENT_PREFIX", "attachments")
+ATTACHMENT_LOCAL_DIR = os.environ.get("ATTACHMENT_LOCAL_DIR", str(BASE_DIR / ".data" / "attachments"))
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 25 * 1024 * 1024)
+ATTACHMENT_MAX_PIXELS = env_int("ATTACHMENT_MAX_PIXELS", 40_000_000)  # an image's width x height
+ATTACHMENT_URL_SECONDS = env_int("ATTACHMENT_URL_SECONDS", 300)  # presigned upload and download URLs
+ATTACHMENT_MAX_PENDING = env_int("ATTACHMENT_MAX_PENDING", 20)  # uploads a user has started, not sent
+MESSAGE_MAX_ATTACHMENTS = 10
+
+
+def _store_origins() -> list[str]:
+    """Where browsers upload to and download from: the S3 endpoint (CSP connect-src, img-src)."""
+    if not S3_BUCKET:
+        return []  # the local store is Parley itself: 'self'
+    if S3_ENDPOINT_URL:
+        parts = urlsplit(S3_ENDPOINT_URL)
+        return [f"{parts.scheme}://{parts.netloc}"]
+    return [f"https://s3.{S3_REGION}.amazonaws.com", "https://s3.amazonaws.com"]
+
+
+ATTACHMENT_STORE_ORIGINS = env_list("ATTACHMENT_STORE_ORIGINS") or _store_origins()
+
 # Profiles (accounts/avatars.py): avatars are stored in the archive's store (S3_BUCKET, else
 # ARCHIVE_LOCAL_DIR) under avatars/; an upload may be at most AVATAR_MAX_BYTES.
 AVATAR_MAX_BYTES = env_int("AVATAR_MAX_BYTES", 5 * 1024 * 1024)
@@ -481,8 +511,9 @@ CONTENT_SECURITY_POLICY = {
         "default-src": ["'none'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
-        "img-src": ["'self'", "data:"],  # data: for the <select> arrow drawn in static/css/app.css
-        "connect-src": ["'self'"],  # + ws(s)://<host> (core/csp.py)
+        # data: for the <select> arrow drawn in static/css/app.css; the store for attachments' images
+        "img-src": ["'self'", "data:", *ATTACHMENT_STORE_ORIGINS],
+        "connect-src": ["'self'", *ATTACHMENT_STORE_ORIGINS],  # + ws(s)://<host> (core/csp.py); uploads
         "object-src": ["'none'"],
         "base-uri": ["'none'"],
         "form-action": ["'self'"],

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
+from attachments import urls as attachments_urls
 from boards import views as board_views
 from rooms import views as room_views
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("logout/", account_views.LogoutView.as_view(), name="logout"),
     path("", include("accounts.urls")),  # account page, avatars, password reset
     path("admin/", admin.site.urls),
+    *attachments_urls.local_urlpatterns,  # the local store's uploads and files (attachments/views.py)
     path("api/v1/", include("config.api_urls")),
 ]
 

@@ -52,6 +52,13 @@ class MessageListApi(APIView):
         reply_to = serializers.UUIDField(
             required=False, help_text="Reply in this message's thread (docs/protocol.md, Threads and reactions)"
         )
+        attachments = serializers.ListField(
+            child=serializers.UUIDField(),
+            required=False,
+            max_length=10,
+            help_text="Ids of my completed uploads to this room to send with it (docs/attachments.md); "
+            "`content` may then be empty",
+        )
 
         class Meta:
             ref_name = "MessageListInput"
@@ -84,6 +91,7 @@ class MessageListApi(APIView):
             content=data.get("content"),
             client_msg_id=data.get("client_msg_id"),
             reply_to=data.get("reply_to"),
+            attachments=data.get("attachments"),
         )
         return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

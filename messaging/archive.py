@@ -62,10 +62,12 @@ FIELDS = [
     "last_reply_at",
     "reactions",
     "change_kind",
+    # Since attachments (issue 16); rows of older archives stop before it.
+    "attachments",
 ]
 COLUMNS = (
     "id, room_id, sequence, changed_sequence, sender_id, content, client_msg_id, created_at, edited_at, deleted_at,"
-    " reply_to, reply_count, last_reply_at, reactions, change_kind"
+    " reply_to, reply_count, last_reply_at, reactions, change_kind, attachments"
 )
 PARENT = Message._meta.db_table
 _LOCK_NAMESPACE = 0x5041524C  # "PARL"
@@ -168,16 +170,18 @@ def _build(day: dt.date) -> Built:
                     lines = []
                     for row in batch:
                         mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row[:10]
-                        reply_to, reply_count, last_reply_at, reactions, change_kind = row[10:]
+                        reply_to, reply_count, last_reply_at, reactions, change_kind, attachments = row[10:]
                         if isinstance(reactions, str):  # Django's cursors hand jsonb over as its text
                             reactions = json.loads(reactions)
+                        if isinstance(attachments, str):
+                            attachments = json.loads(attachments)
                         room = str(room)
                         lines.append(
                             json.dumps(
                                 [str(mid), room, seq, changed, sender, content, str(cmid)]
                                 + [_iso(created), _iso(edited), _iso(deleted)]
                                 + [str(reply_to) if reply_to else None, reply_count, _iso(last_reply_at)]
-                                + [reactions, change_kind],
+                                + [reactions, change_kind, attachments],
                                 ensure_ascii=False,
                                 separators=(",", ":"),
                             )
@@ -408,18 +412,22 @@ _cache = _DayCache()
 
 def _full(row: list) -> list:
     """A row of any version of the format, with every field (older rows lack the newer ones)."""
-    return row + [None, 0, None, None, None][len(row) - 10 :] if len(row) < len(FIELDS) else row
+    return row + [None, 0, None, None, None, None][len(row) - 10 :] if len(row) < len(FIELDS) else row
 
 
 def _restorable(row: list) -> list:
-    """A row as COPY takes it: the reactions (JSON) as their text."""
+    """A row as COPY takes it: the reactions and attachments (JSON) as their text."""
     row = _full(row)
-    return row[:13] + [None if row[13] is None else json.dumps(row[13], ensure_ascii=False), row[14]]
+
+    def text(value: object) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False)
+
+    return row[:13] + [text(row[13]), row[14], text(row[15])]
 
 
 def _as_message(row: list) -> Message:
     mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row[:10]
-    reply_to, reply_count, last_reply_at, reactions, change_kind = _full(row)[10:]
+    reply_to, reply_count, last_reply_at, reactions, change_kind, attachments = _full(row)[10:]
     return Message(
         id=mid,
         room_id=room,
@@ -436,6 +444,7 @@ def _as_message(row: list) -> Message:
         last_reply_at=dt.datetime.fromisoformat(last_reply_at) if last_reply_at else None,
         reactions=reactions,
         change_kind=change_kind,
+        attachments=attachments,
     )
 
 

@@ -421,14 +421,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_message_send(self, frame: dict) -> None:
         room = _require_str(frame, "room")
-        if frame.get("reply_to") is not None:  # a reply (its thread's root changes too): not batched
+        # A reply (its thread's root changes too) or a message with attachments: not batched.
+        if frame.get("reply_to") is not None or frame.get("attachments") is not None:
             message, _created = await call_service(
                 services.message_send,
                 user=self.user,
                 room_id=room,
                 content=frame.get("content"),
                 client_msg_id=frame.get("client_msg_id"),
-                reply_to=frame["reply_to"],
+                reply_to=frame.get("reply_to"),
+                attachments=frame.get("attachments"),
             )
             await self._ack("message.ack", room, message)
             return

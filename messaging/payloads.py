@@ -6,6 +6,7 @@ functions are on the hot path (every message sent, every synced message): plain 
 
 from typing import Annotated, Literal, TypedDict
 
+from attachments.payloads import AttachmentPayload
 from messaging.formatting import message_html
 from messaging.mentions import MentionedUser
 from messaging.models import Message, MessageRevision
@@ -40,6 +41,9 @@ class MessagePayload(TypedDict):
     reply_count: Annotated[int, "Replies in this message's thread that are not deleted"]
     last_reply_at: DateTimeStr | None
     reactions: list[ReactionPayload]
+    attachments: Annotated[
+        list[AttachmentPayload], "Files and images sent with the message (docs/attachments.md); empty when deleted"
+    ]
 
 
 class ChangeFrame(TypedDict):
@@ -88,6 +92,7 @@ def message_payload(message: Message) -> MessagePayload:
         "reactions": [
             {"emoji": r["emoji"], "count": len(r["users"]), "users": r["users"]} for r in message.reactions or ()
         ],
+        "attachments": message.attachments or [],  # stored as the payload shows them (attachments.binding)
     }
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from psycopg.rows import dict_row
 
 from accounts.models import User
+from attachments import binding as attachment_binding
 from core import asyncdb
 from core.errors import ApplicationError, Conflict, Forbidden, Internal, InvalidInput, Unavailable, is_outage
 from core.events import dumps, publishing, room_group, send_event, user_group
@@ -80,16 +81,31 @@ def _key_taken(error: Exception) -> bool:
 
 
 def message_send(
-    *, user: User, room_id: object, content: object, client_msg_id: object, reply_to: object = None
+    *,
+    user: User,
+    room_id: object,
+    content: object,
+    client_msg_id: object,
+    reply_to: object = None,
+    attachments: object = None,
 ) -> tuple[Message, bool]:
     """Persist a message and announce it to the room after commit.
 
     Returns (message, created). Resending the same client_msg_id returns the original message
     with created=False and announces nothing. With `reply_to`, a reply in that message's thread
-    (`thread_reply`); plain messages take the batched path.
+    (`thread_reply`); with `attachments` (ids of completed uploads, docs/attachments.md), a message
+    carrying them (`_send_one`); plain messages take the batched path, which never looks at
+    attachments.
     """
-    if reply_to is not None:
-        return thread_reply(user=user, room_id=room_id, content=content, client_msg_id=client_msg_id, reply_to=reply_to)
+    if reply_to is not None or attachments not in (None, []):
+        return _send_one(
+            user=user,
+            room_id=room_id,
+            content=content,
+            client_msg_id=client_msg_id,
+            reply_to=reply_to,
+            attachments=attachments,
+        )
     result = message_send_many(
         requests=[{"user": user, "room_id": room_id, "content": content, "client_msg_id": client_msg_id}]
     )[0]
@@ -488,6 +504,12 @@ def message_delete(*, user: User, room_id: object, message_id: object) -> Messag
             MessageRevision.objects.filter(room_id=room_id, message_id=message.id).delete()
             message.content, message.deleted_at, message.changed_sequence = "", now, number
             message.reactions, message.change_kind = None, None
+            if message.attachments:  # they go too (their objects leave the store after commit)
+                Message.objects.filter(room_id=room_id, id=message.id, created_at=message.created_at).update(
+                    attachments=None
+                )
+                attachment_binding.release(room_id=room_id, message_id=message.id)
+                message.attachments = None
             _announce_change(message)
             if message.reply_to is not None:
                 _thread_changed(room_id, message.reply_to, replies=-1)
@@ -558,15 +580,38 @@ def thread_reply(
     (`deleted`), nor does one in a frozen day (`archived`); its existing replies stay readable.
     Resending a client_msg_id returns the original reply (created False), as for plain messages.
     """
-    content = _clean_content(content)
+    return _send_one(user=user, room_id=room_id, content=content, client_msg_id=client_msg_id, reply_to=reply_to)
+
+
+def _send_one(
+    *,
+    user: User,
+    room_id: object,
+    content: object,
+    client_msg_id: object,
+    reply_to: object = None,
+    attachments: object = None,
+) -> tuple[Message, bool]:
+    """One message through the ORM rather than the batched statement: a reply (`thread_reply`),
+    and/or a message with attachments (attachments.binding.claim: the sender's own completed
+    uploads to this room, not sent before; their metadata is stored on the message, so payloads,
+    history and sync carry it without another query). A message with attachments may have no text."""
+    attachment_ids = attachment_binding.clean_ids(attachments)
+    if attachment_ids and (content is None or (isinstance(content, str) and not content.strip())):
+        content = ""
+    else:
+        content = _clean_content(content)
     key = _clean_client_msg_id(client_msg_id)
-    parent_id = _clean_reply_to(reply_to)
+    parent_id = _clean_reply_to(reply_to) if reply_to is not None else None
     partitions.ensure_for(timezone.now())
     for attempt in range(2):
         try:
             with transaction.atomic():
                 membership = membership_get(room_id=room_id, user=user)
-                access.require_reply(membership)
+                if parent_id is not None:
+                    access.require_reply(membership)
+                else:
+                    access.require_send(membership)
                 room_pk = membership.room.pk
                 original = SentMessageKey.objects.filter(sender=user, client_msg_id=key).first()
                 if original is not None:
@@ -584,16 +629,27 @@ def thread_reply(
                     return message, False
                 # Taking the number locks the room: every change in this room is serialised from here.
                 number, stamp = _number_and_stamp(room_pk)
-                root = message_in_room(room_pk, parent_id)
-                if root.reply_to is not None:
-                    root = message_in_room(room_pk, root.reply_to)
-                _require_hot(root)
-                if root.deleted_at is not None:
-                    raise Conflict("This message was deleted: its thread takes no new replies.", code="deleted")
+                root = None
+                if parent_id is not None:
+                    root = message_in_room(room_pk, parent_id)
+                    if root.reply_to is not None:
+                        root = message_in_room(room_pk, root.reply_to)
+                    _require_hot(root)
+                    if root.deleted_at is not None:
+                        raise Conflict("This message was deleted: its thread takes no new replies.", code="deleted")
                 found = mentions.resolve(
                     room_id=room_pk, content=content, may_mention_room=access.may_mention_room(membership.role)
                 )
+                message_id = uuid.uuid4()
+                carried = (
+                    attachment_binding.claim(
+                        user_id=user.pk, room_id=room_pk, ids=attachment_ids, message_id=message_id
+                    )
+                    if attachment_ids
+                    else None
+                )
                 message = Message.objects.create(
+                    id=message_id,
                     room_id=room_pk,
                     sequence=number,
                     sender=user,
@@ -601,16 +657,20 @@ def thread_reply(
                     client_msg_id=key,
                     created_at=stamp,
                     changed_sequence=number,
-                    reply_to=root.id,
+                    reply_to=root.id if root is not None else None,
+                    attachments=carried,
                     mentions=found,
                 )
                 SentMessageKey.objects.create(
                     sender=user, client_msg_id=key, room_id=room_pk, message_id=message.id, message_created_at=stamp
                 )
                 _announce_change(message)
-                _thread_changed(room_pk, root.id, replies=1, at=stamp)
-                # The thread's people, those it mentions: once committed (notifications.services).
-                notifications.notify_sent(messages=[message])
+                if root is not None:
+                    _thread_changed(room_pk, root.id, replies=1, at=stamp)
+                if found or root is not None or membership.room.kind == Room.Kind.DIRECT:
+                    # The thread's people, those it mentions, a direct room's other member: once
+                    # committed (notifications.services).
+                    notifications.notify_sent(messages=[message])
             return message, True
         except IntegrityError:  # the same key claimed concurrently: the next try finds and replays it
             if attempt:
@@ -665,6 +725,29 @@ def reaction_set(*, user: User, room_id: object, message_id: object, emoji: obje
             _announce_change(message)
     except _Unchanged as unchanged:
         return unchanged.message
+    return message
+
+
+def message_attachment_changed(*, room_id: uuid.UUID, message_id: uuid.UUID, attachment: dict) -> Message | None:
+    """One of a message's attachments changed (its thumbnail was made, or could not be:
+    attachments.services): a numbered change of the message (`message.update`, change_kind
+    "attach"), so live and syncing clients alike get the new metadata. Inside the caller's
+    transaction, which has locked the room already. A deleted message, or one in a frozen day,
+    does not change any more."""
+    message = Message.objects.select_related("sender").filter(room_id=room_id, id=message_id).first()
+    if message is None or message.deleted_at is not None or not message.attachments:
+        return None
+    if message.created_at.astimezone(dt.UTC).date() < hot_cutoff():
+        return None
+    carried = [attachment if a["id"] == attachment["id"] else a for a in message.attachments]
+    if carried == message.attachments:
+        return None
+    number = _next_sequence(room_id)
+    message.attachments, message.changed_sequence, message.change_kind = carried, number, "attach"
+    Message.objects.filter(room_id=room_id, id=message.id, created_at=message.created_at).update(
+        attachments=carried, changed_sequence=number, change_kind="attach"
+    )
+    _announce_change(message)
     return message
 
 

@@ -91,6 +91,19 @@ def require_react(membership: Membership) -> None:
         raise refusal
 
 
+# -- Attachments (attachments/; docs/attachments.md) ----------------------------------------------
+# Uploading is sending (send_refusal). Fetching a file needs a membership: a public room's
+# visitors read its messages but do not get its files, and, as for outsiders, they are not found.
+
+
+def attachment_refusal(*, kind: str | None, role: str | None, user_active: bool) -> ApplicationError | None:
+    """Why this user may not fetch the attachments of this room, or None."""
+    refusal = member_refusal(kind=kind, role=role, user_active=user_active)
+    if refusal is not None and refusal.code == "not_member":
+        return NotFound()
+    return refusal
+
+
 def may_manage(membership: Membership) -> bool:
     return membership.role in MANAGING_ROLES
 

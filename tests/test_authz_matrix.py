@@ -41,6 +41,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import User
 from accounts.services import user_set_active
+from attachments.models import Attachment
 from boards import comments
 from boards.models import Board, BoardComment, BoardUpdate
 from boards.services import board_create
@@ -271,6 +272,30 @@ class Cell:
             )
         return self.made[key]
 
+    def attachment(self, whose: str) -> Attachment:
+        """ "own": the actor's upload, not completed (if they may upload; else as "other"); "other":
+        the target's, sent with a message of theirs. Rows only: the store holds no bytes for them
+        (tests/test_attachments.py uploads for real)."""
+        key = f"attachment:{whose}"
+        if key not in self.made:
+            if whose == "own" and self.actor in SENDERS:
+                self.made[key] = Attachment.objects.create(
+                    room=self.room, uploader=self.user, name="mine.txt", declared_type="text/plain", declared_size=5
+                )
+            else:
+                self.made[key] = Attachment.objects.create(
+                    room=self.room,
+                    uploader=self.world.users["target"],
+                    name="theirs.txt",
+                    declared_type="text/plain",
+                    declared_size=5,
+                    status=Attachment.Status.READY,
+                    size=5,
+                    content_type="text/plain",
+                    message_id=self.message("other").id,
+                )
+        return self.made[key]
+
     def run(self, whose: str) -> SimulationRun:
         """A queued simulation of the target's template board, started by the target ("other") or
         the actor ("own")."""
@@ -319,6 +344,8 @@ class Cell:
             return self.comment(whose).id
         if name == "run_id":
             return self.run(whose).pk
+        if name == "attachment_id":
+            return self.attachment(whose).id
         if name == "notification_id":
             return self.notification(whose).pk
         raise AssertionError(f"tests/test_authz_matrix.py: Cell.param has no value for {{{name}}}")
@@ -451,6 +478,37 @@ REST_ROWS = [
         variant="reply",
     ),
     Row("GET", f"{MESSAGE}/thread/", MEMBERS),
+    # Attachments (docs/attachments.md): those who may send upload; only the uploader completes or
+    # abandons an upload; members fetch what was sent, and a public room's visitors, like
+    # outsiders, are told it does not exist. {attachment_id} is the target's, sent, unless "own".
+    Row(
+        "POST",
+        f"{ROOM}/attachments/",
+        in_room(CREATED, CREATED, CREATED, FORBIDDEN),
+        body=lambda c: {"name": "a.txt", "size": 5, "content_type": "text/plain"},
+    ),
+    Row(
+        "POST",
+        f"{ROOM}/attachments/{{attachment_id}}/complete/",
+        in_room(*[(409, "upload_missing")] * 3, NOT_FOUND),
+        whose="own",
+        variant="own",
+    ),
+    Row("POST", f"{ROOM}/attachments/{{attachment_id}}/complete/", in_room(*[NOT_FOUND] * 4)),
+    Row("GET", f"{ROOM}/attachments/{{attachment_id}}/", in_room(OK, OK, OK, OK, outsider_public=NOT_FOUND)),
+    Row(
+        "GET",
+        f"{ROOM}/attachments/{{attachment_id}}/download/",
+        in_room(*[(302, None)] * 4, outsider_public=NOT_FOUND),
+    ),
+    Row(
+        "DELETE",
+        f"{ROOM}/attachments/{{attachment_id}}/",
+        in_room(NO_CONTENT, NO_CONTENT, NO_CONTENT, NOT_FOUND),
+        whose="own",
+        variant="own",
+    ),
+    Row("DELETE", f"{ROOM}/attachments/{{attachment_id}}/", in_room(*[NOT_FOUND] * 4)),
     Row("POST", f"{MESSAGE}/reactions/", MEMBERS, body=lambda c: {"emoji": "👍"}),
     Row("DELETE", f"{MESSAGE}/reactions/", MEMBERS, query="?emoji=%F0%9F%91%8D"),
     # Search (search/): everyone signed in searches the rooms they may read; a room filter is

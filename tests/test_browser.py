@@ -6,6 +6,7 @@ the `chromium` fixture; the fixture is closed before `start_server` (and the tes
 torn down.
 """
 
+import io
 import json
 import re
 import uuid
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 pytestmark = pytest.mark.browser
@@ -113,8 +115,8 @@ def shown_sequences(page) -> list[int]:
     return page.locator("#messages [data-sequence]").evaluate_all("rows => rows.map(r => Number(r.dataset.sequence))")
 
 
-def test_two_people_chat_live_through_the_ui(start_server, chromium):
-    base_url = start_server()
+def test_two_people_chat_live_through_the_ui(start_server, chromium, tmp_path):
+    base_url = start_server(ATTACHMENT_LOCAL_DIR=str(tmp_path))  # no bucket: Parley's local store
     browser = chromium()
     suffix = uuid.uuid4().hex[:6]
     alice_name, bob_name, room_name = f"alice{suffix}", f"bob{suffix}", "Launch plans"
@@ -189,6 +191,27 @@ def test_two_people_chat_live_through_the_ui(start_server, chromium):
         expect(page.locator("#pending > li")).to_have_count(0)
     ids = alice.locator("#messages [data-sequence]").evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert len(set(ids)) == 3 and all(ids)
+
+    # Alice attaches a file and an image (the attach button's file input; drops and pastes fill the
+    # same tray), and sends them without text once both uploads are complete.
+    image = io.BytesIO()
+    Image.new("RGB", (300, 200), (40, 90, 200)).save(image, format="PNG")
+    alice.locator("#attach-input").set_input_files(
+        [
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"see you thursday\n"},
+            {"name": "plan.png", "mimeType": "image/png", "buffer": image.getvalue()},
+        ]
+    )
+    expect(alice.locator("#composer-attachments [data-status=ready]")).to_have_count(2)
+    alice.locator("#composer-input").press("Enter")
+    expect(alice.locator("#composer-attachments")).to_be_hidden()
+    shared = bob.locator("[data-sequence='4']")
+    expect(shared.locator(".attachment-file")).to_contain_text("notes.txt")
+    # No Celery worker here: the image's thumbnail stays pending (tests/test_attachments.py makes them).
+    expect(shared.locator(".attachment-placeholder")).to_contain_text("plan.png")
+    # Bob's link goes through the membership check to the file.
+    download = bob.request.get(shared.locator(".attachment-file").get_attribute("href"))
+    assert download.ok and download.body() == b"see you thursday\n"
 
     ARTIFACTS.mkdir(exist_ok=True)
     alice.screenshot(path=str(ARTIFACTS / "chat-alice.png"))

@@ -52,6 +52,8 @@ def test_it_sends_and_returns_the_message_shape(room):
         # Mentions (issue 16, docs/notifications.md).
         "mentions",
         "mentions_room",
+        # Attachments (issue 16, docs/attachments.md).
+        "attachments",
     }
     assert body["edited_at"] is None and body["deleted"] is False
     assert body["room"] == str(room.pk) and body["sequence"] == 1

@@ -21,6 +21,7 @@
 // server (client-config, core/context_processors.py).
 import { paintAvatars, readJsonScript, ROLE_LABELS } from "./dom.js";
 import { getJson, HttpError } from "./api.js";
+import { AttachmentTray, bindAttachmentInputs } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { Editing } from "./editing.js";
 import { History } from "./history.js";
@@ -177,12 +178,21 @@ new MentionComplete(document.getElementById("composer-input"), {
 const inbox = new Inbox(document.getElementById("inbox"), { me, roomId: room.id });
 const composer = new Composer(document.getElementById("composer"), {
   maxLength: config.message_max_length,
-  onSend: (content) => {
-    outbox.queue(content);
+  onSend: (content, files) => {
+    outbox.queue(content, files);
     scroller.toBottom();
   },
   onInput: () => typingOut.note(),
   onEditLast: () => editLastMessage(),
+});
+// Attachments (attachments.js): the attach button, drops and pastes fill the tray; a send takes its uploads.
+composer.attachments = new AttachmentTray(document.getElementById("composer-attachments"), { roomId: room.id });
+bindAttachmentInputs({
+  form: document.getElementById("composer"),
+  textarea: document.getElementById("composer-input"),
+  button: document.getElementById("attach-button"),
+  input: document.getElementById("attach-input"),
+  tray: composer.attachments,
 });
 const editing = new Editing({
   timeline,

@@ -21,6 +21,8 @@ export class Composer {
   #hint;
   #maxLength;
   #onSend;
+  // The uploads to send with the next message (attachments.js AttachmentTray), or null.
+  attachments = null;
 
   /**
    * form: the composer <form> (holding #composer-input, #send-button, #composer-error and
@@ -84,6 +86,8 @@ export class Composer {
   #setEnabled(enabled, placeholder, hint) {
     this.#input.disabled = !enabled;
     this.#button.disabled = !enabled;
+    const attach = this.#form.querySelector("#attach-button"); // attachments.js
+    if (attach) attach.disabled = !enabled;
     this.#form.classList.toggle("is-disabled", !enabled);
     this.#input.placeholder = placeholder;
     this.#hint.replaceChildren(...hint);
@@ -111,9 +115,12 @@ export class Composer {
   #submit() {
     if (this.#input.disabled) return;
     const content = normalise(this.#input.value);
-    if (!content.trim()) return; // nothing to say: not an error, just nothing to send
+    const files = this.attachments?.ids() ?? [];
+    if (this.attachments?.busy()) return this.#showError("Wait for the uploads to finish, then send.");
+    if (!content.trim() && !files.length) return; // nothing to say: not an error, just nothing to send
     if (!this.#validate()) return;
-    this.#onSend(content);
+    this.#onSend(content, files);
+    this.attachments?.clear();
     this.#input.value = "";
     autosize(this.#input);
     this.#input.focus();

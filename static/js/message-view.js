@@ -5,6 +5,7 @@
 import { avatar, displayName, el, lineIcon } from "./dom.js";
 import { dayLabel, hhmm } from "./format.js";
 import { reactionChips } from "./reactions.js";
+import { renderAttachments } from "./attachments.js";
 import { threadLine } from "./thread-line.js";
 import { highlightMentions } from "./mentions.js";
 import { richText } from "./rich-text.js";
@@ -184,6 +185,7 @@ export class MessageRows {
         ),
         body,
         fold && this.#foldButton(this.#unfolded.has(message.id)),
+        renderAttachments(message),
         this.#threadLinks && threadLine(message),
         reactionChips(message, this.#me, this.#can(message).react),
       ),

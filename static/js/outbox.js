@@ -48,9 +48,10 @@ export class Outbox {
     return this.#pending.size;
   }
 
-  /** Send a new message (a pending row until the server has it). */
-  queue(content) {
+  /** Send a new message (a pending row until the server has it), with `attachments` (ids of completed uploads). */
+  queue(content, attachments = []) {
     const entry = { id: newClientMsgId(), content, status: "queued", error: "", code: "", node: null, replyTo: this.replyTo };
+    if (attachments.length) entry.attachments = attachments;
     entry.node = this.#render(entry);
     this.#pending.set(entry.id, entry);
     this.#list.append(entry.node);
@@ -107,6 +108,7 @@ export class Outbox {
   #transmit(entry) {
     const frame = { type: "message.send", room: this.#roomId, content: entry.content, client_msg_id: entry.id };
     if (entry.replyTo) frame.reply_to = entry.replyTo;
+    if (entry.attachments) frame.attachments = entry.attachments;
     entry.status = this.#send(frame) ? "sent" : "queued";
     if (entry.status === "sent") this.#offline = false;
     this.#paint(entry);
@@ -154,7 +156,7 @@ export class Outbox {
           el("span", { class: "msg-author" }, displayName(me)),
           el("span", { class: "msg-status" }),
         ),
-        el("div", { class: "msg-body" }, entry.content),
+        el("div", { class: "msg-body" }, entry.content || (entry.attachments && `📎 ${entry.attachments.length} file(s)`)),
         el("div", { class: "msg-failure", hidden: true }),
       ),
     );

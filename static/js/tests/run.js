@@ -12,6 +12,7 @@ import "./simulator.test.js";
 import "./transports.test.js";
 import "./shared.test.js";
 import "./rich-text.test.js";
+import "./attachments.test.js";
 import "./mentions.test.js";
 
 window.parleyTests = runAll().then((results) => {
