@@ -134,6 +134,15 @@ const receipts = new ReceiptsView({
   editingId: () => editing.editingId,
   receiptsUrl: (id) => roomUrl(`messages/${encodeURIComponent(id)}/receipts/`),
 });
+/** Who @ may complete to: the room's members but me, and @room for owners and admins (rooms/access.py). */
+const mentionable = () => [
+  ...(can("mention_room") ? [{ username: "room", label: "everyone in this room" }] : []),
+  ...[...document.querySelectorAll("#member-list [data-username]")]
+    .filter((row) => Number(row.dataset.userId) !== me.id)
+    .map((row) => ({ username: row.dataset.username })),
+];
+// In the thread's reply box too, attached before the thread panel's own Enter handler.
+new MentionComplete(document.getElementById("thread-input"), { people: mentionable });
 // Threads and reactions (docs/protocol.md "Threads and reactions").
 const threadOutbox = new Outbox(document.getElementById("thread-pending"), { roomId: room.id, me, send });
 const threads = new ThreadPanel(document.getElementById("thread-panel"), {
@@ -163,17 +172,9 @@ function react(id, emoji) {
   else rows.showError(id, "Couldn't react: not connected.");
 }
 
-// The composer's @name completion (mention-complete.js), attached first so that its keys (Enter,
-// Tab, arrows, Escape) come before the composer's own: the room's members but me, and @room for
-// owners and admins (rooms/access.py, client-config).
-new MentionComplete(document.getElementById("composer-input"), {
-  people: () => [
-    ...(can("mention_room") ? [{ username: "room", label: "everyone in this room" }] : []),
-    ...[...document.querySelectorAll("#member-list [data-username]")]
-      .filter((row) => Number(row.dataset.userId) !== me.id)
-      .map((row) => ({ username: row.dataset.username })),
-  ],
-});
+// The composer's @name completion (mention-complete.js), attached before the composer's own key
+// handler so that its keys (Enter, Tab, arrows, Escape) come first.
+new MentionComplete(document.getElementById("composer-input"), { people: mentionable });
 // The notification inbox and this room's notification level (inbox.js, docs/notifications.md).
 const inbox = new Inbox(document.getElementById("inbox"), { me, roomId: room.id });
 const composer = new Composer(document.getElementById("composer"), {
