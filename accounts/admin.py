@@ -7,8 +7,19 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.http import HttpRequest
 
+import audit
 from accounts import services
 from accounts.models import User
+from audit.context import current_user
+
+# Changes to these are recorded in the audit log (a password only as having changed).
+_AUDITED = ("username", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")
+
+
+def _shown(value: object) -> object:
+    if hasattr(value, "__iter__") and not isinstance(value, str):  # groups, permissions
+        return sorted(str(item) for item in value)
+    return value
 
 
 class PasswordChangeForm(AdminPasswordChangeForm):
@@ -17,6 +28,7 @@ class PasswordChangeForm(AdminPasswordChangeForm):
     def save(self, commit: bool = True) -> User:
         user = super().save(commit=commit)
         services.user_credentials_changed(user=user)
+        audit.record(action="user.password_set", actor=current_user(), target=user)
         return user
 
 
@@ -40,5 +52,10 @@ class ParleyUserAdmin(UserAdmin):
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
+        if changed := [name for name in _AUDITED if name in form.changed_data]:
+            before = {name: _shown(form.initial.get(name)) for name in changed}
+            after = {name: _shown(form.cleaned_data.get(name)) for name in changed}
+            action = "user.update" if change else "user.create"
+            audit.record(action=action, actor=request.user, target=obj, before=before, after=after)
         if change and "is_active" in form.changed_data and not obj.is_active:
             services.user_credentials_changed(user=obj)

@@ -1,4 +1,4 @@
-from typing import Annotated, TypedDict
+from typing import Annotated, TypedDict, cast
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -14,6 +14,7 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, Toke
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+import audit
 from accounts import services
 from accounts.models import DISPLAY_NAME_MAX_LENGTH, User
 from accounts.services import user_create, user_credentials_changed, user_update_settings, ws_ticket_issue
@@ -191,6 +192,7 @@ class LogoutApi(APIView):
             raise InvalidInput("That refresh token is not yours.", code="token_not_valid")
         token.blacklist()
         user_credentials_changed(user=request.user)
+        audit.record(action="auth.sign_out", actor=request.user, target=request.user, after={"via": "token"})
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 
@@ -208,6 +210,17 @@ class TokenApi(TokenObtainPairView):
     """Sign in: a username and password for an access and a refresh token."""
 
     throttle_classes = SIGN_IN_THROTTLES
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        # simplejwt sends no user_logged_in (its failures do reach audit's user_login_failed).
+        user = cast(TokenObtainPairSerializer, self.serializer).user
+        audit.record(action="auth.sign_in", actor=user, target=user, after={"via": "token"})
+        return response
+
+    def get_serializer(self, *args, **kwargs):
+        self.serializer = super().get_serializer(*args, **kwargs)  # who signed in, for post()
+        return self.serializer
 
 
 class _TokenRefreshInput(TokenRefreshSerializer):

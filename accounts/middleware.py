@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 
 from accounts.models import User
 from accounts.services import ws_ticket_redeem
+from audit.context import bind_socket_client
 from core import asyncdb
 from core.errors import is_outage
 
@@ -111,6 +112,7 @@ class SocketAuthMiddleware:
         self.origins = AllowedHostsOriginValidator(app)  # used for its valid_origin() only
 
     async def __call__(self, scope, receive, send):
+        bind_socket_client(scope)  # this socket's address, for the audit entries its frames cause
         headers = dict(scope["headers"])  # the last of repeated headers wins, as in Channels
         origin = headers.get(b"origin")
         ticket = parse_qs(scope["query_string"].decode("latin1")).get("ticket")

@@ -1,11 +1,14 @@
 """Boards in Django admin: renames and deletions go through boards.services (announced to the room,
 the board's sockets leave it); the document, its log and snapshots are read-only here."""
 
+from typing import cast
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 
+from accounts.models import User
 from boards import services
 from boards.models import Board
 from core.admin import ServiceAdmin
@@ -30,7 +33,7 @@ class BoardAdmin(ServiceAdmin):
             self.write(request, lambda: services.board_staff_rename(board=obj, title=form.cleaned_data["title"]))
 
     def delete_model(self, request: HttpRequest, obj: Board) -> None:
-        self.write(request, lambda: services.board_staff_delete(board=obj))
+        self.write(request, lambda: services.board_staff_delete(board=obj, actor=cast(User, request.user)))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Board]) -> None:
         for board in queryset:

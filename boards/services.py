@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+import audit
 from accounts.models import User
 from boards import crdt, documents
 from boards.models import Board, BoardUpdate
@@ -76,9 +77,15 @@ def board_create(*, user: User, room_id: object, title: object) -> Board:
     refusal = access.board_edit_refusal(kind=membership.room.kind, role=membership.role, user_active=user.is_active)
     if refusal is not None:
         raise refusal
-    board = Board.objects.create(room_id=membership.room_id, title=_clean_title(title), created_by=user)
-    _announce(board, "board.created")
+    with transaction.atomic():
+        board = Board.objects.create(room_id=membership.room_id, title=_clean_title(title), created_by=user)
+        _announce(board, "board.created")
+        audit.record(action="board.create", actor=user, target=board, after=_audited_board(board))
     return board
+
+
+def _audited_board(board: Board) -> dict[str, object]:
+    return {"room": str(board.room_id), "title": board.title}
 
 
 def _managed_board(user: User, board_id: object) -> Board:
@@ -100,7 +107,7 @@ def board_rename(*, user: User, board_id: object, title: object) -> Board:
 
 
 def board_delete(*, user: User, board_id: object) -> None:
-    board_staff_delete(board=_managed_board(user, board_id))
+    board_staff_delete(board=_managed_board(user, board_id), actor=user)
 
 
 def board_staff_rename(*, board: Board, title: object) -> Board:
@@ -111,7 +118,7 @@ def board_staff_rename(*, board: Board, title: object) -> Board:
     return board
 
 
-def board_staff_delete(*, board: Board) -> None:
+def board_staff_delete(*, board: Board, actor: User | None) -> None:
     """Delete a board with its log, snapshots and comments, whoever may (site staff in Django
     admin); its sockets leave it and the room hears of it."""
     board_pk = board.pk
@@ -120,6 +127,7 @@ def board_staff_delete(*, board: Board) -> None:
         board.pk = board_pk
         _announce(board, "board.deleted")
         send_event([board_group(board_pk)], {"type": "board.gone", "board": str(board_pk)})
+        audit.record(action="board.delete", actor=actor, target=("board", board_pk), before=_audited_board(board))
     documents.forget(board_pk)  # an idle cached document of it is of no more use
     forget_renderings(board_pk)  # and its renderings
 

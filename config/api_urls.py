@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView
 from accounts import urls as account_urls
 from accounts.api import LogoutApi, MeApi, SignupApi, TokenApi, TokenRefreshApi, WsTicketApi
 from attachments import urls as attachments_urls
+from audit import urls as audit_urls
 from boards import urls as boards_urls
 from messaging import urls as messaging_urls
 from messaging.api import (
@@ -69,5 +70,6 @@ urlpatterns = [
     *attachments_urls.urlpatterns,  # rooms/<room>/attachments/... (attachments/urls.py)
     *notifications_urls.urlpatterns,  # notifications/ (the inbox, levels per room: docs/notifications.md)
     *transports_urls.urlpatterns,  # events/ (Server-Sent Events), poll/ (long-polling)
+    *audit_urls.urlpatterns,  # audit/export/ (site staff: the audit log as JSON lines)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -158,11 +158,13 @@ INSTALLED_APPS = [
     "transports",
     "search",
     "operations",
+    "audit",
     "attachments",
 ]
 
 MIDDLEWARE = [
     "core.logs.RequestContextMiddleware",  # request id, log context, access line, HTTP metrics
+    "audit.context.AuditContextMiddleware",  # the client address the audit log records
     "core.dbdeadline.DeadlineMiddleware",  # the whole request is bounded
     "django.middleware.security.SecurityMiddleware",
     "core.staticfiles.WhiteNoiseMiddleware",  # WhiteNoise, also on the event loop (no thread per request)

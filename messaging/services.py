@@ -15,6 +15,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.rows import dict_row
 
+import audit
 from accounts.models import User
 from attachments import binding as attachment_binding
 from core import asyncdb
@@ -513,6 +514,9 @@ def message_delete(*, user: User, room_id: object, message_id: object) -> Messag
             _announce_change(message)
             if message.reply_to is not None:
                 _thread_changed(room_id, message.reply_to, replies=-1)
+            if message.sender_id != user.pk:  # a room's owner or admin removed someone else's message
+                summary = {"room": str(room_id), "sender": message.sender_id, "sequence": message.sequence}
+                audit.record(action="message.delete", actor=user, target=("message", message.id), before=summary)
     except _Unchanged as unchanged:
         return unchanged.message
     return message

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+import audit
 from accounts.models import User
 from core.errors import Forbidden, InvalidInput, NotFound
 from messaging.models import MessageArchive
@@ -37,6 +38,7 @@ LOST_ERROR = "No outcome within 24 hours: its worker died or the queue was lost.
 # -- jobs started by operators -------------------------------------------------------------------
 
 
+@transaction.atomic
 def job_start(*, user: User, job: str, days: Sequence[dt.date] = ()) -> TaskRun:
     """Queue one of JOBS for `days` (archive_now takes none). Bad input changes nothing. The run is
     recorded as queued at once, with who asked; the task is sent after the commit."""
@@ -67,6 +69,7 @@ def job_start(*, user: User, job: str, days: Sequence[dt.date] = ()) -> TaskRun:
         queued_at=timezone.now(),
     )
     transaction.on_commit(lambda: _enqueue(run))
+    audit.record(action="operations.job_start", actor=user, target=run, after={"job": job, "days": run.args})
     return run
 
 
@@ -128,7 +131,11 @@ def task_run_finished(*, task_id: str, state: str, result: object) -> None:
     else:
         run.status = TaskRun.Status.FAILED
         run.error = run.error or f"{state}: {result!r}"[:_SHORT]
-    run.save(update_fields=["finished_at", "duration_ms", "status", "result", "error"])
+    with transaction.atomic():
+        run.save(update_fields=["finished_at", "duration_ms", "status", "result", "error"])
+        if run.name in JOBS.values():  # archive, verify and restore runs, by beat or by an operator
+            outcome = {"task": run.name, "days": run.args, "status": run.status}
+            audit.record(action="operations.job_finished", actor=None, target=run, after=outcome)
 
 
 def task_progress(done: int, total: int, note: str = "") -> None:

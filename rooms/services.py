@@ -10,6 +10,7 @@ Who may do what is rooms.access. Invariants kept here, whoever asks:
 
 from django.db import IntegrityError, transaction
 
+import audit
 from accounts.models import User
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.events import dumps, room_group, send_event, user_group
@@ -83,6 +84,16 @@ def _announce_membership(*, room: Room, user: User, membership: Membership | Non
     )
 
 
+def _audited_room(room: Room) -> dict[str, object]:
+    return {"name": room.name, "kind": room.kind}
+
+
+def _audited_role(actor: Membership, user: User, role: str | None) -> dict[str, object]:
+    # Staff acting from Django admin hold no membership (staff_actor): said so.
+    summary: dict[str, object] = {"room": str(actor.room.pk), "user": user.pk, "role": role}
+    return summary | ({"as_staff": True} if actor.pk is None else {})
+
+
 def _require_manager(membership: Membership) -> None:
     if membership.room.kind == Room.Kind.DIRECT:
         raise Forbidden("Direct conversations have fixed members.", code="direct_room")
@@ -122,6 +133,7 @@ def room_create(*, creator: User, name: str, topic: str = "", kind: str = Room.K
     )
     membership = Membership.objects.create(room=room, user=creator, role=Role.OWNER)
     _announce_membership(room=room, user=creator, membership=membership)
+    audit.record(action="room.create", actor=creator, target=room, after=_audited_room(room))
     return room
 
 
@@ -143,6 +155,7 @@ def direct_room_get_or_create(*, user: User, other: User) -> tuple[Room, bool]:
             for person in (user, other):
                 membership = Membership.objects.create(room=room, user=person, role=Role.MEMBER)
                 _announce_membership(room=room, user=person, membership=membership)
+            audit.record(action="room.create", actor=user, target=room, after=_audited_room(room))
     except IntegrityError:  # the other person opened it at the same moment: use theirs
         return Room.objects.get(direct_key=key), False
     return room, True
@@ -154,6 +167,7 @@ def room_update(
 ) -> Room:
     _require_manager(actor)
     room = Room.objects.select_for_update().get(pk=actor.room.pk)
+    before = {"name": room.name, "topic": room.topic, "kind": room.kind}
     if name is not None:
         room.name = _clean_name(name)
     if topic is not None:
@@ -161,6 +175,15 @@ def room_update(
     if kind is not None:
         room.kind = _clean_kind(kind)
     room.save(update_fields=["name", "topic", "kind"])
+    after = {"name": room.name, "topic": room.topic, "kind": room.kind}
+    if changed := [field for field in after if after[field] != before[field]]:
+        audit.record(
+            action="room.update",
+            actor=actor.user,
+            target=room,
+            before={field: before[field] for field in changed},
+            after={field: after[field] for field in changed},
+        )
     frame = {"type": "room.update", "room": room_payload(room)}
     send_event([room_group(room.pk)], {"type": "room.relay", "room": str(room.pk), "text": dumps(frame)})
     return room
@@ -171,13 +194,16 @@ def room_delete(*, actor: Membership) -> None:
     room = actor.room
     if room.kind == Room.Kind.DIRECT or actor.role != Role.OWNER:
         raise Forbidden("Only the room owner can delete it.")
-    _delete(room)
+    _delete(room, actor=actor.user)
 
 
-def _delete(room: Room) -> None:
+def _delete(room: Room, *, actor: User, last_member_left: bool = False) -> None:
     for membership in Membership.objects.filter(room=room).select_related("user"):
         _announce_membership(room=room, user=membership.user, membership=None)
+    room_id = room.pk
     room.delete()
+    after = {"last_member_left": True} if last_member_left else None
+    audit.record(action="room.delete", actor=actor, target=("room", room_id), before=_audited_room(room), after=after)
 
 
 @transaction.atomic
@@ -188,6 +214,7 @@ def room_join(*, room: Room, user: User) -> Membership:
     membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": Role.MEMBER})
     if created:
         _announce_membership(room=room, user=user, membership=membership)
+        audit.record(action="membership.join", actor=user, target=room, after={"role": membership.role})
     return membership
 
 
@@ -202,12 +229,13 @@ def room_leave(*, membership: Membership, new_owner: User | None = None) -> None
     if new_owner is not None:
         ownership_transfer(actor=membership, user=new_owner)
     if not Membership.objects.filter(room=room).exclude(pk=membership.pk).exists():
-        _delete(room)
+        _delete(room, actor=membership.user, last_member_left=True)
         return
     if membership.role == Role.OWNER:
         _require_another_owner(room, membership)
     membership.delete()
     _announce_membership(room=room, user=membership.user, membership=None)
+    audit.record(action="membership.leave", actor=membership.user, target=room, before={"role": membership.role})
 
 
 @transaction.atomic
@@ -221,6 +249,7 @@ def membership_add(*, actor: Membership, user: User, role: str = Role.MEMBER) ->
     except IntegrityError:
         raise Conflict("That person is already a member.", code="already_member") from None
     _announce_membership(room=actor.room, user=user, membership=membership)
+    audit.record(action="membership.add", actor=actor.user, target=user, after=_audited_role(actor, user, role))
     return membership
 
 
@@ -233,9 +262,13 @@ def membership_update(*, actor: Membership, user: User, role: str) -> Membership
     _require_can_grant(actor, role)
     if target.role == Role.OWNER and role != Role.OWNER:
         _require_another_owner(actor.room, target)
+    before = _audited_role(actor, user, target.role)
     target.role = role
     target.save(update_fields=["role"])
     _announce_membership(room=actor.room, user=user, membership=target)
+    if before["role"] != role:
+        after = _audited_role(actor, user, role)
+        audit.record(action="membership.role", actor=actor.user, target=user, before=before, after=after)
     return target
 
 
@@ -251,6 +284,12 @@ def membership_remove(*, actor: Membership, user: User) -> None:
         _require_another_owner(actor.room, target)
     target.delete()
     _announce_membership(room=actor.room, user=user, membership=None)
+    audit.record(
+        action="membership.remove",
+        actor=actor.user,
+        target=user,
+        before=_audited_role(actor, user, target.role),
+    )
 
 
 @transaction.atomic

@@ -411,6 +411,8 @@ REST_ROWS = [
     Row("POST", f"{V1}/auth/ws-ticket/", signed_in(OK)),
     Row("GET", f"{V1}/me/", signed_in(OK)),
     Row("PATCH", f"{V1}/me/", signed_in(OK), body=lambda c: {"send_read_receipts": False}),
+    # The audit log's export is site staff's only: nobody here is staff (docs/audit.md).
+    Row("GET", f"{V1}/audit/export/", signed_in(NOT_FOUND)),
     Row("GET", f"{V1}/schema/", everyone(OK, deactivated=INACTIVE)),
     # Rooms.
     Row("GET", f"{V1}/rooms/", signed_in(OK)),

@@ -1,0 +1,32 @@
+"""The audit log. Services record what they did with one call, in the transaction that did it:
+
+    import audit
+    audit.record(action="room.delete", actor=user, target=room, before={"name": room.name})
+
+`record` is audit.services.record, imported on first use (this package is imported while Django
+loads its apps, before models can be)."""
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audit.models import AuditEntry
+
+
+def record(
+    *,
+    action: str,
+    actor: Any,
+    target: object = None,
+    before: Mapping[str, object] | None = None,
+    after: Mapping[str, object] | None = None,
+    ip: str | None = None,
+    scope: str | None = None,
+) -> "AuditEntry":
+    """Append one entry to the audit log, in the caller's transaction: see audit.services.record."""
+    from audit import services
+    from audit.models import GLOBAL_SCOPE
+
+    return services.record(
+        action=action, actor=actor, target=target, before=before, after=after, ip=ip, scope=scope or GLOBAL_SCOPE
+    )
