@@ -64,10 +64,12 @@ FIELDS = [
     "change_kind",
     # Since attachments (issue 16); rows of older archives stop before it.
     "attachments",
+    # Since mentions (issue 16, docs/notifications.md); rows of older archives stop before it.
+    "mentions",
 ]
 COLUMNS = (
     "id, room_id, sequence, changed_sequence, sender_id, content, client_msg_id, created_at, edited_at, deleted_at,"
-    " reply_to, reply_count, last_reply_at, reactions, change_kind, attachments"
+    " reply_to, reply_count, last_reply_at, reactions, change_kind, attachments, mentions"
 )
 PARENT = Message._meta.db_table
 _LOCK_NAMESPACE = 0x5041524C  # "PARL"
@@ -170,18 +172,20 @@ def _build(day: dt.date) -> Built:
                     lines = []
                     for row in batch:
                         mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row[:10]
-                        reply_to, reply_count, last_reply_at, reactions, change_kind, attachments = row[10:]
+                        reply_to, reply_count, last_reply_at, reactions, change_kind, attachments, mentions = row[10:]
                         if isinstance(reactions, str):  # Django's cursors hand jsonb over as its text
                             reactions = json.loads(reactions)
                         if isinstance(attachments, str):
                             attachments = json.loads(attachments)
+                        if isinstance(mentions, str):
+                            mentions = json.loads(mentions)
                         room = str(room)
                         lines.append(
                             json.dumps(
                                 [str(mid), room, seq, changed, sender, content, str(cmid)]
                                 + [_iso(created), _iso(edited), _iso(deleted)]
                                 + [str(reply_to) if reply_to else None, reply_count, _iso(last_reply_at)]
-                                + [reactions, change_kind, attachments],
+                                + [reactions, change_kind, attachments, mentions],
                                 ensure_ascii=False,
                                 separators=(",", ":"),
                             )
@@ -412,22 +416,22 @@ _cache = _DayCache()
 
 def _full(row: list) -> list:
     """A row of any version of the format, with every field (older rows lack the newer ones)."""
-    return row + [None, 0, None, None, None, None][len(row) - 10 :] if len(row) < len(FIELDS) else row
+    return row + [None, 0, None, None, None, None, None][len(row) - 10 :] if len(row) < len(FIELDS) else row
 
 
 def _restorable(row: list) -> list:
-    """A row as COPY takes it: the reactions and attachments (JSON) as their text."""
+    """A row as COPY takes it: the reactions, attachments and mentions (JSON) as their text."""
     row = _full(row)
 
     def text(value: object) -> str | None:
         return None if value is None else json.dumps(value, ensure_ascii=False)
 
-    return row[:13] + [text(row[13]), row[14], text(row[15])]
+    return row[:13] + [text(row[13]), row[14], text(row[15]), text(row[16])]
 
 
 def _as_message(row: list) -> Message:
     mid, room, seq, changed, sender, content, cmid, created, edited, deleted = row[:10]
-    reply_to, reply_count, last_reply_at, reactions, change_kind, attachments = _full(row)[10:]
+    reply_to, reply_count, last_reply_at, reactions, change_kind, attachments, mentions = _full(row)[10:]
     return Message(
         id=mid,
         room_id=room,
@@ -445,6 +449,7 @@ def _as_message(row: list) -> Message:
         reactions=reactions,
         change_kind=change_kind,
         attachments=attachments,
+        mentions=mentions,
     )
 
 

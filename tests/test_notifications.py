@@ -4,13 +4,14 @@ threads, direct messages) with unread state, cursor pages, mark read; levels per
 mentions / mute); the `notification` frame on the user's own sockets. Owner, member, viewer and
 outsider throughout."""
 
+import json
 import uuid
 
 import pytest
 from channels.db import database_sync_to_async
 
 from core.events import user_group
-from messaging import services
+from messaging import archive, services
 from messaging.mentions import names_in
 from messaging.models import Message
 from notifications import senders
@@ -52,6 +53,16 @@ def test_it_finds_usernames_and_room_but_not_emails_code_or_trailing_dots():
     assert names_in(text) == (["mia", "vic"], True)
     assert names_in("no mention here") == ([], False)
     assert names_in("@ alone, and a@b") == ([], False)
+
+
+def test_archived_rows_keep_their_mentions():
+    """messaging.archive's rows carry the message's mentions (older rows have none)."""
+    row = [str(uuid.uuid4()), str(uuid.uuid4()), 5, 6, None, "hi @mia", str(uuid.uuid4())]
+    row += ["2026-01-01T00:00:00+00:00", None, None, None, 0, None, None, None, None]
+    mentioned = {"users": [{"id": 3, "username": "mia"}], "room": False}
+    assert archive._as_message(row + [mentioned]).mentions == mentioned
+    assert archive._as_message(row).mentions is None  # an archive written before mentions
+    assert json.loads(archive._restorable(row + [mentioned])[16]) == mentioned
 
 
 # -- mentions in messages -----------------------------------------------------------------------------
