@@ -22,6 +22,10 @@ class Attachment(models.Model):
         FAILED = "failed"
         DELETED = "deleted"
 
+    class Kind(models.TextChoices):  # how the payload presents it (attachments.payloads)
+        IMAGE = "image"
+        FILE = "file"
+
     class Thumbnail(models.TextChoices):
         NONE = "none"  # not an image
         PENDING = "pending"

@@ -1,6 +1,6 @@
 """The JSON shapes of attachments (declared once as TypedDicts, like messaging.payloads)."""
 
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, TypedDict
 
 from attachments.models import Attachment
 from rooms.payloads import UUIDStr
@@ -13,7 +13,7 @@ class AttachmentPayload(TypedDict):
     name: Annotated[str, "The file's name as the uploader gave it"]
     size: Annotated[int, "Bytes, as stored"]
     content_type: Annotated[str, "The type the server found in the file's bytes (never only the declared one)"]
-    kind: Annotated[Literal["image", "file"], "Images get a thumbnail and are shown inline"]
+    kind: Annotated[str, Attachment.Kind, "Images get a thumbnail and are shown inline"]
     width: Annotated[int | None, "Pixels, for images"]
     height: Annotated[int | None, "Pixels, for images"]
     thumbnail: Annotated[

@@ -299,6 +299,9 @@ SPECTACULAR_SETTINGS = {
         "OpenRoomKindEnum": "rooms.models.OPEN_ROOM_KINDS",
         "RoleEnum": "rooms.models.Membership.Role",
         "SimulationStatusEnum": "simulator.models.SimulationRun.Status",
+        "AttachmentKindEnum": "attachments.models.Attachment.Kind",
+        "AttachmentStatusEnum": "attachments.models.Attachment.Status",
+        "AttachmentThumbnailEnum": "attachments.models.Attachment.Thumbnail",
     },
 }
 
