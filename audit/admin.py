@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.models import User
 from audit import selectors, services
-from audit.models import AuditEntry
+from audit.models import AuditEntry, DataExport
 from core.admin import ReadOnlyAdmin
 
 
@@ -51,3 +51,24 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         response = HttpResponse("".join(lines), content_type="application/x-ndjson; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="audit.jsonl"'
         return response
+
+
+@admin.register(DataExport)
+class DataExportAdmin(ReadOnlyAdmin):
+    """Users' "download all my data" exports (GDPR): who, when, progress; the zips are theirs only."""
+
+    list_display = ["created_at", "user", "status", "progress_done", "progress_total", "size", "finished_at"]
+    list_filter = ["status"]
+    search_fields = ["user__username"]
+    fields = readonly_fields = (
+        "id",
+        "user",
+        "status",
+        "progress_done",
+        "progress_total",
+        "progress_note",
+        "size",
+        "error",
+        "created_at",
+        "finished_at",
+    )

@@ -7,6 +7,8 @@ its own chain (scope "workspace:<id>"), so writers in different workspaces never
 other and a workspace's log verifies and exports on its own.
 """
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -67,3 +69,32 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.position} {self.action}"
+
+
+class DataExport(models.Model):
+    """A user's "download all my data" (GDPR): built by a Celery task (audit.tasks) into a zip of
+    JSON files kept in the archive store, with progress; the user polls and downloads it over REST."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress_done = models.IntegerField(default=0)
+    progress_total = models.IntegerField(default=0)
+    progress_note = models.CharField(max_length=200, blank=True)
+    key = models.CharField(max_length=300, blank=True, help_text="The zip's key in the archive store")
+    size = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"], name="data_export_user")]
+
+    def __str__(self) -> str:
+        return f"data export {self.pk} ({self.status})"

@@ -42,6 +42,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from accounts.models import User
 from accounts.services import user_set_active
 from attachments.models import Attachment
+from audit.models import DataExport
 from boards import comments
 from boards.models import Board, BoardComment, BoardUpdate
 from boards.services import board_create
@@ -329,6 +330,15 @@ class Cell:
             )
         return self.made[key]
 
+    def data_export(self, whose: str) -> DataExport:
+        """A queued "download all my data" export: the actor's ("own"; the target's for anonymous)
+        or the target's ("other")."""
+        key = f"data_export:{whose}"
+        if key not in self.made:
+            user = self.user if whose == "own" and self.user else self.world.users["target"]
+            self.made[key] = DataExport.objects.create(user=user)
+        return self.made[key]
+
     def param(self, name: str, whose: str) -> object:
         """The value of a path parameter (or frame field) `name`. A new kind of parameter needs
         a line here."""
@@ -348,6 +358,8 @@ class Cell:
             return self.attachment(whose).id
         if name == "notification_id":
             return self.notification(whose).pk
+        if name == "export_id":
+            return self.data_export(whose).pk
         raise AssertionError(f"tests/test_authz_matrix.py: Cell.param has no value for {{{name}}}")
 
     def refresh_token(self) -> str:
@@ -413,6 +425,18 @@ REST_ROWS = [
     Row("PATCH", f"{V1}/me/", signed_in(OK), body=lambda c: {"send_read_receipts": False}),
     # The audit log's export is site staff's only: nobody here is staff (docs/audit.md).
     Row("GET", f"{V1}/audit/export/", signed_in(NOT_FOUND)),
+    # "Download all my data": everyone signed in asks for theirs and sees only their own export.
+    Row("POST", f"{V1}/me/data-export/", signed_in((202, None))),
+    Row("GET", f"{V1}/me/data-export/{{export_id}}/", signed_in(OK), whose="own", variant="own"),
+    Row("GET", f"{V1}/me/data-export/{{export_id}}/", signed_in(NOT_FOUND)),
+    Row(
+        "GET",
+        f"{V1}/me/data-export/{{export_id}}/download/",
+        signed_in((409, "not_ready")),
+        whose="own",
+        variant="own",
+    ),
+    Row("GET", f"{V1}/me/data-export/{{export_id}}/download/", signed_in(NOT_FOUND)),
     Row("GET", f"{V1}/schema/", everyone(OK, deactivated=INACTIVE)),
     # Rooms.
     Row("GET", f"{V1}/rooms/", signed_in(OK)),
