@@ -73,6 +73,18 @@ def release(*, room_id: uuid.UUID, message_id: uuid.UUID) -> None:
     transaction.on_commit(lambda: _enqueue_delete(keys))
 
 
+def release_room(*, room_id: uuid.UUID) -> None:
+    """The room is being deleted, and its attachment rows with it (a cascade): their objects
+    leave the store after commit. Called before the rows go."""
+    keys = [
+        attachment.key(variant)
+        for attachment in Attachment.objects.filter(room_id=room_id).only("id", "room_id")
+        for variant in ("original", "thumbnail")
+    ]
+    if keys:
+        transaction.on_commit(lambda: _enqueue_delete(keys))
+
+
 def _enqueue_delete(keys: list[str]) -> None:
     from attachments.tasks import delete_objects
 

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 
 import audit
 from accounts.models import User
+from attachments import binding as attachment_binding
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.events import dumps, room_group, send_event, user_group
 from core.jsontext import storable_text
@@ -201,6 +202,7 @@ def _delete(room: Room, *, actor: User, last_member_left: bool = False) -> None:
     for membership in Membership.objects.filter(room=room).select_related("user"):
         _announce_membership(room=room, user=membership.user, membership=None)
     room_id = room.pk
+    attachment_binding.release_room(room_id=room_id)  # its files leave the store after commit
     room.delete()
     after = {"last_member_left": True} if last_member_left else None
     audit.record(action="room.delete", actor=actor, target=("room", room_id), before=_audited_room(room), after=after)

@@ -340,6 +340,20 @@ def test_deleting_the_message_removes_its_attachments_from_the_store(store, team
     assert set(Attachment.objects.filter(pk__in=[image, document]).values_list("status", flat=True)) == {"deleted"}
 
 
+def test_deleting_the_room_removes_its_attachments_from_the_store(store, team, queued):
+    client, bucket = store
+    room, lobby, member, owner = team["room"], team["lobby"], team["member"], team["owner"]
+    sent = uploaded(member, room, "a.pdf", PDF, "application/pdf")["id"]
+    send_with(member, room, [sent])
+    uploaded(member, room, "b.pdf", PDF, "application/pdf")  # never sent
+    elsewhere = uploaded(member, lobby, "c.pdf", PDF, "application/pdf")["id"]
+    with committed():
+        assert client_for(owner).delete(f"/api/v1/rooms/{room.pk}/").status_code == 204
+    run_queued(queued)
+    assert keys_in(client, bucket) == [f"attachments/{lobby.pk}/{elsewhere}/original"]
+    assert list(Attachment.objects.values_list("id", flat=True)) == [uuid.UUID(elsewhere)]
+
+
 def test_the_thumbnail_task_makes_a_real_png_small_and_survives_a_corrupt_one(store, team, queued):
     client, bucket = store
     room, member = team["room"], team["member"]
