@@ -23,7 +23,10 @@ What it does, all on 127.0.0.1:
 Scenarios: `chat` (1,000 sockets in 100 rooms of 10), `fanout` (1,000 sockets in one room),
 `connections` (10,000 idle sockets heartbeating every 30 s), `connect` (connection set-up: 4,000
 users opening their sockets at once, through the ticket path and with session cookies; connects/s
-and CPU per connect), `ramp` (the chat topology at rising
+and CPU per connect), `storm` (10,000 browsers chatting while the server processes are killed,
+one after the other, then all at once; each browser reconnects with the web client's full-jitter
+back-off and syncs from its own numbers: time until all are back, the session.ready rate curve,
+nothing lost or twice; not in --smoke), `ramp` (the chat topology at rising
 rates until p99 >= 100 ms or any loss, then a run at half the highest passing rate). With
 `--mix F` (issue 16), a fraction F of the sends are replies in the thread of the room's latest
 message, and as many reactions go with them (each takes a number of its own: `message.update`
@@ -237,6 +240,26 @@ class Servers:
                 self.process.wait()
 
 
+async def wait_for_worker(servers: Servers, name: str, timeout: float = 120) -> None:
+    """Until the worker of slot `name` (web-0, ...) answers /healthz: after it was killed,
+    serve.py restarted it, and the restarted process serves once it has loaded the app."""
+    deadline = time.monotonic() + timeout
+
+    def ask() -> str | None:
+        try:
+            connection = http.client.HTTPConnection(HOST, servers.port, timeout=5)
+            connection.request("GET", "/healthz", headers={"Connection": "close"})
+            return json.loads(connection.getresponse().read()).get("worker")
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(ask) == name:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"worker {name} did not come back")
+
+
 def service_processes(port: object, name: str) -> list[psutil.Process]:
     """The processes of the PostgreSQL or Redis server listening on `port` (with children)."""
     port = str(port)
@@ -370,27 +393,9 @@ class Client(WSListener):
         data = orjson.loads(frame.get_payload_as_bytes())
         kind = data["type"]
         if kind == "message.new" or kind == "message.update":  # both numbered; updates: --mix
-            track = self.tracks.get(data["room"])
-            if track is None:
-                return
-            number = data["sequence"]
-            stats = self.stats
-            if number == track.last + 1:
-                track.last = number
-            elif number > track.last:
-                track.missing.update(range(track.last + 1, number))
-                track.last = number
-            elif number in track.missing:
-                track.missing.discard(number)
-                stats.reordered += 1
-            else:
-                stats.duplicates += 1
-                return
-            track.received += 1
-            stats.delivered += 1
-            if kind == "message.new":
+            if self.numbered(data) and kind == "message.new":
                 self.latest[data["room"]] = data["message"]["id"]
-                stats.latencies.append(now - int(data["message"]["content"].split(" ", 1)[0]))
+                self.stats.latencies.append(now - int(data["message"]["content"].split(" ", 1)[0]))
         elif kind == "message.ack":
             due = self.pending.pop(data["client_msg_id"], None)
             if due is not None:
@@ -404,6 +409,28 @@ class Client(WSListener):
                 self.ready.set_result(None)
         elif kind == "error":
             self.stats.errors[data["code"]] = self.stats.errors.get(data["code"], 0) + 1
+
+    def numbered(self, data: dict) -> bool:
+        """Count a numbered change of a room (live or synced): True if it is new to this socket."""
+        track = self.tracks.get(data["room"])
+        if track is None:
+            return False
+        number = data["sequence"]
+        stats = self.stats
+        if number == track.last + 1:
+            track.last = number
+        elif number > track.last:
+            track.missing.update(range(track.last + 1, number))
+            track.last = number
+        elif number in track.missing:
+            track.missing.discard(number)
+            stats.reordered += 1
+        else:
+            stats.duplicates += 1
+            return False
+        track.received += 1
+        stats.delivered += 1
+        return True
 
     def send_message(self, room: str, due_ns: int, filler: str, mixed: bool = False) -> None:
         client_msg_id = str(uuid.uuid4())
@@ -511,6 +538,122 @@ async def close_all(clients: list[Client]) -> None:
             client.transport.send_close()
             client.transport.disconnect()
     await asyncio.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconnect storms: browsers that come back on their own
+
+
+BASE_DELAY_S, MAX_DELAY_S = 1.0, 30.0  # static/js/live.js: full jitter, 1 s doubling up to 30 s
+
+
+class Browser:
+    """One user's browser across sockets, as the web client behaves (static/js/live.js): when its
+    socket drops it reconnects after a random delay (full jitter, doubling per failed attempt),
+    signs in with its session cookie, and syncs every room from the numbers it already has; its
+    rooms' numbers outlive each socket, so a change missed or seen twice across the drop counts."""
+
+    def __init__(self, base: str, cookie: str, rooms: list[str], stats: Stats, readies: list[float]) -> None:
+        self.base, self.cookie, self.rooms, self.stats, self.readies = base, cookie, rooms, stats, readies
+        self.tracks: dict[str, RoomTrack] = {}
+        self.socket: StormSocket | None = None
+        self.attempt = 0
+        self.dropped_at: float | None = None
+        self.back_after: list[float] = []  # seconds from each drop to connected and caught up
+        self.drops = 0
+        self.stopping = False
+
+    async def connect(self) -> None:
+        headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={self.cookie}", "Origin": self.base}
+        while not self.stopping:
+            try:
+                await ws_connect(
+                    lambda: StormSocket(self),
+                    self.base.replace("http://", "ws://") + "/ws/",
+                    websocket_handshake_timeout=30,
+                    extra_headers=headers,
+                )
+                return
+            except Exception:  # refused or cut while the server restarts
+                self.attempt += 1
+                await asyncio.sleep(random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**self.attempt)))
+
+    def dropped(self) -> None:
+        self.socket = None
+        if self.stopping:
+            return
+        self.drops += 1
+        self.dropped_at = self.dropped_at or time.monotonic()
+        delay = random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**self.attempt))
+        asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self.connect()))
+
+    def caught_up(self) -> None:
+        self.attempt = 0
+        if self.dropped_at is not None:
+            self.back_after.append(time.monotonic() - self.dropped_at)
+            self.dropped_at = None
+
+
+class StormSocket(Client):
+    def __init__(self, browser: Browser) -> None:
+        super().__init__(browser.stats, browser.rooms)
+        self.browser = browser
+        self.tracks = browser.tracks  # the browser's numbers, not the socket's
+        self.syncing: set[str] = set()
+
+    def on_ws_connected(self, transport) -> None:
+        super().on_ws_connected(transport)
+        self.browser.socket = self
+
+    def on_ws_disconnected(self, transport) -> None:
+        super().on_ws_disconnected(transport)
+        self.browser.dropped()
+
+    def on_ws_frame(self, transport, frame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        data = orjson.loads(frame.get_payload_as_bytes())
+        kind = data["type"]
+        if kind == "session.ready":
+            self.browser.readies.append(time.monotonic())
+            for room in self.rooms:
+                last = data["rooms"][room]
+                track = self.tracks.get(room)
+                if track is None:
+                    self.tracks[room] = RoomTrack(last=last, start=last)
+                elif last > track.last or track.missing:
+                    self.syncing.add(room)
+                    after = min(track.last, min(track.missing, default=track.last + 1) - 1)
+                    self.send_frame({"type": "sync", "room": room, "after_sequence": after})
+            if not self.syncing:
+                self.browser.caught_up()
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif kind == "sync.batch":
+            for event in data["events"]:
+                # A sync reads up to the room's latest number, so it may repeat what arrived live
+                # since session.ready (clients keep each number once); only live repeats count.
+                track = self.tracks.get(data["room"])
+                if "sequence" in event and track is not None:
+                    if event["sequence"] > track.last or event["sequence"] in track.missing:
+                        self.numbered(event)
+            if not data["has_more"]:
+                self.syncing.discard(data["room"])
+                if not self.syncing:
+                    self.browser.caught_up()
+        elif kind in ("message.new", "message.update"):
+            self.numbered(data)
+        elif kind == "error":
+            self.stats.errors[data["code"]] = self.stats.errors.get(data["code"], 0) + 1
+
+
+def rate_curve(readies: list[float], start: float, step: float = 0.5) -> list[int]:
+    """session.ready frames per `step` seconds from `start`."""
+    counts: dict[int, int] = {}
+    for at in readies:
+        if at >= start:
+            counts[int((at - start) / step)] = counts.get(int((at - start) / step), 0) + 1
+    return [counts.get(index, 0) for index in range(max(counts, default=-1) + 1)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -783,6 +926,101 @@ class Bench:
         finally:
             servers.stop()
 
+    async def storm(self, sockets: int) -> dict:
+        """Reconnect storms (issue 15): `sockets` browsers connected, chatting at `--rate` msg/s;
+        the server processes are restarted, one after the other (rolling), then all at once. Each
+        browser reconnects by itself (full-jitter back-off, as the web client) and syncs its rooms
+        from its own numbers. Reported per restart: how long until every browser was back and
+        caught up, the session.ready rate curve, and anything lost or duplicated (every browser's
+        numbers against PostgreSQL at the end)."""
+        args = self.args
+        users, rooms, rooms_of = await self.topology("storm", sockets, 10)
+        cookies = await asyncio.to_thread(sessions_for, users)
+        servers = Servers(args.workers, args.server)
+        stats = Stats()
+        readies: list[float] = []
+        browsers = [Browser(servers.base, cookies[user.pk], rooms_of[user.pk], stats, readies) for user in users]
+        result: dict = {"sockets": sockets, "rate": args.rate or 100.0}
+        sending = True
+
+        async def chat() -> None:  # an open-loop trickle from whoever is connected
+            rate = args.rate or 100.0
+            pick = random.Random(3).choice
+            while sending:
+                await asyncio.sleep(1 / rate)
+                browser = pick(browsers)
+                if browser.socket is not None and browser.socket.transport is not None:
+                    browser.socket.send_message(browser.rooms[0], time.monotonic_ns(), "storm")
+
+        semaphore = asyncio.Semaphore(args.concurrency)
+
+        async def first_connect(browser: Browser) -> None:
+            async with semaphore:
+                await browser.connect()
+                if browser.socket is not None:
+                    await asyncio.wait_for(browser.socket.ready, 60)
+
+        try:
+            started = time.monotonic()
+            await asyncio.gather(*(first_connect(browser) for browser in browsers))
+            log(f"storm: {sockets} browsers connected in {time.monotonic() - started:.1f}s")
+            chatter = asyncio.ensure_future(chat())
+            for kind in ("rolling", "all at once"):
+                await asyncio.sleep(3)
+                for browser in browsers:
+                    browser.back_after.clear()
+                meter = self.meter(servers)
+                meter.start()
+                cut = time.monotonic()
+                drops = {id(b): b.drops for b in browsers}
+                workers = servers.workers()
+                names = {worker.pid: worker.environ()["PARLEY_WORKER"] for worker in workers}
+                for index, worker in enumerate(workers):
+                    worker.send_signal(signal.SIGKILL)  # a crash or a deploy's kill: no goodbye
+                    if kind == "rolling" and index + 1 < len(workers):
+                        await wait_for_worker(servers, names[worker.pid])
+                deadline = time.monotonic() + 180
+
+                def back(browser: Browser, drops: dict[int, int] = drops) -> bool:
+                    """Dropped since the cut, then back and caught up."""
+                    return (
+                        browser.drops > drops[id(browser)] and browser.dropped_at is None and browser.socket is not None
+                    )
+
+                while time.monotonic() < deadline and not all(back(b) for b in browsers):
+                    await asyncio.sleep(0.1)
+                times = sorted(seconds for b in browsers for seconds in b.back_after)
+                cpu = meter.stop()
+                result[kind] = {
+                    "drops": sum(b.drops - drops[id(b)] for b in browsers),
+                    "all_back_s": round(time.monotonic() - cut, 2) if all(back(b) for b in browsers) else None,
+                    "back_s": {
+                        "p50": round(times[len(times) // 2], 2) if times else None,
+                        "p99": round(times[int(len(times) * 0.99)], 2) if times else None,
+                    },
+                    "still_out": sum(1 for b in browsers if not back(b)),
+                    "ready_per_half_second": rate_curve(readies, cut),
+                    "cpu_percent": cpu,
+                }
+                log(f"storm ({kind}): {result[kind]}")
+            sending = False
+            await chatter
+            after = await wait_for_deliveries(browsers, rooms, {})  # type: ignore[arg-type]
+            result["lost"] = sum(
+                len(track.missing) + max(0, after[room] - track.last)
+                for b in browsers
+                for room, track in b.tracks.items()
+            )
+            result["duplicates"] = stats.duplicates
+            result["errors"] = dict(stats.errors)
+            for browser in browsers:
+                browser.stopping = True
+            await close_all([b.socket for b in browsers if b.socket is not None])
+            return result
+        finally:
+            sending = False
+            servers.stop()
+
     async def connections(self, sockets: int, idle_seconds: float) -> dict:
         args = self.args
         users, rooms, rooms_of = await self.topology("connections", sockets, 10)
@@ -896,6 +1134,22 @@ def write_report(results: dict, out: Path) -> None:
                 f"| {path} | **{row['connects_per_s']}** | {row['ready_ms']['p50']} / {row['ready_ms']['p99']} "
                 f"| {row['server_cpu_ms_per_connect']} | {cpu_cell(row['cpu_percent'])} |"
             )
+    storm = results["scenarios"].get("storm")
+    if storm:
+        lines += [
+            "",
+            f"Reconnect storm: {storm['sockets']} browsers chatting at {storm['rate']:.0f} msg/s, the server "
+            f"processes killed; lost {storm['lost']}, duplicated {storm['duplicates']}:",
+            "",
+            "| restart | drops | all back and caught up, s | back after drop p50 / p99, s | still out |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for kind in ("rolling", "all at once"):
+            row = storm[kind]
+            lines.append(
+                f"| {kind} | {row['drops']} | {row['all_back_s']} | {row['back_s']['p50']} / {row['back_s']['p99']} "
+                f"| {row['still_out']} |"
+            )
     if chart:
         lines += ["", f"![latency vs offered rate]({chart.name})"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
@@ -938,6 +1192,7 @@ SIZES = {
         "fanout": (1000, 1000, [50.0], 20.0),
         "connections": (10000, 150.0),  # longer than the server's 120 s silence limit
         "connect": 4000,
+        "storm": 10000,
         "ramp": (1000, 10, [250.0, 500.0, 750.0, 1000.0, 1250.0, 1500.0, 2000.0, 3000.0], 10.0),
     },
     "smoke": {
@@ -945,6 +1200,7 @@ SIZES = {
         "fanout": (30, 30, [10.0], 2.0),
         "connections": (60, 2.0),
         "connect": 40,
+        "storm": 60,
         "ramp": (40, 10, [20.0, 40.0], 2.0),
     },
 }
@@ -955,7 +1211,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     bench = Bench(args)
     # The 10,000-socket scenario goes last: the latency scenarios should not run in a generator
     # (and against PostgreSQL and Redis) still carrying what 10,000 sockets left behind.
-    scenarios = ["chat", "fanout", "ramp", "connect", "connections"] if args.scenario == "all" else [args.scenario]
+    # The storm restarts the servers twice (a minute or more even at the smoke size): not in --smoke.
+    everything = ["chat", "fanout", "ramp", "connect", "connections"] + ([] if args.smoke else ["storm"])
+    scenarios = everything if args.scenario == "all" else [args.scenario]
     results: dict = {
         "started": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB",
@@ -970,6 +1228,9 @@ async def main_async(args: argparse.Namespace) -> dict:
         log(f"--- {name}")
         if name == "connect":
             results["scenarios"][name] = await bench.connect(args.sockets or size["connect"])
+            continue
+        if name == "storm":
+            results["scenarios"][name] = await bench.storm(args.sockets or size["storm"])
             continue
         if name == "connections":
             sockets, idle = size["connections"]
@@ -989,7 +1250,7 @@ async def main_async(args: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--scenario", choices=["all", "chat", "fanout", "connections", "ramp", "connect"], default="all"
+        "--scenario", choices=["all", "chat", "fanout", "connections", "ramp", "connect", "storm"], default="all"
     )
     parser.add_argument(
         "--concurrency", type=int, default=256, help="connect: handshakes in flight (the ticket request included)"

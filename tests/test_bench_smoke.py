@@ -57,7 +57,7 @@ def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     figures = json.loads((tmp_path / "results.json").read_text())
-    assert set(figures["scenarios"]) == {"chat", "fanout", "connections", "ramp"}
+    assert set(figures["scenarios"]) == {"chat", "fanout", "connections", "ramp", "connect"}
     for name in ("chat", "fanout", "ramp"):
         for step in figures["scenarios"][name]["steps"]:
             assert step["persisted"] == step["sent"] > 0, (name, step)
@@ -65,5 +65,8 @@ def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
             assert (step["lost"], step["duplicates"], step["reordered"], step["errors"]) == (0, 0, 0, {}), (name, step)
     connections = figures["scenarios"]["connections"]
     assert connections["connected"] == connections["sockets"]
+    connect = figures["scenarios"]["connect"]
+    assert connect["ticket"]["connects_per_s"] > 0 and connect["cookie"]["connects_per_s"] > 0
+    assert connect["errors"] == {}
     assert (tmp_path / "report.md").read_text().startswith("# Load benchmark")
     assert (tmp_path / "latency.png").stat().st_size > 0

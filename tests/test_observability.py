@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from accounts.models import User
 from config.asgi import application
-from core import health, logs, tracking
+from core import health, logs, metrics, tracking
 from messaging import consumers
 from presence import services as presence
 from rooms.models import Membership, Room
@@ -314,7 +314,7 @@ async def test_readyz_names_redis_when_it_is_stopped(settings):
         "status": "unavailable",
         "checks": {"postgres": "ok", "redis": "fail", "archive": "ok", "partitions": "ok"},
     }
-    assert (await get("/healthz")) == (200, {"status": "ok"})
+    assert (await get("/healthz")) == (200, {"status": "ok", "worker": metrics.WORKER})
 
 
 @pytest.mark.asyncio
