@@ -27,7 +27,8 @@ def clean_ip(value: object) -> str:
 
 
 def client_ip() -> str:
-    return _client_ip.get()
+    # Checked here, when an entry is written, not per request: binding stays a plain set.
+    return clean_ip(_client_ip.get())
 
 
 def current_user() -> Any:
@@ -37,7 +38,7 @@ def current_user() -> Any:
 
 
 def bind_client_ip(value: object) -> Token[str]:
-    return _client_ip.set(clean_ip(value))
+    return _client_ip.set(value if isinstance(value, str) else "")
 
 
 def bind_socket_client(scope: dict[str, Any]) -> None:
