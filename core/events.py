@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 Event = tuple[list[str], dict]
 _outbox: ContextVar[list[Event] | None] = ContextVar("parley_event_outbox", default=None)
+# Work a service run by call_service hands back to be done after its answer (`after_answering`).
+_later: ContextVar[list[Callable[[], Any]] | None] = ContextVar("parley_after_answering", default=None)
+_later_tasks: set[asyncio.Task] = set()
 
 
 def room_group(room_id: object) -> str:
@@ -104,26 +107,51 @@ async def publishing() -> AsyncIterator[None]:
         await _publish(events)
 
 
+def after_answering(work: Callable[[], Any]) -> bool:
+    """Inside a service run by `call_service`: do `work` (synchronous; its own database work and
+    events) in a task of its own once the service's events are out, so that the socket's answer
+    does not wait for it (notifications of a reply or an edit). False elsewhere: the caller does
+    it itself."""
+    later = _later.get()
+    if later is None:
+        return False
+    later.append(work)
+    return True
+
+
 async def call_service(service: Callable[..., Any], /, **kwargs: Any) -> Any:
     """Run a synchronous service in a database thread and publish its events from the loop. Its
     waits for PostgreSQL are bounded as a request's are (core.dbdeadline)."""
 
-    def run() -> tuple[Any, BaseException | None, list[Event]]:
+    def run() -> tuple[Any, BaseException | None, list[Event], list[Callable[[], Any]]]:
         events: list[Event] = []
-        token = _outbox.set(events)
+        later: list[Callable[[], Any]] = []
+        token, later_token = _outbox.set(events), _later.set(later)
         try:
             with dbdeadline.budget():
-                return service(**kwargs), None, events
+                return service(**kwargs), None, events, later
         except Exception as error:  # events of transactions that did commit still go out
-            return None, error, events
+            return None, error, events, later
         finally:
             _outbox.reset(token)
+            _later.reset(later_token)
 
-    result, error, events = await database_sync_to_async(run)()
+    result, error, events, later = await database_sync_to_async(run)()
     await _publish(events)
+    for work in later:
+        task = asyncio.get_running_loop().create_task(_run_later(work))
+        _later_tasks.add(task)
+        task.add_done_callback(_later_tasks.discard)
     if error is not None:
         raise error
     return result
+
+
+async def _run_later(work: Callable[[], Any]) -> None:
+    try:
+        await call_service(work)
+    except Exception:  # the write it follows is done and answered: log, never raise into the loop
+        logger.exception("work after answering failed")
 
 
 async def _publish(events: list[Event]) -> None:

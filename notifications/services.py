@@ -11,6 +11,7 @@ socket's batched path this runs in a task of its own, so no ack waits for it.
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from functools import partial
 
 from django.db import connection, transaction
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from core.errors import InvalidInput
-from core.events import call_service, dumps, send_event, user_group
+from core.events import after_answering, call_service, dumps, send_event, user_group
 from messaging import mentions
 from messaging.models import Message
 from notifications import selectors
@@ -112,10 +113,21 @@ def _notify(messages: list[Message], *, edit: bool = False) -> None:
         logger.exception("notifying of %s messages failed", len(messages))
 
 
+def _once_committed(work: Callable[[], None]) -> None:
+    """`work` after the current transaction commits (at once outside one); from a service the
+    socket ran (core.events.call_service), after the socket's answer, in a task of its own."""
+
+    def committed() -> None:
+        if not after_answering(work):
+            work()
+
+    transaction.on_commit(committed)
+
+
 def notify_sent(*, messages: list[Message]) -> None:
     """New messages that may notify someone (mentions, a direct room, a reply): their notices,
-    once the current transaction commits (at once outside one)."""
-    transaction.on_commit(partial(_notify, list(messages)))
+    once committed (see `_once_committed`)."""
+    _once_committed(partial(_notify, list(messages)))
 
 
 _running: set[asyncio.Task] = set()
@@ -124,7 +136,7 @@ _running: set[asyncio.Task] = set()
 def notify_sent_soon(*, messages: list[Message]) -> None:
     """`notify_sent` from the event loop (the socket's batched sends, already committed): in a
     task of its own, on a database thread, so that the acks and the next batch wait for nothing."""
-    task = asyncio.get_running_loop().create_task(call_service(notify_sent, messages=messages))
+    task = asyncio.get_running_loop().create_task(call_service(partial(_notify, list(messages))))
     _running.add(task)
     task.add_done_callback(_running.discard)
 
@@ -136,7 +148,7 @@ def notify_edited(*, message: Message, mentioned_before: mentions.Mentions | Non
     new_users = mentions.user_ids(now) - mentions.user_ids(mentioned_before)
     new_room = bool(now and now["room"]) and not (mentioned_before and mentioned_before["room"])
     if new_users or new_room:
-        transaction.on_commit(partial(_notify, [message], edit=True))
+        _once_committed(partial(_notify, [message], edit=True))
 
 
 # -- the inbox ----------------------------------------------------------------------------------

@@ -267,5 +267,15 @@ async def test_a_mention_sent_on_the_socket_reaches_the_mentioned_users_socket_a
     # The hint names the item the inbox holds (the truth, over REST).
     inbox = await database_sync_to_async(client_for(people["member"]).get)(INBOX)
     assert [i["id"] for i in inbox.json()["results"]] == [notification["id"]]
+    # A reply on the socket (the thread path, notified after its ack): the thread's root author hears.
+    reply = {"type": "message.send", "room": room, "content": "on it", "client_msg_id": str(uuid.uuid4())}
+    await member.send_json_to(reply | {"reply_to": ack["message"]["id"]})
+    replied = await receive_type(member, "message.ack")
+    frame = await receive_type(owner, "notification")
+    assert (frame["notification"]["kind"], frame["notification"]["message"]["id"], frame["unread"]) == (
+        "reply",
+        replied["message"]["id"],
+        1,
+    )
     await member.disconnect(timeout=TIMEOUT)
     await owner.disconnect(timeout=TIMEOUT)
