@@ -67,7 +67,9 @@ class NotificationsReadApi(APIView):
         class Meta:
             ref_name = "NotificationsReadInput"
 
-    @extend_schema(request=Input, responses=documented(NotificationsRead, 400, 403, 404))
+    @extend_schema(
+        operation_id="notifications_read_all", request=Input, responses=documented(NotificationsRead, 400, 403, 404)
+    )
     def post(self, request):
         data = validated(self.Input, json_object(request))
         marked, unread = services.notifications_read_all(user=request.user, room_id=data.get("room"))
@@ -78,7 +80,7 @@ class NotificationsReadApi(APIView):
 class NotificationReadApi(APIView):
     """Mark one of my items read (marking it again changes nothing)."""
 
-    @extend_schema(request=None, responses=documented(NotificationRead, 404))
+    @extend_schema(operation_id="notification_read", request=None, responses=documented(NotificationRead, 404))
     def post(self, request, notification_id):
         item, unread = services.notification_read(user=request.user, notification_id=notification_id)
         return Response(NotificationRead(notification=item, unread=unread))

@@ -423,6 +423,15 @@ REST_ROWS = [
     Row("POST", f"{V1}/auth/ws-ticket/", signed_in(OK)),
     Row("GET", f"{V1}/me/", signed_in(OK)),
     Row("PATCH", f"{V1}/me/", signed_in(OK), body=lambda c: {"send_read_receipts": False}),
+    # Profiles (docs/accounts.md): one's own picture and password only; a JSON body is not an upload.
+    Row("POST", f"{V1}/me/avatar/", signed_in((415, "unsupported_media_type")), body=lambda c: {"avatar": "x"}),
+    Row("DELETE", f"{V1}/me/avatar/", signed_in(OK)),
+    Row(
+        "POST",
+        f"{V1}/me/password/",
+        signed_in((400, "wrong_password")),
+        body=lambda c: {"current_password": "not the password", "new_password": "a new password, long enough"},
+    ),
     # The audit log's export is site staff's only: nobody here is staff (docs/audit.md).
     Row("GET", f"{V1}/audit/export/", signed_in(NOT_FOUND)),
     # "Download all my data": everyone signed in asks for theirs and sees only their own export.
