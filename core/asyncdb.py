@@ -70,22 +70,32 @@ async def fetchall(statement: str, params: list | dict, *, reads: bool = False) 
     """Run one statement on this loop's connection (`reads`: its second one) and return its rows,
     by column name. The connection is in autocommit: a single statement is its own transaction,
     committed (or, on an error, rolled back whole) before this returns: one round trip, no BEGIN
-    or COMMIT of its own."""
+    or COMMIT of its own.
+
+    A read that fails on a connection kept from earlier (it may have died while idle: PostgreSQL
+    restarted, a proxy cut it) is tried once more on a new connection, within the same deadline,
+    as the pool's check does for Django's connections; a write is not (its caller answers
+    `unavailable` and the client's retry is idempotent)."""
     writer = _reader() if reads else _writer()
     async with writer.lock:
         timeout = settings.DB_STATEMENT_TIMEOUT
         deadline = asyncio.get_running_loop().time() + timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                connection = await writer.connect()
-        except TimeoutError:
-            raise dbdeadline.StatementTimeout(f"no connection to PostgreSQL within {timeout} s") from None
-        with dbdeadline.cut_at(connection, deadline) as cut:
+        for attempt in range(2 if reads else 1):
+            kept = writer.connection is not None and not writer.connection.closed and not writer.connection.broken
             try:
-                async with connection.cursor() as cursor:
-                    await cursor.execute(statement, params)
-                    return await cursor.fetchall()
-            except psycopg.OperationalError as error:
-                if cut():
-                    raise dbdeadline.StatementTimeout(f"PostgreSQL did not answer within {timeout} s") from error
-                raise
+                async with asyncio.timeout_at(deadline):
+                    connection = await writer.connect()
+            except TimeoutError:
+                raise dbdeadline.StatementTimeout(f"no connection to PostgreSQL within {timeout} s") from None
+            with dbdeadline.cut_at(connection, deadline) as cut:
+                try:
+                    async with connection.cursor() as cursor:
+                        await cursor.execute(statement, params)
+                        return await cursor.fetchall()
+                except psycopg.OperationalError as error:
+                    if cut():
+                        raise dbdeadline.StatementTimeout(f"PostgreSQL did not answer within {timeout} s") from error
+                    if not (reads and kept and attempt == 0):
+                        raise
+                    await connection.close()  # the next attempt connects anew
+        raise AssertionError("unreachable")

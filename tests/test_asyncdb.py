@@ -31,3 +31,28 @@ async def test_an_option_the_server_refuses_fails_the_connection(monkeypatch):
 
     with pytest.raises(psycopg.OperationalError, match="(?i)ssl"):
         await asyncdb.fetchall("SELECT 1 AS one", [])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_read_survives_a_connection_that_died_while_idle_and_a_write_does_not_retry():
+    """PostgreSQL restarted, or a proxy cut the idle connection: a new socket's reads (reads=True)
+    try once more on a new connection; a statement on the writer answers the error (its client's
+    retry is idempotent)."""
+
+    async def backend(reads: bool) -> int:
+        (row,) = await asyncdb.fetchall("SELECT pg_backend_pid() AS pid", [], reads=reads)
+        return row["pid"]
+
+    async def cut(pid: int) -> None:  # waits until that backend is gone
+        await asyncdb.fetchall("SELECT pg_terminate_backend(%s, 10000) AS done", [pid], reads=False)
+
+    reader = await backend(reads=True)
+    await cut(reader)
+    assert await backend(reads=True) != reader  # read again, on a new connection
+
+    writer = await backend(reads=False)
+    await asyncdb.fetchall("SELECT pg_terminate_backend(%s, 10000) AS done", [writer], reads=True)
+    with pytest.raises(psycopg.OperationalError):
+        await backend(reads=False)
+    assert await backend(reads=False) != writer  # the next statement connects anew
