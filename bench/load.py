@@ -562,6 +562,7 @@ class Browser:
         self.back_after: list[float] = []  # seconds from each drop to connected and caught up
         self.drops = 0
         self.stopping = False
+        self.reconnecting: asyncio.Task | None = None
 
     async def connect(self) -> None:
         headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={self.cookie}", "Origin": self.base}
@@ -585,7 +586,13 @@ class Browser:
         self.drops += 1
         self.dropped_at = self.dropped_at or time.monotonic()
         delay = random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**self.attempt))
-        asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self.connect()))
+        # The loop keeps only a weak reference to a task: without this one, a reconnect waiting on
+        # the network could be collected and that browser would never come back.
+        self.reconnecting = asyncio.get_running_loop().create_task(self._reconnect(delay))
+
+    async def _reconnect(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.connect()
 
     def caught_up(self) -> None:
         self.attempt = 0
