@@ -1,9 +1,11 @@
 """The audit log's writes: `record` (called by other apps' services, in their transaction) and
 exports (admin action, REST, management command), which are recorded too."""
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -56,6 +58,31 @@ def _head(scope: str) -> AuditChain:
     return head
 
 
+# Entries recorded inside `deferred()`, written when its outermost block ends (None: write at once).
+_pending: ContextVar[list[dict[str, Any]] | None] = ContextVar("parley_audit_pending", default=None)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Entries recorded inside the block are written together when the outermost block ends, so
+    the chain's head is the last lock the transaction takes even when the block records something
+    and then locks more rows (rooms.services.ownership_transfer: two role changes in a row, each
+    recorded). Use it inside the transaction (`transaction.atomic` around it): the entries are
+    still written in that transaction, and a block that raises writes none."""
+    outer = _pending.get()
+    if outer is not None:  # nested: the outermost block writes everything
+        yield
+        return
+    pending: list[dict[str, Any]] = []
+    token = _pending.set(pending)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+    for entry in pending:  # only reached when the block did not raise
+        _write(**entry)
+
+
 def record(
     *,
     action: str,
@@ -65,32 +92,43 @@ def record(
     after: Mapping[str, object] | None = None,
     ip: str | None = None,
     scope: str = GLOBAL_SCOPE,
-) -> AuditEntry:
+) -> AuditEntry | None:
     """Append one entry to `scope`'s chain, in the caller's transaction (a rolled-back action
     leaves no entry). `target` is a model instance or a (type, id) pair; `before`/`after` are
     short summaries, never message texts or secrets. `ip` defaults to the current request's or
     socket's address (audit.context).
 
-    The chain's head stays locked until the caller's transaction ends, so call this last in it."""
+    The chain's head stays locked until the caller's transaction ends, so call this last in it,
+    or inside `deferred()`, which writes it at the block's end (and returns None here)."""
     user = actor if actor is not None and actor.is_authenticated else None
     target_type, target_id = _target(target)
+    fields: dict[str, Any] = {
+        "scope": scope,
+        "actor_id": user.pk if user is not None else None,
+        # Taken now: a deferred entry names the actor as they were when they acted.
+        "actor_username": (user.get_username() if user is not None else "")[:150],
+        "action": action[:64],
+        "target_type": target_type,
+        "target_id": target_id,
+        "before": _plain(dict(before)) if before is not None else None,
+        "after": _plain(dict(after)) if after is not None else None,
+        "ip": context.clean_ip(ip) if ip is not None else context.client_ip(),
+    }
+    pending = _pending.get()
+    if pending is not None:
+        pending.append(fields)
+        return None
+    return _write(**fields)
+
+
+def _write(**fields: Any) -> AuditEntry:
+    scope = fields["scope"]
     with transaction.atomic():
         head = _head(scope)
-        fields: dict[str, Any] = {
-            "scope": scope,
-            "position": head.length + 1,
-            # PostgreSQL keeps the microseconds: what is read back hashes the same.
-            "created_at": timezone.now().astimezone(dt.UTC),
-            "actor_id": user.pk if user is not None else None,
-            "actor_username": (user.get_username() if user is not None else "")[:150],
-            "action": action[:64],
-            "target_type": target_type,
-            "target_id": target_id,
-            "before": _plain(dict(before)) if before is not None else None,
-            "after": _plain(dict(after)) if after is not None else None,
-            "ip": context.clean_ip(ip) if ip is not None else context.client_ip(),
-            "prev_hash": head.head_hash,
-        }
+        fields["position"] = head.length + 1
+        # PostgreSQL keeps the microseconds: what is read back hashes the same.
+        fields["created_at"] = timezone.now().astimezone(dt.UTC)
+        fields["prev_hash"] = head.head_hash
         fields["hash"] = chain.entry_hash(fields)
         entry = AuditEntry.objects.create(**fields)
         AuditChain.objects.filter(scope=scope).update(length=head.length + 1, head_hash=fields["hash"])

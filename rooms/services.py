@@ -228,16 +228,19 @@ def room_leave(*, membership: Membership, new_owner: User | None = None) -> None
     room = Room.objects.select_for_update().get(pk=membership.room.pk)  # one leaver at a time
     if room.kind == Room.Kind.DIRECT:
         raise Forbidden("Direct conversations cannot be left.", code="direct_room")
-    if new_owner is not None:
-        ownership_transfer(actor=membership, user=new_owner)
-    if not Membership.objects.filter(room=room).exclude(pk=membership.pk).exists():
-        _delete(room, actor=membership.user, last_member_left=True)
-        return
-    if membership.role == Role.OWNER:
-        _require_another_owner(room, membership)
-    membership.delete()
-    _announce_membership(room=room, user=membership.user, membership=None)
-    audit.record(action="membership.leave", actor=membership.user, target=room, before={"role": membership.role})
+    # The hand-over records its entries before this locks the remaining owners: they are written
+    # at the end, the chain's head last (docs/audit.md "How it is written").
+    with audit.deferred():
+        if new_owner is not None:
+            ownership_transfer(actor=membership, user=new_owner)
+        if not Membership.objects.filter(room=room).exclude(pk=membership.pk).exists():
+            _delete(room, actor=membership.user, last_member_left=True)
+            return
+        if membership.role == Role.OWNER:
+            _require_another_owner(room, membership)
+        membership.delete()
+        _announce_membership(room=room, user=membership.user, membership=None)
+        audit.record(action="membership.leave", actor=membership.user, target=room, before={"role": membership.role})
 
 
 @transaction.atomic
@@ -308,8 +311,12 @@ def ownership_transfer(*, actor: Membership, user: User) -> Membership:
         raise InvalidInput("You already own this room.", fields={"user": ["That is you."]})
     # The room's row first, like room_leave: a transfer and a leave of the same room queue up.
     Room.objects.select_for_update().filter(pk=actor.room.pk).first()
-    new_owner = membership_update(actor=actor, user=user, role=Role.OWNER)
-    if actor.pk is not None:  # staff acting from admin hold no membership to step down from
-        membership_update(actor=actor, user=actor.user, role=Role.ADMIN)
-        actor.role = Role.ADMIN
+    # Two role changes, each recorded: the first one's entry would lock the chain's head before
+    # the second locks the old owner's membership, and a concurrent change of that member (holding
+    # it, waiting for the head) would deadlock with us. Deferred, both entries are written last.
+    with audit.deferred():
+        new_owner = membership_update(actor=actor, user=user, role=Role.OWNER)
+        if actor.pk is not None:  # staff acting from admin hold no membership to step down from
+            membership_update(actor=actor, user=actor.user, role=Role.ADMIN)
+            actor.role = Role.ADMIN
     return new_owner

@@ -17,14 +17,23 @@ from rest_framework.test import APIClient
 from accounts.admin import ParleyUserAdmin
 from accounts.models import User
 from audit import chain
+from audit import services as audit_services
 from audit.models import AuditChain, AuditEntry
 from boards.services import board_create, board_delete
 from messaging.services import message_delete
 from operations.services import job_start, task_run_finished
 from rooms.models import Membership, Room
 from rooms.selectors import membership_get
-from rooms.services import membership_add, membership_remove, membership_update, room_create, room_delete, room_update
-from tests.conftest import client_for, send_message
+from rooms.services import (
+    membership_add,
+    membership_remove,
+    membership_update,
+    ownership_transfer,
+    room_create,
+    room_delete,
+    room_update,
+)
+from tests.conftest import client_for, room_with, send_message, wait_until
 
 PASSWORD = "correct-horse-battery"
 
@@ -256,6 +265,85 @@ def test_concurrent_writers_keep_one_linear_chain(make_user):
     rows = list(AuditEntry.objects.order_by("position").values())
     assert [row["position"] for row in rows] == list(range(1, 25))
     assert "global: ok, 24 entries" in verify()
+
+
+def _waits_for_a_lock(pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+        row = cursor.fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_ownership_hand_over_racing_a_role_change_of_the_old_owner_does_not_deadlock(make_user, monkeypatch):
+    """ada hands Crew to bob while cyd, another owner, demotes ada. The demotion holds ada's
+    membership and is about to lock the chain's head; the hand-over then runs until it waits for
+    ada's membership. Had the hand-over recorded its first role change before that wait (holding
+    the head), the two would wait for each other and PostgreSQL would abort one (a deadlock)."""
+    ada, bob, cyd = make_user("ada"), make_user("bob"), make_user("cyd")
+    room = room_with(ada, "Crew", members={bob: "member", cyd: "owner"})
+    ada_owner, cyd_owner = membership_get(room_id=room.pk, user=ada), membership_get(room_id=room.pk, user=cyd)
+    demoter = threading.local()
+    demoter_at_head, go = threading.Event(), threading.Event()
+    real_head = audit_services._head
+
+    def head(scope: str) -> AuditChain:
+        if getattr(demoter, "active", False):
+            demoter_at_head.set()  # holding ada's membership, about to lock the chain's head
+            assert go.wait(10), "the hand-over never started waiting"
+        return real_head(scope)
+
+    monkeypatch.setattr(audit_services, "_head", head)
+    errors: list[BaseException] = []
+    hand_over_pid: list[int] = []
+
+    def demote() -> None:
+        demoter.active = True
+        try:
+            membership_update(actor=cyd_owner, user=ada, role="admin")
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    def hand_over() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                hand_over_pid.append(cursor.fetchone()[0])
+            ownership_transfer(actor=ada_owner, user=bob)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=demote), threading.Thread(target=hand_over)]
+    threads[0].start()
+    assert demoter_at_head.wait(10)
+    threads[1].start()
+    wait_until(lambda: hand_over_pid and _waits_for_a_lock(hand_over_pid[0]), what="the hand-over waiting for a lock")
+    go.set()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    roles = dict(Membership.objects.filter(room=room).values_list("user__username", "role"))
+    assert roles == {"ada": "admin", "bob": "owner", "cyd": "owner"}
+    assert actions()[-2:] == ["membership.role", "membership.role"]
+    assert "global: ok" in verify()
+
+
+@pytest.mark.django_db
+def test_deferred_entries_are_written_at_the_end_and_none_when_the_block_raises(make_user):
+    owner = make_user("owner")
+    with transaction.atomic():
+        with audit_services.deferred():
+            room_create(creator=owner, name="One")
+            assert not AuditEntry.objects.exists()  # nothing written, the head not locked yet
+        assert actions() == ["room.create"]
+    with pytest.raises(RuntimeError), transaction.atomic(), audit_services.deferred():
+        room_create(creator=owner, name="Two")
+        raise RuntimeError
+    assert actions() == ["room.create"]
 
 
 # -- browsing and exporting ------------------------------------------------------------------------
