@@ -563,19 +563,26 @@ class Browser:
         self.drops = 0
         self.stopping = False
         self.reconnecting: asyncio.Task | None = None
+        self.last_failure = ""  # why the last attempt failed (a stuck browser's report)
 
     async def connect(self) -> None:
         headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={self.cookie}", "Origin": self.base}
         while not self.stopping:
             try:
-                await ws_connect(
+                _, socket = await ws_connect(
                     lambda: StormSocket(self),
                     self.base.replace("http://", "ws://") + "/ws/",
                     websocket_handshake_timeout=30,
                     extra_headers=headers,
                 )
+                if socket.transport is None:
+                    # picows 2.3.1 returns from ws_connect, without an error and without calling
+                    # the listener, when the connection is lost during the handshake (a server
+                    # killed with the upgrade request in hand): that browser would wait forever.
+                    raise ConnectionResetError("connection lost during the handshake")
                 return
-            except Exception:  # refused or cut while the server restarts
+            except Exception as error:  # refused or cut while the server restarts
+                self.last_failure = type(error).__name__
                 self.attempt += 1
                 await asyncio.sleep(random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**self.attempt)))
 
@@ -607,10 +614,16 @@ class StormSocket(Client):
         self.browser = browser
         self.tracks = browser.tracks  # the browser's numbers, not the socket's
         self.syncing: set[str] = set()
+        self.seen: list[str] = []  # the frame types received, in order (a stuck browser's report)
 
     def on_ws_connected(self, transport) -> None:
         super().on_ws_connected(transport)
         self.browser.socket = self
+
+    def state(self) -> str:
+        """What a browser that is not back is waiting for, for the storm's report."""
+        firsts = ",".join(dict.fromkeys(self.seen[:4]))
+        return f"socket open, frames [{firsts}], syncing {len(self.syncing)}"
 
     def on_ws_disconnected(self, transport) -> None:
         super().on_ws_disconnected(transport)
@@ -621,6 +634,8 @@ class StormSocket(Client):
             return
         data = orjson.loads(frame.get_payload_as_bytes())
         kind = data["type"]
+        if len(self.seen) < 16:
+            self.seen.append(kind if kind != "error" else f"error:{data['code']}")
         if kind == "session.ready":
             self.browser.readies.append(time.monotonic())
             for room in self.rooms:
@@ -652,6 +667,21 @@ class StormSocket(Client):
             self.numbered(data)
         elif kind == "error":
             self.stats.errors[data["code"]] = self.stats.errors.get(data["code"], 0) + 1
+
+
+def stuck_states(browsers: list[Browser]) -> dict[str, int]:
+    """How many browsers that are not back are in each state (socket open and waiting for what,
+    or no socket: reconnecting, and why the last attempt failed)."""
+    states: dict[str, int] = {}
+    for browser in browsers:
+        if browser.socket is not None:
+            state = browser.socket.state()
+        else:
+            task = browser.reconnecting
+            running = "running" if task is not None and not task.done() else "no task"
+            state = f"no socket, reconnect {running}, attempt {browser.attempt}, last {browser.last_failure or '-'}"
+        states[state] = states.get(state, 0) + 1
+    return dict(sorted(states.items(), key=lambda item: -item[1])[:12])
 
 
 def rate_curve(readies: list[float], start: float, step: float = 0.5) -> list[int]:
@@ -1006,6 +1036,7 @@ class Bench:
                         "p99": round(times[int(len(times) * 0.99)], 2) if times else None,
                     },
                     "still_out": sum(1 for b in browsers if not back(b)),
+                    "still_out_states": stuck_states([b for b in browsers if not back(b)]),
                     "ready_per_half_second": rate_curve(readies, cut),
                     "cpu_percent": cpu,
                 }
