@@ -3,10 +3,13 @@ progress, kept in the archive store (messaging.archive_storage: S3 or ARCHIVE_LO
 by its owner over REST. Requests, completions and downloads are recorded in the audit log.
 
 What the zip holds (docs/audit.md "Download all my data"): profile.json (the account's fields,
-never the password hash), memberships.json, messages.jsonl (every message the user sent that is
-in PostgreSQL, texts included: they are the user's own), reactions.json (the user's reactions),
-audit.jsonl (audit entries by or about the user), README.txt."""
+never the password hash), memberships.json, messages.jsonl (every message the user sent, from
+PostgreSQL and from the archived days in the archive store, texts included: they are the user's
+own), reactions.json (the user's reactions, archived days included), attachments.json and files/
+(the files they uploaded, their bytes from the attachment store), audit.jsonl (audit entries by or
+about the user), README.txt."""
 
+import datetime as dt
 import io
 import json
 import logging
@@ -23,9 +26,12 @@ from django.utils import timezone
 
 import audit
 from accounts.models import User
+from attachments.models import Attachment
+from attachments.storage import attachment_store
 from audit.models import AuditEntry, DataExport
 from audit.services import entry_line
 from core.errors import Conflict, NotFound
+from messaging import archive
 from messaging.archive_storage import archive_storage
 from messaging.models import Message
 from rooms.models import Membership
@@ -38,10 +44,12 @@ _README = """Your data from Parley, exported on {when} (UTC).
 
 profile.json      your account (no password)
 memberships.json  the rooms you are in and your role there
-messages.jsonl    every message you sent that is still in the live database (one JSON object a
-                  line; deleted messages appear as tombstones without text). Days older than the
-                  live window are archived and are not included in this export.
+messages.jsonl    every message you sent, one JSON object a line, oldest first: those of days
+                  moved to the archive ("archived": true), then those in the live database;
+                  deleted messages appear as tombstones without text
 reactions.json    the reactions you gave, by message
+attachments.json  the files you uploaded (name, type, size, room, message) and where each is in
+                  this zip: files/<attachment id>/<name>
 audit.jsonl       audit log entries about you or by you (sign-ins, membership changes, ...)
 """
 
@@ -136,12 +144,40 @@ def build(export_id: object) -> str:
     return DataExport.Status.READY
 
 
+_MESSAGE_FIELDS = ("id", "room_id", "sequence", "created_at", "edited_at", "deleted_at", "content", "reply_to")
+
+
+def _archived_message(row: list) -> dict[str, Any]:
+    """A message of an archived day (messaging.archive.FIELDS order) as messages.jsonl has it."""
+    deleted = row[9] is not None
+    created, edited, gone = (dt.datetime.fromisoformat(value) if value else None for value in row[7:10])
+    values = (row[0], row[1], row[2], created, edited, gone, "" if deleted else row[5], row[10])
+    return dict(zip(_MESSAGE_FIELDS, values, strict=True)) | {"archived": True}
+
+
+def _reactions_of(user: User, message_id: object, room_id: object, reactions: Any) -> list[dict[str, Any]]:
+    return [
+        {"message": str(message_id), "room": str(room_id), "emoji": reaction["emoji"]}
+        for reaction in reactions or ()
+        if any(isinstance(u, dict) and u.get("id") == user.pk for u in reaction.get("users", ()))
+    ]
+
+
+def _file_name(attachment: Attachment) -> str:
+    """Where an attachment's bytes go in the zip: its own folder, its name without path parts."""
+    name = attachment.name.replace("\\", "/").rsplit("/", 1)[-1].strip(". ") or "file"
+    return f"files/{attachment.pk}/{name}"
+
+
 def _write(export: DataExport) -> dict[str, int]:
     user = export.user
     messages = Message.objects.filter(sender=user).order_by("created_at")
     reacted = Message.objects.filter(reactions__contains=[{"users": [{"id": user.pk}]}]).order_by("created_at")
     entries = AuditEntry.objects.filter(_about(user)).order_by("scope", "position")
-    total = messages.count() + entries.count() + 3
+    days = archive.archived_records()
+    files = list(Attachment.objects.filter(uploader=user, status=Attachment.Status.READY).order_by("created_at", "pk"))
+    # Progress counts rows in PostgreSQL, archived days (one object read each) and files.
+    total = messages.count() + entries.count() + len(days) + len(files) + 3
     done = 0
 
     def advance(rows: Iterable[Any], note: str) -> Iterable[Any]:
@@ -153,13 +189,13 @@ def _write(export: DataExport) -> dict[str, int]:
                 _progress(export.pk, done, total, note)
 
     _progress(export.pk, 0, total, "profile")
-    counts = {"messages": 0, "reactions": 0, "audit_entries": 0}
+    counts = {"messages": 0, "archived_messages": 0, "reactions": 0, "files": 0, "audit_entries": 0}
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
-        with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("README.txt", _README.format(when=timezone.now().strftime("%Y-%m-%d %H:%M")))
-            archive.writestr("profile.json", _json(_profile(user)))
+        with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+            zipped.writestr("README.txt", _README.format(when=timezone.now().strftime("%Y-%m-%d %H:%M")))
+            zipped.writestr("profile.json", _json(_profile(user)))
             memberships = Membership.objects.filter(user=user).select_related("room").order_by("joined_at")
-            archive.writestr(
+            zipped.writestr(
                 "memberships.json",
                 _json(
                     [
@@ -169,30 +205,46 @@ def _write(export: DataExport) -> dict[str, int]:
                 ),
             )
             done += 3
-            with archive.open("messages.jsonl", "w") as out:
-                fields = (
-                    "id",
-                    "room_id",
-                    "sequence",
-                    "created_at",
-                    "edited_at",
-                    "deleted_at",
-                    "content",
-                    "reply_to",
-                )
-                for row in advance(messages.values(*fields).iterator(chunk_size=_CHUNK), "messages"):
+            reactions: list[dict[str, Any]] = []
+            with zipped.open("messages.jsonl", "w") as out:
+                # Archived days first (they are the oldest), one object each, read as restore
+                # reads them (checksum checked); then what is in PostgreSQL.
+                for record in days:
+                    for row in archive.read_day(record):
+                        if row[4] == user.pk:
+                            out.write((_json(_archived_message(row)) + "\n").encode())
+                            counts["archived_messages"] += 1
+                        reactions += _reactions_of(user, row[0], row[1], row[13])
+                    done += 1
+                    _progress(export.pk, done, total, f"archived day {record.day.isoformat()}")
+                for row in advance(messages.values(*_MESSAGE_FIELDS).iterator(chunk_size=_CHUNK), "messages"):
                     out.write((_json(row) + "\n").encode())
                     counts["messages"] += 1
-            reactions = []
             for message in reacted.values("id", "room_id", "reactions").iterator(chunk_size=_CHUNK):
-                for reaction in message["reactions"] or ():
-                    if any(isinstance(u, dict) and u.get("id") == user.pk for u in reaction.get("users", ())):
-                        reactions.append(
-                            {"message": message["id"], "room": message["room_id"], "emoji": reaction["emoji"]}
-                        )
+                reactions += _reactions_of(user, message["id"], message["room_id"], message["reactions"])
             counts["reactions"] = len(reactions)
-            archive.writestr("reactions.json", _json(reactions))
-            with archive.open("audit.jsonl", "w") as out:
+            zipped.writestr("reactions.json", _json(reactions))
+            listed = []
+            for attachment in files:
+                name = _file_name(attachment)
+                zipped.writestr(name, attachment_store().read(attachment.key()))
+                listed.append(
+                    {
+                        "id": attachment.pk,
+                        "name": attachment.name,
+                        "content_type": attachment.content_type,
+                        "size": attachment.size,
+                        "room": attachment.room_id,
+                        "message": attachment.message_id,
+                        "uploaded_at": attachment.created_at,
+                        "file": name,
+                    }
+                )
+                counts["files"] += 1
+                done += 1
+                _progress(export.pk, done, total, "files")
+            zipped.writestr("attachments.json", _json(listed))
+            with zipped.open("audit.jsonl", "w") as out:
                 for row in advance(entries.values().iterator(chunk_size=_CHUNK), "audit entries"):
                     out.write(entry_line(row).encode())
                     counts["audit_entries"] += 1

@@ -453,6 +453,21 @@ def _as_message(row: list) -> Message:
     )
 
 
+def archived_records() -> list[MessageArchive]:
+    """Every day whose messages live only in the archive store (dropped from PostgreSQL), oldest first."""
+    return list(MessageArchive.objects.filter(status=MessageArchive.Status.DROPPED).order_by("day"))
+
+
+def read_day(record: MessageArchive) -> list[list]:
+    """All rows of an archived day, each with every field, checksum checked. Not through the
+    readers' cache: a data export or an erasure reads every day once, and must not evict the
+    days people are scrolling through."""
+    data = archive_storage().get_bytes(record.key)
+    if hashlib.sha256(data).hexdigest() != record.sha256:
+        raise ArchiveError(f"{record.key}: checksum mismatch")
+    return [_full(row) for row in _parse(data)]
+
+
 def archived_spans(room_id: object) -> list[tuple[str, dict]]:
     """(object key, this room's range) for each archived day holding messages of the room."""
     rows = MessageArchive.objects.filter(
