@@ -26,7 +26,9 @@ users opening their sockets at once, through the ticket path and with session co
 and CPU per connect), `storm` (10,000 browsers chatting while the server processes are killed,
 one after the other, then all at once; each browser reconnects with the web client's full-jitter
 back-off and syncs from its own numbers: time until all are back, the session.ready rate curve,
-nothing lost or twice; not in --smoke), `ramp` (the chat topology at rising
+nothing lost or twice; not in --smoke), `sse` (1,000 users in rooms of 10, every other one reading
+Server-Sent Events instead of a socket, chat at 1,000 msg/s from the sockets: latency to SSE against
+socket clients, server memory per event stream), `ramp` (the chat topology at rising
 rates until p99 >= 100 ms or any loss, then a run at half the highest passing rate). With
 `--mix F` (issue 16), a fraction F of the sends are replies in the thread of the room's latest
 message, and as many reactions go with them (each takes a number of its own: `message.update`
@@ -367,6 +369,7 @@ class Client(WSListener):
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self.transport = None
         self.beat_timer: asyncio.TimerHandle | None = None
+        self.own_latencies: list[int] | None = None  # also kept apart (--scenario sse: per transport)
 
     def on_ws_connected(self, transport) -> None:
         self.transport = transport
@@ -389,13 +392,17 @@ class Client(WSListener):
     def on_ws_frame(self, transport, frame) -> None:
         if frame.msg_type != WSMsgType.TEXT:
             return
-        now = time.monotonic_ns()
-        data = orjson.loads(frame.get_payload_as_bytes())
+        self.on_data(orjson.loads(frame.get_payload_as_bytes()), time.monotonic_ns())
+
+    def on_data(self, data: dict, now: int) -> None:
         kind = data["type"]
         if kind == "message.new" or kind == "message.update":  # both numbered; updates: --mix
             if self.numbered(data) and kind == "message.new":
                 self.latest[data["room"]] = data["message"]["id"]
-                self.stats.latencies.append(now - int(data["message"]["content"].split(" ", 1)[0]))
+                latency = now - int(data["message"]["content"].split(" ", 1)[0])
+                self.stats.latencies.append(latency)
+                if self.own_latencies is not None:
+                    self.own_latencies.append(latency)
         elif kind == "message.ack":
             due = self.pending.pop(data["client_msg_id"], None)
             if due is not None:
@@ -538,6 +545,58 @@ async def close_all(clients: list[Client]) -> None:
             client.transport.send_close()
             client.transport.disconnect()
     await asyncio.sleep(0.5)
+
+
+class SseClient(Client):
+    """A browser on Server-Sent Events (issue 15): `GET /api/v1/events/` with its session cookie,
+    read as EventSource does (the chunked body's `data:` lines, one JSON frame per event); it sends
+    nothing (a browser in this mode sends over REST)."""
+
+    async def open(self, base: str, cookie: str) -> None:
+        url = urlparse(base)
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        writer.write(
+            f"GET /api/v1/events/ HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: text/event-stream\r\n"
+            f"Cookie: {settings.SESSION_COOKIE_NAME}={cookie}\r\n\r\n".encode()
+        )
+        status = await reader.readline()
+        if b" 200 " not in status:
+            raise ConnectionError(f"events: {status!r}")
+        chunked = False
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            chunked = chunked or line.lower().startswith(b"transfer-encoding: chunked")
+        self.writer = writer
+        self.reading = asyncio.get_running_loop().create_task(self._read(reader, chunked))
+
+    async def _read(self, reader: asyncio.StreamReader, chunked: bool) -> None:
+        buffer = b""
+        try:
+            while True:
+                if chunked:
+                    size = int((await reader.readline()).strip() or b"0", 16)
+                    if size == 0:
+                        return
+                    data = await reader.readexactly(size + 2)  # the chunk and its CRLF
+                    buffer += data[:-2]
+                else:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                    buffer += data
+                *events, buffer = buffer.split(b"\n\n")
+                now = time.monotonic_ns()
+                for event in events:
+                    for line in event.split(b"\n"):
+                        if line.startswith(b"data: "):
+                            self.on_data(orjson.loads(line[6:]), now)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.stats.closed += 1
+
+    def close(self) -> None:
+        self.reading.cancel()
+        self.writer.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -963,6 +1022,65 @@ class Bench:
         finally:
             servers.stop()
 
+    async def sse(self, sockets: int, rate: float, seconds: float) -> dict:
+        """Chat with half the clients on Server-Sent Events (issue 15): `sockets` users in rooms of
+        10, every other one reading `GET /api/v1/events/` with its session cookie, the rest on
+        sockets, which send (`rate` msg/s for `seconds`). Reported: delivery latency to the SSE
+        clients against the socket clients of the same run, loss over both, and the workers' memory
+        per SSE stream (RSS after the streams open, against before)."""
+        args = self.args
+        users, rooms, rooms_of = await self.topology("sse", sockets, 10)
+        cookies = await asyncio.to_thread(sessions_for, users)
+        servers = Servers(args.workers, args.server)
+        stats = Stats()
+        streams: list[SseClient] = []
+        try:
+            on_socket, on_sse = users[0::2], users[1::2]
+            socket_clients = await connect_all(
+                servers.base, on_socket, rooms_of, stats, "sse: sockets", cookies=cookies, concurrency=args.concurrency
+            )
+            await asyncio.sleep(1)
+            baseline = rss_bytes(servers.workers())
+            semaphore = asyncio.Semaphore(args.concurrency)
+
+            async def open_stream(user: User) -> None:
+                async with semaphore:
+                    client = SseClient(stats, rooms_of[user.pk])
+                    await client.open(servers.base, cookies[user.pk])
+                    streams.append(client)
+                    await asyncio.wait_for(client.ready, 60)
+
+            await asyncio.gather(*(open_stream(user) for user in on_sse))
+            await asyncio.sleep(2)
+            per_stream_kb = (rss_bytes(servers.workers()) - baseline) / 1024 / len(on_sse)
+            log(f"sse: {len(streams)} event streams open, {per_stream_kb:.1f} KB each")
+            clients: list[Client] = [*socket_clients, *streams]
+            senders = [(client, client.rooms[0]) for client in socket_clients]
+            meter = self.meter(servers)
+            await run_phase(clients, senders, rooms, stats, meter, max(1.0, min(rate / 4, 200.0)), 2.0, "sse warm-up")
+            for client in clients:
+                client.own_latencies = []
+            result = await run_phase(clients, senders, rooms, stats, meter, rate, seconds, f"sse @{rate:.0f}/s")
+
+            def latency(group: list) -> dict:
+                ordered = sorted(ns for client in group for ns in client.own_latencies)
+                return {"deliveries": len(ordered)} | {f"p{p}": round(percentile(ordered, p), 2) for p in (50, 95, 99)}
+
+            result |= {
+                "sockets": len(socket_clients),
+                "sse_streams": len(streams),
+                "socket_latency_ms": latency(socket_clients),
+                "sse_latency_ms": latency(streams),
+                "server_rss_kb_per_sse_stream": round(per_stream_kb, 1),
+            }
+            log(f"sse: socket clients {result['socket_latency_ms']}, SSE clients {result['sse_latency_ms']}")
+            await close_all(socket_clients)
+            return result
+        finally:
+            for stream in streams:
+                stream.close()
+            servers.stop()
+
     async def storm(self, sockets: int) -> dict:
         """Reconnect storms (issue 15): `sockets` browsers connected, chatting at `--rate` msg/s;
         the server processes are restarted, one after the other (rolling), then all at once. Each
@@ -1172,6 +1290,20 @@ def write_report(results: dict, out: Path) -> None:
                 f"| {path} | **{row['connects_per_s']}** | {row['ready_ms']['p50']} / {row['ready_ms']['p99']} "
                 f"| {row['server_cpu_ms_per_connect']} | {cpu_cell(row['cpu_percent'])} |"
             )
+    sse = results["scenarios"].get("sse")
+    if sse:
+        lines += [
+            "",
+            f"Half the clients on Server-Sent Events: {sse['sockets']} sockets (they send) and {sse['sse_streams']} "
+            f"event streams, {sse['offered_rate']:.0f} msg/s; lost {sse['lost']}, duplicated {sse['duplicates']}; "
+            f"server memory {sse['server_rss_kb_per_sse_stream']} KB per stream:",
+            "",
+            "| clients | deliveries | p50 ms | p95 ms | p99 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for label, key in (("socket", "socket_latency_ms"), ("SSE", "sse_latency_ms")):
+            row = sse[key]
+            lines.append(f"| {label} | {row['deliveries']} | {row['p50']} | {row['p95']} | {row['p99']} |")
     storm = results["scenarios"].get("storm")
     if storm:
         lines += [
@@ -1231,6 +1363,7 @@ SIZES = {
         "connections": (10000, 150.0),  # longer than the server's 120 s silence limit
         "connect": 4000,
         "storm": 10000,
+        "sse": (1000, [1000.0], 15.0),
         "ramp": (1000, 10, [250.0, 500.0, 750.0, 1000.0, 1250.0, 1500.0, 2000.0, 3000.0], 10.0),
     },
     "smoke": {
@@ -1239,6 +1372,7 @@ SIZES = {
         "connections": (60, 2.0),
         "connect": 40,
         "storm": 60,
+        "sse": (40, [40.0], 2.0),
         "ramp": (40, 10, [20.0, 40.0], 2.0),
     },
 }
@@ -1250,7 +1384,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     # The 10,000-socket scenario goes last: the latency scenarios should not run in a generator
     # (and against PostgreSQL and Redis) still carrying what 10,000 sockets left behind.
     # The storm restarts the servers twice (a minute or more even at the smoke size): not in --smoke.
-    everything = ["chat", "fanout", "ramp", "connect", "connections"] + ([] if args.smoke else ["storm"])
+    everything = ["chat", "fanout", "ramp", "sse", "connect", "connections"] + ([] if args.smoke else ["storm"])
     scenarios = everything if args.scenario == "all" else [args.scenario]
     results: dict = {
         "started": time.strftime("%Y-%m-%d %H:%M"),
@@ -1270,6 +1404,12 @@ async def main_async(args: argparse.Namespace) -> dict:
         if name == "storm":
             results["scenarios"][name] = await bench.storm(args.sockets or size["storm"])
             continue
+        if name == "sse":
+            sockets, rates, seconds = size["sse"]
+            results["scenarios"][name] = await bench.sse(
+                args.sockets or sockets, args.rate or rates[0], args.seconds or seconds
+            )
+            continue
         if name == "connections":
             sockets, idle = size["connections"]
             results["scenarios"][name] = await bench.connections(args.sockets or sockets, args.seconds or idle)
@@ -1288,7 +1428,7 @@ async def main_async(args: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--scenario", choices=["all", "chat", "fanout", "connections", "ramp", "connect", "storm"], default="all"
+        "--scenario", choices=["all", "chat", "fanout", "connections", "ramp", "connect", "storm", "sse"], default="all"
     )
     parser.add_argument(
         "--concurrency", type=int, default=256, help="connect: handshakes in flight (the ticket request included)"

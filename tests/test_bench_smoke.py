@@ -57,12 +57,16 @@ def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     figures = json.loads((tmp_path / "results.json").read_text())
-    assert set(figures["scenarios"]) == {"chat", "fanout", "connections", "ramp", "connect"}
+    assert set(figures["scenarios"]) == {"chat", "fanout", "connections", "ramp", "connect", "sse"}
     for name in ("chat", "fanout", "ramp"):
         for step in figures["scenarios"][name]["steps"]:
             assert step["persisted"] == step["sent"] > 0, (name, step)
             assert step["deliveries"] == step["expected_deliveries"] > 0, (name, step)
             assert (step["lost"], step["duplicates"], step["reordered"], step["errors"]) == (0, 0, 0, {}), (name, step)
+    sse = figures["scenarios"]["sse"]  # half the clients on Server-Sent Events: they get everything too
+    assert sse["persisted"] == sse["sent"] > 0 and sse["deliveries"] == sse["expected_deliveries"], sse
+    assert (sse["lost"], sse["duplicates"], sse["reordered"], sse["errors"]) == (0, 0, 0, {}), sse
+    assert sse["sse_latency_ms"]["deliveries"] == sse["socket_latency_ms"]["deliveries"] > 0, sse
     connections = figures["scenarios"]["connections"]
     assert connections["connected"] == connections["sockets"]
     connect = figures["scenarios"]["connect"]
