@@ -89,6 +89,7 @@ from accounts.models import User  # noqa: E402
 from rooms.models import Membership, Room  # noqa: E402
 
 HOST = "127.0.0.1"
+SOCKETS_PER_SOURCE = 25_000  # of the 28,232 ephemeral ports Linux gives one source address by default
 P99_TARGET_MS = 100.0
 HEARTBEAT_SECONDS = 30
 CONNECT_CONCURRENCY = 64
@@ -506,6 +507,7 @@ async def connect_all(
     clients: list[Client | None] = [None] * len(users)
     ws_base = base.replace("http://", "ws://")
     semaphore = asyncio.Semaphore(concurrency)
+    sources = -(-len(users) // SOCKETS_PER_SOURCE)
     done = 0
     last_report = time.monotonic()
 
@@ -520,8 +522,15 @@ async def connect_all(
             else:
                 url = f"{ws_base}/ws/"
                 headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookies[user.pk]}", "Origin": base}
+            # Past ~28,000 sockets one source address runs out of ephemeral ports (to one server
+            # address and port): spread them over 127.0.0.1, .2, ... (every 127.x address is local).
+            source = {"local_addr": (f"127.0.0.{1 + index % sources}", 0)} if sources > 1 else {}
             _, client = await ws_connect(
-                lambda: Client(stats, rooms_of[user.pk]), url, websocket_handshake_timeout=60, extra_headers=headers
+                lambda: Client(stats, rooms_of[user.pk]),
+                url,
+                websocket_handshake_timeout=60,
+                extra_headers=headers,
+                **source,
             )
             await asyncio.wait_for(client.ready, 60)
             if ready_ms is not None:
@@ -1188,9 +1197,12 @@ class Bench:
             warm = await connect_all(servers.base, warm_users, rooms_of, stats, "connections warm-up")
             await close_all(warm)
             await asyncio.sleep(1)
+            # Beyond 20,000 sockets, session cookies: the ticket path's REST request per socket
+            # would make the connecting take most of the run (the idle figures are the point).
+            cookies = await asyncio.to_thread(sessions_for, users) if sockets > 20_000 else None
             baseline = rss_bytes(servers.workers())
             started = time.monotonic()
-            clients = await connect_all(servers.base, users, rooms_of, stats, "connections")
+            clients = await connect_all(servers.base, users, rooms_of, stats, "connections", cookies=cookies)
             connect_seconds = time.monotonic() - started
             await asyncio.sleep(2)
             loaded = rss_bytes(servers.workers())
@@ -1447,7 +1459,10 @@ def main() -> int:
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:  # root may raise the hard limit too (100,000 sockets: a descriptor each, here and in the servers)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 300_000), max(hard, 300_000)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for step in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run([sys.executable, "manage.py", *step], cwd=ROOT, check=True)
     results = uvloop.run(main_async(args))
