@@ -17,7 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from boards import consumers as boards
+from boards import consumers as board_frames
 from core import jsontext, logs, metrics, wire
 from core.errors import ApplicationError, Internal, InvalidInput, RateLimited, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
@@ -63,7 +63,7 @@ FRAME_KINDS = {
     "sync": "read",
     "history": "read",
     "ping": "ping",
-    **boards.FRAME_KINDS,
+    **board_frames.FRAME_KINDS,
     **simulations.FRAME_KINDS,
 }
 
@@ -259,7 +259,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
         self.last_frame_at = time.monotonic()
         self.limits = Buckets(settings.RATE_LIMITS["socket"])
-        self.boards = boards.BoardSessions(self)  # the boards this socket joined
+        self.board_sessions: board_frames.BoardSessions | None = None  # made by the first board frame
         self.strikes = Strikes(settings.RATE_LIMIT_FLOOD_STRIKES, settings.RATE_LIMIT_FLOOD_SECONDS, time.monotonic)
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
@@ -296,12 +296,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         await presence.presence_heartbeat(user=self.user, socket_id=self.socket_id, active=True, rooms=rooms)
 
+    @property
+    def boards(self) -> board_frames.BoardSessions:
+        """The boards this socket joined; made on first use, since most sockets never open one
+        (about 1 KB less for every socket that does not: docs/performance.md)."""
+        if self.board_sessions is None:
+            self.board_sessions = board_frames.BoardSessions(self)
+        return self.board_sessions
+
     async def disconnect(self, code: int) -> None:
         metrics.closed("socket", code)
         if getattr(self, "user", None) is None:
             return
         liveness().discard(self)
-        await self.boards.close()
+        if self.board_sessions is not None:
+            await self.board_sessions.close()
         for room_id in list(self.cursors):
             await self._unsubscribe(room_id)
         await self.hub.leave(user_group(self.user.pk), self)
@@ -359,7 +368,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # A character is at most 4 bytes in UTF-8: most frames need no encoding to be measured.
         big = len(text_data) * 4 > limit and (len(text_data) > limit or len(text_data.encode()) > limit)
         if big:  # only board.update frames may be bigger (checked once parsed, below)
-            limit = boards.frame_limit(text_data)
+            limit = board_frames.frame_limit(text_data)
             if len(text_data) > limit or len(text_data.encode()) > limit:
                 await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
                 await self.close(code=CLOSE_TOO_LARGE)
@@ -372,8 +381,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self._error(ApplicationError('A frame is a JSON object with a string "type".', code="invalid_frame"))
             return
-        if self.boards.acker is not None and frame["type"] not in boards.UNORDERED:
-            await self.boards.settle()  # earlier board.update frames are answered first
+        sessions = self.board_sessions
+        if sessions is not None and sessions.acker is not None and frame["type"] not in board_frames.UNORDERED:
+            await sessions.settle()  # earlier board.update frames are answered first
         if big and frame["type"] != "board.update":
             limit = settings.WS_MAX_FRAME_BYTES
             await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
@@ -407,7 +417,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _refuse(self, wait: float, *, ref: str | None = None) -> None:
         """Over a rate limit: rate_limited with the time to wait, or, for a client that keeps
         going regardless, the end of the socket."""
-        await self.boards.settle()  # after the answers to earlier board.update frames
+        if self.board_sessions is not None:
+            await self.board_sessions.settle()  # after the answers to earlier board.update frames
         if self.strikes.strike():
             logger.info("closing a socket of user %s: flooding", self.user.pk)
             await self.close(code=CLOSE_FLOODING)
@@ -535,7 +546,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "typing": on_typing,
         "heartbeat": on_heartbeat,
         "ping": on_ping,
-        **boards.FRAME_HANDLERS,
+        **board_frames.FRAME_HANDLERS,
         **simulations.FRAME_HANDLERS,
     }
 
@@ -643,7 +654,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.hub.join(room_group(room_id), self)
 
     async def _unsubscribe(self, room_id: str) -> None:
-        await self.boards.leave_room(room_id)
+        if self.board_sessions is not None:
+            await self.board_sessions.leave_room(room_id)
         self.rooms.forget(room_id)
         await self.hub.leave(room_group(room_id), self)
 
