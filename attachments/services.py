@@ -26,6 +26,7 @@ from core.jsontext import storable_text
 from rooms import access
 from rooms.models import Room
 from rooms.selectors import membership_get
+from workspaces import limits
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +89,11 @@ def attachment_start(
             f"You have {pending} uploads that were never completed; complete or abandon them first.",
             code="too_many_uploads",
         )
-    attachment = Attachment.objects.create(
-        room=membership.room, uploader=user, name=name, declared_type=declared, declared_size=size
-    )
+    with transaction.atomic():  # the workspace's storage limit counts this upload's declared size
+        limits.require_storage(workspace_id=membership.room.workspace_id, adding=size)
+        attachment = Attachment.objects.create(
+            room=membership.room, uploader=user, name=name, declared_type=declared, declared_size=size
+        )
     try:
         form = attachment_store().upload_form(
             attachment.key(),

@@ -37,6 +37,7 @@ from messaging.models import Message, MessageArchive  # noqa: E402
 from messaging.partitions import NAME_FORMAT  # noqa: E402
 from rooms.models import Room  # noqa: E402
 from tests.conftest import free_port, wait_for_port  # noqa: E402
+from workspaces.services import default_workspace  # noqa: E402
 
 ROWS = int(os.environ.get("ROWS", "1000000"))
 ROOMS = 100
@@ -49,7 +50,10 @@ def fill(day: dt.date) -> None:
             size=PostgresTimePartitionSize(days=1), start_datetime=start, name_format=NAME_FORMAT
         ).create(Message, editor)
     user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:6]}", password=None)
-    rooms = Room.objects.bulk_create([Room(name=f"archive bench {i}", created_by=user) for i in range(ROOMS)])
+    workspace = default_workspace()
+    rooms = Room.objects.bulk_create(
+        [Room(name=f"archive bench {i}", created_by=user, workspace=workspace) for i in range(ROOMS)]
+    )
     per_room = ROWS // ROOMS
     with connection.cursor() as cursor:
         cursor.execute(

@@ -38,6 +38,7 @@ from accounts.models import User  # noqa: E402
 from accounts.services import ws_ticket_issue  # noqa: E402
 from rooms.models import Membership, Room  # noqa: E402
 from tests.conftest import free_port, wait_for_port  # noqa: E402
+from workspaces.services import default_workspace  # noqa: E402
 
 SAMPLES = int(os.environ.get("SAMPLES", "50"))
 TIMEOUT = 5.0
@@ -65,7 +66,9 @@ def setup() -> tuple[User, User, list[str], list[User]]:
     movers = [User.objects.create_user(f"mover-{run}-{i}", password=None) for i in range(SAMPLES)]
     rooms = []
     for i in range(SAMPLES):
-        room = Room.objects.create(name=f"bench {run} {i}", kind=Room.Kind.PRIVATE, created_by=typist)
+        room = Room.objects.create(
+            name=f"bench {run} {i}", kind=Room.Kind.PRIVATE, created_by=typist, workspace=default_workspace()
+        )
         Membership.objects.bulk_create(
             [Membership(room=room, user=typist, role="owner"), Membership(room=room, user=watcher)]
             + [Membership(room=room, user=movers[i])]

@@ -87,6 +87,7 @@ from rest_framework_simplejwt.tokens import AccessToken  # noqa: E402
 
 from accounts.models import User  # noqa: E402
 from rooms.models import Membership, Room  # noqa: E402
+from workspaces.services import default_workspace  # noqa: E402
 
 HOST = "127.0.0.1"
 SOCKETS_PER_SOURCE = 25_000  # of the 28,232 ephemeral ports Linux gives one source address by default
@@ -118,8 +119,12 @@ def seed(sockets: int, room_size: int, tag: str) -> tuple[list[User], list[Room]
         batch_size=2000,
     )
     groups = [users[start : start + room_size] for start in range(0, sockets, room_size)]
+    workspace = default_workspace()
     rooms = Room.objects.bulk_create(
-        [Room(name=f"{tag} {index}", kind=Room.Kind.PRIVATE, created_by=group[0]) for index, group in enumerate(groups)]
+        [
+            Room(name=f"{tag} {index}", kind=Room.Kind.PRIVATE, created_by=group[0], workspace=workspace)
+            for index, group in enumerate(groups)
+        ]
     )
     Membership.objects.bulk_create(
         [

@@ -52,6 +52,7 @@ from messaging.partitions import NAME_FORMAT  # noqa: E402
 from rooms.models import Membership, Room  # noqa: E402
 from search import selectors  # noqa: E402
 from search.selectors import SearchParams, message_search, statement  # noqa: E402
+from workspaces.services import default_workspace  # noqa: E402
 
 ROWS = int(os.environ.get("ROWS", "1000000"))
 ROOMS = int(os.environ.get("ROOMS", "1000"))
@@ -110,7 +111,10 @@ def fill(words: list[str]) -> tuple[list[User], list[Room]]:
     tag = uuid.uuid4().hex[:6]
     users = User.objects.bulk_create([User(username=f"search-{tag}-{i}", password="!") for i in range(USERS)])
     me = users[0]
-    rooms = Room.objects.bulk_create([Room(name=f"search bench {i}", created_by=me) for i in range(ROOMS)])
+    workspace = default_workspace()
+    rooms = Room.objects.bulk_create(
+        [Room(name=f"search bench {i}", created_by=me, workspace=workspace) for i in range(ROOMS)]
+    )
     Membership.objects.bulk_create([Membership(room=room, user=me, role="member") for room in rooms[:MY_ROOMS]])
     per_room = ROWS // ROOMS
     start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)

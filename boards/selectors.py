@@ -16,6 +16,7 @@ from core.errors import ApplicationError, NotFound
 from rooms import access
 from rooms.models import Membership
 from rooms.selectors import membership_get
+from workspaces.selectors import workspace_role_of
 
 
 class Compacted(ApplicationError):
@@ -53,6 +54,7 @@ def board_access(*, user: User, board_id: object) -> BoardAccess:
                 Membership.objects.filter(room_id=OuterRef("room_id"), user_id=user.pk).values("role")[:1]
             ),
             reader_active=Subquery(User.objects.filter(pk=user.pk).values("is_active")[:1]),
+            reader_workspace_role=workspace_role_of(user.pk, OuterRef("room__workspace_id")),
         )
         .filter(pk=parse_board_id(board_id))
         .first()
@@ -60,7 +62,8 @@ def board_access(*, user: User, board_id: object) -> BoardAccess:
     if board is None:
         raise NotFound()
     role, active = board.reader_role, bool(board.reader_active)
-    refusal = access.board_see_refusal(kind=board.room.kind, role=role, user_active=active)
+    kind = access.scoped_kind(kind=board.room.kind, role=role, workspace_role=board.reader_workspace_role)
+    refusal = access.board_see_refusal(kind=kind, role=role, user_active=active)
     if refusal is not None:
         raise refusal
     return BoardAccess(board=board, role=role, user_active=active)

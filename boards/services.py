@@ -30,6 +30,8 @@ from core.jsontext import storable_text
 from rooms import access
 from rooms.models import Membership, Room
 from rooms.selectors import membership_get
+from workspaces import limits
+from workspaces.models import WorkspaceMembership
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +79,10 @@ def board_create(*, user: User, room_id: object, title: object) -> Board:
     refusal = access.board_edit_refusal(kind=membership.room.kind, role=membership.role, user_active=user.is_active)
     if refusal is not None:
         raise refusal
+    title = _clean_title(title)
     with transaction.atomic():
-        board = Board.objects.create(room_id=membership.room_id, title=_clean_title(title), created_by=user)
+        limits.require_board_slot(workspace_id=membership.room.workspace_id)
+        board = Board.objects.create(room_id=membership.room_id, title=title, created_by=user)
         _announce(board, "board.created")
         audit.record(action="board.create", actor=user, target=board, after=_audited_board(board))
     return board
@@ -135,12 +139,13 @@ def board_staff_delete(*, board: Board, actor: User | None) -> None:
 # Who may edit which board, for a whole batch in one statement: the board's room kind, the user's
 # role there and whether the account is active (rooms.access.board_edit_refusal decides).
 _ACCESS = f"""
-SELECT v.idx, b.id IS NOT NULL AS found, r.kind, m.role, u.is_active
+SELECT v.idx, b.id IS NOT NULL AS found, r.kind, m.role, u.is_active, w.role
   FROM unnest(%(idx)s::int[], %(users)s::bigint[], %(boards)s::uuid[]) AS v(idx, user_id, board_id)
   LEFT JOIN {Board._meta.db_table} b ON b.id = v.board_id
   LEFT JOIN {Room._meta.db_table} r ON r.id = b.room_id
   LEFT JOIN {Membership._meta.db_table} m ON m.room_id = b.room_id AND m.user_id = v.user_id
   LEFT JOIN {User._meta.db_table} u ON u.id = v.user_id
+  LEFT JOIN {WorkspaceMembership._meta.db_table} w ON w.workspace_id = r.workspace_id AND w.user_id = v.user_id
 """
 # The board's row lock (held to commit) and its numbers so far.
 _LOCK = f"SELECT last_sequence, size FROM {Board._meta.db_table} WHERE id = %(board)s FOR UPDATE"
@@ -224,7 +229,8 @@ def board_update_apply_many(*, requests: list[dict]) -> list[UpdateResult]:
         rights = {row[0]: row[1:] for row in cursor.fetchall()}
     boards: dict[uuid.UUID, list[_Update]] = {}
     for item, _ in checked:
-        found, kind, role, active = rights[item.index]
+        found, kind, role, active, workspace_role = rights[item.index]
+        kind = access.scoped_kind(kind=kind, role=role, workspace_role=workspace_role)
         refusal: ApplicationError | None = NotFound() if not found else None
         refusal = refusal or access.board_see_refusal(kind=kind, role=role, user_active=bool(active))
         refusal = refusal or access.board_edit_refusal(kind=kind, role=role, user_active=bool(active))

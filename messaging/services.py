@@ -33,6 +33,7 @@ from rooms import access
 from rooms.models import Membership, Room
 from rooms.payloads import user_payload, user_ref
 from rooms.selectors import membership_get, parse_room_id
+from workspaces.models import WorkspaceMembership
 
 
 def _clean_content(content: object) -> str:
@@ -243,7 +244,7 @@ WITH v AS (
         AS v(idx int, user_id bigint, room_id uuid, client_msg_id uuid, content text, message_id uuid,
              mention_names text[], mention_room bool)
 ), checked AS (
-    SELECT v.*, r.kind, m.role, u.is_active AS user_active, k.room_id AS key_room,
+    SELECT v.*, r.kind, m.role, w.role AS workspace_role, u.is_active AS user_active, k.room_id AS key_room,
            o.id AS o_id, o.sequence AS o_sequence, o.content AS o_content, o.created_at AS o_created_at,
            o.changed_sequence AS o_changed_sequence, o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at,
            o.reply_to AS o_reply_to, o.reply_count AS o_reply_count, o.last_reply_at AS o_last_reply_at,
@@ -258,10 +259,16 @@ WITH v AS (
       -- One index lookup per send. As plain joins, the planner (which guesses 100 rows for
       -- jsonb_to_recordset) preferred hashing whole tables: a scan of every key ever sent, per
       -- batch. LIMIT 1 (each is unique anyway) keeps the lookups per row.
-      LEFT JOIN LATERAL (SELECT kind FROM rooms_room WHERE id = v.room_id LIMIT 1) r ON true
+      LEFT JOIN LATERAL (SELECT kind, workspace_id FROM rooms_room WHERE id = v.room_id LIMIT 1) r ON true
       LEFT JOIN LATERAL (
           SELECT role FROM rooms_membership WHERE room_id = v.room_id AND user_id = v.user_id LIMIT 1
       ) m ON true
+      -- A non-member's role in the room's workspace, only to word the refusal (rooms.access.scoped_kind:
+      -- another workspace's room is not_found); members (the hot path) skip the lookup.
+      LEFT JOIN LATERAL (
+          SELECT role FROM {WorkspaceMembership._meta.db_table}
+           WHERE m.role IS NULL AND workspace_id = r.workspace_id AND user_id = v.user_id LIMIT 1
+      ) w ON true
       LEFT JOIN LATERAL (SELECT is_active FROM {User._meta.db_table} WHERE id = v.user_id LIMIT 1) u ON true
       LEFT JOIN LATERAL (
           SELECT room_id, message_id, message_created_at FROM {SentMessageKey._meta.db_table}
@@ -306,9 +313,9 @@ WITH v AS (
     SELECT a.user_id, a.client_msg_id, a.room_id, i.id, i.created_at
       FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
 )
-SELECT c.idx, c.kind, c.role, c.user_active, c.key_room, c.o_id, c.o_sequence, c.o_content, c.o_created_at,
-       c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count, c.o_last_reply_at,
-       c.o_reactions, c.o_change_kind, c.o_mentions, c.mentions, i.sequence, i.created_at
+SELECT c.idx, c.kind, c.role, c.workspace_role, c.user_active, c.key_room, c.o_id, c.o_sequence, c.o_content,
+       c.o_created_at, c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count,
+       c.o_last_reply_at, c.o_reactions, c.o_change_kind, c.o_mentions, c.mentions, i.sequence, i.created_at
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
 """
@@ -340,7 +347,8 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list, notif
     new = []
     for row in rows:
         send = by_index[row["idx"]]
-        refusal = access.send_refusal(kind=row["kind"], role=row["role"], user_active=bool(row["user_active"]))
+        kind = access.scoped_kind(kind=row["kind"], role=row["role"], workspace_role=row["workspace_role"])
+        refusal = access.send_refusal(kind=kind, role=row["role"], user_active=bool(row["user_active"]))
         if refusal is not None:
             results[send.index] = refusal
         elif row["key_room"] is not None and row["key_room"] != send.room_id:

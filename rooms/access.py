@@ -21,6 +21,28 @@ SENDING_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER})
 MANAGING_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 
 
+# -- Workspaces (workspaces/; docs/workspaces.md) -------------------------------------------------
+# Every room belongs to a workspace. The services keep room memberships to members of the room's
+# workspace (adding, joining and direct rooms check it; leaving a workspace ends one's rooms in it),
+# so a membership of the room is enough. For everyone else the workspace decides what the room is to
+# them, before every rule below: outside its workspace the room does not exist (not_found, like a
+# missing one), and to a guest of it a public room is as private (guests see only the rooms they
+# are added to: no preview, no joining, no boards).
+WORKSPACE_GUEST = "guest"
+
+
+def scoped_kind(*, kind: str | None, role: str | None, workspace_role: str | None) -> str | None:
+    """The room's kind as this user may know it: `kind` for members of the room, None (a missing
+    room) outside its workspace, private for its guests. Callers give it to every rule below."""
+    if kind is None or role is not None:
+        return kind
+    if workspace_role is None:
+        return None
+    if workspace_role == WORKSPACE_GUEST and kind == Room.Kind.PUBLIC:
+        return Room.Kind.PRIVATE
+    return kind
+
+
 def may_see(*, kind: str | None, role: str | None) -> bool:
     """Members see their rooms; anyone sees a public room (to preview and join it)."""
     return kind is not None and (role is not None or kind == Room.Kind.PUBLIC)

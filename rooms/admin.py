@@ -36,11 +36,11 @@ def _staff(request: HttpRequest) -> User:
 
 @admin.register(Room)
 class RoomAdmin(ServiceAdmin):
-    list_display = ["name", "kind", "created_by", "created_at", "last_sequence"]
-    list_filter = ["kind"]
+    list_display = ["name", "kind", "workspace", "created_by", "created_at", "last_sequence"]
+    list_filter = ["kind", "workspace"]
     search_fields = ["name", "topic"]
-    fields = ["name", "topic", "kind", "created_by", "created_at", "last_sequence", "direct_key"]
-    readonly_fields = ["created_by", "created_at", "last_sequence", "direct_key"]
+    fields = ["name", "topic", "kind", "workspace", "created_by", "created_at", "last_sequence", "direct_key"]
+    readonly_fields = ["workspace", "created_by", "created_at", "last_sequence", "direct_key"]
     inlines = [MembershipInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

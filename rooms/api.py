@@ -23,6 +23,7 @@ from messaging.selectors import unread_counts
 from rooms import selectors, services
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
 from rooms.payloads import MemberPayload, RoomListEntry, RoomPayload, member_payload, room_list_entry, room_payload
+from workspaces import selectors as workspace_selectors
 
 # --- Schemas generated from the payload TypedDicts ------------------------------------------------
 
@@ -123,6 +124,7 @@ _ERRORS = {
     403: "Not allowed (e.g. `forbidden`, `not_member`, `direct_room`), or a cookie session's write without CSRF",
     404: "Not found, or not visible to me (`not_found`, `user_not_found`)",
     409: "Conflicts with the current state (e.g. `last_owner`, `already_member`, `deleted`, `archived`)",
+    410: "No longer valid (e.g. `invitation_expired`)",
     429: "Too many requests: retry after `retry_after_ms`",
     503: "PostgreSQL or Redis is unreachable: nothing was done, retry after `retry_after_ms` (`unavailable`)",
 }
@@ -163,6 +165,15 @@ class MemberList(TypedDict):
     results: list[MemberPayload]
 
 
+WORKSPACE = OpenApiParameter(
+    "workspace",
+    str,
+    OpenApiParameter.QUERY,
+    required=False,
+    description="The current workspace (id or slug; or the X-Parley-Workspace header); default: my first",
+)
+
+
 class RoomListParams(serializers.Serializer):
     # A boolean (1/0, true/false, ...): anything else is `invalid`, not quietly "my rooms".
     discover = serializers.BooleanField(default=False, help_text="List public rooms I have not joined")
@@ -181,25 +192,29 @@ class RoomListApi(APIView):
 
     @extend_schema(
         operation_id="rooms_list",
-        parameters=[RoomListParams],
-        responses=documented(RoomList, 400),
+        parameters=[RoomListParams, WORKSPACE],
+        responses=documented(RoomList, 400, 404),
     )
     def get(self, request):
-        if validated(RoomListParams, request.query_params)["discover"]:
-            rooms = [room_list_entry(room) for room in selectors.room_list_public(user=request.user)[:200]]
+        discover = validated(RoomListParams, request.query_params)["discover"]
+        workspace = workspace_selectors.membership_for_request(request)
+        if discover:
+            public = selectors.room_list_public(user=request.user, workspace=workspace)[:200]
+            rooms = [room_list_entry(room) for room in public]
         else:
             unread = unread_counts(user_id=request.user.pk)
             rooms = [
                 room_list_entry(m.room, role=m.role, unread=unread.get(str(m.room_id), 0))
-                for m in selectors.room_list_for_user(user=request.user)
+                for m in selectors.room_list_for_user(user=request.user, workspace_id=workspace.workspace_id)
             ]
         return Response(RoomList(results=rooms))
 
-    @extend_schema(request=Input, responses=documented({201: RoomPayload}, 400, 403))
+    @extend_schema(request=Input, parameters=[WORKSPACE], responses=documented({201: RoomPayload}, 400, 403, 404, 409))
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        room = services.room_create(creator=request.user, **data.validated_data)
+        workspace = workspace_selectors.membership_for_request(request)
+        room = services.room_create(creator=request.user, workspace=workspace, **data.validated_data)
         return Response(room_payload(room, role=Membership.Role.OWNER), status=status.HTTP_201_CREATED)
 
 
@@ -216,6 +231,7 @@ class DirectRoomApi(APIView):
     @extend_schema(
         operation_id="rooms_direct_open",
         request=Input,
+        parameters=[WORKSPACE],
         responses=documented(
             {
                 201: OpenApiResponse(RoomPayload, "Created: the first time either of the two opens it"),
@@ -229,8 +245,9 @@ class DirectRoomApi(APIView):
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        other = selectors.user_find(user_ref=data.validated_data["user"])
-        room, created = services.direct_room_get_or_create(user=request.user, other=other)
+        workspace = workspace_selectors.membership_for_request(request)
+        other = selectors.user_find(user_ref=data.validated_data["user"], workspace_id=workspace.workspace_id)
+        room, created = services.direct_room_get_or_create(user=request.user, other=other, workspace=workspace)
         membership = selectors.membership_get(room_id=room.pk, user=request.user)
         return Response(
             room_payload(room, role=membership.role), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -303,7 +320,7 @@ class RoomOwnerApi(APIView):
         membership = selectors.membership_get(room_id=room_id, user=request.user)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        user = selectors.user_find(user_ref=data.validated_data["user"])
+        user = selectors.user_find(user_ref=data.validated_data["user"], workspace_id=membership.room.workspace_id)
         new_owner = services.ownership_transfer(actor=membership, user=user)
         return Response(member_payload(new_owner))
 
@@ -328,7 +345,7 @@ class MemberListApi(APIView):
         membership = selectors.membership_get(room_id=room_id, user=request.user)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        user = selectors.user_find(user_ref=data.validated_data["user"])
+        user = selectors.user_find(user_ref=data.validated_data["user"], workspace_id=membership.room.workspace_id)
         added = services.membership_add(actor=membership, user=user, role=data.validated_data["role"])
         return Response(member_payload(added), status=status.HTTP_201_CREATED)
 
@@ -346,13 +363,13 @@ class MemberDetailApi(APIView):
         membership = selectors.membership_get(room_id=room_id, user=request.user)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        user = selectors.user_find(user_ref=user_id)
+        user = selectors.user_find(user_ref=user_id, workspace_id=membership.room.workspace_id)
         updated = services.membership_update(actor=membership, user=user, role=data.validated_data["role"])
         return Response(member_payload(updated))
 
     @extend_schema(responses=documented({204: None}, 403, 404, 409))
     def delete(self, request, room_id, user_id):
         membership = selectors.membership_get(room_id=room_id, user=request.user)
-        user = selectors.user_find(user_ref=user_id)
+        user = selectors.user_find(user_ref=user_id, workspace_id=membership.room.workspace_id)
         services.membership_remove(actor=membership, user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -19,11 +19,15 @@ class Room(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PUBLIC)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Every room belongs to one workspace (docs/workspaces.md); its boards with it. A workspace with
+    # rooms cannot be deleted by accident (PROTECT): its rooms go first, through rooms.services.
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.PROTECT, related_name="rooms")
     # The last sequence number handed out in this room. Only messaging.services touches it,
     # with UPDATE ... RETURNING inside the sending transaction (messaging.services: _SEND and
     # _next_sequence).
     last_sequence = models.BigIntegerField(default=0, editable=False)
-    # "<low user id>:<high user id>" for direct rooms, so one pair never gets two rooms.
+    # "<workspace id>:<low user id>:<high user id>" for direct rooms, so one pair never gets two
+    # rooms in one workspace.
     direct_key = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
 
     class Meta:

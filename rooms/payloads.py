@@ -44,6 +44,7 @@ class RoomPayload(TypedDict):
     created_at: DateTimeStr
     last_sequence: Annotated[int, "The room's latest change number (see `changes/`)"]
     role: Annotated[str | None, Membership.Role, "My role in the room; null when I am not a member"]
+    workspace: Annotated[int, "The id of the workspace the room belongs to (`GET workspaces/`)"]
 
 
 class RoomListEntry(RoomPayload):
@@ -98,6 +99,7 @@ def room_payload(room: Room, *, role: str | None = None) -> RoomPayload:
         "created_at": room.created_at.isoformat(),
         "last_sequence": room.last_sequence,
         "role": role,
+        "workspace": room.workspace_id,
     }
 
 

@@ -12,6 +12,8 @@ from core.jsontext import storable_text
 from rooms import access
 from rooms.models import Membership, Room
 from rooms.payloads import room_payload
+from workspaces import selectors as workspace_selectors
+from workspaces.models import WorkspaceMembership
 
 
 def parse_room_id(room_id: object) -> uuid.UUID:
@@ -31,9 +33,16 @@ def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership |
     membership = (
         Membership.objects.select_related("user").filter(room=room, user=user).first() if room is not None else None
     )
-    refusal = access.see_refusal(
-        kind=room.kind if room is not None else None, role=membership.role if membership is not None else None
+    role = membership.role if membership is not None else None
+    # The workspace rule (rooms.access.scoped_kind): read only for non-members, whose way in is a
+    # public room of a workspace of theirs.
+    workspace_role = (
+        workspace_selectors.role_in(user_id=user.pk, workspace_id=room.workspace_id)
+        if room is not None and membership is None and room.kind == Room.Kind.PUBLIC
+        else None
     )
+    kind = access.scoped_kind(kind=room.kind if room is not None else None, role=role, workspace_role=workspace_role)
+    refusal = access.see_refusal(kind=kind, role=role)
     if refusal is not None:
         raise refusal
     assert room is not None  # see_refusal refuses a missing room
@@ -41,8 +50,9 @@ def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership |
 
 
 def membership_get(*, room_id: object, user: User) -> Membership:
-    """The user's membership of a room they may see; non-members of public rooms get `not_member`,
-    deactivated accounts `account_inactive`. Its `user` is read with it (is_active as it is now)."""
+    """The user's membership of a room they may see; non-members of public rooms (of a workspace of
+    theirs) get `not_member`, deactivated accounts `account_inactive`. Its `user` is read with it
+    (is_active as it is now)."""
     room, membership = room_get_visible(room_id=room_id, user=user)
     refusal = access.member_refusal(
         kind=room.kind,
@@ -56,18 +66,21 @@ def membership_get(*, room_id: object, user: User) -> Membership:
     return membership
 
 
-def room_list_for_user(*, user: User) -> QuerySet[Membership]:
-    return (
-        Membership.objects.filter(user=user)
-        .select_related("room", "room__created_by")
-        .order_by("room__name", "room__pk")
-    )
+def room_list_for_user(*, user: User, workspace_id: int | None = None) -> QuerySet[Membership]:
+    """The user's rooms: of one workspace (the current one, for lists people see), or all of them."""
+    memberships = Membership.objects.filter(user=user)
+    if workspace_id is not None:
+        memberships = memberships.filter(room__workspace_id=workspace_id)
+    return memberships.select_related("room", "room__created_by").order_by("room__name", "room__pk")
 
 
-def room_list_public(*, user: User) -> QuerySet[Room]:
-    """Public rooms the user has not joined yet."""
+def room_list_public(*, user: User, workspace: WorkspaceMembership) -> QuerySet[Room]:
+    """Public rooms of the user's (current) workspace they have not joined yet; none for guests
+    (rooms.access.scoped_kind)."""
+    if access.scoped_kind(kind=Room.Kind.PUBLIC, role=None, workspace_role=workspace.role) != Room.Kind.PUBLIC:
+        return Room.objects.none()
     return (
-        Room.objects.filter(kind=Room.Kind.PUBLIC)
+        Room.objects.filter(kind=Room.Kind.PUBLIC, workspace_id=workspace.workspace_id)
         .exclude(memberships__user=user)
         .select_related("created_by")
         .order_by("name", "pk")
@@ -111,12 +124,16 @@ def user_rooms_states(*, user_ids: list[int]) -> dict[int, dict]:
     return states
 
 
-def user_find(*, user_ref: object) -> User:
-    """A user by numeric id or username."""
+def user_find(*, user_ref: object, workspace_id: int | None = None) -> User:
+    """A user by numeric id or username; with `workspace_id`, only a member of that workspace (a
+    person of another workspace is as unknown as one who does not exist)."""
+    people = User.objects.filter(is_active=True)
+    if workspace_id is not None:
+        people = people.filter(workspace_memberships__workspace_id=workspace_id)
     if isinstance(user_ref, int) or (isinstance(user_ref, str) and user_ref.isdigit()):
-        user = User.objects.filter(pk=int(user_ref), is_active=True).first()
+        user = people.filter(pk=int(user_ref)).first()
     elif isinstance(user_ref, str) and user_ref and storable_text(user_ref, field="user"):
-        user = User.objects.filter(username_is(user_ref), is_active=True).first()
+        user = people.filter(username_is(user_ref)).first()
     else:
         user = None
     if user is None:

@@ -19,6 +19,9 @@ from core.jsontext import storable_text
 from rooms import access
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
 from rooms.payloads import GoneMemberPayload, MemberPayload, member_payload, room_payload, user_payload
+from workspaces import limits
+from workspaces import selectors as workspace_selectors
+from workspaces.models import Workspace, WorkspaceMembership
 
 Role = Membership.Role
 
@@ -127,31 +130,67 @@ def _target(room: Room, user: User) -> Membership:
     return target
 
 
+def _require_workspace_member(*, workspace_id: int, user: User) -> None:
+    """Room memberships are for members of the room's workspace (rooms.access.scoped_kind relies on
+    it); anyone else is as unknown as a user who does not exist."""
+    if workspace_selectors.role_in(user_id=user.pk, workspace_id=workspace_id) is None:
+        raise NotFound("No such user.", code="user_not_found")
+
+
 @transaction.atomic
-def room_create(*, creator: User, name: str, topic: str = "", kind: str = Room.Kind.PUBLIC) -> Room:
-    room = Room.objects.create(
-        name=_clean_name(name), topic=_clean_topic(topic), kind=_clean_kind(kind), created_by=creator
-    )
+def room_create(
+    *,
+    creator: User,
+    name: str,
+    topic: str = "",
+    kind: str = Room.Kind.PUBLIC,
+    workspace: Workspace | WorkspaceMembership | None = None,
+) -> Room:
+    """A room in `workspace` (the creator's current one; None: their first), within its room limit.
+    Guests of a workspace do not create rooms in it."""
+    if isinstance(workspace, WorkspaceMembership):
+        place = workspace
+    else:
+        place = workspace_selectors.membership_current(user=creator, ref=workspace.pk if workspace else None)
+    if place.role == WorkspaceMembership.Role.GUEST:
+        raise Forbidden("Guests cannot create rooms in this workspace.", code="guest")
+    name, topic, kind = _clean_name(name), _clean_topic(topic), _clean_kind(kind)
+    limits.require_room_slot(workspace_id=place.workspace_id)
+    room = Room.objects.create(name=name, topic=topic, kind=kind, created_by=creator, workspace_id=place.workspace_id)
     membership = Membership.objects.create(room=room, user=creator, role=Role.OWNER)
     _announce_membership(room=room, user=creator, membership=membership)
     audit.record(action="room.create", actor=creator, target=room, after=_audited_room(room))
     return room
 
 
-def direct_room_get_or_create(*, user: User, other: User) -> tuple[Room, bool]:
-    """The one direct room of a pair of users, and whether this call created it (on first use;
-    found again afterwards)."""
+def direct_room_get_or_create(
+    *, user: User, other: User, workspace: Workspace | WorkspaceMembership | None = None
+) -> tuple[Room, bool]:
+    """The one direct room of a pair of users in a workspace both belong to (`workspace`: the
+    user's current one; None: their first), and whether this call created it (on first use; found
+    again afterwards). Someone outside it is `user_not_found`."""
+    if isinstance(workspace, WorkspaceMembership):
+        workspace_id = workspace.workspace_id
+    else:
+        workspace_id = workspace_selectors.membership_current(
+            user=user, ref=workspace.pk if workspace else None
+        ).workspace_id
     if user.pk == other.pk:
         raise InvalidInput("A direct conversation needs another person.", fields={"user": ["That is you."]})
+    _require_workspace_member(workspace_id=workspace_id, user=other)
     low, high = sorted([user.pk, other.pk])
-    key = f"{low}:{high}"
+    key = f"{workspace_id}:{low}:{high}"
     existing = Room.objects.filter(direct_key=key).first()
     if existing:
         return existing, False
     try:
         with transaction.atomic():
             room = Room.objects.create(
-                name=f"{user.username}, {other.username}", kind=Room.Kind.DIRECT, direct_key=key, created_by=user
+                name=f"{user.username}, {other.username}",
+                kind=Room.Kind.DIRECT,
+                direct_key=key,
+                created_by=user,
+                workspace_id=workspace_id,
             )
             for person in (user, other):
                 membership = Membership.objects.create(room=room, user=person, role=Role.MEMBER)
@@ -213,6 +252,14 @@ def room_join(*, room: Room, user: User) -> Membership:
     """Join a public room. Joining twice is harmless and returns the existing membership."""
     if room.kind != Room.Kind.PUBLIC:
         raise Forbidden("Only public rooms can be joined; ask a member to invite you.")
+    # Not a member yet: a guest of the room's workspace may not join it, an outsider not see it.
+    if not Membership.objects.filter(room=room, user=user).exists():
+        workspace_role = workspace_selectors.role_in(user_id=user.pk, workspace_id=room.workspace_id)
+        kind = access.scoped_kind(kind=room.kind, role=None, workspace_role=workspace_role)
+        if kind is None:
+            raise NotFound()
+        if kind != Room.Kind.PUBLIC:
+            raise Forbidden("Guests join only the rooms they are added to.", code="guest")
     membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": Role.MEMBER})
     if created:
         _announce_membership(room=room, user=user, membership=membership)
@@ -248,6 +295,7 @@ def membership_add(*, actor: Membership, user: User, role: str = Role.MEMBER) ->
     _require_manager(actor)
     role = _clean_role(role)
     _require_can_grant(actor, role)
+    _require_workspace_member(workspace_id=actor.room.workspace_id, user=user)
     try:
         with transaction.atomic():
             membership = Membership.objects.create(room=actor.room, user=user, role=role)
@@ -320,3 +368,87 @@ def ownership_transfer(*, actor: Membership, user: User) -> Membership:
             membership_update(actor=actor, user=actor.user, role=Role.ADMIN)
             actor.role = Role.ADMIN
     return new_owner
+
+
+@transaction.atomic
+def member_erased(*, membership: Membership, shown_as: str) -> str:
+    """Take an erased account (accounts.erasure) out of a room, the way it would leave:
+    - a room it owns alone goes to the next in line: the longest-standing admin, else member,
+      else viewer (ownership_transfer, then room_leave); a room with nobody else is deleted
+      (room_leave's last-member rule);
+    - a direct room cannot be left, so only the erased person's membership goes; the room's name,
+      which held their username, names them `shown_as` instead, and the other person keeps the
+      room and its history (once both are erased, the room is deleted).
+    Returns what happened: "left", "handed_over", "deleted" or "direct"."""
+    room = Room.objects.select_for_update().get(pk=membership.room.pk)
+    membership.room = room
+    others = list(Membership.objects.filter(room=room).exclude(pk=membership.pk).select_related("user"))
+    if room.kind == Room.Kind.DIRECT and not others:  # the other person was erased before: nobody is left
+        with audit.deferred():
+            _delete(room, actor=membership.user, last_member_left=True)
+        return "deleted"
+    if room.kind == Room.Kind.DIRECT:
+        room.name = ", ".join([*(other.user.username for other in others), shown_as])[: Room.NAME_MAX_LENGTH]
+        room.save(update_fields=["name"])
+        membership.delete()
+        _announce_membership(room=room, user=membership.user, membership=None)
+        frame = {"type": "room.update", "room": room_payload(room)}
+        send_event([room_group(room.pk)], {"type": "room.relay", "room": str(room.pk), "text": dumps(frame)})
+        audit.record(
+            action="membership.leave",
+            actor=membership.user,
+            target=room,
+            before={"role": membership.role},
+            after={"erased": True},
+        )
+        return "direct"
+    new_owner = None
+    if membership.role == Role.OWNER and not any(other.role == Role.OWNER for other in others):
+        in_line = sorted(others, key=lambda other: (-access.RANK[other.role], other.joined_at, other.pk))
+        new_owner = in_line[0].user if in_line else None
+    room_leave(membership=membership, new_owner=new_owner)
+    return "deleted" if not others else "handed_over" if new_owner is not None else "left"
+
+
+def memberships_end_in_workspace(*, workspace_id: int, user: User, actor: User) -> None:
+    """`user` leaves (or is removed from) a workspace: their memberships of its rooms end, each
+    announced and recorded. A room they were the last member of is deleted, as when the last
+    member leaves; one they were the only owner of passes to its longest-standing remaining
+    member, so no room is left without an owner. Direct rooms lose them too (the other person
+    keeps the history). Called by workspaces.services.member_remove, in its transaction."""
+    memberships = (
+        Membership.objects.select_for_update(of=("self",))
+        .filter(user=user, room__workspace_id=workspace_id)
+        .select_related("room")
+        .order_by("room_id")
+    )
+    for membership in memberships:
+        room = membership.room
+        others = Membership.objects.select_for_update().filter(room=room).exclude(pk=membership.pk)
+        if not others.exists():
+            _delete(room, actor=actor, last_member_left=True)
+            continue
+        if membership.role == Role.OWNER and not others.filter(role=Role.OWNER).exists():
+            heir = others.order_by("joined_at", "pk").select_related("user").first()
+            assert heir is not None
+            before = heir.role
+            heir.role = Role.OWNER
+            heir.save(update_fields=["role"])
+            heir.room = room
+            _announce_membership(room=room, user=heir.user, membership=heir)
+            audit.record(
+                action="membership.role",
+                actor=actor,
+                target=heir.user,
+                before={"room": str(room.pk), "user": heir.user_id, "role": before},
+                after={"room": str(room.pk), "user": heir.user_id, "role": Role.OWNER, "left_workspace": user.pk},
+            )
+        membership.delete()
+        _announce_membership(room=room, user=user, membership=None)
+        audit.record(
+            action="membership.remove",
+            actor=actor,
+            target=user,
+            before={"room": str(room.pk), "user": user.pk, "role": membership.role},
+            after={"left_workspace": workspace_id},
+        )

@@ -19,6 +19,8 @@ from core.errors import ApplicationError, NotFound
 from rooms import access, selectors, services
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
 from rooms.payloads import room_payload, user_payload
+from workspaces import selectors as workspace_selectors
+from workspaces.views import remember
 
 
 class RoomForm(forms.Form):
@@ -84,10 +86,17 @@ def _room_rows(rooms: Iterable[Room], user, roles: dict | None = None) -> list[R
     return rows
 
 
-def _my_room_rows(user) -> list[RoomRow]:
-    memberships = list(selectors.room_list_for_user(user=user))
+def _my_room_rows(user, workspace_id: int) -> list[RoomRow]:
+    memberships = list(selectors.room_list_for_user(user=user, workspace_id=workspace_id))
     rows = _room_rows([m.room for m in memberships], user, {m.room_id: m.role for m in memberships})
     return sorted(rows, key=lambda row: (row.title.casefold(), str(row.room.pk)))  # as titled, like sidebar.js
+
+
+def _workspaces(request, current_id: int) -> dict[str, Any]:
+    """The switcher's context: my workspaces and the current one (templates/includes/workspace_switcher.html)."""
+    mine = list(workspace_selectors.workspace_list_for_user(user=request.user))
+    current = next((m for m in mine if m.workspace_id == current_id), None)
+    return {"workspaces": mine, "current_workspace": current}
 
 
 def _visible(room_id, user):
@@ -100,14 +109,19 @@ def _visible(room_id, user):
 @require_GET
 @login_required
 def home(request):
+    """My rooms and the public rooms of my current workspace (the session's, else my first)."""
+    workspace = workspace_selectors.membership_for_request(request)
     return render(
         request,
         "rooms/home.html",
         {
-            "my_rooms": _my_room_rows(request.user),
-            "discover": _room_rows(selectors.room_list_public(user=request.user)[:50], request.user),
+            "my_rooms": _my_room_rows(request.user, workspace.workspace_id),
+            "discover": _room_rows(
+                selectors.room_list_public(user=request.user, workspace=workspace)[:50], request.user
+            ),
             "form": RoomForm(initial={"kind": Room.Kind.PUBLIC}),
             "me_json": user_payload(request.user),
+            **_workspaces(request, workspace.workspace_id),
         },
     )
 
@@ -119,7 +133,10 @@ def room_create(request):
     if not form.is_valid():
         messages.error(request, f"A room needs a name of at most {Room.NAME_MAX_LENGTH} characters.")
         return redirect("home")
-    room = _attempt(request, lambda: services.room_create(creator=request.user, **form.cleaned_data))
+    workspace = workspace_selectors.membership_for_request(request)
+    room = _attempt(
+        request, lambda: services.room_create(creator=request.user, workspace=workspace, **form.cleaned_data)
+    )
     return redirect("home") if room is REFUSED else redirect("room", room_id=room.pk)
 
 
@@ -127,8 +144,9 @@ def room_create(request):
 @login_required
 def direct_open(request):
     try:
-        other = selectors.user_find(user_ref=request.POST.get("user", "").strip())
-        room, _ = services.direct_room_get_or_create(user=request.user, other=other)
+        workspace = workspace_selectors.membership_for_request(request)
+        other = selectors.user_find(user_ref=request.POST.get("user", "").strip(), workspace_id=workspace.workspace_id)
+        room, _ = services.direct_room_get_or_create(user=request.user, other=other, workspace=workspace)
     except ApplicationError as error:
         messages.error(request, error.message)
         return redirect("home")
@@ -142,7 +160,8 @@ def room_detail(request, room_id):
     if membership is None:  # a public room the user has not joined: show it with a join button
         return render(request, "rooms/preview.html", {"room": room})
     members = list(selectors.room_members(room=room))
-    my_rooms = _my_room_rows(request.user)
+    remember(request, room.workspace_id)  # a room's page shows its workspace's rooms beside it
+    my_rooms = _my_room_rows(request.user, room.workspace_id)
     this = next(row for row in my_rooms if row.room.pk == room.pk)
     return render(
         request,
@@ -159,6 +178,7 @@ def room_detail(request, room_id):
             "can": access.role_abilities()[membership.role],
             "room_json": room_payload(room, role=membership.role),
             "me_json": user_payload(request.user),
+            **_workspaces(request, room.workspace_id),
         },
     )
 
@@ -182,7 +202,7 @@ def room_leave(request, room_id):
 
     def leave() -> None:
         ref = request.POST.get("new_owner", "").strip()
-        new_owner = selectors.user_find(user_ref=ref) if ref else None
+        new_owner = selectors.user_find(user_ref=ref, workspace_id=room.workspace_id) if ref else None
         services.room_leave(membership=membership, new_owner=new_owner)
 
     if _attempt(request, leave) is REFUSED:
@@ -234,7 +254,7 @@ def member_invite(request, room_id):
         return redirect("room", room_id=room.pk)
 
     def invite() -> None:
-        user = selectors.user_find(user_ref=form.cleaned_data["user"].strip())
+        user = selectors.user_find(user_ref=form.cleaned_data["user"].strip(), workspace_id=room.workspace_id)
         services.membership_add(actor=membership, user=user, role=form.cleaned_data["role"])
         messages.success(request, f"{user.username} can now see this room.")
 

@@ -8,10 +8,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.params import validated
-from rooms.api import documented
+from rooms.api import WORKSPACE, documented
 from rooms.payloads import DateTimeStr, UserPayload, UUIDStr, user_payload
 from search import selectors
 from search.selectors import Hit, SearchParams
+from workspaces import selectors as workspace_selectors
 
 
 class SnippetSegment(TypedDict):
@@ -90,12 +91,17 @@ class SearchApi(APIView):
     Errors for the query: `query_required` (empty), `query_too_long`, `query_no_terms` (only common
     words, punctuation or exclusions); other bad parameters are `invalid` with `fields`; a `room`
     I may not see is `not_found`, a public room I have not joined `not_member`. Deleted messages
-    are never found; archived days are not searched and are counted in `archived_days_not_searched`."""
+    are never found; archived days are not searched and are counted in `archived_days_not_searched`.
+    Without `room`, the current workspace's rooms are searched (`workspace`, docs/workspaces.md)."""
 
-    @extend_schema(parameters=[SearchQueryParams], responses=documented(SearchResults, 400, 403, 404))
+    @extend_schema(parameters=[SearchQueryParams, WORKSPACE], responses=documented(SearchResults, 400, 403, 404))
     def get(self, request):
         params = validated(SearchQueryParams, request.query_params)
-        page = selectors.message_search(user=request.user, params=SearchParams(q=params.pop("q", ""), **params))
+        workspace = workspace_selectors.membership_for_request(request)
+        page = selectors.message_search(
+            user=request.user,
+            params=SearchParams(q=params.pop("q", ""), workspace_id=workspace.workspace_id, **params),
+        )
         return Response(
             SearchResults(
                 results=[hit_payload(hit) for hit in page.hits],

@@ -63,6 +63,7 @@ class SearchParams:
     order: str = "rank"  # or "recent"
     limit: int = 20
     offset: int = 0
+    workspace_id: int | None = None  # without `room`: only this workspace's rooms (the current one)
 
 
 @dataclass
@@ -91,11 +92,14 @@ def clean_query(q: object) -> str:
     return q
 
 
-def readable_rooms(user: User, room: object | None = None) -> list[Room]:
-    """The rooms whose messages `user` may read (all of them, or the one named)."""
+def readable_rooms(user: User, room: object | None = None, workspace_id: int | None = None) -> list[Room]:
+    """The rooms whose messages `user` may read (all of them, those of one workspace, or the one
+    named)."""
     if room is not None:
         return [membership_get(room_id=room, user=user).room]
     memberships = Membership.objects.filter(user=user).select_related("room", "user")
+    if workspace_id is not None:
+        memberships = memberships.filter(room__workspace_id=workspace_id)
     return [
         m.room
         for m in memberships
@@ -126,7 +130,7 @@ def message_search(*, user: User, params: SearchParams) -> SearchPage:
     q = clean_query(params.q)
     if params.from_date and params.to_date and params.from_date > params.to_date:
         raise InvalidInput("from_date is after to_date.", fields={"from_date": ["Must not be after to_date."]})
-    rooms = readable_rooms(user, params.room)
+    rooms = readable_rooms(user, params.room, params.workspace_id)
     if not rooms:
         _require_terms(q)
         return SearchPage([], False, None, [], 0)

@@ -12,6 +12,7 @@ from core.errors import NotFound
 from rooms import access
 from rooms.models import Membership
 from simulator.models import SimulationCommand, SimulationRun
+from workspaces.selectors import workspace_role_of
 
 LIST_LIMIT = 100
 
@@ -39,6 +40,7 @@ def run_access(*, user: User, run_id: object) -> RunAccess:
                 Membership.objects.filter(room_id=OuterRef("board__room_id"), user_id=user.pk).values("role")[:1]
             ),
             reader_active=Subquery(User.objects.filter(pk=user.pk).values("is_active")[:1]),
+            reader_workspace_role=workspace_role_of(user.pk, OuterRef("board__room__workspace_id")),
         )
         .filter(pk=parse_run_id(run_id))
         .first()
@@ -46,7 +48,8 @@ def run_access(*, user: User, run_id: object) -> RunAccess:
     if run is None:
         raise NotFound()
     role, active = run.reader_role, bool(run.reader_active)
-    refusal = access.board_see_refusal(kind=run.board.room.kind, role=role, user_active=active)
+    kind = access.scoped_kind(kind=run.board.room.kind, role=role, workspace_role=run.reader_workspace_role)
+    refusal = access.board_see_refusal(kind=kind, role=role, user_active=active)
     if refusal is not None:
         raise refusal
     return RunAccess(run=run, role=role, user_active=active)

@@ -33,6 +33,7 @@ from simulator.engine.design import Design
 from simulator.engine.faults import Fault, check_fault
 from simulator.models import SimulationCommand, SimulationRun
 from simulator.payloads import run_payload, run_summary
+from workspaces import limits
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +226,7 @@ def run_start(*, user: User, board_id: object, data: dict[str, Any]) -> Simulati
                 f"You already have {settings.SIM_MAX_CONCURRENT_RUNS} simulations queued or running "
                 "(SIM_MAX_CONCURRENT_RUNS): wait for one to finish or cancel it."
             )
+        limits.require_simulation_slot(workspace_id=board.room.workspace_id)  # the workspace's, after the user's
         run = SimulationRun.objects.create(
             board=board,
             started_by=user,

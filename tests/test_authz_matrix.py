@@ -360,6 +360,8 @@ class Cell:
             return self.notification(whose).pk
         if name == "export_id":
             return self.data_export(whose).pk
+        if name == "workspace_ref":  # the world's rooms' workspace (tests/test_workspaces.py moves them)
+            return Room.objects.get(pk=self.room.pk).workspace.slug
         raise AssertionError(f"tests/test_authz_matrix.py: Cell.param has no value for {{{name}}}")
 
     def refresh_token(self) -> str:
@@ -421,13 +423,6 @@ REST_ROWS = [
     ),
     Row("POST", f"{V1}/auth/logout/", signed_in((205, None)), body=lambda c: {"refresh": c.refresh_token()}),
     Row("POST", f"{V1}/auth/ws-ticket/", signed_in(OK)),
-    # A mobile app's single sign-on (docs/sso.md): the one-time code is the credential.
-    Row(
-        "POST",
-        f"{V1}/auth/sso/token/",
-        everyone((400, "sso_code_invalid")),
-        body=lambda c: {"code": "not-a-code", "code_verifier": "v" * 43},
-    ),
     Row("GET", f"{V1}/me/", signed_in(OK)),
     Row("PATCH", f"{V1}/me/", signed_in(OK), body=lambda c: {"send_read_receipts": False}),
     # Profiles (docs/accounts.md): one's own picture and password only; a JSON body is not an upload.
@@ -454,6 +449,25 @@ REST_ROWS = [
     ),
     Row("GET", f"{V1}/me/data-export/{{export_id}}/download/", signed_in(NOT_FOUND)),
     Row("GET", f"{V1}/schema/", everyone(OK, deactivated=INACTIVE)),
+    # Workspaces (docs/workspaces.md): everyone here is a plain member of the default workspace
+    # (tests/test_workspaces.py covers owners, admins, guests and other workspaces).
+    Row("GET", f"{V1}/workspaces/", signed_in(OK)),
+    Row("POST", f"{V1}/workspaces/", signed_in(CREATED), body=lambda c: {"name": f"Team {uuid.uuid4().hex[:8]}"}),
+    Row("GET", f"{V1}/workspaces/{{workspace_ref}}/members/", signed_in(OK)),
+    Row(
+        "PATCH",
+        f"{V1}/workspaces/{{workspace_ref}}/members/{{user_id}}/",
+        signed_in(FORBIDDEN),
+        body=lambda c: {"role": "guest"},
+    ),
+    Row("DELETE", f"{V1}/workspaces/{{workspace_ref}}/members/{{user_id}}/", signed_in(FORBIDDEN)),
+    Row("POST", f"{V1}/workspaces/{{workspace_ref}}/invitations/", signed_in(FORBIDDEN), body=lambda c: {}),
+    Row(
+        "POST",
+        f"{V1}/workspaces/invitations/accept/",
+        signed_in((404, "invitation_invalid")),
+        body=lambda c: {"token": "not-a-token"},
+    ),
     # Rooms.
     Row("GET", f"{V1}/rooms/", signed_in(OK)),
     Row("POST", f"{V1}/rooms/", signed_in(CREATED), body=lambda c: {"name": "Mine", "kind": "private"}),

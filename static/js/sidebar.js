@@ -110,9 +110,12 @@ export class RoomList {
     return this.#list ? [...this.#list.children].map((row) => row.dataset.roomId) : [];
   }
 
-  /** A room we are in: a new row, or a fresh one if it is listed already (our role changed). */
+  /** A room we are in: a new row, or a fresh one if it is listed already (our role changed).
+   * The list shows one workspace's rooms (its data-workspace-id): another's are not added. */
   add(room) {
     if (!this.#list) return;
+    const workspace = this.#list.dataset.workspaceId;
+    if (workspace && room.workspace != null && String(room.workspace) !== workspace) return;
     const existing = byRoomId(this.#list, room.id);
     const row = this.#renderRow(room, { current: room.id === this.#current, isNew: !existing });
     if (existing) existing.replaceWith(row);

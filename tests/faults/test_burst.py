@@ -35,6 +35,7 @@ def burst_users(count: int) -> list[tuple[object, str, str]]:
 
     from accounts.models import User
     from rooms.models import Membership, Room
+    from workspaces.services import default_workspace
 
     try:
         unusable = make_password(None)
@@ -43,8 +44,12 @@ def burst_users(count: int) -> list[tuple[object, str, str]]:
             [User(username=f"b{tag}-{i}", email=f"b{tag}-{i}@example.com", password=unusable) for i in range(count)]
         )
         groups = [users[i : i + USERS_PER_ROOM] for i in range(0, count, USERS_PER_ROOM)]
+        workspace = default_workspace()
         rooms = Room.objects.bulk_create(
-            [Room(name=f"burst {i}", kind=Room.Kind.PRIVATE, created_by=group[0]) for i, group in enumerate(groups)]
+            [
+                Room(name=f"burst {i}", kind=Room.Kind.PRIVATE, created_by=group[0], workspace=workspace)
+                for i, group in enumerate(groups)
+            ]
         )
         Membership.objects.bulk_create(
             [

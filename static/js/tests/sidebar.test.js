@@ -81,3 +81,11 @@ test("a direct room is titled by the other person", () => {
   const row = sidebarRow(room("d", "ada, bob", { kind: "direct" }), { me });
   assertEqual(row.querySelector("[data-room-name]").textContent, "bob", "in the sidebar");
 });
+
+test("a list of one workspace's rooms leaves out rooms of another workspace", () => {
+  const { list, roomList } = sidebar([room("a", "Athens", { workspace: 1 })]);
+  list.dataset.workspaceId = "1";
+  roomList.onFrame({ type: "room.added", room: room("b", "Berlin", { workspace: 2 }) });
+  roomList.onFrame({ type: "room.added", room: room("c", "Cairo", { workspace: 1 }) });
+  assertEqual(names(list), ["Athens", "Cairo"], "only workspace 1's rooms");
+});
