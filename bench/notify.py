@@ -7,6 +7,10 @@
 - message_send (the REST driver: the one _SEND statement, commit, the event) of plain texts, of
   texts naming a member (the names resolved inside _SEND, then the notification after commit:
   recipients, the INSERT, the socket event), alternating in blocks within one run;
+- the durable pending row's cost (docs/notifications.md, "Durability"): message_send naming a
+  member with the notification step switched off, so only the send's statement is timed, with
+  _SEND as it is (one more INSERT, of the pending row, inside the statement) and with that INSERT
+  cut out of it, alternating send by send (medians);
 - one @room in a room of MEMBERS members: the notification step alone after commit (the recipients
   statement, the one INSERT of MEMBERS - 1 items, the unread counts, MEMBERS - 1 socket events
   queued to Redis), best and median of a few.
@@ -16,6 +20,7 @@ Writes bench/results/notify.json. Only ratios within one run mean much on a shar
 
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -35,10 +40,11 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 
 from accounts.models import User  # noqa: E402
+from messaging import services as messaging  # noqa: E402
 from messaging.mentions import names_in  # noqa: E402
 from messaging.services import message_send  # noqa: E402
 from notifications import services as notifications  # noqa: E402
-from notifications.models import Notification  # noqa: E402
+from notifications.models import Notification, PendingNotification  # noqa: E402
 from rooms.models import Membership  # noqa: E402
 from rooms.services import room_create  # noqa: E402
 
@@ -82,6 +88,28 @@ def main() -> int:
     figures["send_ms_plain"] = round(statistics.median(plain), 3)
     figures["send_ms_with_a_mention_and_its_notification"] = round(statistics.median(named), 3)
 
+    # The pending row alone: the same send, its notification step off, with and without the INSERT.
+    with_row = messaging._SEND
+    without_row = re.sub(r"\), owed AS \(.*?\n\)\n", ")\n", with_row, flags=re.DOTALL)
+    assert without_row != with_row and "owed AS" not in without_row
+    fast_path = notifications.notify_committed
+    notifications.notify_committed = lambda *, messages: None
+    try:
+        kept: list[float] = []
+        cut: list[float] = []
+        for n in range(SENDS_PER_BLOCK * BLOCKS_EACH):  # send by send, alternating which goes first
+            for statement, times in ((with_row, kept), (without_row, cut))[:: 1 if n % 2 else -1]:
+                messaging._SEND = statement
+                started = time.perf_counter()
+                message_send(user=owner, room_id=small.pk, content=mention, client_msg_id=uuid.uuid4())
+                times.append((time.perf_counter() - started) * 1e3)
+    finally:
+        messaging._SEND = with_row
+        notifications.notify_committed = fast_path
+        PendingNotification.objects.all().delete()
+    figures["send_ms_with_a_mention_statement_with_pending_row"] = round(statistics.median(kept), 3)
+    figures["send_ms_with_a_mention_statement_without_pending_row"] = round(statistics.median(cut), 3)
+
     big = room_create(creator=owner, name="notify bench big", kind="private")
     users = User.objects.bulk_create(
         [User(username=f"nb-{tag}-{n}", password="!") for n in range(MEMBERS - 1)], batch_size=1000
@@ -91,8 +119,11 @@ def main() -> int:
     for _ in range(5):
         message, _ = message_send(user=owner, room_id=big.pk, content="@room " + PLAIN, client_msg_id=uuid.uuid4())
         Notification.objects.filter(message_id=message.id).delete()  # as if just sent: time the step alone
+        PendingNotification.objects.create(
+            message_id=message.id, message_created_at=message.created_at, room=big, number=message.sequence
+        )
         started = time.perf_counter()
-        notifications._notify([message])
+        notifications._notify([notifications.Owed(message, message.sequence)])
         timings.append((time.perf_counter() - started) * 1e3)
         assert Notification.objects.filter(message_id=message.id).count() == MEMBERS - 1
     figures["room_mention_members"] = MEMBERS

@@ -341,6 +341,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "attachments.tasks.prune_uploads",
         "schedule": timedelta(hours=1),
     },
+    # Notifications a dead process owed (docs/notifications.md, "Durability").
+    "deliver-pending-notifications": {
+        "task": "notifications.tasks.deliver_pending",
+        "schedule": timedelta(seconds=env_int("NOTIFICATION_SWEEP_EVERY_SECONDS", 15)),
+    },
 }
 # Operators (operations/): Celery task runs are kept this many days in admin; each server process
 # reports its live connection counts to Redis every CONNECTIONS_REPORT_SECONDS (core/hub.py), and
@@ -434,6 +439,9 @@ NOTIFICATION_SENDERS = env_list("NOTIFICATION_SENDERS") or [
     "notifications.senders.SocketSender",
 ]
 NOTIFICATION_PAGE_MAX = 100
+# The sweeper delivers notifications still owed this long after their message committed (the fast
+# path normally takes milliseconds; docs/notifications.md, "Durability").
+NOTIFICATION_SWEEP_AFTER_SECONDS = env_int("NOTIFICATION_SWEEP_AFTER_SECONDS", 5)
 MESSAGE_PARTITION_DAYS_AHEAD = env_int("MESSAGE_PARTITION_DAYS_AHEAD", 7)
 MESSAGE_HOT_DAYS = env_int("MESSAGE_HOT_DAYS", 7)
 PSQLEXTRA_PARTITIONING_MANAGER = "messaging.partitions.manager"

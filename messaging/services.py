@@ -29,6 +29,7 @@ from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.payloads import change_frame
 from messaging.selectors import Archived, message_in_room
 from notifications import services as notifications
+from notifications.models import PendingNotification
 from rooms import access
 from rooms.models import Membership, Room
 from rooms.payloads import user_payload, user_ref
@@ -138,7 +139,7 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
             outcome = error
         sends = _advance(batches, outcome)
     if notify:  # committed: the inbox items of the mentioned and of direct rooms' other member
-        notifications.notify_sent(messages=notify)
+        notifications.notify_committed(messages=notify)
     return results
 
 
@@ -312,6 +313,13 @@ WITH v AS (
     INSERT INTO {SentMessageKey._meta.db_table} (sender_id, client_msg_id, room_id, message_id, message_created_at)
     SELECT a.user_id, a.client_msg_id, a.room_id, i.id, i.created_at
       FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
+), owed AS (
+    -- The notifications a message with mentions or in a direct room owes, committed with it
+    -- (notifications.models.PendingNotification); other messages write nothing here.
+    INSERT INTO {PendingNotification._meta.db_table} (message_id, message_created_at, room_id, number)
+    SELECT i.id, i.created_at, a.room_id, i.sequence
+      FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
+     WHERE a.mentions IS NOT NULL OR a.kind = '{Room.Kind.DIRECT}'
 )
 SELECT c.idx, c.kind, c.role, c.workspace_role, c.user_active, c.key_room, c.o_id, c.o_sequence, c.o_content,
        c.o_created_at, c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count,

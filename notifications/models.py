@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from rooms.models import Room
@@ -59,3 +60,31 @@ class RoomSetting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.room_id}: {self.level}"
+
+
+class PendingNotification(models.Model):
+    """Notifications owed for a message (docs/notifications.md, "Durability"): written in the
+    message's own transaction, only for a message that may notify anyone (mentions, a reply, a
+    direct room, an edit naming someone new), and deleted in the transaction that delivers them.
+    The fast path after commit claims its row by deleting it; whatever a dead process left behind,
+    the sweeper (notifications.tasks.deliver_pending) delivers. Whoever deletes the row delivers,
+    so the two can never both notify; the inbox's unique (user, message) backs that up."""
+
+    message_id = models.UUIDField()
+    message_created_at = models.DateTimeField()
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # The message's changed_sequence as this write left it: one row per write (a send, an edit),
+    # so two quick edits each own theirs.
+    number = models.BigIntegerField()
+    edit = models.BooleanField(db_default=False)
+    created_at = models.DateTimeField(db_default=Now())
+    # Failed deliveries by the sweeper (a row that keeps failing is given up after a few).
+    attempts = models.SmallIntegerField(db_default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message_id", "number"], name="pendingnotification_message_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"owed for {self.message_id} at {self.number}"

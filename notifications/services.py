@@ -6,15 +6,23 @@ statement per batch of messages whatever the size of the room (`_RECIPIENTS`); t
 send path only hands over the messages that may notify anyone: those with mentions (texts with an
 '@' that name a member) and those of direct rooms; replies come from the thread path. On the
 socket's batched path this runs in a task of its own, so no ack waits for it.
+
+Nothing is lost when the process dies after the commit: each such write leaves a pending row in
+its own transaction (PendingNotification); delivering deletes it, and the sweeper
+(`pending_deliver`, a Celery beat task) delivers what is left after a few seconds.
 """
 
 import asyncio
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
@@ -23,7 +31,7 @@ from core.events import after_answering, call_service, dumps, send_event, user_g
 from messaging import mentions
 from messaging.models import Message
 from notifications import selectors
-from notifications.models import Notification, RoomSetting
+from notifications.models import Notification, PendingNotification, RoomSetting
 from notifications.payloads import NotificationPayload, RoomLevelPayload
 from notifications.senders import Notice, senders
 from rooms.models import Membership, Room
@@ -33,12 +41,24 @@ logger = logging.getLogger(__name__)
 
 # For each message: who may be notified and why (rank: the first reason wins), then only those
 # still in the room with an active account, never the author, and as their level allows: `mute`
-# lets only a mention by name through (docs/notifications.md).
+# lets only a mention by name through (docs/notifications.md). Only the messages whose pending row
+# this statement deletes count (`claimed`): whoever deletes it delivers, and a row another
+# transaction (the sweeper, a second fast path) holds is waited for and then found gone.
 _RECIPIENTS = f"""
-WITH m AS (
+WITH owed AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb)
-        AS m(message_id uuid, room_id uuid, sender_id bigint, mentioned bigint[], mention_room bool,
-             thread uuid, edit bool)
+        AS m(message_id uuid, number bigint, room_id uuid, sender_id bigint, mentioned bigint[],
+             mention_room bool, thread uuid, edit bool)
+), claimed AS (
+    DELETE FROM {PendingNotification._meta.db_table} p USING owed
+     WHERE p.message_id = owed.message_id AND p.number = owed.number
+    RETURNING p.message_id, p.number
+), m AS (
+    -- One row per message: the sweeper may owe a send and an edit of one message (the send's row
+    -- first: it has every reason the edit's has, and more).
+    SELECT DISTINCT ON (owed.message_id) owed.*
+      FROM owed JOIN claimed ON claimed.message_id = owed.message_id AND claimed.number = owed.number
+     ORDER BY owed.message_id, owed.edit
 ), candidate AS (
     SELECT m.message_id, u.user_id, 'mention' AS kind, 1 AS rank
       FROM m CROSS JOIN LATERAL unnest(m.mentioned) AS u(user_id)
@@ -79,20 +99,32 @@ SELECT c.message_id, c.user_id, c.kind, r.name AS room_name, r.kind AS room_kind
 """
 
 
-def _recipients(messages: list[Message], *, edit: bool) -> list[Notice]:
+@dataclass
+class Owed:
+    """The notifications one write owes: its message, the number its pending row carries (the
+    message's changed_sequence as that write left it) and whether the write was an edit."""
+
+    message: Message
+    number: int
+    edit: bool = False
+
+
+def _recipients(owed: list[Owed]) -> list[Notice]:
+    """Claim the pending rows of `owed` and work out who to notify of the claimed ones."""
     rows = [
         {
-            "message_id": str(message.id),
-            "room_id": str(message.room_id),
-            "sender_id": message.sender_id,
-            "mentioned": sorted(mentions.user_ids(message.mentions)),
-            "mention_room": bool(message.mentions and message.mentions["room"]),
-            "thread": str(message.reply_to) if message.reply_to and not edit else None,
-            "edit": edit,
+            "message_id": str(item.message.id),
+            "number": item.number,
+            "room_id": str(item.message.room_id),
+            "sender_id": item.message.sender_id,
+            "mentioned": sorted(mentions.user_ids(item.message.mentions)),
+            "mention_room": bool(item.message.mentions and item.message.mentions["room"]),
+            "thread": str(item.message.reply_to) if item.message.reply_to and not item.edit else None,
+            "edit": item.edit,
         }
-        for message in messages
+        for item in owed
     ]
-    by_id = {message.id: message for message in messages}
+    by_id = {item.message.id: item.message for item in owed}
     with connection.cursor() as cursor:
         cursor.execute(_RECIPIENTS, [json.dumps(rows)])
         return [
@@ -101,16 +133,24 @@ def _recipients(messages: list[Message], *, edit: bool) -> list[Notice]:
         ]
 
 
-def _notify(messages: list[Message], *, edit: bool = False) -> None:
-    """Work out who to notify and hand them to each sender in turn. A failure is logged, never
-    raised: the messages are sent whatever happens to their notifications."""
+def _deliver(owed: list[Owed]) -> list[Notice]:
+    """Claim, work out and hand the notices to each sender in turn, inside the caller's
+    transaction (the items and the claim commit together; the socket's events after)."""
+    notices = _recipients(owed)
+    for sender in senders():
+        notices = sender.deliver(notices)
+    return notices
+
+
+def _notify(owed: list[Owed]) -> None:
+    """The fast path, right after the writes committed. A failure is logged, never raised: the
+    messages are sent whatever happens, and the rolled-back claim leaves the pending rows to the
+    sweeper (`pending_deliver`)."""
     try:
-        with transaction.atomic():  # the items all or none; the socket's events after their commit
-            notices = _recipients(messages, edit=edit)
-            for sender in senders():
-                notices = sender.deliver(notices)
+        with transaction.atomic():
+            _deliver(owed)
     except Exception:
-        logger.exception("notifying of %s messages failed", len(messages))
+        logger.exception("notifying of %s messages failed; the sweeper will retry", len(owed))
 
 
 def _once_committed(work: Callable[[], None]) -> None:
@@ -124,31 +164,143 @@ def _once_committed(work: Callable[[], None]) -> None:
     transaction.on_commit(committed)
 
 
+def _record(owed: list[Owed]) -> None:
+    """The pending rows of `owed`, in the current transaction: one INSERT."""
+    PendingNotification.objects.bulk_create(
+        [
+            PendingNotification(
+                message_id=item.message.id,
+                message_created_at=item.message.created_at,
+                room_id=item.message.room_id,
+                number=item.number,
+                edit=item.edit,
+            )
+            for item in owed
+        ],
+        ignore_conflicts=True,
+    )
+
+
 def notify_sent(*, messages: list[Message]) -> None:
-    """New messages that may notify someone (mentions, a direct room, a reply): their notices,
-    once committed (see `_once_committed`)."""
-    _once_committed(partial(_notify, list(messages)))
+    """Inside the transaction that writes them (the ORM's paths: replies, attachments): new
+    messages that may notify someone (mentions, a direct room, a reply) owe their notices (a
+    pending row each, committed with them), delivered once committed (see `_once_committed`)."""
+    owed = [Owed(message, message.changed_sequence) for message in messages]
+    _record(owed)
+    _once_committed(partial(_notify, owed))
+
+
+def _owed_by_send(messages: list[Message]) -> list[Owed]:
+    # messaging.services._SEND wrote their pending rows, numbered by the message's sequence.
+    return [Owed(message, message.sequence) for message in messages]
+
+
+def notify_committed(*, messages: list[Message]) -> None:
+    """The batched send's messages that may notify someone, once committed (their pending rows
+    were written by the send's own statement, messaging.services._SEND): their notices, now."""
+    _once_committed(partial(_notify, _owed_by_send(messages)))
 
 
 _running: set[asyncio.Task] = set()
 
 
 def notify_sent_soon(*, messages: list[Message]) -> None:
-    """`notify_sent` from the event loop (the socket's batched sends, already committed): in a
-    task of its own, on a database thread, so that the acks and the next batch wait for nothing."""
-    task = asyncio.get_running_loop().create_task(call_service(partial(_notify, list(messages))))
+    """`notify_committed` from the event loop (the socket's batched sends): in a task of its own,
+    on a database thread, so that the acks and the next batch wait for nothing."""
+    work = partial(_notify, _owed_by_send(messages))
+    task = asyncio.get_running_loop().create_task(call_service(work))
     _running.add(task)
     task.add_done_callback(_running.discard)
 
 
 def notify_edited(*, message: Message, mentioned_before: mentions.Mentions | None) -> None:
-    """An edit changed a message's mentions: those it names now and did not before are notified
-    (someone who already has an item for the message gets no second one)."""
+    """Inside the edit's transaction: those the edit names now and did not before are owed a
+    notice (someone who already has an item for the message gets no second one)."""
     now = message.mentions
     new_users = mentions.user_ids(now) - mentions.user_ids(mentioned_before)
     new_room = bool(now and now["room"]) and not (mentioned_before and mentioned_before["room"])
     if new_users or new_room:
-        _once_committed(partial(_notify, [message], edit=True))
+        owed = [Owed(message, message.changed_sequence, edit=True)]
+        _record(owed)
+        _once_committed(partial(_notify, owed))
+
+
+# -- the sweeper ------------------------------------------------------------------------------------
+
+SWEEP_BATCH = 500
+MAX_ATTEMPTS = 5
+
+
+def _sweep_batch(rows: list[PendingNotification]) -> int:
+    """Deliver what `rows` owe (locked by the caller's transaction); rows whose message is gone
+    (deleted, or its room) owe nothing and are dropped. Returns the notices delivered."""
+    found = {
+        message.id: message
+        for message in Message.objects.select_related("sender").filter(
+            id__in=[row.message_id for row in rows], created_at__in={row.message_created_at for row in rows}
+        )
+    }
+    owed, gone = [], []
+    for row in rows:
+        message = found.get(row.message_id)
+        if message is None or message.deleted_at is not None:
+            gone.append(row.pk)
+        else:
+            owed.append(Owed(message, row.number, edit=row.edit))
+    if gone:
+        PendingNotification.objects.filter(pk__in=gone).delete()
+    return len(_deliver(owed)) if owed else 0
+
+
+def pending_deliver(*, older_than: float | None = None) -> int:
+    """Deliver the notifications still owed `older_than` seconds after their write (default
+    settings.NOTIFICATION_SWEEP_AFTER_SECONDS): those a process that died after its commit never
+    delivered. Rows are locked SKIP LOCKED, so sweepers and fast paths never wait on each other's
+    work twice; a batch that fails is retried row by row, and a row that fails MAX_ATTEMPTS times
+    is given up (logged). Returns the notices delivered (inbox items made)."""
+    if older_than is None:
+        older_than = settings.NOTIFICATION_SWEEP_AFTER_SECONDS
+    delivered = 0
+    failed: set[int] = set()
+    while True:
+        cutoff = timezone.now() - dt.timedelta(seconds=older_than)
+        rows: list[PendingNotification] = []
+        try:
+            with transaction.atomic():
+                rows = list(
+                    PendingNotification.objects.select_for_update(skip_locked=True)
+                    .filter(created_at__lte=cutoff)
+                    .exclude(pk__in=failed)
+                    .order_by("id")[:SWEEP_BATCH]
+                )
+                if not rows:
+                    return delivered
+                delivered += _sweep_batch(rows)
+        except Exception:
+            if not rows:  # the rows could not even be read (PostgreSQL away): the next run retries
+                raise
+            logger.exception("delivering %s pending notifications failed; trying each alone", len(rows))
+            for row in rows:
+                try:
+                    with transaction.atomic():
+                        locked = list(PendingNotification.objects.select_for_update(skip_locked=True).filter(pk=row.pk))
+                        if locked:
+                            delivered += _sweep_batch(locked)
+                except Exception:
+                    logger.exception("delivering the notifications of message %s failed", row.message_id)
+                    failed.add(row.pk)
+                    _give_up_after_attempts(row.pk)
+        if len(rows) < SWEEP_BATCH:
+            return delivered
+
+
+def _give_up_after_attempts(pk: int) -> None:
+    with transaction.atomic():
+        updated = PendingNotification.objects.filter(pk=pk).update(attempts=F("attempts") + 1)
+        if updated:
+            dropped, _ = PendingNotification.objects.filter(pk=pk, attempts__gte=MAX_ATTEMPTS).delete()
+            if dropped:
+                logger.error("gave up the notifications of pending row %s after %s attempts", pk, MAX_ATTEMPTS)
 
 
 # -- the inbox ----------------------------------------------------------------------------------

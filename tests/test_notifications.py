@@ -14,9 +14,9 @@ from core.events import user_group
 from messaging import archive, services
 from messaging.mentions import names_in
 from messaging.models import Message
-from notifications import senders
+from notifications import senders, tasks
 from notifications import services as notifications
-from notifications.models import Notification, RoomSetting
+from notifications.models import Notification, PendingNotification, RoomSetting
 from rooms.models import Room
 from rooms.services import direct_room_get_or_create
 from tests.conftest import client_for, room_with
@@ -240,12 +240,83 @@ def test_the_inbox_pages_counts_and_marks_read_and_others_items_are_not_found(
     assert api.post(f"{INBOX}{item['id']}/read/").status_code == 404
 
 
+# -- durability ------------------------------------------------------------------------------------
+
+
+class _BrokenSender:
+    def deliver(self, notices):
+        raise RuntimeError("the inbox is away")
+
+
+@pytest.mark.django_db
+def test_notifications_the_fast_path_never_delivered_are_delivered_once_by_the_sweeper(
+    team, events, monkeypatch, django_capture_on_commit_callbacks
+):
+    room, owner, member, viewer = team["room"], team["owner"], team["member"], team["viewer"]
+    capture = django_capture_on_commit_callbacks
+    fast_path = notifications._notify
+    # The process dies between the commits and the fast path, which never runs: a mention (the
+    # batched statement writes the pending row) and a reply (the ORM's path writes it) ...
+    monkeypatch.setattr(notifications, "_notify", lambda owed: None)
+    mention = sent(room, owner, "ping @mia", capture)
+    with capture(execute=True):
+        reply, _ = services.message_send(
+            user=member, room_id=room.pk, content="on it", client_msg_id=uuid.uuid4(), reply_to=str(mention.id)
+        )
+    # ... or the fast path fails (its claim rolls back with it): an edit naming someone new.
+    monkeypatch.setattr(notifications, "_notify", fast_path)
+    monkeypatch.setattr(notifications, "senders", lambda: [_BrokenSender()])
+    with capture(execute=True):
+        services.message_edit(user=member, room_id=room.pk, message_id=reply.id, content="on it @vic")
+    monkeypatch.setattr(notifications, "senders", senders.senders)
+    assert Notification.objects.count() == 0 and PendingNotification.objects.count() == 3
+    assert notifications.pending_deliver(older_than=3600) == 0  # none is due yet
+
+    events.clear()
+    with capture(execute=True):
+        assert notifications.pending_deliver(older_than=0) == 3
+    assert items_of(member) == [("mention", "ping @mia")]
+    assert items_of(owner) == [("reply", "on it @vic")]  # shown as the message is now
+    assert items_of(viewer) == [("mention", "on it @vic")]  # named by the reply's text as it is now
+    assert PendingNotification.objects.count() == 0
+    # Each went out live on its user's own group.
+    for user, message in ((member, mention), (owner, reply), (viewer, reply)):
+        (frame,) = events.frames("notification", group=user_group(user.pk))
+        assert (frame["notification"]["message"]["id"], frame["unread"]) == (str(message.id), 1)
+
+    # Exactly once: a second sweep and a late fast path find nothing owed.
+    events.clear()
+    with capture(execute=True):
+        assert notifications.pending_deliver(older_than=0) == 0
+        fast_path([notifications.Owed(mention, mention.sequence), notifications.Owed(reply, reply.sequence)])
+    assert Notification.objects.count() == 3 and events.frames("notification") == []
+
+
+@pytest.mark.django_db
+def test_only_messages_that_may_notify_write_a_pending_row_and_the_fast_path_deletes_it(
+    team, django_capture_on_commit_callbacks
+):
+    room, owner = team["room"], team["owner"]
+    with django_capture_on_commit_callbacks() as after_commit:
+        send(room, owner, "plain, with an address: a@b.c")
+        send(room, owner, "hello @nobody")  # not a member: plain text
+        mention = send(room, owner, "hello @mia")
+    assert list(PendingNotification.objects.values_list("message_id", "number", "edit")) == [
+        (mention.id, mention.sequence, False)
+    ]
+    for callback in after_commit:
+        callback()
+    assert PendingNotification.objects.count() == 0 and items_of(team["member"]) == [("mention", "hello @mia")]
+
+
 # -- live on the socket ------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_a_mention_sent_on_the_socket_reaches_the_mentioned_users_socket_as_a_notification(team):
+async def test_a_mention_sent_on_the_socket_reaches_the_mentioned_users_socket_as_a_notification(
+    team, monkeypatch, settings
+):
     people = await database_sync_to_async(lambda: team)()
     room = str(people["room"].pk)
     member, _ = await connect(people["member"])
@@ -277,5 +348,17 @@ async def test_a_mention_sent_on_the_socket_reaches_the_mentioned_users_socket_a
         replied["message"]["id"],
         1,
     )
+    # The process dies after the socket's send committed, before its notification task: the sweeper
+    # (the Celery beat task) delivers it, and the frame still reaches the mentioned user's socket.
+    monkeypatch.setattr(notifications, "_notify", lambda owed: None)
+    again = {"type": "message.send", "room": room, "content": "again @mia", "client_msg_id": str(uuid.uuid4())}
+    await owner.send_json_to(again)
+    ack = await receive_type(owner, "message.ack")
+    assert await database_sync_to_async(PendingNotification.objects.count)() == 1
+    monkeypatch.undo()
+    settings.NOTIFICATION_SWEEP_AFTER_SECONDS = 0
+    assert await database_sync_to_async(tasks.deliver_pending)() == 1
+    frame = await receive_type(member, "notification")
+    assert (frame["notification"]["message"]["id"], frame["unread"]) == (ack["message"]["id"], 2)
     await member.disconnect(timeout=TIMEOUT)
     await owner.disconnect(timeout=TIMEOUT)
