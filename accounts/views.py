@@ -14,6 +14,7 @@ from accounts import avatars, services
 from accounts.forms import AvatarForm, EmailForm, PasswordChangeForm, ProfileForm, SetPasswordForm, SignupForm
 from accounts.services import user_create, user_credentials_changed
 from core.throttles import SIGN_IN_THROTTLES, SignInAddressThrottle, SignUpAddressThrottle, throttled_for
+from sso import selectors as sso_selectors
 
 
 @require_http_methods(["GET", "POST"])
@@ -154,6 +155,10 @@ def _refused(form: FormT, wait: float) -> FormT:
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        # "Sign in with <provider>" buttons (single sign-on, docs/sso.md).
+        return super().get_context_data(**kwargs) | {"sso_providers": list(sso_selectors.providers_for_sign_in_page())}
 
     def post(self, request, *args, **kwargs):
         # The same limits as the REST sign-in (core.throttles): per address and per account name.

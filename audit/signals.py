@@ -25,7 +25,9 @@ def _via(request: Any) -> str:
 def _signed_in(sender: Any, request: Any = None, user: Any = None, **extra: Any) -> None:
     from audit.services import record
 
-    record(action="auth.sign_in", actor=user, target=user, after={"via": _via(request)}, ip=_ip(request))
+    # A view may say more about how (single sign-on: {"via": "sso", "provider": …}, sso.views).
+    details = getattr(request, "audit_sign_in", None) or {}
+    record(action="auth.sign_in", actor=user, target=user, after={"via": _via(request), **details}, ip=_ip(request))
 
 
 def _signed_out(sender: Any, request: Any = None, user: Any = None, **extra: Any) -> None:

@@ -29,6 +29,7 @@ from rooms.api import (
 )
 from search import urls as search_urls
 from simulator import urls as simulator_urls
+from sso import urls as sso_urls
 from transports import urls as transports_urls
 from workspaces import urls as workspaces_urls
 
@@ -38,6 +39,7 @@ urlpatterns = [
     path("auth/token/refresh/", TokenRefreshApi.as_view(), name="api-token-refresh"),
     path("auth/logout/", LogoutApi.as_view(), name="api-logout"),
     path("auth/ws-ticket/", WsTicketApi.as_view(), name="api-ws-ticket"),
+    *sso_urls.api_urlpatterns,  # auth/sso/token/ (a mobile app's single sign-on: docs/sso.md)
     path("me/", MeApi.as_view(), name="api-me"),
     *workspaces_urls.api_urlpatterns,  # workspaces/, members, invitations (workspaces/urls.py)
     *account_urls.api_urlpatterns,  # me/avatar/, me/password/ (accounts/urls.py)

@@ -160,6 +160,7 @@ INSTALLED_APPS = [
     "operations",
     "audit",
     "attachments",
+    "sso",
     "workspaces",
 ]
 
@@ -506,6 +507,10 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <noreply@localhost>")
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
+
+# Single sign-on (sso/, docs/sso.md): providers are configured in admin. A mobile app's sign-in ends
+# with a redirect to one of these URIs (exact match, e.g. "parley://sso"), carrying a one-time code.
+SSO_MOBILE_REDIRECT_URIS = env_list("SSO_MOBILE_REDIRECT_URIS")
 
 # Behind TLS in production. Local runs (DEBUG) stay on plain HTTP.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG and not TESTING)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", account_views.LogoutView.as_view(), name="logout"),
     path("", include("accounts.urls")),  # account page, avatars, password reset
+    path("", include("sso.urls")),  # single sign-on: sso/<provider>/login/, sso/callback/
     path("", include("workspaces.urls")),  # workspaces/switch/, invitations/<token>/
     path("admin/", admin.site.urls),
     *attachments_urls.local_urlpatterns,  # the local store's uploads and files (attachments/views.py)

@@ -423,6 +423,13 @@ REST_ROWS = [
     ),
     Row("POST", f"{V1}/auth/logout/", signed_in((205, None)), body=lambda c: {"refresh": c.refresh_token()}),
     Row("POST", f"{V1}/auth/ws-ticket/", signed_in(OK)),
+    # A mobile app's single sign-on (docs/sso.md): the one-time code is the credential.
+    Row(
+        "POST",
+        f"{V1}/auth/sso/token/",
+        everyone((400, "sso_code_invalid")),
+        body=lambda c: {"code": "not-a-code", "code_verifier": "v" * 43},
+    ),
     Row("GET", f"{V1}/me/", signed_in(OK)),
     Row("PATCH", f"{V1}/me/", signed_in(OK), body=lambda c: {"send_read_receipts": False}),
     # Profiles (docs/accounts.md): one's own picture and password only; a JSON body is not an upload.
