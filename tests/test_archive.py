@@ -77,8 +77,11 @@ def make_partition(day: dt.date) -> None:
 
 
 def age(room_ids, days: int) -> None:
-    """Move every message of these rooms `days` back in time (PostgreSQL moves the rows between
-    partitions). Shifting all by the same amount keeps created_at increasing with sequence."""
+    """Move every message of these rooms written today to `days` before TODAY (PostgreSQL moves the
+    rows between partitions). Shifting all by the same amount keeps created_at increasing with
+    sequence. TODAY is the day this module was loaded: in a run that crosses midnight UTC the
+    messages still land on OLD and OLDER, whose partitions the tests made."""
+    days += (dt.datetime.now(dt.UTC).date() - TODAY).days
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE messaging_message SET created_at = created_at - make_interval(days => %s) "
