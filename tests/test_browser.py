@@ -213,6 +213,23 @@ def test_two_people_chat_live_through_the_ui(start_server, chromium, tmp_path):
     download = bob.request.get(shared.locator(".attachment-file").get_attribute("href"))
     assert download.ok and download.body() == b"see you thursday\n"
 
+    # Bob answers in a thread with a file: the thread panel's reply box attaches as the composer does.
+    first = bob.locator("[data-sequence='1']")
+    first.hover()
+    first.get_by_role("button", name="Reply in thread").click()
+    bob.locator("#thread-attach-input").set_input_files(
+        [{"name": "agenda.txt", "mimeType": "text/plain", "buffer": b"1. launch\n"}]
+    )
+    expect(bob.locator("#thread-attachments [data-status=ready]")).to_have_count(1)
+    bob.get_by_role("textbox", name="Reply in this thread").fill("Agenda attached")
+    bob.get_by_role("textbox", name="Reply in this thread").press("Enter")
+    expect(bob.locator("#thread-attachments")).to_be_hidden()
+    reply = bob.locator("#thread-replies .msg", has_text="Agenda attached")
+    expect(reply.locator(".attachment-file")).to_contain_text("agenda.txt")
+    expect(alice.locator("#messages .msg", has_text="Agenda attached").locator(".attachment-file")).to_contain_text(
+        "agenda.txt"
+    )
+
     ARTIFACTS.mkdir(exist_ok=True)
     alice.screenshot(path=str(ARTIFACTS / "chat-alice.png"))
     bob.screenshot(path=str(ARTIFACTS / "chat-bob.png"))

@@ -145,8 +145,18 @@ const mentionable = () => [
 new MentionComplete(document.getElementById("thread-input"), { people: mentionable });
 // Threads and reactions (docs/protocol.md "Threads and reactions").
 const threadOutbox = new Outbox(document.getElementById("thread-pending"), { roomId: room.id, me, send });
+// The thread's reply box attaches files as the room's composer does (below), with a tray of its own.
+const threadAttachments = new AttachmentTray(document.getElementById("thread-attachments"), { roomId: room.id });
+bindAttachmentInputs({
+  form: document.getElementById("thread-composer"),
+  textarea: document.getElementById("thread-input"),
+  button: document.getElementById("thread-attach-button"),
+  input: document.getElementById("thread-attach-input"),
+  tray: threadAttachments,
+});
 const threads = new ThreadPanel(document.getElementById("thread-panel"), {
   me,
+  attachments: threadAttachments,
   outbox: threadOutbox,
   can: (message) => permissions(message),
   fetchThread: (id, params) =>

@@ -6,7 +6,8 @@
 // sees every copy of every message that reaches the page (chat.js hands it the timeline's copies:
 // live events, sync batches, acks, REST pages) and keeps those of its thread, newest copy wins
 // (timeline.js isNewer). Replies are written through an Outbox of their own (outbox.js, with
-// `replyTo`), so they are resent after reconnects like any message.
+// `replyTo`), so they are resent after reconnects like any message. Files go with a reply as with
+// any message: the page hands the panel an AttachmentTray (attachments.js) bound to its composer.
 import { MessageRows } from "./message-view.js";
 import { isNewer } from "./timeline.js";
 
@@ -22,6 +23,7 @@ export class ThreadPanel {
   #input;
   #fetchThread;
   #outbox;
+  #attachments;
   #onOpen;
   #rowOptions;
   #rootRows;
@@ -37,12 +39,14 @@ export class ThreadPanel {
    * panel: the <aside id="thread-panel">. fetchThread(id, params): the REST page. outbox: the
    * replies' Outbox (its replyTo is set here). can(message): what the reader may do with a
    * message ({react, ...}). onAction(id, action, target): a click on a message's action in the
-   * panel (reactions). onOpen(rootId | null): the panel opened or closed.
+   * panel (reactions). onOpen(rootId | null): the panel opened or closed. attachments: the reply
+   * composer's AttachmentTray (attachments.js), or null.
    */
-  constructor(panel, { me, fetchThread, outbox, can, onAction, onOpen = () => {} }) {
+  constructor(panel, { me, fetchThread, outbox, can, onAction, onOpen = () => {}, attachments = null }) {
     this.#panel = panel;
     this.#fetchThread = fetchThread;
     this.#outbox = outbox;
+    this.#attachments = attachments;
     this.#onOpen = onOpen;
     this.#rootList = panel.querySelector("#thread-root");
     this.#list = panel.querySelector("#thread-replies");
@@ -99,6 +103,8 @@ export class ThreadPanel {
       return;
     }
     const generation = ++this.#generation;
+    this.#attachments?.clear(); // files picked for another thread stay unsent
+    this.#showError("");
     this.#reset();
     this.#panel.hidden = false;
     this.#outbox.replyTo = rootId;
@@ -121,6 +127,8 @@ export class ThreadPanel {
     this.#reset();
     this.#panel.hidden = true;
     this.#outbox.replyTo = null;
+    this.#attachments?.clear(); // not sent: the hourly prune removes the uploads
+    this.#showError("");
     this.#onOpen(null);
   }
 
@@ -144,6 +152,8 @@ export class ThreadPanel {
   setAccess(canReply) {
     this.#input.disabled = !canReply;
     this.#composer.querySelector("button[type=submit]").disabled = !canReply;
+    const attach = this.#composer.querySelector("#thread-attach-button");
+    if (attach) attach.disabled = !canReply;
     this.#input.placeholder = canReply ? "Reply…" : "You can read this thread but not reply.";
   }
 
@@ -156,9 +166,21 @@ export class ThreadPanel {
 
   #submit() {
     const content = this.#input.value;
-    if (!content.trim() || !this.#root || this.#input.disabled) return;
-    this.#outbox.queue(content);
+    if (!this.#root || this.#input.disabled) return;
+    if (this.#attachments?.busy()) return this.#showError("Wait for the uploads to finish, then reply.");
+    const files = this.#attachments?.ids() ?? [];
+    if (!content.trim() && !files.length) return;
+    this.#showError("");
+    this.#outbox.queue(content, files);
+    this.#attachments?.clear();
     this.#input.value = "";
+  }
+
+  #showError(text) {
+    const error = this.#composer.querySelector("#thread-error");
+    if (!error) return;
+    error.textContent = text;
+    error.hidden = !text;
   }
 
   #reset() {
