@@ -36,6 +36,7 @@ from sso.models import SsoIdentity, SsoProvider
 from sso.oidc import Endpoints, SsoClient, SsoError, discover
 from tests import test_browser
 from tests.conftest import free_port, wait_for_port
+from workspaces.models import WorkspaceMembership
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLBACK = "http://testserver/sso/callback/"
@@ -193,6 +194,7 @@ def test_it_creates_a_new_person_just_in_time(idp, db):
         ("auth.sign_in", {"via": "sso", "provider": "acme"}),
     ]
     assert SsoIdentity.objects.get(user=user).provider == provider
+    assert WorkspaceMembership.objects.filter(user=user, role="member").count() == 1  # the default one, for now
 
 
 def test_it_refuses_an_email_domain_not_allowed_and_creates_nothing(idp, db):
