@@ -87,6 +87,7 @@ from rest_framework_simplejwt.tokens import AccessToken  # noqa: E402
 
 from accounts.models import User  # noqa: E402
 from rooms.models import Membership, Room  # noqa: E402
+from workspaces.models import WorkspaceMembership  # noqa: E402
 from workspaces.services import default_workspace  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -120,6 +121,10 @@ def seed(sockets: int, room_size: int, tag: str) -> tuple[list[User], list[Room]
     )
     groups = [users[start : start + room_size] for start in range(0, sockets, room_size)]
     workspace = default_workspace()
+    # Bulk-made accounts skip the hook that puts every account in the default workspace: done here.
+    WorkspaceMembership.objects.bulk_create(
+        [WorkspaceMembership(workspace=workspace, user=user) for user in users], batch_size=5000
+    )
     rooms = Room.objects.bulk_create(
         [
             Room(name=f"{tag} {index}", kind=Room.Kind.PRIVATE, created_by=group[0], workspace=workspace)
