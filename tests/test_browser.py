@@ -467,9 +467,10 @@ PHONE = {"width": 390, "height": 760}
 
 
 def test_room_management_through_the_member_menu(start_server, chromium, make_user):
-    """Ann hands the room to Ben from his member menu and leaves after confirming; Ben follows it
-    live on a phone: tab title and drawer badge count his other room's message, members sit behind
-    a button, nothing is below the composer, and he becomes the owner. A long message folds."""
+    """Ann hands the room to Ben from his member menu, renames it and leaves after confirming; Ben
+    follows it live on a phone: tab title and drawer badge count his other room's message, members
+    sit behind a button, nothing is below the composer, he becomes the owner and sees the new name
+    everywhere on his screen. A long message folds."""
     from messaging.services import message_send
     from rooms.services import membership_add, room_create
 
@@ -521,15 +522,34 @@ def test_room_management_through_the_member_menu(start_server, chromium, make_us
     expect(ben_page.locator("#my-role")).to_have_text("Owner")
     expect(ben_page.locator("#room-settings-button")).to_be_visible()
 
+    # Ann renames the room, gives it a topic and makes it public: Ben's screen follows at once (the
+    # title, its icon and topic, the tab title, his room list, the leave dialog, the settings form).
+    ann_page.get_by_role("button", name="Room settings").click()
+    settings_dialog = ann_page.get_by_role("dialog", name="Room settings")
+    settings_dialog.get_by_label("Name").fill("Roadmap")
+    settings_dialog.get_by_label("Topic").fill("Q3 plans")
+    settings_dialog.get_by_label("Kind").select_option("public")
+    settings_dialog.get_by_role("button", name="Save").click()
+    expect(ann_page.locator(".flash")).to_contain_text("Room settings saved.")
+    expect(ben_page.locator("#room-name")).to_have_text("Roadmap")
+    expect(ben_page.locator("#room-topic")).to_have_text("Q3 plans")
+    expect(ben_page.locator("#room-title .room-icon")).to_have_attribute("aria-label", "Public room")
+    expect(ben_page).to_have_title("(1) Roadmap · Parley")
+    ben_row = ben_page.locator(f'#sidebar-rooms [data-room-id="{room.pk}"]')
+    expect(ben_row.locator("[data-room-name]")).to_have_text("Roadmap")
+    expect(ben_row.locator("a")).to_have_attribute("title", "Q3 plans")
+    expect(ben_page.locator("#leave-title")).to_have_text("Leave Roadmap?")
+    expect(ben_page.locator("#room-settings-form [name=kind]")).to_have_value("public")
+
     # Leaving asks first: Cancel keeps her in; confirming takes her home without the room.
     ann_page.get_by_role("button", name="Leave room", exact=True).click()
-    leave = ann_page.get_by_role("dialog", name="Leave Planning?")
+    leave = ann_page.get_by_role("dialog", name="Leave Roadmap?")
     leave.get_by_role("button", name="Cancel").click()
     expect(leave).to_be_hidden()
     ann_page.get_by_role("button", name="Leave room", exact=True).click()
     expect(leave.get_by_label("You own this room. Hand it to")).to_be_hidden()  # Ben owns it now
     leave.get_by_role("button", name="Leave room").click()
-    expect(ann_page.locator(".flash")).to_contain_text("You left Planning.")
+    expect(ann_page.locator(".flash")).to_contain_text("You left Roadmap.")
     expect(ann_page.locator(f'#my-rooms [data-room-id="{room.pk}"]')).to_have_count(0)
     expect(ben_page.locator("#member-list .member")).to_have_count(1)
     ARTIFACTS.mkdir(exist_ok=True)

@@ -19,7 +19,7 @@
 //   sidebar.js        the room list and the live session (shared with the home page)
 // User content only reaches the DOM through textContent (see dom.js `el`). Limits come from the
 // server (client-config, core/context_processors.py).
-import { paintAvatars, readJsonScript, ROLE_LABELS } from "./dom.js";
+import { paintAvatars, readJsonScript, ROLE_LABELS, roomIcon } from "./dom.js";
 import { getJson, HttpError } from "./api.js";
 import { AttachmentTray, bindAttachmentInputs } from "./attachments.js";
 import { Composer } from "./composer.js";
@@ -364,11 +364,15 @@ function onReaddedToRoom(data) {
   members.loadPresence();
 }
 
+/** room.update: someone (maybe on another screen) renamed the room or changed its topic or kind. */
 function applyRoomUpdate(data) {
+  Object.assign(room, { name: data.name, topic: data.topic, kind: data.kind });
   ui.roomName.textContent = data.name;
+  ui.roomName.parentElement.querySelector(".room-icon")?.replaceWith(roomIcon(data.kind));
   ui.roomTopic.textContent = data.topic || "";
   ui.roomTopic.hidden = !data.topic;
   setPageTitle(`${data.name} · Parley`);
+  management.showRoom(data);
   historyPages.refreshBanner();
   refreshComposer();
 }

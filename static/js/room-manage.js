@@ -86,6 +86,18 @@ export class RoomManagement {
     return [...others].sort((a, b) => (order[a.role] ?? 3) - (order[b.role] ?? 3));
   }
 
+  /** The room as it is now (room.update, maybe from someone else): the leave dialog names it, and
+   * the settings form starts from it unless the reader is editing it right now. */
+  showRoom(room) {
+    const leaveTitle = document.getElementById("leave-title");
+    if (leaveTitle) leaveTitle.textContent = `Leave ${room.name}?`;
+    const form = document.getElementById("room-settings-form");
+    if (!form || this.#settingsDialog.open) return;
+    for (const field of ["name", "topic", "kind"]) {
+      if (form.elements[field]) form.elements[field].value = room[field] ?? "";
+    }
+  }
+
   /** Follow the reader's role: settings for owners and admins, delete for owners. */
   refresh({ role, canManage, removed }) {
     if (this.#settingsButton) this.#settingsButton.hidden = removed || !canManage;

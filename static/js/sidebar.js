@@ -47,13 +47,31 @@ export function setPageTitle(base) {
 const byRoomId = (list, id) => list?.querySelector(`[data-room-id="${CSS.escape(id)}"]`);
 const nameOf = (row) => row.querySelector("[data-room-name]")?.textContent ?? "";
 
-/** Write a room's (new) name and topic into a row of any room list (rows mark them data-room-*). */
+/**
+ * Write a room's new name, topic and kind (room.update) into a row of any room list (rows mark
+ * them data-room-*): the name; the topic in its own element where the row shows one (the home
+ * page's lists, which then drop a same-name hint), else in the link's tooltip (the sidebar); the
+ * kind's icon.
+ */
 export function renameRow(row, room) {
   if (!row) return;
   const name = row.querySelector("[data-room-name]");
   if (name) name.textContent = room.name;
-  const topic = row.querySelector("[data-room-topic]");
-  if (topic) topic.textContent = room.topic || "";
+  let topic = row.querySelector("[data-room-topic]");
+  const text = name?.closest(".room-text");
+  if (!topic && room.topic && text) {
+    text.querySelector(".room-topic")?.remove(); // a hint telling rooms of one name apart
+    topic = el("span", { class: "room-topic", "data-room-topic": true });
+    text.append(topic);
+  }
+  if (topic) {
+    topic.textContent = room.topic || "";
+    topic.hidden = !room.topic;
+  }
+  const link = row.querySelector("a.sidebar-room");
+  if (link && room.topic) link.title = room.topic;
+  else link?.removeAttribute("title");
+  row.querySelector(".room-icon")?.replaceWith(roomIcon(room.kind));
 }
 
 /** A row of the room page's sidebar; mirrors templates/rooms/room.html. */
@@ -130,8 +148,12 @@ export class RoomList {
     this.#onRemoved(id);
   }
 
+  /** A room renamed (or its topic or kind changed): its row redrawn, and moved to keep the order. */
   rename(room) {
-    renameRow(byRoomId(this.#list, room.id), room);
+    const row = byRoomId(this.#list, room.id);
+    if (!row) return;
+    renameRow(row, room);
+    insertSorted(this.#list, row, nameOf);
   }
 
   /** session.ready lists every room we belong to (id -> latest number): make the list agree. */

@@ -42,10 +42,17 @@ test("rooms are listed once each, by name; the open room's row stays", () => {
   assertEqual(list.querySelector('[data-room-id="b"] a').getAttribute("aria-current"), "page", "open room marked");
 });
 
-test("a rename shows in the list", () => {
+test("a rename shows in the list, in its place, with its topic and kind", () => {
   const { list, roomList } = sidebar([room("a", "Athens"), room("b", "Berlin")]);
   roomList.onFrame({ type: "room.update", room: room("a", "Alexandria") });
   assertEqual(names(list), ["Alexandria", "Berlin"], "names");
+  roomList.onFrame({ type: "room.update", room: room("a", "Zagreb", { topic: "Trams", kind: "private" }) });
+  assertEqual(names(list), ["Berlin", "Zagreb"], "moved to keep the order");
+  const link = list.querySelector('[data-room-id="a"] a');
+  assertEqual(link.title, "Trams", "the topic as its tooltip");
+  assertEqual(link.querySelector(".room-icon").getAttribute("aria-label"), "Private room", "the kind's icon");
+  roomList.onFrame({ type: "room.update", room: room("a", "Zagreb") });
+  assertEqual([link.hasAttribute("title"), link.querySelectorAll(".room-icon").length], [false, 1], "cleared");
 });
 
 test("unread badges count others' messages, never the open room's, and clear when read", () => {
