@@ -54,6 +54,7 @@ class SsoProviderForm(forms.ModelForm):
             "scopes",
             "allowed_domains",
             "link_by_verified_email",
+            "workspace",
         ]
         help_texts = {
             "allowed_domains": "Comma-separated email domains whose people may sign in, e.g. example.com,example.org.",
@@ -92,8 +93,9 @@ class SsoProviderForm(forms.ModelForm):
 @admin.register(SsoProvider)
 class SsoProviderAdmin(ServiceAdmin):
     form = SsoProviderForm
-    list_display = ["name", "slug", "issuer", "enabled", "domains"]
+    list_display = ["name", "slug", "issuer", "workspace", "enabled", "domains"]
     list_filter = ["enabled"]
+    list_select_related = ["workspace"]
     search_fields = ["name", "slug", "issuer"]
     prepopulated_fields = {"slug": ["name"]}
 

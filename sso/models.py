@@ -29,11 +29,18 @@ class SsoProvider(models.Model):
     # An identity seen for the first time whose email belongs to an existing Parley account is
     # linked to it only when this is on AND the provider says email_verified: true (docs/sso.md).
     link_by_verified_email = models.BooleanField(default=False)
+    # People it creates just in time, or links, join this workspace as members (besides the default
+    # workspace every account joins); none: the default workspace only. A workspace's own sign-in
+    # page listing its providers is future work (docs/sso.md).
+    workspace = models.ForeignKey(
+        "workspaces.Workspace",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="sso_providers",
+        help_text="People it signs in for the first time join this workspace as members.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
-    # Workspaces (issue 18) are being built elsewhere: the link goes here, as
-    #   workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="sso_providers")
-    # and then the sign-in page of a workspace lists its providers, and a user created just in time
-    # joins the provider's workspace (sso.services.sso_sign_in).
 
     class Meta:
         ordering = ["name"]

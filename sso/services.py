@@ -35,6 +35,7 @@ from core import redis_clients
 from core.errors import InvalidInput
 from sso.models import SsoIdentity, SsoProvider
 from sso.oidc import SsoError
+from workspaces.services import member_join_by_sso
 
 _USERNAME_BASE_MAX = 30
 _USERNAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
@@ -208,6 +209,7 @@ def _resolve(
             if not holders:
                 user = _new_user(email, claims)
                 _link(provider, user, subject=subject, email=email)
+                _join_workspace(provider, user)
                 audit.record(
                     action="user.create",
                     actor=user,
@@ -219,6 +221,7 @@ def _resolve(
             if can_link and holders[0].is_active:
                 user = holders[0]
                 _link(provider, user, subject=subject, email=email)
+                _join_workspace(provider, user)
                 audit.record(
                     action="sso.link",
                     actor=user,
@@ -240,6 +243,13 @@ def _resolve(
                 )
     error, holder = refusal
     raise _refuse(provider, claims, error, domain=domain, user=holder)
+
+
+def _join_workspace(provider: SsoProvider, user: User) -> None:
+    """The first time a provider vouches for someone, they join its workspace. Not at later
+    sign-ins: someone a workspace admin removed stays removed (remove them at the provider too)."""
+    if provider.workspace is not None:
+        member_join_by_sso(user=user, workspace=provider.workspace, provider=provider.slug)
 
 
 def _inactive() -> SsoError:
@@ -313,6 +323,7 @@ _AUDITED_FIELDS = (
     "allowed_domains",
     "enabled",
     "link_by_verified_email",
+    "workspace_id",
 )
 
 

@@ -272,6 +272,24 @@ def test_an_existing_account_with_the_email_is_linked_only_if_the_provider_opted
     assert [action for action, _ in actions("sso.link", "user.create")] == ["sso.link"]
 
 
+def test_people_a_workspace_provider_vouches_for_join_that_workspace_once(idp, db, make_user):
+    from workspaces.services import member_remove, workspace_create
+
+    owner = workspace_create(creator=make_user("owner"), name="Acme team")
+    make_provider(idp, workspace=owner.workspace)
+    idp.person("ivan", "ivan@example.com")
+    assert sign_in(Client(), "ivan").status_code == 302
+    ivan = User.objects.get(username="ivan")
+    assert WorkspaceMembership.objects.get(workspace=owner.workspace, user=ivan).role == "member"
+    [(_, after)] = actions("workspace.member.join")
+    assert after == {"role": "member", "via": "sso", "provider": "acme"}
+
+    member_remove(actor=owner, user=ivan)  # an admin removed him: a later sign-in does not undo it
+    client = Client()
+    assert sign_in(client, "ivan").status_code == 302 and signed_in_as(client) == "ivan"
+    assert not WorkspaceMembership.objects.filter(workspace=owner.workspace, user=ivan).exists()
+
+
 def test_an_email_only_in_userinfo_is_fetched_from_there(idp, db):
     make_provider(idp)
     subject = idp.person("heidi", "heidi@example.com", email_in_userinfo_only=True)

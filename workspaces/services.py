@@ -77,6 +77,22 @@ def default_workspace_join(*, user: User) -> WorkspaceMembership:
     return membership
 
 
+def member_join_by_sso(*, user: User, workspace: Workspace, provider: str) -> WorkspaceMembership:
+    """Someone the workspace's identity provider vouched for the first time (sso.services: created
+    just in time, or linked) becomes a member; a member already keeps their role. Audited."""
+    membership, created = WorkspaceMembership.objects.get_or_create(
+        workspace=workspace, user=user, defaults={"role": Role.MEMBER}
+    )
+    if created:
+        audit.record(
+            action="workspace.member.join",
+            actor=user,
+            target=workspace,
+            after={"role": membership.role, "via": "sso", "provider": provider},
+        )
+    return membership
+
+
 # -- workspaces ------------------------------------------------------------------------------------
 
 
