@@ -118,8 +118,21 @@ class SsoProviderAdmin(ServiceAdmin):
 
 
 @admin.register(SsoIdentity)
-class SsoIdentityAdmin(ReadOnlyAdmin):
+class SsoIdentityAdmin(ServiceAdmin, ReadOnlyAdmin):
+    """Read-only, but an identity may be deleted (unlinked, through sso.services, audited)."""
+
     list_display = ["user", "provider", "issuer", "subject", "email", "last_sign_in_at"]
     list_filter = ["provider"]
     search_fields = ["user__username", "email", "subject"]
     list_select_related = ["user", "provider"]
+    fields = readonly_fields = ("user", "provider", "issuer", "subject", "email", "created_at", "last_sign_in_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: SsoIdentity) -> None:
+        self.write(request, lambda: services.identity_unlink(actor=request.user, identity=obj))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SsoIdentity]) -> None:
+        for identity in queryset:
+            self.delete_model(request, identity)

@@ -358,6 +358,16 @@ def provider_save(
 
 
 @transaction.atomic
+def identity_unlink(*, actor: AbstractBaseUser | AnonymousUser | None, identity: SsoIdentity) -> None:
+    """Forget that an (issuer, subject) pair is this user (admin): their next sign-in with that
+    provider is a first one again (a new account, or sso_account_exists). Recorded as `sso.unlink`."""
+    summary = {"provider": identity.provider.slug if identity.provider else "", "subject": identity.subject}
+    user_id = identity.user_id
+    identity.delete()
+    audit.record(action="sso.unlink", actor=actor, target=("user", user_id), before=summary)
+
+
+@transaction.atomic
 def provider_delete(*, actor: AbstractBaseUser | AnonymousUser | None, provider: SsoProvider) -> None:
     """Remove a provider (admin). Its identities stay (their users keep signing in if the issuer is
     configured again); recorded as `sso.provider_delete`."""

@@ -250,6 +250,21 @@ def test_a_returning_person_is_found_by_subject_whatever_their_email_says_now(id
     assert SsoIdentity.objects.get(subject=subject).email == "carol.new@example.net"
 
 
+def test_staff_unlink_an_identity_in_admin(idp, db, admin_client):
+    make_provider(idp)
+    subject = idp.person("judy", "judy@example.com")
+    assert sign_in(Client(), "judy").status_code == 302
+    identity = SsoIdentity.objects.get(subject=subject)
+
+    delete = f"/admin/sso/ssoidentity/{identity.pk}/delete/"
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    assert not SsoIdentity.objects.exists()
+    [before] = AuditEntry.objects.filter(action="sso.unlink").values_list("before", flat=True)
+    assert before == {"provider": "acme", "subject": subject}
+    again = sign_in(Client(), "judy")  # a first sign-in again: the account has the email
+    assert error_code(again) == "sso_account_exists"
+
+
 def test_an_existing_account_with_the_email_is_linked_only_if_the_provider_opted_in_and_verified(idp, db, make_user):
     provider = make_provider(idp)
     dave = make_user("dave")  # dave@example.com, made by sign-up: Parley never verified it
