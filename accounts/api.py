@@ -1,4 +1,4 @@
-from typing import Annotated, TypedDict, cast
+from typing import Annotated, NotRequired, TypedDict, cast
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -24,6 +24,11 @@ from rooms.api import documented
 from rooms.payloads import user_payload
 
 
+class EmailChangeSent(TypedDict):
+    sent_to: Annotated[str, OpenApiTypes.EMAIL]
+    expires_in: Annotated[int, "Seconds the link works (once)"]
+
+
 class MePayload(TypedDict):
     id: int
     username: str
@@ -32,6 +37,9 @@ class MePayload(TypedDict):
     avatar_url: Annotated[str | None, "My avatar, a 128×128 PNG (relative URL); null for none"]
     email: Annotated[str, OpenApiTypes.EMAIL]
     send_read_receipts: Annotated[bool, "Whether others see how far I have read"]
+    email_change: NotRequired[
+        Annotated[EmailChangeSent, "After a PATCH with `email`: where the confirming link went (`email` is unchanged)"]
+    ]
 
 
 class WsTicket(TypedDict):
@@ -87,6 +95,15 @@ class MeApi(APIView):
             max_length=DISPLAY_NAME_MAX_LENGTH,
             help_text='The name others see; "" clears it (the username is shown)',
         )
+        email = serializers.CharField(
+            required=False,
+            max_length=254,
+            help_text="A new address: not changed at once; a link that confirms it is mailed there "
+            "(and the old address told). Needs `current_password`.",
+        )
+        current_password = serializers.CharField(
+            required=False, max_length=128, write_only=True, trim_whitespace=False, help_text="With `email`"
+        )
 
         class Meta:
             ref_name = "MeInput"
@@ -100,9 +117,42 @@ class MeApi(APIView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
+        sent_to = None
+        if "email" in fields:  # first: a wrong password or address changes nothing else either
+            sent_to = services.email_change_request(
+                user=request.user,
+                email=fields.pop("email"),
+                current_password=fields.pop("current_password", ""),
+                site=request.build_absolute_uri("/"),
+            )
+        fields.pop("current_password", None)
         if "display_name" in fields:
             services.profile_update(user=request.user, display_name=fields.pop("display_name"))
-        return Response(me_payload(user_update_settings(user=request.user, **fields)))
+        payload = me_payload(user_update_settings(user=request.user, **fields))
+        if sent_to is not None:
+            payload["email_change"] = {"sent_to": sent_to, "expires_in": settings.EMAIL_CHANGE_TIMEOUT}
+        return Response(payload)
+
+
+class EmailConfirmApi(APIView):
+    """Apply a new email address from the link mailed to it (its last path segment is the token;
+    the web page `account/email/<token>/` does the same). No sign-in needed: the signed token
+    names the account. 400 `email_link_expired` / `email_link_invalid`, 409 `email_link_used`."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []  # the token is the credential (credentials sent are ignored)
+
+    class Input(serializers.Serializer):
+        token = serializers.CharField(max_length=1000)
+
+        class Meta:
+            ref_name = "EmailConfirmInput"
+
+    @extend_schema(request=Input, responses=documented(MePayload, 400, 409, authenticated=False))
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(me_payload(services.email_change_confirm(token=data.validated_data["token"])))
 
 
 class AvatarApi(APIView):

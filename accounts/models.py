@@ -36,6 +36,9 @@ class User(AbstractUser):
     # The current avatar's key in the media store (accounts.avatars), "" for none: a random token,
     # so its URL (`/avatars/<id>/<token>.png`) changes with every upload and can be cached forever.
     avatar = models.CharField(max_length=32, blank=True, default="")
+    # When the email address last changed (accounts.services.email_change_confirm): a confirmation
+    # link issued before it no longer works, so each link works once.
+    email_changed_at = models.DateTimeField(null=True, blank=True)
 
     objects: ClassVar[UserManager] = UserManager()
 

@@ -1,19 +1,29 @@
 import hashlib
+import logging
 import secrets
+import time
 import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import password_validation
+from django.core import signing
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage, get_connection
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
 
+import audit
 from accounts import avatars
 from accounts.models import DISPLAY_NAME_MAX_LENGTH, User
 from core import redis_clients
-from core.errors import InvalidInput
+from core.errors import ApplicationError, InvalidInput, Unavailable
 from core.events import dumps, send_event, user_group
 from rooms.payloads import user_payload
+
+logger = logging.getLogger(__name__)
 
 _TICKET_PREFIX = "parley:wsticket:"
 _REFUSED = {"Cc", "Cs", "Co", "Cn"}
@@ -122,8 +132,20 @@ def profile_update(*, user: User, display_name: object) -> User:
     return user
 
 
-def email_change(*, user: User, email: object, current_password: str) -> User:
-    """A new email address (where password resets go): the current password must be right."""
+EMAIL_CHANGE_SALT = "accounts.email_change"
+_LINK_INVALID = "This link is not valid. Ask for a new one from your account page."
+
+
+def _link_error(message: str, code: str, status: int = 400) -> ApplicationError:
+    return ApplicationError(message, code=code, status=status)
+
+
+def email_change_request(*, user: User, email: object, current_password: str, site: str) -> str:
+    """Ask for a new email address (where password resets go); nothing changes yet. The current
+    password must be right. A signed link that works for EMAIL_CHANGE_TIMEOUT seconds, once, is
+    mailed to the new address (following it applies the change: `email_change_confirm`), and the
+    old address is told, so that a change its owner did not ask for is noticed. `site`: the scheme
+    and host the link starts with. Returns the new address."""
     if not isinstance(email, str) or not email.strip():
         raise InvalidInput(fields={"email": ["Enter an email address."]})
     if not user.check_password(current_password):
@@ -137,8 +159,80 @@ def email_change(*, user: User, email: object, current_password: str) -> User:
         validate_email(email)
     except ValidationError:
         raise InvalidInput(fields={"email": ["Enter a valid email address."]}) from None
-    User.objects.filter(pk=user.pk).update(email=email)
-    user.email = email
+    if email.lower() == (user.email or "").lower():
+        raise InvalidInput(
+            "That is your address already.", code="email_unchanged", fields={"email": ["That is your address already."]}
+        )
+    token = signing.dumps({"user": user.pk, "email": email, "at": time.time()}, salt=EMAIL_CHANGE_SALT)
+    context = {
+        "user": user,
+        "email": email,
+        "link": site.rstrip("/") + reverse("email-change-confirm", kwargs={"token": token}),
+        "hours": max(1, settings.EMAIL_CHANGE_TIMEOUT // 3600),
+    }
+    mails = [
+        EmailMessage(
+            render_to_string("accounts/email_change_subject.txt", context).strip(),
+            render_to_string("accounts/email_change_email.txt", context),
+            to=[email],
+        )
+    ]
+    if user.email:
+        mails.append(
+            EmailMessage(
+                render_to_string("accounts/email_change_notice_subject.txt", context).strip(),
+                render_to_string("accounts/email_change_notice_email.txt", context),
+                to=[user.email],
+            )
+        )
+    try:
+        get_connection().send_messages(mails)
+    except Exception as error:  # SMTP away or refusing: say so, nothing was changed
+        logger.warning("could not send the email change mails: %s", error)
+        raise Unavailable("The email could not be sent. Please try again later.", code="email_unavailable") from None
+    return email
+
+
+def _email_change_read(token: object, *, lock: bool) -> tuple[User, str]:
+    """The user and the new address a confirmation link names, or the link's error: expired,
+    used (the address changed since it was issued, through it or a newer one) or not valid."""
+    if not isinstance(token, str) or not token or len(token) > 1000:
+        raise _link_error(_LINK_INVALID, "email_link_invalid")
+    try:
+        data = signing.loads(token, salt=EMAIL_CHANGE_SALT, max_age=settings.EMAIL_CHANGE_TIMEOUT)
+    except signing.SignatureExpired:
+        raise _link_error(
+            "This link has expired. Ask for a new one from your account page.", "email_link_expired"
+        ) from None
+    except signing.BadSignature:
+        raise _link_error(_LINK_INVALID, "email_link_invalid") from None
+    shape = isinstance(data, dict) and isinstance(data.get("user"), int) and isinstance(data.get("email"), str)
+    if not shape or not isinstance(data.get("at"), float):
+        raise _link_error(_LINK_INVALID, "email_link_invalid")
+    users = User.objects.filter(pk=int(data["user"]), is_active=True)
+    user = (users.select_for_update() if lock else users).first()
+    if user is None:
+        raise _link_error(_LINK_INVALID, "email_link_invalid")
+    if user.email_changed_at is not None and user.email_changed_at.timestamp() >= data["at"]:
+        raise _link_error("This link was used already.", "email_link_used", status=409)
+    return user, data["email"]
+
+
+def email_change_pending(*, token: object) -> tuple[User, str]:
+    """What a confirmation link would do (the page that asks before applying it): its user and
+    new address, or the error `email_change_confirm` would give."""
+    return _email_change_read(token, lock=False)
+
+
+@transaction.atomic
+def email_change_confirm(*, token: object) -> User:
+    """Apply the new address a confirmation link names (mailed by `email_change_request`). It
+    works once: the change voids it and every link issued before (409 `email_link_used`); after
+    EMAIL_CHANGE_TIMEOUT seconds, 400 `email_link_expired`; anything else, 400 `email_link_invalid`."""
+    user, email = _email_change_read(token, lock=True)  # the row lock: two clicks apply it once
+    user.email, user.email_changed_at = email, timezone.now()
+    User.objects.filter(pk=user.pk).update(email=user.email, email_changed_at=user.email_changed_at)
+    audit.record(action="user.email_change", actor=user, target=user)
     return user
 
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts import avatars, services
 from accounts.forms import AvatarForm, EmailForm, PasswordChangeForm, ProfileForm, SetPasswordForm, SignupForm
 from accounts.services import user_create, user_credentials_changed
+from core.errors import ApplicationError
 from core.throttles import SIGN_IN_THROTTLES, SignInAddressThrottle, SignUpAddressThrottle, throttled_for
 from sso import selectors as sso_selectors
 
@@ -67,7 +68,7 @@ def account(request):
             form: forms.Form = password_form
         elif name in ACCOUNT_FORMS:
             form = ACCOUNT_FORMS[name](request.POST, request.FILES, prefix=name)
-            if form.is_valid() and _save(name, form, user):
+            if form.is_valid() and _save(name, form, user, site=request.build_absolute_uri("/")):
                 messages.success(request, _SAVED[name])
                 return redirect("account")
         else:
@@ -80,11 +81,13 @@ def account(request):
 _SAVED = {
     "profile": "Your display name was saved.",
     "avatar": "Your picture was saved.",
-    "email": "Your email address was changed.",
+    # The address changes only from the link mailed to it (accounts.services.email_change_request).
+    "email": "Check your new address: we sent it a link that confirms the change.",
 }
 
 
-def _save(name: str, form, user) -> bool:
+def _save(name: str, form, user, *, site: str) -> bool:
+    """`site`: where links in mails point (the email change's confirmation)."""
     data = form.cleaned_data
     if name == "profile":
         saved = form.apply(services.profile_update, user=user, display_name=data["display_name"])
@@ -92,9 +95,29 @@ def _save(name: str, form, user) -> bool:
         saved = form.apply(services.avatar_set, user=user, data=data["avatar"].read())
     else:
         saved = form.apply(
-            services.email_change, user=user, email=data["email"], current_password=data["current_password"]
+            services.email_change_request,
+            user=user,
+            email=data["email"],
+            current_password=data["current_password"],
+            site=site,
         )
     return saved is not None
+
+
+@require_http_methods(["GET", "POST"])
+def email_change_confirm(request, token: str):
+    """The link mailed to a new address: a GET asks (mail scanners open links, and must not apply
+    it), the POST applies it (accounts.services.email_change_confirm). No sign-in needed: the
+    signed link names the account, like a password reset's."""
+    try:
+        if request.method == "POST":
+            user = services.email_change_confirm(token=token)
+            messages.success(request, f"Your email address is now {user.email}.")
+            return redirect("account" if request.user.is_authenticated else "login")
+        account, email = services.email_change_pending(token=token)
+    except ApplicationError as error:
+        return render(request, "accounts/email_change_confirm.html", {"error": error}, status=error.status)
+    return render(request, "accounts/email_change_confirm.html", {"account": account, "email": email})
 
 
 @require_GET

@@ -507,6 +507,9 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <noreply@localhost>")
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
+# A new email address is applied only from the link mailed to it, which works for this many
+# seconds, once (accounts.services.email_change_request, docs/accounts.md).
+EMAIL_CHANGE_TIMEOUT = env_int("EMAIL_CHANGE_TIMEOUT", 86400)
 
 # Single sign-on (sso/, docs/sso.md): providers are configured in admin. A mobile app's sign-in ends
 # with a redirect to one of these URIs (exact match, e.g. "parley://sso"), carrying a one-time code.

@@ -432,6 +432,16 @@ REST_ROWS = [
     ),
     Row("GET", f"{V1}/me/", signed_in(OK)),
     Row("PATCH", f"{V1}/me/", signed_in(OK), body=lambda c: {"send_read_receipts": False}),
+    # A new email address needs the password (then a link mailed to it confirms it: docs/accounts.md).
+    Row(
+        "PATCH",
+        f"{V1}/me/",
+        signed_in((400, "wrong_password")),
+        body=lambda c: {"email": "new@example.com", "current_password": "not the password"},
+        variant="email",
+    ),
+    # The link's token is the credential: the same answer for everyone.
+    Row("POST", f"{V1}/me/email/confirm/", everyone((400, "email_link_invalid")), body=lambda c: {"token": "x:y:z"}),
     # Profiles (docs/accounts.md): one's own picture and password only; a JSON body is not an upload.
     Row("POST", f"{V1}/me/avatar/", signed_in((415, "unsupported_media_type")), body=lambda c: {"avatar": "x"}),
     Row("DELETE", f"{V1}/me/avatar/", signed_in(OK)),

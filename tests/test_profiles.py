@@ -14,6 +14,7 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from PIL import Image
+from rest_framework.test import APIClient
 
 from accounts import services as accounts
 from accounts.models import User
@@ -265,11 +266,12 @@ def test_the_account_page_saves_name_and_email_and_keeps_this_session_after_a_ne
     assert "data-error-summary" in html and 'aria-invalid="true"' in html
     assert described_ids_exist(html) == []
     assert User.objects.get(pk=ada.pk).email == "ada@example.com"
-    moved = browser.post(
+    asked = browser.post(
         "/account/", {"form": "email", "email-email": "ada@new.example", "email-current_password": PASSWORD}
     )
-    assert moved.status_code == 302
-    assert User.objects.get(pk=ada.pk).email == "ada@new.example"
+    assert asked.status_code == 302
+    assert "we sent it a link" in browser.get("/account/").content.decode()
+    assert User.objects.get(pk=ada.pk).email == "ada@example.com"  # until the mailed link is followed
 
     changed = browser.post(
         "/account/",
@@ -369,3 +371,55 @@ def test_a_password_reset_mails_a_single_use_link_that_sets_a_new_password(
     assert [e.groups for e in events.of_type("user.revoked")] == [[f"user.{ada.pk}"]]  # sockets closed
     again = Client().get(link, follow=True)
     assert "This link no longer works" in again.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_new_email_is_applied_only_from_the_link_mailed_to_it_and_once(make_user, smtp, settings):
+    ada = make_user("ada")
+    api = client_for(ada)
+    wrong = api.patch("/api/v1/me/", {"email": "ada@new.example", "current_password": "wrong"}, format="json")
+    same = api.patch("/api/v1/me/", {"email": "ADA@example.com", "current_password": PASSWORD}, format="json")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (400, "wrong_password")
+    assert (same.status_code, same.json()["error"]["code"]) == (400, "email_unchanged")
+    assert smtp.messages == []
+
+    asked = api.patch("/api/v1/me/", {"email": "ada@new.example", "current_password": PASSWORD}, format="json")
+    assert asked.status_code == 200
+    assert asked.json()["email"] == "ada@example.com"  # not yet
+    assert asked.json()["email_change"] == {"sent_to": "ada@new.example", "expires_in": settings.EMAIL_CHANGE_TIMEOUT}
+    assert User.objects.get(pk=ada.pk).email == "ada@example.com"
+    # The new address gets the link; the old one is told (a change its owner did not ask for shows).
+    notice, confirm = sorted(smtp.messages, key=lambda message: message["To"])
+    assert (notice["To"], confirm["To"]) == ("ada@example.com", "ada@new.example")
+    assert "ada@new.example" in notice.get_payload(decode=True).decode()
+    text = confirm.get_payload(decode=True).decode()
+    assert "/account/email/" not in notice.get_payload(decode=True).decode()
+    link = re.search(r"http://testserver(/account/email/([^/\s]+)/)", text)
+    assert link is not None
+    path, token = link.group(1), link.group(2)
+
+    # Opening the link asks first (mail scanners open links); confirming applies it, signed in or not.
+    browser = Client()
+    page = browser.get(path)
+    assert page.status_code == 200 and "ada@new.example" in page.content.decode()
+    assert User.objects.get(pk=ada.pk).email == "ada@example.com"
+    done = browser.post(path)
+    assert done.status_code == 302 and done["Location"] == "/login/"
+    assert User.objects.get(pk=ada.pk).email == "ada@new.example"
+    # Once: the page and REST both say so, with a stable code.
+    again = browser.post(path)
+    assert again.status_code == 409 and 'data-error-code="email_link_used"' in again.content.decode()
+    used = APIClient().post("/api/v1/me/email/confirm/", {"token": token}, format="json")
+    assert (used.status_code, used.json()["error"]["code"]) == (409, "email_link_used")
+    forged = APIClient().post("/api/v1/me/email/confirm/", {"token": token[:-2] + "xx"}, format="json")
+    assert (forged.status_code, forged.json()["error"]["code"]) == (400, "email_link_invalid")
+
+    # A link older than EMAIL_CHANGE_TIMEOUT: expired, and nothing changes.
+    api.patch("/api/v1/me/", {"email": "ada@newer.example", "current_password": PASSWORD}, format="json")
+    (mailed,) = [message for message in smtp.messages if message["To"] == "ada@newer.example"]
+    newer = re.search(r"/account/email/([^/\s]+)/", mailed.get_payload(decode=True).decode())
+    assert newer is not None
+    settings.EMAIL_CHANGE_TIMEOUT = -1  # every link is older than that
+    expired = APIClient().post("/api/v1/me/email/confirm/", {"token": newer.group(1)}, format="json")
+    assert (expired.status_code, expired.json()["error"]["code"]) == (400, "email_link_expired")
+    assert User.objects.get(pk=ada.pk).email == "ada@new.example"
