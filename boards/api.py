@@ -1,8 +1,9 @@
 """REST for boards (docs/protocol.md "Boards"): list/create per room, read as JSON, rename,
-delete, and the update log (read after a number, write one update). History, state, export and
-comments live in their own modules (routes in boards/urls.py)."""
+delete, the update log (read after a number, write one update), and awareness for clients
+without a socket. History, state, export and comments live in their own modules (routes in
+boards/urls.py)."""
 
-from typing import TypedDict
+from typing import Annotated, TypedDict
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -22,7 +23,9 @@ from boards.payloads import (
     update_payload,
 )
 from core.api import json_object
+from core.errors import InvalidInput
 from core.events import dumps
+from core.throttles import _FailOpen
 from messaging.params import ChangesParams, validated
 from rooms.api import ROOM_ID, documented
 
@@ -95,7 +98,9 @@ class BoardUpdateListApi(APIView):
     """GET: the log after `after_sequence` (409 `compacted` if that part went into a snapshot:
     fetch the whole state instead). POST: one Yjs update, idempotent on `client_update_id`."""
 
-    write_scope = "send"
+    # Its own budget, as on the socket (RATE_LIMIT_SOCKET_BOARD): a drawing client over SSE or
+    # long-polling sends several updates a second, which must not eat the user's message sends.
+    write_scope = "board"
 
     class Input(serializers.Serializer):
         # Shadows Serializer.update(), which this schema-only serializer never calls.
@@ -142,3 +147,64 @@ class BoardUpdateListApi(APIView):
             client_update_id=data.get("client_update_id"),
         )
         return Response(update_ack(stored), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class AwarenessThrottle(_FailOpen):
+    """20 a second per client (user and session key), as the socket's `awareness` bucket
+    (RATE_LIMIT_SOCKET_AWARENESS); over it, 429 `rate_limited` (nothing is announced)."""
+
+    scope = "awareness"
+
+    def get_cache_key(self, request, view) -> str:
+        data = request.data if isinstance(request.data, dict) else {}
+        key = data.get("session")
+        ident = f"{request.user.pk}:{key if isinstance(key, str) else ''}"[:100]
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class AwarenessUserThrottle(_FailOpen):
+    """And per user, whatever session keys they make up (3 pages' worth by default)."""
+
+    scope = "awareness_user"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class BoardAwarenessAnswer(TypedDict):
+    session: Annotated[str, "The awareness session the others see: rest-<user id>-<key>"]
+
+
+@extend_schema(parameters=[BOARD_ID])
+class BoardAwarenessApi(APIView):
+    """POST: where one is on the board (cursor, selection, viewport, name, colour), for clients on
+    Server-Sent Events or long-polling (the socket has `board.awareness`). Ephemeral: announced to
+    the board's sockets and streams as `board.awareness`, never stored."""
+
+    throttle_classes = [AwarenessThrottle, AwarenessUserThrottle]
+
+    class Input(serializers.Serializer):
+        session = serializers.CharField(
+            max_length=64,
+            help_text="A key of the client's own (one per page): its awareness session is rest-<user id>-<key>",
+        )
+        state = serializers.JSONField(
+            allow_null=True, help_text="{cursor, selection, viewport, name, colour}, at most 4 KB; null: gone"
+        )
+
+        class Meta:
+            ref_name = "BoardAwarenessInput"
+
+    @extend_schema(
+        operation_id="board_awareness_create",
+        request=Input,
+        responses=documented(BoardAwarenessAnswer, 400, 403, 404, 429),
+    )
+    def post(self, request, board_id):
+        data = json_object(request)
+        if "state" not in data:  # null says "gone": absent is a mistake
+            raise InvalidInput('"state" is required.', fields={"state": ["This field is required."]})
+        session = services.board_awareness_publish(
+            user=request.user, board_id=board_id, session_key=data.get("session"), state=data.get("state")
+        )
+        return Response(BoardAwarenessAnswer(session=session))

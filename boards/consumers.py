@@ -40,7 +40,7 @@ from rooms.payloads import user_payload
 logger = logging.getLogger(__name__)
 
 AWARENESS_TTL_SECONDS = 30  # a state not refreshed for this long is not handed to joiners
-AWARENESS_MAX_BYTES = 4096
+AWARENESS_MAX_BYTES = services.AWARENESS_MAX_BYTES
 # Awareness goes out to a process's sockets at most once per tick: the latest state of every
 # socket that changed since the last frame, in one frame (docs/protocol.md "Boards"). A change
 # after a quiet tick goes out at once; under load one frame per socket per tick carries them all.
@@ -407,27 +407,13 @@ class BoardSessions:
             raise NotFound("Join the board first (board.join).")
         if self.socket.limits.take("awareness", time.monotonic()):
             return  # over 20 a second: dropped silently, like typing
-        state = frame.get("state")
-        if state is not None and not isinstance(state, dict):
-            raise InvalidInput('"state" must be an object or null.', fields={"state": ["Must be an object or null."]})
-        if state is not None and len(dumps(state)) > AWARENESS_MAX_BYTES:
-            raise ApplicationError(f"An awareness state is at most {AWARENESS_MAX_BYTES} bytes.", code="too_large")
-        await self._announce(board_id, state)
+        await self._announce(board_id, services.awareness_state_clean(frame.get("state")))
 
     async def _announce(self, board_id: str, state: dict | None) -> None:
         user = user_payload(self.socket.user)
-        entry = {"user": user, "session": self.socket.socket_id, "state": state}
-        text = dumps({"type": "board.awareness", "board": board_id, **entry})
-        event = {
-            "type": "board.awareness",
-            "board": board_id,
-            "user": user,
-            "state": state,
-            "text": text,
-            "entry": dumps(entry),  # its item in a board.awareness.batch (LocalBoard._flush_awareness)
-        }
+        event = services.awareness_event(board_id=board_id, user=user, session=self.socket.socket_id, state=state)
         async with publishing():
-            send_event([board_group(board_id)], event | {"session": self.socket.socket_id})
+            send_event([board_group(board_id)], event)
 
     async def leave(self, frame: dict) -> None:
         session = self.boards.get(_board_id(frame))

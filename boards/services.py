@@ -12,7 +12,9 @@ with the board's new number and size in one statement; the events go out after c
 """
 
 import logging
+import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ from core.events import dumps, room_group, send_event
 from core.jsontext import storable_text
 from rooms import access
 from rooms.models import Membership, Room
+from rooms.payloads import user_payload
 from rooms.selectors import membership_get
 from workspaces import limits
 from workspaces.models import WorkspaceMembership
@@ -134,6 +137,61 @@ def board_staff_delete(*, board: Board, actor: User | None) -> None:
         audit.record(action="board.delete", actor=actor, target=("board", board_pk), before=_audited_board(board))
     documents.forget(board_pk)  # an idle cached document of it is of no more use
     forget_renderings(board_pk)  # and its renderings
+
+
+# Awareness (cursor, selection, viewport, name, colour): ephemeral, never stored. The socket's
+# board.awareness (boards.consumers) and REST's POST boards/{id}/awareness/ (SSE and long-poll
+# clients) both check a state here and build the one event the board's group gets.
+AWARENESS_MAX_BYTES = 4096
+# A REST client names itself with a key of its own (e.g. a page's random id); its awareness
+# `session` is `rest-<user id>-<key>`: unique per page, and no one can speak for another user's
+# socket or page.
+_SESSION_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def awareness_state_clean(state: object) -> dict | None:
+    """The awareness state as given (an object, or null: gone), or `invalid` / `too_large`."""
+    if state is not None and not isinstance(state, dict):
+        raise InvalidInput('"state" must be an object or null.', fields={"state": ["Must be an object or null."]})
+    if state is not None and len(dumps(state)) > AWARENESS_MAX_BYTES:
+        raise ApplicationError(f"An awareness state is at most {AWARENESS_MAX_BYTES} bytes.", code="too_large")
+    return state
+
+
+def awareness_event(*, board_id: str, user: Mapping[str, object], session: str, state: dict | None) -> dict:
+    """The board group's `board.awareness` event: its frame's text, and its entry in a
+    board.awareness.batch (boards.consumers.LocalBoard)."""
+    entry = {"user": user, "session": session, "state": state}
+    return {
+        "type": "board.awareness",
+        "board": board_id,
+        "user": user,
+        "state": state,
+        "session": session,
+        "text": dumps({"type": "board.awareness", "board": board_id, **entry}),
+        "entry": dumps(entry),
+    }
+
+
+def rest_awareness_session(*, user: User, key: object) -> str:
+    """The awareness `session` of a REST client (docs/protocol.md, "Boards in a stream")."""
+    if not isinstance(key, str) or not _SESSION_KEY.fullmatch(key):
+        message = "A session is 1-64 letters, digits, '-' or '_'."
+        raise InvalidInput(message, fields={"session": [message]})
+    return f"rest-{user.pk}-{key}"
+
+
+def board_awareness_publish(*, user: User, board_id: object, session_key: object, state: object) -> str:
+    """Awareness over REST: whoever may open the board (viewers too: their cursors are shown, as
+    on the socket) tells the board's sockets and streams where they are. Nothing is stored.
+    Returns the awareness `session` the others see. The rate limit (20 a second per client, as
+    the socket's) is the view's (boards.api.AwarenessThrottle)."""
+    session = rest_awareness_session(user=user, key=session_key)
+    clean = awareness_state_clean(state)
+    found = board_access(user=user, board_id=board_id)  # not_found / not_member / account_inactive
+    event = awareness_event(board_id=str(found.board.pk), user=user_payload(user), session=session, state=clean)
+    send_event([board_group(found.board.pk)], event)
+    return session
 
 
 # Who may edit which board, for a whole batch in one statement: the board's room kind, the user's

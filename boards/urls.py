@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from boards.api import BoardDetailApi, BoardUpdateListApi, RoomBoardListApi
+from boards.api import BoardAwarenessApi, BoardDetailApi, BoardUpdateListApi, RoomBoardListApi
 from boards.api_history import (
     BoardCommentDetailApi,
     BoardCommentListApi,
@@ -16,6 +16,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/boards/", RoomBoardListApi.as_view(), name="api-room-boards"),
     path("boards/<str:board_id>/", BoardDetailApi.as_view(), name="api-board"),
     path("boards/<str:board_id>/updates/", BoardUpdateListApi.as_view(), name="api-board-updates"),
+    path("boards/<str:board_id>/awareness/", BoardAwarenessApi.as_view(), name="api-board-awareness"),
     path("boards/<str:board_id>/history/", BoardHistoryApi.as_view(), name="api-board-history"),
     path("boards/<str:board_id>/state/", BoardStateApi.as_view(), name="api-board-state"),
     path("boards/<str:board_id>/export/", BoardExportApi.as_view(), name="api-board-export"),

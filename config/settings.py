@@ -274,6 +274,12 @@ REST_FRAMEWORK: dict[str, Any] = {
         "edit": os.environ.get("THROTTLE_EDIT", "120/min"),
         "receipt": os.environ.get("THROTTLE_RECEIPT", "300/min"),
         "typing": os.environ.get("THROTTLE_TYPING", "120/min"),  # the socket's 2 a second (POST rooms/{id}/typing/)
+        # POST boards/{id}/updates/ and .../awareness/: the socket's board (30 a second) and
+        # awareness (20 a second, per client; a user's clients together 60) budgets, for clients
+        # on SSE or long-polling.
+        "board": os.environ.get("THROTTLE_BOARD", "30/s"),
+        "awareness": os.environ.get("THROTTLE_AWARENESS", "20/s"),
+        "awareness_user": os.environ.get("THROTTLE_AWARENESS_USER", "60/s"),
     },
 }
 if DEBUG:

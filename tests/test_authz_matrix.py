@@ -623,6 +623,8 @@ REST_ROWS = [
         in_room(CREATED, CREATED, CREATED, FORBIDDEN),
         body=lambda c: {"update": b64(BoardClient().edit("e1", x=1)), "client_update_id": str(uuid.uuid4())},
     ),
+    # Awareness over REST (SSE / long-poll clients): everyone who may open the board, viewers too.
+    Row("POST", f"{BOARD}/awareness/", MEMBERS, body=lambda c: {"session": "tab", "state": {"cursor": None}}),
     Row("GET", f"{BOARD}/history/", MEMBERS),
     Row("GET", f"{BOARD}/state/", MEMBERS),
     Row("GET", f"{BOARD}/export/", MEMBERS),

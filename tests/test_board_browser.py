@@ -661,3 +661,95 @@ def test_rotate_edit_a_comment_pinch_pan_rename_delete_and_replay_checkpoints(
     slider.fill("1")
     expect(ann_page.locator("[data-replay-info]")).to_contain_text("Checkpoint #10")
     assert errors == []
+
+
+def test_a_board_over_sse_then_long_polling_when_websocket_is_blocked(start_server, chromium, make_user):
+    """Ben's browser cannot use a WebSocket (a route swallows it: it opens and nothing ever comes
+    through); Ann's can. Ben's board page falls back to Server-Sent Events (its stream follows the
+    board; so does his room page's, for the board open next to the chat), then, with the stream
+    refused too, to long-polling; his updates and awareness go over REST, the two draw on and move
+    the same element at once, see each other's cursors (not their own) and converge. Then Ann
+    deletes the board: Ben is told and taken back to the room."""
+    ann, (ben,), room, board = people_and_board(make_user)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    ben_page.add_init_script(
+        "window.PARLEY_TEST_FAST_RECONNECT = true;"
+        " window.PARLEY_TEST_TIMINGS = {websocketReadyTimeoutMs: 300, boardGoneRedirectMs: 300};"
+    )
+    ben_page.route_web_socket(re.compile(r"/ws/$"), lambda ws: None)  # connected nowhere: never a frame
+    open_board(ann_page, ann, room, board)
+    sign_in(ben_page, ben.username)
+    ben_page.goto(f"/rooms/{room.pk}/boards/{board.pk}/")
+    badge = ben_page.locator("[data-board-conn]")
+    expect(badge).to_have_text("Connected (SSE)", timeout=20_000)
+    expect(badge).to_have_attribute("data-transport", "sse")
+    fixed_view(ann_page, ben_page)
+    writes: list[str] = []
+    ben_page.on("request", lambda request: request.method == "POST" and writes.append(request.url))
+
+    # Both draw; Ben moves Ann's ellipse while she recolours it.
+    rect = draw(ben_page, "rect", (100, 100), (220, 180))
+    ellipse = draw(ann_page, "ellipse", (400, 120), (520, 220))
+    expect(ann_page.locator(f'[data-id="{rect}"]')).to_be_attached()
+    expect(ben_page.locator(f'[data-id="{ellipse}"]')).to_be_attached()
+    drag(ben_page, (460, 170), (460, 370))
+    ann_page.locator('[data-stroke="#dc2626"]').click()  # her ellipse is still selected
+    final = {element["id"]: element for element in converge(ann_page, ben_page)}
+    assert (final[ellipse]["y"], final[ellipse]["stroke"]) == (320, "#dc2626"), final[ellipse]
+    assert final[rect]["type"] == "rect"
+    assert any(url.endswith(f"/boards/{board.pk}/updates/") for url in writes), writes
+
+    # Cursors both ways: Ben's over REST awareness, Ann's over his stream; never his own.
+    ben_page.mouse.move(stage_box(ben_page)["x"] + 600, stage_box(ben_page)["y"] + 300)
+    expect(ann_page.locator(f'.peer-cursor[data-name="{ben.username}"]')).to_be_attached()
+    ann_page.mouse.move(stage_box(ann_page)["x"] + 650, stage_box(ann_page)["y"] + 350)
+    expect(ben_page.locator(f'.peer-cursor[data-name="{ann.username}"]')).to_be_attached()
+    assert any(url.endswith(f"/boards/{board.pk}/awareness/") for url in writes), writes
+    expect(ben_page.locator(f'.peer-cursor[data-name="{ben.username}"]')).to_have_count(0)
+
+    # The room page's stream follows the board Ben opens next to the chat.
+    ben_page.goto(f"/rooms/{room.pk}/")
+    expect(ben_page.locator("#conn-badge")).to_have_text("Connected (SSE)")
+    ben_page.locator(".board-row", has_text="Sketches").get_by_role("button", name="Open here").click()
+    split = ben_page.locator("#board-split")
+    expect(split.locator("[data-board-conn]")).to_have_text("Connected (SSE)")
+    expect(split.locator(f'[data-id="{ellipse}"]')).to_be_attached()
+    fixed_view(ben_page)
+    beside = draw(ben_page, "sticky", (300, 250), (300, 250))  # a click: a default-sized sticky
+    expect(ann_page.locator(f'[data-id="{beside}"]')).to_be_attached()
+    converge(ann_page, ben_page)
+    # Ann renames the board: Ben's list and the board beside his chat follow at once.
+    ann_page.get_by_role("button", name="Rename").click()
+    ann_page.get_by_role("textbox", name="Board title").fill("Sketches v2")
+    ann_page.get_by_role("button", name="Save").click()
+    expect(ben_page.locator("#board-list")).to_contain_text("Sketches v2")
+    expect(split.locator("[data-board-title]")).to_have_text("Sketches v2")
+
+    # The event stream is refused too: the board's page comes over long-polling.
+    ben_page.context.route(re.compile(r"/api/v1/events/"), lambda route: route.abort())
+    ben_page.goto(f"/rooms/{room.pk}/boards/{board.pk}/")
+    expect(badge).to_have_text("Connected (long-polling)", timeout=20_000)
+    expect(badge).to_have_attribute("data-transport", "poll")
+    fixed_view(ben_page)
+    diamond = draw(ben_page, "diamond", (100, 300), (200, 380))
+    expect(ann_page.locator(f'[data-id="{diamond}"]')).to_be_attached()
+    square = draw(ann_page, "rect", (600, 100), (700, 160))
+    expect(ben_page.locator(f'[data-id="{square}"]')).to_be_attached()
+    final = {element["id"]: element for element in converge(ann_page, ben_page)}
+    assert set(final) == {rect, ellipse, beside, diamond, square}
+    from boards.models import BoardUpdate
+
+    ids = in_thread(lambda: list(BoardUpdate.objects.filter(board=board).values_list("client_update_id", flat=True)))
+    assert len(ids) == len(set(ids))  # nothing applied twice
+
+    # Ann deletes the board: Ben's page (polling) says so and goes back to the room.
+    ann_page.get_by_role("button", name="Delete board").click()
+    ann_page.get_by_role("alertdialog", name="Delete the board").get_by_role(
+        "button", name="Delete for everyone"
+    ).click()
+    expect(ben_page).to_have_url(re.compile(rf"/rooms/{room.pk}/$"), timeout=15_000)
+    expect(ben_page.locator("#board-list")).to_have_text("No boards yet.")  # the room's list, read again
+    assert errors == []

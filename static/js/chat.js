@@ -95,6 +95,7 @@ const boards = new BoardsPanel({
   me,
   can: (ability) => !removed && can(ability),
   send,
+  follow: (ids) => session.setBoards(ids), // over SSE or long-polling the stream follows the open board
   list: document.getElementById("board-list"),
   form: document.getElementById("board-create"),
   split: document.getElementById("board-split"),
@@ -288,8 +289,7 @@ const TRANSPORT_TEXT = { sse: " (SSE)", poll: " (long-polling)" };
 
 /** connection: live.js's state; transport: "websocket" | "sse" | "poll". */
 function setBadge(connection, transport = "websocket") {
-  // Boards need the socket (board.join): over SSE or long-polling they wait as if reconnecting.
-  boards.onSocketState(connection === "connected" && transport !== "websocket" ? "reconnecting" : connection);
+  boards.onSocketState(connection, transport); // the board open next to the chat, on any transport
   if (connection !== "connected") {
     // Whatever was sent and not answered on the lost connection says so (and goes again later).
     outbox.disconnected(connection === "offline");

@@ -97,14 +97,15 @@ function remember(kind) {
  * "connected" means session.ready arrived: the server follows our rooms.
  * fallback: may fall back to SSE and long-polling (else WebSocket only, e.g. for boards).
  * share: share one connection with this browser's other tabs of the same user (default: with
- *   `fallback`; the board page keeps a socket of its own, see docs/protocol.md).
+ *   `fallback`; the board page keeps a connection of its own, see docs/protocol.md).
+ * boards: board ids an SSE stream or a long-poll follows too (`?boards=`; the board page's one).
  */
 export class LiveSocket {
-  constructor({ onFrame = () => {}, onState = () => {}, fallback = false, share = fallback } = {}) {
+  constructor({ onFrame = () => {}, onState = () => {}, fallback = false, share = fallback, boards = [] } = {}) {
     const key = share ? shareKey() : null;
     this.impl = key
-      ? new SharedConnection({ key, onFrame, onState, makeConnection: (handlers) => new Connection({ fallback, ...handlers }) })
-      : new Connection({ onFrame, onState, fallback });
+      ? new SharedConnection({ key, onFrame, onState, makeConnection: (handlers) => new Connection({ fallback, boards, ...handlers }) })
+      : new Connection({ onFrame, onState, fallback, boards });
   }
 
   get kind() {
@@ -131,6 +132,11 @@ export class LiveSocket {
   send(frame) {
     return this.impl.send(frame);
   }
+
+  /** The boards an SSE stream or a long-poll follows too (Connection.setBoards). */
+  setBoards(boards) {
+    this.impl.setBoards(boards);
+  }
 }
 
 /**
@@ -138,9 +144,10 @@ export class LiveSocket {
  * window's events (pagehide, offline, activity …) to the caller (shared-connection.js).
  */
 export class Connection {
-  constructor({ onFrame = () => {}, onState = () => {}, fallback = false } = {}) {
+  constructor({ onFrame = () => {}, onState = () => {}, fallback = false, boards = [] } = {}) {
     this.onFrame = onFrame;
     this.onState = onState;
+    this.boards = boards;
     this.tracker = new ReadyTracker(); // session.ready brought up to date (resumes, other tabs)
     this.position = null; // SSE / long-poll: where to resume (transports.js)
     this.ladder = fallback ? ["websocket", "sse", "poll"] : ["websocket"];
@@ -227,6 +234,32 @@ export class Connection {
     transport.open();
   }
 
+  /**
+   * The boards an SSE stream or a long-poll follows too (`?boards=`; a socket joins boards with
+   * board.join instead: nothing changes then). A stream or poll in use is reopened at once from
+   * its position with the new list: the server writes what it missed (nothing, usually) and each
+   * new board's board.state, and the page gets a session.ready of its own numbers, as after any
+   * resume.
+   */
+  setBoards(boards) {
+    const list = [...new Set(boards)];
+    if (list.length === this.boards.length && list.every((id) => this.boards.includes(id))) return;
+    this.boards = list;
+    const old = this.transport;
+    if (!old || this.stopped || this.kind === "websocket") return;
+    const transport = this.#make(
+      this.kind,
+      {
+        onReady: (frame) => this.#onReady(transport, frame),
+        onClose: (event) => this.#onClose(transport, event),
+      },
+      this.position,
+    );
+    this.transport = transport;
+    old.close();
+    transport.open();
+  }
+
   /** Give up on the current connection at once and reconnect with backoff (as after a close). */
   dropConnection() {
     const transport = this.transport;
@@ -265,6 +298,7 @@ export class Connection {
       onClose,
       onFrame: (frame) => !this.stopped && this.#emit(frame),
       resume: kind === "websocket" ? null : resume, // SSE ids and poll cursors are interchangeable
+      boards: this.boards,
       onPosition: (position) => {
         if (transport === this.transport && !this.stopped) this.position = position;
       },

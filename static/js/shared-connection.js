@@ -11,10 +11,12 @@
 //                   {t: "frame", frame, to}          a server frame for every tab (to: null) or
 //                                                    for the tabs listed (answers: FrameRouter)
 //                   {t: "leader"} / {t: "resign"}    a new leader / the leader is leaving
-//   tab → leader    {t: "hello"}                     a tab joins: it is sent the state and, when
+//   tab → leader    {t: "hello", boards}             a tab joins: it is sent the state and, when
 //                                                    connected, a session.ready of the numbers
 //                                                    as of now (ReadyTracker)
 //                   {t: "send", frame}               a frame for the server (socket mode)
+//                   {t: "boards", boards}            the boards the tab has open: an SSE stream
+//                                                    or a poll follows every tab's (live.js)
 //                   {t: "bye"}, {t: "active"}, {t: "dead"}
 //   any tab         {t: "signout"}                   signed out: every tab stops
 //
@@ -62,6 +64,8 @@ export class SharedConnection {
     this.abort = null; // cancels a follower's wait for the lock
     this.rest = new RestBridge({ deliver: (frame) => this.#local(frame), onDead: () => this.#post({ t: "dead" }) });
     this.activeSentAt = 0;
+    this.boards = []; // the boards this tab has open (a stream follows every tab's)
+    this.tabBoards = new Map(); // the leader's: tab -> its boards
     this.listening = false;
     this.signedOut = false;
   }
@@ -112,6 +116,26 @@ export class SharedConnection {
     return true;
   }
 
+  /** The boards this tab has open (the split view's): over SSE or long-polling the leader's
+   * stream follows every tab's. */
+  setBoards(boards) {
+    this.boards = [...boards];
+    if (this.role === "leader") this.connection?.setBoards(this.#allBoards());
+    else if (this.role === "follower") this.#post({ t: "boards", boards: this.boards });
+  }
+
+  #allBoards() {
+    const all = new Set(this.boards);
+    for (const boards of this.tabBoards.values()) for (const board of boards) all.add(board);
+    return [...all].slice(0, 16); // the server follows at most 16 (transports.streams.MAX_BOARDS)
+  }
+
+  #setTabBoards(tab, boards) {
+    if (Array.isArray(boards) && boards.length) this.tabBoards.set(tab, boards.filter((id) => typeof id === "string"));
+    else if (!this.tabBoards.delete(tab)) return;
+    this.connection?.setBoards(this.#allBoards());
+  }
+
   // -- the window -------------------------------------------------------------------------------
 
   #listen() {
@@ -147,7 +171,7 @@ export class SharedConnection {
     this.ready = this.live = false;
     this.#mark();
     this.#setState(this.state === "connected" ? "reconnecting" : this.state || "connecting", this.kind);
-    this.#post({ t: "hello" });
+    this.#post({ t: "hello", boards: this.boards });
   }
 
   #receive(message) {
@@ -169,6 +193,7 @@ export class SharedConnection {
         // the new leader is connected.
         this.ready = this.live = false;
         if (this.state === "connected") this.#setState("reconnecting", this.kind);
+        if (message.t === "leader" && this.boards.length) this.#post({ t: "boards", boards: this.boards });
         break;
       case "state":
         // As with a connection of its own, the page may send from "connected" on (e.g. a board
@@ -193,6 +218,7 @@ export class SharedConnection {
     this.leaderSince = Date.now();
     this.ready = false;
     this.router.reset();
+    this.tabBoards = new Map(); // the tabs say theirs again (on "leader")
     this.#mark();
     this.#post({ t: "leader" });
     this.connection = this.makeConnection({
@@ -206,6 +232,7 @@ export class SharedConnection {
         if (state === "signed-out") this.#signOut();
       },
     });
+    this.connection.setBoards(this.#allBoards());
     this.connection.start({ listen: false });
   }
 
@@ -221,6 +248,7 @@ export class SharedConnection {
     const connection = this.connection;
     switch (message.t) {
       case "hello":
+        this.#setTabBoards(message.from, message.boards);
         this.#post({ t: "state", to: [message.from], state: this.state, transport: this.kind });
         if (this.ready && connection.ready) {
           const ready = connection.tracker.snapshot();
@@ -232,6 +260,10 @@ export class SharedConnection {
         break;
       case "bye":
         for (const frame of this.router.forgetTab(message.from)) connection.send(frame);
+        this.#setTabBoards(message.from, []);
+        break;
+      case "boards":
+        this.#setTabBoards(message.from, message.boards);
         break;
       case "active":
         connection.active = true;

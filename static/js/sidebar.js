@@ -215,6 +215,11 @@ export class Session {
     return this.socket.send(frame);
   }
 
+  /** The boards open on the page (the split view's): an SSE stream or a poll follows them too. */
+  setBoards(boards) {
+    this.socket.setBoards(boards);
+  }
+
   #handle(frame) {
     this.#rooms.onFrame(frame);
     switch (frame.type) {

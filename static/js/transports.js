@@ -1,7 +1,7 @@
 // The three ways the page can be live (docs/protocol.md), behind one small interface that
 // live.js's LiveSocket drives:
 //
-//   new Transport({ onReady(frame), onFrame(frame), onClose({ code }), resume, onPosition(id) })
+//   new Transport({ onReady(frame), onFrame(frame), onClose({ code }), resume, onPosition(id), boards })
 //   open()        start connecting; onReady(session.ready) once the server follows our rooms
 //   send(frame)   true if the frame went (or a REST request for it started), false to queue it
 //   close()       stop, silently (no onClose)
@@ -24,7 +24,9 @@
 //   PollTransport       GET /api/v1/poll/?cursor= (long-polling) for the server's frames.
 // With SSE and long-polling, the page's frames become REST requests (RestBridge), and their
 // answers become the frames the socket would have sent (message.ack, sync.batch, error …), so
-// the rest of the page cannot tell the difference.
+// the rest of the page cannot tell the difference. `boards` (ids): the boards the stream also
+// follows (`?boards=`: their board.state, board.update, awareness and comments come on it, as on
+// a socket that joined them); their updates and awareness go over REST too.
 import { csrfToken } from "./api.js";
 
 const CLOSE_UNAUTHENTICATED = 4401;
@@ -65,8 +67,9 @@ function timing(name, fallback) {
 }
 
 class Base {
-  constructor({ onReady = () => {}, onFrame = () => {}, onClose = () => {}, resume = null, onPosition = () => {} } = {}) {
+  constructor({ onReady = () => {}, onFrame = () => {}, onClose = () => {}, resume = null, onPosition = () => {}, boards = [] } = {}) {
     this.onReady = onReady;
+    this.boards = boards; // SSE / long-poll: the boards to follow too
     this.onFrame = onFrame;
     this.onClose = onClose;
     this.resume = resume; // SSE / long-poll: the position to resume from (null: afresh)
@@ -74,6 +77,11 @@ class Base {
     this.ready = false;
     this.closed = false;
     this.readyTimer = null;
+  }
+
+  /** The query's `boards=` part ("" for none), to join with ? or &. */
+  boardsQuery() {
+    return this.boards.length ? `boards=${encodeURIComponent(this.boards.join(","))}` : "";
   }
 
   /** A resumed stream was accepted: ready, without a session.ready of the server's. */
@@ -192,8 +200,8 @@ export class SseTransport extends Base {
     // `?last_event_id=`, which the server reads as the Last-Event-ID header: the browser's own
     // retry (which sends that header) is not used, as we close on the first error and reconnect
     // with our back-off, and a new EventSource cannot be given the header.
-    const url = this.resume ? `/api/v1/events/?last_event_id=${encodeURIComponent(this.resume)}` : "/api/v1/events/";
-    const source = new EventSource(url);
+    const params = [this.resume ? `last_event_id=${encodeURIComponent(this.resume)}` : "", this.boardsQuery()].filter(Boolean);
+    const source = new EventSource(`/api/v1/events/${params.length ? `?${params.join("&")}` : ""}`);
     this.source = source;
     // The server answered 200 text/event-stream: a resumed stream is live (the first frames, if
     // any, are what was missed; a position it cannot resume starts with session.ready instead).
@@ -254,7 +262,9 @@ export class PollTransport extends Base {
       const timer = setTimeout(() => controller.abort(), timing("pollTimeoutMs", POLL_TIMEOUT_MS));
       let body;
       try {
-        const url = cursor === null ? "/api/v1/poll/" : `/api/v1/poll/?cursor=${encodeURIComponent(cursor)}`;
+        // The same boards with every poll (another list resumes from PostgreSQL).
+        const params = [cursor === null ? "" : `cursor=${encodeURIComponent(cursor)}`, this.boardsQuery()].filter(Boolean);
+        const url = `/api/v1/poll/${params.length ? `?${params.join("&")}` : ""}`;
         const response = await fetch(url, {
           credentials: "same-origin",
           headers: { Accept: "application/json" },
@@ -292,6 +302,13 @@ export class PollTransport extends Base {
 }
 
 const roomPath = (room, suffix = "") => `/api/v1/rooms/${encodeURIComponent(room)}/${suffix}`;
+const boardPath = (board, suffix = "") => `/api/v1/boards/${encodeURIComponent(board)}/${suffix}`;
+// Board updates over REST go one at a time per board, in the order sent (as the socket answers
+// them), across transports too: board id -> the promise of its last request.
+const boardQueues = new Map();
+// Awareness over REST: one request at a time per board and session, and of the states given
+// meanwhile only the latest goes next (an older cursor never overtakes a newer one).
+const awarenessSlots = new Map(); // "board session" -> {next: body or null}
 
 /**
  * The page's frames as REST requests (docs/protocol.md: in SSE/poll mode, writes go over REST),
@@ -351,10 +368,88 @@ export class RestBridge {
         if (!room) return false;
         this.#sync(room, frame.after_sequence, frame.limit);
         return true;
+      case "board.update":
+        return this.#boardUpdate(frame);
+      case "board.sync":
+        if (typeof frame.board !== "string") return false;
+        this.#boardSync(frame.board, frame.after_sequence, frame.limit);
+        return true;
+      case "board.join":
+        // The stream sends a board's state itself when it starts following it (a fresh stream,
+        // or one that resumes without it); this is a join the page asks for on its own (its
+        // document was thrown away): the whole state, as board.state.
+        if (typeof frame.board !== "string") return false;
+        this.#boardState(frame.board);
+        return true;
+      case "board.awareness":
+      case "board.leave":
+        // Ephemeral: no answer is waited for, and a refusal (e.g. rate_limited) is not worth telling.
+        if (typeof frame.board !== "string" || typeof frame.session !== "string") return false;
+        if (frame.type === "board.awareness") this.#boardAwareness(frame.board, { session: frame.session, state: frame.state ?? null });
+        // keepalive: a leave sent as the page goes away still reaches the server.
+        else this.#fetch("POST", boardPath(frame.board, "awareness/"), { session: frame.session, state: null }, { keepalive: true });
+        return true;
       default:
-        // History is read over REST by the page itself; boards and simulations are not bridged
-        // (yet): not sent, so the caller keeps or drops the frame.
+        // History is read over REST by the page itself; simulations are not bridged (yet): not
+        // sent, so the caller keeps or drops the frame.
         return false;
+    }
+  }
+
+  #boardUpdate(frame) {
+    const board = frame.board;
+    if (typeof board !== "string" || typeof frame.client_update_id !== "string") return false;
+    const body = { update: frame.update, client_update_id: frame.client_update_id };
+    const next = (boardQueues.get(board) || Promise.resolve())
+      .then(() => this.#request("POST", boardPath(board, "updates/"), body, frame.client_update_id))
+      .then((ack) => ack && this.deliver({ type: "board.update.ack", board, client_update_id: ack.client_update_id, sequence: ack.sequence }))
+      .catch((error) => console.warn("Parley: board update", error));
+    boardQueues.set(board, next);
+    next.then(() => boardQueues.get(board) === next && boardQueues.delete(board));
+    return true;
+  }
+
+  async #boardAwareness(board, body) {
+    const key = `${board} ${body.session}`;
+    const slot = awarenessSlots.get(key);
+    if (slot) {
+      slot.next = body; // goes when the one in flight is answered (unless a newer one comes first)
+      return;
+    }
+    const mine = { next: body };
+    awarenessSlots.set(key, mine);
+    try {
+      while (mine.next) {
+        const next = mine.next;
+        mine.next = null;
+        await this.#fetch("POST", boardPath(board, "awareness/"), next);
+      }
+    } finally {
+      awarenessSlots.delete(key);
+    }
+  }
+
+  async #boardSync(board, after, limit) {
+    const params = new URLSearchParams({ after_sequence: String(after ?? 0) });
+    if (limit) params.set("limit", String(limit));
+    const answer = await this.#fetch("GET", `${boardPath(board, "updates/")}?${params}`);
+    if (answer?.ok) {
+      const page = answer.data;
+      this.deliver({ type: "board.updates", board, updates: page.updates, has_more: page.has_more, last_sequence: page.last_sequence });
+    } else if (answer?.code === "compacted") {
+      this.#boardState(board); // that part of the log is in a snapshot: the whole state (as the socket does)
+    } else if (answer) {
+      this.#fail(answer, null, { board });
+    }
+  }
+
+  async #boardState(board) {
+    const answer = await this.#fetch("GET", boardPath(board, "state/"));
+    if (answer?.ok) {
+      const state = answer.data;
+      this.deliver({ type: "board.state", board, sequence: state.sequence, update: state.update, awareness: [] });
+    } else if (answer) {
+      this.#fail(answer, null, { board });
     }
   }
 
@@ -377,27 +472,41 @@ export class RestBridge {
 
   /** The JSON answer, or null after delivering an `error` frame about `ref` (or losing the network). */
   async #request(method, url, body, ref) {
+    const answer = await this.#fetch(method, url, body);
+    if (answer?.ok) return answer.data;
+    if (answer) this.#fail(answer, ref);
+    return null;
+  }
+
+  /** {ok, data, code}: the answer (`code`: the API's error code, if it gave one), or null when
+   * the network is gone (then onDead: what is pending goes again after reconnecting). */
+  async #fetch(method, url, body, { keepalive = false } = {}) {
     let response;
     try {
       response = await fetch(url, {
         method,
         credentials: "same-origin",
+        keepalive,
         headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch {
-      this.onDead(); // what is pending goes again after reconnecting
+      if (!keepalive) this.onDead(); // (a page going away loses its network on purpose)
       return null;
     }
     const data = response.status === 204 ? {} : await response.json().catch(() => null);
-    if (response.ok && data) return data;
-    const error = data?.error;
-    if (error && typeof error.code === "string") {
-      this.deliver({ type: "error", ...error, ref });
+    if (response.ok && data) return { ok: true, data };
+    const error = data?.error && typeof data.error.code === "string" ? data.error : null;
+    return { ok: false, error, code: error?.code ?? null };
+  }
+
+  /** The `error` frame the socket would have sent for a refused request. */
+  #fail(answer, ref, extra = {}) {
+    if (answer.error) {
+      this.deliver({ type: "error", ...answer.error, ref, ...extra });
     } else {
       // Not the API's answer (a proxy's 502, an HTML page): try again in a moment.
-      this.deliver({ type: "error", code: "unavailable", message: "Parley is briefly unavailable; please retry.", retry_after_ms: 2000, ref });
+      this.deliver({ type: "error", code: "unavailable", message: "Parley is briefly unavailable; please retry.", retry_after_ms: 2000, ref, ...extra });
     }
-    return null;
   }
 }

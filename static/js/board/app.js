@@ -54,8 +54,13 @@ const CONNECTION_TEXT = {
   connecting: "Connecting…",
   connected: "Connected",
   reconnecting: "Reconnecting…",
+  offline: "Offline",
   "signed-out": "Signed out",
 };
+// Which transport carries the board (live.js): said only when it is not the usual WebSocket.
+const TRANSPORT_TEXT = { sse: " (SSE)", poll: " (long-polling)" };
+// A deleted board's page takes its reader back to the room after this long (they are told first).
+const GONE_REDIRECT_MS = 5000;
 
 function iconButton(attrs, label, path, shortcut) {
   const button = el("button", { type: "button", class: "btn btn-ghost board-btn", title: shortcut ? `${label} (${shortcut})` : label, "aria-label": label, ...attrs });
@@ -221,6 +226,7 @@ export class BoardApp {
     this.editing = null;
     this.replaying = false;
     this.socketState = "connecting";
+    this.transport = "websocket"; // live.js's: "websocket" | "sse" | "poll"
     this.colour = `hsl(${avatarHue(me.id)} 70% 45%)`;
     this.renderQueued = new Set();
     this.renderAllQueued = false;
@@ -284,7 +290,28 @@ export class BoardApp {
       onComment: (comment) => this.comments.upsert(comment),
       onError: (frame) => this.#refused(frame),
       onJoined: () => this.#joined(),
+      onGone: (frame, { certain }) => this.#joinRefused(frame, certain),
     });
+    this.sync.setTransport(this.transport);
+  }
+
+  /**
+   * The board could not be joined: deleted (e.g. while we were away), or we are no longer in its
+   * room. A refusal that did not name the board (a socket's error frame has no `board`) is made
+   * sure of first: the board's log answers 404 only when it is gone for us.
+   */
+  async #joinRefused(frame, certain) {
+    if (this.deleted) return;
+    if (!certain) {
+      try {
+        const url = `/api/v1/boards/${encodeURIComponent(this.board.id)}/updates/?after_sequence=${this.sync.sequence}&limit=1`;
+        const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (response.status !== 404 && response.status !== 403) return; // some other frame's refusal
+      } catch {
+        return; // the network: the connection notices and joins again later
+      }
+    }
+    this.#gone({ missing: true });
   }
 
   /**
@@ -313,7 +340,7 @@ export class BoardApp {
     }
     if (this.deleted) return; // nothing more of a deleted board
     if (frame.type === "session.ready") {
-      this.sync.connected();
+      if (this.socketState === "connected") this.sync.connected(frame);
       return;
     }
     if (frame.type === "board.renamed" && frame.board?.id === this.board.id) this.rename(frame.board.title);
@@ -321,9 +348,11 @@ export class BoardApp {
     this.sync.onFrame(frame);
   }
 
-  /** live.js's connection states. */
-  onSocketState(state) {
+  /** live.js's connection states, and the transport that carries them. */
+  onSocketState(state, transport = "websocket") {
     this.socketState = state;
+    this.transport = transport || "websocket";
+    this.sync.setTransport(this.transport);
     if (this.held && state !== "connected") this.held = []; // answers on a socket that is gone
     if (state !== "connected") this.sync.disconnected();
     this.#paintConnection();
@@ -427,8 +456,13 @@ export class BoardApp {
     }
   }
 
-  /** The board was deleted (by us, or board.deleted from someone else): nothing more to do on it. */
-  #gone({ byMe = false } = {}) {
+  /**
+   * The board was deleted (by us, or board.deleted from someone else), or could not be joined
+   * (`missing`: deleted while we were away, or we left its room): nothing more to do on it. The
+   * board's page says so and takes its reader back to the room a few seconds later (the split
+   * view closes: board/split.js).
+   */
+  #gone({ byMe = false, missing = false } = {}) {
     if (this.deleted) return;
     this.deleted = true;
     this.container.dataset.deleted = "true";
@@ -436,13 +470,16 @@ export class BoardApp {
     this.sync.leave();
     this.setCanEdit(false);
     this.#paintManage();
+    const what = byMe ? "You deleted this board." : missing ? "This board no longer exists, or you are no longer in its room." : "This board was deleted.";
     if (this.standalone) {
-      this.ui.banner.replaceChildren(
-        byMe ? "You deleted this board. " : "This board was deleted. ",
-        el("a", { href: `/rooms/${encodeURIComponent(this.board.room)}/` }, "Back to the room"),
-      );
+      const room = `/rooms/${encodeURIComponent(this.board.room)}/`;
+      const wait = window.PARLEY_TEST_TIMINGS?.boardGoneRedirectMs ?? GONE_REDIRECT_MS;
+      this.ui.banner.replaceChildren(`${what} Taking you back to the room… `, el("a", { href: room }, "Back to the room"));
       this.ui.banner.hidden = false;
-    } else this.#notice("This board was deleted.");
+      this.ui.banner.setAttribute("role", "alert");
+      setTimeout(() => location.assign(room), wait);
+    } else this.#notice(what);
+    this.onGone?.(what);
   }
 
   /** The board is on screen for the first time: fit it, and mark the moment (docs/performance.md:
@@ -479,7 +516,8 @@ export class BoardApp {
     badge.dataset.state = state;
     badge.dataset.pending = String(pending);
     badge.dataset.sequence = String(this.sync.sequence);
-    let text = CONNECTION_TEXT[state] || state;
+    badge.dataset.transport = this.transport;
+    let text = (CONNECTION_TEXT[state] || state) + (state === "connected" ? TRANSPORT_TEXT[this.transport] || "" : "");
     if (state !== "connected" && pending) text += ` · ${pending} change${pending === 1 ? "" : "s"} waiting`;
     badge.textContent = text;
   }

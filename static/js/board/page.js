@@ -1,4 +1,4 @@
-// The board page (/rooms/<room>/boards/<board>/): one board full-screen on the page's own socket.
+// The board page (/rooms/<room>/boards/<board>/): one board full-screen on the page's own connection.
 import { readJsonScript } from "../dom.js";
 import { LiveSocket } from "../live.js";
 import { BoardApp } from "./app.js";
@@ -23,13 +23,19 @@ function onMembership(frame) {
   } else if (frame.type === "room.removed" && frame.room === data.board.room) app.setCanEdit(false);
 }
 
+// WebSocket, else Server-Sent Events, else long-polling (live.js), as the chat: a stream follows
+// this board too (`boards`), and the board's writes then go over REST (board/sync.js). A
+// connection of its own (not shared with the browser's other tabs: its stream follows this board).
 const socket = new LiveSocket({
+  fallback: true,
+  share: false,
+  boards: [data.board.id],
   onFrame: (frame) => {
     if (!app) return;
     onMembership(frame);
     app.onFrame(frame);
   },
-  onState: (state) => app?.onSocketState(state),
+  onState: (state, transport) => app?.onSocketState(state, transport),
 });
 app = new BoardApp(document.getElementById("board"), {
   board: data.board,
@@ -41,4 +47,6 @@ app = new BoardApp(document.getElementById("board"), {
   initial,
 });
 window.parleyBoard = app; // for the browser tests and the console
+// Others see our cursor go at once (over a socket its close says so; over REST, a last request).
+window.addEventListener("pagehide", () => app.sync.sayLeaving());
 socket.start();

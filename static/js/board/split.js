@@ -1,5 +1,9 @@
-// The room page's boards: the list (live: board.created / renamed / deleted), a form to create
-// one, and the split view, a board opened next to the chat on the page's one socket.
+// The room page's boards: the list (live: board.created / renamed / deleted, read again after
+// every reconnect), a form to create one, and the split view, a board opened next to the chat on
+// the page's one connection. A board deleted while it is open next to the chat (live, or found
+// missing after a reconnect) closes, and the panel says so. Over SSE or long-polling the page's
+// stream follows the open board (`follow`: live.js setBoards) and its writes go over REST, as on
+// the board's own page (board/sync.js).
 import { el } from "../dom.js";
 import { getJson, sendJson } from "../api.js";
 import { BoardApp } from "./app.js";
@@ -8,12 +12,14 @@ import { attachTemplatePicker } from "../simulator/templates.js";
 export const boardHref = (room, board) => `/rooms/${encodeURIComponent(room)}/boards/${encodeURIComponent(board)}/`;
 
 export class BoardsPanel {
-  /** room: {id}; me; can(ability); send(frame); layout: the element that gets .has-board. */
-  constructor({ room, me, can, send, list, form, split, layout }) {
+  /** room: {id}; me; can(ability); send(frame); follow(boardIds): the boards the page's stream
+   * follows (SSE, long-polling); layout: the element that gets .has-board. */
+  constructor({ room, me, can, send, follow = () => {}, list, form, split, layout }) {
     this.room = room;
     this.me = me;
     this.can = can;
     this.send = send;
+    this.follow = follow;
     this.list = list;
     this.form = form;
     this.split = split;
@@ -22,6 +28,10 @@ export class BoardsPanel {
     this.app = null;
     this.ready = false;
     this.socketState = "connecting";
+    this.transport = "websocket";
+    // What happened to a board that was open here (e.g. "“Roadmap” was deleted.").
+    this.status = el("p", { class: "muted small board-status", role: "status", "data-boards-status": true, hidden: true });
+    list.before(this.status);
     form?.addEventListener("submit", (event) => {
       event.preventDefault();
       this.create();
@@ -45,6 +55,8 @@ export class BoardsPanel {
       const data = await getJson(`/api/v1/rooms/${encodeURIComponent(this.room.id)}/boards/`);
       this.boards = new Map((data.results || data.boards || []).map((board) => [board.id, board]));
       this.render();
+      const open = this.app?.board;
+      if (open && !this.boards.has(open.id)) this.closeGone(open); // deleted while we were away
     } catch (error) {
       console.warn("Parley: boards", error);
     }
@@ -80,10 +92,23 @@ export class BoardsPanel {
     }
   }
 
+  /** The board open here is gone: close it and say so. */
+  closeGone(board, text = null) {
+    this.close();
+    this.say(text || `“${board.title}” was deleted.`);
+  }
+
+  say(text) {
+    this.status.textContent = text;
+    this.status.hidden = !text;
+  }
+
   open(id) {
     const board = this.boards.get(id);
     if (!board) return;
     this.close();
+    this.say("");
+    this.follow([board.id]);
     this.split.hidden = false;
     this.layout.classList.add("has-board");
     const container = el("div", { class: "board-split", id: "board" });
@@ -97,8 +122,9 @@ export class BoardsPanel {
       canManage: this.can("manage"),
       send: this.send,
     });
+    this.app.onGone = (text) => this.app?.board.id === board.id && this.closeGone(board, text);
     window.parleyBoard = this.app;
-    this.app.onSocketState(this.socketState);
+    this.app.onSocketState(this.socketState, this.transport);
     if (this.ready) this.app.onFrame({ type: "session.ready" });
   }
 
@@ -106,16 +132,19 @@ export class BoardsPanel {
     if (!this.app) return;
     this.app.destroy();
     this.app = null;
+    this.follow([]);
     window.parleyBoard = null;
     this.split.replaceChildren();
     this.split.hidden = true;
     this.layout.classList.remove("has-board");
   }
 
-  onSocketState(state) {
+  /** transport: live.js's ("websocket" | "sse" | "poll"). */
+  onSocketState(state, transport = "websocket") {
     this.socketState = state;
+    this.transport = transport;
     if (state !== "connected") this.ready = false;
-    this.app?.onSocketState(state);
+    this.app?.onSocketState(state, transport);
   }
 
   onFrame(frame) {
@@ -132,7 +161,7 @@ export class BoardsPanel {
     } else if (frame.type === "board.deleted" && frame.room === this.room.id) {
       this.boards.delete(frame.board.id);
       this.render();
-      if (this.app?.board.id === frame.board.id) this.close();
+      if (this.app?.board.id === frame.board.id) this.closeGone(this.app.board);
     }
     this.app?.onFrame(frame);
   }

@@ -3,13 +3,26 @@
 // numbered log filled with board.sync, and awareness (cursor, selection, viewport) both ways,
 // throttled to the server's 20 a second (others' arrive one by one, or several in one
 // board.awareness.batch: the server sends each socket at most one awareness frame per tick).
+//
+// Without a socket (Server-Sent Events or long-polling: live.js, transports.js) the stream
+// follows the board itself (`?boards=`): a fresh stream sends its board.state right after its
+// session.ready, a resumed one goes on from its position (what we missed comes on it, by
+// number), so no board.join is sent then; updates, syncs and awareness go over REST (the same
+// frames, bridged by transports.js's RestBridge), updates one at a time with the same
+// client_update_ids and acks. Our awareness is then a REST session of our own
+// (`rest-<user id>-<key>`), which the stream hands back to us too: we leave it out.
 import { BoardOutbox } from "./outbox.js";
 import { fromBase64, newId, REMOTE, toBase64, Y } from "./doc.js";
 
 export const AWARENESS_INTERVAL_MS = 60; // ≤ 20 a second, with room to spare
 export const GAP_GRACE_MS = 300; // a missing number may still be on its way (e.g. an ack racing)
 export const AWARENESS_FORGET_MS = 30000;
+// Over REST each update is a request: a gesture's updates are merged over a longer while.
+export const STREAM_BATCH_MS = 200;
+const SOCKET_BATCH_MS = 50;
 const RETRY_LATER = new Set(["rate_limited", "unavailable", "internal"]);
+// Refusals that mean the board is gone for us (deleted, or we are no longer in its room).
+export const GONE = new Set(["not_found", "not_member", "account_inactive"]);
 
 /**
  * The highest number we have contiguously, given numbers that may arrive out of order (our own
@@ -87,9 +100,10 @@ export class BoardSync {
   /**
    * boardDoc: BoardDoc. send(frame): false if the socket is not ready. Callbacks: onStatus({joined,
    * pending, sequence}), onAwareness(peers: Map session -> {user, state, at}), onComment(comment),
-   * onError(frame), onJoined().
+   * onError(frame), onJoined(), onGone(frame, {certain}): the board could not be joined (certain:
+   * the answer named the board; else a ref-less error that came while joining, to be checked).
    */
-  constructor({ board, boardDoc, send, me, onStatus = () => {}, onAwareness = () => {}, onComment = () => {}, onError = () => {}, onJoined = () => {} }) {
+  constructor({ board, boardDoc, send, me, onStatus = () => {}, onAwareness = () => {}, onComment = () => {}, onError = () => {}, onJoined = () => {}, onGone = () => {} }) {
     this.board = board;
     this.boardDoc = boardDoc;
     this.sendFrame = send;
@@ -99,7 +113,12 @@ export class BoardSync {
     this.onComment = onComment;
     this.onError = onError;
     this.onJoined = onJoined;
+    this.onGone = onGone;
     this.joined = false;
+    this.joining = false; // a board.join went and its board.state has not come yet
+    this.transport = "websocket"; // live.js's: "websocket" | "sse" | "poll"
+    this.sessionKey = newId(); // over REST, our awareness session is rest-<user id>-<key>
+    this.ownSession = `rest-${me?.id}-${this.sessionKey}`;
     this.tracker = new SequenceTracker(0);
     this.syncing = false;
     this.gapTimer = null;
@@ -111,11 +130,11 @@ export class BoardSync {
         this.sendFrame({ type: "board.update", board: this.board, update: toBase64(entry.update), client_update_id: entry.id }),
       merge: (updates) => Y.mergeUpdates(updates),
       newId,
-      batchMs: 50,
+      batchMs: SOCKET_BATCH_MS,
       onChange: () => this.status(),
     });
     this.awareness = new Throttle(
-      (state) => this.joined && this.sendFrame({ type: "board.awareness", board: this.board, state }),
+      (state) => this.joined && this.sendFrame({ type: "board.awareness", board: this.board, state, ...this.#restSession() }),
       AWARENESS_INTERVAL_MS,
     );
     boardDoc.doc.on("update", (update, origin) => {
@@ -138,16 +157,43 @@ export class BoardSync {
     this.onStatus({ joined: this.joined, pending: this.outbox.size, sequence: this.tracker.last });
   }
 
-  /** The socket is (again) ready: join the board with what we have. */
-  connected() {
+  /** Over SSE or long-polling (no socket). */
+  get streamed() {
+    return this.transport !== "websocket";
+  }
+
+  /** The connection's transport (live.js), told before its state. */
+  setTransport(kind) {
+    this.transport = kind || "websocket";
+    this.outbox.batchMs = this.streamed ? STREAM_BATCH_MS : SOCKET_BATCH_MS;
+  }
+
+  #restSession() {
+    return this.streamed ? { session: this.sessionKey } : {};
+  }
+
+  /**
+   * The connection is (again) ready (`ready`: its session.ready): join the board with what we
+   * have. Over a stream that follows the board, its own board.state (fresh) or the updates after
+   * its position (resumed) do that; without `ready` (our document was thrown away) the whole
+   * state is asked for.
+   */
+  connected(ready = null) {
     performance.mark("parley-board-join");
     this.joined = false;
+    if (this.streamed && ready) {
+      this.joining = true; // (a refusal comes as an error frame naming the board)
+      if (ready.resumed) this.#becomeJoined([]);
+      return;
+    }
+    this.joining = true;
     const stateVector = toBase64(this.boardDoc.stateVector());
     this.sendFrame({ type: "board.join", board: this.board, state_vector: stateVector });
   }
 
   disconnected() {
     this.joined = false;
+    this.joining = false;
     this.syncing = false;
     this.outbox.disconnect();
     this.peers.clear();
@@ -155,8 +201,13 @@ export class BoardSync {
     this.status();
   }
 
+  /** Tell the others our cursor is gone (the page goes away; over REST, a last request). */
+  sayLeaving() {
+    if (this.joined) this.sendFrame({ type: "board.leave", board: this.board, ...this.#restSession() });
+  }
+
   leave() {
-    if (this.joined) this.sendFrame({ type: "board.leave", board: this.board });
+    this.sayLeaving();
     this.joined = false;
     this.awareness.cancel();
     clearInterval(this.sweep);
@@ -209,19 +260,28 @@ export class BoardSync {
     performance.mark("parley-board-applied");
     this.tracker.reach(frame.sequence);
     this.syncing = false;
-    const first = !this.joined;
-    this.joined = true;
-    if (first) {
-      this.peers.clear();
-      for (const entry of frame.awareness || []) {
-        if (entry.state) this.peers.set(this.#peerKey(entry), { user: entry.user, state: entry.state, at: Date.now() });
-      }
-      this.onAwareness(this.peers);
-      this.outbox.connect();
-      if (this.localAwareness) this.awareness.push(this.localAwareness);
-      this.onJoined(frame);
-    }
+    if (!this.joined) this.#becomeJoined(frame.awareness || [], frame);
     this.status();
+  }
+
+  /** Joined: others' cursors as given, our pending updates (again) and our awareness out. */
+  #becomeJoined(awareness, frame = null) {
+    this.joined = true;
+    this.joining = false;
+    this.peers.clear();
+    for (const entry of awareness) {
+      if (entry.state && !this.#own(entry)) this.peers.set(this.#peerKey(entry), { user: entry.user, state: entry.state, at: Date.now() });
+    }
+    this.onAwareness(this.peers);
+    this.outbox.connect();
+    if (this.localAwareness) this.awareness.push(this.localAwareness);
+    this.onJoined(frame);
+    this.status();
+  }
+
+  /** Our own REST awareness, handed back by the stream. */
+  #own(entry) {
+    return this.streamed && entry.session === this.ownSession;
   }
 
   #onUpdates(frame) {
@@ -264,6 +324,7 @@ export class BoardSync {
   }
 
   #onAwareness(frame) {
+    if (this.#own(frame)) return;
     const key = this.#peerKey(frame);
     if (frame.state) this.peers.set(key, { user: frame.user, state: frame.state, at: Date.now() });
     else this.peers.delete(key);
@@ -273,6 +334,7 @@ export class BoardSync {
   #onAwarenessBatch(frame) {
     const states = Array.isArray(frame.states) ? frame.states : [];
     for (const entry of states) {
+      if (this.#own(entry)) continue;
       const key = this.#peerKey(entry);
       if (entry.state) this.peers.set(key, { user: entry.user, state: entry.state, at: Date.now() });
       else this.peers.delete(key);
@@ -293,6 +355,7 @@ export class BoardSync {
   }
 
   #onErrorFrame(frame) {
+    if (!frame.ref && (frame.board === this.board || (frame.board === undefined && this.joining))) return this.#onBoardError(frame);
     if (!frame.ref || !this.outbox.pendingIds.includes(frame.ref)) return false;
     if (RETRY_LATER.has(frame.code)) {
       const wait = Math.max(frame.retry_after_ms || 0, 250);
@@ -300,6 +363,25 @@ export class BoardSync {
     } else {
       this.outbox.refused(frame.ref);
       this.onError(frame);
+    }
+    return true;
+  }
+
+  /** A join or a sync refused: the stream's answer for the board (it names it), the REST
+   * bridge's, or (socket) a ref-less error while our board.join waits for its board.state. */
+  #onBoardError(frame) {
+    const named = frame.board === this.board;
+    if (GONE.has(frame.code)) {
+      this.joining = false;
+      this.onGone(frame, { certain: named });
+      return named;
+    }
+    if (!named) return false; // some other frame's error (the split view shares the room's socket)
+    this.syncing = false;
+    if (RETRY_LATER.has(frame.code)) {
+      const wait = Math.max(frame.retry_after_ms || 0, 250);
+      if (!this.joined) setTimeout(() => !this.joined && this.streamed && this.connected(), wait);
+      else setTimeout(() => this.tracker.hasGap && this.#requestSync(), wait);
     }
     return true;
   }

@@ -278,3 +278,48 @@ test("board sync: a board.awareness.batch sets, replaces and removes peers in on
   sync.leave();
   doc.destroy();
 });
+
+test("board sync over SSE: the stream joins the board, awareness names our session, our own echo is left out", () => {
+  const doc = new BoardDoc({ user: 7 });
+  const sent = [];
+  const gone = [];
+  const sync = new BoardSync({
+    board: "b",
+    boardDoc: doc,
+    send: (frame) => (sent.push(frame), true),
+    me: { id: 7 },
+    onGone: (frame, { certain }) => gone.push([frame.code, certain]),
+  });
+  sync.setTransport("sse");
+  sync.connected({ type: "session.ready", rooms: {} });
+  assertEqual(sent, [], "a fresh stream: no board.join, its own board.state follows");
+  assert(!sync.joined, "not joined yet");
+  const other = new Y.Doc();
+  other.getMap("elements").set("e1", new Y.Map());
+  const mine = { user: { id: 7 }, session: sync.ownSession, state: { cursor: null } };
+  sync.onFrame({
+    type: "board.state",
+    board: "b",
+    sequence: 3,
+    update: toBase64(Y.encodeStateAsUpdate(other)),
+    awareness: [{ user: { id: 2 }, session: "s2", state: { cursor: null } }, mine],
+  });
+  assert(sync.joined && doc.has("e1"), "joined by the stream's board.state");
+  assertEqual(sync.sequence, 3);
+  assertEqual([...sync.peers.keys()], ["s2"], "our own REST session is no peer");
+  sync.setAwareness({ cursor: { x: 1, y: 2 } });
+  assertEqual(sent.at(-1), { type: "board.awareness", board: "b", state: { cursor: { x: 1, y: 2 } }, session: sync.sessionKey });
+  assertEqual(sync.ownSession, `rest-7-${sync.sessionKey}`);
+  sync.onFrame({ type: "board.awareness", board: "b", ...mine });
+  assertEqual([...sync.peers.keys()], ["s2"], "the stream's echo of ours is left out");
+  // A cut: the resumed stream goes on from its position (by number), so the page is joined at once.
+  sync.disconnected();
+  sync.connected({ type: "session.ready", rooms: {}, resumed: true });
+  assert(sync.joined, "joined at once");
+  assert(!sent.some((frame) => frame.type === "board.join"), "never a board.join");
+  // Deleted meanwhile: the stream's error names the board.
+  sync.onFrame({ type: "error", code: "not_found", message: "Not found.", ref: null, board: "b" });
+  assertEqual(gone, [["not_found", true]]);
+  sync.leave();
+  assertEqual(sent.at(-1), { type: "board.leave", board: "b", session: sync.sessionKey });
+});

@@ -125,7 +125,7 @@ test("over REST, a sync reads every page of changes as sync.batch frames", async
   ]);
 });
 
-test("over REST, receipts and typing go, and board frames are left to the caller", async () => {
+test("over REST, receipts and typing go, and simulation frames are left to the caller", async () => {
   const frames = [];
   const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
   const requests = await withFetch(
@@ -134,7 +134,7 @@ test("over REST, receipts and typing go, and board frames are left to the caller
       assert(bridge.send({ type: "receipt", room: "r1", read_sequence: 4 }), "receipt sent");
       assert(bridge.send({ type: "heartbeat", active: true }), "heartbeat needs nothing");
       assert(bridge.send({ type: "typing", room: "r1" }), "typing sent");
-      assert(!bridge.send({ type: "board.join", board: "b1" }), "board frames not sent");
+      assert(!bridge.send({ type: "simulation.start", board: "b1" }), "simulation frames not sent");
       await settle();
       await settle();
     },
@@ -144,6 +144,68 @@ test("over REST, receipts and typing go, and board frames are left to the caller
     { url: "/api/v1/rooms/r1/typing/", method: "POST", body: null },
   ]);
   assertEqual(frames, []); // a 204 is no error
+});
+
+test("over REST, a board's updates go one at a time in order and are acked as on the socket", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
+  let open = 0;
+  let most = 0;
+  const requests = await withFetch(
+    async (url, init) => {
+      open += 1;
+      most = Math.max(most, open);
+      await settle(); // the first is still in flight when the second is sent
+      open -= 1;
+      const body = JSON.parse(init.body);
+      if (body.client_update_id === "u3") return json(403, { error: { code: "forbidden", message: "Viewers can watch this board but not change it." } });
+      return json(201, { board: "b1", client_update_id: body.client_update_id, sequence: { u1: 7, u2: 8 }[body.client_update_id] });
+    },
+    async () => {
+      for (const id of ["u1", "u2", "u3"]) assert(bridge.send({ type: "board.update", board: "b1", update: "AAA=", client_update_id: id }), "sent");
+      await until(() => frames.length === 3);
+    },
+  );
+  assertEqual(most, 1); // one at a time
+  assertEqual(requests.map((r) => [r.url, r.body.client_update_id]), [
+    ["/api/v1/boards/b1/updates/", "u1"],
+    ["/api/v1/boards/b1/updates/", "u2"],
+    ["/api/v1/boards/b1/updates/", "u3"],
+  ]);
+  assertEqual(frames[0], { type: "board.update.ack", board: "b1", client_update_id: "u1", sequence: 7 });
+  assertEqual(frames[1], { type: "board.update.ack", board: "b1", client_update_id: "u2", sequence: 8 });
+  assertEqual([frames[2].type, frames[2].code, frames[2].ref], ["error", "forbidden", "u3"]);
+});
+
+test("over REST, a board sync past the compacted log gets the whole state; awareness names its session", async () => {
+  const frames = [];
+  const bridge = new RestBridge({ deliver: (frame) => frames.push(frame), onDead: () => frames.push("dead") });
+  const requests = await withFetch(
+    (url) => {
+      if (url.includes("/updates/?after_sequence=2")) return json(409, { error: { code: "compacted", message: "…" } });
+      if (url.includes("/updates/")) return json(200, { updates: [{ sequence: 6, update: "AA==" }], has_more: false, last_sequence: 6 });
+      if (url.endsWith("/state/")) return json(200, { board: "b1", sequence: 9, requested: null, update: "BB==" });
+      return json(200, { session: "rest-7-k1" });
+    },
+    async () => {
+      assert(bridge.send({ type: "board.sync", board: "b1", after_sequence: 5 }), "sync sent");
+      assert(bridge.send({ type: "board.sync", board: "b1", after_sequence: 2 }), "sync sent");
+      assert(bridge.send({ type: "board.awareness", board: "b1", session: "k1", state: { cursor: { x: 1, y: 2 } } }), "awareness sent");
+      assert(!bridge.send({ type: "board.awareness", board: "b1", state: {} }), "awareness needs a session");
+      await until(() => frames.length === 2);
+      await settle();
+    },
+  );
+  assertEqual(requests.map((r) => [r.method, r.url, r.body]), [
+    ["GET", "/api/v1/boards/b1/updates/?after_sequence=5", null],
+    ["GET", "/api/v1/boards/b1/updates/?after_sequence=2", null],
+    ["POST", "/api/v1/boards/b1/awareness/", { session: "k1", state: { cursor: { x: 1, y: 2 } } }],
+    ["GET", "/api/v1/boards/b1/state/", null],
+  ]);
+  assertEqual(frames, [
+    { type: "board.updates", board: "b1", updates: [{ sequence: 6, update: "AA==" }], has_more: false, last_sequence: 6 },
+    { type: "board.state", board: "b1", sequence: 9, update: "BB==", awareness: [] },
+  ]);
 });
 
 /** A WebSocketTransport on a fake, ready socket (not opened: the test drives check()). */
