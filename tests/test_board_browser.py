@@ -305,6 +305,7 @@ def test_undo_only_undoes_ones_own_change(start_server, chromium, make_user):
 
 def test_comments_replay_and_export(start_server, chromium, make_user, tmp_path):
     ann, (ben,), room, board = people_and_board(make_user)
+    type(ben).objects.filter(pk=ben.pk).update(display_name="Ben Ode")  # comments show display names
     base_url = start_server()
     browser = chromium()
     errors: list[str] = []
@@ -328,6 +329,7 @@ def test_comments_replay_and_export(start_server, chromium, make_user, tmp_path)
     badge.dispatch_event("click")
     thread = ann_page.locator(f'[data-element="{second}"]')
     expect(thread).to_contain_text("Make this bigger?")
+    expect(thread.locator(".comment-meta strong").first).to_have_text("Ben Ode")
     thread.get_by_role("textbox", name="Reply").fill("Sure")
     thread.get_by_role("button", name="Reply").click()
     expect(ben_page.locator(f'[data-element="{second}"]')).to_contain_text("Sure")

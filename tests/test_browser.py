@@ -561,11 +561,12 @@ def test_room_management_through_the_member_menu(start_server, chromium, make_us
 # Edits, deletions, receipts, unread counts, typing and presence
 
 
-def two_members(make_user, name: str = "Planning"):
-    """Two users (an owner and a member) in a private room, made through the services."""
+def two_members(make_user, name: str = "Planning", owner_name: str = ""):
+    """Two users (an owner, with `owner_name` as display name, and a member) in a private room,
+    made through the services."""
     from rooms.services import membership_add, room_create
 
-    owner, member = make_user(password=PASSWORD), make_user(password=PASSWORD)
+    owner, member = make_user(password=PASSWORD, display_name=owner_name), make_user(password=PASSWORD)
     room = room_create(creator=owner, name=name, kind="private")
     membership_add(actor=room.memberships.get(user=owner), user=member)
     return owner, member, room
@@ -577,9 +578,10 @@ def open_room(page, user, room) -> None:
     expect(page.locator("#conn-badge")).to_have_text("Connected")
 
 
-def two_pages_in_a_room(start_server, chromium, make_user):
-    """Ann (owner) and Ben (member) of a private room, each with the room open in a browser."""
-    ann, ben, room = two_members(make_user)
+def two_pages_in_a_room(start_server, chromium, make_user, ann_name: str = ""):
+    """Ann (owner; display name `ann_name`) and Ben (member) of a private room, each with the room
+    open in a browser."""
+    ann, ben, room = two_members(make_user, owner_name=ann_name)
     base_url = start_server()
     browser = chromium()
     errors: list[str] = []
@@ -598,7 +600,7 @@ def shown_ids(page) -> list[str]:
 
 
 def test_edits_and_deletions_reach_the_other_browser_live(start_server, chromium, make_user):
-    ann, ben, room, ann_page, ben_page, errors = two_pages_in_a_room(start_server, chromium, make_user)
+    ann, ben, room, ann_page, ben_page, errors = two_pages_in_a_room(start_server, chromium, make_user, "Ann Lee")
 
     send(ann_page, "Lunch at 12?")
     send(ann_page, "Bring the slides pls")
@@ -685,6 +687,7 @@ def test_edits_and_deletions_reach_the_other_browser_live(start_server, chromium
     ben_chip = ben_panel.locator('#thread-replies .reaction-chip[data-emoji="🎉"]')
     expect(ben_chip.locator(".reaction-count")).to_have_text("1")
     expect(ben_chip).to_have_attribute("aria-pressed", "false")
+    expect(ben_chip).to_have_attribute("title", "Ann Lee reacted with 🎉")  # her display name
     ben_chip.click()
     ann_chip = ann_panel.locator('#thread-replies .reaction-chip[data-emoji="🎉"]')
     expect(ann_chip.locator(".reaction-count")).to_have_text("2")

@@ -103,10 +103,13 @@ const boards = new BoardsPanel({
 });
 
 const outbox = new Outbox(document.getElementById("pending"), { roomId: room.id, me, send });
+// Reactions name people by their display name from the member list (a user who left: the username).
+const nameOf = (user) => members.displayName(user.id) || user.username;
 const rows = new MessageRows(ui.messages, {
   me,
   can: permissions,
   onUpdate: (message) => editing.landed(message),
+  nameOf,
 });
 const timeline = new Timeline({
   view: rows,
@@ -157,6 +160,7 @@ bindAttachmentInputs({
 });
 const threads = new ThreadPanel(document.getElementById("thread-panel"), {
   me,
+  nameOf,
   attachments: threadAttachments,
   outbox: threadOutbox,
   can: (message) => permissions(message),

@@ -83,7 +83,13 @@ export class Members {
     paintPresence(dot, this.#presence.get(user.id));
     return el(
       "li",
-      { class: "member", "data-user-id": user.id, "data-username": user.username, "data-role": role },
+      {
+        class: "member",
+        "data-user-id": user.id,
+        "data-username": user.username,
+        "data-display-name": user.display_name || user.username,
+        "data-role": role,
+      },
       el("span", { class: "member-avatar" }, avatar(user, "avatar-sm"), dot),
       name,
       !this.#direct && roleBadge(role),
@@ -92,6 +98,12 @@ export class Members {
 
   #recount() {
     this.#count.textContent = String(this.#list.children.length);
+  }
+
+  /** A member's display name as the list shows it (their username when they set none); null for
+   * someone not in the room (any more). */
+  displayName(userId) {
+    return this.#row(userId)?.dataset.displayName || null;
   }
 
   /** Members as the list shows them now: [{id, username, role}]. */

@@ -89,6 +89,7 @@ export class MessageRows {
   #can;
   #onUpdate;
   #threadLinks;
+  #nameOf;
   #nodes = new Map(); // message id -> <li>
   #unfolded = new Set(); // ids of long messages the reader opened with "Show more"
   #toMeasure = new Set(); // folded bodies drawn since the last frame
@@ -96,10 +97,12 @@ export class MessageRows {
   /**
    * list: the <ol>. me: {id, username}. can(message): {edit, remove, receipts, reply, react}, what the reader
    * may do with it now (the row offers those actions). onUpdate(message): a newer copy arrived;
-   * return false to leave the row as it is (an editor is open in it).
+   * return false to leave the row as it is (an editor is open in it). nameOf(user): a user's
+   * display name for the reactions' tooltips (reactions.js).
    */
-  constructor(list, { me, can = () => NOBODY_MAY, onUpdate = () => true, threadLinks = true }) {
+  constructor(list, { me, can = () => NOBODY_MAY, onUpdate = () => true, threadLinks = true, nameOf = undefined }) {
     this.#threadLinks = threadLinks; // the thread line under rows (not in the thread panel itself)
+    this.#nameOf = nameOf;
     this.#list = list;
     new RowFocus(list); // one tab stop for the list; a row's actions are tab stops only while it has focus
     this.#me = me;
@@ -187,7 +190,7 @@ export class MessageRows {
         fold && this.#foldButton(this.#unfolded.has(message.id)),
         renderAttachments(message),
         this.#threadLinks && threadLine(message),
-        reactionChips(message, this.#me, this.#can(message).react),
+        reactionChips(message, this.#me, this.#can(message).react, this.#nameOf),
       ),
       renderActions(this.#can(message)),
     );

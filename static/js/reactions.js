@@ -20,8 +20,12 @@ export function toggleFrame(roomId, message, emoji, me) {
   return { type, room: roomId, id: message.id, emoji };
 }
 
-/** The chips of a message's reactions (null when it has none). `canReact`: clicking toggles. */
-export function reactionChips(message, me, canReact) {
+/**
+ * The chips of a message's reactions (null when it has none). `canReact`: clicking toggles.
+ * `nameOf(user)`: how a reactor is named (the page passes the member list's display names; the
+ * reactions themselves carry only {id, username}); the username when it has none.
+ */
+export function reactionChips(message, me, canReact, nameOf = (user) => user.username) {
   const reactions = message.deleted ? [] : message.reactions || [];
   if (!reactions.length) return null;
   return el(
@@ -29,7 +33,7 @@ export function reactionChips(message, me, canReact) {
     { class: "reactions", role: "group", "aria-label": "Reactions" },
     ...reactions.map((reaction) => {
       const mine = reaction.users.some((user) => user.id === me.id);
-      const names = reaction.users.map((user) => (user.id === me.id ? "you" : user.username)).join(", ");
+      const names = reaction.users.map((user) => (user.id === me.id ? "you" : nameOf(user) || user.username)).join(", ");
       return el(
         "button",
         {

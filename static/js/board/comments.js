@@ -2,7 +2,7 @@
 // .../comments/{cid}/; live: board.comment frames). Threads are one level: a comment and its
 // replies. Authors edit their own comments' text in place (PATCH body). A thread is anchored on an element (a numbered badge on it) or on a point (a pin).
 // Resolved threads stay listed, greyed, and leave the badges.
-import { el } from "../dom.js";
+import { displayName, el } from "../dom.js";
 import { getJson, sendJson } from "../api.js";
 
 const listOf = (data) => (Array.isArray(data) ? data : data?.results || data?.comments || []);
@@ -229,7 +229,7 @@ export class Comments {
   }
 
   #commentNode(comment, { top }) {
-    const author = comment.author?.username || "someone";
+    const author = displayName(comment.author) || "someone"; // the display name, else the username
     const mine = comment.author?.id === this.me.id;
     const deleted = isDeleted(comment);
     const actions = el("div", { class: "comment-actions" });

@@ -7,7 +7,7 @@
 // there is no update to step through, only the checkpoints the history lists: the slider's left
 // part steps from checkpoint to checkpoint, and says so (the state at each is exact; what happened
 // between two of them, and who did it, is not known any more).
-import { el } from "../dom.js";
+import { displayName, el } from "../dom.js";
 import { getJson } from "../api.js";
 import { BoardDoc, fromBase64, Y } from "./doc.js";
 
@@ -121,7 +121,7 @@ export class Replay {
     else if (stop.kind === "checkpoint" || !entry) {
       this.info.textContent = `Checkpoint #${sequence} of ${latest} · ${doc.size} elements · compacted: who changed what before #${this.logStart + 1} is not kept`;
     } else {
-      const who = entry.user?.username || "someone";
+      const who = displayName(entry.user) || "someone";
       const when = entry.created_at ? new Date(entry.created_at).toLocaleString() : "";
       const touched = touchedOf(entry).length;
       this.info.textContent = `#${sequence} of ${latest} · ${who} changed ${touched} element${touched === 1 ? "" : "s"} · ${when} · ${doc.size} elements`;

@@ -1,6 +1,7 @@
 // The member menu (members.js): what it offers depends on the reader's role and the member's, as
 // rooms/services.py decides (owners change anyone; admins only those below them).
 import { Members } from "../members.js";
+import { reactionChips } from "../reactions.js";
 import { assertEqual, test } from "./harness.js";
 
 // As client-config's roles (rooms.access.role_abilities).
@@ -17,7 +18,7 @@ function memberList(myRole, people, { direct = false } = {}) {
   if (direct) list.setAttribute("data-direct", "");
   people.forEach(([username, role], index) => {
     const row = document.createElement("li");
-    Object.assign(row.dataset, { userId: String(index + 1), username, role });
+    Object.assign(row.dataset, { userId: String(index + 1), username, displayName: username.toUpperCase(), role });
     const name = document.createElement("button");
     name.dataset.memberMenu = "";
     name.textContent = username;
@@ -82,4 +83,21 @@ test("members only message others; a direct room's menu has nothing to offer", (
   const direct = memberList("member", [["me", "member"], ["bo", "member"]], { direct: true });
   assertEqual([direct.menu("bo"), direct.menu("me")], [[], []], "direct room");
   direct.list.remove();
+});
+
+test("reactions name people by the member list's display names, else by username", () => {
+  const { list, members } = memberList("member", PEOPLE);
+  const nameOf = (user) => members.displayName(user.id) || user.username;
+  const users = [
+    { id: 1, username: "me" },
+    { id: 2, username: "olga" },
+    { id: 9, username: "gone" }, // left the room: no display name known
+  ];
+  const message = { id: "m", reactions: [{ emoji: "🎉", count: 3, users }] };
+  const chip = reactionChips(message, { id: 1, username: "me" }, true, nameOf).querySelector(".reaction-chip");
+  assertEqual(chip.title, "you, OLGA, gone reacted with 🎉", "tooltip");
+  assertEqual(chip.getAttribute("aria-label"), "🎉 3: you, OLGA, gone", "label");
+  const plain = reactionChips(message, { id: 1, username: "me" }, true).querySelector(".reaction-chip");
+  assertEqual(plain.title, "you, olga, gone reacted with 🎉", "without a list: usernames");
+  list.remove();
 });
