@@ -31,7 +31,8 @@ Server-Sent Events instead of a socket, chat at 1,000 msg/s from the sockets: la
 socket clients, server memory per event stream), `ramp` (the chat topology at rising
 rates until p99 >= 100 ms or any loss, then a run at half the highest passing rate). With
 `--mix F` (issue 16), a fraction F of the sends are replies in the thread of the room's latest
-message, and as many reactions go with them (each takes a number of its own: `message.update`
+message, each naming another member of the room (@username: a notification), and as many
+reactions go with them (each takes a number of its own: `message.update`
 frames are counted like `message.new`, latency is measured on messages only). Writes
 results.json, report.md and latency.png into --out (default bench/results/). Every loop is
 bounded in count and time.
@@ -375,6 +376,7 @@ class Client(WSListener):
         self.stats = stats
         self.rooms = rooms
         self.latest: dict[str, str] = {}  # room -> id of the latest message seen (--mix)
+        self.mention = ""  # a room member's username that --mix replies name
         self.tracks: dict[str, RoomTrack] = {}
         self.pending: dict[str, int] = {}  # client_msg_id -> due ns
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -457,6 +459,9 @@ class Client(WSListener):
         latest = self.latest.get(room) if mixed else None
         if latest is not None:  # --mix: a reply in the latest message's thread, and a reaction to it
             frame["reply_to"] = latest
+            if self.mention:  # naming a room member: an inbox item and a live notification for them
+                frame["content"] += f" @{self.mention}"
+
             reaction = {"type": "reaction.add", "room": room, "id": latest, "emoji": random.choice(REACTIONS)}
             self.transport.send(WSMsgType.TEXT, orjson.dumps(reaction))
         self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
@@ -953,6 +958,13 @@ class Bench:
         stats = Stats()
         try:
             clients = await connect_all(servers.base, users, rooms_of, stats, name)
+            members: dict[str, list[User]] = {}
+            for user in users:
+                members.setdefault(rooms_of[user.pk][0], []).append(user)
+            for user, client in zip(users, clients, strict=True):  # --mix names the next member
+                group = members[client.rooms[0]]
+                if len(group) > 1:
+                    client.mention = group[(group.index(user) + 1) % len(group)].username
             senders = [(client, client.rooms[0]) for client in clients]
             meter = self.meter(servers)
             warm = max(1.0, min(rates[0] / 4, 200.0))
@@ -1463,7 +1475,7 @@ def main() -> int:
     parser.add_argument("--sockets", type=int, help="override the scenario's socket count")
     parser.add_argument("--seconds", type=float, help="override the seconds per step (idle time for connections)")
     parser.add_argument(
-        "--mix", type=float, default=0.0, help="fraction of sends that are thread replies, each with a reaction"
+        "--mix", type=float, default=0.0, help="fraction of sends: thread replies naming a member, each with a reaction"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
