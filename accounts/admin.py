@@ -2,13 +2,17 @@
 (accounts.services); users are deactivated, not deleted, here (deleting would drop their
 memberships behind rooms.services' back)."""
 
-from django.contrib import admin
+from typing import cast
+
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 import audit
-from accounts import services
+from accounts import erasure, services
 from accounts.models import User
 from audit.context import current_user
 
@@ -37,7 +41,7 @@ class ParleyUserAdmin(UserAdmin):
     change_password_form = PasswordChangeForm
     list_display = ("username", "display_name", "email", "is_staff", "is_active")
     search_fields = ("username", "display_name", "email")
-    actions = ["clear_profile"]
+    actions = ["clear_profile", "erase_accounts"]
 
     @admin.action(description="Clear the display name and avatar of the selected users")
     def clear_profile(self, request: HttpRequest, queryset) -> None:
@@ -46,6 +50,28 @@ class ParleyUserAdmin(UserAdmin):
             services.profile_update(user=user, display_name="")
             services.avatar_remove(user=user)
         self.message_user(request, f"Cleared {len(queryset)} profile(s).")
+
+    @admin.action(description="Erase the selected accounts (GDPR)…")
+    def erase_accounts(self, request: HttpRequest, queryset) -> TemplateResponse | None:
+        """After a confirmation page: accounts.erasure.account_erase for each (one path with the
+        account page and REST). One's own account is erased from the account page (password)."""
+        users = [user for user in queryset if user.pk != request.user.pk]
+        if request.POST.get("confirm") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Erase accounts",
+                "opts": self.model._meta,
+                "users": users,
+                "ids": [str(user.pk) for user in queryset],
+                "skipped_self": len(users) < len(queryset),
+                "messages_mode": settings.ERASURE_MESSAGES,
+            }
+            return TemplateResponse(request, "admin/accounts/erase_confirmation.html", context)
+        for user in users:
+            erasure.account_erase(actor=cast(User, request.user), user=user, via="admin")
+        done = f"Erased {len(users)} account(s); their messages are being changed."
+        self.message_user(request, done, messages.SUCCESS)
+        return None
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

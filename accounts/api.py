@@ -15,7 +15,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 import audit
-from accounts import services
+from accounts import erasure, services
 from accounts.models import DISPLAY_NAME_MAX_LENGTH, User
 from accounts.services import user_create, user_credentials_changed, user_update_settings, ws_ticket_issue
 from core.errors import InvalidInput
@@ -132,6 +132,30 @@ class MeApi(APIView):
         if sent_to is not None:
             payload["email_change"] = {"sent_to": sent_to, "expires_in": settings.EMAIL_CHANGE_TIMEOUT}
         return Response(payload)
+
+    class EraseInput(serializers.Serializer):
+        password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+        class Meta:
+            ref_name = "AccountEraseInput"
+
+    def get_throttles(self):
+        # Erasing checks a password: limited like sign-in (per address).
+        return [SignInAddressThrottle()] if self.request.method == "DELETE" else super().get_throttles()
+
+    @extend_schema(request=EraseInput, responses=documented({204: None}, 400, 403, 429))
+    def delete(self, request):
+        """Erase my account (GDPR): my password confirms it. At once: my profile, email, avatar,
+        sessions, tokens, inbox and memberships go and I cannot sign in again; then my messages
+        become tombstones or anonymous ("Deleted user"), archived days included, as the server's
+        ERASURE_MESSAGES says (docs/accounts.md "Erasing an account"). Wrong password: 400
+        `wrong_password`, nothing changed."""
+        data = self.EraseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        erasure.account_erase(
+            actor=request.user, user=request.user, password=data.validated_data["password"], via="api"
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class EmailConfirmApi(APIView):

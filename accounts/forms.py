@@ -85,6 +85,25 @@ class EmailForm(ServiceForm):
     )
 
 
+class EraseForm(ServiceForm):
+    """Erase the account (accounts.erasure): the password and an explicit confirmation."""
+
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    confirm = forms.BooleanField(
+        label="I understand that my account and what I wrote are erased for good",
+        error_messages={"required": "Tick the box to confirm."},
+    )
+
+    @property
+    def messages_mode(self) -> str:
+        """What becomes of the messages (ERASURE_MESSAGES), for the page to say so."""
+        return settings.ERASURE_MESSAGES
+
+
 class PasswordChangeForm(auth_forms.PasswordChangeForm):
     """Django's (the old password, the new one twice, the validators), saved by the service: every
     socket of the user closes and other sessions end."""

@@ -2,7 +2,7 @@ from typing import TypeVar
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -10,8 +10,16 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts import avatars, services
-from accounts.forms import AvatarForm, EmailForm, PasswordChangeForm, ProfileForm, SetPasswordForm, SignupForm
+from accounts import avatars, erasure, services
+from accounts.forms import (
+    AvatarForm,
+    EmailForm,
+    EraseForm,
+    PasswordChangeForm,
+    ProfileForm,
+    SetPasswordForm,
+    SignupForm,
+)
 from accounts.services import user_create, user_credentials_changed
 from core.errors import ApplicationError
 from core.throttles import SIGN_IN_THROTTLES, SignInAddressThrottle, SignUpAddressThrottle, throttled_for
@@ -47,6 +55,7 @@ def account(request):
         "avatar": AvatarForm(prefix="avatar"),
         "email": EmailForm(initial={"email": user.email}, prefix="email"),
         "password": PasswordChangeForm(user, prefix="password"),
+        "erase": EraseForm(prefix="erase"),
     }
     status = 200
     if request.method == "POST":
@@ -66,6 +75,20 @@ def account(request):
                 messages.success(request, "Your password was changed. Other devices were signed out.")
                 return redirect("account")
             form: forms.Form = password_form
+        elif name == "erase":
+            if wait := throttled_for(request, [SignInAddressThrottle]):  # it checks a password
+                forms_shown["erase"] = _refused(EraseForm(prefix="erase"), wait)
+                return render(request, "accounts/account.html", {"forms": forms_shown}, status=429)
+            erase_form = EraseForm(request.POST, prefix="erase")
+            erased = None
+            if erase_form.is_valid():
+                password = erase_form.cleaned_data["password"]
+                erased = erase_form.apply(erasure.account_erase, actor=user, user=user, password=password, via="page")
+            form = erase_form
+            if erased is not None:
+                logout(request)
+                messages.success(request, "Your account was erased.")
+                return redirect("login")
         elif name in ACCOUNT_FORMS:
             form = ACCOUNT_FORMS[name](request.POST, request.FILES, prefix=name)
             if form.is_valid() and _save(name, form, user, site=request.build_absolute_uri("/")):

@@ -85,6 +85,24 @@ def release_room(*, room_id: uuid.UUID) -> None:
         transaction.on_commit(lambda: _enqueue_delete(keys))
 
 
+def release_unsent(*, uploader_id: int) -> int:
+    """An erased account's uploads that were never sent with a message (accounts.erasure): deleted,
+    their objects removed after commit. Returns how many."""
+    doomed = list(
+        Attachment.objects.filter(uploader_id=uploader_id, message_id__isnull=True)
+        .exclude(status=Attachment.Status.DELETED)
+        .only("id", "room_id")
+    )
+    if not doomed:
+        return 0
+    Attachment.objects.filter(id__in=[a.id for a in doomed]).update(
+        status=Attachment.Status.DELETED, deleted_at=timezone.now()
+    )
+    keys = [a.key(variant) for a in doomed for variant in ("original", "thumbnail")]
+    transaction.on_commit(lambda: _enqueue_delete(keys))
+    return len(doomed)
+
+
 def _enqueue_delete(keys: list[str]) -> None:
     from attachments.tasks import delete_objects
 

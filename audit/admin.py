@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.models import User
 from audit import selectors, services
-from audit.models import AuditEntry, DataExport
+from audit.models import AuditEntry, DataExport, Erasure
 from core.admin import ReadOnlyAdmin
 
 
@@ -68,6 +68,27 @@ class DataExportAdmin(ReadOnlyAdmin):
         "progress_total",
         "progress_note",
         "size",
+        "error",
+        "created_at",
+        "finished_at",
+    )
+
+
+@admin.register(Erasure)
+class ErasureAdmin(ReadOnlyAdmin):
+    """Erased accounts (GDPR; accounts.erasure): when, how (delete or anonymise), and how far the
+    change of their messages got. Erasing an account again (Users › action) resumes a failed one."""
+
+    list_display = ["created_at", "user", "mode", "by_staff", "status", "messages", "archived_days", "finished_at"]
+    list_filter = ["status", "mode"]
+    fields = readonly_fields = (
+        "user",
+        "mode",
+        "by_staff",
+        "status",
+        "messages",
+        "archived_messages",
+        "archived_days",
         "error",
         "created_at",
         "finished_at",

@@ -98,3 +98,29 @@ class DataExport(models.Model):
 
     def __str__(self) -> str:
         return f"data export {self.pk} ({self.status})"
+
+
+class Erasure(models.Model):
+    """An erased account (GDPR; accounts.erasure). The account itself is scrubbed at once, in the
+    request; its messages (PostgreSQL, then every archived day) and reactions are changed by a
+    task, tracked here. Holds nothing personal: the user's id (the row stays, scrubbed), the mode
+    and counts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # the account is erased; messages are being changed
+        DONE = "done"
+        FAILED = "failed"  # erasing again (admin action) resumes it
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    mode = models.CharField(max_length=10, help_text="ERASURE_MESSAGES when it was erased: delete or anonymise")
+    by_staff = models.BooleanField(default=False)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    messages = models.IntegerField(default=0, help_text="Messages changed in PostgreSQL")
+    archived_messages = models.IntegerField(default=0, help_text="Messages changed in archived days")
+    archived_days = models.IntegerField(default=0, help_text="Archived days rewritten")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"erasure of user {self.user_id} ({self.status})"

@@ -466,6 +466,13 @@ ARCHIVE_PREFIX = os.environ.get("ARCHIVE_PREFIX", "messages")
 # Decoded archive days kept in memory per process for scroll-back into the archive.
 ARCHIVE_CACHE_DAYS = env_int("ARCHIVE_CACHE_DAYS", 8)
 
+# Account erasure (GDPR; accounts/erasure.py, docs/accounts.md "Erasing an account"): what becomes of
+# the erased person's messages, in PostgreSQL and in archived days alike. "delete": a tombstone (text,
+# attachments and reactions gone); "anonymise": the text stays, shown as from "Deleted user".
+ERASURE_MESSAGES = os.environ.get("ERASURE_MESSAGES", "delete").strip().lower()
+if ERASURE_MESSAGES not in {"delete", "anonymise"}:
+    raise ImproperlyConfigured(f'ERASURE_MESSAGES must be "delete" or "anonymise", got {ERASURE_MESSAGES!r}')
+
 # Attachments (attachments/, docs/attachments.md): in the archive's store (the S3_* settings above)
 # under ATTACHMENT_PREFIX, or, with no bucket, in ATTACHMENT_LOCAL_DIR served by Parley itself
 # through the same presigned-upload protocol.

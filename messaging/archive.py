@@ -22,6 +22,7 @@ import json
 import logging
 import tempfile
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -127,12 +128,17 @@ def partition_exists(day: dt.date) -> bool:
 
 
 @contextmanager
-def _day_lock(day: dt.date) -> Iterator[bool]:
+def _day_lock(day: dt.date, *, wait: bool = False) -> Iterator[bool]:
     # A session-level lock, as the steps span several transactions. It must be unlocked here and
     # not left to the connection's end: pooled connections outlive the code that borrowed them.
+    # Archiving and restoring try it (another worker has the day: skip); an erasure waits for it.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, day.toordinal()])
-        acquired = cursor.fetchone()[0]
+        if wait:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s), true", [_LOCK_NAMESPACE, day.toordinal()])
+            acquired = cursor.fetchone()[1]
+        else:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, day.toordinal()])
+            acquired = cursor.fetchone()[0]
     try:
         yield acquired
     finally:
@@ -143,6 +149,18 @@ def _day_lock(day: dt.date) -> Iterator[bool]:
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _extend_range(ranges: dict[str, dict], room: str, seq: int, changed: int) -> None:
+    """Add a row (rows come ordered by room, sequence) to its room's range in the manifest."""
+    span = ranges.get(room)
+    if span is None:
+        ranges[room] = {"first": seq, "last": seq, "count": 1, "min_changed": changed, "max_changed": changed}
+    else:
+        span["last"] = seq
+        span["count"] += 1
+        span["min_changed"] = min(span["min_changed"], changed)
+        span["max_changed"] = max(span["max_changed"], changed)
 
 
 @dataclass
@@ -190,20 +208,7 @@ def _build(day: dt.date) -> Built:
                                 separators=(",", ":"),
                             )
                         )
-                        span = ranges.get(room)
-                        if span is None:
-                            ranges[room] = {
-                                "first": seq,
-                                "last": seq,
-                                "count": 1,
-                                "min_changed": changed,
-                                "max_changed": changed,
-                            }
-                        else:
-                            span["last"] = seq
-                            span["count"] += 1
-                            span["min_changed"] = min(span["min_changed"], changed)
-                            span["max_changed"] = max(span["max_changed"], changed)
+                        _extend_range(ranges, room, seq, changed)
                     rows += len(batch)
                     gz.write(("\n".join(lines) + "\n").encode())
         finally:
@@ -339,7 +344,15 @@ def _parse(data: bytes) -> list[list]:
 
 
 def restore_day(day: dt.date) -> MessageArchive:
-    """Put an archived day back into PostgreSQL, identical row for row."""
+    """Put an archived day back into PostgreSQL, identical row for row. Holds the day's lock: an
+    erasure rewriting the day's object (erase_user) is not read half-way."""
+    with _day_lock(day) as acquired:
+        if not acquired:
+            raise ArchiveError(f"{day} is being archived or rewritten; try again")
+        return _restore_day(day)
+
+
+def _restore_day(day: dt.date) -> MessageArchive:
     record = MessageArchive.objects.get(day=day)
     if record.status != MessageArchive.Status.DROPPED:
         raise ArchiveError(f"{day} is {record.status}, not archived; nothing to restore")
@@ -487,3 +500,140 @@ def find_archived(room_id: object, message_id: object) -> bool:
         if any(row[0] == wanted for row in _cache.get(key).get(str(room_id), [])):
             return True
     return False
+
+
+# -- account erasure in archived days (accounts.erasure; the rule: messaging.erasure) -------------
+
+
+def _as_row(message: Message) -> list:
+    """A message as an archive row (FIELDS order): the inverse of _as_message."""
+    return [
+        str(message.id),
+        str(message.room_id),
+        message.sequence,
+        message.changed_sequence,
+        message.sender_id,
+        message.content,
+        str(message.client_msg_id),
+        _iso(message.created_at),
+        _iso(message.edited_at),
+        _iso(message.deleted_at),
+        str(message.reply_to) if message.reply_to else None,
+        message.reply_count,
+        _iso(message.last_reply_at),
+        message.reactions,
+        message.change_kind,
+        message.attachments,
+        message.mentions,
+    ]
+
+
+def _encode(rows: list[list]) -> bytes:
+    lines = "".join(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n" for row in rows)
+    return gzip.compress(lines.encode(), compresslevel=6, mtime=0)
+
+
+def erase_user(*, user_id: int, mode: str) -> tuple[int, int]:
+    """An account erasure, in the archive: every archived day holding a message `user_id` sent or a
+    reaction they gave is rewritten (messaging.erasure's rule), so no store keeps what was erased.
+    Each day waits for its lock (an archive run or a restore of it finishes first). A day archived
+    but not yet dropped (`verified`) may have been built before the erasure changed its partition:
+    it is sent back to `pending`, so the next run builds it again from PostgreSQL. Returns (days
+    rewritten, messages changed)."""
+    days = changed = 0
+    for day in MessageArchive.objects.order_by("day").values_list("day", flat=True):
+        with _day_lock(day, wait=True):
+            record = MessageArchive.objects.get(day=day)
+            if record.status == MessageArchive.Status.VERIFIED:
+                _save(record, status=MessageArchive.Status.PENDING)
+            elif record.status == MessageArchive.Status.DROPPED:
+                count = _erase_in_day(record, user_id=user_id, mode=mode)
+                days, changed = days + (count > 0), changed + count
+    return days, changed
+
+
+def _erase_in_day(record: MessageArchive, *, user_id: int, mode: str) -> int:
+    """Rewrite one archived day without `user_id`'s data. The new object goes under new keys (the
+    readers' caches are by key: none serves the old rows once the record names the new ones); the
+    old objects are deleted after commit. Each changed message takes its room's next number, as an
+    edit would, so sync from an older cursor returns it (the manifest's max_changed moves with it);
+    its change is announced after commit."""
+    from attachments import binding as attachment_binding
+    from core.events import dumps, room_group, send_events
+    from messaging.erasure import erase_in_message, reacted
+    from messaging.payloads import change_frame
+
+    rows = read_day(record)
+    now = timezone.now()
+    changed: dict[int, Message] = {}
+    tombstoned: list[Message] = []
+    for index, row in enumerate(rows):
+        if row[4] != user_id and not reacted(row[13], user_id):
+            continue
+        message = _as_message(row)
+        was_live = message.deleted_at is None
+        if erase_in_message(message, user_id=user_id, mode=mode, now=now):
+            changed[index] = message
+            if was_live and message.deleted_at is not None:
+                tombstoned.append(message)
+    if not changed:
+        return 0
+    by_room: dict[str, list[int]] = {}
+    for index in changed:
+        by_room.setdefault(rows[index][1], []).append(index)
+    old_keys = (record.key, record.manifest_key)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            for room in sorted(by_room):  # rooms in one order: two erasures never wait on each other in a cycle
+                indexes = by_room[room]
+                cursor.execute(
+                    "UPDATE rooms_room SET last_sequence = last_sequence + %s WHERE id = %s RETURNING last_sequence",
+                    [len(indexes), room],
+                )
+                found = cursor.fetchone()
+                for offset, index in enumerate(indexes):
+                    if found is not None:  # a deleted room's rows keep their numbers: nobody syncs it
+                        changed[index].changed_sequence = found[0] - len(indexes) + 1 + offset
+                    rows[index] = _as_row(changed[index])
+        ranges: dict[str, dict] = {}
+        for row in rows:
+            _extend_range(ranges, row[1], row[2], row[3])
+        data = _encode(rows)
+        revision = uuid.uuid4().hex[:12]
+        data_key = object_keys(record.day)[0].replace(".jsonl.gz", f".{revision}.jsonl.gz")
+        manifest_key = data_key.replace(".jsonl.gz", ".manifest.json")
+        archive_storage().put_file(data_key, io.BytesIO(data))
+        _save(
+            record,
+            key=data_key,
+            manifest_key=manifest_key,
+            bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            room_ranges=ranges,
+        )
+        archive_storage().put_file(manifest_key, io.BytesIO(_manifest(record)))
+        for message in tombstoned:  # their files leave the store after commit
+            attachment_binding.release(room_id=message.room_id, message_id=message.id)
+        send_events(
+            [
+                (
+                    [room_group(message.room_id)],
+                    {
+                        "type": "room.sequenced",
+                        "room": str(message.room_id),
+                        "seq": message.changed_sequence,
+                        "text": dumps(change_frame(message)),
+                    },
+                )
+                for message in changed.values()
+            ]
+        )
+
+        def forget_old() -> None:
+            _cache.forget(old_keys[0])
+            for key in old_keys:
+                archive_storage().delete(key)
+
+        transaction.on_commit(forget_old)
+    logger.info("erasure rewrote archived day %s: %s messages changed -> %s", record.day, len(changed), data_key)
+    return len(changed)

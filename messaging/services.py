@@ -12,6 +12,7 @@ import psycopg
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from psycopg.rows import dict_row
 
@@ -20,11 +21,12 @@ from accounts.models import User
 from attachments import binding as attachment_binding
 from core import asyncdb
 from core.errors import ApplicationError, Conflict, Forbidden, Internal, InvalidInput, Unavailable, is_outage
-from core.events import dumps, publishing, room_group, send_event, user_group
+from core.events import dumps, publishing, room_group, send_event, send_events, user_group
 from core.jsontext import storable_text
 from messaging import mentions, partitions
 from messaging.archive import hot_cutoff
 from messaging.emoji import clean_emoji
+from messaging.erasure import erase_in_message
 from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.payloads import change_frame
 from messaging.selectors import Archived, message_in_room
@@ -828,3 +830,89 @@ def receipt_update(
                 [room_group(room)], {"type": "room.relay", "room": room, "exclude_user": user.pk, "text": dumps(theirs)}
             )
     return membership
+
+
+# -- Account erasure (accounts.erasure; the rule: messaging.erasure) --------------------------------
+
+ERASE_BATCH = 500  # messages changed per transaction (and per publication of their events)
+
+
+def messages_erase_batch(*, room_id: uuid.UUID, user_id: int, mode: str) -> int:
+    """One batch of an account erasure in one room: up to ERASE_BATCH of the room's messages that
+    the person sent or reacted to are changed (messaging.erasure), each a numbered change like an
+    edit, so live clients and sync both get the new copy; their events go out after commit in one
+    publication. Returns how many changed: 0 when the room has none left (a changed message no
+    longer matches, so calling it again resumes). The room's lock is held for one batch only, so
+    the room's chat goes on between batches. Days outside the hot window that are still in
+    PostgreSQL change too (messaging.archive.erase_user handles the archived ones)."""
+    with transaction.atomic():
+        # The room's row first, as every change of the room takes it: the read-modify-write below
+        # cannot lose a concurrent reaction or edit.
+        if not Room.objects.select_for_update().filter(pk=room_id).exists():
+            return 0
+        mine = Q(sender_id=user_id) | Q(reactions__contains=[{"users": [{"id": user_id}]}])
+        rows = list(
+            Message.objects.filter(room_id=room_id)
+            .filter(mine)
+            .select_related("sender")
+            .order_by("sequence")[:ERASE_BATCH]
+        )
+        if not rows:
+            return 0
+        now = timezone.now()
+        tombstoned: list[Message] = []
+        replies_gone: dict[uuid.UUID, int] = {}
+        for message in rows:
+            live_reply = message.reply_to if message.sender_id == user_id and message.deleted_at is None else None
+            erase_in_message(message, user_id=user_id, mode=mode, now=now)
+            if message.deleted_at == now:
+                tombstoned.append(message)
+                if live_reply is not None:
+                    replies_gone[live_reply] = replies_gone.get(live_reply, 0) + 1
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE rooms_room SET last_sequence = last_sequence + %s WHERE id = %s RETURNING last_sequence",
+                [len(rows), room_id],
+            )
+            last = cursor.fetchone()[0]
+        for number, message in enumerate(rows, start=last - len(rows) + 1):
+            message.changed_sequence = number
+            Message.objects.filter(room_id=room_id, id=message.id, created_at=message.created_at).update(
+                sender_id=message.sender_id,
+                content=message.content,
+                deleted_at=message.deleted_at,
+                attachments=message.attachments,
+                reactions=message.reactions,
+                mentions=message.mentions,
+                change_kind=message.change_kind,
+                changed_sequence=number,
+            )
+        if tombstoned:
+            gone = [message.id for message in tombstoned]
+            MessageRevision.objects.filter(room_id=room_id, message_id__in=gone).delete()
+            for message_id in gone:  # their files leave the store after commit
+                attachment_binding.release(room_id=room_id, message_id=message_id)
+        send_events(
+            [
+                (
+                    [room_group(room_id)],
+                    {
+                        "type": "room.sequenced",
+                        "room": str(room_id),
+                        "seq": message.changed_sequence,
+                        "text": dumps(change_frame(message)),
+                    },
+                )
+                for message in rows
+            ]
+        )
+        for root_id, count in replies_gone.items():  # a root deleted in this batch stays as it is
+            _thread_changed(room_id, root_id, replies=-count)
+    return len(rows)
+
+
+def rooms_to_erase(*, user_id: int) -> list[uuid.UUID]:
+    """The rooms holding messages in PostgreSQL that `user_id` sent or reacted to (one scan:
+    erasure is rare, and nothing else asks for messages by sender)."""
+    mine = Q(sender_id=user_id) | Q(reactions__contains=[{"users": [{"id": user_id}]}])
+    return sorted(Message.objects.filter(mine).order_by().values_list("room_id", flat=True).distinct())

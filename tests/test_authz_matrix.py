@@ -451,6 +451,8 @@ REST_ROWS = [
         signed_in((400, "wrong_password")),
         body=lambda c: {"current_password": "not the password", "new_password": "a new password, long enough"},
     ),
+    # Erasing an account: one's own, confirmed by the password (docs/accounts.md; a success in tests/test_gdpr.py).
+    Row("DELETE", f"{V1}/me/", signed_in((400, "wrong_password")), body=lambda c: {"password": "not the password"}),
     # The audit log's export is site staff's only: nobody here is staff (docs/audit.md).
     Row("GET", f"{V1}/audit/export/", signed_in(NOT_FOUND)),
     # "Download all my data": everyone signed in asks for theirs and sees only their own export.

@@ -58,6 +58,7 @@ def test_a_user_downloads_all_their_data_built_by_a_task_and_no_one_else_can(
         "memberships.json",
         "messages.jsonl",
         "reactions.json",
+        "attachments.json",
         "audit.jsonl",
     }
     profile = json.loads(files["profile.json"])

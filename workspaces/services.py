@@ -373,3 +373,44 @@ def invitation_accept(*, user: User, token: object) -> WorkspaceMembership:
         )
     membership.workspace = invitation.workspace
     return membership
+
+
+# -- account erasure (accounts.erasure; docs/accounts.md "Erasing an account") ---------------------
+
+
+@transaction.atomic
+def member_erased(*, user: User, email: str) -> int:
+    """An erased account leaves every workspace (after it has left every room: accounts.erasure).
+    A workspace it owned alone goes to the longest-standing admin, else member, else guest, so a
+    workspace keeps an owner while anyone is in it; one nobody else is in is left without members.
+    Invitations mailed to its address go too (the address is erased). Returns how many it left."""
+    memberships = list(WorkspaceMembership.objects.select_for_update().filter(user=user).order_by("workspace_id"))
+    for membership in memberships:
+        others = list(
+            WorkspaceMembership.objects.select_for_update()
+            .filter(workspace_id=membership.workspace_id)
+            .exclude(pk=membership.pk)
+        )
+        if membership.role == Role.OWNER and others and not any(other.role == Role.OWNER for other in others):
+            heir = sorted(others, key=lambda other: (-RANK[other.role], other.joined_at, other.pk))[0]
+            before = heir.role
+            heir.role = Role.OWNER
+            heir.save(update_fields=["role"])
+            audit.record(
+                action="workspace.member.role",
+                actor=user,
+                target=("user", heir.user_id),
+                before=_audited(heir, before),
+                after=_audited(heir, Role.OWNER) | {"erased_owner": True},
+            )
+        membership.delete()
+        audit.record(
+            action="workspace.member.leave",
+            actor=user,
+            target=("user", user.pk),
+            before=_audited(membership, membership.role),
+            after={"erased": True},
+        )
+    if email:
+        WorkspaceInvitation.objects.filter(email__iexact=email).delete()
+    return len(memberships)
