@@ -694,8 +694,8 @@ def test_a_board_over_sse_then_long_polling_when_websocket_is_blocked(start_serv
 
     # Both draw; Ben moves Ann's ellipse while she recolours it.
     rect = draw(ben_page, "rect", (100, 100), (220, 180))
+    expect(ann_page.locator(f'[data-id="{rect}"]')).to_be_attached()  # (before she draws: see draw())
     ellipse = draw(ann_page, "ellipse", (400, 120), (520, 220))
-    expect(ann_page.locator(f'[data-id="{rect}"]')).to_be_attached()
     expect(ben_page.locator(f'[data-id="{ellipse}"]')).to_be_attached()
     drag(ben_page, (460, 170), (460, 370))
     ann_page.locator('[data-stroke="#dc2626"]').click()  # her ellipse is still selected
