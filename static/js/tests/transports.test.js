@@ -1,6 +1,7 @@
 // The live connection's transports (transports.js): the REST bridge that stands in for the
 // socket's writes over SSE and long-polling, and the socket's ping rule.
 import { PollTransport, RestBridge, SseTransport, WebSocketTransport } from "../transports.js";
+import { Connection } from "../live.js";
 import { assert, assertEqual, test } from "./harness.js";
 
 /** Run `fn` with window.fetch answering from `answer(url, init)`; returns the requests made. */
@@ -323,4 +324,48 @@ test("a resumed long-poll polls from its cursor, is ready once /me/ answers, and
   );
   assertEqual(requests.map((request) => request.url).sort(), ["/api/v1/me/", "/api/v1/poll/?cursor=k-0.1-2a", "/api/v1/poll/?cursor=k-0.1-2b"]);
   assertEqual(seen, [["ready", null], ["frame", "message.new"], ["position", "k-0.1-2b"]]);
+});
+
+test("a stream in use is reopened from its position when the page opens a board, and the page resumes", () => {
+  const sources = [];
+  const real = window.EventSource;
+  window.EventSource = class {
+    constructor(url) {
+      this.url = url;
+      this.listeners = {};
+      this.closed = false;
+      sources.push(this);
+    }
+    addEventListener(type, fn) {
+      this.listeners[type] = fn;
+    }
+    close() {
+      this.closed = true;
+    }
+  };
+  const saved = sessionStorage.getItem("parley.live.transport");
+  sessionStorage.setItem("parley.live.transport", JSON.stringify({ kind: "sse", at: Date.now() }));
+  const frames = [];
+  const connection = new Connection({ fallback: true, onFrame: (frame) => frames.push(frame) });
+  try {
+    connection.start({ listen: false });
+    assertEqual(sources.map((source) => source.url), ["/api/v1/events/"]);
+    const ready = { type: "session.ready", user: 1, rooms: { r1: 3 }, unread: {} };
+    sources[0].listeners.message({ data: JSON.stringify(ready), lastEventId: "s-0.1-3" });
+    connection.setBoards(["b1"]);
+    assertEqual(sources.map((source) => [source.url, source.closed]), [
+      ["/api/v1/events/", true],
+      ["/api/v1/events/?last_event_id=s-0.1-3&boards=b1", false],
+    ]);
+    sources[1].listeners.open(); // the server took the position: the page gets its own numbers
+    assertEqual(frames.map((frame) => [frame.type, frame.resumed ?? false]), [["session.ready", false], ["session.ready", true]]);
+    assertEqual(frames[1].rooms, { r1: 3 });
+    connection.setBoards(["b1"]);
+    assertEqual(sources.length, 2, "the same boards: nothing reopened");
+  } finally {
+    connection.stop();
+    window.EventSource = real;
+    if (saved === null) sessionStorage.removeItem("parley.live.transport");
+    else sessionStorage.setItem("parley.live.transport", saved);
+  }
 });
