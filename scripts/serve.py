@@ -156,8 +156,9 @@ def exited(process: subprocess.Popen) -> bool:
 
 
 class Supervisor:
-    def __init__(self, command: list[str], fd: int, workers: int) -> None:
+    def __init__(self, command: list[str], fd: int, workers: int, stop_timeout: float = STOP_TIMEOUT) -> None:
         self.command, self.fd, self.count = command, fd, workers
+        self.stop_timeout = stop_timeout
         self.workers: dict[int, subprocess.Popen] = {}
         self.started_at: dict[int, float] = {}
         self.quick_deaths: dict[int, int] = dict.fromkeys(range(workers), 0)
@@ -245,20 +246,24 @@ class Supervisor:
         self.stop_all()
 
     def stop_all(self) -> None:
-        """SIGTERM every worker; SIGKILL those still running after STOP_TIMEOUT; reap them all."""
+        """SIGTERM every worker; SIGKILL those still running after the stop timeout; reap them all."""
         for process in self.workers.values():
             os.kill(process.pid, signal.SIGTERM)  # not Popen.send_signal, which may reap it (see reap)
-        deadline = time.monotonic() + STOP_TIMEOUT
+        deadline: float | None = time.monotonic() + self.stop_timeout
         while self.workers:
             self.reap()
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if not self.workers:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
                 for process in self.workers.values():
-                    print(f"worker pid {process.pid} did not stop in {STOP_TIMEOUT:.0f}s; killing it", file=sys.stderr)
+                    print(
+                        f"worker pid {process.pid} did not stop in {self.stop_timeout:g}s; killing it",
+                        file=sys.stderr,
+                    )
                     kill_group(process)
-                deadline = float("inf")
-            elif self.workers:
-                self.wait_for_news(left)
+                deadline = None  # killed: from now on only their exits are waited for
+            else:
+                self.wait_for_news(None if deadline is None else deadline - time.monotonic())
 
 
 def main() -> int:
@@ -267,6 +272,9 @@ def main() -> int:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--server", default=os.environ.get("ASGI_SERVER") or "uvicorn")
+    parser.add_argument(
+        "--stop-timeout", type=float, default=STOP_TIMEOUT, help="seconds workers get to stop before they are killed"
+    )
     args = parser.parse_args()
     if args.workers < 1:
         parser.error(f"--workers/WEB_CONCURRENCY must be at least 1, not {args.workers}")
@@ -278,7 +286,9 @@ def main() -> int:
     metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a fresh one for this start (docs/metrics.md)
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="parley-metrics-")
-    supervisor = Supervisor(worker_command(args.server, listener.fileno()), listener.fileno(), args.workers)
+    supervisor = Supervisor(
+        worker_command(args.server, listener.fileno()), listener.fileno(), args.workers, args.stop_timeout
+    )
     print(
         f"serving on http://{args.host}:{args.port}/ with {args.workers} {args.server} workers",
         file=sys.stderr,

@@ -81,10 +81,10 @@ def alive(process: psutil.Process) -> bool:
 class Serve:
     """A running scripts/serve.py and the processes under it."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, *options: str) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "scripts/serve.py", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "scripts/serve.py", "--host", "127.0.0.1", "--port", str(self.port), *options],
             cwd=ROOT,
             env=server_env() | {"WEB_CONCURRENCY": str(WORKERS), "ASGI_SERVER": server},
             stdout=subprocess.DEVNULL,
@@ -179,8 +179,8 @@ def serve(transactional_db) -> Iterator[Callable[..., Serve]]:
     database, hence transactional_db); everything it started is killed afterwards."""
     started: list[Serve] = []
 
-    def start(server: str = "uvicorn") -> Serve:
-        started.append(Serve(server))
+    def start(server: str = "uvicorn", *options: str) -> Serve:
+        started.append(Serve(server, *options))
         return started[-1]
 
     yield start
@@ -247,5 +247,21 @@ def test_sigterm_and_sigint_stop_everything_cleanly(serve, stop):
         running.assert_answers(worker)
 
     running.process.send_signal(stop)
+    assert running.process.wait(timeout=30) == 0
+    running.wait_all_gone(workers)
+
+
+def test_a_worker_that_does_not_stop_is_killed_and_serve_py_still_exits_cleanly(serve):
+    """A worker that ignores SIGTERM (here: stopped, so the signal waits) is killed after the stop
+    timeout; serve.py then waits for its exit and ends with 0 (it crashed on an infinite select
+    timeout once it had killed one, seen with 9,500 sockets per worker)."""
+    running = serve("uvicorn", "--stop-timeout", "1")
+    workers = running.workers()
+    for worker in workers:
+        running.assert_answers(worker)
+    stuck, _ = workers
+    stuck.suspend()
+
+    running.process.send_signal(signal.SIGTERM)
     assert running.process.wait(timeout=30) == 0
     running.wait_all_gone(workers)
