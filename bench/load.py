@@ -52,6 +52,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -92,10 +93,12 @@ from workspaces.models import WorkspaceMembership  # noqa: E402
 from workspaces.services import default_workspace  # noqa: E402
 
 HOST = "127.0.0.1"
-SOCKETS_PER_SOURCE = 25_000  # of the 28,232 ephemeral ports Linux gives one source address by default
 P99_TARGET_MS = 100.0
 HEARTBEAT_SECONDS = 30
 CONNECT_CONCURRENCY = 64
+# One generator process's sockets: this machine allows 20,000 open files per process and does not
+# let the limit be raised, so `connections` past this many opens them from helper processes.
+GENERATOR_SOCKETS = 18_000
 DRAIN_SECONDS = 10.0  # after the last due message, how long we wait for stragglers at most
 
 
@@ -522,7 +525,6 @@ async def connect_all(
     clients: list[Client | None] = [None] * len(users)
     ws_base = base.replace("http://", "ws://")
     semaphore = asyncio.Semaphore(concurrency)
-    sources = -(-len(users) // SOCKETS_PER_SOURCE)
     done = 0
     last_report = time.monotonic()
 
@@ -537,15 +539,8 @@ async def connect_all(
             else:
                 url = f"{ws_base}/ws/"
                 headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookies[user.pk]}", "Origin": base}
-            # Past ~28,000 sockets one source address runs out of ephemeral ports (to one server
-            # address and port): spread them over 127.0.0.1, .2, ... (every 127.x address is local).
-            source = {"local_addr": (f"127.0.0.{1 + index % sources}", 0)} if sources > 1 else {}
             _, client = await ws_connect(
-                lambda: Client(stats, rooms_of[user.pk]),
-                url,
-                websocket_handshake_timeout=60,
-                extra_headers=headers,
-                **source,
+                lambda: Client(stats, rooms_of[user.pk]), url, websocket_handshake_timeout=60, extra_headers=headers
             )
             await asyncio.wait_for(client.ready, 60)
             if ready_ms is not None:
@@ -1219,12 +1214,18 @@ class Bench:
             warm = await connect_all(servers.base, warm_users, rooms_of, stats, "connections warm-up")
             await close_all(warm)
             await asyncio.sleep(1)
-            # Beyond 20,000 sockets, session cookies: the ticket path's REST request per socket
+            # Past GENERATOR_SOCKETS, session cookies: the ticket path's REST request per socket
             # would make the connecting take most of the run (the idle figures are the point).
-            cookies = await asyncio.to_thread(sessions_for, users) if sockets > 20_000 else None
+            cookies = await asyncio.to_thread(sessions_for, users) if sockets > GENERATOR_SOCKETS else None
             baseline = rss_bytes(servers.workers())
             started = time.monotonic()
-            clients = await connect_all(servers.base, users, rooms_of, stats, "connections", cookies=cookies)
+            clients: list[Client] = []
+            children: list[asyncio.subprocess.Process] = []
+            if sockets > GENERATOR_SOCKETS:
+                with tempfile.TemporaryDirectory(prefix="parley-generators-") as spool:
+                    children = await open_in_children(servers.base, users, rooms_of, cookies or {}, Path(spool))
+            else:
+                clients = await connect_all(servers.base, users, rooms_of, stats, "connections", cookies=cookies)
             connect_seconds = time.monotonic() - started
             await asyncio.sleep(2)
             loaded = rss_bytes(servers.workers())
@@ -1234,8 +1235,10 @@ class Bench:
             await asyncio.sleep(idle_seconds)
             cpu = meter.stop()
             alive = sum(1 for client in clients if not client.transport.is_disconnected)
+            alive += await alive_in_children(children)
             result = {
                 "sockets": sockets,
+                "generator_processes": max(1, len(children)),
                 "connected": alive,
                 "connect_seconds": round(connect_seconds, 1),
                 "connects_per_s": round(sockets / connect_seconds, 1),
@@ -1252,6 +1255,73 @@ class Bench:
             return result
         finally:
             servers.stop()
+
+
+async def idle_child(spec: Path) -> None:
+    """A helper process of `connections` past GENERATOR_SOCKETS: opens the sockets `spec` lists
+    (base URL, source address, a session cookie and a room per socket), says "connected N" on
+    stdout, keeps them (heartbeats every 30 s) until a line on stdin, says "alive N", closes them."""
+    plan = json.loads(spec.read_text())
+    base, source = plan["base"], plan["source"]
+    stats = Stats()
+    semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    clients: list[Client] = []
+
+    async def open_one(cookie: str, room: str) -> None:
+        async with semaphore:
+            headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}", "Origin": base}
+            _, client = await ws_connect(
+                lambda: Client(stats, [room]),
+                base.replace("http://", "ws://") + "/ws/",
+                websocket_handshake_timeout=120,
+                extra_headers=headers,
+                local_addr=(source, 0),
+            )
+            await asyncio.wait_for(client.ready, 120)
+            clients.append(client)
+
+    await asyncio.gather(*(open_one(cookie, room) for cookie, room in plan["sockets"]))
+    print(f"connected {len(clients)}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    print(f"alive {sum(1 for client in clients if not client.transport.is_disconnected)}", flush=True)
+    await close_all(clients)
+
+
+async def open_in_children(
+    base: str, users: list[User], rooms_of: dict[int, list[str]], cookies: dict[int, str], spool: Path
+) -> list[asyncio.subprocess.Process]:
+    """Open every user's socket from helper processes of GENERATOR_SOCKETS each (one 127.0.0.x
+    source address each: under its ephemeral ports), once all of them say they are connected."""
+    children = []
+    for index, start in enumerate(range(0, len(users), GENERATOR_SOCKETS)):
+        spec = spool / f"generator-{index}.json"
+        chunk = users[start : start + GENERATOR_SOCKETS]
+        sockets = [[cookies[user.pk], rooms_of[user.pk][0]] for user in chunk]
+        spec.write_text(json.dumps({"base": base, "source": f"127.0.0.{2 + index}", "sockets": sockets}))
+        children.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--idle-child", str(spec), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+        )
+    for child in children:
+        while not (line := await asyncio.wait_for(child.stdout.readline(), 1200)).startswith(b"connected"):  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError("a generator process ended before its sockets were open")
+    return children
+
+
+async def alive_in_children(children: list[asyncio.subprocess.Process]) -> int:
+    """How many of the children's sockets are still open; then they close them and end."""
+    alive = 0
+    for child in children:
+        child.stdin.write(b"count\n")  # type: ignore[union-attr]
+        while not (line := await asyncio.wait_for(child.stdout.readline(), 120)).startswith(b"alive"):  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError("a generator process ended early")
+        alive += int(line.split()[1])
+    for child in children:
+        await asyncio.wait_for(child.wait(), 120)
+    return alive
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1478,13 +1548,14 @@ def main() -> int:
         "--mix", type=float, default=0.0, help="fraction of sends: thread replies naming a member, each with a reaction"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--idle-child", type=Path, help=argparse.SUPPRESS)  # connections' helper processes
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:  # root may raise the hard limit too (100,000 sockets: a descriptor each, here and in the servers)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 300_000), max(hard, 300_000)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.idle_child:
+        uvloop.run(idle_child(args.idle_child))
+        return 0
     for step in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run([sys.executable, "manage.py", *step], cwd=ROOT, check=True)
     results = uvloop.run(main_async(args))
