@@ -11,9 +11,10 @@ At once, in one transaction (the request's):
   and then every workspace (workspaces.services.member_erased: the same hand-over);
 - its inbox, notification levels, unsent uploads, data exports (zips deleted) and send keys go;
 - the erasure is recorded (`gdpr.erase`: ids, mode and counts, nothing the erasure removed).
-After commit, a Celery task (accounts.tasks.erase_account_content) deletes its web sessions and
-changes its messages and reactions: in PostgreSQL, in batches (messaging.services.messages_erase_batch), then in every
-archived day (messaging.archive.erase_user), then PostgreSQL again (a day restored meanwhile), as
+After commit, a Celery task (accounts.tasks.erase_account_content) deletes its web sessions,
+changes its board comments (boards.comments.comments_erase), and its messages and reactions: in
+PostgreSQL, in batches (messaging.services.messages_erase_batch), then in every archived day
+(messaging.archive.erase_user), then PostgreSQL again (a day restored meanwhile), as
 ERASURE_MESSAGES says: `delete` (tombstones) or `anonymise` (the text stays under "Deleted user").
 Each changed message is a numbered change, announced live and returned by sync."""
 
@@ -34,6 +35,7 @@ from accounts.models import User, username_is
 from accounts.services import user_credentials_changed
 from attachments import binding as attachment_binding
 from audit.models import DataExport, Erasure
+from boards import comments as board_comments
 from core.errors import InvalidInput, NotFound
 from messaging import archive
 from messaging import services as messaging_services
@@ -166,6 +168,7 @@ def erase_content(erasure_id: int) -> str:
     user_id, mode = erasure.user_id, erasure.mode
     try:
         sessions = _delete_sessions(user_id)
+        comments = board_comments.comments_erase(user_id=user_id, mode=mode)
         changed = _erase_in_postgresql(user_id, mode)
         days, archived = archive.erase_user(user_id=user_id, mode=mode)
         changed += _erase_in_postgresql(user_id, mode)  # a day restored while the archive was done
@@ -191,6 +194,7 @@ def erase_content(erasure_id: int) -> str:
             after={
                 "mode": mode,
                 "sessions": sessions,
+                "board_comments": comments,
                 "messages": changed,
                 "archived_messages": archived,
                 "archived_days": days,

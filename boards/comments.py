@@ -252,3 +252,22 @@ def comment_delete(*, user: User, board_id: object, comment_id: object) -> Board
         comment.save(update_fields=["deleted_at", "updated_at", "body"])
         _announce(comment)
     return comment
+
+
+def comments_erase(*, user_id: int, mode: str) -> int:
+    """An erased account's comments (accounts.erasure; ERASURE_MESSAGES, as for its messages):
+    `delete` makes each a tombstone (no text), `anonymise` keeps the text; either way they lose
+    their author ("Deleted user"). Each change is announced on its board after commit, as a
+    deletion is. Returns how many changed."""
+    changed = 0
+    with transaction.atomic():
+        for comment in BoardComment.objects.select_for_update().filter(author_id=user_id).order_by("created_at"):
+            comment.author = None
+            if mode == "delete" and comment.deleted_at is None:
+                comment.deleted_at = timezone.now()
+                comment.body = ""
+            comment.updated_at = timezone.now()
+            comment.save(update_fields=["author", "deleted_at", "body", "updated_at"])
+            _announce(comment)
+            changed += 1
+    return changed

@@ -17,6 +17,8 @@ from attachments.models import Attachment
 from attachments.storage import attachment_store
 from audit.data_export import zip_listing
 from audit.models import AuditEntry, Erasure
+from boards.comments import comment_create
+from boards.services import board_create
 from config.celery_app import app as celery_app
 from core.errors import NotFound
 from messaging import archive
@@ -137,6 +139,8 @@ def test_a_user_erases_their_account_over_rest_and_it_is_gone_everywhere_archive
     bobs = send_message(crew, bob, "hello @ada")
     reaction_set(user=ada, room_id=crew.pk, message_id=bobs.id, emoji="🎉", present=True)
     send_message(direct, ada, "psst")
+    plan = board_create(user=ada, room_id=crew.pk, title="Plan")
+    note = comment_create(user=ada, board_id=plan.pk, body="ada's note", x=1, y=2)
     tokens = APIClient().post("/api/v1/auth/token/", {"username": "ada", "password": PASSWORD}, format="json").json()
     cursor = Room.objects.get(pk=crew.pk).last_sequence
     other_browser = Client()
@@ -181,6 +185,8 @@ def test_a_user_erases_their_account_over_rest_and_it_is_gone_everywhere_archive
     assert (now.sender_id, now.content, now.deleted_at is not None, now.attachments) == (None, "", True, None)
     assert Attachment.objects.get(pk=upload.pk).status == Attachment.Status.DELETED
     assert Message.objects.get(id=bobs.id).reactions is None
+    note.refresh_from_db()
+    assert (note.author_id, note.body, note.deleted_at is not None) == (None, "", True)
     # Live, as numbered changes.
     deleted = {frame["message"]["id"] for frame in events.frames("message.delete", group=f"room.{crew.pk}")}
     assert {str(hers.id), str(old_hers.id)} <= deleted
