@@ -15,6 +15,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 import audit
 from accounts.models import User
@@ -861,12 +862,16 @@ def messages_erase_batch(*, room_id: uuid.UUID, user_id: int, mode: str) -> int:
             return 0
         now = timezone.now()
         tombstoned: list[Message] = []
+        with_files: list[uuid.UUID] = []
         replies_gone: dict[uuid.UUID, int] = {}
         for message in rows:
             live_reply = message.reply_to if message.sender_id == user_id and message.deleted_at is None else None
+            had_files = bool(message.attachments)
             erase_in_message(message, user_id=user_id, mode=mode, now=now)
             if message.deleted_at == now:
                 tombstoned.append(message)
+                if had_files:
+                    with_files.append(message.id)
                 if live_reply is not None:
                     replies_gone[live_reply] = replies_gone.get(live_reply, 0) + 1
         with connection.cursor() as cursor:
@@ -877,20 +882,11 @@ def messages_erase_batch(*, room_id: uuid.UUID, user_id: int, mode: str) -> int:
             last = cursor.fetchone()[0]
         for number, message in enumerate(rows, start=last - len(rows) + 1):
             message.changed_sequence = number
-            Message.objects.filter(room_id=room_id, id=message.id, created_at=message.created_at).update(
-                sender_id=message.sender_id,
-                content=message.content,
-                deleted_at=message.deleted_at,
-                attachments=message.attachments,
-                reactions=message.reactions,
-                mentions=message.mentions,
-                change_kind=message.change_kind,
-                changed_sequence=number,
-            )
+        with _bound_cursor() as cursor:  # the whole batch in one statement
+            cursor.execute(_ERASE_UPDATE, _erase_params(room_id, rows))
         if tombstoned:
-            gone = [message.id for message in tombstoned]
-            MessageRevision.objects.filter(room_id=room_id, message_id__in=gone).delete()
-            for message_id in gone:  # their files leave the store after commit
+            MessageRevision.objects.filter(room_id=room_id, message_id__in=[m.id for m in tombstoned]).delete()
+            for message_id in with_files:  # their files leave the store after commit
                 attachment_binding.release(room_id=room_id, message_id=message_id)
         send_events(
             [
@@ -909,6 +905,36 @@ def messages_erase_batch(*, room_id: uuid.UUID, user_id: int, mode: str) -> int:
         for root_id, count in replies_gone.items():  # a root deleted in this batch stays as it is
             _thread_changed(room_id, root_id, replies=-count)
     return len(rows)
+
+
+_ERASE_UPDATE = """
+UPDATE messaging_message AS m
+   SET sender_id = v.sender_id, content = v.content, deleted_at = v.deleted_at, attachments = v.attachments,
+       reactions = v.reactions, mentions = v.mentions, change_kind = v.change_kind, changed_sequence = v.number
+  FROM unnest(%s::uuid[], %s::timestamptz[], %s::bigint[], %s::text[], %s::timestamptz[], %s::jsonb[],
+              %s::jsonb[], %s::jsonb[], %s::text[], %s::bigint[])
+       AS v(id, created_at, sender_id, content, deleted_at, attachments, reactions, mentions, change_kind, number)
+ WHERE m.room_id = %s AND m.id = v.id AND m.created_at = v.created_at
+"""
+
+
+def _erase_params(room_id: uuid.UUID, rows: list[Message]) -> list[Any]:
+    def jsonb(value: object) -> Jsonb | None:
+        return None if value is None else Jsonb(value)
+
+    return [
+        [m.id for m in rows],
+        [m.created_at for m in rows],
+        [m.sender_id for m in rows],
+        [m.content for m in rows],
+        [m.deleted_at for m in rows],
+        [jsonb(m.attachments) for m in rows],
+        [jsonb(m.reactions) for m in rows],
+        [jsonb(m.mentions) for m in rows],
+        [m.change_kind for m in rows],
+        [m.changed_sequence for m in rows],
+        room_id,
+    ]
 
 
 def rooms_to_erase(*, user_id: int) -> list[uuid.UUID]:
