@@ -116,12 +116,14 @@ async def _update(beats: list[Beat], known_rooms: dict[int, Iterable[str]] | Non
     announce it (unless `known_rooms` has them)."""
     started = time.perf_counter()
     script = _transition_script()
-    pipe = redis_clients.aclient().pipeline(transaction=False)
     chunks = [beats[i : i + SCRIPT_BATCH] for i in range(0, len(beats), SCRIPT_BATCH)]
-    for chunk in chunks:
-        keys, args = _script_input(chunk)
-        await script(keys=keys, args=args, client=pipe)
-    replies = await pipe.execute()
+    # As a context, the pipeline is reset even when Redis fails it (else redis-py warns of an
+    # unclosed pipeline for every failed update).
+    async with redis_clients.aclient().pipeline(transaction=False) as pipe:
+        for chunk in chunks:
+            keys, args = _script_input(chunk)
+            await script(keys=keys, args=args, client=pipe)
+        replies = await pipe.execute()
     async with publishing():
         for chunk, reply in zip(chunks, replies, strict=True):
             for user, status, last_active in _transitions(chunk, reply):

@@ -304,3 +304,22 @@ async def test_one_flush_announces_each_change_once_and_nothing_else(trio, monke
     said = [(f["user"]["username"], f["status"]) for f in await frames_before_marker(watcher)]
     assert said == [("bob", "away")]
     await watcher.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_socket_closing_while_redis_does_not_answer_closes_cleanly(make_user, monkeypatch):
+    """Seen with 100,000 sockets closing at once: Redis answered too late, presence_disconnect
+    raised a timeout and the socket's disconnect crashed. Its presence lease runs out by itself;
+    the close must not fail."""
+    ada = await database_sync_to_async(make_user)("ada")
+    communicator, _ = await connect(ada)
+    failed: list[str] = []
+
+    async def too_slow(*, user, socket_id):
+        failed.append(socket_id)
+        raise redis.exceptions.TimeoutError("Timeout reading from Redis")
+
+    monkeypatch.setattr(presence, "presence_disconnect", too_slow)
+    await communicator.disconnect()  # re-raises what the consumer raised
+    assert len(failed) == 1
