@@ -1,6 +1,7 @@
 """Shared fixtures. Tests run against real PostgreSQL and Redis (see scripts/stack.py)."""
 
 import asyncio
+import email
 import json
 import os
 import re
@@ -19,9 +20,11 @@ from urllib.parse import quote
 import psycopg
 import pytest
 import redis
+from aiosmtpd.controller import Controller
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from core import events as core_events
@@ -410,3 +413,34 @@ def start_server(transactional_db) -> Iterator[LiveServers]:
     servers = LiveServers()
     yield servers
     servers.stop_all()
+
+
+# -- mail: aiosmtpd, a real SMTP server (password reset, email changes, invitations) ---------------
+
+
+class Inbox:
+    """What the SMTP server received, as parsed messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd's handler hook
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[Inbox]:
+    """Django sends mail through SMTP to an aiosmtpd server on 127.0.0.1; yields its inbox."""
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        with override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=controller.port,
+        ):
+            yield inbox
+    finally:
+        controller.stop()

@@ -2,16 +2,14 @@
 carry them), changing email and password, and password reset by email through a real SMTP server
 (aiosmtpd, started here). Avatars go to a real S3 API (moto's server, as the archive tests)."""
 
-import email
 import io
 import re
 import uuid
 
 import pytest
-from aiosmtpd.controller import Controller
 from channels.db import database_sync_to_async
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from PIL import Image
 from rest_framework.test import APIClient
@@ -19,7 +17,7 @@ from rest_framework.test import APIClient
 from accounts import services as accounts
 from accounts.models import User
 from rooms.payloads import user_payload
-from tests.conftest import client_for, free_port, room_with, send_message
+from tests.conftest import client_for, room_with, send_message
 from tests.sockets import connect, receive_type
 from tests.test_archive import keys_in, s3, s3_server  # noqa: F401  (moto's S3 server and a fresh bucket)
 
@@ -311,31 +309,6 @@ def test_sign_up_shows_the_password_rules_first_and_points_at_its_errors():
 
 
 # -- password reset by email (aiosmtpd: a real SMTP server) ----------------------------------------
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.Message] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd's handler hook
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        with override_settings(
-            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
-            EMAIL_HOST="127.0.0.1",
-            EMAIL_PORT=controller.port,
-        ):
-            yield inbox
-    finally:
-        controller.stop()
 
 
 @pytest.mark.django_db

@@ -6,16 +6,14 @@ rooms of before into the default workspace.
 The isolation matrix across two workspaces (every REST endpoint and socket frame) is in
 tests/test_workspaces_isolation.py."""
 
-import email
 import re
 import uuid
 from datetime import timedelta
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.test import Client, override_settings
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
@@ -26,7 +24,7 @@ from boards.services import board_create
 from core.errors import ApplicationError
 from rooms.models import Membership, Room
 from rooms.services import direct_room_get_or_create, room_create
-from tests.conftest import client_for, free_port, room_with
+from tests.conftest import client_for, room_with
 from workspaces import services
 from workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMembership
 
@@ -222,31 +220,6 @@ def test_owners_and_admins_manage_members_and_removal_ends_their_rooms(
 
 
 # -- invitations -----------------------------------------------------------------------------------
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.Message] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd's handler hook
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        with override_settings(
-            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
-            EMAIL_HOST="127.0.0.1",
-            EMAIL_PORT=controller.port,
-        ):
-            yield inbox
-    finally:
-        controller.stop()
 
 
 def test_an_invitation_link_admits_whoever_has_it_until_it_expires(two, make_user):
