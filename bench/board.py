@@ -129,6 +129,7 @@ class Shared:
         self.awareness_frames = 0
         self.awareness_span_ns = [0, 0]
         self.errors: dict[str, int] = {}
+        self.refused = 0  # updates refused rate_limited in the saturation loop (then sent again)
         self.closed = 0
 
 
@@ -215,9 +216,15 @@ class Editor(WSListener):
                 self.ready.set_result(None)
         elif kind == "error":
             code = data.get("code", "?")
+            if code == "rate_limited" and self.acks is not None and data.get("ref"):
+                # The saturation loop sends as fast as acks come: over the socket's budget it is
+                # told to wait, and sends the same update again then, as a client does.
+                self.shared.refused += 1
+                self.acks.put_nowait(-max(1, int(data.get("retry_after_ms", 1000))))
+                return
             self.shared.errors[code] = self.shared.errors.get(code, 0) + 1
             if self.acks is not None and data.get("ref"):
-                self.acks.put_nowait(-1)
+                self.acks.put_nowait(0)
 
     def _number(self, number: int) -> None:
         if number in self.numbers:
@@ -241,7 +248,13 @@ class Editor(WSListener):
                 self.elements[self.element] = Map({"type": "rect", "w": 40, "h": 30, "z": self.element, **properties})
         key = str(uuid.uuid4())
         self.shared.sent_updates[key] = due_ns
-        self.send({"type": "board.update", "board": self.board, "update": b64(self.made[-1]), "client_update_id": key})
+        self.last_update = {
+            "type": "board.update",
+            "board": self.board,
+            "update": b64(self.made[-1]),
+            "client_update_id": key,
+        }
+        self.send(self.last_update)
 
     def cursor(self, due_ns: int, x: float, y: float) -> None:
         self.cursor_seq += 1
@@ -540,7 +553,11 @@ class Bench:
                     editor.update(time.monotonic_ns(), x=rng.uniform(0, 500), y=rng.uniform(0, 500))
                     sent += 1
                     try:
-                        await asyncio.wait_for(editor.acks.get(), 30)
+                        answer = await asyncio.wait_for(editor.acks.get(), 30)
+                        while answer < 0:  # rate_limited: wait as told, then the same update again
+                            await asyncio.sleep(-answer / 1000)
+                            editor.send(editor.last_update)
+                            answer = await asyncio.wait_for(editor.acks.get(), 30)
                     except TimeoutError:
                         break
                 return sent
@@ -573,6 +590,7 @@ class Bench:
                 "lost_numbers": lost_numbers(editors, after),
                 "duplicates": sum(e.duplicates for e in editors),
                 "errors": dict(shared.errors),
+                "refused_then_resent": shared.refused,
                 "sockets_closed": shared.closed,
                 "cpu_percent": cpu,
             }
