@@ -79,12 +79,7 @@ def discover(provider: SsoProvider) -> Endpoints:
             response.raise_for_status()
             document = response.json()
         except (requests.RequestException, ValueError) as error:
-            logger.warning("sso discovery failed", extra={"provider": provider.slug, "error": str(error)})
-            raise SsoError(
-                f"{provider.name} cannot be reached right now. Please try again in a moment.",
-                code="sso_provider_unavailable",
-                status=502,
-            ) from None
+            raise _unreachable(provider, "discovery", error) from None
         if not isinstance(document, dict) or document.get("issuer") != provider.issuer:
             raise SsoError(
                 f"{provider.name} is not configured correctly (its issuer does not match).",
@@ -206,6 +201,16 @@ def _invalid(provider: SsoProvider, why: str) -> SsoError:
     return SsoError(f"{provider.name} sent a sign-in Parley cannot accept.", code="sso_token_invalid")
 
 
+def _unreachable(provider: SsoProvider, step: str, error: Exception) -> SsoError:
+    """A request to the provider (`step`: discovery, userinfo, jwks) that failed: try again later."""
+    logger.warning("sso %s failed", step, extra={"provider": provider.slug, "error": str(error)})
+    return SsoError(
+        f"{provider.name} cannot be reached right now. Please try again in a moment.",
+        code="sso_provider_unavailable",
+        status=502,
+    )
+
+
 class SsoClient(OIDCAuthenticationBackend):
     """The code exchange and ID token verification for one provider."""
 
@@ -268,12 +273,7 @@ class SsoClient(OIDCAuthenticationBackend):
         try:
             info = self.get_userinfo(access_token, id_token, claims)
         except (requests.RequestException, ValueError, SuspiciousOperation) as error:
-            logger.warning("sso userinfo failed", extra={"provider": self.provider.slug, "error": str(error)})
-            raise SsoError(
-                f"{self.provider.name} cannot be reached right now. Please try again in a moment.",
-                code="sso_provider_unavailable",
-                status=502,
-            ) from None
+            raise _unreachable(self.provider, "userinfo", error) from None
         if not isinstance(info, dict):
             raise _invalid(self.provider, "userinfo not an object")
         return info
@@ -294,12 +294,7 @@ class SsoClient(OIDCAuthenticationBackend):
         try:
             key = self.retrieve_matching_jwk(token)  # the library: the JWKS key with the token's kid and alg
         except (requests.RequestException, ValueError) as error:
-            logger.warning("sso jwks failed", extra={"provider": self.provider.slug, "error": str(error)})
-            raise SsoError(
-                f"{self.provider.name} cannot be reached right now. Please try again in a moment.",
-                code="sso_provider_unavailable",
-                status=502,
-            ) from None
+            raise _unreachable(self.provider, "jwks", error) from None
         except (SuspiciousOperation, KeyError, jwt.PyJWTError):
             raise _invalid(self.provider, "no matching key") from None
         try:

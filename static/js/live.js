@@ -222,15 +222,7 @@ export class Connection {
       return; // `online` reconnects
     }
     this.#setState(this.hasConnected || this.attempt > 0 ? "reconnecting" : "connecting");
-    const transport = this.#make(
-      this.kind,
-      {
-        onReady: (frame) => this.#onReady(transport, frame),
-        onClose: (event) => this.#onClose(transport, event),
-      },
-      this.position,
-    );
-    this.transport = transport;
+    const transport = this.#current();
     transport.open();
   }
 
@@ -247,15 +239,7 @@ export class Connection {
     this.boards = list;
     const old = this.transport;
     if (!old || this.stopped || this.kind === "websocket") return;
-    const transport = this.#make(
-      this.kind,
-      {
-        onReady: (frame) => this.#onReady(transport, frame),
-        onClose: (event) => this.#onClose(transport, event),
-      },
-      this.position,
-    );
-    this.transport = transport;
+    const transport = this.#current();
     old.close();
     transport.open();
   }
@@ -291,6 +275,20 @@ export class Connection {
 
   /** resume: the position to resume from (SSE / poll only; a probe for a better transport
    * starts afresh, as the one in use goes on delivering meanwhile). */
+  /** A transport of the current kind, from the current position, made the page's transport. */
+  #current() {
+    const transport = this.#make(
+      this.kind,
+      {
+        onReady: (frame) => this.#onReady(transport, frame),
+        onClose: (event) => this.#onClose(transport, event),
+      },
+      this.position,
+    );
+    this.transport = transport;
+    return transport;
+  }
+
   #make(kind, { onReady, onClose }, resume = null) {
     const Transport = TRANSPORTS[kind];
     const transport = new Transport({
