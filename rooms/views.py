@@ -20,7 +20,7 @@ from rooms import access, selectors, services
 from rooms.models import OPEN_ROOM_KINDS, Membership, Room
 from rooms.payloads import room_payload, user_payload
 from workspaces import selectors as workspace_selectors
-from workspaces.views import remember
+from workspaces.views import no_workspace_page, remember
 
 
 class RoomForm(forms.Form):
@@ -109,8 +109,12 @@ def _visible(room_id, user):
 @require_GET
 @login_required
 def home(request):
-    """My rooms and the public rooms of my current workspace (the session's, else my first)."""
-    workspace = workspace_selectors.membership_for_request(request)
+    """My rooms and the public rooms of my current workspace (the session's, else my first); a
+    page to create a workspace or accept an invitation when I am in none."""
+    try:
+        workspace = workspace_selectors.membership_for_request(request)
+    except workspace_selectors.NoWorkspace:
+        return no_workspace_page(request)
     return render(
         request,
         "rooms/home.html",
@@ -133,9 +137,11 @@ def room_create(request):
     if not form.is_valid():
         messages.error(request, f"A room needs a name of at most {Room.NAME_MAX_LENGTH} characters.")
         return redirect("home")
-    workspace = workspace_selectors.membership_for_request(request)
     room = _attempt(
-        request, lambda: services.room_create(creator=request.user, workspace=workspace, **form.cleaned_data)
+        request,
+        lambda: services.room_create(
+            creator=request.user, workspace=workspace_selectors.membership_for_request(request), **form.cleaned_data
+        ),
     )
     return redirect("home") if room is REFUSED else redirect("room", room_id=room.pk)
 

@@ -229,7 +229,8 @@ def member_role_change(*, actor: WorkspaceMembership, user: User, role: object) 
 @transaction.atomic
 def member_remove(*, actor: WorkspaceMembership, user: User) -> None:
     """Remove someone from the workspace (owners and admins; anyone may remove themselves: leave).
-    Their memberships of the workspace's rooms end with it."""
+    Their memberships of the workspace's rooms end with it. It may be their last workspace: an
+    account in none gets a page to create one or accept an invitation (`no_workspace`)."""
     from rooms.services import memberships_end_in_workspace
 
     target = _target(actor, user)
@@ -239,9 +240,6 @@ def member_remove(*, actor: WorkspaceMembership, user: User) -> None:
             raise Forbidden("You cannot remove members at or above your own role.")
     if target.role == Role.OWNER:
         _require_another_owner(target)
-    if not WorkspaceMembership.objects.filter(user=user).exclude(pk=target.pk).exists():
-        # Everyone belongs somewhere: the pages and the API work in a current workspace.
-        raise Conflict("This is their only workspace; they cannot leave it.", code="last_workspace")
     with audit.deferred():  # room removals lock rows after recording: the chain's head last
         memberships_end_in_workspace(workspace_id=target.workspace_id, user=user, actor=actor.user)
         target.delete()

@@ -26,5 +26,6 @@ api_urlpatterns = [
 
 urlpatterns = [
     path("workspaces/switch/", views.workspace_switch, name="workspace-switch"),
+    path("workspaces/new/", views.workspace_new, name="workspace-new"),
     path("invitations/<str:token>/", views.invitation_page, name="workspace-invitation"),
 ]

@@ -1,4 +1,5 @@
-"""Pages: switching the current workspace (the sidebar's switcher) and an invitation's page.
+"""Pages: switching the current workspace (the sidebar's switcher), an invitation's page, the page
+of an account in no workspace (with a form to create one), and a workspace's members page.
 Writes go through workspaces.services, like the REST API."""
 
 from typing import cast
@@ -33,6 +34,32 @@ def workspace_switch(request: HttpRequest) -> HttpResponse:
         messages.error(request, "You are not a member of that workspace.")
         return redirect("home")
     remember(request, membership.workspace_id)
+    return redirect("home")
+
+
+def no_workspace_page(request: HttpRequest, *, status: int = 200) -> HttpResponse:
+    """What an account in no workspace sees instead of its rooms (rooms.views.home): a form to
+    create a workspace, and the invitations mailed to its address."""
+    invitations = [
+        (invitation, services.invitation_token(invitation))
+        for invitation in selectors.invitations_for_email(email=_user(request).email)[:20]
+    ]
+    return render(request, "workspaces/none.html", {"invitations": invitations}, status=status)
+
+
+@require_POST
+@login_required
+def workspace_new(request: HttpRequest) -> HttpResponse:
+    """Create a workspace (I own it) and make it current."""
+    try:
+        membership = services.workspace_create(
+            creator=_user(request), name=request.POST.get("name", ""), slug=request.POST.get("slug", "")
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return redirect("home")
+    remember(request, membership.workspace_id)
+    messages.success(request, f"You created {membership.workspace.name}.")
     return redirect("home")
 
 
