@@ -6,6 +6,7 @@ from accounts.api import LogoutApi, MeApi, SignupApi, TokenApi, TokenRefreshApi,
 from attachments import urls as attachments_urls
 from audit import urls as audit_urls
 from boards import urls as boards_urls
+from e2ee import urls as e2ee_urls
 from messaging import urls as messaging_urls
 from messaging.api import (
     ChangeListApi,
@@ -75,5 +76,6 @@ urlpatterns = [
     *notifications_urls.urlpatterns,  # notifications/ (the inbox, levels per room: docs/notifications.md)
     *transports_urls.urlpatterns,  # events/ (Server-Sent Events), poll/ (long-polling)
     *audit_urls.urlpatterns,  # audit/export/ (site staff: the audit log as JSON lines)
+    *e2ee_urls.urlpatterns,  # e2ee/devices/, e2ee/users/<user>/devices/, rooms/<room>/encryption/ (docs/e2ee.md)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -162,6 +162,7 @@ INSTALLED_APPS = [
     "attachments",
     "sso",
     "workspaces",
+    "e2ee",
 ]
 
 MIDDLEWARE = [

@@ -47,7 +47,9 @@ class MessageListApi(APIView):
     write_scope = "send"  # core.throttles
 
     class Input(serializers.Serializer):
-        content = serializers.CharField(trim_whitespace=False, allow_blank=True)
+        content = serializers.JSONField(
+            help_text="The text; in an end-to-end encrypted room, an envelope object instead (docs/e2ee.md)"
+        )
         client_msg_id = serializers.UUIDField()
         reply_to = serializers.UUIDField(
             required=False, help_text="Reply in this message's thread (docs/protocol.md, Threads and reactions)"

@@ -4,9 +4,11 @@ Declared once as TypedDicts, from which the OpenAPI schema is generated (see roo
 functions are on the hot path (every message sent, every synced message): plain dict builders.
 """
 
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal, NotRequired, TypedDict, cast
 
 from attachments.payloads import AttachmentPayload
+from e2ee.envelope import payload_of
+from e2ee.payloads import E2eePayload
 from messaging.formatting import message_html
 from messaging.mentions import MentionedUser
 from messaging.models import Message, MessageRevision
@@ -44,6 +46,9 @@ class MessagePayload(TypedDict):
     attachments: Annotated[
         list[AttachmentPayload], "Files and images sent with the message (docs/attachments.md); empty when deleted"
     ]
+    e2ee: NotRequired[
+        Annotated[E2eePayload, "Only in end-to-end encrypted rooms (docs/e2ee.md): an envelope, or the notice"]
+    ]
 
 
 class ChangeFrame(TypedDict):
@@ -72,13 +77,15 @@ class MessageReceipts(TypedDict):
 
 def message_payload(message: Message) -> MessagePayload:
     deleted = message.deleted_at is not None
-    return {
+    # An envelope or the encryption notice (e2ee/envelope.py): no text, no server-side rendering.
+    sealed = None if deleted else payload_of(message.content)
+    payload: MessagePayload = {
         "id": str(message.id),
         "room": str(message.room_id),
         "sequence": message.sequence,
         "sender": user_payload(message.sender),
-        "content": "" if deleted else message.content,
-        "html": "" if deleted else message_html(message.id, message.changed_sequence, message.content),
+        "content": "" if deleted or sealed else message.content,
+        "html": "" if deleted or sealed else message_html(message.id, message.changed_sequence, message.content),
         "mentions": message.mentions["users"] if message.mentions and not deleted else [],
         "mentions_room": bool(message.mentions and message.mentions["room"] and not deleted),
         "client_msg_id": str(message.client_msg_id),
@@ -94,6 +101,9 @@ def message_payload(message: Message) -> MessagePayload:
         ],
         "attachments": message.attachments or [],  # stored as the payload shows them (attachments.binding)
     }
+    if sealed is not None:
+        payload["e2ee"] = cast(E2eePayload, sealed)
+    return payload
 
 
 def change_type(message: Message) -> ChangeType:

@@ -24,6 +24,7 @@ from core import asyncdb
 from core.errors import ApplicationError, Conflict, Forbidden, Internal, InvalidInput, Unavailable, is_outage
 from core.events import dumps, publishing, room_group, send_event, send_events, user_group
 from core.jsontext import storable_text
+from e2ee import envelope
 from messaging import mentions, partitions
 from messaging.archive import hot_cutoff
 from messaging.emoji import clean_emoji
@@ -47,7 +48,39 @@ def _clean_content(content: object) -> str:
         raise ApplicationError(
             f"Messages are at most {settings.MESSAGE_MAX_LENGTH} characters.", code="too_large", status=400
         )
+    if envelope.is_marked(content):  # stored texts starting so are envelopes (e2ee/envelope.py)
+        raise InvalidInput(
+            "Text cannot start with the control character U+0001.",
+            code="reserved_text",
+            fields={"content": ["Cannot start with U+0001."]},
+        )
     return storable_text(content, field="content")
+
+
+def _clean_sent(content: object) -> tuple[str, bool]:
+    """A sent message's stored text, and whether it is sealed: an end-to-end encryption envelope
+    (an object as `content`, checked by e2ee.envelope) rather than text. Which of the two a room
+    takes is `_sealing_refusal`'s rule."""
+    if not isinstance(content, dict):
+        return _clean_content(content), False
+    try:
+        return envelope.encode(envelope.clean(content)), True
+    except envelope.EnvelopeError as error:
+        raise ApplicationError(
+            error.message, code=error.code, status=400, fields={"content": [error.message]}
+        ) from None
+
+
+def _sealing_refusal(*, encrypted: bool, sealed: bool) -> ApplicationError | None:
+    """An end-to-end encrypted room takes only envelopes, any other room only text (docs/e2ee.md)."""
+    if encrypted and not sealed:
+        return Conflict(
+            "This conversation is end-to-end encrypted: the server takes only encrypted messages.",
+            code="encrypted_room",
+        )
+    if sealed and not encrypted:
+        return Conflict("This conversation is not end-to-end encrypted.", code="not_encrypted")
+    return None
 
 
 def _clean_client_msg_id(client_msg_id: object) -> uuid.UUID:
@@ -70,6 +103,7 @@ class _Send:
     # @mentions (messaging.mentions): the names, resolved to members by _SEND, and `@room`.
     mention_names: list[str]
     mention_room: bool
+    sealed: bool  # an end-to-end encryption envelope (_clean_sent)
 
 
 _KEY_CONSTRAINT = "sentmessagekey_sender_client_msg_id"
@@ -225,7 +259,7 @@ def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
     seen: list[set] = []
     for index, request in enumerate(requests):
         try:
-            content = _clean_content(request.get("content"))
+            content, sealed = _clean_sent(request.get("content"))
             key = _clean_client_msg_id(request.get("client_msg_id"))
             room_id = parse_room_id(request.get("room_id"))
         except ApplicationError as error:
@@ -236,8 +270,8 @@ def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
         if number == len(seen):
             rounds.append([])
             seen.append(set())
-        names, room = mentions.names_in(content)  # only when the text has an '@'
-        rounds[number].append(_Send(index, user, room_id, content, key, uuid.uuid4(), names, room))
+        names, room = ([], False) if sealed else mentions.names_in(content)  # only when the text has an '@'
+        rounds[number].append(_Send(index, user, room_id, content, key, uuid.uuid4(), names, room, sealed))
         seen[number].add((user.pk, key))
     return rounds
 
@@ -246,9 +280,10 @@ _SEND = f"""
 WITH v AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb)
         AS v(idx int, user_id bigint, room_id uuid, client_msg_id uuid, content text, message_id uuid,
-             mention_names text[], mention_room bool)
+             mention_names text[], mention_room bool, sealed bool)
 ), checked AS (
-    SELECT v.*, r.kind, m.role, w.role AS workspace_role, u.is_active AS user_active, k.room_id AS key_room,
+    SELECT v.*, r.kind, r.encrypted_since IS NOT NULL AS encrypted, m.role, w.role AS workspace_role,
+           u.is_active AS user_active, k.room_id AS key_room,
            o.id AS o_id, o.sequence AS o_sequence, o.content AS o_content, o.created_at AS o_created_at,
            o.changed_sequence AS o_changed_sequence, o.edited_at AS o_edited_at, o.deleted_at AS o_deleted_at,
            o.reply_to AS o_reply_to, o.reply_count AS o_reply_count, o.last_reply_at AS o_last_reply_at,
@@ -263,7 +298,9 @@ WITH v AS (
       -- One index lookup per send. As plain joins, the planner (which guesses 100 rows for
       -- jsonb_to_recordset) preferred hashing whole tables: a scan of every key ever sent, per
       -- batch. LIMIT 1 (each is unique anyway) keeps the lookups per row.
-      LEFT JOIN LATERAL (SELECT kind, workspace_id FROM rooms_room WHERE id = v.room_id LIMIT 1) r ON true
+      LEFT JOIN LATERAL (
+          SELECT kind, workspace_id, encrypted_since FROM rooms_room WHERE id = v.room_id LIMIT 1
+      ) r ON true
       LEFT JOIN LATERAL (
           SELECT role FROM rooms_membership WHERE room_id = v.room_id AND user_id = v.user_id LIMIT 1
       ) m ON true
@@ -294,6 +331,8 @@ WITH v AS (
         ON send_rules.kind = checked.kind AND send_rules.role IS NOT DISTINCT FROM checked.role
        AND send_rules.user_active = checked.user_active
      WHERE send_rules.allowed AND key_room IS NULL
+       -- _sealing_refusal: envelopes in end-to-end encrypted rooms, text elsewhere.
+       AND checked.encrypted = coalesce(checked.sealed, false)
 ), locked AS MATERIALIZED (
     -- In id order, so that two batches sharing rooms cannot deadlock. The row lock serialises a
     -- room's writers until commit: numbers are gapless (a rollback returns them) and commit in order.
@@ -324,8 +363,8 @@ WITH v AS (
       FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
      WHERE a.mentions IS NOT NULL OR a.kind = '{Room.Kind.DIRECT}'
 )
-SELECT c.idx, c.kind, c.role, c.workspace_role, c.user_active, c.key_room, c.o_id, c.o_sequence, c.o_content,
-       c.o_created_at, c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count,
+SELECT c.idx, c.kind, c.encrypted, c.role, c.workspace_role, c.user_active, c.key_room, c.o_id, c.o_sequence,
+       c.o_content, c.o_created_at, c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count,
        c.o_last_reply_at, c.o_reactions, c.o_change_kind, c.o_mentions, c.mentions, i.sequence, i.created_at
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
@@ -345,6 +384,7 @@ def _send_params(sends: list[_Send]) -> list:
             # Only for texts that name someone: the hot path's rows stay as they were.
             **({"mention_names": s.mention_names} if s.mention_names else {}),
             **({"mention_room": True} if s.mention_room else {}),
+            **({"sealed": True} if s.sealed else {}),
         }
         for s in sends
     ]
@@ -389,6 +429,8 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list, notif
                 mentions=_jsonb(row["o_mentions"]),
             )
             results[send.index] = (original, False)
+        elif (refusal := _sealing_refusal(encrypted=bool(row["encrypted"]), sealed=send.sealed)) is not None:
+            results[send.index] = refusal
         else:
             message = Message(
                 id=send.message_id,
@@ -436,6 +478,25 @@ def _next_sequence(room_id: uuid.UUID) -> int:
         return cursor.fetchone()[0]
 
 
+def notice_insert(*, room_id: uuid.UUID, user: User, content: str) -> Message:
+    """A message the server writes for a change of the room itself (e2ee.services: the notice that
+    turned end-to-end encryption on): the room's next number, so live clients and sync learn it
+    like any message. Inside the caller's transaction; announced after its commit."""
+    partitions.ensure_for(timezone.now())
+    number, stamp = _number_and_stamp(room_id)
+    message = Message.objects.create(
+        room_id=room_id,
+        sequence=number,
+        sender=user,
+        content=content,
+        client_msg_id=uuid.uuid4(),
+        created_at=stamp,
+        changed_sequence=number,
+    )
+    _announce_change(message)
+    return message
+
+
 def _announce_change(message: Message) -> None:
     """A numbered room change; consumers deliver these in number order."""
     event = {
@@ -467,6 +528,10 @@ def message_edit(*, user: User, room_id: object, message_id: object, content: ob
         with transaction.atomic():
             membership = membership_get(room_id=room_id, user=user)
             access.require_send(membership)
+            if membership.room.encrypted_since is not None:  # docs/e2ee.md: edits are not offered
+                raise Conflict(
+                    "Messages in an end-to-end encrypted conversation cannot be edited.", code="encrypted_room"
+                )
             room_id = membership.room.pk
             # Taking the number locks the room: every change in this room is serialised from here.
             number = _next_sequence(room_id)
@@ -515,6 +580,8 @@ def message_delete(*, user: User, room_id: object, message_id: object) -> Messag
             _require_hot(message)
             if message.sender_id != user.pk and not access.may_manage(membership):
                 raise Forbidden("Only the author or a room admin can delete a message.")
+            if message.content == envelope.ENABLED_NOTICE:  # the room stays encrypted: so does its notice
+                raise Conflict("The notice that turned encryption on stays.", code="encryption_notice")
             if message.deleted_at is not None:
                 raise _Unchanged(message)
             now = timezone.now()
@@ -620,10 +687,11 @@ def _send_one(
     uploads to this room, not sent before; their metadata is stored on the message, so payloads,
     history and sync carry it without another query). A message with attachments may have no text."""
     attachment_ids = attachment_binding.clean_ids(attachments)
+    sealed = False
     if attachment_ids and (content is None or (isinstance(content, str) and not content.strip())):
         content = ""
     else:
-        content = _clean_content(content)
+        content, sealed = _clean_sent(content)
     key = _clean_client_msg_id(client_msg_id)
     parent_id = _clean_reply_to(reply_to) if reply_to is not None else None
     partitions.ensure_for(timezone.now())
@@ -650,6 +718,14 @@ def _send_one(
                     if message is None:
                         raise Archived()
                     return message, False
+                encrypted = membership.room.encrypted_since is not None
+                if encrypted and attachment_ids:
+                    raise Conflict(
+                        "Files cannot be sent in an end-to-end encrypted conversation: they would not be encrypted.",
+                        code="encrypted_room",
+                    )
+                if (refusal := _sealing_refusal(encrypted=encrypted, sealed=sealed)) is not None:
+                    raise refusal
                 # Taking the number locks the room: every change in this room is serialised from here.
                 number, stamp = _number_and_stamp(room_pk)
                 root = None
@@ -660,8 +736,12 @@ def _send_one(
                     _require_hot(root)
                     if root.deleted_at is not None:
                         raise Conflict("This message was deleted: its thread takes no new replies.", code="deleted")
-                found = mentions.resolve(
-                    room_id=room_pk, content=content, may_mention_room=access.may_mention_room(membership.role)
+                found = (
+                    None
+                    if sealed
+                    else mentions.resolve(
+                        room_id=room_pk, content=content, may_mention_room=access.may_mention_room(membership.role)
+                    )
                 )
                 message_id = uuid.uuid4()
                 carried = (

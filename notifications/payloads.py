@@ -2,12 +2,15 @@
 
 from typing import Annotated, Literal, TypedDict
 
+from e2ee.envelope import is_marked
 from rooms.payloads import DateTimeStr, UUIDStr
 
 Kind = Literal["mention", "room", "reply", "direct"]
 Level = Literal["all", "mentions", "mute"]
 
 EXCERPT_LENGTH = 200  # characters of the message's text an item shows
+# What an end-to-end encrypted message's item says instead (docs/e2ee.md: no previews).
+ENCRYPTED_EXCERPT = "Encrypted message"
 
 
 class NotificationRoom(TypedDict):
@@ -45,5 +48,7 @@ class RoomLevelPayload(TypedDict):
 
 
 def excerpt(content: str) -> str:
+    if is_marked(content):  # an envelope: the server cannot read it, so there is no preview
+        return ENCRYPTED_EXCERPT
     text = " ".join(content.split())
     return text if len(text) <= EXCERPT_LENGTH else text[: EXCERPT_LENGTH - 1] + "…"

@@ -29,6 +29,10 @@ class Room(models.Model):
     # "<workspace id>:<low user id>:<high user id>" for direct rooms, so one pair never gets two
     # rooms in one workspace.
     direct_key = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    # End-to-end encryption (e2ee/, docs/e2ee.md), direct rooms only and one way: the sequence of
+    # the notice that turned it on; null while the room is not encrypted. From then on the room's
+    # messages are envelopes the server cannot read (messaging.services refuses plain text).
+    encrypted_since = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -38,6 +42,10 @@ class Room(models.Model):
                 name="room_direct_key_iff_direct",
             ),
             models.CheckConstraint(condition=models.Q(last_sequence__gte=0), name="room_last_sequence_gte_0"),
+            models.CheckConstraint(
+                condition=models.Q(encrypted_since__isnull=True) | models.Q(kind="direct"),
+                name="room_encrypted_only_direct",
+            ),
         ]
 
     def __str__(self) -> str:

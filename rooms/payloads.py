@@ -45,6 +45,9 @@ class RoomPayload(TypedDict):
     last_sequence: Annotated[int, "The room's latest change number (see `changes/`)"]
     role: Annotated[str | None, Membership.Role, "My role in the room; null when I am not a member"]
     workspace: Annotated[int, "The id of the workspace the room belongs to (`GET workspaces/`)"]
+    encrypted: Annotated[
+        bool, "End-to-end encrypted (direct rooms only, docs/e2ee.md): messages are envelopes; no search, no previews"
+    ]
 
 
 class RoomListEntry(RoomPayload):
@@ -100,6 +103,7 @@ def room_payload(room: Room, *, role: str | None = None) -> RoomPayload:
         "last_sequence": room.last_sequence,
         "role": role,
         "workspace": room.workspace_id,
+        "encrypted": room.encrypted_since is not None,
     }
 
 

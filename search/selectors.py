@@ -94,10 +94,17 @@ def clean_query(q: object) -> str:
 
 def readable_rooms(user: User, room: object | None = None, workspace_id: int | None = None) -> list[Room]:
     """The rooms whose messages `user` may read (all of them, those of one workspace, or the one
-    named)."""
+    named), end-to-end encrypted rooms left out: the server cannot read their messages (docs/e2ee.md).
+    Naming one is `room_encrypted`."""
     if room is not None:
-        return [membership_get(room_id=room, user=user).room]
-    memberships = Membership.objects.filter(user=user).select_related("room", "user")
+        named = membership_get(room_id=room, user=user).room
+        if named.encrypted_since is not None:
+            message = "An end-to-end encrypted conversation cannot be searched."
+            raise QueryError(message, code="room_encrypted", fields={"room": [message]})
+        return [named]
+    memberships = Membership.objects.filter(user=user, room__encrypted_since__isnull=True).select_related(
+        "room", "user"
+    )
     if workspace_id is not None:
         memberships = memberships.filter(room__workspace_id=workspace_id)
     return [

@@ -22,7 +22,9 @@ each; socket cells add only fresh messages and board updates of their own. The m
 is done, as transactional tests do.
 """
 
+import base64
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,6 +48,7 @@ from audit.models import DataExport
 from boards import comments
 from boards.models import Board, BoardComment, BoardUpdate
 from boards.services import board_create
+from e2ee.models import Device
 from messaging.consumers import CLOSE_UNAUTHENTICATED, ChatConsumer
 from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.services import message_edit, message_send
@@ -360,6 +363,9 @@ class Cell:
             return self.notification(whose).pk
         if name == "export_id":
             return self.data_export(whose).pk
+        if name == "device_id":  # the target's device key (e2ee): only its owner may revoke it
+            key = base64.b64encode(bytes.fromhex(SPKI_P256_HEADER) + b"\x04" + bytes(64)).decode()
+            return Device.objects.get_or_create(user=self.world.users["target"], public_key=key)[0].pk
         if name == "workspace_ref":  # the world's rooms' workspace (tests/test_workspaces.py moves them)
             return Room.objects.get(pk=self.room.pk).workspace.slug
         raise AssertionError(f"tests/test_authz_matrix.py: Cell.param has no value for {{{name}}}")
@@ -399,6 +405,7 @@ BOARD = f"{V1}/boards/{{board_id}}"
 COMMENT = f"{BOARD}/comments/{{comment_id}}"
 SIMULATION = f"{V1}/simulations/{{run_id}}"
 MEMBERS = in_room(OK, OK, OK, OK)
+SPKI_P256_HEADER = "3059301306072a8648ce3d020106082a8648ce3d030107034200"  # a P-256 key's SPKI prefix
 MANAGERS = in_room(OK, OK, FORBIDDEN, FORBIDDEN)
 
 REST_ROWS = [
@@ -487,6 +494,20 @@ REST_ROWS = [
         signed_in((404, "invitation_invalid")),
         body=lambda c: {"token": "not-a-token"},
     ),
+    # End-to-end encryption (docs/e2ee.md): my devices; a person's I share a workspace with (all
+    # here do); only direct rooms are encrypted (the matrix's are not), by those who may send.
+    Row("GET", f"{V1}/e2ee/devices/", signed_in(OK)),
+    Row(
+        "POST",
+        f"{V1}/e2ee/devices/",
+        signed_in(CREATED),
+        body=lambda c: {
+            "public_key": base64.b64encode(bytes.fromhex(SPKI_P256_HEADER) + b"\x04" + os.urandom(64)).decode()
+        },
+    ),
+    Row("DELETE", f"{V1}/e2ee/devices/{{device_id}}/", signed_in((404, "device_not_found"))),
+    Row("GET", f"{V1}/e2ee/users/{{user_id}}/devices/", signed_in(OK)),
+    Row("POST", f"{ROOM}/encryption/", in_room(*[(400, "not_direct")] * 3, FORBIDDEN)),
     # Rooms.
     Row("GET", f"{V1}/rooms/", signed_in(OK)),
     Row("POST", f"{V1}/rooms/", signed_in(CREATED), body=lambda c: {"name": "Mine", "kind": "private"}),
