@@ -112,7 +112,7 @@ class MeApi(APIView):
     def get(self, request):
         return Response(me_payload(request.user))
 
-    @extend_schema(request=Input, responses=documented(MePayload, 400, 403))
+    @extend_schema(request=Input, responses=documented(MePayload, 400, 403, 429))
     def patch(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)

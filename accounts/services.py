@@ -21,6 +21,7 @@ from accounts.models import DISPLAY_NAME_MAX_LENGTH, User
 from core import redis_clients
 from core.errors import ApplicationError, InvalidInput, Unavailable
 from core.events import dumps, send_event, user_group
+from core.throttles import address_ident, mail_budgets_take
 from rooms.payloads import user_payload
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ def email_change_request(*, user: User, email: object, current_password: str, si
     password must be right. A signed link that works for EMAIL_CHANGE_TIMEOUT seconds, once, is
     mailed to the new address (following it applies the change: `email_change_confirm`), and the
     old address is told, so that a change its owner did not ask for is noticed. `site`: the scheme
-    and host the link starts with. Returns the new address."""
+    and host the link starts with. Returns the new address. At most THROTTLE_EMAIL_CHANGE_USER asks
+    per user and THROTTLE_EMAIL_CHANGE_ADDRESS per new address (429 `email_rate_limited`)."""
     if not isinstance(email, str) or not email.strip():
         raise InvalidInput(fields={"email": ["Enter an email address."]})
     if not user.check_password(current_password):
@@ -163,6 +165,8 @@ def email_change_request(*, user: User, email: object, current_password: str, si
         raise InvalidInput(
             "That is your address already.", code="email_unchanged", fields={"email": ["That is your address already."]}
         )
+    # Both mails count: the asker's budget and the new address's (core.throttles).
+    mail_budgets_take(("email_change_user", str(user.pk)), ("email_change_address", address_ident(email)))
     token = signing.dumps({"user": user.pk, "email": email, "at": time.time()}, salt=EMAIL_CHANGE_SALT)
     context = {
         "user": user,

@@ -21,8 +21,15 @@ from accounts.forms import (
     SignupForm,
 )
 from accounts.services import user_create, user_credentials_changed
-from core.errors import ApplicationError
-from core.throttles import SIGN_IN_THROTTLES, SignInAddressThrottle, SignUpAddressThrottle, throttled_for
+from core.errors import ApplicationError, RateLimited
+from core.throttles import (
+    SIGN_IN_THROTTLES,
+    SignInAddressThrottle,
+    SignUpAddressThrottle,
+    address_ident,
+    mail_budgets_take,
+    throttled_for,
+)
 from sso import selectors as sso_selectors
 
 
@@ -158,8 +165,9 @@ def avatar(request, user_id: int, token: str):
 
 class PasswordResetView(auth_views.PasswordResetView):
     """Django's flow: a link valid for PASSWORD_RESET_TIMEOUT seconds is mailed to every active
-    account with that address (and nothing says whether there is one). Limited per address like
-    sign-in, so it cannot be used to flood a mailbox."""
+    account with that address (and nothing says whether there is one). Limited per client address
+    like sign-in, and per email address (THROTTLE_PASSWORD_RESET_ADDRESS, counted whether or not an
+    account has it, so the refusal says nothing either), so it cannot be used to flood a mailbox."""
 
     template_name = "accounts/password_reset.html"
     email_template_name = "accounts/password_reset_email.txt"
@@ -171,6 +179,14 @@ class PasswordResetView(auth_views.PasswordResetView):
             form = _refused(self.get_form_class()(initial={"email": request.POST.get("email", "")}), wait)
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        try:
+            mail_budgets_take(("password_reset_address", address_ident(form.cleaned_data["email"])))
+        except RateLimited as error:
+            form.add_error("email", error.message)
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().form_valid(form)
 
 
 class PasswordResetSentView(auth_views.PasswordResetDoneView):

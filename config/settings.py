@@ -281,6 +281,13 @@ REST_FRAMEWORK: dict[str, Any] = {
         "board": os.environ.get("THROTTLE_BOARD", "30/s"),
         "awareness": os.environ.get("THROTTLE_AWARENESS", "20/s"),
         "awareness_user": os.environ.get("THROTTLE_AWARENESS_USER", "60/s"),
+        # Mail people make the server send (core.throttles.budgets_take): per user who asks and
+        # per address it goes to, so nobody can make Parley flood a mailbox.
+        "email_change_user": os.environ.get("THROTTLE_EMAIL_CHANGE_USER", "5/hour"),
+        "email_change_address": os.environ.get("THROTTLE_EMAIL_CHANGE_ADDRESS", "3/hour"),
+        "password_reset_address": os.environ.get("THROTTLE_PASSWORD_RESET_ADDRESS", "5/hour"),
+        "invitation_user": os.environ.get("THROTTLE_INVITATION_USER", "50/hour"),
+        "invitation_address": os.environ.get("THROTTLE_INVITATION_ADDRESS", "3/hour"),
     },
 }
 if DEBUG:

@@ -101,8 +101,15 @@ class RateLimited(ApplicationError):
     status = 429
     message = "Slow down: too many requests."
 
-    def __init__(self, retry_after_seconds: float) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        retry_after_seconds: float,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        fields: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, fields=fields)
         self.retry_after_ms = max(1, int(retry_after_seconds * 1000 + 0.999))
 
     def as_dict(self) -> dict:

@@ -7,6 +7,9 @@ Over a limit, the API answers 429 `rate_limited` with `retry_after_ms` and a Ret
   password guessing and mass sign-ups slow to a crawl.
 - Writes (message sends, edits and deletes, receipts) per user, for views that name their
   `write_scope`: the REST twin of the socket's token buckets (messaging.consumers).
+- Mail that people make the server send (an email change's confirmation, a password reset, a
+  workspace invitation) per sender and per address it goes to (`budgets_take`, called by the
+  services that send it): a script with a token cannot turn Parley into a mail cannon.
 
 Every throttle fails open: when the cache (Redis) cannot be reached or does not answer within
 settings.REDIS_TIMEOUT, the request goes through unthrottled (a warning is logged), and for the
@@ -16,6 +19,7 @@ send needs PostgreSQL only; making it wait for, or fail with, Redis would turn a
 into a REST outage. The socket's limits are in-process token buckets and never touch Redis.
 """
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -25,6 +29,8 @@ import redis.exceptions
 from django.http import HttpRequest
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
+
+from core.errors import RateLimited
 
 if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES)
     from rest_framework.request import Request
@@ -137,3 +143,59 @@ def throttled_for(request: HttpRequest, throttles: Sequence[type[SimpleRateThrot
         if not throttle.allow_request(cast("Request", request), cast("APIView", None)):
             waits.append(throttle.wait() or 1.0)
     return max(waits) if waits else None
+
+
+class _Budget(SimpleRateThrottle):
+    """A DRF rate (settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][scope]) counted for what a
+    service names, not for a request."""
+
+    def __init__(self, scope: str, ident: str) -> None:
+        self.scope, self.ident = scope, ident
+        super().__init__()
+        limit, window = self.parse_rate(self.rate)
+        self.limit, self.window = limit or 0, window or 1
+
+    def get_cache_key(self, request: object = None, view: object = None) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.ident}
+
+    def spent(self) -> bool:
+        """Whether the budget has no use left (what allow_request checks, without counting one)."""
+        self.key = self.get_cache_key()
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.window:
+            self.history.pop()
+        return len(self.history) >= self.limit
+
+
+def address_ident(address: str) -> str:
+    """An email address as a budget's key: case-folded and hashed (no addresses in Redis)."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+
+
+def budgets_take(*budgets: tuple[str, str]) -> float | None:
+    """One use of every (scope, ident) budget, or of none: None when all had one left (each is
+    counted), else the seconds until every one of them has one again (none is counted, so a refused
+    attempt costs nothing). Fails open like the throttles (see the module)."""
+    if _CacheOutage.ongoing():
+        return None
+    try:
+        counted = [_Budget(scope, ident) for scope, ident in budgets]
+        waits = [budget.wait() or 1.0 for budget in counted if budget.spent()]
+        if waits:
+            return max(waits)
+        for budget in counted:
+            budget.throttle_success()
+    except CACHE_ERRORS as error:
+        _CacheOutage.begin(error)
+    return None
+
+
+def mail_budgets_take(*budgets: tuple[str, str], field: str = "email") -> None:
+    """budgets_take for a mail about to be sent: RateLimited (429 `email_rate_limited`, with
+    `retry_after_ms`, the message on `field`) when a budget is spent; nothing is counted then."""
+    wait = budgets_take(*budgets)
+    if wait is not None:
+        minutes = max(1, -(-int(wait) // 60))
+        message = f"Too many emails were asked for. Please try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        raise RateLimited(wait, message, code="email_rate_limited", fields={field: [message]})

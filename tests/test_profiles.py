@@ -13,6 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from PIL import Image
 from rest_framework.test import APIClient
+from rest_framework.throttling import SimpleRateThrottle
 
 from accounts import services as accounts
 from accounts.models import User
@@ -396,3 +397,57 @@ def test_a_new_email_is_applied_only_from_the_link_mailed_to_it_and_once(make_us
     expired = APIClient().post("/api/v1/me/email/confirm/", {"token": newer.group(1)}, format="json")
     assert (expired.status_code, expired.json()["error"]["code"]) == (400, "email_link_expired")
     assert User.objects.get(pk=ada.pk).email == "ada@new.example"
+
+
+# -- limits on the mail people make the server send (core.throttles.budgets_take) ------------------
+
+
+def mail_rates(monkeypatch, **rates: str) -> None:
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", dict(SimpleRateThrottle.THROTTLE_RATES, **rates))
+
+
+@pytest.mark.django_db
+def test_email_change_mails_are_limited_per_user_and_per_address(make_user, smtp, monkeypatch):
+    mail_rates(monkeypatch, email_change_user="3/hour", email_change_address="2/hour")
+    ada, bob = make_user("ada"), make_user("bob")
+
+    def ask(user, email):
+        return client_for(user).patch("/api/v1/me/", {"email": email, "current_password": PASSWORD}, format="json")
+
+    assert ask(ada, "target@example.com").status_code == 200
+    assert ask(bob, "TARGET@example.com").status_code == 200  # another asker; the address, whatever its case
+    refused = ask(ada, "target@example.com")  # that address had its 2 this hour
+    error = refused.json()["error"]
+    assert (refused.status_code, error["code"]) == (429, "email_rate_limited")
+    assert error["retry_after_ms"] > 0 and int(refused["Retry-After"]) >= 1
+    assert error["fields"]["email"] == [error["message"]] and "Too many emails" in error["message"]
+    # The refusal cost Ada nothing: two more addresses, then her own 3 an hour are spent.
+    assert ask(ada, "other@example.com").status_code == 200
+    assert ask(ada, "third@example.com").status_code == 200
+    assert (ask(ada, "fourth@example.com").status_code, len(smtp.messages)) == (429, 8)  # 4 asks, 2 mails each
+    assert User.objects.get(pk=ada.pk).email == "ada@example.com"
+
+    # The account page says so on the email field, and sends nothing.
+    browser = Client()
+    browser.force_login(ada)
+    page = browser.post(
+        "/account/", {"form": "email", "email-email": "fifth@example.com", "email-current_password": PASSWORD}
+    )
+    html = page.content.decode()
+    assert page.status_code == 400 and 'id="id_email-email_error"' in html and "Too many emails" in html
+    assert len(smtp.messages) == 8
+
+
+@pytest.mark.django_db
+def test_password_reset_mails_are_limited_per_address_whether_or_not_it_has_an_account(make_user, smtp, monkeypatch):
+    mail_rates(monkeypatch, password_reset_address="2/hour")
+    make_user("ada")
+    browser = Client()
+    for address in ("ada@example.com", "nobody@example.com"):
+        for _ in range(2):
+            assert browser.post("/password-reset/", {"email": address})["Location"] == "/password-reset/sent/"
+        refused = browser.post("/password-reset/", {"email": address.upper()})
+        html = refused.content.decode()
+        # The same refusal for both: it says nothing about who has an account.
+        assert refused.status_code == 429 and 'id="id_email_error"' in html and "Too many emails" in html
+    assert [message["To"] for message in smtp.messages] == ["ada@example.com", "ada@example.com"]

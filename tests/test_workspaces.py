@@ -272,6 +272,30 @@ def test_an_email_invitation_is_mailed_and_used_once_by_its_address(
     assert not WorkspaceMembership.objects.filter(workspace=acme, user=eve).exists()
 
 
+def test_email_invitations_are_limited_per_inviter_and_per_address(
+    two, smtp, monkeypatch, django_capture_on_commit_callbacks
+):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    rates = dict(SimpleRateThrottle.THROTTLE_RATES, invitation_user="3/hour", invitation_address="1/hour")
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
+    ana, acme = two["ana"], two["acme"]
+
+    def invite(email: str):
+        return client_for(ana).post(f"{V1}/workspaces/acme/invitations/", {"email": email}, format="json")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert invite("dora@example.com").status_code == 201
+        refused = invite("Dora@Example.com")  # that address had its one this hour
+        assert code_of(refused) == (429, "email_rate_limited") and refused.json()["error"]["retry_after_ms"] > 0
+        assert invite("eve@example.com").status_code == invite("fay@example.com").status_code == 201
+        assert code_of(invite("gus@example.com")) == (429, "email_rate_limited")  # Ana's 3 an hour
+        assert invite("").status_code == 201  # a link, mailed to nobody, is not limited
+    mailed = sorted(message["To"] for message in smtp.messages)
+    assert mailed == ["dora@example.com", "eve@example.com", "fay@example.com"]
+    assert WorkspaceInvitation.objects.filter(workspace=acme).exclude(email="").count() == 3  # refusals made none
+
+
 # -- the current workspace in the web UI ---------------------------------------------------------
 
 

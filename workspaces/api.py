@@ -116,7 +116,7 @@ class InvitationListApi(APIView):
     @extend_schema(
         operation_id="workspaces_invitations_create",
         request=Input,
-        responses=documented({201: InvitationPayload}, 400, 403, 404),
+        responses=documented({201: InvitationPayload}, 400, 403, 404, 429),
     )
     def post(self, request, workspace_ref):
         actor = selectors.membership_get(user=request.user, workspace=workspace_ref)

@@ -21,6 +21,7 @@ import audit
 from accounts.models import User
 from core.errors import ApplicationError, Conflict, Forbidden, InvalidInput, NotFound
 from core.jsontext import storable_text
+from core.throttles import address_ident, mail_budgets_take
 from workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMembership
 
 Role = WorkspaceMembership.Role
@@ -269,7 +270,9 @@ def invitation_create(
 ) -> tuple[WorkspaceInvitation, str]:
     """An invitation link (no email) or an email invitation (sent after commit through Django's
     email backend). Owners and admins invite, to roles below their own (owners: up to admin; a
-    workspace's owners are made by a role change). Returns the invitation and its token."""
+    workspace's owners are made by a role change). Email invitations are limited per inviter
+    (THROTTLE_INVITATION_USER) and per address (THROTTLE_INVITATION_ADDRESS): 429
+    `email_rate_limited`, nothing made. Returns the invitation and its token."""
     _require_manager(actor)
     role = _clean_role(role, allow_owner=False)
     _require_can_grant(actor, role)
@@ -283,6 +286,8 @@ def invitation_create(
             raise InvalidInput(
                 "Enter a valid email address.", fields={"email": ["Enter a valid email address."]}
             ) from None
+        # Per inviter and per address invited (core.throttles): 429 `email_rate_limited`.
+        mail_budgets_take(("invitation_user", str(actor.user_id)), ("invitation_address", address_ident(address)))
     invitation = WorkspaceInvitation.objects.create(
         workspace=actor.workspace,
         email=address,
