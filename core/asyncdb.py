@@ -8,7 +8,10 @@ connection parameters Django itself would use (DATABASE_URL and its OPTIONS, e.g
 reopened if it breaks, and closed when the loop shuts down. Reads that a new socket needs (its
 user, its rooms: accounts.middleware, messaging.selectors.asession_state) use a second connection
 of the same kind (`fetchall(..., reads=True)`), so that a connection storm neither waits behind
-send batches nor holds them up, and pays no thread hop and no ORM query building per socket.
+send batches nor holds them up, and pays no thread hop and no ORM query building per socket. Single
+changes of a message (reactions: messaging.services.areaction_set) use a third (`changes=True`):
+each is a statement of its own that may wait for a room's lock, and must not hold the batches up
+while it does.
 
 A batch waits at most settings.DB_STATEMENT_TIMEOUT for PostgreSQL, connecting included: past it
 the connection is dropped and the statement fails with core.dbdeadline.StatementTimeout (an
@@ -64,19 +67,22 @@ class _Writer:
 
 _writer = per_loop(_Writer)
 _reader = per_loop(_Writer)
+_changer = per_loop(_Writer)
 
 
-async def fetchall(statement: str, params: list | dict, *, reads: bool = False) -> list[dict[str, Any]]:
-    """Run one statement on this loop's connection (`reads`: its second one) and return its rows,
-    by column name. The connection is in autocommit: a single statement is its own transaction,
-    committed (or, on an error, rolled back whole) before this returns: one round trip, no BEGIN
-    or COMMIT of its own.
+async def fetchall(
+    statement: str, params: list | dict, *, reads: bool = False, changes: bool = False
+) -> list[dict[str, Any]]:
+    """Run one statement on this loop's connection (`reads`: its second one, `changes`: its third)
+    and return its rows, by column name. The connection is in autocommit: a single statement is its
+    own transaction, committed (or, on an error, rolled back whole) before this returns: one round
+    trip, no BEGIN or COMMIT of its own.
 
     A read that fails on a connection kept from earlier (it may have died while idle: PostgreSQL
     restarted, a proxy cut it) is tried once more on a new connection, within the same deadline,
     as the pool's check does for Django's connections; a write is not (its caller answers
     `unavailable` and the client's retry is idempotent)."""
-    writer = _reader() if reads else _writer()
+    writer = _reader() if reads else _changer() if changes else _writer()
     async with writer.lock:
         timeout = settings.DB_STATEMENT_TIMEOUT
         deadline = asyncio.get_running_loop().time() + timeout

@@ -438,8 +438,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_message_send(self, frame: dict) -> None:
         room = _require_str(frame, "room")
-        # A reply (its thread's root changes too) or a message with attachments: not batched.
-        if frame.get("reply_to") is not None or frame.get("attachments") is not None:
+        # A message with attachments: not batched (the ORM's path binds its uploads).
+        if frame.get("attachments") is not None:
             message, _created = await call_service(
                 services.message_send,
                 user=self.user,
@@ -451,9 +451,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             await self._ack("message.ack", room, message)
             return
-        message, _created = await send_batcher().send(
-            user=self.user, room_id=room, content=frame.get("content"), client_msg_id=frame.get("client_msg_id")
-        )
+        request = {"user": self.user, "room_id": room, "content": frame.get("content")}
+        request["client_msg_id"] = frame.get("client_msg_id")
+        if frame.get("reply_to") is not None:  # a reply: its thread's root changes in the same statement
+            request["reply_to"] = frame["reply_to"]
+        message, _created = await send_batcher().send(**request)
         await self._ack("message.ack", room, message)
 
     async def on_message_edit(self, frame: dict) -> None:
@@ -477,8 +479,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_reaction(self, frame: dict) -> None:
         """reaction.add / reaction.remove: answered with reaction.ack (the message as it now is)."""
         room = _require_str(frame, "room")
-        message = await call_service(
-            services.reaction_set,
+        message = await services.areaction_set(
             user=self.user,
             room_id=room,
             message_id=_require_str(frame, "id"),

@@ -14,18 +14,26 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 import audit
 from accounts.models import User
 from attachments import binding as attachment_binding
-from core import asyncdb
-from core.errors import ApplicationError, Conflict, Forbidden, Internal, InvalidInput, Unavailable, is_outage
+from core import asyncdb, sql
+from core.errors import (
+    ApplicationError,
+    Conflict,
+    Forbidden,
+    Internal,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+    is_outage,
+)
 from core.events import dumps, publishing, room_group, send_event, send_events, user_group
 from core.jsontext import storable_text
 from e2ee import envelope
-from messaging import mentions, partitions
+from messaging import archive, mentions, partitions
 from messaging.archive import hot_cutoff
 from messaging.emoji import clean_emoji
 from messaging.erasure import erase_in_message
@@ -104,6 +112,8 @@ class _Send:
     mention_names: list[str]
     mention_room: bool
     sealed: bool  # an end-to-end encryption envelope (_clean_sent)
+    # A reply (`thread_reply`): the message it answers (the thread's root is found by _SEND).
+    reply_to: uuid.UUID | None = None
 
 
 _KEY_CONSTRAINT = "sentmessagekey_sender_client_msg_id"
@@ -134,10 +144,10 @@ def message_send(
     Returns (message, created). Resending the same client_msg_id returns the original message
     with created=False and announces nothing. With `reply_to`, a reply in that message's thread
     (`thread_reply`); with `attachments` (ids of completed uploads, docs/attachments.md), a message
-    carrying them (`_send_one`); plain messages take the batched path, which never looks at
-    attachments.
+    carrying them (`_send_one`, through the ORM); the others, replies included, take the batched
+    statement (_SEND), which never looks at attachments.
     """
-    if reply_to is not None or attachments not in (None, []):
+    if attachments not in (None, []):
         return _send_one(
             user=user,
             room_id=room_id,
@@ -146,17 +156,17 @@ def message_send(
             reply_to=reply_to,
             attachments=attachments,
         )
-    result = message_send_many(
-        requests=[{"user": user, "room_id": room_id, "content": content, "client_msg_id": client_msg_id}]
-    )[0]
+    request = {"user": user, "room_id": room_id, "content": content, "client_msg_id": client_msg_id}
+    result = message_send_many(requests=[request | ({"reply_to": reply_to} if reply_to is not None else {})])[0]
     if isinstance(result, ApplicationError):
         raise result
     return result
 
 
 def message_send_many(*, requests: list[dict]) -> list[SendResult]:
-    """Send several messages (each `{user, room_id, content, client_msg_id}`), each with its own
-    result: (message, created), or the ApplicationError it would have raised alone.
+    """Send several messages (each `{user, room_id, content, client_msg_id}`, and `reply_to` for a
+    reply), each with its own result: (message, created), or the ApplicationError it would have
+    raised alone.
 
     The rules live in `_send_batches`; this driver runs its statements through Django's
     connection (REST, pages, tasks). `amessage_send_many` is the event loop's driver.
@@ -169,7 +179,7 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
         outcome: Outcome
         try:
             partitions.ensure_for(timezone.now())
-            with transaction.atomic(), _bound_cursor() as cursor:
+            with transaction.atomic(), sql.cursor(by_name=True) as cursor:
                 cursor.execute(_SEND, _send_params(sends))
                 outcome = cursor.fetchall()
         except (DatabaseError, psycopg.Error) as error:
@@ -177,6 +187,7 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
         sends = _advance(batches, outcome)
     if notify:  # committed: the inbox items of the mentioned and of direct rooms' other member
         notifications.notify_committed(messages=notify)
+    _explain_missing(results)
     return results
 
 
@@ -202,6 +213,8 @@ async def amessage_send_many(*, requests: list[dict]) -> list[SendResult]:
             sends = _advance(batches, outcome)
     if notify:  # after the acks' commit, off their path: a big room's items wait for no ack
         notifications.notify_sent_soon(messages=notify)
+    if any(isinstance(result, _MissingParent) for result in results):  # rare: a thread hop to the archive
+        await database_sync_to_async(_explain_missing)(results)
     return results
 
 
@@ -262,6 +275,7 @@ def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
             content, sealed = _clean_sent(request.get("content"))
             key = _clean_client_msg_id(request.get("client_msg_id"))
             room_id = parse_room_id(request.get("room_id"))
+            reply_to = _clean_reply_to(request["reply_to"]) if request.get("reply_to") is not None else None
         except ApplicationError as error:
             results[index] = error
             continue
@@ -271,7 +285,7 @@ def _prepare(requests: list[dict], results: list) -> list[list[_Send]]:
             rounds.append([])
             seen.append(set())
         names, room = ([], False) if sealed else mentions.names_in(content)  # only when the text has an '@'
-        rounds[number].append(_Send(index, user, room_id, content, key, uuid.uuid4(), names, room, sealed))
+        rounds[number].append(_Send(index, user, room_id, content, key, uuid.uuid4(), names, room, sealed, reply_to))
         seen[number].add((user.pk, key))
     return rounds
 
@@ -280,7 +294,7 @@ _SEND = f"""
 WITH v AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb)
         AS v(idx int, user_id bigint, room_id uuid, client_msg_id uuid, content text, message_id uuid,
-             mention_names text[], mention_room bool, sealed bool)
+             mention_names text[], mention_room bool, sealed bool, reply_to uuid)
 ), checked AS (
     SELECT v.*, r.kind, r.encrypted_since IS NOT NULL AS encrypted, m.role, w.role AS workspace_role,
            u.is_active AS user_active, k.room_id AS key_room,
@@ -293,7 +307,11 @@ WITH v AS (
                 THEN jsonb_build_object(
                     'users', coalesce(mn.users, '[]'::jsonb),
                     'room', coalesce(v.mention_room AND m.role IN ({access.room_mention_roles_sql()}), false))
-           END AS mentions
+           END AS mentions,
+           -- A reply's thread root: the message it answers, or that one's root (threads are one deep).
+           p.id AS parent_id, p.reply_to AS parent_root,
+           coalesce(t.id, p.id) AS root_id, coalesce(t.created_at, p.created_at) AS root_created_at,
+           CASE WHEN p.reply_to IS NULL THEN p.deleted_at ELSE t.deleted_at END AS root_deleted_at
       FROM v
       -- One index lookup per send. As plain joins, the planner (which guesses 100 rows for
       -- jsonb_to_recordset) preferred hashing whole tables: a scan of every key ever sent, per
@@ -323,8 +341,18 @@ WITH v AS (
             JOIN rooms_membership mm ON mm.user_id = mu.id AND mm.room_id = v.room_id
            WHERE v.mention_names IS NOT NULL AND lower(mu.username) = ANY(v.mention_names)
       ) mn ON true
+      -- Only replies look up their parent, and a reply's parent its root.
+      LEFT JOIN LATERAL (
+          SELECT id, reply_to, created_at, deleted_at FROM {Message._meta.db_table}
+           WHERE v.reply_to IS NOT NULL AND room_id = v.room_id AND id = v.reply_to LIMIT 1
+      ) p ON true
+      LEFT JOIN LATERAL (
+          SELECT id, created_at, deleted_at FROM {Message._meta.db_table}
+           WHERE p.reply_to IS NOT NULL AND room_id = v.room_id AND id = p.reply_to LIMIT 1
+      ) t ON true
 ), accepted AS (
-    -- Who may send is rooms.access.send_refusal, as a table of its answers.
+    -- Who may send is rooms.access.send_refusal, as a table of its answers (replying is sending:
+    -- reply_refusal allows the same). A reply needs a root that is not deleted, in a hot day.
     SELECT checked.*, row_number() OVER (PARTITION BY checked.room_id ORDER BY idx) AS ord
       FROM checked
       JOIN {access.send_rules_sql()}
@@ -333,23 +361,41 @@ WITH v AS (
      WHERE send_rules.allowed AND key_room IS NULL
        -- _sealing_refusal: envelopes in end-to-end encrypted rooms, text elsewhere.
        AND checked.encrypted = coalesce(checked.sealed, false)
+       AND (reply_to IS NULL OR (root_id IS NOT NULL AND root_deleted_at IS NULL AND root_created_at >= %s))
+), roots AS (
+    -- Each thread that takes replies here changes once: its count and last reply time, numbered
+    -- after the room's new messages.
+    SELECT room_id, root_id, root_created_at, count(*) AS n,
+           row_number() OVER (PARTITION BY room_id ORDER BY root_id) AS ord
+      FROM accepted WHERE root_id IS NOT NULL GROUP BY room_id, root_id, root_created_at
 ), locked AS MATERIALIZED (
     -- In id order, so that two batches sharing rooms cannot deadlock. The row lock serialises a
     -- room's writers until commit: numbers are gapless (a rollback returns them) and commit in order.
     SELECT id FROM rooms_room WHERE id IN (SELECT room_id FROM accepted) ORDER BY id FOR UPDATE
 ), numbered AS (
-    UPDATE rooms_room AS r SET last_sequence = r.last_sequence + c.n
+    UPDATE rooms_room AS r SET last_sequence = r.last_sequence + c.n + coalesce(t.n, 0)
       FROM (SELECT room_id, count(*) AS n FROM accepted GROUP BY room_id) AS c JOIN locked ON locked.id = c.room_id
+      LEFT JOIN (SELECT room_id, count(*) AS n FROM roots GROUP BY room_id) AS t ON t.room_id = c.room_id
      WHERE r.id = c.room_id
     -- Stamped after the lock: created_at never goes backwards along a room's sequence.
- RETURNING r.id, r.last_sequence - c.n AS base, clock_timestamp() AS stamp
+ RETURNING r.id, r.last_sequence - c.n - coalesce(t.n, 0) AS base, c.n AS sent, clock_timestamp() AS stamp
 ), inserted AS (
     INSERT INTO {Message._meta.db_table}
-        (id, room_id, sequence, sender_id, content, client_msg_id, created_at, changed_sequence, mentions)
+        (id, room_id, sequence, sender_id, content, client_msg_id, created_at, changed_sequence, mentions, reply_to)
     SELECT a.message_id, a.room_id, n.base + a.ord, a.user_id, a.content, a.client_msg_id, n.stamp, n.base + a.ord,
-           a.mentions
+           a.mentions, a.root_id
       FROM accepted AS a JOIN numbered AS n ON n.id = a.room_id
  RETURNING id, sequence, created_at
+), threaded AS (
+    -- The roots' rows as they are when the room's lock is ours (PostgreSQL applies the SET to the
+    -- newest version of a row changed meanwhile), with their senders: announced as changed.
+    UPDATE {Message._meta.db_table} AS m
+       SET reply_count = m.reply_count + t.n, last_reply_at = n.stamp, change_kind = 'thread',
+           changed_sequence = n.base + n.sent + t.ord
+      FROM roots AS t JOIN numbered AS n ON n.id = t.room_id
+     WHERE m.room_id = t.room_id AND m.id = t.root_id AND m.created_at = t.root_created_at
+ RETURNING m.id, to_jsonb(m) AS root,
+           (SELECT to_jsonb(s) - 'password' FROM {User._meta.db_table} s WHERE s.id = m.sender_id) AS root_sender
 ), claimed AS (
     -- A key claimed by a concurrent send fails the statement here (_key_taken): all or nothing.
     INSERT INTO {SentMessageKey._meta.db_table} (sender_id, client_msg_id, room_id, message_id, message_created_at)
@@ -361,13 +407,16 @@ WITH v AS (
     INSERT INTO {PendingNotification._meta.db_table} (message_id, message_created_at, room_id, number)
     SELECT i.id, i.created_at, a.room_id, i.sequence
       FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
-     WHERE a.mentions IS NOT NULL OR a.kind = '{Room.Kind.DIRECT}'
+     WHERE a.mentions IS NOT NULL OR a.kind = '{Room.Kind.DIRECT}' OR a.reply_to IS NOT NULL
 )
 SELECT c.idx, c.kind, c.encrypted, c.role, c.workspace_role, c.user_active, c.key_room, c.o_id, c.o_sequence,
        c.o_content, c.o_created_at, c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count,
-       c.o_last_reply_at, c.o_reactions, c.o_change_kind, c.o_mentions, c.mentions, i.sequence, i.created_at
+       c.o_last_reply_at, c.o_reactions, c.o_change_kind, c.o_mentions, c.mentions, i.sequence, i.created_at,
+       c.reply_to, c.parent_id, c.parent_root, c.root_id, c.root_created_at, c.root_deleted_at, th.root,
+       th.root_sender
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
+  LEFT JOIN threaded AS th ON th.id = c.root_id AND i.id IS NOT NULL
 """
 
 
@@ -385,21 +434,25 @@ def _send_params(sends: list[_Send]) -> list:
             **({"mention_names": s.mention_names} if s.mention_names else {}),
             **({"mention_room": True} if s.mention_room else {}),
             **({"sealed": True} if s.sealed else {}),
+            **({"reply_to": str(s.reply_to)} if s.reply_to else {}),
         }
         for s in sends
     ]
-    return [json.dumps(rows, ensure_ascii=False)]
+    hot_from = dt.datetime.combine(hot_cutoff(), dt.time(), tzinfo=dt.UTC)  # replies' roots: not frozen
+    return [json.dumps(rows, ensure_ascii=False), hot_from]
 
 
 def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list, notify: list[Message]) -> None:
-    """Turn _SEND's rows into each request's result and announce the new messages; those that
-    notify someone (a mention, a direct room) go to `notify`."""
+    """Turn _SEND's rows into each request's result and announce the changes: the new messages,
+    and the roots of the threads they reply in. Those that notify someone (a mention, a direct
+    room, a reply) go to `notify`."""
     by_index = {send.index: send for send in sends}
-    new = []
+    changes: dict[uuid.UUID, Message] = {}
     for row in rows:
         send = by_index[row["idx"]]
         kind = access.scoped_kind(kind=row["kind"], role=row["role"], workspace_role=row["workspace_role"])
-        refusal = access.send_refusal(kind=kind, role=row["role"], user_active=bool(row["user_active"]))
+        refused = access.reply_refusal if send.reply_to is not None else access.send_refusal
+        refusal = refused(kind=kind, role=row["role"], user_active=bool(row["user_active"]))
         if refusal is not None:
             results[send.index] = refusal
         elif row["key_room"] is not None and row["key_room"] != send.room_id:
@@ -431,6 +484,8 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list, notif
             results[send.index] = (original, False)
         elif (refusal := _sealing_refusal(encrypted=bool(row["encrypted"]), sealed=send.sealed)) is not None:
             results[send.index] = refusal
+        elif row["sequence"] is None:  # a reply that _SEND's rules for roots kept out
+            results[send.index] = _reply_refusal(row, send)
         else:
             message = Message(
                 id=send.message_id,
@@ -442,29 +497,51 @@ def _settle(rows: list[dict[str, Any]], sends: list[_Send], results: list, notif
                 created_at=row["created_at"],
                 changed_sequence=row["sequence"],
                 mentions=_jsonb(row["mentions"]),
+                reply_to=row["root_id"],
             )
             results[send.index] = (message, True)
-            new.append(message)
-            if message.mentions or row["kind"] == Room.Kind.DIRECT:
+            changes[message.id] = message
+            if message.mentions or row["kind"] == Room.Kind.DIRECT or message.reply_to is not None:
                 notify.append(message)  # notifications.services, once committed
-    for message in sorted(new, key=lambda message: (str(message.room_id), message.sequence)):
-        _announce_change(message)
+            if row["root"] is not None and row["root_id"] not in changes:
+                root = _model_from_json(Message, _jsonb(row["root"]))
+                sender = _jsonb(row["root_sender"])
+                root.sender = _model_from_json(User, sender) if sender is not None else None
+                changes[root.id] = root
+    for change in sorted(changes.values(), key=lambda message: (str(message.room_id), message.changed_sequence)):
+        _announce_change(change)
+
+
+class _MissingParent:
+    """A reply whose parent (or the parent's root) is not in PostgreSQL: `_explain_missing` tells
+    an archived one (`archived`) from none (`not_found`), with a look at the archive."""
+
+    def __init__(self, room_id: uuid.UUID, message_id: uuid.UUID) -> None:
+        self.room_id, self.message_id = room_id, message_id
+
+
+def _reply_refusal(row: dict[str, Any], send: _Send) -> ApplicationError | _MissingParent:
+    """Why _SEND did not take this reply, from its row (what the statement saw of the thread)."""
+    if row["root_id"] is None:
+        missing = row["parent_root"] if row["parent_id"] is not None else send.reply_to
+        return _MissingParent(send.room_id, missing)
+    if row["root_created_at"].astimezone(dt.UTC).date() < hot_cutoff():
+        return Archived()  # days outside the hot window are frozen (their archive matches them)
+    if row["root_deleted_at"] is not None:
+        return Conflict("This message was deleted: its thread takes no new replies.", code="deleted")
+    return Internal()  # _SEND's rule for roots and this one disagree: a bug
+
+
+def _explain_missing(results: list) -> None:
+    for index, result in enumerate(results):
+        if isinstance(result, _MissingParent):
+            archived = archive.find_archived(result.room_id, result.message_id)
+            results[index] = Archived() if archived else NotFound("No such message.")
 
 
 def _jsonb(value: object) -> Any:
     """A jsonb column: text through Django's connection, decoded through core.asyncdb's."""
     return json.loads(value) if isinstance(value, str) else value
-
-
-def _bound_cursor() -> psycopg.Cursor[dict[str, Any]]:
-    """A cursor with server-side parameters on Django's connection (and its transaction), whose
-    rows come by column name like core.asyncdb's.
-
-    Django's cursors bind parameters client-side, quoting every array element into the SQL
-    text; sending them as parameters is far cheaper, and psycopg prepares the statement once it
-    has run a few times."""
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection, row_factory=dict_row)
 
 
 def _next_sequence(room_id: uuid.UUID) -> int:
@@ -670,7 +747,7 @@ def thread_reply(
     (`deleted`), nor does one in a frozen day (`archived`); its existing replies stay readable.
     Resending a client_msg_id returns the original reply (created False), as for plain messages.
     """
-    return _send_one(user=user, room_id=room_id, content=content, client_msg_id=client_msg_id, reply_to=reply_to)
+    return message_send(user=user, room_id=room_id, content=content, client_msg_id=client_msg_id, reply_to=reply_to)
 
 
 def _send_one(
@@ -784,51 +861,178 @@ def _send_one(
 MAX_REACTIONS = 20  # different emoji on one message
 
 
+# A message's reactions with one user's `emoji` added (`present`) or removed, as SQL over the
+# reactions column {r} (a list of {{emoji, users: [user_ref]}} in the order first used, or NULL):
+# _REACT evaluates it in its UPDATE, so that a concurrent change is reapplied to the row as it is
+# when the room's lock is ours (PostgreSQL re-evaluates the SET against the newest row version).
+_REACTED = """
+CASE WHEN v.present THEN
+    CASE WHEN EXISTS (
+            SELECT 1 FROM jsonb_array_elements(coalesce({r}, '[]')) e, jsonb_array_elements(e->'users') u
+             WHERE e->>'emoji' = v.emoji AND (u->>'id')::bigint = v.user_id)
+         THEN {r}
+         WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce({r}, '[]')) e WHERE e->>'emoji' = v.emoji)
+         THEN (SELECT jsonb_agg(CASE WHEN e->>'emoji' = v.emoji
+                                     THEN jsonb_set(e, '{{users}}', (e->'users') || jsonb_build_array(v.me)) ELSE e END
+                                ORDER BY i)
+                 FROM jsonb_array_elements({r}) WITH ORDINALITY x(e, i))
+         WHEN jsonb_array_length(coalesce({r}, '[]')) >= v.max_reactions THEN {r}
+         ELSE coalesce({r}, '[]')
+              || jsonb_build_array(jsonb_build_object('emoji', v.emoji, 'users', jsonb_build_array(v.me)))
+    END
+ELSE (
+    SELECT jsonb_agg(kept ORDER BY i) FROM (
+        SELECT i, CASE WHEN e->>'emoji' <> v.emoji THEN e ELSE jsonb_set(e, '{{users}}', coalesce(
+                   (SELECT jsonb_agg(u ORDER BY j) FROM jsonb_array_elements(e->'users') WITH ORDINALITY y(u, j)
+                     WHERE (u->>'id')::bigint <> v.user_id), '[]')) END AS kept
+          FROM jsonb_array_elements(coalesce({r}, '[]')) WITH ORDINALITY x(e, i)
+    ) z WHERE jsonb_array_length(kept->'users') > 0)
+END"""
+
+_REACT = f"""
+WITH v AS (
+    SELECT %(room_id)s::uuid AS room_id, %(message_id)s::uuid AS message_id, %(user_id)s::bigint AS user_id,
+           %(emoji)s::text AS emoji, %(present)s::bool AS present, %(me)s::jsonb AS me,
+           %(hot_from)s::timestamptz AS hot_from, %(max_reactions)s::int AS max_reactions
+), checked AS (
+    SELECT v.*, r.kind, m.role, w.role AS workspace_role, u.is_active AS user_active
+      FROM v
+      LEFT JOIN LATERAL (SELECT kind, workspace_id FROM rooms_room WHERE id = v.room_id) r ON true
+      LEFT JOIN LATERAL (
+          SELECT role FROM rooms_membership WHERE room_id = v.room_id AND user_id = v.user_id LIMIT 1
+      ) m ON true
+      LEFT JOIN LATERAL (
+          SELECT role FROM {WorkspaceMembership._meta.db_table}
+           WHERE m.role IS NULL AND workspace_id = r.workspace_id AND user_id = v.user_id LIMIT 1
+      ) w ON true
+      LEFT JOIN LATERAL (SELECT is_active FROM {User._meta.db_table} WHERE id = v.user_id) u ON true
+), allowed AS (
+    -- Who may react is rooms.access.react_refusal, as a table of its answers.
+    SELECT checked.* FROM checked
+      JOIN {{rules}} ON rules.kind = checked.kind AND rules.role IS NOT DISTINCT FROM checked.role
+       AND rules.user_active = checked.user_active
+     WHERE rules.allowed
+), locked AS MATERIALIZED (
+    -- The room's lock before its number, as every numbered change takes it (gapless, in order).
+    SELECT r.id, r.last_sequence FROM rooms_room r JOIN allowed ON allowed.room_id = r.id FOR UPDATE OF r
+), changed AS (
+    UPDATE {Message._meta.db_table} AS m
+       SET reactions = {_REACTED.format(r="m.reactions")},
+           changed_sequence = locked.last_sequence + 1, change_kind = 'reaction'
+      FROM allowed AS v, locked
+     WHERE m.room_id = %(room_id)s AND m.id = %(message_id)s AND m.deleted_at IS NULL AND m.created_at >= v.hot_from
+       AND ({_REACTED.format(r="m.reactions")}) IS DISTINCT FROM m.reactions
+ RETURNING m.*
+), numbered AS (
+    UPDATE rooms_room AS r SET last_sequence = r.last_sequence + 1 FROM changed WHERE r.id = changed.room_id
+)
+SELECT c.kind, c.role, c.workspace_role, c.user_active, (SELECT to_jsonb(changed) FROM changed) AS changed,
+       to_jsonb(m) AS message, to_jsonb(s) - 'password' AS sender
+  FROM checked AS c
+  LEFT JOIN {Message._meta.db_table} AS m ON m.room_id = %(room_id)s AND m.id = %(message_id)s
+  LEFT JOIN {User._meta.db_table} AS s ON s.id = m.sender_id
+"""
+_REACT_SQL = _REACT.replace("{rules}", access.react_rules_sql())
+
+
+def _model_from_json(model: type, values: dict[str, Any]) -> Any:
+    """A model instance from a row as `to_jsonb` gave it (its concrete fields, by column)."""
+    fields = model._meta.concrete_fields
+    return model(**{f.attname: f.to_python(values[f.column]) for f in fields if f.column in values})
+
+
+@dataclass
+class _Reaction:
+    user: User
+    room_id: uuid.UUID
+    message_id: uuid.UUID
+    emoji: str
+    present: bool
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "room_id": self.room_id,
+            "message_id": self.message_id,
+            "user_id": self.user.pk,
+            "emoji": self.emoji,
+            "present": self.present,
+            "me": Jsonb(user_ref(self.user)),  # stored: who, not how they look
+            "hot_from": dt.datetime.combine(hot_cutoff(), dt.time(), tzinfo=dt.UTC),
+            "max_reactions": MAX_REACTIONS,
+        }
+
+
+class _MissingMessage(Exception):
+    """Not among the room's messages in PostgreSQL: in an archived day (`archived`), or none."""
+
+
+def _reaction_request(*, user: User, room_id: object, message_id: object, emoji: object, present: bool) -> _Reaction:
+    emoji = clean_emoji(emoji)
+    room_pk = parse_room_id(room_id)
+    try:
+        message_uuid = uuid.UUID(str(message_id))
+    except ValueError:
+        raise NotFound("No such message.") from None
+    return _Reaction(user, room_pk, message_uuid, emoji, present)
+
+
+def _reaction_outcome(request: _Reaction, rows: list[dict[str, Any]]) -> Message:
+    """_REACT's one row as the service's answer: the message as the change left it (announced), as
+    it is (a change that changes nothing), or the refusal, checked in reaction_set's order."""
+    (row,) = rows
+    kind = access.scoped_kind(kind=row["kind"], role=row["role"], workspace_role=row["workspace_role"])
+    refusal = access.react_refusal(kind=kind, role=row["role"], user_active=bool(row["user_active"]))
+    if refusal is not None:
+        raise refusal
+    found = _jsonb(row["changed"]) or _jsonb(row["message"])
+    if found is None:
+        raise _MissingMessage()
+    message = _model_from_json(Message, found)
+    sender = _jsonb(row["sender"])
+    message.sender = _model_from_json(User, sender) if sender is not None else None
+    if row["changed"] is not None:
+        _announce_change(message)
+        return message
+    _require_hot(message)
+    if message.deleted_at is not None:
+        raise Conflict("This message was deleted.", code="deleted")
+    mine = [r for r in message.reactions or () if r["emoji"] == request.emoji]
+    if request.present and not mine and len(message.reactions or ()) >= MAX_REACTIONS:
+        raise Conflict(f"A message takes at most {MAX_REACTIONS} different reactions.", code="too_many_reactions")
+    return message  # it already was as asked: no number taken, nothing announced
+
+
+def _missing_message(request: _Reaction) -> ApplicationError:
+    return Archived() if archive.find_archived(request.room_id, request.message_id) else NotFound("No such message.")
+
+
 def reaction_set(*, user: User, room_id: object, message_id: object, emoji: object, present: bool) -> Message:
     """Add (`present`) or remove this user's `emoji` reaction on a message: a numbered change of
     the message (`message.update`), like an edit. Idempotent: adding a reaction one has, or
     removing one one has not, changes nothing, takes no number and announces nothing; the message
     is returned as it is. Every member reacts, viewers included (rooms.access.react_refusal);
-    deleted messages (`deleted`) and frozen days (`archived`) take no reactions."""
-    emoji = clean_emoji(emoji)
+    deleted messages (`deleted`) and frozen days (`archived`) take no reactions.
+
+    One statement (_REACT), its own transaction: it takes the room's lock only inside PostgreSQL,
+    for no client round trip. `areaction_set` runs it from the event loop (the socket)."""
+    request = _reaction_request(user=user, room_id=room_id, message_id=message_id, emoji=emoji, present=present)
+    with sql.cursor(by_name=True) as cursor:
+        cursor.execute(_REACT_SQL, request.params())
+        rows = cursor.fetchall()
     try:
-        with transaction.atomic():
-            membership = membership_get(room_id=room_id, user=user)
-            access.require_react(membership)
-            room_pk = membership.room.pk
-            number = _next_sequence(room_pk)  # locks the room: the read-modify-write below is safe
-            message = message_in_room(room_pk, message_id)
-            _require_hot(message)
-            if message.deleted_at is not None:
-                raise Conflict("This message was deleted.", code="deleted")
-            reactions = [{"emoji": r["emoji"], "users": list(r["users"])} for r in message.reactions or ()]
-            entry = next((r for r in reactions if r["emoji"] == emoji), None)
-            mine = entry is not None and any(u["id"] == user.pk for u in entry["users"])
-            if mine == present:
-                raise _Unchanged(message)
-            if present:
-                if entry is None:
-                    if len(reactions) >= MAX_REACTIONS:
-                        raise Conflict(
-                            f"A message takes at most {MAX_REACTIONS} different reactions.", code="too_many_reactions"
-                        )
-                    entry = {"emoji": emoji, "users": []}
-                    reactions.append(entry)
-                entry["users"].append(user_ref(user))  # stored: who, not how they look
-            else:
-                assert entry is not None
-                entry["users"] = [u for u in entry["users"] if u["id"] != user.pk]
-                if not entry["users"]:
-                    reactions.remove(entry)
-            message.reactions = reactions or None
-            message.changed_sequence, message.change_kind = number, "reaction"
-            Message.objects.filter(room_id=room_pk, id=message.id, created_at=message.created_at).update(
-                reactions=message.reactions, changed_sequence=number, change_kind="reaction"
-            )
-            _announce_change(message)
-    except _Unchanged as unchanged:
-        return unchanged.message
-    return message
+        return _reaction_outcome(request, rows)
+    except _MissingMessage:
+        raise _missing_message(request) from None
+
+
+async def areaction_set(*, user: User, room_id: object, message_id: object, emoji: object, present: bool) -> Message:
+    """`reaction_set` on this process's asyncio connection (core.asyncdb), as the socket's sends."""
+    request = _reaction_request(user=user, room_id=room_id, message_id=message_id, emoji=emoji, present=present)
+    try:
+        async with publishing():
+            return _reaction_outcome(request, await asyncdb.fetchall(_REACT_SQL, request.params(), changes=True))
+    except _MissingMessage:
+        raise await database_sync_to_async(_missing_message)(request) from None
 
 
 def message_attachment_changed(*, room_id: uuid.UUID, message_id: uuid.UUID, attachment: dict) -> Message | None:
@@ -962,7 +1166,7 @@ def messages_erase_batch(*, room_id: uuid.UUID, user_id: int, mode: str) -> int:
             last = cursor.fetchone()[0]
         for number, message in enumerate(rows, start=last - len(rows) + 1):
             message.changed_sequence = number
-        with _bound_cursor() as cursor:  # the whole batch in one statement
+        with sql.cursor(by_name=True) as cursor:  # the whole batch in one statement
             cursor.execute(_ERASE_UPDATE, _erase_params(room_id, rows))
         if tombstoned:
             MessageRevision.objects.filter(room_id=room_id, message_id__in=[m.id for m in tombstoned]).delete()

@@ -2,10 +2,10 @@
 another user's item, or one of a room they left, is `not_found` like anything one may not see."""
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import QuerySet
 
 from accounts.models import User
+from core import sql
 from core.errors import InvalidInput, NotFound
 from messaging.models import Message
 from notifications.models import Notification, RoomSetting
@@ -34,7 +34,7 @@ SELECT n.user_id, count(*)
 def unread_counts(*, user_ids: list[int]) -> dict[int, int]:
     """{user id: unread items in the rooms they are in} for these users, in one statement (users
     with none are left out): the ids as one array parameter, however many (an @room)."""
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(_UNREAD_COUNTS, [list(user_ids)])
         return dict(cursor.fetchall())
 

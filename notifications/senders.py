@@ -12,10 +12,10 @@ from functools import cache
 from typing import Protocol
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from core import sql
 from core.events import dumps, send_events, user_group
 from messaging.models import Message
 from notifications.models import Notification
@@ -101,7 +101,7 @@ class InboxSender:
             }
             for index, notice in enumerate(notices)
         ]
-        with connection.cursor() as cursor:
+        with sql.cursor() as cursor:
             cursor.execute(_STORE, [json.dumps(rows)])
             stored = {(user_id, uuid.UUID(str(message_id))): pk for pk, user_id, message_id in cursor.fetchall()}
         kept = []

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
+from core import sql
 from core.errors import InvalidInput
 from core.events import after_answering, call_service, dumps, send_event, user_group
 from messaging import mentions
@@ -125,7 +126,7 @@ def _recipients(owed: list[Owed]) -> list[Notice]:
         for item in owed
     ]
     by_id = {item.message.id: item.message for item in owed}
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(_RECIPIENTS, [json.dumps(rows)])
         return [
             Notice(user_id=user_id, kind=kind, message=by_id[message_id], room_name=room_name, room_kind=room_kind)

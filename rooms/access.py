@@ -8,6 +8,7 @@ answers for every combination. A new rule (bans, read-only rooms) is added here,
 """
 
 import itertools
+from collections.abc import Callable
 
 from core.errors import ApplicationError, Forbidden, NotFound
 from rooms.models import Membership, Room
@@ -162,15 +163,26 @@ def role_abilities() -> dict[str, dict[str, bool | int]]:
     }
 
 
-def send_rules_sql() -> str:
-    """`send_refusal` as a SQL table: `(kind, role, user_active, allowed)` for every combination.
-    A NULL role (not a member) matches with IS NOT DISTINCT FROM."""
+def _rules_sql(refusal: Callable[..., ApplicationError | None], name: str) -> str:
+    """A rule as a SQL table `name(kind, role, user_active, allowed)`: its answer for every
+    combination, for the statements that check it for many rows at once. A NULL role (not a
+    member) matches with IS NOT DISTINCT FROM."""
     rows = []
     for kind, role, active in itertools.product(Room.Kind.values, [*Role.values, None], [True, False]):
-        allowed = send_refusal(kind=kind, role=role, user_active=active) is None
+        allowed = refusal(kind=kind, role=role, user_active=active) is None
         role_sql = "NULL::text" if role is None else f"'{role}'"
         rows.append(f"('{kind}', {role_sql}, {str(active).lower()}, {str(allowed).lower()})")
-    return f"(VALUES {', '.join(rows)}) AS send_rules(kind, role, user_active, allowed)"
+    return f"(VALUES {', '.join(rows)}) AS {name}(kind, role, user_active, allowed)"
+
+
+def send_rules_sql() -> str:
+    """`send_refusal` as the table `send_rules` (messaging.services._SEND)."""
+    return _rules_sql(send_refusal, "send_rules")
+
+
+def react_rules_sql() -> str:
+    """`react_refusal` as the table `rules` (messaging.services._REACT)."""
+    return _rules_sql(react_refusal, "rules")
 
 
 # -- Boards (boards/; docs/protocol.md "Boards") ---------------------------------------------------

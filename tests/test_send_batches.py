@@ -100,6 +100,39 @@ def test_one_batch_gives_each_request_its_own_result(make_user, send_many):
     assert SentMessageKey.objects.count() == 5
 
 
+def test_replies_in_one_batch_change_their_root_once_numbered_after_the_messages(make_user, send_many, events):
+    """Replies go in the send statement too: a batch with replies to one thread (one of them to a
+    reply, which joins the root's thread) and a plain message numbers the messages first and then
+    the root's one change (its count and last reply time), gapless, announced in number order."""
+    ada, bob = make_user("ada"), make_user("bob")
+    room = room_create(creator=ada, name="Threads")
+    Membership.objects.create(room=room, user=bob)
+    root, _ = message_send(user=ada, room_id=room.pk, content="root", client_msg_id=uuid.uuid4())
+    first, _ = message_send(user=bob, room_id=room.pk, content="r1", client_msg_id=uuid.uuid4(), reply_to=root.id)
+    assert (first.reply_to, Room.objects.get(pk=room.pk).last_sequence) == (root.id, 3)  # root changed at 3
+    events.clear()
+
+    def send(user, content, reply_to=None):
+        request = {"user": user, "room_id": room.pk, "content": content, "client_msg_id": uuid.uuid4()}
+        return request | ({"reply_to": reply_to} if reply_to else {})
+
+    results = send_many(
+        [send(ada, "r2", root.id), send(bob, "plain"), send(ada, "r3", first.id), send(bob, "r?", uuid.uuid4())]
+    )
+
+    assert [outcome(r) for r in results] == ["new #4", "new #5", "new #6", "not_found"]
+    assert [r[0].reply_to for r in results[:3]] == [root.id, None, root.id]
+    stored = Message.objects.get(pk=root.pk)
+    assert (stored.reply_count, stored.changed_sequence, stored.change_kind) == (3, 7, "thread")
+    assert stored.last_reply_at == results[2][0].created_at
+    assert Room.objects.get(pk=room.pk).last_sequence == 7
+    changes = [e.event for e in events.of_type("room.sequenced")]
+    assert [e["seq"] for e in changes] == [4, 5, 6, 7]
+    last = json.loads(changes[-1]["text"])
+    assert (last["type"], last["message"]["id"], last["message"]["reply_count"]) == ("message.update", str(root.id), 3)
+    assert last["message"]["sender"]["username"] == "ada"
+
+
 def test_stored_rows_match_what_the_batch_returned(make_user, send_many):
     ada = make_user()
     room = room_create(creator=ada, name="Rows")
@@ -225,6 +258,6 @@ def test_a_send_looks_keys_up_by_index_however_many_there_are(make_user):
             "content": "hi",
             "message_id": str(uuid.uuid4()),
         }
-        cursor.execute("EXPLAIN " + services._SEND, [json.dumps([send])])
+        cursor.execute("EXPLAIN " + services._SEND, [json.dumps([send]), timezone.now()])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan on messaging_sentmessagekey" not in plan

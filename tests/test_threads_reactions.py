@@ -3,10 +3,11 @@ events, sync and gap-fill carry them exactly like edits; idempotent; validated; 
 rooms.access (viewers react but do not reply; outsiders get not_found)."""
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import connection
+from django.db import connection, connections, transaction
 
 from core.errors import ApplicationError
 from messaging import archive, services
@@ -14,7 +15,7 @@ from messaging.emoji import QUICK, clean_emoji, is_single_emoji
 from messaging.models import Message, SentMessageKey
 from messaging.payloads import change_frame, message_payload
 from rooms.models import Room
-from tests.conftest import client_for, nothing_but_presence, room_with
+from tests.conftest import client_for, nothing_but_presence, room_with, wait_until
 from tests.conftest import send_message as send
 from tests.sockets import TIMEOUT, connect, receive_type
 from tests.test_archive import OLDER, age, make_partition, s3, s3_server  # noqa: F401 (fixtures)
@@ -304,6 +305,59 @@ def test_bad_reactions_are_refused_and_change_nothing(team):
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_emoji"
     assert response.json()["error"]["fields"] == {"emoji": ["Must be a single emoji."]}
     assert api.delete(url).json()["error"]["code"] == "invalid_emoji"  # no ?emoji=
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reactions_racing_on_one_message_are_all_kept_with_one_number_each(team):
+    """Reactions of several people to one message, all waiting for the room while someone holds
+    it: each is applied to the message as the one before left it (none overwrites another), each
+    takes the next number, and the ones that change nothing take none."""
+    room, owner, member, viewer = team["room"], team["owner"], team["member"], team["viewer"]
+    message = send(room, owner, "vote")
+    react(room, owner, message, "👍")
+    before = last_sequence(room)
+    racers = [
+        (member, "👍", True),
+        (viewer, "👍", True),
+        (member, "🎉", True),
+        (owner, "👍", False),
+        (viewer, "👎", False),
+    ]
+
+    def lock_waiters() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    def race(user, emoji, present):
+        try:
+            return react(room, user, message, emoji, present)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(len(racers)) as pool:
+        with transaction.atomic():
+            Room.objects.select_for_update().get(pk=room.pk)
+            futures = [pool.submit(race, *racer) for racer in racers]
+            # A reaction that changes nothing may answer without the lock.
+            wait_until(
+                lambda: lock_waiters() + sum(f.done() for f in futures) == len(racers),
+                what="every reaction queuing on the room's lock",
+            )
+        results = [future.result() for future in futures]
+
+    stored = Message.objects.get(pk=message.pk)
+    assert {r["emoji"]: sorted(u["id"] for u in r["users"]) for r in stored.reactions} == {
+        "👍": sorted([member.pk, viewer.pk]),
+        "🎉": [member.pk],
+    }
+    # Four changes (the viewer's removal of a 👎 they never gave changes nothing): four numbers.
+    assert last_sequence(room) == before + 4 == stored.changed_sequence
+    assert sorted(r.changed_sequence for r in results[:4]) == list(range(before + 1, before + 5))
 
 
 @pytest.mark.django_db
