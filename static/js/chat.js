@@ -17,6 +17,7 @@
 //   room-manage.js    room settings, delete, leaving with a confirmation; drawers.js: the phone layout
 //   composer.js       the composer
 //   sidebar.js        the room list and the live session (shared with the home page)
+//   e2ee.js           end-to-end encryption of direct rooms: this device's key, sealing and opening
 // User content only reaches the DOM through textContent (see dom.js `el`). Limits come from the
 // server (client-config, core/context_processors.py).
 import { paintAvatars, readJsonScript, ROLE_LABELS, roomIcon } from "./dom.js";
@@ -40,6 +41,8 @@ import { ThreadPanel } from "./threads.js";
 import { Timeline } from "./timeline.js";
 import { TypingIndicator, TypingNotifier } from "./typing.js";
 import { BoardsPanel } from "./board/split.js";
+import { DeviceKeys, Sealer, supported as e2eeSupported } from "./e2ee.js";
+import { sendJson } from "./api.js";
 
 const PAGE_SIZE = 50; // messages per REST page (at most the server's message_page_max)
 const NOT_A_MEMBER = "You are no longer a member of this room";
@@ -73,7 +76,7 @@ function permissions(message) {
   if (message.deleted || removed) return { edit: false, remove: false, receipts: false, reply: false, react: false };
   const mine = rows.isMine(message);
   return {
-    edit: mine && can("send"),
+    edit: mine && can("send") && !room.encrypted, // no edits in encrypted rooms (docs/e2ee.md)
     remove: mine || can("manage"),
     receipts: mine,
     reply: can("reply"),
@@ -102,7 +105,18 @@ const boards = new BoardsPanel({
   layout: document.querySelector(".chat-layout"),
 });
 
-const outbox = new Outbox(document.getElementById("pending"), { roomId: room.id, me, send });
+// End-to-end encryption (e2ee.js, docs/e2ee.md), direct rooms only: opening one publishes this
+// device's key, so that the other person can write to it once the room is encrypted.
+const deviceKeys = room.kind === "direct" && e2eeSupported() ? new DeviceKeys(me) : null;
+const sealer =
+  deviceKeys && new Sealer({ keys: deviceKeys, roomId: room.id, members: () => members.all().map((m) => m.id) });
+/** What a send carries: the text, or in an encrypted room its envelope. */
+function seal(text) {
+  if (!room.encrypted) return null;
+  return sealer ? sealer.seal(text) : Promise.reject(new Error("this browser has no WebCrypto"));
+}
+const openSealed = sealer ? (message) => sealer.open(message) : null;
+const outbox = new Outbox(document.getElementById("pending"), { roomId: room.id, me, send, seal });
 // Reactions name people by their display name from the member list (a user who left: the username).
 const nameOf = (user) => members.displayName(user.id) || user.username;
 const rows = new MessageRows(ui.messages, {
@@ -110,11 +124,13 @@ const rows = new MessageRows(ui.messages, {
   can: permissions,
   onUpdate: (message) => editing.landed(message),
   nameOf,
+  open: openSealed,
 });
 const timeline = new Timeline({
   view: rows,
   lastChange: room.last_sequence,
   onCopy: (message) => {
+    if (message.e2ee?.kind === "enabled" && !room.encrypted) applyRoomUpdate({ ...room, encrypted: true });
     outbox.settle(message);
     threadOutbox.settle(message);
     threads.onCopy(message);
@@ -148,7 +164,7 @@ const mentionable = () => [
 // In the thread's reply box too, attached before the thread panel's own Enter handler.
 new MentionComplete(document.getElementById("thread-input"), { people: mentionable });
 // Threads and reactions (docs/protocol.md "Threads and reactions").
-const threadOutbox = new Outbox(document.getElementById("thread-pending"), { roomId: room.id, me, send });
+const threadOutbox = new Outbox(document.getElementById("thread-pending"), { roomId: room.id, me, send, seal });
 // The thread's reply box attaches files as the room's composer does (below), with a tray of its own.
 const threadAttachments = new AttachmentTray(document.getElementById("thread-attachments"), { roomId: room.id });
 bindAttachmentInputs({
@@ -161,6 +177,7 @@ bindAttachmentInputs({
 const threads = new ThreadPanel(document.getElementById("thread-panel"), {
   me,
   nameOf,
+  open: openSealed,
   attachments: threadAttachments,
   outbox: threadOutbox,
   can: (message) => permissions(message),
@@ -333,6 +350,7 @@ function setRole(newRole) {
   if (ui.myRole) ui.myRole.textContent = ROLE_LABELS[role] || role;
   refreshMembershipControls();
   refreshComposer();
+  refreshEncryption();
   boards.refreshForm();
   if (changed) {
     if (!can("send")) editing.stop();
@@ -368,9 +386,62 @@ function onReaddedToRoom(data) {
   members.loadPresence();
 }
 
-/** room.update: someone (maybe on another screen) renamed the room or changed its topic or kind. */
+// ---------------------------------------------------------------------------------------------
+// End-to-end encryption (direct rooms: the bar under the header says whether it is on)
+
+const e2eeBar = document.getElementById("e2ee-bar");
+const E2EE_ON =
+  "End-to-end encrypted: only your devices and theirs can read new messages. " +
+  "Search and notification previews are off in this conversation.";
+
+function refreshEncryption() {
+  if (!e2eeBar) return;
+  e2eeBar.dataset.encrypted = String(Boolean(room.encrypted));
+  e2eeBar.querySelector("#e2ee-state").textContent = room.encrypted ? E2EE_ON : "Not end-to-end encrypted.";
+  e2eeBar.querySelector("#e2ee-enable").hidden = Boolean(room.encrypted) || !deviceKeys || removed || !can("send");
+  // Files would not be encrypted (the server refuses them here).
+  for (const id of ["attach-button", "thread-attach-button"]) document.getElementById(id).hidden = Boolean(room.encrypted);
+}
+
+async function enableEncryption() {
+  const ok = await confirmer(document.getElementById("confirm-dialog"))({
+    title: "Turn on end-to-end encryption?",
+    text:
+      "New messages will be readable only on your and their devices that hold a key now. " +
+      "It cannot be turned off; search, notification previews, edits and files stop working here.",
+    ok: "Turn on",
+  });
+  if (!ok) return;
+  try {
+    applyRoomUpdate(await sendJson("POST", roomUrl("encryption/")));
+  } catch (error) {
+    if (!handleRestError(error)) showNotice(`Couldn't turn on encryption: ${error.message}`);
+  }
+}
+
+if (e2eeBar) {
+  e2eeBar.querySelector("#e2ee-enable").addEventListener("click", enableEncryption);
+  deviceKeys?.device().then(
+    () => {
+      e2eeBar.dataset.device = "ready"; // published: the other person can write to this device
+    },
+    (error) => {
+      e2eeBar.dataset.device = "failed";
+      e2eeBar.querySelector("#e2ee-state").textContent = `This device has no encryption key yet: ${error.message}`;
+    },
+  );
+}
+
+/** room.update: someone (maybe on another screen) renamed the room or changed its topic or kind, or
+ * turned on end-to-end encryption. */
 function applyRoomUpdate(data) {
-  Object.assign(room, { name: data.name, topic: data.topic, kind: data.kind });
+  const newlyEncrypted = Boolean(data.encrypted) && !room.encrypted;
+  Object.assign(room, { name: data.name, topic: data.topic, kind: data.kind, encrypted: Boolean(data.encrypted) });
+  if (newlyEncrypted) {
+    editing.stop();
+    rows.refreshActions(timeline.messages());
+  }
+  refreshEncryption();
   ui.roomName.textContent = data.name;
   ui.roomName.parentElement.querySelector(".room-icon")?.replaceWith(roomIcon(data.kind));
   ui.roomTopic.textContent = data.topic || "";

@@ -272,7 +272,7 @@ export class Inbox {
     const room = { id: frame.room, name: "" };
     this.#notifyBrowser(
       `${message.sender.username} wrote`,
-      message.content.slice(0, 200),
+      message.e2ee ? "Encrypted message" : message.content.slice(0, 200), // no previews (docs/e2ee.md)
       message.id,
       itemHref({ room, message }),
     );

@@ -58,8 +58,34 @@ function editedMark(editedAt) {
   return el("span", { class: "msg-edited", title: `Edited ${new Date(editedAt).toLocaleString()}` }, " (edited)");
 }
 
-function renderBody(message) {
+/** An end-to-end encrypted room's message (docs/e2ee.md): the notice that turned it on, or an
+ * envelope opened here by `open(message)` (e2ee.js Sealer) and shown as plain text (no Markdown:
+ * the server never saw the text to format it). */
+function sealedBody(message, open) {
+  if (message.e2ee.kind === "enabled") {
+    const who = message.sender ? displayName(message.sender) : "Someone";
+    return el("div", { class: "msg-body msg-e2ee-notice" }, `🔒 ${who} turned on end-to-end encryption.`);
+  }
+  if (message.e2ee.kind !== "message" || !open) {
+    return el("div", { class: "msg-body msg-e2ee", "data-e2ee": "failed" }, "🔒 Encrypted message");
+  }
+  const body = el("div", { class: "msg-body msg-e2ee", "data-e2ee": "pending" }, "🔒 Decrypting…");
+  open(message).then(
+    (text) => {
+      body.textContent = text;
+      body.dataset.e2ee = "open";
+    },
+    (error) => {
+      body.textContent = `🔒 Can't decrypt this message: ${error.message}`;
+      body.dataset.e2ee = "failed";
+    },
+  );
+  return body;
+}
+
+function renderBody(message, open) {
   if (message.deleted) return el("div", { class: "msg-body msg-deleted" }, "This message was deleted.");
+  if (message.e2ee) return sealedBody(message, open);
   // The server's formatting (`html`, rich-text.js); a copy without it (an edit being saved) as text.
   if (!message.html) return el("div", { class: "msg-body" }, message.content, message.edited_at && editedMark(message.edited_at));
   const body = el("div", { class: "msg-body msg-rich" }, highlightMentions(richText(message.html), message));
@@ -90,6 +116,7 @@ export class MessageRows {
   #onUpdate;
   #threadLinks;
   #nameOf;
+  #open;
   #nodes = new Map(); // message id -> <li>
   #unfolded = new Set(); // ids of long messages the reader opened with "Show more"
   #toMeasure = new Set(); // folded bodies drawn since the last frame
@@ -98,11 +125,16 @@ export class MessageRows {
    * list: the <ol>. me: {id, username}. can(message): {edit, remove, receipts, reply, react}, what the reader
    * may do with it now (the row offers those actions). onUpdate(message): a newer copy arrived;
    * return false to leave the row as it is (an editor is open in it). nameOf(user): a user's
-   * display name for the reactions' tooltips (reactions.js).
+   * display name for the reactions' tooltips (reactions.js). open(message): the text of an end-to-end
+   * encrypted message, a Promise (e2ee.js Sealer.open); null where there is none.
    */
-  constructor(list, { me, can = () => NOBODY_MAY, onUpdate = () => true, threadLinks = true, nameOf = undefined }) {
+  constructor(
+    list,
+    { me, can = () => NOBODY_MAY, onUpdate = () => true, threadLinks = true, nameOf = undefined, open = null },
+  ) {
     this.#threadLinks = threadLinks; // the thread line under rows (not in the thread panel itself)
     this.#nameOf = nameOf;
+    this.#open = open;
     this.#list = list;
     new RowFocus(list); // one tab stop for the list; a row's actions are tab stops only while it has focus
     this.#me = me;
@@ -159,7 +191,7 @@ export class MessageRows {
   render(message) {
     const created = new Date(message.created_at);
     const sender = message.sender; // null if the account was deleted
-    const body = renderBody(message);
+    const body = renderBody(message, this.#open);
     const fold = mayFold(message);
     if (fold && !this.#unfolded.has(message.id)) {
       body.classList.add("is-collapsed");

@@ -31,17 +31,21 @@ export class Outbox {
   #roomId;
   #me;
   #send;
+  #seal;
   #pending = new Map(); // client_msg_id -> {id, content, status, error, code, node, replyTo}
   // The thread new messages reply in (the thread panel's outbox, threads.js), or null.
   replyTo = null;
   #offline = false;
 
-  /** list: the <ol> of pending rows. send(frame): false if the socket is not ready. */
-  constructor(list, { roomId, me, send }) {
+  /** list: the <ol> of pending rows. send(frame): false if the socket is not ready. seal(text):
+   * in an end-to-end encrypted room, a Promise of the envelope to send instead of the text (e2ee.js),
+   * or null (send the text); omitted: always the text. */
+  constructor(list, { roomId, me, send, seal = null }) {
     this.#list = list;
     this.#roomId = roomId;
     this.#me = me;
     this.#send = send;
+    this.#seal = seal;
   }
 
   get size() {
@@ -106,7 +110,24 @@ export class Outbox {
   }
 
   #transmit(entry) {
-    const frame = { type: "message.send", room: this.#roomId, content: entry.content, client_msg_id: entry.id };
+    // Sealed once: every resend carries the same envelope under the same client_msg_id.
+    if (this.#seal && entry.envelope === undefined) {
+      if (entry.sealing) return;
+      entry.sealing = Promise.resolve(this.#seal(entry.content)).then(
+        (envelope) => {
+          entry.sealing = null;
+          entry.envelope = envelope;
+          if (this.#pending.get(entry.id) === entry && entry.status !== "failed") this.#transmit(entry);
+        },
+        (error) => {
+          entry.sealing = null;
+          this.#fail(entry, `Couldn't encrypt the message: ${error.message}`, "e2ee");
+        },
+      );
+      return;
+    }
+    const content = entry.envelope ?? entry.content;
+    const frame = { type: "message.send", room: this.#roomId, content, client_msg_id: entry.id };
     if (entry.replyTo) frame.reply_to = entry.replyTo;
     if (entry.attachments) frame.attachments = entry.attachments;
     entry.status = this.#send(frame) ? "sent" : "queued";
@@ -128,6 +149,10 @@ export class Outbox {
       entry.id = newClientMsgId();
       entry.node.dataset.clientMsgId = entry.id;
       this.#pending.set(entry.id, entry);
+    }
+    // Sealed again if the room's encryption changed or sealing failed (a new device list, too).
+    if (entry.code === "encrypted_room" || entry.code === "not_encrypted" || entry.code === "e2ee") {
+      entry.envelope = undefined;
     }
     entry.error = "";
     entry.code = "";

@@ -40,9 +40,12 @@ export class ThreadPanel {
    * replies' Outbox (its replyTo is set here). can(message): what the reader may do with a
    * message ({react, ...}). onAction(id, action, target): a click on a message's action in the
    * panel (reactions). onOpen(rootId | null): the panel opened or closed. attachments: the reply
-   * composer's AttachmentTray (attachments.js), or null. nameOf(user): see message-view.js.
+   * composer's AttachmentTray (attachments.js), or null. nameOf(user), open(message): see message-view.js.
    */
-  constructor(panel, { me, fetchThread, outbox, can, onAction, onOpen = () => {}, nameOf = undefined, attachments = null }) {
+  constructor(
+    panel,
+    { me, fetchThread, outbox, can, onAction, onOpen = () => {}, nameOf = undefined, attachments = null, open = null },
+  ) {
     this.#panel = panel;
     this.#fetchThread = fetchThread;
     this.#outbox = outbox;
@@ -55,7 +58,7 @@ export class ThreadPanel {
     this.#composer = panel.querySelector("#thread-composer");
     this.#input = panel.querySelector("#thread-input");
     const inPanel = (message) => ({ ...can(message), edit: false, remove: false, receipts: false, reply: false });
-    this.#rowOptions = { me, can: inPanel, threadLinks: false, nameOf };
+    this.#rowOptions = { me, can: inPanel, threadLinks: false, nameOf, open };
     this.#rootRows = new MessageRows(this.#rootList, this.#rowOptions);
     this.#rows = new MessageRows(this.#list, this.#rowOptions);
     panel.querySelector("#thread-close").addEventListener("click", () => this.close());
