@@ -13,6 +13,23 @@ pytestmark = pytest.mark.browser
 TEXTS = ("Meet at the old mill at nine", "Bringing the map and two lanterns")
 
 
+CHECK_BINDING = """async ([me, roomId]) => {
+    const { DeviceKeys, Sealer } = await import("/static/js/e2ee.js");
+    const keys = new DeviceKeys(me);
+    const sealer = (room) => new Sealer({ keys, roomId: room, members: () => [me.id] });
+    const envelope = await sealer(roomId).seal("moved or changed");
+    const first = envelope.ciphertext[0] === "A" ? "B" : "A";
+    const changed = { ...envelope, ciphertext: first + envelope.ciphertext.slice(1) };
+    const opened = (sealing, id, sealed) =>
+        sealing.open({ id, sender: me, e2ee: { kind: "message", envelope: sealed } }).catch(() => "refused");
+    return [
+        await opened(sealer(roomId), "as sent", envelope),
+        await opened(sealer(crypto.randomUUID()), "moved", envelope),
+        await opened(sealer(roomId), "changed", changed),
+    ];
+}"""
+
+
 def stored_contents(room_id) -> list[str]:
     from messaging.models import Message
 
@@ -57,6 +74,11 @@ def test_two_people_read_their_encrypted_messages_and_the_server_stores_only_cip
     # From history after a reload: the key stayed in this browser's IndexedDB.
     ben_page.reload()
     expect(ben_page.locator('#messages .msg-e2ee[data-e2ee="open"]')).to_have_text(list(TEXTS))
+
+    # The room and the sending device are authenticated with the text: an envelope moved to another
+    # room, or with a changed ciphertext, does not open (the page's own module, this device's key).
+    outcomes = ann_page.evaluate(CHECK_BINDING, [{"id": ann.pk, "username": ann.username}, str(room.pk)])
+    assert outcomes == ["moved or changed", "refused", "refused"]
 
     contents = in_thread(stored_contents, room.pk)
     assert contents[0] == ENABLED_NOTICE and len(contents) == 3
