@@ -452,3 +452,13 @@ def memberships_end_in_workspace(*, workspace_id: int, user: User, actor: User) 
             before={"room": str(room.pk), "user": user.pk, "role": membership.role},
             after={"left_workspace": workspace_id},
         )
+
+
+def rooms_delete_in_workspace(*, workspace_id: int, actor: User) -> int:
+    """Delete every room of a workspace, each the way its owner would (announced to its members,
+    its files released, audited): workspaces.services.workspace_delete, in its transaction.
+    Returns how many."""
+    rooms = list(Room.objects.select_for_update().filter(workspace_id=workspace_id).order_by("pk"))
+    for room in rooms:
+        _delete(room, actor=actor)
+    return len(rooms)

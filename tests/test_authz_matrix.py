@@ -29,6 +29,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -37,6 +38,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
@@ -62,6 +64,7 @@ from tests.boards_helpers import Client as BoardClient
 from tests.boards_helpers import b64
 from tests.conftest import frames_before_marker
 from tests.sockets import TIMEOUT, receive_close
+from workspaces.models import WorkspaceInvitation
 
 # Each test runs in a transaction rolled back afterwards (REST cells change nothing that lasts);
 # the sockets' database threads see only the world, which is committed, and their own writes.
@@ -345,6 +348,11 @@ class Cell:
     def param(self, name: str, whose: str) -> object:
         """The value of a path parameter (or frame field) `name`. A new kind of parameter needs
         a line here."""
+        if name == "invitation_id":  # a pending invitation to the world's rooms' workspace
+            workspace = Room.objects.get(pk=self.room.pk).workspace
+            return WorkspaceInvitation.objects.create(
+                workspace=workspace, expires_at=timezone.now() + timedelta(days=1)
+            ).pk
         if name == "room_id":
             return self.room.pk
         if name == "message_id":
@@ -487,6 +495,11 @@ REST_ROWS = [
         body=lambda c: {"role": "guest"},
     ),
     Row("DELETE", f"{V1}/workspaces/{{workspace_ref}}/members/{{user_id}}/", signed_in(FORBIDDEN)),
+    Row("GET", f"{V1}/workspaces/{{workspace_ref}}/", signed_in(OK)),
+    Row("PATCH", f"{V1}/workspaces/{{workspace_ref}}/", signed_in(FORBIDDEN), body=lambda c: {"name": "Ours"}),
+    Row("DELETE", f"{V1}/workspaces/{{workspace_ref}}/", signed_in(FORBIDDEN), body=lambda c: {"confirm": "x"}),
+    Row("GET", f"{V1}/workspaces/{{workspace_ref}}/invitations/", signed_in(FORBIDDEN)),
+    Row("DELETE", f"{V1}/workspaces/{{workspace_ref}}/invitations/{{invitation_id}}/", signed_in(FORBIDDEN)),
     Row("POST", f"{V1}/workspaces/{{workspace_ref}}/invitations/", signed_in(FORBIDDEN), body=lambda c: {}),
     Row(
         "POST",

@@ -1,10 +1,12 @@
-"""Workspaces in Django admin: staff rename them and set their limits through
-workspaces.services (audited); memberships and invitations are read-only here (people manage them
-in the product: invitations, role changes, removals)."""
+"""Workspaces in Django admin: staff rename them, change their address and limits, and delete
+them, through workspaces.services (audited); memberships are read-only here and invitations can
+only be withdrawn (people manage them in the product: invitations, role changes, removals)."""
 
+from functools import partial
 from typing import cast
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.models import User
@@ -31,15 +33,39 @@ class MembershipInline(admin.TabularInline):
 class WorkspaceAdmin(ServiceAdmin):
     list_display = ["name", "slug", "is_default", "created_at", "max_rooms", "max_boards"]
     search_fields = ["name", "slug"]
-    fields = ["name", "slug", "is_default", "created_at", *services.SETTINGS_FIELDS[1:]]
-    readonly_fields = ["slug", "is_default", "created_at"]
+    fields = ["name", "slug", "is_default", "created_at", *services.LIMIT_FIELDS]
+    readonly_fields = ["is_default", "created_at"]
     inlines = [MembershipInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # made by their owners, in the product (or the default one, by itself)
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # deleting a workspace (its rooms first) is future work: docs/workspaces.md
+        if isinstance(obj, Workspace) and obj.is_default:
+            return False  # every new account joins it
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        """The confirmation page's summary. Not Django's collector: it would load every message of
+        every room, and call the rooms (PROTECT) protected; workspace_delete deletes them first."""
+        objs = list(objs)
+        summary = [
+            f"{workspace}: {workspace.rooms.count()} rooms with their messages, boards and files, "
+            f"{workspace.memberships.count()} memberships, {workspace.invitations.count()} invitations"
+            for workspace in objs
+        ]
+        return summary, {"workspaces": len(objs)}, set(), []
+
+    def delete_model(self, request: HttpRequest, obj: Workspace) -> None:
+        # Admin's own confirmation page (listing what goes) is the confirmation.
+        staff = cast(User, request.user)
+        self.write(
+            request, lambda: services.workspace_delete(actor=staff, workspace=obj, confirm=obj.slug, as_staff=True)
+        )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> None:
+        for workspace in queryset:
+            self.delete_model(request, workspace)
 
     def save_model(self, request: HttpRequest, obj: Workspace, form, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data if name in services.SETTINGS_FIELDS}
@@ -57,6 +83,14 @@ class WorkspaceMembershipAdmin(ReadOnlyAdmin):
 
 
 @admin.register(WorkspaceInvitation)
-class WorkspaceInvitationAdmin(ReadOnlyAdmin):
-    list_display = ["workspace", "email", "role", "created_by", "created_at", "expires_at", "accepted_at"]
+class WorkspaceInvitationAdmin(ServiceAdmin, ReadOnlyAdmin):
+    list_display = ["workspace", "email", "role", "created_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
     list_filter = ["workspace"]
+    actions = ["withdraw"]
+
+    @admin.action(description="Withdraw the selected invitations")
+    def withdraw(self, request: HttpRequest, queryset: QuerySet[WorkspaceInvitation]) -> None:
+        staff = cast(User, request.user)
+        for invitation in queryset.select_related("workspace"):
+            actor = services.staff_actor(workspace=invitation.workspace, user=staff)
+            self.write(request, partial(services.invitation_revoke, actor=actor, invitation_id=invitation.pk))

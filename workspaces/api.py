@@ -1,5 +1,6 @@
-"""REST views for workspaces: mine, create one, members (list, change role, remove), invitations
-(create, accept). Writes go through workspaces.services; a workspace I am not in is `not_found`."""
+"""REST views for workspaces: mine, create one, rename or delete one, members (list, change role,
+remove, leave), invitations (list pending, create, withdraw, accept). Writes go through
+workspaces.services; a workspace I am not in is `not_found`."""
 
 from typing import TypedDict
 
@@ -15,9 +16,11 @@ from workspaces import selectors, services
 from workspaces.models import Workspace, WorkspaceMembership
 from workspaces.payloads import (
     InvitationPayload,
+    PendingInvitationPayload,
     WorkspaceMemberPayload,
     WorkspacePayload,
     invitation_payload,
+    pending_invitation_payload,
     workspace_member_payload,
     workspace_payload,
 )
@@ -33,6 +36,10 @@ class WorkspaceList(TypedDict):
 
 class WorkspaceMemberList(TypedDict):
     results: list[WorkspaceMemberPayload]
+
+
+class PendingInvitationList(TypedDict):
+    results: list[PendingInvitationPayload]
 
 
 class WorkspaceListApi(APIView):
@@ -59,6 +66,50 @@ class WorkspaceListApi(APIView):
         data.is_valid(raise_exception=True)
         membership = services.workspace_create(creator=request.user, **data.validated_data)
         return Response(workspace_payload(membership), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[WORKSPACE_REF])
+class WorkspaceDetailApi(APIView):
+    """GET: one of my workspaces. PATCH: rename it (owners and admins) or change its address, the
+    slug (owners; the old one names nothing afterwards). DELETE: delete it with all its rooms
+    (owners; `confirm` is its slug; not the default workspace)."""
+
+    class Input(serializers.Serializer):
+        name = serializers.CharField(max_length=Workspace.NAME_MAX_LENGTH, required=False)
+        slug = serializers.CharField(max_length=50, required=False)
+
+        class Meta:
+            ref_name = "WorkspaceDetailInput"
+
+    class DeleteInput(serializers.Serializer):
+        confirm = serializers.CharField(max_length=50, help_text="The workspace's slug, typed again")
+
+        class Meta:
+            ref_name = "WorkspaceDeleteInput"
+
+    @extend_schema(operation_id="workspaces_retrieve", responses=documented(WorkspacePayload, 404))
+    def get(self, request, workspace_ref):
+        return Response(workspace_payload(selectors.membership_get(user=request.user, workspace=workspace_ref)))
+
+    @extend_schema(
+        operation_id="workspaces_update", request=Input, responses=documented(WorkspacePayload, 400, 403, 404, 409)
+    )
+    def patch(self, request, workspace_ref):
+        actor = selectors.membership_get(user=request.user, workspace=workspace_ref)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor.workspace = services.workspace_rename(actor=actor, **data.validated_data)
+        return Response(workspace_payload(actor))
+
+    @extend_schema(
+        operation_id="workspaces_delete", request=DeleteInput, responses=documented({204: None}, 400, 403, 404, 409)
+    )
+    def delete(self, request, workspace_ref):
+        actor = selectors.membership_get(user=request.user, workspace=workspace_ref)
+        data = self.DeleteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.workspace_delete(actor=request.user, workspace=actor.workspace, confirm=data.validated_data["confirm"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema(parameters=[WORKSPACE_REF])
@@ -113,6 +164,23 @@ class InvitationListApi(APIView):
         class Meta:
             ref_name = "InvitationListInput"
 
+    @extend_schema(operation_id="workspaces_invitations_list", responses=documented(PendingInvitationList, 403, 404))
+    def get(self, request, workspace_ref):
+        """Invitations that can still be used (owners and admins)."""
+        actor = selectors.membership_get(user=request.user, workspace=workspace_ref)
+        base_url = request.build_absolute_uri("/")
+        return Response(
+            PendingInvitationList(
+                results=[
+                    pending_invitation_payload(
+                        invitation,
+                        url=services.invitation_url(base_url=base_url, token=services.invitation_token(invitation)),
+                    )
+                    for invitation in services.invitations_list(actor=actor)[:500]
+                ]
+            )
+        )
+
     @extend_schema(
         operation_id="workspaces_invitations_create",
         request=Input,
@@ -126,6 +194,16 @@ class InvitationListApi(APIView):
         invitation, token = services.invitation_create(actor=actor, base_url=base_url, **data.validated_data)
         url = services.invitation_url(base_url=base_url, token=token)
         return Response(invitation_payload(invitation, token=token, url=url), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[WORKSPACE_REF, OpenApiParameter("invitation_id", OpenApiTypes.INT, OpenApiParameter.PATH)])
+class InvitationDetailApi(APIView):
+    @extend_schema(operation_id="workspaces_invitations_revoke", responses=documented({204: None}, 403, 404, 409))
+    def delete(self, request, workspace_ref, invitation_id):
+        """Withdraw an invitation (owners and admins): its link or email stops working."""
+        actor = selectors.membership_get(user=request.user, workspace=workspace_ref)
+        services.invitation_revoke(actor=actor, invitation_id=invitation_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class InvitationAcceptApi(APIView):

@@ -30,6 +30,16 @@ class InvitationPayload(TypedDict):
     url: str
 
 
+class PendingInvitationPayload(TypedDict):
+    id: int
+    email: Annotated[str, "Empty for a link anyone with it may use"]
+    role: Annotated[str, WorkspaceMembership.Role]
+    created_by: Annotated[str | None, "The inviter's username"]
+    created_at: DateTimeStr
+    expires_at: DateTimeStr
+    url: Annotated[str, "A link's address, to share again; empty for an email invitation (only its address may use it)"]
+
+
 def limits_payload(workspace: Workspace) -> dict[str, int]:
     return {
         "rooms": workspace.max_rooms,
@@ -67,4 +77,16 @@ def invitation_payload(invitation: WorkspaceInvitation, *, token: str, url: str)
         "expires_at": invitation.expires_at.isoformat(),
         "token": token,
         "url": url,
+    }
+
+
+def pending_invitation_payload(invitation: WorkspaceInvitation, *, url: str) -> PendingInvitationPayload:
+    return {
+        "id": invitation.pk,
+        "email": invitation.email,
+        "role": invitation.role,
+        "created_by": invitation.created_by.get_username() if invitation.created_by else None,
+        "created_at": invitation.created_at.isoformat(),
+        "expires_at": invitation.expires_at.isoformat(),
+        "url": "" if invitation.email else url,
     }

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -133,34 +134,118 @@ def workspace_create(*, creator: User, name: object, slug: object = None) -> Wor
     return membership
 
 
-SETTINGS_FIELDS = ("name", "max_rooms", "max_boards", "max_storage_bytes", "max_concurrent_simulations")
+LIMIT_FIELDS = ("max_rooms", "max_boards", "max_storage_bytes", "max_concurrent_simulations")
+SETTINGS_FIELDS = ("name", "slug", *LIMIT_FIELDS)
 
 
-@transaction.atomic
-def workspace_settings_update(*, actor: User, workspace: Workspace, changes: dict[str, object]) -> Workspace:
-    """Rename a workspace or change its limits (site staff, from Django admin). Lowering a limit
-    below what is in use refuses new rooms/boards/uploads/runs from then on; nothing is deleted."""
-    locked = Workspace.objects.select_for_update().get(pk=workspace.pk)
+def _settings_apply(*, actor: User, workspace_id: int, changes: dict[str, object]) -> Workspace:
+    """The one write of a workspace's settings (name, slug, limits), audited as workspace.settings
+    with what changed. Who may change what is the callers' to check."""
+    locked = Workspace.objects.select_for_update().get(pk=workspace_id)
     before = {field: getattr(locked, field) for field in SETTINGS_FIELDS}
     for field, value in changes.items():
         if field not in SETTINGS_FIELDS:
             raise InvalidInput(f"{field} cannot be changed here.", fields={field: ["Not a setting."]})
         if field == "name":
             value = _clean_name(value)
+        elif field == "slug":
+            value = _clean_slug(value, "")
         elif not isinstance(value, int) or value < 0:
             raise InvalidInput("Limits are whole numbers, 0 or more.", fields={field: ["A whole number, 0 or more."]})
         setattr(locked, field, value)
-    locked.save(update_fields=list(changes) or None)
     changed = [field for field in SETTINGS_FIELDS if getattr(locked, field) != before[field]]
-    if changed:
-        audit.record(
-            action="workspace.settings",
-            actor=actor,
-            target=locked,
-            before={field: before[field] for field in changed},
-            after={field: getattr(locked, field) for field in changed},
-        )
+    if not changed:
+        return locked
+    try:
+        with transaction.atomic():
+            locked.save(update_fields=changed)
+    except IntegrityError:  # the unique slug
+        message = "That address is taken: choose another."
+        raise Conflict(message, code="slug_taken", fields={"slug": [message]}) from None
+    audit.record(
+        action="workspace.settings",
+        actor=actor,
+        target=locked,
+        before={field: before[field] for field in changed},
+        after={field: getattr(locked, field) for field in changed},
+    )
     return locked
+
+
+@transaction.atomic
+def workspace_settings_update(*, actor: User, workspace: Workspace, changes: dict[str, object]) -> Workspace:
+    """Rename a workspace, change its address or its limits (site staff, from Django admin).
+    Lowering a limit below what is in use refuses new rooms/boards/uploads/runs from then on;
+    nothing is deleted."""
+    return _settings_apply(actor=actor, workspace_id=workspace.pk, changes=changes)
+
+
+@transaction.atomic
+def workspace_rename(*, actor: WorkspaceMembership, name: object = None, slug: object = None) -> Workspace:
+    """Rename a workspace (owners and admins) or change its address, the slug (owners). The old
+    slug names nothing from then on (`not_found`, and free for another workspace to take): ids
+    never change, and the session, invitations and room payloads name workspaces by id
+    (docs/workspaces.md "Renaming")."""
+    _require_manager(actor)
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["name"] = name
+    if slug is not None and str(slug).strip() != actor.workspace.slug:
+        if actor.role != Role.OWNER:
+            raise Forbidden("Only the workspace's owners can change its address.")
+        changes["slug"] = slug
+    return _settings_apply(actor=actor.user, workspace_id=actor.workspace_id, changes=changes)
+
+
+@transaction.atomic
+def workspace_delete(*, actor: User, workspace: Workspace, confirm: object, as_staff: bool = False) -> dict[str, int]:
+    """Delete a workspace with everything in it (its owners, or site staff from Django admin):
+    `confirm` must be its slug, typed again. Its rooms go one by one the way a room's owner
+    deletes a room (rooms.services.rooms_delete_in_workspace: their messages, boards, files and
+    runs with them; each announced and audited), then its members are told (`workspace.left`),
+    its invitations and SSO providers go with it. The default workspace, which every new account
+    joins, cannot be deleted. Returns what went: rooms, members."""
+    from rooms.services import rooms_delete_in_workspace
+
+    locked = Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+    if locked is None:
+        raise NotFound()
+    if not as_staff:
+        role = WorkspaceMembership.objects.filter(workspace=locked, user=actor).values_list("role", flat=True).first()
+        if role is None:
+            raise NotFound()
+        if role != Role.OWNER:
+            raise Forbidden("Only the workspace's owners can delete it.")
+    if locked.is_default:
+        raise Conflict("The default workspace cannot be deleted: every new account joins it.", code="default_workspace")
+    if str(confirm or "").strip() != locked.slug:
+        message = f"Type the workspace's address ({locked.slug}) to confirm."
+        raise InvalidInput(message, code="confirmation_required", fields={"confirm": [message]})
+    members = list(WorkspaceMembership.objects.select_for_update().filter(workspace=locked).order_by("pk"))
+    with audit.deferred():  # rooms lock their rows after recording: the chains' heads last
+        rooms = rooms_delete_in_workspace(workspace_id=locked.pk, actor=actor)
+        summary = {"name": locked.name, "slug": locked.slug, "rooms": rooms, "members": len(members)}
+        workspace_id = locked.pk
+        locked.delete()  # memberships, invitations and SSO providers cascade
+        audit.record(
+            action="workspace.delete",
+            actor=actor,
+            target=("workspace", workspace_id),
+            before=summary,
+            after={"as_staff": True} if as_staff else None,
+        )
+    for membership in members:
+        _announce_left(user_id=membership.user_id, workspace_id=workspace_id, reason="deleted")
+    return {"rooms": rooms, "members": len(members)}
+
+
+def _announce_left(*, user_id: int, workspace_id: int, reason: str) -> None:
+    """Tell the person's sockets and streams (every device) that they are out of a workspace:
+    `workspace.left`, after the `room.removed` frames of its rooms (published before it, in order)."""
+    from core.events import dumps, send_event, user_group  # imported here: apart from the limits' imports
+
+    frame = {"type": "workspace.left", "workspace": workspace_id, "reason": reason}
+    send_event([user_group(user_id)], {"type": "user.relay", "text": dumps(frame)})
 
 
 # -- members ---------------------------------------------------------------------------------------
@@ -171,6 +256,12 @@ def _clean_role(role: object, *, allow_owner: bool = True) -> str:
     if role not in allowed:
         raise InvalidInput(f"Role must be one of {', '.join(allowed)}.", fields={"role": ["Unknown role."]})
     return str(role)
+
+
+def staff_actor(*, workspace: Workspace, user: User) -> WorkspaceMembership:
+    """Site staff acting on a workspace from Django admin: an owner's rights, not a membership
+    (never saved). Its entries say `as_staff`."""
+    return WorkspaceMembership(workspace=workspace, user=user, role=Role.OWNER)
 
 
 def _require_manager(actor: WorkspaceMembership) -> None:
@@ -244,12 +335,14 @@ def member_remove(*, actor: WorkspaceMembership, user: User) -> None:
     with audit.deferred():  # room removals lock rows after recording: the chain's head last
         memberships_end_in_workspace(workspace_id=target.workspace_id, user=user, actor=actor.user)
         target.delete()
+        leaving = actor.user_id == user.pk
         audit.record(
-            action="workspace.member.leave" if actor.user_id == user.pk else "workspace.member.remove",
+            action="workspace.member.leave" if leaving else "workspace.member.remove",
             actor=actor.user,
             target=user,
             before=_audited(target, target.role),
         )
+    _announce_left(user_id=user.pk, workspace_id=target.workspace_id, reason="left" if leaving else "removed")
 
 
 # -- invitations -----------------------------------------------------------------------------------
@@ -320,6 +413,48 @@ def _send_invitation(address: str, workspace_name: str, inviter: str, url: str) 
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[address],
     )
+
+
+def invitations_list(*, actor: WorkspaceMembership) -> QuerySet[WorkspaceInvitation]:
+    """The workspace's pending invitations, for its owners and admins (others: `forbidden`)."""
+    from workspaces import selectors  # imported here: apart from the limits' imports
+
+    _require_manager(actor)
+    return selectors.invitations_pending(workspace_id=actor.workspace_id)
+
+
+@transaction.atomic
+def invitation_revoke(*, actor: WorkspaceMembership, invitation_id: object) -> WorkspaceInvitation:
+    """Withdraw a pending invitation (owners and admins; only invitations to roles they could have
+    granted). Its link or email then answers `invitation_expired`. Withdrawing one twice changes
+    nothing; a used email invitation is `invitation_used` (409: remove the member instead). An
+    invitation of another workspace, or none, is `not_found`."""
+    _require_manager(actor)
+    ident = str(invitation_id).strip()
+    invitation = None
+    if ident.isdigit() and len(ident) <= 18:  # fits a bigint
+        invitation = (
+            WorkspaceInvitation.objects.select_for_update()
+            .filter(pk=int(ident), workspace_id=actor.workspace_id)
+            .first()
+        )
+    if invitation is None:
+        raise NotFound("No such invitation.", code="invitation_not_found")
+    _require_can_grant(actor, invitation.role)
+    if invitation.revoked_at is not None:
+        return invitation
+    if invitation.email and invitation.accepted_at is not None:
+        raise Conflict("This invitation was already used: remove the member instead.", code="invitation_used")
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    audit.record(
+        action="workspace.invite.revoke",
+        actor=actor.user,
+        target=invitation,
+        before={"workspace": actor.workspace_id, "role": invitation.role, "by_email": bool(invitation.email)},
+        after={"as_staff": True} if actor.pk is None else None,
+    )
+    return invitation
 
 
 def invitation_from_token(token: object) -> WorkspaceInvitation:
