@@ -9,9 +9,10 @@ The envelope (docs/e2ee.md "The scheme"), every binary value standard base64:
     {"v": 1, "sender_device": "<uuid>", "iv": "<12 bytes>", "ciphertext": "<AES-GCM output>",
      "keys": {"<recipient device uuid>": "<the 32-byte content key, AES-KW wrapped: 40 bytes>", ...}}
 
-Stored text starts with MARK, a control character no one types; plain text starting with it is
-refused (`reserved_text`), so a stored text is an envelope (or the notice that turned encryption
-on) exactly when it starts with MARK.
+Stored text starts with RESERVED (a control character no one types, then "e2ee:"); plain text
+starting with it is refused (`reserved_text`), so a stored text is an envelope (or the notice that
+turned encryption on) exactly when it starts with RESERVED. Any other text, control characters
+included, is stored as sent.
 """
 
 import base64
@@ -21,9 +22,9 @@ import re
 import uuid
 from typing import Any
 
-MARK = "\x01"
-MESSAGE_PREFIX = MARK + "e2ee:v1:"
-ENABLED_NOTICE = MARK + "e2ee:enabled"
+RESERVED = "\x01e2ee:"
+MESSAGE_PREFIX = RESERVED + "v1:"
+ENABLED_NOTICE = RESERVED + "enabled"
 
 VERSION = 1
 IV_BYTES = 12
@@ -115,7 +116,7 @@ def encode(envelope: dict[str, Any]) -> str:
 
 def is_marked(text: str) -> bool:
     """Whether a stored text is an envelope or the encryption notice rather than plain text."""
-    return text[:1] == MARK
+    return text[:1] == "\x01" and text.startswith(RESERVED)  # the first test is all most texts cost
 
 
 def payload_of(text: str) -> dict[str, Any] | None:

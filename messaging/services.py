@@ -58,9 +58,9 @@ def _clean_content(content: object) -> str:
         )
     if envelope.is_marked(content):  # stored texts starting so are envelopes (e2ee/envelope.py)
         raise InvalidInput(
-            "Text cannot start with the control character U+0001.",
+            "Text cannot start with U+0001 followed by 'e2ee:' (it marks encrypted messages).",
             code="reserved_text",
-            fields={"content": ["Cannot start with U+0001."]},
+            fields={"content": ["Cannot start with U+0001 'e2ee:'."]},
         )
     return storable_text(content, field="content")
 

@@ -256,8 +256,12 @@ def test_an_encrypted_room_takes_envelopes_only_and_stores_them_as_sent(pair):
 
 
 def test_plain_text_never_looks_like_an_envelope(pair):
-    refused = post(pair["ana"], pair["room"], envelope.ENABLED_NOTICE)
-    assert refused.status_code == 400 and refused.json()["error"]["code"] == "reserved_text"
+    for text in (envelope.ENABLED_NOTICE, envelope.MESSAGE_PREFIX + "{}"):
+        refused = post(pair["ana"], pair["room"], text)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "reserved_text"
+    # Only that prefix is reserved: other texts with control characters are stored as sent.
+    sent = post(pair["ana"], pair["room"], "\x01e2e")
+    assert sent.status_code == 201 and sent.json()["content"] == "\x01e2e" and "e2ee" not in sent.json()
 
 
 def test_search_leaves_encrypted_rooms_out(pair):

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boards.services import board_create
+from e2ee import envelope
 from messaging.consumers import CLOSE_TOO_LARGE, ChatConsumer
 from messaging.services import message_send
 from rooms.models import Membership, Room
@@ -358,7 +359,8 @@ async def test_every_frame_gets_a_documented_answer_and_keeps_the_socket(fuzz_wo
 @given(content=st.one_of(CONTENT, st.text(st.characters(codec=None), min_size=1, max_size=50)), key=st.uuids())
 async def test_any_text_is_stored_exactly_or_refused_as_invalid(fuzz_world, socket, content, key):
     """Every text a client can send comes back exactly as sent (through PostgreSQL), or is refused
-    per message: `invalid` (blank, NUL, lone surrogates) or `too_large`; never `internal`."""
+    per message: `invalid` (blank, NUL, lone surrogates), `too_large`, or `reserved_text` (it
+    starts as stored end-to-end encryption envelopes do, docs/e2ee.md); never `internal`."""
     frame = {"type": "message.send", "room": fuzz_world[1]["rooms"][0], "content": content, "client_msg_id": str(key)}
 
     answers, closed = await socket.exchange("text", json.dumps(frame))
@@ -367,6 +369,8 @@ async def test_any_text_is_stored_exactly_or_refused_as_invalid(fuzz_world, sock
     (answer,) = [frame for frame in answers if frame["type"] in ("message.ack", "error")]
     if answer["type"] == "message.ack":
         assert answer["message"]["content"] == content
+    elif answer["code"] == "reserved_text":
+        assert content.startswith(envelope.RESERVED), answer
     else:
         assert answer["code"] in ("invalid", "too_large"), answer
         assert content.strip() == "" or "\x00" in content or not _encodable(content), answer
