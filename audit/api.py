@@ -23,7 +23,9 @@ MEDIA_TYPE = "application/x-ndjson"
 
 
 class AuditExportParams(serializers.Serializer):
-    scope = serializers.CharField(max_length=64, default=GLOBAL_SCOPE, help_text="The chain (today only `global`)")
+    scope = serializers.CharField(
+        max_length=64, default=GLOBAL_SCOPE, help_text="The chain: `global`, or `workspace:<id>` for a workspace's own"
+    )
     after_position = serializers.IntegerField(
         min_value=0, default=0, help_text="Only entries after this position: the last line's `position` pages on"
     )

@@ -79,7 +79,11 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         _pending.reset(token)
-    for entry in pending:  # only reached when the block did not raise
+    # Only reached when the block did not raise. Chain by chain, in scope order ("global" before
+    # "workspace:<id>"), each chain's entries in the order recorded: a transaction that writes to
+    # two chains locks their heads in the same order as every other one, so two of them cannot
+    # each hold one head while waiting for the other's (docs/audit.md "Chains").
+    for entry in sorted(pending, key=lambda fields: fields["scope"]):
         _write(**entry)
 
 

@@ -187,7 +187,9 @@ def _resolve(
 ) -> SignIn:
     subject = claims["sub"]
     refusal: tuple[SsoError, User | None] | None = None
-    with transaction.atomic():
+    # Deferred: the workspace joined (its own audit chain) and user.create / sso.link (the global
+    # one) lock their chains' heads in the one order every writer uses (docs/audit.md "Chains").
+    with transaction.atomic(), audit.deferred():
         identity = (
             SsoIdentity.objects.select_for_update()
             .select_related("user")

@@ -2,11 +2,14 @@
 managing a workspace (rename, address, withdrawing invitations, deleting, leaving), the members
 page, and what a removal does to the removed person's open sockets."""
 
+import io
 import uuid
 from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -326,3 +329,43 @@ def test_the_members_page_lets_owners_manage_and_members_only_look(
     assert member.post("/workspaces/acme-corp/manage/", {"action": "leave"})["Location"] == "/"
     gone = owner.post("/workspaces/acme-corp/manage/", {"action": "delete", "confirm": "acme-corp"})
     assert gone["Location"] == "/" and not Workspace.objects.filter(pk=acme_ws.pk).exists()
+
+
+# -- one audit chain per workspace ------------------------------------------------------------------
+
+
+def test_each_workspace_has_its_own_audit_chain_and_verify_audit_checks_each(acme, make_user):
+    ana, bob, acme_ws = acme["ana"], acme["bob"], acme["acme"]
+    globex = services.workspace_create(creator=make_user("cid"), name="Globex")
+    owner = WorkspaceMembership.objects.get(workspace=acme_ws, user=ana)
+    services.member_role_change(actor=owner, user=bob, role="admin")
+    invitation, _ = services.invitation_create(actor=owner, base_url="http://testserver/")
+    services.invitation_revoke(actor=owner, invitation_id=invitation.pk)
+    room_create(creator=bob, name="Solo", kind="private", workspace=acme_ws)
+    services.member_remove(actor=owner, user=bob)  # Solo goes (global), bob's removal (Acme's chain)
+    chain = AuditEntry.objects.filter(scope=f"workspace:{acme_ws.pk}").order_by("position")
+    assert [(e.position, e.action) for e in chain] == [
+        (1, "workspace.create"),
+        (2, "workspace.member.role"),
+        (3, "workspace.invite"),
+        (4, "workspace.invite.revoke"),
+        (5, "workspace.member.remove"),
+    ]
+    assert [e.prev_hash for e in chain[1:]] == [e.hash for e in chain[:4]]
+    actions = AuditEntry.objects.values_list("action", flat=True)
+    assert list(actions.filter(scope=f"workspace:{globex.workspace_id}")) == ["workspace.create"]
+    assert {"room.create", "room.delete"} <= set(actions.filter(scope="global"))
+
+    out = io.StringIO()
+    call_command("verify_audit", stdout=out)
+    assert f"workspace:{acme_ws.pk}: ok, 5 entries" in out.getvalue()
+    assert f"workspace:{globex.workspace_id}: ok, 1 entries" in out.getvalue() and "global: ok" in out.getvalue()
+    # A row changed behind the trigger's back breaks its own chain only.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER audit_entry_append_only")
+        cursor.execute("UPDATE audit_auditentry SET ip = '10.9.9.9' WHERE id = %s", [chain[1].pk])
+        cursor.execute("ALTER TABLE audit_auditentry ENABLE TRIGGER audit_entry_append_only")
+    with pytest.raises(CommandError):
+        call_command("verify_audit", stdout=io.StringIO(), stderr=(errors := io.StringIO()))
+    assert f"workspace:{acme_ws.pk}: BROKEN at entry #2" in errors.getvalue()
+    assert "global: BROKEN" not in errors.getvalue()

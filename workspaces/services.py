@@ -91,6 +91,7 @@ def member_join_by_sso(*, user: User, workspace: Workspace, provider: str) -> Wo
             actor=user,
             target=workspace,
             after={"role": membership.role, "via": "sso", "provider": provider},
+            scope=audit_scope(workspace.pk),
         )
     return membership
 
@@ -129,7 +130,11 @@ def workspace_create(*, creator: User, name: object, slug: object = None) -> Wor
         raise Conflict(message, code="slug_taken", fields={"slug": [message]}) from None
     membership = WorkspaceMembership.objects.create(workspace=workspace, user=creator, role=Role.OWNER)
     audit.record(
-        action="workspace.create", actor=creator, target=workspace, after={"name": clean_name, "slug": clean_slug}
+        action="workspace.create",
+        actor=creator,
+        target=workspace,
+        after={"name": clean_name, "slug": clean_slug},
+        scope=audit_scope(workspace.pk),
     )
     return membership
 
@@ -168,6 +173,7 @@ def _settings_apply(*, actor: User, workspace_id: int, changes: dict[str, object
         target=locked,
         before={field: before[field] for field in changed},
         after={field: getattr(locked, field) for field in changed},
+        scope=audit_scope(locked.pk),
     )
     return locked
 
@@ -185,7 +191,7 @@ def workspace_rename(*, actor: WorkspaceMembership, name: object = None, slug: o
     """Rename a workspace (owners and admins) or change its address, the slug (owners). The old
     slug names nothing from then on (`not_found`, and free for another workspace to take): ids
     never change, and the session, invitations and room payloads name workspaces by id
-    (docs/workspaces.md "Renaming")."""
+    (docs/workspaces.md "Managing a workspace")."""
     _require_manager(actor)
     changes: dict[str, object] = {}
     if name is not None:
@@ -237,6 +243,11 @@ def workspace_delete(*, actor: User, workspace: Workspace, confirm: object, as_s
     for membership in members:
         _announce_left(user_id=membership.user_id, workspace_id=workspace_id, reason="deleted")
     return {"rooms": rooms, "members": len(members)}
+
+
+def audit_scope(workspace_id: int) -> str:
+    """A workspace's own audit chain (docs/audit.md "Chains"): its workspace.* entries."""
+    return f"workspace:{workspace_id}"
 
 
 def _announce_left(*, user_id: int, workspace_id: int, reason: str) -> None:
@@ -314,6 +325,7 @@ def member_role_change(*, actor: WorkspaceMembership, user: User, role: object) 
             target=user,
             before=_audited(target, before),
             after=_audited(target, role),
+            scope=audit_scope(target.workspace_id),
         )
     return target
 
@@ -341,6 +353,7 @@ def member_remove(*, actor: WorkspaceMembership, user: User) -> None:
             actor=actor.user,
             target=user,
             before=_audited(target, target.role),
+            scope=audit_scope(target.workspace_id),
         )
     _announce_left(user_id=user.pk, workspace_id=target.workspace_id, reason="left" if leaving else "removed")
 
@@ -398,6 +411,7 @@ def invitation_create(
         actor=actor.user,
         target=invitation,
         after={"workspace": actor.workspace_id, "role": role, "by_email": bool(address)},
+        scope=audit_scope(actor.workspace_id),
     )
     return invitation, token
 
@@ -453,6 +467,7 @@ def invitation_revoke(*, actor: WorkspaceMembership, invitation_id: object) -> W
         target=invitation,
         before={"workspace": actor.workspace_id, "role": invitation.role, "by_email": bool(invitation.email)},
         after={"as_staff": True} if actor.pk is None else None,
+        scope=audit_scope(actor.workspace_id),
     )
     return invitation
 
@@ -508,6 +523,7 @@ def invitation_accept(*, user: User, token: object) -> WorkspaceMembership:
             actor=user,
             target=invitation.workspace,
             after={"role": membership.role, "invitation": invitation.pk},
+            scope=audit_scope(invitation.workspace_id),
         )
     membership.workspace = invitation.workspace
     return membership
@@ -540,6 +556,7 @@ def member_erased(*, user: User, email: str) -> int:
                 target=("user", heir.user_id),
                 before=_audited(heir, before),
                 after=_audited(heir, Role.OWNER) | {"erased_owner": True},
+                scope=audit_scope(heir.workspace_id),
             )
         membership.delete()
         audit.record(
@@ -548,6 +565,7 @@ def member_erased(*, user: User, email: str) -> int:
             target=("user", user.pk),
             before=_audited(membership, membership.role),
             after={"erased": True},
+            scope=audit_scope(membership.workspace_id),
         )
     if email:
         WorkspaceInvitation.objects.filter(email__iexact=email).delete()
