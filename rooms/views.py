@@ -115,6 +115,8 @@ def home(request):
         workspace = workspace_selectors.membership_for_request(request)
     except workspace_selectors.NoWorkspace:
         return no_workspace_page(request)
+    except NotFound:  # ?workspace= names one I am not in
+        raise Http404 from None
     return render(
         request,
         "rooms/home.html",

@@ -6,6 +6,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
+from sso.secrets import EncryptedSecretField
+
 DEFAULT_SCOPES = "openid email profile"
 
 
@@ -18,9 +20,9 @@ class SsoProvider(models.Model):
     # The `iss` the provider's ID tokens carry, exactly (its discovery document is under it).
     issuer = models.URLField(max_length=255)
     client_id = models.CharField(max_length=255)
-    # Stored as given (the token request needs it in clear); never shown again in admin, never logged
-    # or audited. Encrypting it at rest is future work (docs/sso.md).
-    client_secret = models.CharField(max_length=255)
+    # Encrypted at rest under a key derived from SECRET_KEY (sso.secrets; the token request needs
+    # it in clear, so Parley decrypts it); never shown again in admin, never logged or audited.
+    client_secret = EncryptedSecretField()
     scopes = models.CharField(max_length=255, default=DEFAULT_SCOPES)
     # Lower-case email domains whose people may sign in (exact: "example.com" does not admit
     # "mail.example.com"). Never empty: a provider admits nobody by default.

@@ -6,8 +6,8 @@ from sso.models import SsoProvider
 
 
 def providers_for_sign_in_page() -> QuerySet[SsoProvider]:
-    """The "Sign in with …" buttons. Per workspace once workspaces exist (a workspace's sign-in page
-    lists its own; docs/sso.md)."""
+    """The "Sign in with …" buttons of the main sign-in page: every enabled provider (a workspace's
+    own page lists only its own: providers_for_workspace)."""
     return SsoProvider.objects.filter(enabled=True).only("slug", "name").order_by("name")
 
 
@@ -17,3 +17,13 @@ def provider_for_sign_in(slug: str) -> SsoProvider | None:
 
 def provider_by_id(provider_id: int) -> SsoProvider | None:
     return SsoProvider.objects.filter(pk=provider_id, enabled=True).first()
+
+
+def providers_for_workspace(*, workspace_slug: str) -> QuerySet[SsoProvider]:
+    """A workspace's own sign-in page's buttons: its enabled providers (by the workspace's slug)."""
+    return (
+        SsoProvider.objects.filter(enabled=True, workspace__slug=workspace_slug)
+        .select_related("workspace")
+        .only("slug", "name", "workspace__name", "workspace__slug")
+        .order_by("name")
+    )

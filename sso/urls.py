@@ -7,6 +7,7 @@ from sso import api, views
 urlpatterns = [
     path("sso/callback/", views.callback, name="sso-callback"),
     path("sso/<slug:slug>/login/", views.login_start, name="sso-login"),
+    path("w/<slug:slug>/sign-in/", views.workspace_sign_in, name="sso-workspace-sign-in"),
 ]
 
 api_urlpatterns = [

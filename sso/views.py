@@ -70,6 +70,21 @@ def login_start(request: HttpRequest, slug: str) -> HttpResponse:
     return SsoLoginView(provider=provider, endpoints=endpoints, mobile=mobile).get(request)
 
 
+@require_GET
+def workspace_sign_in(request: HttpRequest, slug: str) -> HttpResponse:
+    """`/w/<slug>/sign-in/`: a workspace's own sign-in page, offering only the providers linked to
+    it (each starts that provider's sign-in, `/sso/<provider>/login/`, and comes back to the
+    workspace's members page). A workspace with none, or no such workspace, is a 404: the page
+    names a workspace only when it has a sign-in of its own to offer."""
+    providers = list(selectors.providers_for_workspace(workspace_slug=slug))
+    if not providers:
+        raise Http404
+    workspace = providers[0].workspace
+    assert workspace is not None  # the selector's filter
+    context = {"workspace": workspace, "providers": providers, "next": f"/workspaces/{workspace.slug}/members/"}
+    return render(request, "sso/workspace_sign_in.html", context)
+
+
 @never_cache
 @require_GET
 def callback(request: HttpRequest) -> HttpResponse:
