@@ -20,8 +20,9 @@ from accounts import avatars
 from accounts.models import DISPLAY_NAME_MAX_LENGTH, User
 from core import redis_clients
 from core.errors import ApplicationError, InvalidInput, Unavailable
-from core.events import dumps, send_event, user_group
+from core.events import dumps, room_group, send_event, user_group
 from core.throttles import address_ident, mail_budgets_take
+from rooms.models import Membership
 from rooms.payloads import user_payload
 
 logger = logging.getLogger(__name__)
@@ -116,10 +117,14 @@ def _clean_display_name(value: object) -> str:
 def _profile_changed(user: User) -> None:
     """The user's name or picture changed: their own sockets (every process) update the copy of the
     user they keep, so what they send next carries it (messaging.consumers `user_relay`), and their
-    pages hear a `user.profile` frame. Others see it on what is sent or loaded from now on."""
-    frame = {"type": "user.profile", "user": user_payload(user)}
+    pages hear a `user.profile` frame. So do the pages of everyone sharing a room with them (sent to
+    each of their rooms, once per socket or stream), which redraw the name wherever it is shown."""
+    text = dumps({"type": "user.profile", "user": user_payload(user)})
     profile = {"display_name": user.display_name, "avatar": user.avatar}
-    send_event([user_group(user.pk)], {"type": "user.relay", "text": dumps(frame), "profile": profile})
+    send_event([user_group(user.pk)], {"type": "user.relay", "text": text, "profile": profile})
+    rooms = [str(room) for room in Membership.objects.filter(user=user).values_list("room_id", flat=True)]
+    if rooms:
+        send_event([room_group(room) for room in rooms], {"type": "user.profile", "user": user.pk, "text": text})
 
 
 @transaction.atomic

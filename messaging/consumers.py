@@ -254,6 +254,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         self.cursors = self.rooms.cursors
         self.presence_sent: dict[int, str] = {}
+        self.profiles_sent: dict[int, str] | None = None  # user.profile frames sent, by user
         self.wire_server = None
         self.hub = get_hub()
         self.socket_id = uuid.uuid4().hex  # names this socket in presence
@@ -607,6 +608,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.presence_sent[event["user"]] = event["text"]
             await self.send(text_data=event["text"])
 
+    async def user_profile(self, event: dict) -> None:
+        """Someone's name or picture changed (accounts.services): sent to each of their rooms, so
+        someone sharing several rooms gets it once; their own sockets have it from `user.relay`."""
+        if event["user"] == self.user.pk:
+            return
+        sent = self.profiles_sent = self.profiles_sent or {}  # made by the first one: few sockets get one
+        if sent.get(event["user"]) != event["text"]:
+            sent[event["user"]] = event["text"]
+            await self.send(text_data=event["text"])
+
     async def user_membership(self, event: dict) -> None:
         """This user joined, left or changed role in a room: follow it without reconnecting."""
         room_id = event["room"]
@@ -643,6 +654,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "room.relay": room_relay,
         "user.relay": user_relay,
         "user.presence": user_presence,
+        "user.profile": user_profile,
         "user.membership": user_membership,
         "user.revoked": user_revoked,
     }

@@ -697,6 +697,21 @@ def test_edits_and_deletions_reach_the_other_browser_live(start_server, chromium
     expect(row(ann_page, "On my way").locator(".reaction-count")).to_have_text("2")
     assert shown_ids(ann_page) == shown_ids(ben_page)
 
+    # Ann takes a new display name: every place Ben's page shows her name redraws it live (her
+    # member row, her rows' author lines in the timeline and the thread panel, the chips' tooltips
+    # naming her), and so does her own page.
+    from accounts.services import profile_update
+
+    in_thread(lambda: profile_update(user=ann, display_name="Ann Lee-Smith"))
+    expect(ben_page.locator(f'#member-list [data-user-id="{ann.pk}"] .member-name')).to_have_text("Ann Lee-Smith")
+    expect(row(ben_page, "Lunch at 12:30?").locator(".msg-author")).to_have_text("Ann Lee-Smith")
+    expect(ben_panel.locator("#thread-root .msg-author")).to_have_text("Ann Lee-Smith")
+    expect(ben_chip).to_have_attribute("title", "Ann Lee-Smith, you reacted with 🎉")
+    expect(row(ben_page, "On my way").locator(".reaction-chip")).to_have_attribute(
+        "title", "Ann Lee-Smith, you reacted with 🎉"
+    )
+    expect(row(ann_page, "Lunch at 12:30?").locator(".msg-author")).to_have_text("Ann Lee-Smith")
+
     ARTIFACTS.mkdir(exist_ok=True)
     ben_page.screenshot(path=str(ARTIFACTS / "edit-delete-ben.png"))
     assert errors == []

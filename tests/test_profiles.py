@@ -139,6 +139,47 @@ async def test_a_new_name_reaches_the_users_open_socket_and_what_it_sends_next(m
         await socket.disconnect()
 
 
+@pytest.mark.django_db
+def test_a_new_name_goes_to_every_room_of_its_user_for_the_pages_that_show_it(
+    make_user, events, django_capture_on_commit_callbacks
+):
+    ada, ben, cy = make_user("ada"), make_user("ben"), make_user("cy")
+    shared, own = room_with(ada, "Shared", members={ben: "member"}), room_with(ada, "Own")
+    room_with(cy, "Elsewhere")
+    with django_capture_on_commit_callbacks(execute=True):
+        accounts.profile_update(user=ada, display_name="Countess")
+
+    frame = {"type": "user.profile", "user": user_payload(User.objects.get(pk=ada.pk))}
+    (mine,) = [event for event in events.of_type("user.relay") if event.frame["type"] == "user.profile"]
+    (rooms,) = events.of_type("user.profile")
+    assert mine.groups == [f"user.{ada.pk}"] and mine.frame == frame
+    assert sorted(rooms.groups) == sorted(f"room.{room.pk}" for room in (shared, own))  # not Elsewhere
+    assert rooms.frame == frame and rooms.event["user"] == ada.pk
+    with django_capture_on_commit_callbacks(execute=True):
+        accounts.profile_update(user=ada, display_name="Countess")  # no change: nothing sent
+    assert len(events.of_type("user.profile")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_new_name_reaches_the_sockets_of_people_sharing_rooms_once(make_user):
+    ada, ben = await database_sync_to_async(make_user)("ada"), await database_sync_to_async(make_user)("ben")
+    for name in ("One", "Two"):  # two rooms in common: Ben's socket hears it once
+        await database_sync_to_async(room_with)(ada, name, members={ben: "member"})
+    socket, _ = await connect(ben)
+    try:
+        for name in ("Countess", "Ada L."):
+            await database_sync_to_async(accounts.profile_update)(
+                user=await database_sync_to_async(User.objects.get)(pk=ada.pk), display_name=name
+            )
+        first = await receive_type(socket, "user.profile")
+        second = await receive_type(socket, "user.profile")  # the next one, not the first's copy
+        assert (first["user"]["id"], first["user"]["display_name"]) == (ada.pk, "Countess")
+        assert second["user"]["display_name"] == "Ada L."
+    finally:
+        await socket.disconnect()
+
+
 # -- avatars (moto's S3 server) ------------------------------------------------------------------
 
 

@@ -73,6 +73,7 @@ class Stream:
         self.boards = Sequencer(deliver=self._board_delivered, fetch=self._fetch_board, wait=gap_wait, name="board")
         self.board_rooms: dict[str, str] = {}  # board followed -> its room
         self.presence_sent: dict[int, str] = {}
+        self.profiles_sent: dict[int, str] | None = None  # user.profile frames sent, by user
         self.out: list[tuple[str, str | None]] = []
         self.wake = asyncio.Event()
         self.ended = False  # revoked: nothing more is written
@@ -239,6 +240,16 @@ class Stream:
             self.presence_sent[event["user"]] = event["text"]
             self._write(event["text"])
 
+    async def user_profile(self, event: dict) -> None:
+        """Someone's name or picture changed (accounts.services): sent to each of their rooms, so
+        someone sharing several rooms gets it once; their own sockets have it from `user.relay`."""
+        if event["user"] == self.user.pk:
+            return
+        sent = self.profiles_sent = self.profiles_sent or {}  # made by the first one: few sockets get one
+        if sent.get(event["user"]) != event["text"]:
+            sent[event["user"]] = event["text"]
+            self._write(event["text"])
+
     async def user_membership(self, event: dict) -> None:
         room_id = event["room"]
         if event["role"] is None:
@@ -281,6 +292,7 @@ class Stream:
         "room.relay": room_relay,
         "user.relay": user_relay,
         "user.presence": user_presence,
+        "user.profile": user_profile,
         "user.membership": user_membership,
         "user.revoked": user_revoked,
         "board.sequenced": board_sequenced,

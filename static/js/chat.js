@@ -534,6 +534,15 @@ function onError(frame) {
   console.warn("Parley: server error", frame.code, frame.message);
 }
 
+/** Someone's new display name or picture (mine too, from another tab or device): redrawn
+ * wherever the page shows it: the member list, the rows they sent or reacted to, the thread. */
+function onProfile({ user }) {
+  if (user.id === me.id) Object.assign(me, user); // what the outbox draws my messages with
+  members.onProfile(user); // first: reaction tooltips read names from the member list
+  rows.onProfile(user, timeline.messages());
+  threads.onProfile(user);
+}
+
 const handlers = {
   "session.ready": onSessionReady,
   "message.new": onChange,
@@ -547,6 +556,7 @@ const handlers = {
   "sync.batch": onSyncBatch,
   receipt: (frame) => receipts.onReceipt(frame),
   presence: (frame) => members.onPresence(frame),
+  "user.profile": onProfile,
   typing: (frame) => typingIn.onTyping(frame),
   error: onError,
   "member.update": (frame) => frame.room === room.id && onMemberUpdate(frame.member),

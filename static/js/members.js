@@ -135,6 +135,15 @@ export class Members {
     this.#recount();
   }
 
+  /** A user.profile: a member's new name or picture, drawn in their row (which the reaction
+   * tooltips read their name from: displayName). */
+  onProfile(user) {
+    const existing = this.#row(user.id);
+    if (!existing) return;
+    if (this.#menu?.row === existing) this.closeMenu();
+    existing.replaceWith(this.#render(user, existing.dataset.role));
+  }
+
   // The member menu -------------------------------------------------------------------------
 
   /** What the reader may do to this member now (mirrors rooms/services.py; the server decides). */

@@ -256,6 +256,20 @@ export class MessageRows {
     return node;
   }
 
+  /** A user.profile: `user`'s new name or picture. Of `messages` (the module's copies), those
+   * they sent take it and are drawn again, and so are those they reacted to (the chips' tooltips
+   * name reactors by the member list's names); a row being edited is left as it is. */
+  onProfile(user, messages) {
+    for (const message of messages) {
+      if (!this.#nodes.has(message.id)) continue;
+      const sent = message.sender?.id === user.id;
+      if (sent) message.sender = user;
+      if (sent || message.reactions?.some((reaction) => reaction.users.some((who) => who.id === user.id))) {
+        this.update(message);
+      }
+    }
+  }
+
   /** The reader's role changed: redraw what each row offers. */
   refreshActions(messages) {
     for (const message of messages) {

@@ -145,6 +145,12 @@ export class ThreadPanel {
     }
   }
 
+  /** A user.profile: the open thread's rows that name them are drawn again (message-view.js). */
+  onProfile(user) {
+    this.#rootRows.onProfile(user, this.#root ? [this.#root] : []);
+    this.#rows.onProfile(user, this.#replies.values());
+  }
+
   /** The reader's role changed: redraw what each row offers. */
   refreshActions(canSend) {
     this.#rootRows.refreshActions(this.#root ? [this.#root] : []);

@@ -1,6 +1,7 @@
 // The member menu (members.js): what it offers depends on the reader's role and the member's, as
 // rooms/services.py decides (owners change anyone; admins only those below them).
 import { Members } from "../members.js";
+import { MessageRows } from "../message-view.js";
 import { reactionChips } from "../reactions.js";
 import { assertEqual, test } from "./harness.js";
 
@@ -100,4 +101,35 @@ test("reactions name people by the member list's display names, else by username
   const plain = reactionChips(message, { id: 1, username: "me" }, true).querySelector(".reaction-chip");
   assertEqual(plain.title, "you, olga, gone reacted with 🎉", "without a list: usernames");
   list.remove();
+});
+
+test("a new display name (user.profile) is redrawn in the member list and the rows naming them", () => {
+  const { list, members } = memberList("member", PEOPLE);
+  const nameOf = (user) => members.displayName(user.id) || user.username;
+  const shown = document.createElement("ul");
+  document.body.append(shown);
+  const rows = new MessageRows(shown, { me: { id: 1, username: "me" }, nameOf });
+  const olga = { id: 2, username: "olga", display_name: "Olga", avatar_url: null };
+  const at = "2026-01-01T10:00:00Z";
+  const sent = { id: "a", sequence: 1, created_at: at, content: "hi", sender: olga, reactions: [] };
+  const reacted = {
+    id: "b", sequence: 2, created_at: at, content: "yo", sender: { id: 1, username: "me" },
+    reactions: [{ emoji: "🎉", count: 1, users: [{ id: 2, username: "olga" }] }],
+  };
+  const other = { id: "c", sequence: 3, created_at: at, content: "x", sender: { id: 3, username: "ann" }, reactions: [] };
+  for (const message of [sent, reacted, other]) rows.insert(message, null);
+  const untouched = rows.node("c");
+
+  const renamed = { ...olga, display_name: "Olga K." };
+  members.onProfile(renamed); // first, as chat.js does: the chips read names from the list
+  rows.onProfile(renamed, [sent, reacted, other]);
+
+  assertEqual(members.displayName(2), "Olga K.", "the member list");
+  assertEqual(list.querySelector('[data-user-id="2"] .member-name').textContent, "Olga K.", "the member row");
+  assertEqual(rows.node("a").querySelector(".msg-author").textContent, "Olga K.", "her message");
+  assertEqual(sent.sender.display_name, "Olga K.", "the module's copy, for later redraws");
+  assertEqual(rows.node("b").querySelector(".reaction-chip").title, "Olga K. reacted with 🎉", "her reaction");
+  assertEqual(rows.node("c") === untouched, true, "rows not naming her are not redrawn");
+  list.remove();
+  shown.remove();
 });
