@@ -95,6 +95,7 @@ export class Sealer {
   #roomId;
   #members;
   #publicKeys = new Map(); // device id -> CryptoKey (ECDH public)
+  #listed = new Map(); // user id -> Promise of their devices as last fetched
   #opened = new Map(); // message id -> Promise<string>
 
   constructor({ keys, roomId, members }) {
@@ -107,9 +108,15 @@ export class Sealer {
     return encoder.encode(`${INFO}|${this.#roomId}|${senderDevice}`);
   }
 
-  async #devicesOf(userId) {
-    const answer = await getJson(`/api/v1/e2ee/users/${encodeURIComponent(userId)}/devices/`);
-    return answer.results;
+  /** A person's devices: fetched again when `fresh` (sealing: a device added since must get the
+   * key), else as last fetched (opening a page of history asks once per sender, not per message). */
+  #devicesOf(userId, { fresh = false } = {}) {
+    if (fresh || !this.#listed.has(userId)) {
+      const listed = getJson(`/api/v1/e2ee/users/${encodeURIComponent(userId)}/devices/`).then((a) => a.results);
+      listed.catch(() => this.#listed.delete(userId));
+      this.#listed.set(userId, listed);
+    }
+    return this.#listed.get(userId);
   }
 
   async #publicKey(device) {
@@ -141,7 +148,7 @@ export class Sealer {
   /** The envelope of `text` for every active device of the room's members (mine included). */
   async seal(text) {
     const me = await this.#keys.device();
-    const lists = await Promise.all(this.#members().map((id) => this.#devicesOf(id)));
+    const lists = await Promise.all(this.#members().map((id) => this.#devicesOf(id, { fresh: true })));
     const recipients = lists.flat().filter((device) => !device.revoked_at);
     const contentKey = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, true, ["encrypt"]);
     const iv = crypto.getRandomValues(new Uint8Array(12));
@@ -161,7 +168,11 @@ export class Sealer {
 
   /** The text of an encrypted message (once per message), or an Error saying why it can't be read. */
   open(message) {
-    if (!this.#opened.has(message.id)) this.#opened.set(message.id, this.#open(message));
+    if (!this.#opened.has(message.id)) {
+      const opening = this.#open(message);
+      opening.catch(() => this.#opened.delete(message.id)); // a later copy of the message tries again
+      this.#opened.set(message.id, opening);
+    }
     return this.#opened.get(message.id);
   }
 
@@ -171,8 +182,10 @@ export class Sealer {
     const wrapped = envelope.keys[me.id];
     if (!wrapped) throw new Error("Not encrypted for this device (it was added later).");
     // The sending device must be one of the sender's: a member cannot pass as the other.
-    const senders = message.sender ? await this.#devicesOf(message.sender.id).catch(() => []) : [];
-    const device = senders.find((d) => d.id === envelope.sender_device);
+    const find = async (fresh) =>
+      (await this.#devicesOf(message.sender.id, { fresh })).find((d) => d.id === envelope.sender_device);
+    // A device the list fetched before did not have yet: fetched again once.
+    const device = message.sender ? ((await find(false)) ?? (await find(true))) : undefined;
     if (!device) throw new Error("The sending device is not one of the sender's.");
     const wrapping = await this.#wrappingKey(me.privateKey, await this.#publicKey(device), device.id, me.id);
     const contentKey = await crypto.subtle.unwrapKey("raw", fromBase64(wrapped), wrapping, "AES-KW", "AES-GCM", false, [
