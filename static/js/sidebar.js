@@ -96,6 +96,7 @@ export class RoomList {
   #current;
   #onAdded;
   #onRemoved;
+  #onWorkspaceLeft;
 
   /**
    * list: a <ul> whose rows carry data-room-id (and the name in [data-room-name]), sorted by name.
@@ -103,13 +104,19 @@ export class RoomList {
    * current: the room open on this page, if any: its row stays even once we leave it (the
    *   page says so itself), and it never shows an unread count.
    * onAdded(room) / onRemoved(id): after a row came or went.
+   * onWorkspaceLeft(): the list's workspace (data-workspace-id) is no longer mine; by default the
+   *   page goes home.
    */
-  constructor(list, { renderRow, current = null, onAdded = () => {}, onRemoved = () => {} }) {
+  constructor(
+    list,
+    { renderRow, current = null, onAdded = () => {}, onRemoved = () => {}, onWorkspaceLeft = () => location.assign("/") },
+  ) {
     this.#list = list;
     this.#renderRow = renderRow;
     this.#current = current;
     this.#onAdded = onAdded;
     this.#onRemoved = onRemoved;
+    this.#onWorkspaceLeft = onWorkspaceLeft;
     this.unread = new UnreadBadges({
       lists: [list],
       currentRoom: current,
@@ -180,6 +187,12 @@ export class RoomList {
         break;
       case "room.update":
         this.rename(frame.room);
+        break;
+      case "workspace.left":
+        // Removed from, left, or deleted: the workspace this list shows is not mine any more (its
+        // rooms went with room.removed). The home page then shows my next one, or the page to
+        // create one (docs/workspaces.md "Live effects").
+        if (this.#list && String(frame.workspace) === this.#list.dataset.workspaceId) this.#onWorkspaceLeft();
         break;
       default:
     }

@@ -96,3 +96,14 @@ test("a list of one workspace's rooms leaves out rooms of another workspace", ()
   roomList.onFrame({ type: "room.added", room: room("c", "Cairo", { workspace: 1 }) });
   assertEqual(names(list), ["Athens", "Cairo"], "only workspace 1's rooms");
 });
+
+test("leaving the list's workspace sends the page home; another workspace's leaving does not", () => {
+  const list = document.createElement("ul");
+  list.dataset.workspaceId = "7";
+  const left = [];
+  const roomList = new RoomList(list, { renderRow: sidebarRow, onWorkspaceLeft: () => left.push("home") });
+  roomList.onFrame({ type: "workspace.left", workspace: 8, reason: "removed" });
+  assertEqual(left, [], "another workspace");
+  roomList.onFrame({ type: "workspace.left", workspace: 7, reason: "deleted" });
+  assertEqual(left, ["home"], "this list's workspace");
+});
