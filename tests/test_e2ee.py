@@ -143,6 +143,23 @@ def test_it_registers_lists_and_revokes_devices(make_user):
     ]
 
 
+def test_staff_see_devices_and_revoke_one_through_the_service_in_admin(pair, make_user):
+    from django.test import Client
+
+    root = make_user("root", is_staff=True, is_superuser=True)
+    admin = Client()
+    admin.force_login(root)
+    listed = admin.get("/admin/e2ee/device/")
+    assert listed.status_code == 200 and pair["devices"]["ana"] in listed.content.decode()
+    assert admin.get(f"/admin/e2ee/device/{pair['devices']['ana']}/change/").status_code == 200
+    done = admin.post("/admin/e2ee/device/", {"action": "revoke", "_selected_action": [pair["devices"]["ana"]]})
+    assert done.status_code == 302
+    assert Device.objects.get(pk=pair["devices"]["ana"]).revoked_at is not None
+    assert Device.objects.get(pk=pair["devices"]["bob"]).revoked_at is None
+    entry = AuditEntry.objects.get(action="e2ee.device_revoke")
+    assert (entry.actor_id, entry.before["user"], entry.before["as_staff"]) == (root.pk, pair["ana"].pk, True)
+
+
 def test_device_lists_are_for_people_who_share_a_workspace(pair, make_user):
     ana, bob, cid = pair["ana"], pair["bob"], pair["cid"]
     listed = client_for(bob).get(f"{V1}/e2ee/users/{ana.pk}/devices/")
