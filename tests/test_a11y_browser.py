@@ -46,6 +46,8 @@ def test_every_page_passes_axe_and_the_chat_works_from_the_keyboard(
     from messaging.archive_storage import archive_storage
     from rooms.services import membership_add, room_create
     from tests.conftest import send_message
+    from workspaces.models import WorkspaceMembership
+    from workspaces.services import invitation_create, workspace_create
 
     ann, ben = make_user(password=PASSWORD), make_user(password=PASSWORD)
     # Ann has a display name and a picture (made as the account page and REST do, tests/test_profiles.py).
@@ -60,6 +62,9 @@ def test_every_page_passes_axe_and_the_chat_works_from_the_keyboard(
     membership_add(actor=room.memberships.get(user=ann), user=ben)
     board = board_create(user=ann, room_id=room.pk, title="Plan")
     from_ben = send_message(room, ben, "Morning, Ann")
+    acme = workspace_create(creator=ann, name="Acme").workspace
+    WorkspaceMembership.objects.create(workspace=acme, user=ben, role="admin")
+    invitation_create(actor=acme.memberships.get(user=ann), base_url="http://testserver/")  # a pending link
     base_url = start_server(S3_BUCKET="", ARCHIVE_LOCAL_DIR=str(tmp_path))  # avatars are in the archive's store
     browser = chromium()
     errors: list[str] = []
@@ -147,7 +152,12 @@ def test_every_page_passes_axe_and_the_chat_works_from_the_keyboard(
     expect(page.get_by_label("Display name")).to_have_value("Ann Lovelace")
     check(page, findings, "account")
 
+    # A workspace's members page as its owner sees it: every form of it (docs/workspaces.md).
+    page.goto(f"/workspaces/{acme.slug}/members/")
+    expect(page.get_by_label(f"Role of {ben.username}")).to_have_value("admin")
+    check(page, findings, "workspace members")
+
     failing = [f"{name}: {finding}" for name, found in findings.items() for finding in found]
     assert not failing, "axe found serious or critical violations:\n" + "\n".join(failing)
-    assert len(findings) == 9
+    assert len(findings) == 10
     assert errors == []
