@@ -4,6 +4,7 @@ from django.urls import include, path
 from accounts import views as account_views
 from attachments import urls as attachments_urls
 from boards import views as board_views
+from e2ee import views as e2ee_views
 from rooms import views as room_views
 
 urlpatterns = [
@@ -21,6 +22,7 @@ urlpatterns = [
     path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", account_views.LogoutView.as_view(), name="logout"),
     path("", include("accounts.urls")),  # account page, avatars, password reset
+    path("account/devices/", e2ee_views.devices_page, name="e2ee-devices"),  # docs/e2ee.md
     path("", include("sso.urls")),  # single sign-on: sso/<provider>/login/, sso/callback/
     path("", include("workspaces.urls")),  # workspaces/switch/, invitations/<token>/
     path("admin/", admin.site.urls),

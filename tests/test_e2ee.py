@@ -160,6 +160,22 @@ def test_staff_see_devices_and_revoke_one_through_the_service_in_admin(pair, mak
     assert (entry.actor_id, entry.before["user"], entry.before["as_staff"]) == (root.pk, pair["ana"].pk, True)
 
 
+def test_people_see_and_revoke_their_devices_on_a_page(pair):
+    from django.test import Client
+
+    page = Client()
+    page.force_login(pair["ana"])
+    assert 'href="/account/devices/"' in page.get("/account/").content.decode()
+    listed = page.get("/account/devices/").content.decode()
+    assert pair["devices"]["ana"] in listed and pair["devices"]["bob"] not in listed
+    assert page.post("/account/devices/", {"device": pair["devices"]["bob"]}).status_code == 302  # not hers
+    assert page.post("/account/devices/", {"device": pair["devices"]["ana"]}).status_code == 302
+    assert Device.objects.get(pk=pair["devices"]["ana"]).revoked_at is not None
+    assert Device.objects.get(pk=pair["devices"]["bob"]).revoked_at is None
+    after = page.get("/account/devices/").content.decode()
+    assert "is-revoked" in after and "Revoked" in after and "No such device." in after
+
+
 def test_device_lists_are_for_people_who_share_a_workspace(pair, make_user):
     ana, bob, cid = pair["ana"], pair["bob"], pair["cid"]
     listed = client_for(bob).get(f"{V1}/e2ee/users/{ana.pk}/devices/")
