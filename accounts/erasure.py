@@ -37,6 +37,7 @@ from attachments import binding as attachment_binding
 from audit.models import DataExport, Erasure
 from boards import comments as board_comments
 from core.errors import InvalidInput, NotFound
+from e2ee import services as e2ee_services
 from messaging import archive
 from messaging import services as messaging_services
 from messaging.archive_storage import archive_storage
@@ -87,6 +88,7 @@ def account_erase(*, actor: User, user: User, password: str | None = None, via: 
             "notifications": Notification.objects.filter(user=account).delete()[0],
             "uploads": attachment_binding.release_unsent(uploader_id=account.pk),
             "exports": _delete_exports(account),
+            "devices": e2ee_services.devices_erased(user=account),
         }
         RoomSetting.objects.filter(user=account).delete()
         Notification.objects.filter(actor=account).update(actor=None)  # others' items: "Deleted user"

@@ -111,6 +111,14 @@ def device_revoke(*, user: User, device_id: object, staff: User | None = None) -
     return device
 
 
+def devices_erased(*, user: User) -> int:
+    """Account erasure (accounts.erasure): the person's device keys go, revoked or not (their labels
+    name their browsers). Inside the erasure's transaction; counted in its gdpr.erase entry, not
+    audited one by one. Their encrypted messages cannot be opened by anyone afterwards: opening
+    checks the sending device against the sender's list (docs/e2ee.md)."""
+    return Device.objects.filter(user=user).delete()[0]
+
+
 def room_encryption_enable(*, user: User, room_id: object) -> tuple[Room, Message | None]:
     """Turn end-to-end encryption on in a direct room, for good (either member). Returns the room
     and the notice that says so, a numbered message of the room's history (so live clients and

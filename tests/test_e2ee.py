@@ -176,6 +176,14 @@ def test_people_see_and_revoke_their_devices_on_a_page(pair):
     assert "is-revoked" in after and "Revoked" in after and "No such device." in after
 
 
+def test_an_erased_account_keeps_no_device_keys(pair):
+    from accounts.erasure import account_erase
+
+    account_erase(actor=pair["ana"], user=pair["ana"], password="correct-horse-battery", via="test")
+    assert list(Device.objects.values_list("user_id", flat=True)) == [pair["bob"].pk]
+    assert AuditEntry.objects.get(action="gdpr.erase").after["devices"] == 1
+
+
 def test_device_lists_are_for_people_who_share_a_workspace(pair, make_user):
     ana, bob, cid = pair["ana"], pair["bob"], pair["cid"]
     listed = client_for(bob).get(f"{V1}/e2ee/users/{ana.pk}/devices/")
