@@ -170,7 +170,10 @@ WORKSPACE = OpenApiParameter(
     str,
     OpenApiParameter.QUERY,
     required=False,
-    description="The current workspace (id or slug; or the X-Parley-Workspace header); default: my first",
+    description=(
+        "The current workspace (id or slug; or the X-Parley-Workspace header); default: my first. "
+        "409 `no_workspace` when I am in none"
+    ),
 )
 
 
@@ -193,7 +196,7 @@ class RoomListApi(APIView):
     @extend_schema(
         operation_id="rooms_list",
         parameters=[RoomListParams, WORKSPACE],
-        responses=documented(RoomList, 400, 404),
+        responses=documented(RoomList, 400, 404, 409),
     )
     def get(self, request):
         discover = validated(RoomListParams, request.query_params)["discover"]
@@ -240,6 +243,7 @@ class DirectRoomApi(APIView):
             400,
             403,
             404,
+            409,
         ),
     )
     def post(self, request):

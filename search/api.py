@@ -94,7 +94,7 @@ class SearchApi(APIView):
     are never found; archived days are not searched and are counted in `archived_days_not_searched`.
     Without `room`, the current workspace's rooms are searched (`workspace`, docs/workspaces.md)."""
 
-    @extend_schema(parameters=[SearchQueryParams, WORKSPACE], responses=documented(SearchResults, 400, 403, 404))
+    @extend_schema(parameters=[SearchQueryParams, WORKSPACE], responses=documented(SearchResults, 400, 403, 404, 409))
     def get(self, request):
         params = validated(SearchQueryParams, request.query_params)
         workspace = workspace_selectors.membership_for_request(request)
