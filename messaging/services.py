@@ -6,12 +6,12 @@ import logging
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -179,9 +179,8 @@ def message_send_many(*, requests: list[dict]) -> list[SendResult]:
         outcome: Outcome
         try:
             partitions.ensure_for(timezone.now())
-            with transaction.atomic(), sql.cursor(by_name=True) as cursor:
-                cursor.execute(_SEND, _send_params(sends))
-                outcome = cursor.fetchall()
+            with transaction.atomic():
+                outcome = sql.fetchall(_SEND, _send_params(sends))
         except (DatabaseError, psycopg.Error) as error:
             outcome = error
         sends = _advance(batches, outcome)
@@ -523,6 +522,7 @@ class _MissingParent:
 def _reply_refusal(row: dict[str, Any], send: _Send) -> ApplicationError | _MissingParent:
     """Why _SEND did not take this reply, from its row (what the statement saw of the thread)."""
     if row["root_id"] is None:
+        assert send.reply_to is not None  # only replies are kept out by the rules for roots
         missing = row["parent_root"] if row["parent_id"] is not None else send.reply_to
         return _MissingParent(send.room_id, missing)
     if row["root_created_at"].astimezone(dt.UTC).date() < hot_cutoff():
@@ -861,6 +861,8 @@ def _send_one(
 MAX_REACTIONS = 20  # different emoji on one message
 
 
+_M = TypeVar("_M", bound=models.Model)
+
 # A message's reactions with one user's `emoji` added (`present`) or removed, as SQL over the
 # reactions column {r} (a list of {{emoji, users: [user_ref]}} in the order first used, or NULL):
 # _REACT evaluates it in its UPDATE, so that a concurrent change is reapplied to the row as it is
@@ -935,7 +937,7 @@ SELECT c.kind, c.role, c.workspace_role, c.user_active, (SELECT to_jsonb(changed
 _REACT_SQL = _REACT.replace("{rules}", access.react_rules_sql())
 
 
-def _model_from_json(model: type, values: dict[str, Any]) -> Any:
+def _model_from_json(model: type[_M], values: dict[str, Any]) -> _M:
     """A model instance from a row as `to_jsonb` gave it (its concrete fields, by column)."""
     fields = model._meta.concrete_fields
     return model(**{f.attname: f.to_python(values[f.column]) for f in fields if f.column in values})
@@ -1016,11 +1018,8 @@ def reaction_set(*, user: User, room_id: object, message_id: object, emoji: obje
     One statement (_REACT), its own transaction: it takes the room's lock only inside PostgreSQL,
     for no client round trip. `areaction_set` runs it from the event loop (the socket)."""
     request = _reaction_request(user=user, room_id=room_id, message_id=message_id, emoji=emoji, present=present)
-    with sql.cursor(by_name=True) as cursor:
-        cursor.execute(_REACT_SQL, request.params())
-        rows = cursor.fetchall()
     try:
-        return _reaction_outcome(request, rows)
+        return _reaction_outcome(request, sql.fetchall(_REACT_SQL, request.params()))
     except _MissingMessage:
         raise _missing_message(request) from None
 
@@ -1166,8 +1165,7 @@ def messages_erase_batch(*, room_id: uuid.UUID, user_id: int, mode: str) -> int:
             last = cursor.fetchone()[0]
         for number, message in enumerate(rows, start=last - len(rows) + 1):
             message.changed_sequence = number
-        with sql.cursor(by_name=True) as cursor:  # the whole batch in one statement
-            cursor.execute(_ERASE_UPDATE, _erase_params(room_id, rows))
+        sql.execute(_ERASE_UPDATE, _erase_params(room_id, rows))  # the whole batch in one statement
         if tombstoned:
             MessageRevision.objects.filter(room_id=room_id, message_id__in=[m.id for m in tombstoned]).delete()
             for message_id in with_files:  # their files leave the store after commit

@@ -34,9 +34,7 @@ SELECT n.user_id, count(*)
 def unread_counts(*, user_ids: list[int]) -> dict[int, int]:
     """{user id: unread items in the rooms they are in} for these users, in one statement (users
     with none are left out): the ids as one array parameter, however many (an @room)."""
-    with sql.cursor() as cursor:
-        cursor.execute(_UNREAD_COUNTS, [list(user_ids)])
-        return dict(cursor.fetchall())
+    return {row["user_id"]: row["count"] for row in sql.fetchall(_UNREAD_COUNTS, [list(user_ids)])}
 
 
 def unread_count(*, user: User) -> int:

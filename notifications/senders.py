@@ -101,9 +101,10 @@ class InboxSender:
             }
             for index, notice in enumerate(notices)
         ]
-        with sql.cursor() as cursor:
-            cursor.execute(_STORE, [json.dumps(rows)])
-            stored = {(user_id, uuid.UUID(str(message_id))): pk for pk, user_id, message_id in cursor.fetchall()}
+        stored = {
+            (row["user_id"], uuid.UUID(str(row["message_id"]))): row["id"]
+            for row in sql.fetchall(_STORE, [json.dumps(rows)])
+        }
         kept = []
         for notice in notices:
             pk = stored.get((notice.user_id, notice.message.id))

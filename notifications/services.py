@@ -126,12 +126,16 @@ def _recipients(owed: list[Owed]) -> list[Notice]:
         for item in owed
     ]
     by_id = {item.message.id: item.message for item in owed}
-    with sql.cursor() as cursor:
-        cursor.execute(_RECIPIENTS, [json.dumps(rows)])
-        return [
-            Notice(user_id=user_id, kind=kind, message=by_id[message_id], room_name=room_name, room_kind=room_kind)
-            for message_id, user_id, kind, room_name, room_kind in cursor.fetchall()
-        ]
+    return [
+        Notice(
+            user_id=row["user_id"],
+            kind=row["kind"],
+            message=by_id[row["message_id"]],
+            room_name=row["room_name"],
+            room_kind=row["room_kind"],
+        )
+        for row in sql.fetchall(_RECIPIENTS, [json.dumps(rows)])
+    ]
 
 
 def _deliver(owed: list[Owed]) -> list[Notice]:
