@@ -352,28 +352,34 @@ WITH v AS (
 ), accepted AS (
     -- Who may send is rooms.access.send_refusal, as a table of its answers (replying is sending:
     -- reply_refusal allows the same). A reply needs a root that is not deleted, in a hot day.
-    SELECT checked.*, row_number() OVER (PARTITION BY checked.room_id ORDER BY idx) AS ord
+    SELECT checked.*
       FROM checked
       JOIN {access.send_rules_sql()}
         ON send_rules.kind = checked.kind AND send_rules.role IS NOT DISTINCT FROM checked.role
        AND send_rules.user_active = checked.user_active
      WHERE send_rules.allowed AND key_room IS NULL
-       -- _sealing_refusal: envelopes in end-to-end encrypted rooms, text elsewhere.
-       AND checked.encrypted = coalesce(checked.sealed, false)
        AND (reply_to IS NULL OR (root_id IS NOT NULL AND root_deleted_at IS NULL AND root_created_at >= %s))
+), locked AS MATERIALIZED (
+    -- In id order, so that two batches sharing rooms cannot deadlock. The row lock serialises a
+    -- room's writers until commit: numbers are gapless (a rollback returns them) and commit in order.
+    -- The locked row is the room as it is now, whatever this statement's snapshot saw.
+    SELECT id, encrypted_since IS NOT NULL AS encrypted
+      FROM rooms_room WHERE id IN (SELECT room_id FROM accepted) ORDER BY id FOR UPDATE
+), admitted AS (
+    -- _sealing_refusal: envelopes in end-to-end encrypted rooms, text elsewhere, as the room is
+    -- once locked (a room switched to encryption while this statement waited takes no more text).
+    SELECT a.*, row_number() OVER (PARTITION BY a.room_id ORDER BY a.idx) AS ord
+      FROM accepted AS a JOIN locked ON locked.id = a.room_id
+     WHERE locked.encrypted = coalesce(a.sealed, false)
 ), roots AS (
     -- Each thread that takes replies here changes once: its count and last reply time, numbered
     -- after the room's new messages.
     SELECT room_id, root_id, root_created_at, count(*) AS n,
            row_number() OVER (PARTITION BY room_id ORDER BY root_id) AS ord
-      FROM accepted WHERE root_id IS NOT NULL GROUP BY room_id, root_id, root_created_at
-), locked AS MATERIALIZED (
-    -- In id order, so that two batches sharing rooms cannot deadlock. The row lock serialises a
-    -- room's writers until commit: numbers are gapless (a rollback returns them) and commit in order.
-    SELECT id FROM rooms_room WHERE id IN (SELECT room_id FROM accepted) ORDER BY id FOR UPDATE
+      FROM admitted WHERE root_id IS NOT NULL GROUP BY room_id, root_id, root_created_at
 ), numbered AS (
     UPDATE rooms_room AS r SET last_sequence = r.last_sequence + c.n + coalesce(t.n, 0)
-      FROM (SELECT room_id, count(*) AS n FROM accepted GROUP BY room_id) AS c JOIN locked ON locked.id = c.room_id
+      FROM (SELECT room_id, count(*) AS n FROM admitted GROUP BY room_id) AS c
       LEFT JOIN (SELECT room_id, count(*) AS n FROM roots GROUP BY room_id) AS t ON t.room_id = c.room_id
      WHERE r.id = c.room_id
     -- Stamped after the lock: created_at never goes backwards along a room's sequence.
@@ -383,7 +389,7 @@ WITH v AS (
         (id, room_id, sequence, sender_id, content, client_msg_id, created_at, changed_sequence, mentions, reply_to)
     SELECT a.message_id, a.room_id, n.base + a.ord, a.user_id, a.content, a.client_msg_id, n.stamp, n.base + a.ord,
            a.mentions, a.root_id
-      FROM accepted AS a JOIN numbered AS n ON n.id = a.room_id
+      FROM admitted AS a JOIN numbered AS n ON n.id = a.room_id
  RETURNING id, sequence, created_at
 ), threaded AS (
     -- The roots' rows as they are when the room's lock is ours (PostgreSQL applies the SET to the
@@ -399,16 +405,16 @@ WITH v AS (
     -- A key claimed by a concurrent send fails the statement here (_key_taken): all or nothing.
     INSERT INTO {SentMessageKey._meta.db_table} (sender_id, client_msg_id, room_id, message_id, message_created_at)
     SELECT a.user_id, a.client_msg_id, a.room_id, i.id, i.created_at
-      FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
+      FROM inserted AS i JOIN admitted AS a ON a.message_id = i.id
 ), owed AS (
     -- The notifications a message with mentions or in a direct room owes, committed with it
     -- (notifications.models.PendingNotification); other messages write nothing here.
     INSERT INTO {PendingNotification._meta.db_table} (message_id, message_created_at, room_id, number)
     SELECT i.id, i.created_at, a.room_id, i.sequence
-      FROM inserted AS i JOIN accepted AS a ON a.message_id = i.id
+      FROM inserted AS i JOIN admitted AS a ON a.message_id = i.id
      WHERE a.mentions IS NOT NULL OR a.kind = '{Room.Kind.DIRECT}' OR a.reply_to IS NOT NULL
 )
-SELECT c.idx, c.kind, c.encrypted, c.role, c.workspace_role, c.user_active, c.key_room, c.o_id, c.o_sequence,
+SELECT c.idx, c.kind, coalesce(lk.encrypted, c.encrypted) AS encrypted, c.role, c.workspace_role, c.user_active, c.key_room, c.o_id, c.o_sequence,
        c.o_content, c.o_created_at, c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count,
        c.o_last_reply_at, c.o_reactions, c.o_change_kind, c.o_mentions, c.mentions, i.sequence, i.created_at,
        c.reply_to, c.parent_id, c.parent_root, c.root_id, c.root_created_at, c.root_deleted_at, th.root,
@@ -416,6 +422,7 @@ SELECT c.idx, c.kind, c.encrypted, c.role, c.workspace_role, c.user_active, c.ke
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
   LEFT JOIN threaded AS th ON th.id = c.root_id AND i.id IS NOT NULL
+  LEFT JOIN locked AS lk ON lk.id = c.room_id
 """
 
 

@@ -6,16 +6,20 @@ previews for such rooms. The browser's half (WebCrypto) is tests/test_e2ee_brows
 import base64
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connection, connections, transaction
 
 from audit.models import AuditEntry
 from core.events import room_group
 from e2ee import envelope
+from e2ee import services as e2ee_services
 from e2ee.models import Device
+from messaging import services as messaging_services
 from messaging.models import Message, MessageRevision
 from rooms.models import Room
-from tests.conftest import client_for, room_with, send_message
+from tests.conftest import client_for, room_with, send_message, wait_until
 from workspaces import services as workspace_services
 from workspaces.models import WorkspaceMembership
 
@@ -327,3 +331,42 @@ def test_notifications_say_encrypted_message(pair, django_capture_on_commit_call
         )
     [item] = client_for(pair["bob"]).get(f"{V1}/notifications/").json()["results"]
     assert item["kind"] == "direct" and item["message"]["excerpt"] == "Encrypted message"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_waiting_for_the_room_while_it_is_switched_on_is_refused(pair):
+    """A text send whose statement began before the switch committed (it saw a plain room) and
+    waited for the room's lock meanwhile is refused once it has the lock: nothing in plain text
+    lands after the notice."""
+    ana, bob = pair["ana"], pair["bob"]
+
+    def lock_waiters() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    def send_text():
+        try:
+            return messaging_services.message_send_many(
+                requests=[
+                    {"user": bob, "room_id": pair["room"], "content": "in the clear", "client_msg_id": uuid.uuid4()}
+                ]
+            )[0]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool:
+        with transaction.atomic():  # the switch, holding the room until it commits
+            e2ee_services.room_encryption_enable(user=ana, room_id=pair["room"])
+            sent = pool.submit(send_text)
+            wait_until(lambda: lock_waiters() == 1, what="the text send waiting for the room")
+        result = sent.result()
+
+    assert getattr(result, "code", None) == "encrypted_room"
+    assert not Message.objects.filter(room_id=pair["room"], content="in the clear").exists()
+    room = Room.objects.get(pk=pair["room"])
+    assert Message.objects.filter(room_id=room.pk).count() == room.last_sequence  # gapless: the notice only
