@@ -414,11 +414,11 @@ WITH v AS (
       FROM inserted AS i JOIN admitted AS a ON a.message_id = i.id
      WHERE a.mentions IS NOT NULL OR a.kind = '{Room.Kind.DIRECT}' OR a.reply_to IS NOT NULL
 )
-SELECT c.idx, c.kind, coalesce(lk.encrypted, c.encrypted) AS encrypted, c.role, c.workspace_role, c.user_active, c.key_room, c.o_id, c.o_sequence,
-       c.o_content, c.o_created_at, c.o_changed_sequence, c.o_edited_at, c.o_deleted_at, c.o_reply_to, c.o_reply_count,
-       c.o_last_reply_at, c.o_reactions, c.o_change_kind, c.o_mentions, c.mentions, i.sequence, i.created_at,
-       c.reply_to, c.parent_id, c.parent_root, c.root_id, c.root_created_at, c.root_deleted_at, th.root,
-       th.root_sender
+SELECT c.idx, c.kind, coalesce(lk.encrypted, c.encrypted) AS encrypted, c.role, c.workspace_role, c.user_active,
+       c.key_room, c.o_id, c.o_sequence, c.o_content, c.o_created_at, c.o_changed_sequence, c.o_edited_at,
+       c.o_deleted_at, c.o_reply_to, c.o_reply_count, c.o_last_reply_at, c.o_reactions, c.o_change_kind,
+       c.o_mentions, c.mentions, i.sequence, i.created_at, c.reply_to, c.parent_id, c.parent_root, c.root_id,
+       c.root_created_at, c.root_deleted_at, th.root, th.root_sender
   FROM checked AS c
   LEFT JOIN inserted AS i ON i.id = c.message_id
   LEFT JOIN threaded AS th ON th.id = c.root_id AND i.id IS NOT NULL
