@@ -31,7 +31,6 @@ from rooms.api import (
 from search import urls as search_urls
 from simulator import urls as simulator_urls
 from sso import urls as sso_urls
-from transports import urls as transports_urls
 from workspaces import urls as workspaces_urls
 
 urlpatterns = [
@@ -74,7 +73,6 @@ urlpatterns = [
     *search_urls.urlpatterns,  # search/ (full-text search over my rooms' messages)
     *attachments_urls.urlpatterns,  # rooms/<room>/attachments/... (attachments/urls.py)
     *notifications_urls.urlpatterns,  # notifications/ (the inbox, levels per room: docs/notifications.md)
-    *transports_urls.urlpatterns,  # events/ (Server-Sent Events), poll/ (long-polling)
     *audit_urls.urlpatterns,  # audit/export/ (site staff: the audit log as JSON lines)
     *e2ee_urls.urlpatterns,  # e2ee/devices/, e2ee/users/<user>/devices/, rooms/<room>/encryption/ (docs/e2ee.md)
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -8,6 +8,10 @@ from e2ee import views as e2ee_views
 from rooms import views as room_views
 
 urlpatterns = [
+    # First: an event stream or a long poll keeps its request for as long as it lasts, and with it
+    # the ResolverMatch, which lists every pattern tried before the match (~11 KB per stream when
+    # these came near the end: docs/performance.md, "Where an SSE stream's memory goes").
+    path("api/v1/", include("transports.urls")),  # events/ (Server-Sent Events), poll/ (long-polling)
     path("", room_views.home, name="home"),
     path("rooms/new/", room_views.room_create, name="room-create"),
     path("rooms/direct/", room_views.direct_open, name="direct-open"),
