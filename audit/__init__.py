@@ -35,6 +35,12 @@ def record(
     )
 
 
+def workspace_scope(workspace_id: int) -> str:
+    """The chain of a workspace (docs/audit.md "Chains"): its own entries and those of its rooms,
+    boards and messages."""
+    return f"workspace:{workspace_id}"
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Write the entries recorded inside the block when the outermost block ends: see

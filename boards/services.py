@@ -87,7 +87,13 @@ def board_create(*, user: User, room_id: object, title: object) -> Board:
         limits.require_board_slot(workspace_id=membership.room.workspace_id)
         board = Board.objects.create(room_id=membership.room_id, title=title, created_by=user)
         _announce(board, "board.created")
-        audit.record(action="board.create", actor=user, target=board, after=_audited_board(board))
+        audit.record(
+            action="board.create",
+            actor=user,
+            target=board,
+            after=_audited_board(board),
+            scope=audit.workspace_scope(membership.room.workspace_id),
+        )
     return board
 
 
@@ -129,12 +135,19 @@ def board_staff_delete(*, board: Board, actor: User | None) -> None:
     """Delete a board with its log, snapshots and comments, whoever may (site staff in Django
     admin); its sockets leave it and the room hears of it."""
     board_pk = board.pk
+    workspace_id = Room.objects.values_list("workspace_id", flat=True).get(pk=board.room_id)
     with transaction.atomic():
         board.delete()
         board.pk = board_pk
         _announce(board, "board.deleted")
         send_event([board_group(board_pk)], {"type": "board.gone", "board": str(board_pk)})
-        audit.record(action="board.delete", actor=actor, target=("board", board_pk), before=_audited_board(board))
+        audit.record(
+            action="board.delete",
+            actor=actor,
+            target=("board", board_pk),
+            before=_audited_board(board),
+            scope=audit.workspace_scope(workspace_id),
+        )
     documents.forget(board_pk)  # an idle cached document of it is of no more use
     forget_renderings(board_pk)  # and its renderings
 

@@ -146,6 +146,7 @@ def room_encryption_enable(*, user: User, room_id: object) -> tuple[Room, Messag
             target=room,
             before={"encrypted": False},
             after={"encrypted": True, "sequence": notice.sequence},
+            scope=audit.workspace_scope(room.workspace_id),
         )
         frame = {"type": "room.update", "room": room_payload(room)}
         send_event([room_group(room.pk)], {"type": "room.relay", "room": str(room.pk), "text": dumps(frame)})

@@ -686,7 +686,13 @@ def message_delete(*, user: User, room_id: object, message_id: object) -> Messag
                 _thread_changed(room_id, message.reply_to, replies=-1)
             if message.sender_id != user.pk:  # a room's owner or admin removed someone else's message
                 summary = {"room": str(room_id), "sender": message.sender_id, "sequence": message.sequence}
-                audit.record(action="message.delete", actor=user, target=("message", message.id), before=summary)
+                audit.record(
+                    action="message.delete",
+                    actor=user,
+                    target=("message", message.id),
+                    before=summary,
+                    scope=audit.workspace_scope(membership.room.workspace_id),
+                )
     except _Unchanged as unchanged:
         return unchanged.message
     return message

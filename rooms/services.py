@@ -159,7 +159,7 @@ def room_create(
     room = Room.objects.create(name=name, topic=topic, kind=kind, created_by=creator, workspace_id=place.workspace_id)
     membership = Membership.objects.create(room=room, user=creator, role=Role.OWNER)
     _announce_membership(room=room, user=creator, membership=membership)
-    audit.record(action="room.create", actor=creator, target=room, after=_audited_room(room))
+    audit.record(action="room.create", actor=creator, target=room, after=_audited_room(room), scope=_scope(room))
     return room
 
 
@@ -195,7 +195,7 @@ def direct_room_get_or_create(
             for person in (user, other):
                 membership = Membership.objects.create(room=room, user=person, role=Role.MEMBER)
                 _announce_membership(room=room, user=person, membership=membership)
-            audit.record(action="room.create", actor=user, target=room, after=_audited_room(room))
+            audit.record(action="room.create", actor=user, target=room, after=_audited_room(room), scope=_scope(room))
     except IntegrityError:  # the other person opened it at the same moment: use theirs
         return Room.objects.get(direct_key=key), False
     return room, True
@@ -223,6 +223,7 @@ def room_update(
             target=room,
             before={field: before[field] for field in changed},
             after={field: after[field] for field in changed},
+            scope=_scope(room),
         )
     frame = {"type": "room.update", "room": room_payload(room)}
     send_event([room_group(room.pk)], {"type": "room.relay", "room": str(room.pk), "text": dumps(frame)})
@@ -244,7 +245,19 @@ def _delete(room: Room, *, actor: User, last_member_left: bool = False) -> None:
     attachment_binding.release_room(room_id=room_id)  # its files leave the store after commit
     room.delete()
     after = {"last_member_left": True} if last_member_left else None
-    audit.record(action="room.delete", actor=actor, target=("room", room_id), before=_audited_room(room), after=after)
+    audit.record(
+        action="room.delete",
+        actor=actor,
+        target=("room", room_id),
+        before=_audited_room(room),
+        after=after,
+        scope=_scope(room),
+    )
+
+
+def _scope(room: Room) -> str:
+    """The audit chain of the room's workspace: its entries are the workspace's (docs/audit.md)."""
+    return audit.workspace_scope(room.workspace_id)
 
 
 @transaction.atomic
@@ -263,7 +276,9 @@ def room_join(*, room: Room, user: User) -> Membership:
     membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": Role.MEMBER})
     if created:
         _announce_membership(room=room, user=user, membership=membership)
-        audit.record(action="membership.join", actor=user, target=room, after={"role": membership.role})
+        audit.record(
+            action="membership.join", actor=user, target=room, after={"role": membership.role}, scope=_scope(room)
+        )
     return membership
 
 
@@ -287,7 +302,13 @@ def room_leave(*, membership: Membership, new_owner: User | None = None) -> None
             _require_another_owner(room, membership)
         membership.delete()
         _announce_membership(room=room, user=membership.user, membership=None)
-        audit.record(action="membership.leave", actor=membership.user, target=room, before={"role": membership.role})
+        audit.record(
+            action="membership.leave",
+            actor=membership.user,
+            target=room,
+            before={"role": membership.role},
+            scope=_scope(room),
+        )
 
 
 @transaction.atomic
@@ -302,7 +323,13 @@ def membership_add(*, actor: Membership, user: User, role: str = Role.MEMBER) ->
     except IntegrityError:
         raise Conflict("That person is already a member.", code="already_member") from None
     _announce_membership(room=actor.room, user=user, membership=membership)
-    audit.record(action="membership.add", actor=actor.user, target=user, after=_audited_role(actor, user, role))
+    audit.record(
+        action="membership.add",
+        actor=actor.user,
+        target=user,
+        after=_audited_role(actor, user, role),
+        scope=_scope(actor.room),
+    )
     return membership
 
 
@@ -321,7 +348,14 @@ def membership_update(*, actor: Membership, user: User, role: str) -> Membership
     _announce_membership(room=actor.room, user=user, membership=target)
     if before["role"] != role:
         after = _audited_role(actor, user, role)
-        audit.record(action="membership.role", actor=actor.user, target=user, before=before, after=after)
+        audit.record(
+            action="membership.role",
+            actor=actor.user,
+            target=user,
+            before=before,
+            after=after,
+            scope=_scope(actor.room),
+        )
     return target
 
 
@@ -342,6 +376,7 @@ def membership_remove(*, actor: Membership, user: User) -> None:
         actor=actor.user,
         target=user,
         before=_audited_role(actor, user, target.role),
+        scope=_scope(actor.room),
     )
 
 
@@ -400,6 +435,7 @@ def member_erased(*, membership: Membership, shown_as: str) -> str:
             target=room,
             before={"role": membership.role},
             after={"erased": True},
+            scope=_scope(room),
         )
         return "direct"
     new_owner = None
@@ -442,6 +478,7 @@ def memberships_end_in_workspace(*, workspace_id: int, user: User, actor: User) 
                 target=heir.user,
                 before={"room": str(room.pk), "user": heir.user_id, "role": before},
                 after={"room": str(room.pk), "user": heir.user_id, "role": Role.OWNER, "left_workspace": user.pk},
+                scope=_scope(room),
             )
         membership.delete()
         _announce_membership(room=room, user=user, membership=None)
@@ -451,6 +488,7 @@ def memberships_end_in_workspace(*, workspace_id: int, user: User, actor: User) 
             target=user,
             before={"room": str(room.pk), "user": user.pk, "role": membership.role},
             after={"left_workspace": workspace_id},
+            scope=_scope(room),
         )
 
 

@@ -39,7 +39,13 @@ PASSWORD = "correct-horse-battery"
 
 
 def actions() -> list[str]:
-    return list(AuditEntry.objects.order_by("position").values_list("action", flat=True))
+    """Every entry's action in the order written, whatever its chain."""
+    return list(AuditEntry.objects.order_by("id").values_list("action", flat=True))
+
+
+def scope_of(room: Room) -> str:
+    """The chain of the room's workspace, where its entries go (docs/audit.md "Chains")."""
+    return f"workspace:{room.workspace_id}"
 
 
 def last(action: str) -> AuditEntry:
@@ -97,7 +103,7 @@ def test_it_records_room_and_membership_changes_with_actor_target_and_summary(ma
     assert (last("room.update").before, last("room.update").after) == ({"name": "Crew"}, {"name": "Crew 2"})
     deleted = last("room.delete")
     assert (deleted.target_type, deleted.target_id, deleted.before["name"]) == ("room", str(room.pk), "Crew 2")
-    assert "global: ok, 6 entries" in verify()
+    assert f"{scope_of(room)}: ok, 6 entries" in verify()
 
 
 @pytest.mark.django_db
@@ -179,20 +185,19 @@ def test_it_records_sign_ins_sign_outs_and_failures_with_the_address_and_no_pass
 @pytest.mark.django_db
 def test_each_entry_carries_the_previous_hash_and_its_own_over_canonical_json(make_user):
     owner = make_user("owner")
-    for name in ("One", "Two", "Three"):
-        room_create(creator=owner, name=name)
+    rooms = [room_create(creator=owner, name=name) for name in ("One", "Two", "Three")]
     rows = list(AuditEntry.objects.order_by("position").values())
     assert [row["position"] for row in rows] == [1, 2, 3]
     assert rows[0]["prev_hash"] == "0" * 64
     assert [row["prev_hash"] for row in rows[1:]] == [row["hash"] for row in rows[:-1]]
     assert all(chain.entry_hash(row) == row["hash"] for row in rows)
-    head = AuditChain.objects.get(scope="global")
+    head = AuditChain.objects.get(scope=scope_of(rooms[0]))
     assert (head.length, head.head_hash) == (3, rows[-1]["hash"])
 
 
 @pytest.mark.django_db
 def test_postgresql_refuses_update_and_delete_of_entries_and_rewinding_the_head(make_user):
-    room_create(creator=make_user("owner"), name="Room")
+    room = room_create(creator=make_user("owner"), name="Room")
     statements = [
         "UPDATE audit_auditentry SET action = 'nothing'",
         "DELETE FROM audit_auditentry",
@@ -203,7 +208,7 @@ def test_postgresql_refuses_update_and_delete_of_entries_and_rewinding_the_head(
         with pytest.raises(DatabaseError, match="audit"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement)
     assert actions() == ["room.create"]
-    assert AuditChain.objects.get(scope="global").length == 1
+    assert AuditChain.objects.get(scope=scope_of(room)).length == 1
 
 
 def _tamper(statement: str) -> None:
@@ -236,10 +241,9 @@ def _tamper(statement: str) -> None:
 )
 def test_verify_audit_names_the_first_broken_entry(make_user, statement, named):
     owner = make_user("owner")
-    for name in ("One", "Two", "Three", "Four"):
-        room_create(creator=owner, name=name)
+    room = [room_create(creator=owner, name=name) for name in ("One", "Two", "Three", "Four")][0]
     ids = dict(AuditEntry.objects.values_list("position", "id"))
-    assert "global: ok, 4 entries" in verify()
+    assert f"{scope_of(room)}: ok, 4 entries" in verify()
 
     _tamper(statement)
 
@@ -264,7 +268,7 @@ def test_concurrent_writers_keep_one_linear_chain(make_user):
 
     rows = list(AuditEntry.objects.order_by("position").values())
     assert [row["position"] for row in rows] == list(range(1, 25))
-    assert "global: ok, 24 entries" in verify()
+    assert f"{scope_of(Room.objects.first())}: ok, 24 entries" in verify()
 
 
 def _waits_for_a_lock(pid: int) -> bool:
@@ -329,7 +333,7 @@ def test_an_ownership_hand_over_racing_a_role_change_of_the_old_owner_does_not_d
     roles = dict(Membership.objects.filter(room=room).values_list("user__username", "role"))
     assert roles == {"ada": "admin", "bob": "owner", "cyd": "owner"}
     assert actions()[-2:] == ["membership.role", "membership.role"]
-    assert "global: ok" in verify()
+    assert f"{scope_of(room)}: ok" in verify()
 
 
 @pytest.mark.django_db
@@ -357,14 +361,15 @@ def _lines(body: bytes) -> list[dict]:
 def test_staff_export_json_lines_over_rest_and_the_export_is_recorded(make_user, staff):
     owner = make_user("owner")
     room_create(creator=owner, name="One")
-    room_create(creator=owner, name="Two")
+    scope = scope_of(room_create(creator=owner, name="Two"))
+    room_create(creator=owner, name="Three")
 
-    response = client_for(staff).get("/api/v1/audit/export/", {"after_position": 1, "limit": 5})
+    response = client_for(staff).get("/api/v1/audit/export/", {"scope": scope, "after_position": 1, "limit": 5})
 
     assert response.status_code == 200 and response["Content-Type"].startswith("application/x-ndjson")
     lines = _lines(response.content)
-    assert [(line["position"], line["action"]) for line in lines] == [(2, "room.create"), (3, "audit.export")]
-    assert lines[1]["after"] == {"via": "api", "scope": "global", "after_position": 1, "limit": 5}
+    assert [(line["position"], line["action"]) for line in lines] == [(2, "room.create"), (3, "room.create")]
+    assert last("audit.export").after == {"via": "api", "scope": scope, "after_position": 1, "limit": 5}
     assert all(chain.entry_hash(line) == line["hash"] for line in lines)  # checkable outside Parley
     assert lines[1]["prev_hash"] == lines[0]["hash"]
 
@@ -384,11 +389,11 @@ def test_the_export_endpoint_is_not_found_for_non_staff_and_refuses_bad_input(ma
 @pytest.mark.django_db
 def test_admin_browses_read_only_and_exports_selected_entries(make_user, staff):
     owner = make_user("owner")
-    room_create(creator=owner, name="One")
+    scope = scope_of(room_create(creator=owner, name="One"))
     room_create(creator=owner, name="Two")
     admin = Client()
-    admin.force_login(staff)  # itself an auth.sign_in entry (#3)
-    entry = AuditEntry.objects.get(position=1)
+    admin.force_login(staff)  # itself an auth.sign_in entry (the global chain's #1)
+    entry = AuditEntry.objects.get(scope=scope, position=1)
 
     page = admin.get("/admin/audit/auditentry/", {"action__exact": "room.create"})
     assert page.status_code == 200 and b"room.create" in page.content
@@ -400,20 +405,20 @@ def test_admin_browses_read_only_and_exports_selected_entries(make_user, staff):
 
     assert exported.status_code == 200 and exported["Content-Type"].startswith("application/x-ndjson")
     assert [line["position"] for line in _lines(exported.content)] == [1]
-    assert last("audit.export").after == {"via": "admin", "scope": "global", "selected": 1}
+    assert last("audit.export").after == {"via": "admin", "scope": scope, "selected": 1}
     assert last("audit.export").actor_id == staff.pk
-    assert "global: ok, 4 entries" in verify()
+    assert "global: ok, 2 entries" in verify() and f"{scope}: ok, 2 entries" in verify()
 
 
 @pytest.mark.django_db
 def test_the_export_command_writes_json_lines_and_is_recorded(make_user, tmp_path):
-    room_create(creator=make_user("owner"), name="One")
+    scope = scope_of(room_create(creator=make_user("owner"), name="One"))
     out = io.StringIO()
-    call_command("export_audit", "--action", "room.create", stdout=out)
+    call_command("export_audit", "--scope", scope, "--action", "room.create", stdout=out)
     assert [line["action"] for line in _lines(out.getvalue().encode())] == ["room.create"]
     target = tmp_path / f"{uuid.uuid4().hex}.jsonl"
-    call_command("export_audit", "--output", str(target), stderr=io.StringIO())
-    assert [line["action"] for line in _lines(target.read_bytes())] == ["room.create", "audit.export", "audit.export"]
+    call_command("export_audit", "--output", str(target), stderr=io.StringIO())  # the global chain
+    assert [line["action"] for line in _lines(target.read_bytes())] == ["audit.export", "audit.export"]
     assert last("audit.export").after == {"via": "command", "scope": "global"}
 
 

@@ -209,8 +209,8 @@ def test_owners_and_admins_manage_members_and_removal_ends_their_rooms(two, djan
     assert code_of(client_for(bob).get(f"{V1}/rooms/{plans.pk}/")) == (404, "not_found")
     removal = AuditEntry.objects.filter(action="workspace.member.remove").get()
     assert (removal.actor_username, removal.target_id, removal.before["role"]) == ("ana", str(bob.pk), "admin")
-    assert removal.scope == f"workspace:{acme.pk}"  # the workspace's own chain; its rooms' entries are global
-    rooms = set(AuditEntry.objects.filter(scope="global").values_list("action", flat=True))
+    assert removal.scope == f"workspace:{acme.pk}"  # the workspace's own chain, with its rooms' entries
+    rooms = set(AuditEntry.objects.filter(scope=removal.scope).values_list("action", flat=True))
     assert {"room.delete", "membership.role", "membership.remove"} <= rooms  # Solo, Plans' heir, bob's seat
     assert client_for(gus).delete(f"{V1}/workspaces/acme/members/gus/").status_code == 204  # leaving
 

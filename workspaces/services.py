@@ -246,8 +246,8 @@ def workspace_delete(*, actor: User, workspace: Workspace, confirm: object, as_s
 
 
 def audit_scope(workspace_id: int) -> str:
-    """A workspace's own audit chain (docs/audit.md "Chains"): its workspace.* entries."""
-    return f"workspace:{workspace_id}"
+    """A workspace's own audit chain (docs/audit.md "Chains")."""
+    return audit.workspace_scope(workspace_id)
 
 
 def _announce_left(*, user_id: int, workspace_id: int, reason: str) -> None:
