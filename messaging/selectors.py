@@ -6,7 +6,7 @@ from django.db import connection
 from accounts.models import User
 from config.db_router import history_database
 from core import asyncdb
-from core.errors import Conflict, Forbidden, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 from messaging import archive
 from messaging.models import Message, MessageRevision
 from rooms import access
@@ -138,10 +138,14 @@ def message_in_room(room_id: uuid.UUID, message_id: object) -> Message:
         raise NotFound("No such message.") from None
     message = Message.objects.select_related("sender").filter(room_id=room_id, id=message_uuid).first()
     if message is None:
-        if archive.find_archived(room_id, message_uuid):
-            raise Archived()
-        raise NotFound("No such message.")
+        raise missing_message(room_id, message_uuid)
     return message
+
+
+def missing_message(room_id: uuid.UUID, message_id: uuid.UUID) -> ApplicationError:
+    """Why a message of the room is not in PostgreSQL: in an archived day (`archived`, read-only),
+    or none (`not_found`)."""
+    return Archived() if archive.find_archived(room_id, message_id) else NotFound("No such message.")
 
 
 def _readable_message(room_id: uuid.UUID, message_id: object) -> Message:

@@ -33,13 +33,13 @@ from core.errors import (
 from core.events import dumps, publishing, room_group, send_event, send_events, user_group
 from core.jsontext import storable_text
 from e2ee import envelope
-from messaging import archive, mentions, partitions
+from messaging import mentions, partitions
 from messaging.archive import hot_cutoff
 from messaging.emoji import clean_emoji
 from messaging.erasure import erase_in_message
 from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.payloads import change_frame
-from messaging.selectors import Archived, message_in_room
+from messaging.selectors import Archived, message_in_room, missing_message
 from notifications import services as notifications
 from notifications.models import PendingNotification
 from rooms import access
@@ -542,8 +542,7 @@ def _reply_refusal(row: dict[str, Any], send: _Send) -> ApplicationError | _Miss
 def _explain_missing(results: list) -> None:
     for index, result in enumerate(results):
         if isinstance(result, _MissingParent):
-            archived = archive.find_archived(result.room_id, result.message_id)
-            results[index] = Archived() if archived else NotFound("No such message.")
+            results[index] = missing_message(result.room_id, result.message_id)
 
 
 def _jsonb(value: object) -> Any:
@@ -1017,10 +1016,6 @@ def _reaction_outcome(request: _Reaction, rows: list[dict[str, Any]]) -> Message
     return message  # it already was as asked: no number taken, nothing announced
 
 
-def _missing_message(request: _Reaction) -> ApplicationError:
-    return Archived() if archive.find_archived(request.room_id, request.message_id) else NotFound("No such message.")
-
-
 def reaction_set(*, user: User, room_id: object, message_id: object, emoji: object, present: bool) -> Message:
     """Add (`present`) or remove this user's `emoji` reaction on a message: a numbered change of
     the message (`message.update`), like an edit. Idempotent: adding a reaction one has, or
@@ -1034,7 +1029,7 @@ def reaction_set(*, user: User, room_id: object, message_id: object, emoji: obje
     try:
         return _reaction_outcome(request, sql.fetchall(_REACT_SQL, request.params()))
     except _MissingMessage:
-        raise _missing_message(request) from None
+        raise missing_message(request.room_id, request.message_id) from None
 
 
 async def areaction_set(*, user: User, room_id: object, message_id: object, emoji: object, present: bool) -> Message:
@@ -1044,7 +1039,7 @@ async def areaction_set(*, user: User, room_id: object, message_id: object, emoj
         async with publishing():
             return _reaction_outcome(request, await asyncdb.fetchall(_REACT_SQL, request.params(), changes=True))
     except _MissingMessage:
-        raise await database_sync_to_async(_missing_message)(request) from None
+        raise await database_sync_to_async(missing_message)(request.room_id, request.message_id) from None
 
 
 def message_attachment_changed(*, room_id: uuid.UUID, message_id: uuid.UUID, attachment: dict) -> Message | None:
