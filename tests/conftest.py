@@ -209,6 +209,18 @@ async def nothing_but_presence(communicator: WebsocketCommunicator) -> bool:
 # -- waiting for a state, not for time --------------------------------------------------------
 
 
+def lock_waiters() -> int:
+    """Backends of the test database waiting for a lock (a row a test holds, for a race made on
+    purpose): what `wait_until` waits on before the test lets go."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is read once per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
 def wait_until(condition: Callable[[], object], *, timeout: float = 10, what: str = "the condition") -> None:
     """Poll `condition` until it holds, for state nothing announces (another process, PostgreSQL's
     lock queue, a Redis expiry). Returns as soon as it holds; fails after `timeout`."""

@@ -9,7 +9,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 
 from audit.models import AuditEntry
 from core.events import room_group
@@ -19,7 +19,7 @@ from e2ee.models import Device
 from messaging import services as messaging_services
 from messaging.models import Message, MessageRevision
 from rooms.models import Room
-from tests.conftest import client_for, room_with, send_message, wait_until
+from tests.conftest import client_for, lock_waiters, room_with, send_message, wait_until
 from workspaces import services as workspace_services
 from workspaces.models import WorkspaceMembership
 
@@ -339,15 +339,6 @@ def test_text_waiting_for_the_room_while_it_is_switched_on_is_refused(pair):
     waited for the room's lock meanwhile is refused once it has the lock: nothing in plain text
     lands after the notice."""
     ana, bob = pair["ana"], pair["bob"]
-
-    def lock_waiters() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
 
     def send_text():
         try:

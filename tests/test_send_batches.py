@@ -22,7 +22,7 @@ from messaging.models import Message, SentMessageKey
 from messaging.services import amessage_send_many, message_send, message_send_many
 from rooms.models import Membership, Room
 from rooms.services import room_create
-from tests.conftest import wait_until
+from tests.conftest import lock_waiters, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,16 +165,6 @@ def test_batches_racing_for_one_key_keep_one_message_and_no_hole(make_user, send
         return advance(batches, rows)
 
     monkeypatch.setattr(services, "_advance", counting)
-
-    def lock_waiters() -> int:
-        """Backends of this database waiting for a lock (here: the room's row, held below)."""
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is read once per transaction
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
 
     def race(n):
         try:

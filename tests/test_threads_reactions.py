@@ -15,7 +15,7 @@ from messaging.emoji import QUICK, clean_emoji, is_single_emoji
 from messaging.models import Message, SentMessageKey
 from messaging.payloads import change_frame, message_payload
 from rooms.models import Room
-from tests.conftest import client_for, nothing_but_presence, room_with, wait_until
+from tests.conftest import client_for, lock_waiters, nothing_but_presence, room_with, wait_until
 from tests.conftest import send_message as send
 from tests.sockets import TIMEOUT, connect, receive_type
 from tests.test_archive import OLDER, age, make_partition, s3, s3_server  # noqa: F401 (fixtures)
@@ -323,15 +323,6 @@ def test_reactions_racing_on_one_message_are_all_kept_with_one_number_each(team)
         (owner, "👍", False),
         (viewer, "👎", False),
     ]
-
-    def lock_waiters() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
 
     def race(user, emoji, present):
         try:
