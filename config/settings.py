@@ -447,12 +447,10 @@ RATE_LIMITS = {
 RATE_LIMIT_FLOOD_STRIKES = env_int("RATE_LIMIT_FLOOD_STRIKES", 100)
 RATE_LIMIT_FLOOD_SECONDS = 10
 MESSAGE_PAGE_MAX = 100
-# Notifications (notifications/, docs/notifications.md): who delivers them, in order (dotted paths
-# of notifications.senders.Sender classes; mobile push would be one more), and the inbox's page.
-NOTIFICATION_SENDERS = env_list("NOTIFICATION_SENDERS") or [
-    "notifications.senders.InboxSender",
-    "notifications.senders.SocketSender",
-]
+# Notifications (notifications/, docs/notifications.md): who delivers them once stored in the
+# inbox, in order (dotted paths of notifications.senders.Sender classes; mobile push would be one
+# more), and the inbox's page.
+NOTIFICATION_SENDERS = env_list("NOTIFICATION_SENDERS") or ["notifications.senders.SocketSender"]
 NOTIFICATION_PAGE_MAX = 100
 # The sweeper delivers notifications still owed this long after their message committed (the fast
 # path normally takes milliseconds; docs/notifications.md, "Durability").

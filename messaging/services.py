@@ -364,7 +364,7 @@ WITH v AS (
     -- room's writers until commit: numbers are gapless (a rollback returns them) and commit in order.
     -- The locked row is the room as it is now, whatever this statement's snapshot saw.
     SELECT id, encrypted_since IS NOT NULL AS encrypted
-      FROM rooms_room WHERE id IN (SELECT room_id FROM accepted) ORDER BY id FOR UPDATE
+      FROM rooms_room WHERE id IN (SELECT room_id FROM accepted) ORDER BY id FOR NO KEY UPDATE
 ), admitted AS (
     -- _sealing_refusal: envelopes in end-to-end encrypted rooms, text elsewhere, as the room is
     -- once locked (a room switched to encryption while this statement waited takes no more text).
@@ -928,7 +928,7 @@ WITH v AS (
      WHERE rules.allowed
 ), locked AS MATERIALIZED (
     -- The room's lock before its number, as every numbered change takes it (gapless, in order).
-    SELECT r.id, r.last_sequence FROM rooms_room r JOIN allowed ON allowed.room_id = r.id FOR UPDATE OF r
+    SELECT r.id, r.last_sequence FROM rooms_room r JOIN allowed ON allowed.room_id = r.id FOR NO KEY UPDATE OF r
 ), changed AS (
     UPDATE {Message._meta.db_table} AS m
        SET reactions = {_REACTED.format(r="m.reactions")},

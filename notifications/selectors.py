@@ -5,7 +5,6 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.models import User
-from core import sql
 from core.errors import InvalidInput, NotFound
 from messaging.models import Message
 from notifications.models import Notification, RoomSetting
@@ -20,21 +19,6 @@ def visible_items(user_id: int) -> QuerySet[Notification]:
     return Notification.objects.filter(
         user_id=user_id, room_id__in=Membership.objects.filter(user_id=user_id).values("room_id")
     )
-
-
-_UNREAD_COUNTS = f"""
-SELECT n.user_id, count(*)
-  FROM {Notification._meta.db_table} n
- WHERE n.user_id = ANY(%s) AND n.read_at IS NULL
-   AND EXISTS (SELECT 1 FROM {Membership._meta.db_table} ms WHERE ms.room_id = n.room_id AND ms.user_id = n.user_id)
- GROUP BY n.user_id
-"""
-
-
-def unread_counts(*, user_ids: list[int]) -> dict[int, int]:
-    """{user id: unread items in the rooms they are in} for these users, in one statement (users
-    with none are left out): the ids as one array parameter, however many (an @room)."""
-    return {row["user_id"]: row["count"] for row in sql.fetchall(_UNREAD_COUNTS, [list(user_ids)])}
 
 
 def unread_count(*, user: User) -> int:

@@ -1,12 +1,11 @@
 """Delivery of notifications: one interface, the senders listed in settings.NOTIFICATION_SENDERS
-(dotted paths, in order). Each gets the notices the ones before it let through and returns those
-the next ones should get: the inbox (the source of truth) stores them and drops any the user
-already has; the socket then tells each user's open tabs. Mobile push would be one more sender
-after these (docs/notifications.md)."""
+(dotted paths, in order). Each gets the notices once they are stored in the inbox (the source of
+truth, written by notifications.services' one statement, which also drops any item a user already
+has): the socket tells each user's open tabs; mobile push would be one more sender
+(docs/notifications.md). On the socket's path senders run on the event loop: they must not block
+(hand slow work, such as a push service's HTTP call, to a queue)."""
 
 import datetime as dt
-import json
-import uuid
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Protocol
@@ -15,10 +14,8 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from core import sql
 from core.events import dumps, send_events, user_group
 from messaging.models import Message
-from notifications.models import Notification
 from notifications.payloads import NotificationPayload, excerpt
 
 
@@ -33,6 +30,7 @@ class Notice:
     room_kind: str
     id: int | None = None  # the inbox item, once stored
     created_at: dt.datetime = field(default_factory=timezone.now)
+    unread: int = 0  # the user's unread items once this one was stored (a hint for the badge)
 
     def payload(self) -> NotificationPayload:
         message = self.message
@@ -55,8 +53,8 @@ class Notice:
 
 
 class Sender(Protocol):
-    def deliver(self, notices: list[Notice]) -> list[Notice]:
-        """Deliver `notices`; return those the next sender should get."""
+    def deliver(self, notices: list[Notice]) -> None:
+        """Deliver `notices` (stored, each with its item's id and the user's unread count)."""
         ...
 
 
@@ -69,69 +67,20 @@ def senders() -> list[Sender]:
     return _senders(tuple(settings.NOTIFICATION_SENDERS))
 
 
-_STORE = f"""
-INSERT INTO {Notification._meta.db_table} (user_id, kind, room_id, message_id, message_created_at, actor_id, created_at)
-SELECT n.user_id, n.kind, n.room_id, n.message_id, n.message_created_at, n.actor_id, n.created_at
-  FROM jsonb_to_recordset(%s::jsonb) AS n(
-       idx int, user_id bigint, kind text, room_id uuid, message_id uuid, message_created_at timestamptz,
-       actor_id bigint, created_at timestamptz)
- ORDER BY n.idx
-    ON CONFLICT (user_id, message_id) DO NOTHING
-RETURNING id, user_id, message_id
-"""
-
-
-class InboxSender:
-    """Stores the notices as inbox items in one statement, however many there are; a user who
-    already has an item for the message (an edit that names them again) gets no second one."""
-
-    def deliver(self, notices: list[Notice]) -> list[Notice]:
-        if not notices:
-            return notices
-        rows = [
-            {
-                "idx": index,
-                "user_id": notice.user_id,
-                "kind": notice.kind,
-                "room_id": str(notice.message.room_id),
-                "message_id": str(notice.message.id),
-                "message_created_at": notice.message.created_at.isoformat(),
-                "actor_id": notice.message.sender_id,
-                "created_at": notice.created_at.isoformat(),
-            }
-            for index, notice in enumerate(notices)
-        ]
-        stored = {
-            (row["user_id"], uuid.UUID(str(row["message_id"]))): row["id"]
-            for row in sql.fetchall(_STORE, [json.dumps(rows)])
-        }
-        kept = []
-        for notice in notices:
-            pk = stored.get((notice.user_id, notice.message.id))
-            if pk is not None:
-                notice.id = pk
-                kept.append(notice)
-        return kept
-
-
 class SocketSender:
     """A `notification` frame on each user's own group (every socket, SSE and long-poll stream of
     theirs), with their new unread count: a hint for the badge and the browser notification; the
     inbox over REST stays the truth (docs/protocol.md, Notifications)."""
 
-    def deliver(self, notices: list[Notice]) -> list[Notice]:
-        from notifications.selectors import unread_counts
-
-        if not notices:
-            return notices
-        counts = unread_counts(user_ids=sorted({notice.user_id for notice in notices}))
-        frames = (
-            {"type": "notification", "notification": notice.payload(), "unread": counts.get(notice.user_id, 0)}
-            for notice in notices
-        )
+    def deliver(self, notices: list[Notice]) -> None:
         # One publication for them all (an @room in a big room is as many users as members).
         send_events(
-            ([user_group(notice.user_id)], {"type": "user.relay", "text": dumps(frame)})
-            for notice, frame in zip(notices, frames, strict=True)
+            (
+                [user_group(notice.user_id)],
+                {
+                    "type": "user.relay",
+                    "text": dumps({"type": "notification", "notification": notice.payload(), "unread": notice.unread}),
+                },
+            )
+            for notice in notices
         )
-        return notices

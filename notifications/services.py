@@ -1,11 +1,11 @@
 """Every write to the inbox and to the levels (docs/notifications.md).
 
-Who is notified of a message is decided here, after the message's transaction committed, in one
-statement per batch of messages whatever the size of the room (`_RECIPIENTS`); the senders
-(notifications.senders: the inbox's one INSERT, then the socket's events) deliver the result. The
+Who is notified of a message is decided here, after the message's transaction committed, and
+their inbox items stored, in one statement per batch of messages whatever the size of the room
+(`_NOTIFY`); the senders (notifications.senders: the socket's events) deliver the result live. The
 send path only hands over the messages that may notify anyone: those with mentions (texts with an
-'@' that name a member) and those of direct rooms; replies come from the thread path. On the
-socket's batched path this runs in a task of its own, so no ack waits for it.
+'@' that name a member), replies and those of direct rooms. On the socket's batched path this runs
+on the event loop in a task of its own (`_anotify`), so no ack waits for it.
 
 Nothing is lost when the process dies after the commit: each such write leaves a pending row in
 its own transaction (PendingNotification); delivering deletes it, and the sweeper
@@ -26,9 +26,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
-from core import sql
+from core import asyncdb, sql
 from core.errors import InvalidInput
-from core.events import after_answering, call_service, dumps, send_event, user_group
+from core.events import after_answering, dumps, publishing, send_event, user_group
 from messaging import mentions
 from messaging.models import Message
 from notifications import selectors
@@ -44,12 +44,16 @@ logger = logging.getLogger(__name__)
 # still in the room with an active account, never the author, and as their level allows: `mute`
 # lets only a mention by name through (docs/notifications.md). Only the messages whose pending row
 # this statement deletes count (`claimed`): whoever deletes it delivers, and a row another
-# transaction (the sweeper, a second fast path) holds is waited for and then found gone.
-_RECIPIENTS = f"""
+# transaction (the sweeper, a second fast path) holds is waited for and then found gone. The items
+# are stored by the same statement (the claim and the inbox commit together), one per user and
+# message (`ON CONFLICT DO NOTHING`: an edit naming someone again makes no second item), and each
+# comes back with its user's unread count for the badge: the unread items in the rooms they are in
+# as this statement found them, plus those it stored.
+_NOTIFY = f"""
 WITH owed AS (
     SELECT * FROM jsonb_to_recordset(%s::jsonb)
-        AS m(message_id uuid, number bigint, room_id uuid, sender_id bigint, mentioned bigint[],
-             mention_room bool, thread uuid, edit bool)
+        AS m(message_id uuid, message_created_at timestamptz, number bigint, room_id uuid, sender_id bigint,
+             mentioned bigint[], mention_room bool, thread uuid, edit bool)
 ), claimed AS (
     DELETE FROM {PendingNotification._meta.db_table} p USING owed
      WHERE p.message_id = owed.message_id AND p.number = owed.number
@@ -86,17 +90,37 @@ WITH owed AS (
     SELECT DISTINCT ON (message_id, user_id) message_id, user_id, kind
       FROM candidate WHERE user_id IS NOT NULL
      ORDER BY message_id, user_id, rank
+), notified AS (
+    SELECT c.message_id, m.message_created_at, m.room_id, m.sender_id, c.user_id, c.kind,
+           r.name AS room_name, r.kind AS room_kind
+      FROM chosen c
+      JOIN m ON m.message_id = c.message_id
+      JOIN {Room._meta.db_table} r ON r.id = m.room_id
+      JOIN {Membership._meta.db_table} ms ON ms.room_id = m.room_id AND ms.user_id = c.user_id
+      JOIN {User._meta.db_table} u ON u.id = c.user_id AND u.is_active
+      LEFT JOIN {RoomSetting._meta.db_table} s ON s.room_id = m.room_id AND s.user_id = c.user_id
+     WHERE c.user_id <> m.sender_id
+       AND (coalesce(s.level, '{RoomSetting.Level.MENTIONS}') <> '{RoomSetting.Level.MUTE}' OR c.kind = 'mention')
+), stored AS (
+    INSERT INTO {Notification._meta.db_table}
+        (user_id, kind, room_id, message_id, message_created_at, actor_id, created_at)
+    SELECT user_id, kind, room_id, message_id, message_created_at, sender_id, now()
+      FROM notified ORDER BY message_id, user_id
+        ON CONFLICT (user_id, message_id) DO NOTHING
+    RETURNING id, user_id, message_id, created_at
+), unread AS (
+    SELECT n.user_id, count(*) AS n
+      FROM {Notification._meta.db_table} n
+     WHERE n.user_id IN (SELECT user_id FROM stored) AND n.read_at IS NULL
+       AND EXISTS (SELECT 1 FROM {Membership._meta.db_table} ms WHERE ms.room_id = n.room_id AND ms.user_id = n.user_id)
+     GROUP BY n.user_id
 )
-SELECT c.message_id, c.user_id, c.kind, r.name AS room_name, r.kind AS room_kind
-  FROM chosen c
-  JOIN m ON m.message_id = c.message_id
-  JOIN {Room._meta.db_table} r ON r.id = m.room_id
-  JOIN {Membership._meta.db_table} ms ON ms.room_id = m.room_id AND ms.user_id = c.user_id
-  JOIN {User._meta.db_table} u ON u.id = c.user_id AND u.is_active
-  LEFT JOIN {RoomSetting._meta.db_table} s ON s.room_id = m.room_id AND s.user_id = c.user_id
- WHERE c.user_id <> m.sender_id
-   AND (coalesce(s.level, '{RoomSetting.Level.MENTIONS}') <> '{RoomSetting.Level.MUTE}' OR c.kind = 'mention')
- ORDER BY m.message_id, c.user_id
+SELECT s.id, s.user_id, s.message_id, s.created_at, f.kind, f.room_name, f.room_kind,
+       coalesce(u.n, 0) + count(*) OVER (PARTITION BY s.user_id) AS unread
+  FROM stored s
+  JOIN notified f ON f.message_id = s.message_id AND f.user_id = s.user_id
+  LEFT JOIN unread u ON u.user_id = s.user_id
+ ORDER BY s.id
 """
 
 
@@ -110,21 +134,27 @@ class Owed:
     edit: bool = False
 
 
-def _recipients(owed: list[Owed]) -> list[Notice]:
-    """Claim the pending rows of `owed` and work out who to notify of the claimed ones."""
-    rows = [
-        {
-            "message_id": str(item.message.id),
-            "number": item.number,
-            "room_id": str(item.message.room_id),
-            "sender_id": item.message.sender_id,
-            "mentioned": sorted(mentions.user_ids(item.message.mentions)),
-            "mention_room": bool(item.message.mentions and item.message.mentions["room"]),
-            "thread": str(item.message.reply_to) if item.message.reply_to and not item.edit else None,
-            "edit": item.edit,
-        }
-        for item in owed
-    ]
+def _owed_json(owed: list[Owed]) -> str:
+    return json.dumps(
+        [
+            {
+                "message_id": str(item.message.id),
+                "message_created_at": item.message.created_at.isoformat(),
+                "number": item.number,
+                "room_id": str(item.message.room_id),
+                "sender_id": item.message.sender_id,
+                "mentioned": sorted(mentions.user_ids(item.message.mentions)),
+                "mention_room": bool(item.message.mentions and item.message.mentions["room"]),
+                "thread": str(item.message.reply_to) if item.message.reply_to and not item.edit else None,
+                "edit": item.edit,
+            }
+            for item in owed
+        ]
+    )
+
+
+def _notices(owed: list[Owed], rows: list[dict]) -> list[Notice]:
+    """_NOTIFY's rows as the notices stored: the users to tell, why, and their unread counts."""
     by_id = {item.message.id: item.message for item in owed}
     return [
         Notice(
@@ -133,17 +163,38 @@ def _recipients(owed: list[Owed]) -> list[Notice]:
             message=by_id[row["message_id"]],
             room_name=row["room_name"],
             room_kind=row["room_kind"],
+            id=row["id"],
+            created_at=row["created_at"],
+            unread=row["unread"],
         )
-        for row in sql.fetchall(_RECIPIENTS, [json.dumps(rows)])
+        for row in rows
     ]
 
 
-def _deliver(owed: list[Owed]) -> list[Notice]:
-    """Claim, work out and hand the notices to each sender in turn, inside the caller's
-    transaction (the items and the claim commit together; the socket's events after)."""
-    notices = _recipients(owed)
+def _announce(notices: list[Notice]) -> None:
+    """Hand the stored notices to each sender in turn (the socket's frames; mobile push would be
+    one more). A sender that fails is logged and loses only its own delivery: the items are in
+    the inbox, which stays the truth."""
+    if not notices:
+        return
     for sender in senders():
-        notices = sender.deliver(notices)
+        try:
+            sender.deliver(notices)
+        except Exception:
+            logger.exception("%s failed to deliver %s notifications", type(sender).__name__, len(notices))
+
+
+def _store(owed: list[Owed]) -> list[Notice]:
+    """Claim the pending rows of `owed`, work out who to notify and store their items: one
+    statement (_NOTIFY), in the caller's transaction."""
+    return _notices(owed, sql.fetchall(_NOTIFY, [_owed_json(owed)]))
+
+
+def _deliver(owed: list[Owed]) -> list[Notice]:
+    """Claim, work out and store, then announce (the socket's events go out after the caller's
+    transaction commits)."""
+    notices = _store(owed)
+    _announce(notices)
     return notices
 
 
@@ -209,11 +260,25 @@ def notify_committed(*, messages: list[Message]) -> None:
 _running: set[asyncio.Task] = set()
 
 
+async def _anotify(owed: list[Owed]) -> None:
+    """`_notify` on the event loop: _NOTIFY in one round trip on the process's own asyncio
+    connection (core.asyncdb; in autocommit the statement is its own transaction: the claim and
+    the items commit together), then the senders. No database thread: under load, a thread's
+    BEGIN, statements and COMMIT each waited for the GIL behind the busy loop (docs/performance.md).
+    A failure is logged, never raised: the pending rows are left to the sweeper."""
+    try:
+        rows = await asyncdb.fetchall(_NOTIFY, [_owed_json(owed)], changes=True)
+    except Exception:
+        logger.exception("notifying of %s messages failed; the sweeper will retry", len(owed))
+        return
+    async with publishing():
+        _announce(_notices(owed, rows))
+
+
 def notify_sent_soon(*, messages: list[Message]) -> None:
     """`notify_committed` from the event loop (the socket's batched sends): in a task of its own,
-    on a database thread, so that the acks and the next batch wait for nothing."""
-    work = partial(_notify, _owed_by_send(messages))
-    task = asyncio.get_running_loop().create_task(call_service(work))
+    so that the acks and the next batch wait for nothing."""
+    task = asyncio.get_running_loop().create_task(_anotify(_owed_by_send(messages)))
     _running.add(task)
     task.add_done_callback(_running.discard)
 

@@ -14,8 +14,8 @@ from core.events import user_group
 from messaging import archive, services
 from messaging.mentions import names_in
 from messaging.models import Message
-from notifications import senders, tasks
 from notifications import services as notifications
+from notifications import tasks
 from notifications.models import Notification, PendingNotification, RoomSetting
 from rooms.models import Room
 from rooms.services import direct_room_get_or_create
@@ -95,7 +95,7 @@ def test_it_carries_the_mentioned_members_in_the_payload_and_notifies_them(team,
 
 
 @pytest.mark.django_db
-def test_a_mention_adds_no_statement_to_the_send_and_three_after_its_commit(
+def test_a_mention_adds_no_statement_to_the_send_and_one_after_its_commit(
     team, sql_statements, django_capture_on_commit_callbacks
 ):
     room, owner = team["room"], team["owner"]
@@ -105,13 +105,13 @@ def test_a_mention_adds_no_statement_to_the_send_and_three_after_its_commit(
         [(message, created)] = services.message_send_many(requests=[request])
     assert created and [u["username"] for u in message.mentions["users"]] == ["mia"]
     assert sql_statements.labels(send=services._SEND) == ['SAVEPOINT "…"', "send", 'RELEASE SAVEPOINT "…"']
-    # Then, once committed: who (one statement for the batch), the items (one INSERT), unread counts.
+    # Then, once committed, one statement for the batch: the claim, who, the items and unread counts.
     with sql_statements.recording():
         for callback in after_commit:
             callback()
-    labels = sql_statements.labels(recipients=notifications._RECIPIENTS, store=senders._STORE)
+    labels = sql_statements.labels(notify=notifications._NOTIFY)
     labels = [label for label in labels if "SAVEPOINT" not in label]  # its transaction (here a savepoint)
-    assert labels[:2] == ["recipients", "store"] and len(labels) == 3, labels
+    assert labels == ["notify"], labels
     assert items_of(team["member"]) == [("mention", "hey @mia")]
 
 
@@ -243,9 +243,8 @@ def test_the_inbox_pages_counts_and_marks_read_and_others_items_are_not_found(
 # -- durability ------------------------------------------------------------------------------------
 
 
-class _BrokenSender:
-    def deliver(self, notices):
-        raise RuntimeError("the inbox is away")
+def _broken_store(owed):
+    raise RuntimeError("PostgreSQL is away")
 
 
 @pytest.mark.django_db
@@ -254,7 +253,7 @@ def test_notifications_the_fast_path_never_delivered_are_delivered_once_by_the_s
 ):
     room, owner, member, viewer = team["room"], team["owner"], team["member"], team["viewer"]
     capture = django_capture_on_commit_callbacks
-    fast_path = notifications._notify
+    fast_path, store = notifications._notify, notifications._store
     # The process dies between the commits and the fast path, which never runs: a mention (the
     # batched statement writes the pending row) and a reply (the ORM's path writes it) ...
     monkeypatch.setattr(notifications, "_notify", lambda owed: None)
@@ -265,10 +264,10 @@ def test_notifications_the_fast_path_never_delivered_are_delivered_once_by_the_s
         )
     # ... or the fast path fails (its claim rolls back with it): an edit naming someone new.
     monkeypatch.setattr(notifications, "_notify", fast_path)
-    monkeypatch.setattr(notifications, "senders", lambda: [_BrokenSender()])
+    monkeypatch.setattr(notifications, "_store", _broken_store)
     with capture(execute=True):
         services.message_edit(user=member, room_id=room.pk, message_id=reply.id, content="on it @vic")
-    monkeypatch.setattr(notifications, "senders", senders.senders)
+    monkeypatch.setattr(notifications, "_store", store)
     assert Notification.objects.count() == 0 and PendingNotification.objects.count() == 3
     assert notifications.pending_deliver(older_than=3600) == 0  # none is due yet
 
@@ -348,9 +347,13 @@ async def test_a_mention_sent_on_the_socket_reaches_the_mentioned_users_socket_a
         replied["message"]["id"],
         1,
     )
+
     # The process dies after the socket's send committed, before its notification task: the sweeper
     # (the Celery beat task) delivers it, and the frame still reaches the mentioned user's socket.
-    monkeypatch.setattr(notifications, "_notify", lambda owed: None)
+    async def dead(owed):
+        return None
+
+    monkeypatch.setattr(notifications, "_anotify", dead)
     again = {"type": "message.send", "room": room, "content": "again @mia", "client_msg_id": str(uuid.uuid4())}
     await owner.send_json_to(again)
     ack = await receive_type(owner, "message.ack")

@@ -251,3 +251,31 @@ def test_a_send_looks_keys_up_by_index_however_many_there_are(make_user):
         cursor.execute("EXPLAIN " + services._SEND, [json.dumps([send]), timezone.now()])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan on messaging_sentmessagekey" not in plan
+
+
+def test_a_send_holding_its_room_does_not_block_rows_that_only_reference_the_room(make_user):
+    """The send statement and the reaction statement lock the room FOR NO KEY UPDATE: they
+    serialise the room's numbered writers, but an insert that merely references the room (its
+    foreign-key check takes FOR KEY SHARE: a notification, a pending row, a membership) does not
+    wait for their commit. With FOR UPDATE the notification statement queued behind every batch
+    of its room (docs/performance.md, issue 16's mix)."""
+    ada = make_user("ada")
+    room = room_create(creator=ada, name="Plans", kind="private")
+    message, _ = message_send(user=ada, room_id=room.pk, content="hi", client_msg_id=uuid.uuid4())
+    other = connections.create_connection("default")
+    try:
+        for write in (
+            lambda: message_send(user=ada, room_id=room.pk, content="held", client_msg_id=uuid.uuid4()),
+            lambda: services.reaction_set(user=ada, room_id=room.pk, message_id=message.id, emoji="👍", present=True),
+        ):
+            with transaction.atomic():
+                write()  # its statement ran; the room's lock is held until this block commits
+                with other.cursor() as cursor:  # NOWAIT: fails at once if it would have to wait
+                    cursor.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR KEY SHARE NOWAIT", [room.pk])
+                    assert cursor.fetchone() == (1,)
+                    other.commit()
+                    with pytest.raises(Exception, match="could not obtain lock"):  # writers still queue
+                        cursor.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR NO KEY UPDATE NOWAIT", [room.pk])
+                    other.rollback()
+    finally:
+        other.close()
