@@ -112,6 +112,15 @@ class SocketAuthMiddleware:
         self.origins = AllowedHostsOriginValidator(app)  # used for its valid_origin() only
 
     async def __call__(self, scope, receive, send):
+        app_scope = await self.authenticate(scope)
+        if app_scope is None:
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.app(app_scope, receive, send)
+
+    async def authenticate(self, scope) -> dict | None:
+        """The app's scope (a copy holding the resolved user), or None to refuse the socket. A
+        coroutine of its own, so that what it reads (the headers as a dict, the Origin, the
+        ticket) is not kept on the socket's stack for the socket's life."""
         bind_socket_client(scope)  # this socket's address, for the audit entries its frames cause
         headers = dict(scope["headers"])  # the last of repeated headers wins, as in Channels
         origin = headers.get(b"origin")
@@ -122,7 +131,7 @@ class SocketAuthMiddleware:
             except UnicodeDecodeError:
                 parsed_origin = None
             if not self.origins.valid_origin(parsed_origin):
-                return await WebsocketDenier()(scope, receive, send)
+                return None
         try:
             if ticket:
                 # A ticket that does not redeem means anonymous, even if a session cookie came along.
@@ -135,5 +144,5 @@ class SocketAuthMiddleware:
                 raise
             # Redis or PostgreSQL is away: who this is cannot be known now. The consumer accepts
             # and closes with 1013 (try again later) rather than leave the handshake to fail.
-            return await self.app(dict(scope, user=None, unavailable=True), receive, send)
-        return await self.app(dict(scope, user=user), receive, send)
+            return dict(scope, user=None, unavailable=True)
+        return dict(scope, user=user)

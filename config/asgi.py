@@ -6,22 +6,19 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()  # set up Django before importing consumers
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import path  # noqa: E402
+from channels.security.websocket import WebsocketDenier  # noqa: E402
 
 from accounts.middleware import SocketAuthMiddleware  # noqa: E402
 from core import health  # noqa: E402
 from core.hub import get_hub  # noqa: E402
 from messaging.consumers import ChatConsumer  # noqa: E402
 
-websocket_urlpatterns = [path("ws/", ChatConsumer.as_asgi())]
-
-router = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": SocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
-    }
-)
+SOCKET_PATH = "/ws/"  # the one WebSocket (docs/protocol.md)
+# Called straight from application(), without Channels' routers: a socket's call stack lives as
+# long as the socket, and ProtocolTypeRouter and URLRouter kept a frame each on it, URLRouter
+# also its own copy of the scope (~1.3 KB a socket; docs/performance.md). Another path is
+# refused (403) before anything is read.
+socket_app = SocketAuthMiddleware(ChatConsumer.as_asgi())
 
 
 async def application(scope, receive, send):
@@ -30,7 +27,11 @@ async def application(scope, receive, send):
     # This loop serves: the events it publishes go through its hub (core.events), which keeps
     # one Redis connection for them rather than one per publish.
     get_hub()
-    await router(scope, receive, send)
+    if scope["type"] == "websocket":
+        if scope["path"] != scope.get("root_path", "") + SOCKET_PATH:
+            return await WebsocketDenier()(scope, receive, send)
+        return await socket_app(scope, receive, send)
+    await django_asgi_app(scope, receive, send)  # HTTP; it refuses any other type
 
 
 # Everything loaded so far lives as long as the process: keep it out of the cyclic collector's

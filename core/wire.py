@@ -7,6 +7,11 @@ ASGI send, which would encode, frame and copy the text again for every socket (d
 Any other server (daphne, Channels' test communicator) goes through ASGI send. On uvicorn every
 frame after the handshake takes the direct path, so frames of one socket never overtake each other.
 
+Memory (issue 15: idle sockets by the hundred thousand): once a socket is accepted, settle() lets
+go of what uvicorn keeps for the connection's life but an open socket never reads again (the
+parsed handshake's headers, twice over) and gives it a receive queue without asyncio.Queue's four
+deques: 5-8 KB of a socket's ~28 (docs/performance.md, "memory per socket").
+
 Internals relied on, as uvicorn 0.54.0 and websockets 15.0.1 have them (requirements.txt pins
 both; tests/test_wire.py checks each name on a real protocol object, runs write() and close() in
 every socket state, and fails on other versions, so re-read this list when bumping either):
@@ -20,10 +25,20 @@ every socket state, and fails on other versions, so re-read this list when bumpi
     by close(), as uvicorn's own websocket.close does; uvicorn then answers the client's close
     reply by cancelling `close_timer` and closing the transport (handle_close);
   - `disconnected`: set by connection_lost;
-  - `queue`: the ASGI receive queue; close() puts websocket.disconnect on it, as uvicorn does;
+  - `queue`: the ASGI receive queue; close() puts websocket.disconnect on it, as uvicorn does.
+    uvicorn itself calls `put_nowait`, `get` (in receive(), the app's one reader) and `empty` on
+    it, nothing else; settle() replaces it with an Inbox, which has exactly those (and qsize,
+    get_nowait), when nothing waits on it yet and with what it holds;
   - `close_timer`: set by close() to the handle of the abort after `close_timeout`; uvicorn
     cancels it in handle_close and connection_lost;
-  - `close_timeout` (10 s) and `loop` (the connection's event loop).
+  - `close_timeout` (10 s) and `loop` (the connection's event loop);
+  - `request` and `response`: websockets' parsed handshake (`websockets.http11.Request` and
+    `Response`, every header as str), which uvicorn keeps for the connection's life but reads only
+    until the accept is sent; `scope`: the connection's ASGI scope, whose `headers` list (every
+    header again, as bytes) uvicorn reads no more after the handshake either. settle() empties
+    the request's headers (`Headers.clear()`, public API: websockets' own parser keeps the request
+    object itself, as a local of its parse() generator), drops the response and empties the
+    scope's headers list in place (the app's copies of the scope share that list).
 - websockets' sans-io `ServerProtocol` (`conn` above; websockets.protocol.Protocol):
   - `extensions`: the negotiated extensions (non-empty: per-message compression, so frames are
     not plain and the direct path is off);
@@ -37,6 +52,7 @@ Falling back to ASGI send is logged once per process (a warning): it is correct,
 production uvicorn it means the fast path is off (compression turned on, or another server).
 """
 
+import asyncio
 import logging
 import struct
 from typing import Any
@@ -114,3 +130,56 @@ def close(server: Any, code: int, reason: str = "") -> None:
     server.transport.write(b"".join(server.conn.data_to_send()))
     server.close_sent = True
     server.close_timer = server.loop.call_later(server.close_timeout, server.transport.abort)
+
+
+class Inbox:
+    """An accepted socket's receive queue, as uvicorn uses it (put_nowait, empty, and get by one
+    reader: the app's receive loop), without the four deques of an asyncio.Queue (~3 KB)."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self, items: list) -> None:
+        self.items = items  # few: uvicorn stops reading the socket while one is waiting here
+        self.waiter: asyncio.Future | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self.items.append(item)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def get_nowait(self) -> Any:
+        if not self.items:
+            raise asyncio.QueueEmpty
+        return self.items.pop(0)
+
+    async def get(self) -> Any:
+        while not self.items:
+            if self.waiter is not None:
+                raise RuntimeError("a socket's receive queue has one reader")
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.pop(0)
+
+
+def settle(server: Any) -> None:
+    """Call once the socket is accepted, from the app's receive loop (so nothing waits on the
+    receive queue). Frees what uvicorn keeps for the socket's life that an open socket does not
+    need: websockets' request headers and response, the scope's headers (3-7 KB, as many as the
+    client sent; whoever reads them, accounts.middleware, does so before the accept), and the
+    asyncio.Queue (an Inbox instead, holding whatever was already queued)."""
+    server.request.headers.clear()
+    server.response = None
+    server.scope["headers"].clear()
+    queue, items = server.queue, []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    server.queue = Inbox(items)

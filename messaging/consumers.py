@@ -266,6 +266,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         metrics.opened("socket")
         self.wire_server = wire.server_of(self.base_send)  # for pre-built frames (core.wire)
+        if self.wire_server is not None:
+            wire.settle(self.wire_server)  # less memory for the socket's life (core.wire)
         if self.scope.get("unavailable"):  # who this is could not be known (accounts.middleware)
             await self.close(code=CLOSE_TRY_AGAIN)
             return

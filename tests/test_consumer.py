@@ -285,6 +285,20 @@ async def test_a_foreign_origin_is_refused_at_the_handshake(make_user):
     assert not connected
 
 
+async def test_a_socket_on_another_path_is_refused_at_the_handshake(make_user):
+    """/ws/ is the one WebSocket (config.asgi calls it without a router): any other path is
+    refused before anything is read, its ticket left unused."""
+    ada = await database_sync_to_async(make_user)("ada")
+    ticket, _ = await database_sync_to_async(ws_ticket_issue)(user=ada)
+    for path in (f"/ws/other/?ticket={ticket}", f"/socket/?ticket={ticket}"):
+        communicator = WebsocketCommunicator(application, path, headers=[(b"host", b"localhost")])
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        assert not connected
+    communicator = await _ticket_connect(ticket)
+    assert (await receive_type(communicator, "session.ready"))["user"] == ada.pk
+    await communicator.disconnect()
+
+
 def _session_cookie(user) -> bytes:
     client = Client()
     client.force_login(user)

@@ -8,15 +8,18 @@ import contextlib
 import importlib.metadata
 import inspect
 import logging
+import re
 import socket
 from pathlib import Path
 
 import pytest
 import uvicorn
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
+from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import Protocol, State
@@ -431,3 +434,134 @@ def test_every_internal_relied_on_is_listed_and_exists_on_a_real_protocol():
                 assert name in source
 
     asyncio.run(check())
+
+
+# -- settle(): what an accepted socket no longer keeps ------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_settle_frees_the_handshake_and_keeps_what_was_queued():
+    async with uvicorn_socket() as sock:
+        protocol = sock.protocol
+        assert protocol.request.headers and protocol.response is not None and protocol.scope["headers"]
+        sock.client.send_text(b"early")  # queued before settle(): kept, in order
+        protocol.data_received(b"".join(sock.client.data_to_send()))
+        headers_list = protocol.scope["headers"]
+        wire.settle(protocol)
+        assert len(protocol.request.headers) == 0 and list(protocol.request.headers.raw_items()) == []
+        assert protocol.response is None
+        assert protocol.scope["headers"] is headers_list and headers_list == []  # emptied in place
+        assert isinstance(protocol.queue, wire.Inbox)
+        assert await protocol.receive() == {"type": "websocket.receive", "text": "early"}
+
+        # What uvicorn does with the queue from then on: frames, then a disconnect, in order.
+        sock.client.send_text(b"later")
+        protocol.data_received(b"".join(sock.client.data_to_send()))
+        assert await protocol.receive() == {"type": "websocket.receive", "text": "later"}
+        waiting = asyncio.ensure_future(protocol.receive())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        wire.close(protocol, 4408, "silent")
+        assert await asyncio.wait_for(waiting, 5) == {"type": "websocket.disconnect", "code": 4408, "reason": "silent"}
+
+
+@pytest.mark.asyncio
+async def test_a_settled_socket_still_serves_asgi_send_and_the_clients_close():
+    async with uvicorn_socket() as sock:
+        protocol = sock.protocol
+        wire.settle(protocol)
+        await sock.app_send({"type": "websocket.send", "text": "through ASGI send"})
+        assert wire.write(protocol, wire.text_frame("direct")) is True
+        assert [(frame.opcode, frame.data) for frame in sock.received()] == [
+            (Opcode.TEXT, b"through ASGI send"),
+            (Opcode.TEXT, b"direct"),
+        ]
+        sock.client.send_close(1000)
+        protocol.data_received(b"".join(sock.client.data_to_send()))
+        assert await protocol.receive() == {"type": "websocket.disconnect", "code": 1000, "reason": ""}
+        assert sock.transport.closing
+
+
+@pytest.mark.asyncio
+async def test_settled_sockets_on_a_real_uvicorn_server_echo_and_end():
+    """The whole path: uvicorn serving, settle() after the accept, frames both ways, the
+    client's close reaching the app's receive loop."""
+    ended = asyncio.Event()
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        server = wire.server_of(send)
+        wire.settle(server)
+        while (message := await receive())["type"] == "websocket.receive":
+            wire.write(server, wire.text_frame(message["text"].upper()))
+        assert message["type"] == "websocket.disconnect"
+        ended.set()
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(app, ws="websockets-sansio", ws_per_message_deflate=False, lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
+            for text in ("one", "two", "x" * 70000):
+                await client.send(text)
+                assert await asyncio.wait_for(client.recv(), 5) == text.upper()
+        await asyncio.wait_for(ended.wait(), 5)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+
+
+@pytest.mark.asyncio
+async def test_an_inbox_has_one_reader_and_forgets_a_cancelled_wait():
+    inbox = wire.Inbox([])
+    first = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="one reader"):
+        await inbox.get()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert inbox.waiter is None
+    with pytest.raises(asyncio.QueueEmpty):
+        inbox.get_nowait()
+    inbox.put_nowait(1)
+    inbox.put_nowait(2)  # before the reader runs: both kept, in order
+    assert (inbox.qsize(), await inbox.get(), inbox.get_nowait(), inbox.empty()) == (2, 1, 2, True)
+
+
+def _uses(cls, name):
+    """The methods of `cls` that read or write `self.<name>`."""
+    tree = ast.parse(inspect.getsource(cls))
+    return {
+        method.name
+        for method in ast.walk(tree)
+        if isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(method)
+        if isinstance(node, ast.Attribute)
+        and node.attr == name
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    }
+
+
+def test_what_settle_takes_away_is_not_read_after_the_handshake():
+    """settle()'s premises, on uvicorn's source: the request is read only by handle_connect, the
+    response also by send()'s accept branch, scope headers only where the scope is built; the
+    receive queue is only put to, got from (receive) and checked for emptiness."""
+    source = inspect.getsource(WebSocketsSansIOProtocol)
+    assert _uses(WebSocketsSansIOProtocol, "request") == {"handle_connect"}
+    assert _uses(WebSocketsSansIOProtocol, "response") == {"handle_connect", "send"}
+    assert source.count("self.response") == 6  # created, checked and sent in handle_connect; 3 in send's accept
+    assert '["headers"]' not in source and "scope.get(" not in source
+    for helper in (get_client_addr, get_path_with_query_string):  # what uvicorn logs later reads
+        assert "headers" not in inspect.getsource(helper)
+    queue_calls = set(re.findall(r"self\.queue\.(\w+)", source))
+    assert queue_calls == {"put_nowait", "get", "empty"}
+    for name in queue_calls | set(re.findall(r"\bqueue\.(\w+)", Path(wire.__file__).read_text())):
+        assert callable(getattr(wire.Inbox, name, None)), f"the Inbox has no {name!r}"
+    assert hasattr(Headers, "clear") and "def clear" in inspect.getsource(Headers)
