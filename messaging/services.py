@@ -940,11 +940,17 @@ WITH v AS (
 ), numbered AS (
     UPDATE rooms_room AS r SET last_sequence = r.last_sequence + 1 FROM changed WHERE r.id = changed.room_id
 )
-SELECT c.kind, c.role, c.workspace_role, c.user_active, (SELECT to_jsonb(changed) FROM changed) AS changed,
-       to_jsonb(m) AS message, to_jsonb(s) - 'password' AS sender
+SELECT c.kind, c.role, c.workspace_role, c.user_active, to_jsonb(ch) AS changed, to_jsonb(m) AS message,
+       to_jsonb(s) - 'password' AS sender
   FROM checked AS c
-  LEFT JOIN {Message._meta.db_table} AS m ON m.room_id = %(room_id)s AND m.id = %(message_id)s
-  LEFT JOIN {User._meta.db_table} AS s ON s.id = m.sender_id
+  LEFT JOIN changed AS ch ON true
+  -- The message as it is, only when the statement changed nothing (to tell why: a reaction it
+  -- already had, deleted, archived, or none such): the common case reads no partition again.
+  LEFT JOIN LATERAL (
+      SELECT * FROM {Message._meta.db_table}
+       WHERE ch.id IS NULL AND room_id = %(room_id)s AND id = %(message_id)s
+  ) AS m ON true
+  LEFT JOIN {User._meta.db_table} AS s ON s.id = coalesce(ch.sender_id, m.sender_id)
 """
 _REACT_SQL = _REACT.replace("{rules}", access.react_rules_sql())
 
