@@ -9,9 +9,9 @@ reopened if it breaks, and closed when the loop shuts down. Reads that a new soc
 user, its rooms: accounts.middleware, messaging.selectors.asession_state) use a second connection
 of the same kind (`fetchall(..., reads=True)`), so that a connection storm neither waits behind
 send batches nor holds them up, and pays no thread hop and no ORM query building per socket. Single
-changes of a message (reactions: messaging.services.areaction_set) use a third (`changes=True`):
-each is a statement of its own that may wait for a room's lock, and must not hold the batches up
-while it does.
+changes of a message (reactions: messaging.services.areaction_set) and the notifications of
+committed batches (notifications.services._anotify) use a third (`changes=True`): each is a
+statement of its own that may wait for a lock, and must not hold the batches up while it does.
 
 A batch waits at most settings.DB_STATEMENT_TIMEOUT for PostgreSQL, connecting included: past it
 the connection is dropped and the statement fails with core.dbdeadline.StatementTimeout (an
