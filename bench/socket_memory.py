@@ -48,19 +48,20 @@ os.environ.update(
 OWNERS = [
     ("uvicorn (protocol, queue, scope)", "/uvicorn/"),  # before websockets/: its module is websockets_sansio_impl
     ("websockets (handshake request/response, parser)", "/websockets/"),
-    ("Channels (router, consumer base)", "channels/"),
-    ("our socket middleware (accounts/middleware.py)", "accounts/middleware.py"),
-    ("the consumer (messaging/consumers.py)", "messaging/consumers.py"),
-    ("boards' socket frames", "/boards/"),
-    ("hub, sequencer, rate limits (core/)", "/main/core/"),
-    ("presence", "/presence/"),
-    ("audit context", "/audit/"),
-    ("structlog (log context)", "structlog/"),
-    ("Django (user, sessions, db)", "django/"),
-    ("asgiref", "asgiref/"),
-    ("redis", "redis/"),
-    ("psycopg", "psycopg/"),
-    ("asyncio", "asyncio/"),
+    ("Channels (router, consumer base)", "/channels/"),
+    ("our socket middleware (accounts/middleware.py)", f"{ROOT}/accounts/middleware.py"),
+    ("the consumer (messaging/consumers.py)", f"{ROOT}/messaging/consumers.py"),
+    ("boards' socket frames", f"{ROOT}/boards/"),
+    ("hub, sequencer, rate limits (core/)", f"{ROOT}/core/"),
+    ("presence", f"{ROOT}/presence/"),
+    ("audit context", f"{ROOT}/audit/"),
+    ("config/asgi.py", f"{ROOT}/config/"),
+    ("structlog (log context)", "/structlog/"),
+    ("Django (user, sessions, db)", "/django/"),
+    ("asgiref", "/asgiref/"),
+    ("redis", "/redis/"),
+    ("psycopg", "/psycopg/"),
+    ("asyncio", "/asyncio/"),
 ]
 
 # What Chrome sends to open a WebSocket (besides Host, Origin, Cookie and the key).
