@@ -55,21 +55,27 @@ async def test_frames_go_straight_to_a_uvicorn_socket_unless_compression_was_neg
         while (await receive())["type"] != "websocket.disconnect":
             pass
 
+    async with uvicorn_serving(app, deflate=deflate) as port:
+        compression = "deflate" if deflate else None
+        async with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as client:
+            received = [await asyncio.wait_for(client.recv(), 5) for _ in range(3)]
+    assert received == ["first", "x" * 70000, "last"]
+    assert found["direct"] == (0 if deflate else 3)
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app, *, deflate: bool = False):
+    """A real uvicorn server (websockets-sansio) running `app` on a free 127.0.0.1 port; yields the port."""
     listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
     config = uvicorn.Config(
         app, ws="websockets-sansio", ws_per_message_deflate=deflate, lifespan="off", log_level="warning"
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     try:
-        while not server.started:
+        while not server.started:  # uvicorn announces nothing else
             await asyncio.sleep(0.01)
-        compression = "deflate" if deflate else None
-        async with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as client:
-            received = [await asyncio.wait_for(client.recv(), 5) for _ in range(3)]
-        assert received == ["first", "x" * 70000, "last"]
-        assert found["direct"] == (0 if deflate else 3)
+        yield listener.getsockname()[1]
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 10)
@@ -498,22 +504,12 @@ async def test_settled_sockets_on_a_real_uvicorn_server_echo_and_end():
         assert message["type"] == "websocket.disconnect"
         ended.set()
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(app, ws="websockets-sansio", ws_per_message_deflate=False, lifespan="off")
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+    async with uvicorn_serving(app) as port:
         async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
             for text in ("one", "two", "x" * 70000):
                 await client.send(text)
                 assert await asyncio.wait_for(client.recv(), 5) == text.upper()
         await asyncio.wait_for(ended.wait(), 5)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 10)
 
 
 @pytest.mark.asyncio
