@@ -86,10 +86,14 @@ createsuperuser: $(VENV)/.installed
 	$(VENV)/bin/python scripts/stack.py manage createsuperuser $(ARGS)
 
 # The checks (`make lint`) run first: a ruff or mypy finding fails the run before any test does.
+# The suite runs in TEST_WORKERS processes (pytest-xdist; each test module stays in one of them, and
+# tests/plugin.py gives each its own database and Redis): 6 minutes instead of 10 on 2 cores.
+# TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
 	@$(MAKE) --no-print-directory lint
 	bash scripts/ensure_chromium.sh
-	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python scripts/stack.py test -- $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The fault suite (docs/reliability.md): real server processes, PostgreSQL and Redis behind fault
 # proxies. `make test` runs only its quick part (pytest marker faults_quick). FAULTS_BURST=10000

@@ -117,6 +117,11 @@ async def test_viewers_and_outsiders_cannot_send(cast):
     await outsider.disconnect(timeout=TIMEOUT)
 
 
+# A fixed key: the frames are refused before it counts, and the test ids must be the same in every
+# process that collects them (pytest-xdist).
+KEY = "3f2b6c1e-8d4a-4c57-9e0b-5a7d2f1c6e90"
+
+
 @pytest.mark.parametrize(
     "raw,code",
     [
@@ -125,14 +130,14 @@ async def test_viewers_and_outsiders_cannot_send(cast):
         ('{"room": "x"}', "invalid_frame"),
         ('{"type": 5}', "invalid_frame"),
         ('{"type": "message.fly"}', "unknown_type"),
-        ('{"type": "message.send", "content": "hi", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid"),
-        ('{"type": "message.send", "room": 7, "content": "hi", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid"),
-        ('{"type": "message.send", "room": "ROOM", "client_msg_id": "%s"}' % uuid.uuid4(), "invalid"),
+        ('{"type": "message.send", "content": "hi", "client_msg_id": "%s"}' % KEY, "invalid"),
+        ('{"type": "message.send", "room": 7, "content": "hi", "client_msg_id": "%s"}' % KEY, "invalid"),
+        ('{"type": "message.send", "room": "ROOM", "client_msg_id": "%s"}' % KEY, "invalid"),
         ('{"type": "message.send", "room": "ROOM", "content": "hi"}', "invalid"),
         ('{"type": "message.send", "room": "ROOM", "content": "hi", "client_msg_id": "zz"}', "invalid"),
         (
             '{"type": "message.send", "room": "ROOM", "content": "%s", "client_msg_id": "%s"}'
-            % ("x" * 4001, uuid.uuid4()),
+            % ("x" * 4001, KEY),
             "too_large",
         ),
     ],
