@@ -32,19 +32,22 @@ from accounts.services import ws_ticket_redeem
 from audit.context import bind_socket_client
 from core import asyncdb
 from core.errors import is_outage
+from core.loops import per_loop
 
 _FIELDS = [field.attname for field in User._meta.concrete_fields]
-_ACTIVE_USER = "SELECT {} FROM {} WHERE {} = %s AND is_active".format(
+_ACTIVE_USERS = "SELECT {} FROM {} WHERE {} = ANY(%s) AND is_active".format(
     ", ".join(f'"{field.column}"' for field in User._meta.concrete_fields),
     User._meta.db_table,
     User._meta.pk.column,
 )
+_active_users = per_loop(lambda: asyncdb.Lookups(_ACTIVE_USERS, User._meta.pk.column))
 
 
 async def _active_user(user_id: int) -> User | AnonymousUser:
     """The active user with this id, read on the loop's own connection (core.asyncdb: no thread
-    hop, no query building; a connection storm redeems thousands of tickets a second)."""
-    rows = await asyncdb.fetchall(_ACTIVE_USER, [user_id], reads=True)
+    hop, no query building; a connection storm redeems thousands of tickets a second), one
+    statement for the sockets that connect together (asyncdb.Lookups)."""
+    rows = await _active_users().get(user_id)
     if not rows:
         return AnonymousUser()
     return User.from_db("default", _FIELDS, [rows[0][field.column] for field in User._meta.concrete_fields])
@@ -62,7 +65,8 @@ async def _session_user(cookie_header: bytes | None) -> User | AnonymousUser:
     return await _db_session_user(session_key)
 
 
-_SESSION = "SELECT session_data FROM django_session WHERE session_key = %s AND expire_date > now()"
+_SESSIONS = "SELECT session_key, session_data FROM django_session WHERE session_key = ANY(%s) AND expire_date > now()"
+_sessions = per_loop(lambda: asyncdb.Lookups(_SESSIONS, "session_key"))
 
 
 @functools.cache
@@ -75,13 +79,14 @@ def _model_backends() -> frozenset[str]:
 
 async def _db_session_user(session_key: str) -> User | AnonymousUser:
     """django.contrib.auth.get_user for the database session engine, on the loop's own connection
-    (core.asyncdb: two small reads, no thread hop, no ORM). The same checks: an unexpired
+    (core.asyncdb: two small reads, no thread hop, no ORM, each shared with the sockets that
+    connect together). The same checks: an unexpired
     session, a configured backend, an active user, and the session's hash of the password (a
     changed password signs every session out; SECRET_KEY_FALLBACKS verify too, as in Django). A
     backend of another kind goes the ORM way (Channels' get_user)."""
     if len(session_key) > 64:
         return AnonymousUser()
-    rows = await asyncdb.fetchall(_SESSION, [session_key], reads=True)
+    rows = await _sessions().get(session_key)
     if not rows:
         return AnonymousUser()
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)

@@ -8,7 +8,9 @@ connection parameters Django itself would use (DATABASE_URL and its OPTIONS, e.g
 reopened if it breaks, and closed when the loop shuts down. Reads that a new socket needs (its
 user, its rooms: accounts.middleware, messaging.selectors.asession_state) use a second connection
 of the same kind (`fetchall(..., reads=True)`), so that a connection storm neither waits behind
-send batches nor holds them up, and pays no thread hop and no ORM query building per socket. Single
+send batches nor holds them up, and pays no thread hop and no ORM query building per socket; and
+the sockets that connect together share each read (`Lookups`: one statement for every session key,
+user or room list asked for meanwhile, as send batches share a statement). Single
 changes of a message (reactions: messaging.services.areaction_set) and the notifications of
 committed batches (notifications.services._anotify) use a third (`changes=True`): each is a
 statement of its own that may wait for a lock, and must not hold the batches up while it does.
@@ -19,6 +21,7 @@ OperationalError: the sends answer `unavailable`, and their retries are idempote
 """
 
 import asyncio
+from collections.abc import Hashable
 from typing import Any
 
 import psycopg
@@ -27,6 +30,7 @@ from django.db import connections
 from psycopg.rows import dict_row
 
 from core import dbdeadline
+from core.batches import Batches
 from core.loops import per_loop
 
 
@@ -105,3 +109,25 @@ async def fetchall(
                         raise
                     await connection.close()  # the next attempt connects anew
         raise AssertionError("unreachable")
+
+
+class Lookups(Batches[Hashable, list[dict[str, Any]]]):
+    """One kind of read by key (a session, a user, a user's rooms) that many callers need at once,
+    as one statement for all the keys of a batch (core.batches) on the reads connection:
+    `statement` takes the keys as its one parameter, an array, and returns rows with the key in
+    column `key`. `get(key)` gives the rows of that key (none: an empty list), or the read's error.
+    In a connection storm each socket's three reads become a share of three statements instead of
+    three round trips of its own (docs/performance.md, "connecting in batches")."""
+
+    def __init__(self, statement: str, key: str) -> None:
+        super().__init__(self._read)
+        self.statement, self.key = statement, key
+
+    async def get(self, key: Hashable) -> list[dict[str, Any]]:
+        return await self.submit(key)
+
+    async def _read(self, keys: list[Hashable]) -> list[list[dict[str, Any]]]:
+        by_key: dict[Hashable, list[dict[str, Any]]] = {key: [] for key in keys}
+        for row in await fetchall(self.statement, [list(by_key)], reads=True):
+            by_key[row[self.key]].append(row)
+        return [by_key[key] for key in keys]

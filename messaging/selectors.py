@@ -7,6 +7,7 @@ from accounts.models import User
 from config.db_router import history_database
 from core import asyncdb
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound
+from core.loops import per_loop
 from messaging import archive
 from messaging.models import Message, MessageRevision
 from rooms import access
@@ -245,25 +246,27 @@ def message_revisions(*, user: User, room_id: object, message_id: object) -> lis
 UNREAD_CAP = 999
 
 
-_SESSION_STATE = """
-SELECT m.room_id, r.last_sequence, (
+_SESSION_STATE = f"""
+SELECT m.user_id, m.room_id, r.last_sequence, (
     SELECT count(*) FROM (
         SELECT 1 FROM messaging_message msg
          WHERE msg.room_id = m.room_id AND msg.sequence > m.read_sequence
            AND msg.deleted_at IS NULL AND msg.sender_id IS DISTINCT FROM m.user_id
-         LIMIT %s
+         LIMIT {UNREAD_CAP:d}
     ) capped
 ) AS unread
   FROM rooms_membership m JOIN rooms_room r ON r.id = m.room_id
- WHERE m.user_id = %s
+ WHERE m.user_id = ANY(%s)
 """
+_session_states = per_loop(lambda: asyncdb.Lookups(_SESSION_STATE, "user_id"))
 
 
 async def asession_state(*, user_id: int) -> tuple[dict[str, int], dict[str, int]]:
     """What a new socket starts from: ({room id: last sequence}, {room id: unread count}) for every
     room of the user (rooms.selectors.user_rooms_state and `unread_counts` below, in one statement,
-    so one snapshot), on the loop's own connection (core.asyncdb: no thread hop per socket)."""
-    rows = await asyncdb.fetchall(_SESSION_STATE, [UNREAD_CAP, user_id], reads=True)
+    so one snapshot), on the loop's own connection (core.asyncdb: no thread hop per socket), one
+    statement for the sockets that connect together (asyncdb.Lookups)."""
+    rows = await _session_states().get(user_id)
     rooms = {str(row["room_id"]): row["last_sequence"] for row in rows}
     return rooms, {str(row["room_id"]): row["unread"] for row in rows}
 

@@ -17,6 +17,7 @@ from typing import cast
 
 from accounts.models import User
 from core import metrics, redis_clients
+from core.batches import Batches
 from core.events import dumps, publishing, room_group, send_event
 from core.loops import per_loop
 from rooms import access
@@ -138,8 +139,18 @@ async def presence_heartbeat(*, user: User, socket_id: str, active: bool, rooms:
     """A socket is alive (and the user did something since the last beat, if `active`), at once:
     a socket's first beat makes its user "online" now. Later beats go through `heartbeats()`.
     `rooms`: the user's rooms if the caller has just read them (a new socket), to announce a
-    transition to without reading them again."""
-    await _update([(user, socket_id, "beat", active)], {user.pk: rooms} if rooms is not None else None)
+    transition to without reading them again. The first beats of sockets that connect together
+    go in one script call (core.batches)."""
+    await _first_beats().submit(((user, socket_id, "beat", active), rooms))
+
+
+async def _first_beats_update(requests: list[tuple[Beat, Iterable[str] | None]]) -> list[None]:
+    known_rooms = {beat[0].pk: rooms for beat, rooms in requests if rooms is not None}
+    await _update([beat for beat, _ in requests], known_rooms or None)
+    return [None] * len(requests)
+
+
+_first_beats = per_loop(lambda: Batches(_first_beats_update))
 
 
 async def presence_disconnect(*, user: User, socket_id: str) -> None:

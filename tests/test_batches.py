@@ -1,0 +1,140 @@
+"""Work asked for at once is done together (core.batches), and a connection storm's reads and first
+presence beats share statements and script calls (core.asyncdb.Lookups, presence.services)."""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.test import Client
+
+from core import asyncdb
+from core.batches import Batches
+from tests.conftest import room_with
+from tests.sockets import connect_app, receive_type
+
+
+class Recorder:
+    """A batch runner that records its batches and holds each one until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self, requests: list[int]) -> list[int]:
+        self.batches.append(requests)
+        self.started.set()
+        await self.release.wait()
+        return [request * 10 for request in requests]
+
+
+@pytest.mark.asyncio
+async def test_requests_of_one_tick_go_together_and_those_made_meanwhile_go_next():
+    recorder = Recorder()
+    batches = Batches(recorder.run)
+
+    first = [asyncio.create_task(batches.submit(n)) for n in (1, 2, 3)]
+    await recorder.started.wait()  # the first batch is running
+    later = [asyncio.create_task(batches.submit(n)) for n in (4, 5)]
+    await asyncio.sleep(0)  # the later requests are queued behind the running batch
+    recorder.release.set()
+
+    assert await asyncio.gather(*first, *later) == [10, 20, 30, 40, 50]
+    assert recorder.batches == [[1, 2, 3], [4, 5]]
+    assert batches.runner is None  # idle again: the next request starts a batch of its own
+
+
+@pytest.mark.asyncio
+async def test_an_error_reaches_every_request_of_its_batch_and_the_next_batch_still_runs():
+    calls = []
+
+    async def run(requests: list[str]) -> list[str]:
+        calls.append(requests)
+        if "bad" in requests:
+            raise ConnectionError("store away")
+        return requests
+
+    batches = Batches(run)
+    results = await asyncio.gather(batches.submit("bad"), batches.submit("ok"), return_exceptions=True)
+    assert [type(result) for result in results] == [ConnectionError, ConnectionError]
+    assert await batches.submit("fine") == "fine"
+    assert calls == [["bad", "ok"], ["fine"]]
+
+
+@pytest.mark.asyncio
+async def test_a_request_whose_caller_went_away_does_not_break_the_others():
+    recorder = Recorder()
+    batches = Batches(recorder.run)
+    gone, kept = asyncio.create_task(batches.submit(1)), asyncio.create_task(batches.submit(2))
+    await recorder.started.wait()
+    gone.cancel()
+    recorder.release.set()
+    assert await kept == 20
+    assert gone.cancelled()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_lookups_give_each_key_its_rows_from_one_statement(make_user, sql_statements):
+    ada, bob = await database_sync_to_async(lambda: (make_user("ada"), make_user("bob")))()
+    await database_sync_to_async(lambda: (room_with(ada, "a"), room_with(ada, "b"), room_with(bob, "c")))()
+    lookups = asyncdb.Lookups("SELECT user_id, room_id FROM rooms_membership WHERE user_id = ANY(%s)", "user_id")
+
+    with sql_statements.recording():
+        ada_rows, bob_rows, nobody_rows, ada_again = await asyncio.gather(
+            lookups.get(ada.pk), lookups.get(bob.pk), lookups.get(-1), lookups.get(ada.pk)
+        )
+
+    assert len(sql_statements) == 1
+    assert sorted(row["user_id"] for row in ada_rows) == [ada.pk, ada.pk] and ada_again == ada_rows
+    assert [row["user_id"] for row in bob_rows] == [bob.pk]
+    assert nobody_rows == []
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_sockets_that_connect_together_share_their_reads_and_their_first_beat(make_user, monkeypatch):
+    """Eight browsers connecting at once with their session cookies: every one is signed in as
+    itself and gets its own rooms, with fewer reads and presence script calls than one each
+    (alone, a socket reads its session, its user and its rooms, and makes one script call)."""
+    from presence import services as presence
+
+    people = await database_sync_to_async(lambda: [make_user(f"p{n}") for n in range(8)])()
+    rooms = await database_sync_to_async(lambda: [room_with(person, f"r{n}") for n, person in enumerate(people)])()
+    cookies = await database_sync_to_async(lambda: [session_cookie(person) for person in people])()
+    reads, updates = [], []
+    fetchall, update = asyncdb.fetchall, presence._update
+
+    async def counting_fetchall(statement, params, **kwargs):
+        if kwargs.get("reads"):
+            reads.append(statement)
+        return await fetchall(statement, params, **kwargs)
+
+    async def counting_update(beats, known_rooms=None):
+        updates.append(len(beats))
+        return await update(beats, known_rooms)
+
+    monkeypatch.setattr(asyncdb, "fetchall", counting_fetchall)
+    monkeypatch.setattr(presence, "_update", counting_update)
+
+    sockets = await asyncio.gather(
+        *(connect_app(headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]) for cookie in cookies)
+    )
+    try:
+        for socket, person, room in zip(sockets, people, rooms, strict=True):
+            ready = await receive_type(socket, "session.ready")
+            assert ready["user"] == person.pk and list(ready["rooms"]) == [str(room.pk)]
+            online = await receive_type(socket, "presence")  # its own, announced to its room after its beat
+            assert (online["user"]["id"], online["status"]) == (person.pk, "online")
+        assert sum(updates) == len(people) and len(updates) < len(people)
+        assert len(reads) < 3 * len(people)
+    finally:
+        for socket in sockets:
+            await socket.disconnect()
