@@ -136,8 +136,7 @@ KEY = "3f2b6c1e-8d4a-4c57-9e0b-5a7d2f1c6e90"
         ('{"type": "message.send", "room": "ROOM", "content": "hi"}', "invalid"),
         ('{"type": "message.send", "room": "ROOM", "content": "hi", "client_msg_id": "zz"}', "invalid"),
         (
-            '{"type": "message.send", "room": "ROOM", "content": "%s", "client_msg_id": "%s"}'
-            % ("x" * 4001, KEY),
+            '{"type": "message.send", "room": "ROOM", "content": "%s", "client_msg_id": "%s"}' % ("x" * 4001, KEY),
             "too_large",
         ),
     ],
