@@ -1,5 +1,6 @@
 """Where an idle WebSocket's server memory goes (issue 15): one ASGI server in this process, traced
-by tracemalloc, with N sockets open against none. bench/sse_memory.py's method, for sockets.
+by tracemalloc, with N sockets open against none. bench/sse_memory.py's method (bench/memory.py), for
+sockets.
 
     scripts/stack.py bench -- .venv/bin/python bench/socket_memory.py [--sockets 2000] [--top 25] [--rss-only]
 
@@ -14,35 +15,15 @@ frames); with --rss-only, no tracemalloc (it costs memory of its own) and the RS
 Memory only: CPU and latency are bench/load.py's (`--scenario connections`).
 """
 
-import argparse
-import asyncio
 import base64
-import os
 import secrets
-import socket
-import subprocess
 import sys
-import threading
-import time
-import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.update(
-    {
-        key: os.environ.get(key) or value
-        for key, value in {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DEBUG": "0",
-            "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SECURE_SSL_REDIRECT": "0",
-            "LOG_LEVEL": "WARNING",
-        }.items()
-    }
-)
 
+from bench import memory  # noqa: E402  (sets the environment)
 
 # Who an allocation is for: the first of these its traceback names, innermost frame first.
 OWNERS = [
@@ -73,80 +54,26 @@ BROWSER_HEADERS = (
 )
 
 
-def client(port: int, cookies: list[str]) -> None:
-    """The child process: open one socket per cookie, print "ready" once each had session.ready,
-    then hold them until stdin closes (the server's frames are unmasked text, so session.ready can
-    be found in the raw bytes)."""
-
-    async def run() -> None:
-        held = []
-
-        async def open_one(cookie: str) -> None:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            key = base64.b64encode(secrets.token_bytes(16)).decode()
-            writer.write(
-                f"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                f"Origin: http://127.0.0.1:{port}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
-                f"{BROWSER_HEADERS}Cookie: sessionid={cookie}\r\n\r\n".encode()
-            )
-            seen = b""
-            while b"session.ready" not in seen:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    raise ConnectionError(seen[:200])
-                seen += chunk
-            held.append((reader, writer))
-
-        semaphore = asyncio.Semaphore(50)
-
-        async def bounded(cookie: str) -> None:
-            async with semaphore:
-                await open_one(cookie)
-
-        await asyncio.gather(*(bounded(cookie) for cookie in cookies))
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-
-    asyncio.run(run())
+def request(port: int, cookie: str) -> bytes:
+    """What the child sends on each socket: a browser's handshake."""
+    key = base64.b64encode(secrets.token_bytes(16)).decode()
+    return (
+        f"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        f"Origin: http://127.0.0.1:{port}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+        f"{BROWSER_HEADERS}Cookie: sessionid={cookie}\r\n\r\n".encode()
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sockets", type=int, default=2000)
-    parser.add_argument("--top", type=int, default=40)
-    parser.add_argument("--frames", type=int, default=8, help="traceback frames kept per allocation")
-    parser.add_argument("--rss-only", action="store_true", help="no tracemalloc: the RSS growth alone, as served")
-    parser.add_argument("--client", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.client:
-        port, cookie_file = args.client.split(":", 1)
-        client(int(port), Path(cookie_file).read_text().split())
-        return
-
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], check=True, cwd=ROOT)
-    import django
-
-    django.setup()
-    import psutil
-    import uvicorn
-
+    args = memory.start(__doc__, request, "sockets", default=2000, top=40, frames=8)
     from bench.load import seed, sessions_for
     from scripts.serve import UVICORN_OPTIONS
 
-    users, _, _ = seed(args.sockets + 10, 10, "ws")
+    users, _, _ = seed(args.sockets + memory.WARM_UP, 10, "ws")
     cookies = sessions_for(users)
-    from django.db import connections
-
-    connections.close_all()
 
     options = dict(zip(UVICORN_OPTIONS[1::2], UVICORN_OPTIONS[2::2], strict=True))  # after --proxy-headers
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        "config.asgi:application",
-        host="127.0.0.1",
-        port=port,
+    server = memory.serve(
         loop=options["--loop"],
         http=options["--http"],
         ws=options["--ws"],
@@ -154,70 +81,8 @@ def main() -> None:
         ws_per_message_deflate=options["--ws-per-message-deflate"] == "true",
         ws_ping_interval=float(options["--ws-ping-interval"]) or None,
         proxy_headers=True,
-        log_level="warning",
     )
-    server = uvicorn.Server(config)
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-
-    def hold(selected: list) -> subprocess.Popen:
-        cookie_file = Path(f"/tmp/socket-memory-{os.getpid()}.txt")
-        cookie_file.write_text(" ".join(cookies[user.pk] for user in selected))
-        child = subprocess.Popen(
-            [sys.executable, __file__, "--client", f"{port}:{cookie_file}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        return child
-
-    def release(child: subprocess.Popen) -> None:
-        assert child.stdin is not None
-        child.stdin.close()
-        child.wait()
-
-    if not args.rss_only:
-        tracemalloc.start(args.frames)
-    release(hold(users[-10:]))  # warm-up: imports, pools, first queries
-    time.sleep(2)
-    process = psutil.Process()
-    rss_before = process.memory_info().rss
-    sockets = users[: args.sockets]
-    n = len(sockets)
-    if args.rss_only:
-        child = hold(sockets)
-        time.sleep(2)
-        print(f"{n} sockets: RSS +{(process.memory_info().rss - rss_before) / 1024 / n:.1f} KB per socket")
-        release(child)
-        server.should_exit = True
-        return
-    before = tracemalloc.take_snapshot()
-    child = hold(sockets)
-    time.sleep(2)
-    after, rss_after = tracemalloc.take_snapshot(), process.memory_info().rss
-    traced = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-    rss = (rss_after - rss_before) / 1024 / n
-    print(f"{n} sockets: RSS +{rss:.1f} KB per socket (tracemalloc's own included), traced +{traced / 1024 / n:.1f} KB")
-    print("\nby owner (the innermost frame of ours or of a library that names one), per socket:")
-    owners: dict[str, int] = {}
-    for stat in after.compare_to(before, "traceback"):
-        frames = reversed(list(stat.traceback))  # innermost first
-        owner = next((label for frame in frames for label, part in OWNERS if part in frame.filename), "other")
-        owners[owner] = owners.get(owner, 0) + stat.size_diff
-    for owner, size in sorted(owners.items(), key=lambda item: -item[1]):
-        print(f"  {size / 1024 / n:6.2f} KB  {owner}")
-    print("\nby line (innermost frame), per socket:")
-    for stat in after.compare_to(before, "lineno")[: args.top]:
-        print(f"  {stat.size_diff / n:8.0f} B {stat.count_diff / n:6.1f} blocks  {stat.traceback[0]}")
-    print("\nby traceback, per socket:")
-    for stat in after.compare_to(before, "traceback")[: args.top]:
-        print(f"  {stat.size_diff / n:8.0f} B {stat.count_diff / n:6.1f} blocks")
-        for frame in list(reversed(stat.traceback))[: args.frames]:  # innermost first
-            print(f"        {frame}")
-    release(child)
-    server.should_exit = True
+    memory.measure(__file__, server, "socket", [cookies[user.pk] for user in users], OWNERS, args, innermost_first=True)
 
 
 if __name__ == "__main__":
