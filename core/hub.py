@@ -60,30 +60,44 @@ class Hub:
     def __init__(self) -> None:
         self.origin = uuid.uuid4().hex  # marks the events this process already delivered itself
         self.groups: dict[str, set[Member]] = {}
-        self.lock = asyncio.Lock()  # subscribe/unsubscribe of one group never interleave
+        self.subscribing: dict[str, asyncio.Future] = {}  # groups whose first join is subscribing
         self.bus = Bus(settings.REDIS_CHANNEL_URLS, on_event=self._received, on_reconnect=self._recover)
         self.process = f"{socket.gethostname()}:{os.getpid()}"
         self.reporter = asyncio.create_task(self._report_connections_forever())
 
     async def join(self, group: str, member: Member) -> None:
-        async with self.lock:
-            members = self.groups.get(group)
-            if members is None:
-                members = self.groups[group] = set()
-                await self.bus.subscribe(group)
-                metrics.HUB_GROUPS.inc()
+        """Add `member` to `group`; returns once the process's subscription to it went to Redis
+        (the first member's join sends it; later ones wait for that). Joins do not wait for each
+        other: a storm's joins go to Redis together (core.pubsub batches them)."""
+        members = self.groups.get(group)
+        if members is not None:
             members.add(member)
+            subscribing = self.subscribing.get(group)
+            if subscribing is not None:
+                await asyncio.shield(subscribing)
+            return
+        self.groups[group] = {member}
+        metrics.HUB_GROUPS.inc()
+        subscribed = self.subscribing[group] = asyncio.get_running_loop().create_future()
+        try:
+            await self.bus.subscribe(group)
+        finally:
+            if not subscribed.done():
+                subscribed.set_result(None)
+            if self.subscribing.get(group) is subscribed:
+                del self.subscribing[group]
 
     async def leave(self, group: str, member: Member) -> None:
-        async with self.lock:
-            members = self.groups.get(group)
-            if members is None:
-                return
-            members.discard(member)
-            if not members:
-                del self.groups[group]
-                await self.bus.unsubscribe(group)
-                metrics.HUB_GROUPS.dec()
+        """Remove `member`; the last one out unsubscribes (after the group's subscription, which
+        core.pubsub sends in order)."""
+        members = self.groups.get(group)
+        if members is None:
+            return
+        members.discard(member)
+        if not members:
+            del self.groups[group]
+            metrics.HUB_GROUPS.dec()
+            await self.bus.unsubscribe(group)
 
     def publish(self, sends: list[tuple[str, dict]]) -> None:
         """Queue events for the other processes (core.pubsub); returns at once."""

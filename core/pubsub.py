@@ -26,6 +26,7 @@ covers each of these against a real Redis; the fault suite (docs/reliability.md)
 """
 
 import asyncio  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+import itertools
 import logging
 import zlib
 from collections import deque
@@ -38,6 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from core import metrics
+from core.batches import Batches
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class _Shard:
         self.queue: deque[tuple[str, bytes]] = deque()
         self.queued = asyncio.Event()
         self.connected = asyncio.Event()
+        self.commands: Batches[tuple[str, str], None] = Batches(self._tell)
         self.tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
 
     async def subscribe(self, channel: str) -> None:
@@ -82,20 +85,30 @@ class _Shard:
                     await self.connected.wait()
             except TimeoutError:
                 return  # subscribed when the reader connects; catch-up covers the meantime
-        await self._tell("subscribe", channel)
+        await self.commands.submit(("subscribe", channel))
 
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
-        await self._tell("unsubscribe", channel)
+        await self.commands.submit(("unsubscribe", channel))
 
-    async def _tell(self, command: str, channel: str) -> None:
+    async def _tell(self, commands: list[tuple[str, str]]) -> list[None]:
+        """Send the (un)subscriptions asked for meantime (core.batches), in order, a run of the
+        same command as one SUBSCRIBE or UNSUBSCRIBE of many channels: a connection storm's
+        sockets join their groups in a few commands, not a command (and a wait) each. Each
+        channel goes as self.channels now says (a channel left again before its SUBSCRIBE went
+        is not subscribed)."""
         pubsub = self.pubsub
-        if pubsub is None:
-            return  # the reader subscribes to all of self.channels when it connects
-        try:
-            await getattr(pubsub, command)(channel)
-        except Exception as error:  # the reader notices too, reconnects and resubscribes
-            logger.warning("could not %s %s: %s", command, channel, error)
+        if pubsub is not None:  # else the reader subscribes to all of self.channels when it connects
+            for command, run in itertools.groupby(commands, key=lambda item: item[0]):
+                wanted = command == "subscribe"
+                channels = list(dict.fromkeys(channel for _, channel in run if (channel in self.channels) == wanted))
+                if not channels:
+                    continue
+                try:
+                    await getattr(pubsub, command)(*channels)
+                except Exception as error:  # the reader notices too, reconnects and resubscribes
+                    logger.warning("could not %s %s channels: %s", command, len(channels), error)
+        return [None] * len(commands)
 
     async def _read(self) -> None:
         delay, outage = 0.0, False

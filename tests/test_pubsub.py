@@ -161,3 +161,40 @@ async def test_the_bus_closes_even_if_a_handler_swallows_its_cancellation():
     async with asyncio.timeout(TIMEOUT):  # ends at once; hung before
         await bus.close()
     assert all(task.done() for shard in bus.shards for task in shard.tasks)
+
+
+@pytest.mark.asyncio
+async def test_joins_made_together_go_to_redis_in_one_command_and_in_the_order_asked(monkeypatch):
+    """A connection storm: many sockets join their groups at once. Their subscriptions go to Redis
+    together, a few SUBSCRIBE commands of many channels instead of one command (and one wait)
+    each; and a group left and joined again meanwhile ends subscribed, one joined and left ends not."""
+    from redis.asyncio.client import PubSub
+
+    sent: list[tuple[str, int]] = []
+    subscribe, unsubscribe = PubSub.subscribe, PubSub.unsubscribe
+
+    async def counting_subscribe(self, *channels, **kwargs):
+        sent.append(("subscribe", len(channels)))
+        return await subscribe(self, *channels, **kwargs)
+
+    async def counting_unsubscribe(self, *channels):
+        sent.append(("unsubscribe", len(channels)))
+        return await unsubscribe(self, *channels)
+
+    bus = Bus([settings.REDIS_URL], on_event=lambda event: asyncio.sleep(0), on_reconnect=lambda g: asyncio.sleep(0))
+    await bus.ready()
+    monkeypatch.setattr(PubSub, "subscribe", counting_subscribe)
+    monkeypatch.setattr(PubSub, "unsubscribe", counting_unsubscribe)
+    groups = [f"user.{n}" for n in range(50)]
+    try:
+        await asyncio.gather(*(bus.subscribe(group) for group in groups))
+        assert sum(count for command, count in sent if command == "subscribe") == 50
+        assert len(sent) < 50
+
+        await asyncio.gather(
+            bus.unsubscribe("user.0"), bus.subscribe("user.0"), bus.subscribe("user.gone"), bus.unsubscribe("user.gone")
+        )
+        wanted = {f"parley.bus.{group}".encode() for group in groups}
+        await _until(lambda: set(_admin().pubsub_channels("parley.bus.user.*")) == wanted)
+    finally:
+        await bus.close()
