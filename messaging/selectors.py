@@ -271,6 +271,20 @@ async def asession_state(*, user_id: int) -> tuple[dict[str, int], dict[str, int
     return rooms, {str(row["room_id"]): row["unread"] for row in rows}
 
 
+_ROOMS_LAST = """
+SELECT m.user_id, m.room_id, r.last_sequence
+  FROM rooms_membership m JOIN rooms_room r ON r.id = m.room_id
+ WHERE m.user_id = ANY(%s)
+"""
+_rooms_lasts = per_loop(lambda: asyncdb.Lookups(_ROOMS_LAST, "user_id"))
+
+
+async def arooms_last_sequence(*, user_id: int) -> dict[str, int]:
+    """{room id: last sequence} of the user's rooms, read now (one statement for the sockets that
+    ask together: asyncdb.Lookups)."""
+    return {str(row["room_id"]): row["last_sequence"] for row in await _rooms_lasts().get(user_id)}
+
+
 def unread_counts(*, user_id: int) -> dict[str, int]:
     """{room id: messages from others after my read mark, not deleted}, capped at UNREAD_CAP."""
     with connection.cursor() as cursor:

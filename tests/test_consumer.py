@@ -508,3 +508,30 @@ async def test_a_late_event_is_waited_for_not_read_from_the_database(cast, monke
     assert delivered == [1, 2, 3, 4]
     assert reads == [] and len(waits.waits) == 2
     await member.disconnect(timeout=TIMEOUT)
+
+
+async def test_a_message_sent_while_a_socket_joins_its_rooms_reaches_it_without_waiting_for_the_next(
+    make_user, monkeypatch
+):
+    """A socket reads its rooms' numbers, then joins their groups. A message committed in between
+    is published to no socket of this process; the socket must still get it at once, not only
+    when the room's next change reveals the hole."""
+    ada, bob = await database_sync_to_async(lambda: (make_user("ada"), make_user("bob")))()
+    room = await database_sync_to_async(room_with)(ada, members={bob: "member"})
+    read_state = consumers.selectors.asession_state
+
+    async def state_then_a_message(*, user_id):
+        state = await read_state(user_id=user_id)
+        await database_sync_to_async(messaging_services.message_send)(
+            user=bob, room_id=room.pk, content="between", client_msg_id=uuid.uuid4()
+        )
+        return state
+
+    monkeypatch.setattr(consumers.selectors, "asession_state", state_then_a_message)
+    socket, ready = await connect(ada)
+    try:
+        assert ready["rooms"][str(room.pk)] == 0
+        frame = await receive_type(socket, "message.new")
+        assert (frame["sequence"], frame["message"]["content"]) == (1, "between")
+    finally:
+        await socket.disconnect()

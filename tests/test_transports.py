@@ -584,3 +584,36 @@ def test_boards_in_a_stream_resume_by_last_event_id_and_an_unseen_board_gets_the
         resumed.close()
 
     asyncio.run(scenario())
+
+
+def test_a_message_sent_while_a_stream_joins_its_rooms_reaches_it_without_waiting_for_the_next(
+    transactional_db, make_user, monkeypatch
+):
+    """A live stream reads its rooms' numbers, then joins their groups. A message committed in
+    between is published to no stream of this process; the stream must still write it at once,
+    not only when the room's next change reveals the hole (as a socket: tests/test_consumer.py)."""
+    from transports import streams
+
+    ada, bob = make_user("ada"), make_user("bob")
+    room = room_create(creator=ada, name="Room", kind="private")
+    Membership.objects.create(room=room, user=bob, role="member")
+    read_state = streams._open_state
+
+    def state_then_a_message(user_id, position):
+        state = read_state(user_id, position)
+        send_message(room, bob, "between")
+        return state
+
+    monkeypatch.setattr(streams, "_open_state", state_then_a_message)
+
+    async def scenario() -> list[dict]:
+        stream = Stream(ada)
+        try:
+            await stream.open(None, live=True)
+            return [json.loads(text) for text, _ in stream.out]
+        finally:
+            await stream.close()
+
+    frames = asyncio.run(scenario())
+    assert frames[0]["type"] == "session.ready" and frames[0]["rooms"][str(room.pk)] == 0
+    assert [(f["sequence"], f["message"]["content"]) for f in frames if f["type"] == "message.new"] == [(1, "between")]

@@ -110,6 +110,7 @@ class Stream:
                 await self._follow(room_id, last)
             ready = {"type": "session.ready", "user": self.user.pk, "rooms": current, "unread": unread}
             self._write(dumps(ready), moved=True)
+            await self._read_what_came_while_joining()
             for board_id in self.wanted:
                 await self._follow_board(board_id, None)
             return position is None
@@ -129,6 +130,7 @@ class Stream:
             cursor = self.cursors.get(room_id)
             if cursor is not None and cursor.last is not None and cursor.last < last:
                 await self._read_up_to(room_id, last)
+        await self._read_what_came_while_joining()
         known_boards = resolved.boards()
         for board_id in known_boards:
             if board_id not in self.wanted:  # no longer asked for
@@ -330,6 +332,21 @@ class Stream:
     def _fetch_changes(self, room_id: str, after: int, upto: int) -> Awaitable[tuple[list[tuple[int, str]], int]]:
         metrics.GAPS["stream"].inc()
         return fetch_changes(self.user, room_id, after, upto)
+
+    async def _read_what_came_while_joining(self) -> None:
+        """A live stream joins its rooms' groups after reading their numbers: a change committed in
+        between was published to no connection of this process, and would show only with the
+        room's next change. Read the numbers again now that the stream hears its rooms, and
+        fetch what came meanwhile (as a socket does: messaging.consumers)."""
+        if not self.live:
+            return
+        for room_id, last in (await selectors.arooms_last_sequence(user_id=self.user.pk)).items():
+            cursor = self.cursors.get(room_id)
+            if cursor is not None and cursor.last is not None and cursor.last < last:
+                try:
+                    await self._read_up_to(room_id, last)
+                except ApplicationError:  # no longer a member: the removal is on its way
+                    pass
 
     async def _read_up_to(self, room_id: str, upto: int) -> None:
         """Deliver every change of the room after the cursor up to `upto`, read from PostgreSQL
