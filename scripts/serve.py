@@ -77,13 +77,21 @@ UVICORN_OPTIONS = [
 ]
 
 
+# The accept queue: the connections that may wait for a worker to take them (a reconnect storm, both
+# workers restarting at once). Linux caps it at net.core.somaxconn (4096 by default since 5.4;
+# docs/operations.md). uvicorn listens again on the socket it is given, with its own --backlog
+# (2048 by default), so the workers are given ours: with 2048, a 10,000-browser storm overflowed
+# the queue 30,000 times (SYNs dropped, retried by the clients after 1, 3, 7 s...).
+BACKLOG = 65535
+
+
 def worker_command(server: str, fd: int) -> list[str]:
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", APP]
     if server == "uvicorn":
         # One process, never uvicorn's own multiprocess supervisor (this script is the supervisor);
         # a graceful stop that ends within STOP_TIMEOUT.
-        own = ["--workers", "1", "--timeout-graceful-shutdown", "10"]
+        own = ["--workers", "1", "--timeout-graceful-shutdown", "10", "--backlog", str(BACKLOG)]
         return [sys.executable, "-m", "uvicorn", "--fd", str(fd), *own, *UVICORN_OPTIONS, APP]
     raise SystemExit(f"unknown --server {server!r} (daphne or uvicorn)")
 
@@ -121,7 +129,7 @@ def listen(host: str, port: int) -> socket.socket:
     the option from the listening socket instead. Without it, the second of two small frames
     written back to back (a sender's own message.new, then its message.ack) waited for the
     client's delayed ACK: ~40 ms (docs/performance.md)."""
-    listener = socket.create_server((host, port), backlog=4096)
+    listener = socket.create_server((host, port), backlog=BACKLOG)
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     listener.set_inheritable(True)
     return listener

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 import uvloop
-from serve import die_with_parent, listen  # scripts/ is on sys.path (tests/conftest.py)
+from serve import BACKLOG, die_with_parent, listen, worker_command  # scripts/ is on sys.path (tests/conftest.py)
 
 from tests.conftest import ROOT, free_port, server_env, wait_for_port, wait_until
 
@@ -31,6 +31,20 @@ STARTUP = 60.0
 # A dead worker's replacement is started as soon as serve.py sees the death (the old loop slept
 # 0.5 s + 1 s first).
 RESTART = 1.0
+
+
+def test_uvicorn_workers_keep_the_accept_queue_serve_py_asked_for():
+    """uvicorn listens again on the socket it is given (--fd), with its own --backlog: the workers
+    must be given serve.py's, or the queue shrinks to uvicorn's default 2048 once one starts."""
+    import inspect
+
+    import uvicorn.server
+
+    assert "create_server(create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog)" in inspect.getsource(
+        uvicorn.server
+    )
+    command = worker_command("uvicorn", 3)
+    assert command[command.index("--backlog") + 1] == str(BACKLOG)
 
 
 def test_connections_accepted_from_the_shared_socket_have_nagle_off():
