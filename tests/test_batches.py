@@ -37,7 +37,8 @@ async def test_requests_of_one_tick_go_together_and_those_made_meanwhile_go_next
     first = [asyncio.create_task(batches.submit(n)) for n in (1, 2, 3)]
     await recorder.started.wait()  # the first batch is running
     later = [asyncio.create_task(batches.submit(n)) for n in (4, 5)]
-    await asyncio.sleep(0)  # the later requests are queued behind the running batch
+    # Released now, the running batch resumes only after the two tasks above have queued their
+    # requests: the loop runs ready callbacks in the order they were scheduled.
     recorder.release.set()
 
     assert await asyncio.gather(*first, *later) == [10, 20, 30, 40, 50]
