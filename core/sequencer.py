@@ -227,6 +227,20 @@ class Sequencer:
         if cursor is not None:
             await self.drain(key, cursor)
 
+    async def read_behind(self, lasts: dict[str, int]) -> None:
+        """`read_up_to` for every followed key whose cursor is behind its number in `lasts` (e.g.
+        read again after joining the keys' groups: a change committed before the join reached no
+        one). A key that may no longer be read is skipped (fetch's ApplicationError: the removal
+        is on its way)."""
+        for key, upto in lasts.items():
+            cursor = self.cursors.get(key)
+            if cursor is None or cursor.last is None or cursor.last >= upto:
+                continue
+            try:
+                await self.read_up_to(key, upto)
+            except ApplicationError:
+                pass
+
     async def catch_up(self, key: str, items: Iterable[tuple[int, Any]], reached: int) -> None:
         """Every event of `key` up to `reached` was read from the database: `items` (a number
         missing from them was superseded). Deliver what has not been, in order, and move the

@@ -301,12 +301,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # between was published to no socket of this process, and would show only with the room's
         # next change. Now that the socket hears its rooms, read their numbers again and fetch
         # what came meanwhile (one statement for the sockets that connect together).
-        for room_id, last in (await selectors.arooms_last_sequence(user_id=self.user.pk)).items():
-            if room_id in self.cursors and last > rooms.get(room_id, last):
-                try:
-                    await self.rooms.read_up_to(room_id, last)
-                except ApplicationError:  # no longer a member: the removal is on its way
-                    pass
+        await self.rooms.read_behind(await selectors.arooms_last_sequence(user_id=self.user.pk))
         await presence.presence_heartbeat(user=self.user, socket_id=self.socket_id, active=True, rooms=rooms)
 
     @property

@@ -338,15 +338,8 @@ class Stream:
         between was published to no connection of this process, and would show only with the
         room's next change. Read the numbers again now that the stream hears its rooms, and
         fetch what came meanwhile (as a socket does: messaging.consumers)."""
-        if not self.live:
-            return
-        for room_id, last in (await selectors.arooms_last_sequence(user_id=self.user.pk)).items():
-            cursor = self.cursors.get(room_id)
-            if cursor is not None and cursor.last is not None and cursor.last < last:
-                try:
-                    await self._read_up_to(room_id, last)
-                except ApplicationError:  # no longer a member: the removal is on its way
-                    pass
+        if self.live:
+            await self.rooms.read_behind(await selectors.arooms_last_sequence(user_id=self.user.pk))
 
     async def _read_up_to(self, room_id: str, upto: int) -> None:
         """Deliver every change of the room after the cursor up to `upto`, read from PostgreSQL
