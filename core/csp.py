@@ -14,6 +14,8 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from core.middleware import OnTheLoop
+
 NOT_A_PAGE = {"default-src": [NONE], "frame-ancestors": [NONE]}
 
 
@@ -26,7 +28,9 @@ def websocket_origin(request: HttpRequest) -> str | None:
     return f"{'wss' if request.is_secure() else 'ws'}://{host}"
 
 
-class ContentSecurityPolicyMiddleware(CSPMiddleware):
+class ContentSecurityPolicyMiddleware(OnTheLoop, CSPMiddleware):
+    """Both steps only read and set headers: on the loop under ASGI (core/middleware.py)."""
+
     def get_policy_parts(
         self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
     ) -> PolicyParts:

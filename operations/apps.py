@@ -9,6 +9,7 @@ class OperationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        import core.checks  # noqa: F401  (Django's deploy checks for core.middleware's classes)
         from operations import signals
 
         signals.connect()
