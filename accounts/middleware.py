@@ -2,9 +2,11 @@
 
 Browsers authenticate with their session cookie and must send an Origin naming one of
 ALLOWED_HOSTS (Channels' origin check), which stops cross-site pages riding on the cookie. Mobile
-clients trade their JWT for a single-use ticket over REST and connect to /ws/?ticket=...; the access
-token never goes in a URL. Native clients often send no Origin: they may connect without one, but
-only with a ticket, which no other site can hold.
+clients send their JWT access token in the handshake's `Authorization: Bearer` header, checked as
+the REST API checks it; or, where a client cannot set headers on a WebSocket, they trade it for a
+single-use ticket over REST and connect to /ws/?ticket=... Either way the access token never goes
+in a URL. Native clients often send no Origin: they may connect without one, but only with a
+ticket or a token, which no other site can hold (a page cannot set a socket's headers).
 
 This is one layer instead of Channels' stack (origin validator, cookies, session, auth), because a
 socket lives for hours and every layer stays on its call stack for all that time, each with its
@@ -26,6 +28,10 @@ from django.core.exceptions import ValidationError
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.models import User
 from accounts.services import ws_ticket_redeem
@@ -51,6 +57,41 @@ async def _active_user(user_id: int) -> User | AnonymousUser:
     if not rows:
         return AnonymousUser()
     return User.from_db("default", _FIELDS, [rows[0][field.column] for field in User._meta.concrete_fields])
+
+
+_jwt = JWTAuthentication()
+
+
+def _bearer_token(authorization: bytes | None) -> bytes | None:
+    """The token of an `Authorization: Bearer <token>` header (simplejwt's parsing), b"" for a
+    malformed one, None for none or another scheme (a browser behind HTTP Basic auth sends its
+    Basic credentials with the handshake: that socket goes on to its session cookie)."""
+    if authorization is None:
+        return None
+    try:
+        return _jwt.get_raw_token(authorization)
+    except AuthenticationFailed:
+        return b""
+
+
+async def _bearer_user(raw_token: bytes) -> User | AnonymousUser:
+    """The user of an access token, with the REST API's checks (simplejwt's JWTAuthentication:
+    signature, expiry and token type; a user by the token's id; an active user; the password hash
+    when CHECK_REVOKE_TOKEN is on), the user read as a ticket's is (one statement on the loop for
+    the sockets that connect together)."""
+    try:
+        token = _jwt.get_validated_token(raw_token)
+        user_id = int(token[jwt_settings.USER_ID_CLAIM])
+    except (AuthenticationFailed, KeyError, TypeError, ValueError):
+        return AnonymousUser()
+    user = await _active_user(user_id)
+    if (
+        jwt_settings.CHECK_REVOKE_TOKEN
+        and isinstance(user, User)
+        and token.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password)
+    ):
+        return AnonymousUser()
+    return user
 
 
 async def _session_user(cookie_header: bytes | None) -> User | AnonymousUser:
@@ -130,7 +171,8 @@ class SocketAuthMiddleware:
         headers = dict(scope["headers"])  # the last of repeated headers wins, as in Channels
         origin = headers.get(b"origin")
         ticket = parse_qs(scope["query_string"].decode("latin1")).get("ticket")
-        if origin is not None or not ticket:
+        bearer = _bearer_token(headers.get(b"authorization")) if not ticket else None
+        if origin is not None or not (ticket or bearer is not None):
             try:
                 parsed_origin = urlparse(origin.decode("latin1")) if origin is not None else None
             except UnicodeDecodeError:
@@ -142,6 +184,9 @@ class SocketAuthMiddleware:
                 # A ticket that does not redeem means anonymous, even if a session cookie came along.
                 user_id = await ws_ticket_redeem(ticket[0])
                 user = await _active_user(user_id) if user_id is not None else AnonymousUser()
+            elif bearer is not None:
+                # A token that does not check out means anonymous too, whatever cookie came along.
+                user = await _bearer_user(bearer)
             else:
                 user = await _session_user(headers.get(b"cookie"))
         except Exception as error:

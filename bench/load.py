@@ -22,12 +22,13 @@ What it does, all on 127.0.0.1:
 
 Scenarios: `chat` (1,000 sockets in 100 rooms of 10), `fanout` (1,000 sockets in one room),
 `connections` (10,000 idle sockets heartbeating every 30 s), `connect` (connection set-up: 4,000
-users opening their sockets at once, through the ticket path and with session cookies; connects/s
-and CPU per connect), `storm` (10,000 browsers chatting while the server processes are killed,
-one after the other, then all at once; each browser reconnects with the web client's full-jitter
-back-off and syncs from its own numbers: time until all are back, the session.ready rate curve,
-nothing lost or twice; not in --smoke), `sse` (1,000 users in rooms of 10, every other one reading
-Server-Sent Events instead of a socket, chat at 1,000 msg/s from the sockets: latency to SSE against
+users opening their sockets at once, through the ticket path, with the JWT in the handshake, and
+with session cookies; connects/s and CPU per connect), `storm` (10,000 browsers chatting while
+the server processes are killed, one after the other, then all at once; each browser reconnects
+with the web client's full-jitter back-off and syncs from its own numbers: time until all are
+back, the session.ready rate curve, nothing lost or twice; not in --smoke), `sse` (1,000 users in
+rooms of 10, every other one reading Server-Sent Events instead of a socket, chat at 1,000 msg/s
+from the sockets: latency to SSE against
 socket clients, server memory per event stream), `ramp` (the chat topology at rising
 rates until p99 >= 100 ms or any loss, then a run at half the highest passing rate). With
 `--mix F` (issue 16), a fraction F of the sends are replies in the thread of the room's latest
@@ -513,12 +514,14 @@ async def connect_all(
     progress: str,
     *,
     cookies: dict[int, str] | None = None,
+    bearer: bool = False,
     concurrency: int = CONNECT_CONCURRENCY,
     ready_ms: list[float] | None = None,
 ) -> list[Client]:
     """Sign every user in and open their socket; wait for session.ready. Through the ticket path
     (a JWT for a single-use ticket over REST, then /ws/?ticket=...), or with `cookies` (user ->
-    session key) as a browser does: the session cookie and an Origin. `ready_ms` collects each
+    session key) as a browser does: the session cookie and an Origin, or with `bearer` as a native
+    client may: the JWT in the handshake's Authorization header. `ready_ms` collects each
     socket's time from its start (the ticket request included) to session.ready."""
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(16)
@@ -532,7 +535,9 @@ async def connect_all(
         nonlocal done, last_report
         async with semaphore:
             started = time.perf_counter()
-            if cookies is None:
+            if bearer:
+                url, headers = f"{ws_base}/ws/", {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
+            elif cookies is None:
                 token = str(AccessToken.for_user(user))
                 ticket = await loop.run_in_executor(pool, fetch_ticket, base, token)
                 url, headers = f"{ws_base}/ws/?ticket={ticket}", None
@@ -1028,8 +1033,9 @@ class Bench:
     async def connect(self, sockets: int) -> dict:
         """Connection set-up (issue 15): how many new authenticated sockets a second the servers
         take, `sockets` users (rooms of 10) opening theirs at once with `--concurrency` handshakes
-        in flight, each counted at session.ready. Twice: through the ticket path (its REST request
-        included), then with session cookies; all sockets close between the two."""
+        in flight, each counted at session.ready. Three times: through the ticket path (its REST
+        request included), with the JWT in the handshake (native clients), then with session
+        cookies; all sockets close between them."""
         args = self.args
         users, rooms, rooms_of = await self.topology("connect", sockets, 10)
         cookies = await asyncio.to_thread(sessions_for, users)
@@ -1039,7 +1045,7 @@ class Bench:
         try:
             warm_users = users[: args.workers * 4]  # imports and first queries in every worker
             await close_all(await connect_all(servers.base, warm_users, rooms_of, stats, "connect warm-up"))
-            for path in ("ticket", "cookie"):
+            for path in ("ticket", "bearer", "cookie"):
                 await settled(servers)
                 meter = self.meter(servers)
                 ready: list[float] = []
@@ -1052,6 +1058,7 @@ class Bench:
                     stats,
                     f"connect ({path})",
                     cookies=cookies if path == "cookie" else None,
+                    bearer=path == "bearer",
                     concurrency=args.concurrency,
                     ready_ms=ready,
                 )
@@ -1412,7 +1419,9 @@ def write_report(results: dict, out: Path) -> None:
             "| CPU % (servers / Redis / PostgreSQL / generator) |",
             "|---|---:|---:|---:|---|",
         ]
-        for path in ("ticket", "cookie"):
+        for path in ("ticket", "bearer", "cookie"):
+            if path not in connect:
+                continue
             row = connect[path]
             lines.append(
                 f"| {path} | **{row['connects_per_s']}** | {row['ready_ms']['p50']} / {row['ready_ms']['p99']} "

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.test import Client, override_settings
 from django.utils import timezone
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.services import _ticket_key, ws_ticket_issue
 from config.asgi import application
@@ -277,6 +278,71 @@ async def test_inactive_users_cannot_connect_with_a_ticket(make_user):
     await database_sync_to_async(ada.save)()
     communicator = await _ticket_connect(ticket)
     assert await communicator.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+
+
+async def _bearer_connect(authorization: bytes, *extra: tuple[bytes, bytes]) -> WebsocketCommunicator:
+    headers = [(b"host", b"localhost"), (b"authorization", authorization), *extra]
+    communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    return communicator
+
+
+async def test_a_native_client_connects_with_its_access_token(make_user):
+    """`Authorization: Bearer <access>` on the handshake, no Origin (a native client): no ticket
+    round trip. The token is checked as the REST API checks it."""
+    ada = await database_sync_to_async(make_user)("ada")
+    socket = await _bearer_connect(f"Bearer {AccessToken.for_user(ada)}".encode())
+    ready = await socket.receive_json_from(timeout=TIMEOUT)
+    assert ready["type"] == "session.ready" and ready["user"] == ada.pk
+    await socket.disconnect(timeout=TIMEOUT)
+
+
+async def test_a_bad_expired_or_refresh_token_or_an_inactive_user_gets_4401(make_user, client):
+    ada = await database_sync_to_async(make_user)("ada")
+    await database_sync_to_async(client.force_login)(ada)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+    expired = AccessToken.for_user(ada)
+    expired.set_exp(lifetime=-dt.timedelta(seconds=1))
+    refresh = await database_sync_to_async(RefreshToken.for_user)(ada)  # recorded (the blacklist app)
+    refused = [
+        b"Bearer not-a-token",
+        b"Bearer two parts",
+        f"Bearer {expired}".encode(),
+        f"Bearer {refresh}".encode(),  # a refresh token is no access token
+    ]
+    for authorization in refused:  # a session cookie alongside does not rescue a bad token
+        socket = await _bearer_connect(authorization, (b"cookie", cookie), (b"origin", b"http://localhost"))
+        assert await socket.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+    token = f"Bearer {AccessToken.for_user(ada)}".encode()
+    ada.is_active = False
+    await database_sync_to_async(ada.save)()
+    socket = await _bearer_connect(token)
+    assert await socket.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_browser_behind_basic_auth_still_connects_with_its_cookie(make_user, client):
+    """Browsers send a site's HTTP Basic credentials with its WebSocket handshakes too: another
+    scheme than Bearer is no token, and the session cookie decides (with the Origin check)."""
+    ada = await database_sync_to_async(make_user)("ada")
+    await database_sync_to_async(client.force_login)(ada)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+    socket = await _bearer_connect(b"Basic YWRhOnB3", (b"cookie", cookie), (b"origin", b"http://localhost"))
+    ready = await socket.receive_json_from(timeout=TIMEOUT)
+    assert ready["type"] == "session.ready" and ready["user"] == ada.pk
+    await socket.disconnect(timeout=TIMEOUT)
+    headers = [(b"host", b"localhost"), (b"authorization", b"Basic YWRhOnB3"), (b"cookie", cookie)]
+    without_origin = WebsocketCommunicator(application, "/ws/", headers=headers)
+    connected, _ = await without_origin.connect(timeout=TIMEOUT)
+    assert not connected  # a cookie needs an Origin of ours, Basic credentials or not
+
+
+async def test_a_token_from_a_foreign_origin_is_refused_at_the_handshake(make_user):
+    ada = await database_sync_to_async(make_user)("ada")
+    headers = [(b"authorization", f"Bearer {AccessToken.for_user(ada)}".encode()), (b"origin", b"https://evil.example")]
+    communicator = WebsocketCommunicator(application, "/ws/", headers=[(b"host", b"localhost"), *headers])
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert not connected
 
 
 async def test_a_foreign_origin_is_refused_at_the_handshake(make_user):
