@@ -82,8 +82,9 @@ class CommonMiddleware(OnTheLoop, common.CommonMiddleware):
 
 
 class CsrfViewMiddleware(OnTheLoop, csrf.CsrfViewMiddleware):
-    """The secret comes from the cookie (CSRF_USE_SESSIONS is off); the check of a form post is
-    made in the thread. On the loop, Django calls an async process_view without a hop."""
+    """The secret comes from the cookie; with CSRF_USE_SESSIONS it would come from the session,
+    and every step goes to the thread. The check of an unsafe request to a view that is not exempt
+    is made in the thread. On the loop, Django calls an async process_view without a hop."""
 
     def __init__(self, get_response: Any) -> None:
         super().__init__(get_response)
@@ -99,12 +100,12 @@ class CsrfViewMiddleware(OnTheLoop, csrf.CsrfViewMiddleware):
     async def _process_view_on_loop(
         self, request: HttpRequest, callback: Any, callback_args: Any, callback_kwargs: Any
     ) -> HttpResponseBase | None:
-        checked = (
+        nothing_to_check = (
             getattr(request, "csrf_processing_done", False)
-            or getattr(callback, "csrf_exempt", False)
+            or getattr(callback, "csrf_exempt", False)  # DRF's views (their own CSRF check)
             or request.method in SAFE_METHODS
         )
-        if checked and not settings.CSRF_USE_SESSIONS:
+        if nothing_to_check and not settings.CSRF_USE_SESSIONS:
             return super().process_view(request, callback, callback_args, callback_kwargs)
         return await sync_to_async(super().process_view, thread_sensitive=True)(
             request, callback, callback_args, callback_kwargs
