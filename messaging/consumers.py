@@ -518,6 +518,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "last_sequence": after,
             }
             await self.send(text_data=dumps(batch))
+            cursor = self.cursors.get(room)
+            if cursor is not None and cursor.last is not None and after > cursor.last:
+                # The client has every change up to `after` now. A sync reads up to the room's
+                # latest number, past what this socket delivered live (a reconnecting browser
+                # syncs while the room goes on): the live events up to `after` would only repeat
+                # the batch, so the socket goes on from there, as after a read of its own.
+                Sequencer.restart(cursor, after)
+                await self.rooms.drain(room, cursor)
 
     async def on_history(self, frame: dict) -> None:
         room = _require_str(frame, "room")

@@ -258,3 +258,31 @@ async def test_a_client_that_missed_live_events_catches_up_to_exactly_the_databa
     assert batch["last_sequence"] == 125
     assert state == await database_sync_to_async(database_view)(room)
     await socket.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_live_events_a_sync_already_carried_are_not_sent_again(team, monkeypatch):
+    """A reconnecting client syncs while the room goes on: the sync reads up to the room's latest
+    number, past what its socket delivered live. The live events of those numbers, arriving after
+    the batch, would only repeat it: the socket goes on after the batch's last number."""
+    people = await database_sync_to_async(lambda: team)()
+    room, author = people["room"], people["author"]
+    viewer, ready = await connect(people["viewer"])
+    assert ready["rooms"][str(room.pk)] == 0
+    held: list[tuple] = []
+    publish = services.send_event
+    monkeypatch.setattr(services, "send_event", lambda groups, event: held.append((groups, event)))
+    await database_sync_to_async(lambda: [send(room, author, f"m{i}") for i in (1, 2)])()
+    monkeypatch.undo()
+    assert len(held) == 2  # committed, their live events not out yet
+
+    await viewer.send_json_to({"type": "sync", "room": str(room.pk), "after_sequence": 0})
+    batch = await receive_type(viewer, "sync.batch")
+    assert [e["sequence"] for e in batch["events"]] == [1, 2] and batch["last_sequence"] == 2
+    await database_sync_to_async(lambda: [publish(groups, event) for groups, event in held])()
+    await database_sync_to_async(send)(room, author, "m3")
+
+    live = await receive_type(viewer, "message.new")  # 1 and 2 again would come first
+    assert (live["sequence"], live["message"]["content"]) == (3, "m3")
+    await viewer.disconnect(timeout=TIMEOUT)
