@@ -292,6 +292,34 @@ def service_processes(port: object, name: str) -> list[psutil.Process]:
     return found
 
 
+class LoopStalls:
+    """The generator's own stalls: the longest a 50 ms ticker ran late. A burst of frames to read
+    holds this process's loop, and a session.ready is timed when it is read: a storm's rate curve
+    shows such a stall as seconds of nothing, then a burst."""
+
+    TICK = 0.05
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.task: asyncio.Future | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.TICK)
+            self.worst = max(self.worst, loop.time() - before - self.TICK)
+
+    def start(self) -> None:
+        self.worst = 0.0
+        self.task = asyncio.ensure_future(self._tick())
+
+    def stop(self) -> float:
+        if self.task is not None:
+            self.task.cancel()
+        return round(self.worst, 2)
+
+
 class CpuMeter:
     """CPU seconds used by groups of processes between start() and stop(), as % of one core."""
 
@@ -1183,6 +1211,8 @@ class Bench:
                     browser.back_after.clear()
                 meter = self.meter(servers)
                 meter.start()
+                stalls = LoopStalls()
+                stalls.start()
                 cut = time.monotonic()
                 drops = {id(b): b.drops for b in browsers}
                 workers = servers.workers()
@@ -1214,6 +1244,7 @@ class Bench:
                     "still_out_states": stuck_states([b for b in browsers if not back(b)]),
                     "ready_per_half_second": rate_curve(readies, cut),
                     "cpu_percent": cpu,
+                    "generator_stall_max_s": stalls.stop(),
                 }
                 log(f"storm ({kind}): {result[kind]}")
             sending = False
@@ -1448,14 +1479,15 @@ def write_report(results: dict, out: Path) -> None:
             f"Reconnect storm: {storm['sockets']} browsers chatting at {storm['rate']:.0f} msg/s, the server "
             f"processes killed; lost {storm['lost']}, duplicated {storm['duplicates']}:",
             "",
-            "| restart | drops | all back and caught up, s | back after drop p50 / p99, s | still out |",
-            "|---|---:|---:|---:|---:|",
+            "| restart | drops | all back and caught up, s | back after drop p50 / p99, s | still out "
+            "| generator's longest stall, s |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for kind in ("rolling", "all at once"):
             row = storm[kind]
             lines.append(
                 f"| {kind} | {row['drops']} | {row['all_back_s']} | {row['back_s']['p50']} / {row['back_s']['p99']} "
-                f"| {row['still_out']} |"
+                f"| {row['still_out']} | {row.get('generator_stall_max_s')} |"
             )
     if chart:
         lines += ["", f"![latency vs offered rate]({chart.name})"]
