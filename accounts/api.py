@@ -1,6 +1,8 @@
 from typing import Annotated, NotRequired, TypedDict, cast
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -16,9 +18,16 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 import audit
 from accounts import erasure, services
+from accounts.middleware import bearer_token, bearer_user
 from accounts.models import DISPLAY_NAME_MAX_LENGTH, User
-from accounts.services import user_create, user_credentials_changed, user_update_settings, ws_ticket_issue
-from core.errors import InvalidInput
+from accounts.services import (
+    user_create,
+    user_credentials_changed,
+    user_update_settings,
+    ws_ticket_aissue,
+    ws_ticket_issue,
+)
+from core.errors import InvalidInput, is_outage
 from core.throttles import SIGN_IN_THROTTLES, SignInAddressThrottle, SignUpAddressThrottle
 from rooms.api import documented
 from rooms.payloads import user_payload
@@ -40,6 +49,9 @@ class MePayload(TypedDict):
     email_change: NotRequired[
         Annotated[EmailChangeSent, "After a PATCH with `email`: where the confirming link went (`email` is unchanged)"]
     ]
+
+
+COMPACT = {"separators": (",", ":")}  # as DRF's JSONRenderer writes
 
 
 class WsTicket(TypedDict):
@@ -271,7 +283,38 @@ class LogoutApi(APIView):
 
 
 class WsTicketApi(APIView):
-    """A single-use ticket for opening /ws/?ticket=..., valid for a few seconds."""
+    """A single-use ticket for opening /ws/?ticket=..., valid for a few seconds.
+
+    A client that asks for one does so at every (re)connect: a POST with a Bearer token of an
+    active user is answered on the event loop, with no worker thread. The token is checked as the
+    socket checks it (accounts.middleware: simplejwt's validation, then the user read in one
+    statement for the requests and sockets that come together). Anything else (no token or a bad
+    one, a session, another method, PostgreSQL or Redis away) goes through DRF as before, which
+    gives the answer and its errors."""
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        in_thread = sync_to_async(super().as_view(**initkwargs))
+
+        async def view(request, *args, **kwargs):
+            authorization = request.headers.get("Authorization") if request.method == "POST" else None
+            raw = bearer_token(authorization.encode("latin1")) if authorization is not None else None
+            if raw:
+                try:
+                    user = await bearer_user(raw)
+                    if user.is_authenticated:
+                        request.user = user  # for the access log
+                        ticket, ttl = await ws_ticket_aissue(user=user)
+                        return JsonResponse(WsTicket(ticket=ticket, expires_in=ttl), json_dumps_params=COMPACT)
+                except Exception as error:
+                    if not is_outage(error):
+                        raise
+            return await in_thread(request, *args, **kwargs)
+
+        # What DRF's as_view sets (drf-spectacular reads cls and initkwargs); csrf_exempt as DRF's
+        # views are: its session authentication does its own CSRF check.
+        view.__dict__.update(cls=cls, initkwargs=initkwargs, csrf_exempt=True)
+        return view
 
     @extend_schema(request=None, responses=documented(WsTicket, 403))
     def post(self, request):

@@ -62,7 +62,7 @@ async def _active_user(user_id: int) -> User | AnonymousUser:
 _jwt = JWTAuthentication()
 
 
-def _bearer_token(authorization: bytes | None) -> bytes | None:
+def bearer_token(authorization: bytes | None) -> bytes | None:
     """The token of an `Authorization: Bearer <token>` header (simplejwt's parsing), b"" for a
     malformed one, None for none or another scheme (a browser behind HTTP Basic auth sends its
     Basic credentials with the handshake: that socket goes on to its session cookie)."""
@@ -74,7 +74,7 @@ def _bearer_token(authorization: bytes | None) -> bytes | None:
         return b""
 
 
-async def _bearer_user(raw_token: bytes) -> User | AnonymousUser:
+async def bearer_user(raw_token: bytes) -> User | AnonymousUser:
     """The user of an access token, with the REST API's checks (simplejwt's JWTAuthentication:
     signature, expiry and token type; a user by the token's id; an active user; the password hash
     when CHECK_REVOKE_TOKEN is on), the user read as a ticket's is (one statement on the loop for
@@ -171,7 +171,7 @@ class SocketAuthMiddleware:
         headers = dict(scope["headers"])  # the last of repeated headers wins, as in Channels
         origin = headers.get(b"origin")
         ticket = parse_qs(scope["query_string"].decode("latin1")).get("ticket")
-        bearer = _bearer_token(headers.get(b"authorization")) if not ticket else None
+        bearer = bearer_token(headers.get(b"authorization")) if not ticket else None
         if origin is not None or not (ticket or bearer is not None):
             try:
                 parsed_origin = urlparse(origin.decode("latin1")) if origin is not None else None
@@ -186,7 +186,7 @@ class SocketAuthMiddleware:
                 user = await _active_user(user_id) if user_id is not None else AnonymousUser()
             elif bearer is not None:
                 # A token that does not check out means anonymous too, whatever cookie came along.
-                user = await _bearer_user(bearer)
+                user = await bearer_user(bearer)
             else:
                 user = await _session_user(headers.get(b"cookie"))
         except Exception as error:

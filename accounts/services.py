@@ -287,11 +287,22 @@ def _ticket_key(ticket: str) -> str:
     return _TICKET_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()
 
 
+def _new_ticket() -> tuple[str, str, int]:
+    ticket = secrets.token_urlsafe(32)
+    return ticket, _ticket_key(ticket), settings.WS_TICKET_TTL_SECONDS
+
+
 def ws_ticket_issue(*, user: User) -> tuple[str, int]:
     """A random single-use ticket that lets `user` open one WebSocket within the TTL."""
-    ticket = secrets.token_urlsafe(32)
-    ttl = settings.WS_TICKET_TTL_SECONDS
-    redis_clients.client().set(_ticket_key(ticket), user.pk, ex=ttl, nx=True)
+    ticket, key, ttl = _new_ticket()
+    redis_clients.client().set(key, user.pk, ex=ttl, nx=True)
+    return ticket, ttl
+
+
+async def ws_ticket_aissue(*, user: User) -> tuple[str, int]:
+    """`ws_ticket_issue` on the event loop (the REST view's Bearer path, accounts.api)."""
+    ticket, key, ttl = _new_ticket()
+    await redis_clients.aclient().set(key, user.pk, ex=ttl, nx=True)
     return ticket, ttl
 
 

@@ -8,11 +8,12 @@ import uuid
 
 import pytest
 import redis
+from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.sessions.models import Session
-from django.test import Client, override_settings
+from django.test import AsyncClient, Client, override_settings
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
@@ -257,6 +258,31 @@ async def test_a_ticket_authenticates_once(make_user):
     bogus = await _ticket_connect("not-a-ticket")
     assert await bogus.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
     await first.disconnect(timeout=TIMEOUT)
+
+
+async def test_a_ticket_asked_for_with_a_token_is_issued_on_the_loop(make_user, monkeypatch):
+    """POST auth/ws-ticket/ with a Bearer token: answered without a worker thread (accounts.api),
+    and the ticket opens a socket. A bad token and a session still get DRF's answers."""
+    ada = await database_sync_to_async(make_user)("ada")
+    hops: list[object] = []
+    call = SyncToAsync.__call__
+    monkeypatch.setattr(SyncToAsync, "__call__", lambda self, *a, **k: hops.append(self.func) or call(self, *a, **k))
+    client = AsyncClient()
+
+    issued = await client.post(
+        "/api/v1/auth/ws-ticket/", headers={"Authorization": f"Bearer {AccessToken.for_user(ada)}"}
+    )
+
+    assert issued.status_code == 200 and issued.json()["expires_in"] == 30
+    assert [getattr(f, "__qualname__", f) for f in hops if "View" in getattr(f, "__qualname__", "")] == []
+    socket = await _ticket_connect(issued.json()["ticket"])
+    assert (await socket.receive_json_from(timeout=TIMEOUT))["user"] == ada.pk
+    await socket.disconnect(timeout=TIMEOUT)
+    refused = await client.post("/api/v1/auth/ws-ticket/", headers={"Authorization": "Bearer not-a-token"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_not_valid"
+    await database_sync_to_async(client.force_login)(ada)
+    by_session = await client.post("/api/v1/auth/ws-ticket/")  # through DRF (AsyncClient skips CSRF)
+    assert by_session.status_code == 200 and by_session.json()["ticket"]
 
 
 async def test_an_expired_ticket_is_refused(make_user):
