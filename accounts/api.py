@@ -294,7 +294,8 @@ class WsTicketApi(APIView):
 
     @classmethod
     def as_view(cls, **initkwargs):
-        in_thread = sync_to_async(super().as_view(**initkwargs))
+        drf_view = super().as_view(**initkwargs)
+        in_thread = sync_to_async(drf_view)
 
         async def view(request, *args, **kwargs):
             authorization = request.headers.get("Authorization") if request.method == "POST" else None
@@ -311,9 +312,11 @@ class WsTicketApi(APIView):
                         raise
             return await in_thread(request, *args, **kwargs)
 
-        # What DRF's as_view sets (drf-spectacular reads cls and initkwargs); csrf_exempt as DRF's
-        # views are: its session authentication does its own CSRF check.
-        view.__dict__.update(cls=cls, initkwargs=initkwargs, csrf_exempt=True)
+        # What Django's and DRF's as_view set (the URL conf's readers, drf-spectacular among them,
+        # find the class there); csrf_exempt as DRF's views are: its session authentication does
+        # its own CSRF check.
+        for name in ("view_class", "view_initkwargs", "cls", "initkwargs", "csrf_exempt"):
+            setattr(view, name, getattr(drf_view, name))
         return view
 
     @extend_schema(request=None, responses=documented(WsTicket, 403))
