@@ -41,6 +41,7 @@ bounded in count and time.
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 import gc
 import http.client
@@ -392,6 +393,8 @@ class Stats:
     def reset(self) -> None:
         self.latencies: list[int] = []  # ns, due -> message.new
         self.ack_latencies: list[int] = []
+        self.reply_latencies: list[int] = []  # --mix: the replies' (each sent after its reaction), also in `latencies`
+        self.reaction_latencies: list[int] = []  # --mix: reaction sent -> its reaction.ack
         self.delivered = 0
         self.duplicates = 0
         self.reordered = 0
@@ -409,6 +412,7 @@ class Client(WSListener):
         self.rooms = rooms
         self.latest: dict[str, str] = {}  # room -> id of the latest message seen (--mix)
         self.mention = ""  # a room member's username that --mix replies name
+        self.reactions_sent: collections.deque[int] = collections.deque()  # --mix: when, in order
         self.tracks: dict[str, RoomTrack] = {}
         self.pending: dict[str, int] = {}  # client_msg_id -> due ns
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -446,8 +450,12 @@ class Client(WSListener):
                 self.latest[data["room"]] = data["message"]["id"]
                 latency = now - int(data["message"]["content"].split(" ", 1)[0])
                 self.stats.latencies.append(latency)
+                if data["message"].get("reply_to"):
+                    self.stats.reply_latencies.append(latency)
                 if self.own_latencies is not None:
                     self.own_latencies.append(latency)
+        elif kind == "reaction.ack" and self.reactions_sent:
+            self.stats.reaction_latencies.append(now - self.reactions_sent.popleft())
         elif kind == "message.ack":
             due = self.pending.pop(data["client_msg_id"], None)
             if due is not None:
@@ -495,6 +503,7 @@ class Client(WSListener):
                 frame["content"] += f" @{self.mention}"
 
             reaction = {"type": "reaction.add", "room": room, "id": latest, "emoji": random.choice(REACTIONS)}
+            self.reactions_sent.append(time.monotonic_ns())  # acked in order
             self.transport.send(WSMsgType.TEXT, orjson.dumps(reaction))
         self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
 
@@ -932,7 +941,16 @@ def measure(
             "max": round(ordered[-1] / 1e6, 2) if ordered else 0.0,
         },
         "ack_latency_ms": {"p50": round(percentile(acks, 50), 2), "p99": round(percentile(acks, 99), 2)},
-    }
+    } | (
+        {"reply_latency_ms": p50_p99(stats.reply_latencies), "reaction_ack_ms": p50_p99(stats.reaction_latencies)}
+        if stats.reply_latencies
+        else {}
+    )
+
+
+def p50_p99(latencies: list[int]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {"p50": round(percentile(ordered, 50), 2), "p99": round(percentile(ordered, 99), 2)}
 
 
 async def run_phase(
@@ -964,6 +982,11 @@ async def run_phase(
         f"{result['deliveries_per_s']} deliveries/s, p50 {result['latency_ms']['p50']} ms, "
         f"p99 {result['latency_ms']['p99']} ms, lost {result['lost']}, dup {result['duplicates']}, "
         f"reordered {result['reordered']}, cpu {cpu}"
+        + (
+            f"; replies {result['reply_latency_ms']}, reactions acked {result['reaction_ack_ms']}"
+            if "reply_latency_ms" in result
+            else ""
+        )
     )
     return result
 

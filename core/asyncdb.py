@@ -10,10 +10,10 @@ user, its rooms: accounts.middleware, messaging.selectors.asession_state) use a 
 of the same kind (`fetchall(..., reads=True)`), so that a connection storm neither waits behind
 send batches nor holds them up, and pays no thread hop and no ORM query building per socket; and
 the sockets that connect together share each read (`Lookups`: one statement for every session key,
-user or room list asked for meanwhile, as send batches share a statement). Single
-changes of a message (reactions: messaging.services.areaction_set) and the notifications of
-committed batches (notifications.services._anotify) use a third (`changes=True`): each is a
-statement of its own that may wait for a lock, and must not hold the batches up while it does.
+user or room list asked for meanwhile, as send batches share a statement). Reactions (batches of
+them, each batch one transaction: messaging.services.areaction_set_many, through `transaction`)
+and the notifications of committed batches (notifications.services._anotify) use a third
+(`changes=True`): they may wait for a lock, and must not hold the send batches up while they do.
 
 A batch waits at most settings.DB_STATEMENT_TIMEOUT for PostgreSQL, connecting included: past it
 the connection is dropped and the statement fails with core.dbdeadline.StatementTimeout (an
@@ -21,8 +21,11 @@ OperationalError: the sends answer `unavailable`, and their retries are idempote
 """
 
 import asyncio
-from collections.abc import Hashable
-from typing import Any
+import re
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
@@ -69,6 +72,8 @@ class _Writer:
                 await self.connection.close()
 
 
+_T = TypeVar("_T")
+
 _writer = per_loop(_Writer)
 _reader = per_loop(_Writer)
 _changer = per_loop(_Writer)
@@ -86,11 +91,80 @@ async def fetchall(
     restarted, a proxy cut it) is tried once more on a new connection, within the same deadline,
     as the pool's check does for Django's connections; a write is not (its caller answers
     `unavailable` and the client's retry is idempotent)."""
+
+    async def run(connection: psycopg.AsyncConnection[dict[str, Any]]) -> list[dict[str, Any]]:
+        async with connection.cursor() as cursor:
+            await cursor.execute(statement, params)
+            return await cursor.fetchall()
+
     writer = _reader() if reads else _changer() if changes else _writer()
+    return await _on(writer, run, retry=reads)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement that `transaction` runs by name, planned once per connection: PREPAREd on
+    first use (its `%(name)s` parameters in the order of `params`), then EXECUTEd."""
+
+    name: str
+    statement: str
+    params: tuple[str, ...]
+
+    def prepare(self) -> str:
+        positions = {name: index for index, name in enumerate(self.params, 1)}
+        body = re.sub(r"%\((\w+)\)s", lambda match: f"${positions[match[1]]}", self.statement)
+        return f"PREPARE {self.name} AS {body.replace('%%', '%')}"
+
+    def execute(self, cursor: psycopg.AsyncClientCursor[dict[str, Any]], params: dict[str, Any]) -> str:
+        placeholders = ", ".join(["%s"] * len(self.params))
+        return cursor.mogrify(f"EXECUTE {self.name}({placeholders})", [params[name] for name in self.params])
+
+
+# The names PREPAREd on each connection (gone with it).
+_prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[dict[str, Any]], set[str]] = weakref.WeakKeyDictionary()
+
+
+async def transaction(steps: list[tuple[str | Prepared, Any]], *, changes: bool = False) -> list[list[dict[str, Any]]]:
+    """Run several statements as one transaction (`changes`: on the third connection) in one
+    round trip: their parameters bound here, they go as one query string, which PostgreSQL runs as
+    one transaction (any error rolls all of it back, and is raised) with a snapshot per statement
+    (READ COMMITTED: each sees what the ones before it did). Returns each statement's rows.
+
+    Not psycopg's pipeline: it sends each statement on a turn of the event loop of its own, and
+    a lock taken by the first would be held across those turns of a busy loop. A big statement
+    repeated in such batches is `Prepared`, so that it is not planned each time."""
+
+    async def run(connection: psycopg.AsyncConnection[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        prepared = _prepared.setdefault(connection, set())
+        async with psycopg.AsyncClientCursor(connection) as cursor:
+            for statement, _ in steps:
+                if isinstance(statement, Prepared) and statement.name not in prepared:
+                    await cursor.execute(statement.prepare())
+                    prepared.add(statement.name)
+            query = ";\n".join(
+                statement.execute(cursor, params)
+                if isinstance(statement, Prepared)
+                else cursor.mogrify(statement, params)
+                for statement, params in steps
+            )
+            await cursor.execute(query)
+            results = [await cursor.fetchall()]
+            while cursor.nextset():
+                results.append(await cursor.fetchall())
+        return results
+
+    return await _on(_changer() if changes else _writer(), run, retry=False)
+
+
+async def _on(
+    writer: _Writer, run: Callable[[psycopg.AsyncConnection[dict[str, Any]]], Awaitable[_T]], *, retry: bool
+) -> _T:
+    """`run` on the writer's connection, alone on it, within settings.DB_STATEMENT_TIMEOUT (connecting
+    included); `retry`: once more on a new connection if a kept one turns out dead."""
     async with writer.lock:
         timeout = settings.DB_STATEMENT_TIMEOUT
         deadline = asyncio.get_running_loop().time() + timeout
-        for attempt in range(2 if reads else 1):
+        for attempt in range(2 if retry else 1):
             kept = writer.connection is not None and not writer.connection.closed and not writer.connection.broken
             try:
                 async with asyncio.timeout_at(deadline):
@@ -99,13 +173,11 @@ async def fetchall(
                 raise dbdeadline.StatementTimeout(f"no connection to PostgreSQL within {timeout} s") from None
             with dbdeadline.cut_at(connection, deadline) as cut:
                 try:
-                    async with connection.cursor() as cursor:
-                        await cursor.execute(statement, params)
-                        return await cursor.fetchall()
+                    return await run(connection)
                 except psycopg.OperationalError as error:
                     if cut():
                         raise dbdeadline.StatementTimeout(f"PostgreSQL did not answer within {timeout} s") from error
-                    if not (reads and kept and attempt == 0):
+                    if not (retry and kept and attempt == 0):
                         raise
                     await connection.close()  # the next attempt connects anew
         raise AssertionError("unreachable")

@@ -4,7 +4,9 @@ loop, and those made while a batch is running, go in the next batch.
 When idle a request goes alone at once (one task hop later); under load each batch costs one
 round trip however many requests it holds. A new socket's reads (core.asyncdb.Lookups) and its
 first presence beat (presence.services) go this way, so a connection storm's hundreds of
-handshakes in flight share a few statements and script calls instead of making three each.
+handshakes in flight share a few statements and script calls instead of making three each; so do
+the sockets' reactions (messaging.consumers.reaction_batches), so that one waiting for its room's
+lock holds up no queue of others.
 (messaging.consumers.SendBatcher does the same for sends, with a result per request and a cap.)
 """
 
@@ -18,10 +20,11 @@ Result = TypeVar("Result")
 
 class Batches(Generic[Request, Result]):
     """`run(requests)` answers a batch, one result per request in order; if it raises, every
-    request of the batch gets the error. One instance per event loop (core.loops.per_loop)."""
+    request of the batch gets the error; `limit` caps a batch (the rest go in the next). One
+    instance per event loop (core.loops.per_loop)."""
 
-    def __init__(self, run: Callable[[list[Request]], Awaitable[list[Result]]]) -> None:
-        self.run = run
+    def __init__(self, run: Callable[[list[Request]], Awaitable[list[Result]]], limit: int | None = None) -> None:
+        self.run, self.limit = run, limit
         self.waiting: list[tuple[Request, asyncio.Future[Result]]] = []
         self.runner: asyncio.Task | None = None
 
@@ -36,7 +39,7 @@ class Batches(Generic[Request, Result]):
     async def _run(self) -> None:
         try:
             while self.waiting:
-                batch, self.waiting = self.waiting, []
+                batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :] if self.limit else []
                 try:
                     results = await self.run([request for request, _ in batch])
                 except Exception as error:

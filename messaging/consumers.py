@@ -19,6 +19,7 @@ from django.conf import settings
 
 from boards import consumers as board_frames
 from core import jsontext, logs, metrics, wire
+from core.batches import Batches
 from core.errors import ApplicationError, Internal, InvalidInput, RateLimited, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
@@ -170,6 +171,17 @@ class SendBatcher:
 
 
 send_batcher = per_loop(SendBatcher)
+
+
+async def _react(requests: list[dict]) -> list[services.ReactionResult]:
+    return await services.areaction_set_many(requests=requests)
+
+
+# The reaction.add / reaction.remove frames of every socket in this process, in batches (core.batches):
+# one that waits for its room's lock (behind a send batch) holds up no queue of others.
+reaction_batches: PerLoop[Batches[dict, services.ReactionResult]] = per_loop(
+    lambda: Batches(_react, limit=SendBatcher.MAX_BATCH)
+)
 
 # Each user's budgets on this process, shared by their sockets here; gone with the last of them.
 _user_limits: PerLoop[weakref.WeakValueDictionary[int, Buckets]] = per_loop(weakref.WeakValueDictionary)
@@ -487,13 +499,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_reaction(self, frame: dict) -> None:
         """reaction.add / reaction.remove: answered with reaction.ack (the message as it now is)."""
         room = _require_str(frame, "room")
-        message = await services.areaction_set(
-            user=self.user,
-            room_id=room,
-            message_id=_require_str(frame, "id"),
-            emoji=frame.get("emoji"),
-            present=frame["type"] == "reaction.add",
+        message = await reaction_batches().submit(
+            {
+                "user": self.user,
+                "room_id": room,
+                "message_id": _require_str(frame, "id"),
+                "emoji": frame.get("emoji"),
+                "present": frame["type"] == "reaction.add",
+            }
         )
+        if isinstance(message, ApplicationError):
+            raise message
         await self._ack("reaction.ack", room, message)
 
     async def _ack(self, frame_type: str, room: str, message) -> None:

@@ -953,6 +953,16 @@ SELECT c.kind, c.role, c.workspace_role, c.user_active, to_jsonb(ch) AS changed,
   LEFT JOIN {User._meta.db_table} AS s ON s.id = coalesce(ch.sender_id, m.sender_id)
 """
 _REACT_SQL = _REACT.replace("{rules}", access.react_rules_sql())
+# Reactions take their rooms' locks first (in id order, as send batches do, so that the two cannot
+# deadlock), in a statement of their own, then run _REACT: its snapshot then sees the message as the
+# last writer left it (reaction_set).
+_LOCK_ROOMS = "SELECT id FROM rooms_room WHERE id = ANY(%s::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+# In the socket's batches (areaction_set_many), by name.
+_REACT_PREPARED = asyncdb.Prepared(
+    "parley_react",
+    _REACT_SQL,
+    ("room_id", "message_id", "user_id", "emoji", "present", "me", "hot_from", "max_reactions"),
+)
 
 
 def _model_from_json(model: type[_M], values: dict[str, Any]) -> _M:
@@ -1029,23 +1039,88 @@ def reaction_set(*, user: User, room_id: object, message_id: object, emoji: obje
     is returned as it is. Every member reacts, viewers included (rooms.access.react_refusal);
     deleted messages (`deleted`) and frozen days (`archived`) take no reactions.
 
-    One statement (_REACT), its own transaction: it takes the room's lock only inside PostgreSQL,
-    for no client round trip. `areaction_set` runs it from the event loop (the socket)."""
+    The room's lock, then one statement (_REACT) in a transaction: taken first, so that the
+    statement's snapshot is the message as the last writer before us left it (a statement that
+    waited for the lock inside itself would judge "already there" on the message as it was before
+    the wait). `areaction_set_many` runs the same from the event loop (the socket)."""
     request = _reaction_request(user=user, room_id=room_id, message_id=message_id, emoji=emoji, present=present)
     try:
-        return _reaction_outcome(request, sql.fetchall(_REACT_SQL, request.params()))
+        with transaction.atomic():
+            sql.execute(_LOCK_ROOMS, [[str(request.room_id)]])
+            return _reaction_outcome(request, sql.fetchall(_REACT_SQL, request.params()))
     except _MissingMessage:
         raise missing_message(request.room_id, request.message_id) from None
 
 
-async def areaction_set(*, user: User, room_id: object, message_id: object, emoji: object, present: bool) -> Message:
-    """`reaction_set` on this process's asyncio connection (core.asyncdb), as the socket's sends."""
-    request = _reaction_request(user=user, room_id=room_id, message_id=message_id, emoji=emoji, present=present)
+ReactionResult = Message | ApplicationError
+
+
+async def areaction_set_many(*, requests: list[dict]) -> list[ReactionResult]:
+    """`reaction_set` for the event loop, several at once (each `{user, room_id, message_id, emoji,
+    present}`), each with its own result: the message, or the ApplicationError `reaction_set`
+    would have raised. The sockets of a process batch their reactions (messaging.consumers), so a
+    reaction that waits for its room's lock holds up no queue of others behind it: those that
+    come meanwhile go together in the next batch.
+
+    One transaction on this process's third asyncio connection, in one round trip
+    (core.asyncdb.transaction): the rooms' locks, then each reaction's statement (_REACT) in
+    order, each seeing the ones before it, so two reactions to one message take a number each,
+    as they would one after the other. If the transaction fails, each reaction runs again alone,
+    so that one cannot fail the others."""
+    results: list[Any] = [None] * len(requests)
+    batch: list[tuple[int, _Reaction]] = []
+    for index, request in enumerate(requests):
+        try:
+            batch.append((index, _reaction_request(**request)))
+        except ApplicationError as error:
+            results[index] = error
+    if not batch:
+        return results
     try:
-        async with publishing():
-            return _reaction_outcome(request, await asyncdb.fetchall(_REACT_SQL, request.params(), changes=True))
-    except _MissingMessage:
-        raise await database_sync_to_async(missing_message)(request.room_id, request.message_id) from None
+        outcomes = await _areact(batch)
+    except (DatabaseError, psycopg.Error) as error:
+        if is_outage(error):
+            return [result or Unavailable() for result in results]
+        logger.info("a batch of %s reactions failed (%s); each goes alone", len(batch), error)
+    else:
+        return await _reaction_results(list(zip(batch, outcomes, strict=True)), results)
+    for index, reaction in batch:
+        try:
+            (rows,) = await _areact([(index, reaction)])
+        except (DatabaseError, psycopg.Error) as error:
+            if not is_outage(error):
+                logger.error("a reaction failed: %s", error)
+            results[index] = Unavailable() if is_outage(error) else Internal()
+            continue
+        await _reaction_results([((index, reaction), rows)], results)
+    return results
+
+
+async def _areact(reactions: list[tuple[int, _Reaction]]) -> list[list[dict[str, Any]]]:
+    """The reactions' statements after their rooms' locks, in one transaction: each statement's rows."""
+    rooms = sorted({str(reaction.room_id) for _, reaction in reactions})
+    steps: list[tuple[str | asyncdb.Prepared, Any]] = [(_LOCK_ROOMS, [rooms])]
+    steps += [(_REACT_PREPARED, reaction.params()) for _, reaction in reactions]
+    return (await asyncdb.transaction(steps, changes=True))[1:]
+
+
+async def _reaction_results(
+    outcomes: list[tuple[tuple[int, _Reaction], list[dict[str, Any]]]], results: list[Any]
+) -> list[Any]:
+    """Committed reactions' rows as their results, announced together once this returns; why a
+    message was not found is asked afterwards (a thread hop, rare), not holding the others up."""
+    missing: list[tuple[int, _Reaction]] = []
+    async with publishing():
+        for (index, reaction), rows in outcomes:
+            try:
+                results[index] = _reaction_outcome(reaction, rows)
+            except ApplicationError as error:
+                results[index] = error
+            except _MissingMessage:
+                missing.append((index, reaction))
+    for index, reaction in missing:
+        results[index] = await database_sync_to_async(missing_message)(reaction.room_id, reaction.message_id)
+    return results
 
 
 def message_attachment_changed(*, room_id: uuid.UUID, message_id: uuid.UUID, attachment: dict) -> Message | None:

@@ -3,7 +3,8 @@ DATABASE_URL's OPTIONS (sslmode, application_name, ...) reach it."""
 
 import psycopg
 import pytest
-from django.db import connections
+from channels.db import database_sync_to_async
+from django.db import connection, connections
 
 from core import asyncdb
 
@@ -56,3 +57,38 @@ async def test_a_read_survives_a_connection_that_died_while_idle_and_a_write_doe
     with pytest.raises(psycopg.OperationalError):
         await backend(reads=False)
     assert await backend(reads=False) != writer  # the next statement connects anew
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_transaction_runs_its_statements_in_one_query_all_or_nothing_and_prepares_once_per_connection():
+    """core.asyncdb.transaction: one query string, one transaction (an error in any statement keeps
+    nothing), a snapshot per statement (each sees the ones before it), and a `Prepared` statement
+    PREPAREd once per connection, again on a new one."""
+    await database_sync_to_async(run_ddl)("CREATE TABLE asyncdb_t (n int)")
+    count = "SELECT count(*) AS n FROM asyncdb_t"
+    insert = asyncdb.Prepared("asyncdb_test_insert", "INSERT INTO asyncdb_t VALUES (%(n)s::int) RETURNING n", ("n",))
+
+    async def prepared_here() -> list[str]:
+        rows = await asyncdb.fetchall("SELECT name FROM pg_prepared_statements", [], changes=True)
+        return [row["name"] for row in rows]
+
+    rows = await asyncdb.transaction([(insert, {"n": 1}), (insert, {"n": 2}), (count, [])], changes=True)
+    assert rows == [[{"n": 1}], [{"n": 2}], [{"n": 2}]]
+    assert "asyncdb_test_insert" in await prepared_here()
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        await asyncdb.transaction([(insert, {"n": 3}), ("SELECT 1 / %s AS x", [0])], changes=True)
+    assert await asyncdb.fetchall(count, []) == [{"n": 2}]  # the 3 was rolled back with it
+
+    (row,) = await asyncdb.fetchall("SELECT pg_backend_pid() AS pid", [], changes=True)
+    await asyncdb.fetchall("SELECT pg_terminate_backend(%s, 10000) AS done", [row["pid"]], reads=True)
+    with pytest.raises(psycopg.OperationalError):
+        await asyncdb.fetchall("SELECT 1 AS one", [], changes=True)
+    assert await asyncdb.transaction([(insert, {"n": 4})], changes=True) == [[{"n": 4}]]  # prepared anew
+    await database_sync_to_async(run_ddl)("DROP TABLE asyncdb_t")
+
+
+def run_ddl(statement: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)

@@ -2,15 +2,19 @@
 events, sync and gap-fill carry them exactly like edits; idempotent; validated; access per
 rooms.access (viewers react but do not reply; outsiders get not_found)."""
 
+import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.db import connection, connections, transaction
 
+from core import asyncdb
 from core.errors import ApplicationError
-from messaging import archive, services
+from messaging import archive, consumers, services
 from messaging.emoji import QUICK, clean_emoji, is_single_emoji
 from messaging.models import Message, SentMessageKey
 from messaging.payloads import change_frame, message_payload
@@ -351,6 +355,114 @@ def test_reactions_racing_on_one_message_are_all_kept_with_one_number_each(team)
     assert sorted(r.changed_sequence for r in results[:4]) == list(range(before + 1, before + 5))
 
 
+def batch_outcome(result) -> object:
+    return result.code if isinstance(result, ApplicationError) else result.changed_sequence
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_reactions_gives_each_its_own_result_and_number_in_one_transaction(team, events, monkeypatch):
+    """The socket's reactions go in batches (areaction_set_many): one transaction, each reaction
+    applied as the ones before it left the message, each change numbered in turn, each request
+    answered as reaction_set would have; the changes announced once each, after the commit."""
+    room, owner, member, viewer, outsider = (team[k] for k in ("room", "owner", "member", "viewer", "outsider"))
+    message, other = send(room, owner, "vote"), send(room, owner, "other")
+    transactions: list[int] = []
+    run = asyncdb.transaction
+
+    async def counting(steps, **kwargs):
+        transactions.append(len(steps))
+        return await run(steps, **kwargs)
+
+    monkeypatch.setattr(asyncdb, "transaction", counting)
+
+    def ask(user, target, emoji, present=True) -> dict:
+        return {"user": user, "room_id": room.pk, "message_id": target.id, "emoji": emoji, "present": present}
+
+    requests = [
+        ask(member, message, "👍"),  # 3
+        ask(viewer, message, "👍"),  # 4: the same message, after the first
+        ask(member, message, "👍"),  # already there: no number
+        ask(owner, other, "🎉"),  # 5
+        ask(owner, message, "👍", present=False),  # never given: no number
+        ask(member, message, "two words"),  # refused before the database
+        ask(outsider, message, "👍"),  # cannot see the room
+        ask(member, Message(id=uuid.uuid4()), "👍"),  # no such message
+        ask(owner, message, "🎉"),  # 6
+    ]
+    results = async_to_sync(services.areaction_set_many)(requests=requests)
+
+    assert [batch_outcome(r) for r in results] == [3, 4, 4, 5, 4, "invalid_emoji", "not_found", "not_found", 6]
+    assert transactions == [1 + 8]  # the rooms' locks, then the eight that reached the database
+    assert last_sequence(room) == 6
+    stored = Message.objects.get(pk=message.pk)
+    assert [(r["emoji"], [u["id"] for u in r["users"]]) for r in stored.reactions] == [
+        ("👍", [member.pk, viewer.pk]),
+        ("🎉", [owner.pk]),
+    ]
+    frames = [f for f in events.frames(group=f"room.{room.pk}") if f["type"] == "message.update"]
+    assert [(f["sequence"], f["message"]["id"]) for f in frames] == [
+        (3, str(message.id)),
+        (4, str(message.id)),
+        (5, str(other.id)),
+        (6, str(message.id)),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reaction_that_fails_its_batch_fails_only_itself(team, events, caplog):
+    """A database error in one reaction's statement rolls the batch's transaction back whole; each
+    then goes again alone, so only that one fails (internal), and nothing is numbered twice."""
+    room, owner, member = team["room"], team["owner"], team["member"]
+    good, bad = send(room, owner, "good"), send(room, owner, "bad")
+    Message.objects.filter(pk=bad.pk).update(reactions={"not": "a list"})  # jsonb_array_elements fails on it
+    requests = [
+        {"user": member, "room_id": room.pk, "message_id": m.id, "emoji": "👍", "present": True}
+        for m in (good, bad, good)
+    ]
+    results = async_to_sync(services.areaction_set_many)(requests=requests)
+
+    assert [batch_outcome(r) for r in results] == [3, "internal", 3]
+    assert last_sequence(room) == 3
+    assert Message.objects.get(pk=good.pk).reactions[0]["users"] == [{"id": member.pk, "username": "member"}]
+    assert [f["sequence"] for f in events.frames(group=f"room.{room.pk}") if f["type"] == "message.update"] == [3]
+    assert "a batch of 3 reactions failed" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["rest", "socket"])
+def test_a_reaction_that_waited_for_its_room_sees_what_the_writer_before_it_did(team, path):
+    """A member's 👍 is taken away (from another tab, say) while their new 👍 waits for the room:
+    the new one is added again and numbered, not judged "already there" on the message as it was
+    before the wait (the room's lock comes before the reaction's statement and its snapshot)."""
+    room, owner, member = team["room"], team["owner"], team["member"]
+    message = send(room, owner, "vote")
+    react(room, member, message, "👍")  # 2
+
+    def racer() -> Message:
+        try:
+            if path == "rest":
+                return react(room, member, message, "👍")
+            request = {"user": member, "room_id": room.pk, "message_id": message.id, "emoji": "👍", "present": True}
+            (result,) = async_to_sync(services.areaction_set_many)(requests=[request])
+            assert isinstance(result, Message), result
+            return result
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool:
+        with transaction.atomic():
+            Room.objects.select_for_update().get(pk=room.pk)
+            future = pool.submit(racer)
+            wait_until(lambda: lock_waiters() == 1, what="the new 👍 waiting for the room")
+            react(room, member, message, "👍", present=False)  # 3, committed while it waits
+        result = future.result()
+
+    assert result.changed_sequence == 4 == last_sequence(room)
+    assert Message.objects.get(pk=message.pk).reactions == [
+        {"emoji": "👍", "users": [{"id": member.pk, "username": "member"}]}
+    ]
+
+
 @pytest.mark.django_db
 def test_reactions_over_rest(team):
     room, owner, viewer = team["room"], team["owner"], team["viewer"]
@@ -461,6 +573,51 @@ async def test_replies_and_reactions_arrive_numbered_and_sync_after_a_cut_return
     assert batch["events"][0]["message"]["reply_to"] == root["id"]  # a reply to a reply is in the root's thread
     await member.disconnect(timeout=TIMEOUT)
     await viewer.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, monkeypatch):
+    """A reaction waiting for its room's lock (a send batch holding it) holds the process's
+    reactions up; those that arrive meanwhile then go together, in one transaction, not one at a
+    time behind each other's waits."""
+    people = await database_sync_to_async(lambda: team)()
+    room = str(people["room"].pk)
+    sockets = [(await connect(people[name]))[0] for name in ("owner", "member", "viewer")]
+    await sockets[0].send_json_to(send_frame(room, "vote"))
+    message = (await receive_type(sockets[0], "message.ack"))["message"]
+    transactions: list[int] = []
+    run = asyncdb.transaction
+
+    async def counting(steps, **kwargs):
+        transactions.append(len(steps))
+        return await run(steps, **kwargs)
+
+    monkeypatch.setattr(asyncdb, "transaction", counting)
+
+    holder = await psycopg.AsyncConnection.connect(**asyncdb.connection_params())
+    await holder.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR UPDATE", [room])
+    react_frame = {"type": "reaction.add", "room": room, "id": message["id"]}
+    await sockets[0].send_json_to(react_frame | {"emoji": "👍"})  # alone, waiting for the lock
+    await database_sync_to_async(wait_until)(lambda: lock_waiters() == 1, what="the first reaction waiting")
+    await sockets[1].send_json_to(react_frame | {"emoji": "👍"})
+    await sockets[2].send_json_to(react_frame | {"emoji": "🎉"})
+    async with asyncio.timeout(TIMEOUT):
+        while len(consumers.reaction_batches().waiting) < 2:  # both queued behind the first
+            await asyncio.sleep(0.01)
+    await holder.commit()
+    await holder.close()
+
+    acks = [(await receive_type(socket, "reaction.ack"))["message"] for socket in sockets]
+    assert acks[0]["changed_sequence"] == 2
+    assert sorted(ack["changed_sequence"] for ack in acks[1:]) == [3, 4]
+    assert transactions == [1 + 1, 1 + 2]  # the first alone, then the two together
+    assert [(r["emoji"], r["count"]) for r in max(acks, key=lambda ack: ack["changed_sequence"])["reactions"]] == [
+        ("👍", 2),
+        ("🎉", 1),
+    ]
+    for socket in sockets:
+        await socket.disconnect(timeout=TIMEOUT)
 
 
 # -- archived days ----------------------------------------------------------------------------------
