@@ -355,25 +355,32 @@ def test_reactions_racing_on_one_message_are_all_kept_with_one_number_each(team)
     assert sorted(r.changed_sequence for r in results[:4]) == list(range(before + 1, before + 5))
 
 
+@pytest.fixture
+def transactions(monkeypatch) -> list[int]:
+    """The number of statements of each core.asyncdb.transaction run (a reaction batch: its rooms'
+    locks, then its reactions)."""
+    counts: list[int] = []
+    run = asyncdb.transaction
+
+    async def counting(steps, **kwargs):
+        counts.append(len(steps))
+        return await run(steps, **kwargs)
+
+    monkeypatch.setattr(asyncdb, "transaction", counting)
+    return counts
+
+
 def batch_outcome(result) -> object:
     return result.code if isinstance(result, ApplicationError) else result.changed_sequence
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_of_reactions_gives_each_its_own_result_and_number_in_one_transaction(team, events, monkeypatch):
+def test_a_batch_of_reactions_gives_each_its_own_result_and_number_in_one_transaction(team, events, transactions):
     """The socket's reactions go in batches (areaction_set_many): one transaction, each reaction
     applied as the ones before it left the message, each change numbered in turn, each request
     answered as reaction_set would have; the changes announced once each, after the commit."""
     room, owner, member, viewer, outsider = (team[k] for k in ("room", "owner", "member", "viewer", "outsider"))
     message, other = send(room, owner, "vote"), send(room, owner, "other")
-    transactions: list[int] = []
-    run = asyncdb.transaction
-
-    async def counting(steps, **kwargs):
-        transactions.append(len(steps))
-        return await run(steps, **kwargs)
-
-    monkeypatch.setattr(asyncdb, "transaction", counting)
 
     def ask(user, target, emoji, present=True) -> dict:
         return {"user": user, "room_id": room.pk, "message_id": target.id, "emoji": emoji, "present": present}
@@ -577,7 +584,7 @@ async def test_replies_and_reactions_arrive_numbered_and_sync_after_a_cut_return
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, monkeypatch):
+async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, transactions):
     """A reaction waiting for its room's lock (a send batch holding it) holds the process's
     reactions up; those that arrive meanwhile then go together, in one transaction, not one at a
     time behind each other's waits."""
@@ -586,15 +593,6 @@ async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, monk
     sockets = [(await connect(people[name]))[0] for name in ("owner", "member", "viewer")]
     await sockets[0].send_json_to(send_frame(room, "vote"))
     message = (await receive_type(sockets[0], "message.ack"))["message"]
-    transactions: list[int] = []
-    run = asyncdb.transaction
-
-    async def counting(steps, **kwargs):
-        transactions.append(len(steps))
-        return await run(steps, **kwargs)
-
-    monkeypatch.setattr(asyncdb, "transaction", counting)
-
     holder = await psycopg.AsyncConnection.connect(**asyncdb.connection_params())
     await holder.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR UPDATE", [room])
     react_frame = {"type": "reaction.add", "room": room, "id": message["id"]}
