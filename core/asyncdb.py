@@ -120,6 +120,13 @@ class Prepared:
         return cursor.mogrify(f"EXECUTE {self.name}({placeholders})", [params[name] for name in self.params])
 
 
+def may_prepare() -> bool:
+    """Whether `Prepared` statements are PREPAREd by name: not where the settings choose a
+    prepare_threshold (a pooler in transaction mode, such as PgBouncer, which keeps no track of a
+    PREPARE; docs/scaling.md). Then they go inline, planned each time."""
+    return "prepare_threshold" not in settings.DATABASES["default"].get("OPTIONS", {})
+
+
 # The names PREPAREd on each connection (gone with it).
 _prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[dict[str, Any]], set[str]] = weakref.WeakKeyDictionary()
 
@@ -136,17 +143,20 @@ async def transaction(steps: list[tuple[str | Prepared, Any]], *, changes: bool 
 
     async def run(connection: psycopg.AsyncConnection[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         prepared = _prepared.setdefault(connection, set())
+        by_name = may_prepare()
         async with psycopg.AsyncClientCursor(connection) as cursor:
-            for statement, _ in steps:
-                if isinstance(statement, Prepared) and statement.name not in prepared:
-                    await cursor.execute(statement.prepare())
-                    prepared.add(statement.name)
-            query = ";\n".join(
-                statement.execute(cursor, params)
-                if isinstance(statement, Prepared)
-                else cursor.mogrify(statement, params)
-                for statement, params in steps
-            )
+            texts = []
+            for statement, params in steps:
+                if not isinstance(statement, Prepared):
+                    texts.append(cursor.mogrify(statement, params))
+                elif not by_name:
+                    texts.append(cursor.mogrify(statement.statement, params))
+                else:
+                    if statement.name not in prepared:
+                        await cursor.execute(statement.prepare())
+                        prepared.add(statement.name)
+                    texts.append(statement.execute(cursor, params))
+            query = ";\n".join(texts)
             await cursor.execute(query)
             results = [await cursor.fetchall()]
             while cursor.nextset():

@@ -92,3 +92,16 @@ async def test_a_transaction_runs_its_statements_in_one_query_all_or_nothing_and
 def run_ddl(statement: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(statement)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_behind_a_pooler_a_prepared_statement_goes_inline(monkeypatch):
+    """Settings that choose a prepare_threshold (PgBouncer in transaction mode, which does not follow
+    a PREPARE): `Prepared` statements run inline, and nothing is PREPAREd by name."""
+    options = dict(connections["default"].settings_dict["OPTIONS"]) | {"prepare_threshold": None}
+    monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS", options)
+    twice = asyncdb.Prepared("asyncdb_test_twice", "SELECT %(n)s::int * 2 AS n", ("n",))
+
+    assert await asyncdb.transaction([(twice, {"n": 21}), ("SELECT %s::int AS n", [1])]) == [[{"n": 42}], [{"n": 1}]]
+    assert await asyncdb.fetchall("SELECT name FROM pg_prepared_statements WHERE from_sql", []) == []
