@@ -143,27 +143,42 @@ async def transaction(steps: list[tuple[str | Prepared, Any]], *, changes: bool 
 
     async def run(connection: psycopg.AsyncConnection[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         prepared = _prepared.setdefault(connection, set())
-        by_name = may_prepare()
-        async with psycopg.AsyncClientCursor(connection) as cursor:
-            texts = []
-            for statement, params in steps:
-                if not isinstance(statement, Prepared):
-                    texts.append(cursor.mogrify(statement, params))
-                elif not by_name:
-                    texts.append(cursor.mogrify(statement.statement, params))
-                else:
-                    if statement.name not in prepared:
-                        await cursor.execute(statement.prepare())
-                        prepared.add(statement.name)
-                    texts.append(statement.execute(cursor, params))
-            query = ";\n".join(texts)
-            await cursor.execute(query)
-            results = [await cursor.fetchall()]
-            while cursor.nextset():
-                results.append(await cursor.fetchall())
-        return results
+        try:
+            return await _transaction(connection, steps, prepared)
+        except psycopg.errors.InvalidSqlStatementName:
+            # The server forgot them (a pooler's DISCARD ALL, psycopg's own DEALLOCATE ALL): the
+            # query rolled back whole, so it goes again once, prepared anew.
+            prepared.clear()
+            return await _transaction(connection, steps, prepared)
 
     return await _on(_changer() if changes else _writer(), run, retry=False)
+
+
+async def _transaction(
+    connection: psycopg.AsyncConnection[dict[str, Any]], steps: list[tuple[str | Prepared, Any]], prepared: set[str]
+) -> list[list[dict[str, Any]]]:
+    by_name = may_prepare()
+    async with psycopg.AsyncClientCursor(connection) as cursor:
+        texts = []
+        for statement, params in steps:
+            if not isinstance(statement, Prepared):
+                texts.append(cursor.mogrify(statement, params))
+            elif not by_name:
+                texts.append(cursor.mogrify(statement.statement, params))
+            else:
+                if statement.name not in prepared:
+                    try:
+                        await cursor.execute(statement.prepare())
+                    except psycopg.errors.DuplicatePreparedStatement:
+                        pass  # prepared on this session already (forgotten here, not there)
+                    prepared.add(statement.name)
+                texts.append(statement.execute(cursor, params))
+        await cursor.execute(";\n".join(texts))
+        results = []
+        while True:
+            results.append(await cursor.fetchall() if cursor.description is not None else [])
+            if not cursor.nextset():
+                return results
 
 
 async def _on(

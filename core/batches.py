@@ -39,7 +39,8 @@ class Batches(Generic[Request, Result]):
     async def _run(self) -> None:
         try:
             while self.waiting:
-                batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :] if self.limit else []
+                cut = len(self.waiting) if self.limit is None else max(1, self.limit)
+                batch, self.waiting = self.waiting[:cut], self.waiting[cut:]
                 try:
                     results = await self.run([request for request, _ in batch])
                 except Exception as error:

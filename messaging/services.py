@@ -956,7 +956,13 @@ _REACT_SQL = _REACT.replace("{rules}", access.react_rules_sql())
 # Reactions take their rooms' locks first (in id order, as send batches do, so that the two cannot
 # deadlock), in a statement of their own, then run _REACT: its snapshot then sees the message as the
 # last writer left it (reaction_set).
-_LOCK_ROOMS = "SELECT id FROM rooms_room WHERE id = ANY(%s::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+# Only rooms the reacting user is a member of: the others' reactions are refused anyway, and must not
+# make the room's writers wait.
+_LOCK_ROOMS = """
+SELECT id FROM rooms_room WHERE id IN (
+    SELECT m.room_id FROM rooms_membership m
+      JOIN unnest(%s::uuid[], %s::bigint[]) AS a(room_id, user_id) ON m.room_id = a.room_id AND m.user_id = a.user_id
+) ORDER BY id FOR NO KEY UPDATE"""
 # In the socket's batches (areaction_set_many), by name.
 _REACT_PREPARED = asyncdb.Prepared(
     "parley_react",
@@ -1046,7 +1052,7 @@ def reaction_set(*, user: User, room_id: object, message_id: object, emoji: obje
     request = _reaction_request(user=user, room_id=room_id, message_id=message_id, emoji=emoji, present=present)
     try:
         with transaction.atomic():
-            sql.execute(_LOCK_ROOMS, [[str(request.room_id)]])
+            sql.execute(_LOCK_ROOMS, [[str(request.room_id)], [user.pk]])
             return _reaction_outcome(request, sql.fetchall(_REACT_SQL, request.params()))
     except _MissingMessage:
         raise missing_message(request.room_id, request.message_id) from None
@@ -1080,6 +1086,7 @@ async def areaction_set_many(*, requests: list[dict]) -> list[ReactionResult]:
         outcomes = await _areact(batch)
     except (DatabaseError, psycopg.Error) as error:
         if is_outage(error):
+            logger.warning("%s reactions failed: the database is unavailable (%s)", len(batch), error)
             return [result or Unavailable() for result in results]
         logger.info("a batch of %s reactions failed (%s); each goes alone", len(batch), error)
     else:
@@ -1088,9 +1095,10 @@ async def areaction_set_many(*, requests: list[dict]) -> list[ReactionResult]:
         try:
             (rows,) = await _areact([(index, reaction)])
         except (DatabaseError, psycopg.Error) as error:
-            if not is_outage(error):
-                logger.error("a reaction failed: %s", error)
-            results[index] = Unavailable() if is_outage(error) else Internal()
+            if is_outage(error):  # the rest would each wait for it too
+                return [result or Unavailable() for result in results]
+            logger.error("a reaction failed: %s", error)
+            results[index] = Internal()
             continue
         await _reaction_results([((index, reaction), rows)], results)
     return results
@@ -1098,8 +1106,8 @@ async def areaction_set_many(*, requests: list[dict]) -> list[ReactionResult]:
 
 async def _areact(reactions: list[tuple[int, _Reaction]]) -> list[list[dict[str, Any]]]:
     """The reactions' statements after their rooms' locks, in one transaction: each statement's rows."""
-    rooms = sorted({str(reaction.room_id) for _, reaction in reactions})
-    steps: list[tuple[str | asyncdb.Prepared, Any]] = [(_LOCK_ROOMS, [rooms])]
+    pairs = [(str(reaction.room_id), reaction.user.pk) for _, reaction in reactions]
+    steps: list[tuple[str | asyncdb.Prepared, Any]] = [(_LOCK_ROOMS, [[r for r, _ in pairs], [u for _, u in pairs]])]
     steps += [(_REACT_PREPARED, reaction.params()) for _, reaction in reactions]
     return (await asyncdb.transaction(steps, changes=True))[1:]
 
@@ -1118,8 +1126,14 @@ async def _reaction_results(
                 results[index] = error
             except _MissingMessage:
                 missing.append((index, reaction))
+            except Exception:  # a bug: this one answers internal; the others' changes still go out
+                logger.exception("a committed reaction could not be answered")
+                results[index] = Internal()
     for index, reaction in missing:
-        results[index] = await database_sync_to_async(missing_message)(reaction.room_id, reaction.message_id)
+        try:
+            results[index] = await database_sync_to_async(missing_message)(reaction.room_id, reaction.message_id)
+        except (DatabaseError, psycopg.Error) as error:
+            results[index] = Unavailable() if is_outage(error) else Internal()
     return results
 
 

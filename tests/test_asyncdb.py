@@ -76,6 +76,13 @@ async def test_a_transaction_runs_its_statements_in_one_query_all_or_nothing_and
     rows = await asyncdb.transaction([(insert, {"n": 1}), (insert, {"n": 2}), (count, [])], changes=True)
     assert rows == [[{"n": 1}], [{"n": 2}], [{"n": 2}]]
     assert "asyncdb_test_insert" in await prepared_here()
+    # Forgotten by the server (a pooler's DISCARD ALL, say): prepared again. A statement without
+    # rows gives none. Forgotten here but not there: the PREPARE's "already exists" is no error.
+    assert await asyncdb.transaction([("DEALLOCATE ALL", [])], changes=True) == [[]]
+    assert await asyncdb.transaction([(insert, {"n": 5}), (count, [])], changes=True) == [[{"n": 5}], [{"n": 3}]]
+    asyncdb._prepared.clear()
+    assert await asyncdb.transaction([(count, []), (insert, {"n": 6})], changes=True) == [[{"n": 3}], [{"n": 6}]]
+    await asyncdb.fetchall("DELETE FROM asyncdb_t WHERE n > 2 RETURNING n", [])
 
     with pytest.raises(psycopg.errors.DivisionByZero):
         await asyncdb.transaction([(insert, {"n": 3}), ("SELECT 1 / %s AS x", [0])], changes=True)

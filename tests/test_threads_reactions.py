@@ -470,6 +470,29 @@ def test_a_reaction_that_waited_for_its_room_sees_what_the_writer_before_it_did(
     ]
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["rest", "socket"])
+def test_a_reaction_nobody_may_give_does_not_wait_for_the_room(team, path):
+    """Reactions take their room's lock before their statement, but only in rooms the reacting
+    user is a member of: an outsider's is refused at once, not after the room's writers."""
+    room, owner, outsider = team["room"], team["owner"], team["outsider"]
+    message = send(room, owner, "hello")
+
+    def outsiders() -> str:
+        try:
+            if path == "rest":
+                return error_of(lambda: react(room, outsider, message, "👍")).code
+            request = {"user": outsider, "room_id": room.pk, "message_id": message.id, "emoji": "👍", "present": True}
+            (result,) = async_to_sync(services.areaction_set_many)(requests=[request])
+            return result.code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool, transaction.atomic():
+        Room.objects.select_for_update().get(pk=room.pk)  # a writer holding the room
+        assert pool.submit(outsiders).result(timeout=TIMEOUT) == "not_found"
+
+
 @pytest.mark.django_db
 def test_reactions_over_rest(team):
     room, owner, viewer = team["room"], team["owner"], team["viewer"]
