@@ -955,9 +955,8 @@ SELECT c.kind, c.role, c.workspace_role, c.user_active, to_jsonb(ch) AS changed,
 _REACT_SQL = _REACT.replace("{rules}", access.react_rules_sql())
 # Reactions take their rooms' locks first (in id order, as send batches do, so that the two cannot
 # deadlock), in a statement of their own, then run _REACT: its snapshot then sees the message as the
-# last writer left it (reaction_set).
-# Only rooms the reacting user is a member of: the others' reactions are refused anyway, and must not
-# make the room's writers wait.
+# last writer left it (reaction_set). Only rooms the reacting user is a member of: the others'
+# reactions are refused anyway, and must not make the room's writers wait.
 _LOCK_ROOMS = """
 SELECT id FROM rooms_room WHERE id IN (
     SELECT m.room_id FROM rooms_membership m

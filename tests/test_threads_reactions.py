@@ -607,7 +607,7 @@ async def test_replies_and_reactions_arrive_numbered_and_sync_after_a_cut_return
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, transactions):
+async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, transactions, monkeypatch):
     """A reaction waiting for its room's lock (a send batch holding it) holds the process's
     reactions up; those that arrive meanwhile then go together, in one transaction, not one at a
     time behind each other's waits."""
@@ -621,11 +621,21 @@ async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, tran
     react_frame = {"type": "reaction.add", "room": room, "id": message["id"]}
     await sockets[0].send_json_to(react_frame | {"emoji": "👍"})  # alone, waiting for the lock
     await database_sync_to_async(wait_until)(lambda: lock_waiters() == 1, what="the first reaction waiting")
+    batches, queued, later = consumers.reaction_batches(), asyncio.Event(), []
+    submit = batches.submit
+
+    async def submitted(request):
+        later.append(request)
+        if len(later) == 2:
+            queued.set()  # this task queues it (in submit) before it next lets the test run
+        return await submit(request)
+
+    monkeypatch.setattr(batches, "submit", submitted)
     await sockets[1].send_json_to(react_frame | {"emoji": "👍"})
     await sockets[2].send_json_to(react_frame | {"emoji": "🎉"})
     async with asyncio.timeout(TIMEOUT):
-        while len(consumers.reaction_batches().waiting) < 2:  # both queued behind the first
-            await asyncio.sleep(0.01)
+        await queued.wait()  # both queued behind the first
+    assert len(batches.waiting) == 2
     await holder.commit()
     await holder.close()
 
