@@ -529,6 +529,32 @@ def test_a_stream_rebases_as_rooms_move_and_every_id_it_wrote_resolves_exactly(t
         assert resolved is not None and resolved.rooms() == {room: int(i <= n) for i, room in enumerate(rooms)}
 
 
+def test_a_fresh_stream_says_session_ready_before_what_arrived_while_it_joined(transactional_db, make_user):
+    """A frame the hub hands over while a new stream joins its rooms' groups (a room member coming
+    online, say) is written after session.ready, not before it (seen once as a flaky test)."""
+    ada, bob = make_user("ada"), make_user("bob")
+    room = room_create(creator=ada, name="Lobby", kind=Room.Kind.PRIVATE)
+    Membership.objects.create(room=room, user=bob)
+    online = json.dumps({"type": "presence", "user": ada.pk, "status": "online"})
+
+    async def scenario():
+        stream = Stream(bob)
+        follow = stream._follow
+
+        async def following(room_id, last):
+            await follow(room_id, last)
+            await stream.hub_event({"type": "room.relay", "room": room_id, "text": online})
+
+        stream._follow = following
+        try:
+            await stream.open(None, live=True)
+            return [json.loads(text)["type"] for text, _ in stream.take()]
+        finally:
+            await stream.close()
+
+    assert asyncio.run(scenario())[:2] == ["session.ready", "presence"]
+
+
 def test_a_stream_whose_client_does_not_read_drops_its_backlog_and_ends(transactional_db, make_user):
     stream = Stream(make_user("bob"))
     for n in range(MAX_PENDING + 1):

@@ -109,7 +109,10 @@ class Stream:
             for room_id, last in current.items():
                 await self._follow(room_id, last)
             ready = {"type": "session.ready", "user": self.user.pk, "rooms": current, "unread": unread}
-            self._write(dumps(ready), moved=True)
+            # Ahead of what the hub handed over while the stream joined its groups (a room member's
+            # presence, say): nothing is written yet, and the client learns its rooms first, as on
+            # a socket (whose frames wait for its connect handler).
+            self._write(dumps(ready), moved=True, first=True)
             await self._read_what_came_while_joining()
             for board_id in self.wanted:
                 await self._follow_board(board_id, None)
@@ -185,7 +188,7 @@ class Stream:
 
     # -- output ------------------------------------------------------------------------------
 
-    def _write(self, text: str, *, moved: bool = False) -> None:
+    def _write(self, text: str, *, moved: bool = False, first: bool = False) -> None:
         if self.ended or self.overflowed:
             return
         if len(self.out) >= MAX_PENDING:
@@ -193,7 +196,11 @@ class Stream:
             self.out.clear()
             self.wake.set()
             return
-        self.out.append((text, self.position.encode() if moved and self.position is not None else None))
+        frame = (text, self.position.encode() if moved and self.position is not None else None)
+        if first:
+            self.out.insert(0, frame)
+        else:
+            self.out.append(frame)
         self.wake.set()
 
     def _end(self) -> None:
