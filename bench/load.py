@@ -52,6 +52,7 @@ import resource
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -395,6 +396,7 @@ class Stats:
         self.ack_latencies: list[int] = []
         self.reply_latencies: list[int] = []  # --mix: the replies' (each sent after its reaction), also in `latencies`
         self.reaction_latencies: list[int] = []  # --mix: reaction sent -> its reaction.ack
+        self.other_latencies: list[int] = []  # --mix: the messages that are not replies, also in `latencies`
         self.delivered = 0
         self.duplicates = 0
         self.reordered = 0
@@ -452,6 +454,8 @@ class Client(WSListener):
                 self.stats.latencies.append(latency)
                 if data["message"].get("reply_to"):
                     self.stats.reply_latencies.append(latency)
+                else:
+                    self.stats.other_latencies.append(latency)
                 if self.own_latencies is not None:
                     self.own_latencies.append(latency)
         elif kind == "reaction.ack" and self.reactions_sent:
@@ -942,7 +946,11 @@ def measure(
         },
         "ack_latency_ms": {"p50": round(percentile(acks, 50), 2), "p99": round(percentile(acks, 99), 2)},
     } | (
-        {"reply_latency_ms": p50_p99(stats.reply_latencies), "reaction_ack_ms": p50_p99(stats.reaction_latencies)}
+        {
+            "reply_latency_ms": p50_p99(stats.reply_latencies),
+            "other_latency_ms": p50_p99(stats.other_latencies),
+            "reaction_ack_ms": p50_p99(stats.reaction_latencies),
+        }
         if stats.reply_latencies
         else {}
     )
@@ -983,12 +991,43 @@ async def run_phase(
         f"p99 {result['latency_ms']['p99']} ms, lost {result['lost']}, dup {result['duplicates']}, "
         f"reordered {result['reordered']}, cpu {cpu}"
         + (
-            f"; replies {result['reply_latency_ms']}, reactions acked {result['reaction_ack_ms']}"
+            f"; replies {result['reply_latency_ms']}, the other messages {result['other_latency_ms']}, "
+            f"reactions acked {result['reaction_ack_ms']}"
             if "reply_latency_ms" in result
             else ""
         )
     )
     return result
+
+
+def compare_mix(steps: list[dict]) -> dict:
+    """--alternate: the medians of the plain and the mixed phases (latency of messages, and the
+    CPU of the servers, Redis and PostgreSQL per message sent), and mixed / plain for each."""
+
+    def medians(rows: list[dict]) -> dict:
+        return {
+            "p50_ms": round(statistics.median(r["latency_ms"]["p50"] for r in rows), 2),
+            "p99_ms": round(statistics.median(r["latency_ms"]["p99"] for r in rows), 2),
+            "cpu_ms_per_message": round(
+                statistics.median(
+                    sum(r["cpu_percent"][part] for part in ("servers", "redis", "postgres"))
+                    * 10
+                    * r["seconds"]
+                    / max(r["sent"], 1)
+                    for r in rows
+                ),
+                3,
+            ),
+            "lost": sum(r["lost"] for r in rows),
+            "duplicates": sum(r["duplicates"] for r in rows),
+        }
+
+    plain = medians([r for r in steps if not r.get("mix")])
+    mixed = medians([r for r in steps if r.get("mix")])
+    ratios = {
+        key: round(mixed[key] / plain[key], 3) for key in ("p50_ms", "p99_ms", "cpu_ms_per_message") if plain[key]
+    }
+    return {"plain": plain, "mix": mixed, "mix_over_plain": ratios}
 
 
 def passes(result: dict) -> bool:
@@ -1045,19 +1084,34 @@ class Bench:
             warm = max(1.0, min(rates[0] / 4, 200.0))
             await run_phase(clients, senders, rooms, stats, meter, warm, 2.0, f"{name} warm-up")
             results = []
-            for rate in rates:
-                result = await run_phase(
-                    clients, senders, rooms, stats, meter, rate, seconds, f"{name} @{rate:.0f}/s", args.mix
-                )
-                results.append(result)
-                if ramp and not passes(result):
-                    break
+            comparison = None
+            if args.alternate and args.mix and not ramp:
+                # Issue 16's clause in one run: plain and mixed phases in turn on the same sockets,
+                # servers and database, so that the machine's drift falls on both alike.
+                for turn in range(args.alternate):
+                    for mix in (0.0, args.mix):
+                        label = f"{name} @{rates[0]:.0f}/s {'mix' if mix else 'plain'} {turn + 1}"
+                        results.append(
+                            await run_phase(clients, senders, rooms, stats, meter, rates[0], seconds, label, mix)
+                        )
+                comparison = compare_mix(results)
+                log(f"{name}: mix against plain, medians of {args.alternate} turns each: {comparison}")
+            else:
+                for rate in rates:
+                    result = await run_phase(
+                        clients, senders, rooms, stats, meter, rate, seconds, f"{name} @{rate:.0f}/s", args.mix
+                    )
+                    results.append(result)
+                    if ramp and not passes(result):
+                        break
             summary: dict = {
                 "sockets": sockets,
                 "rooms": len(rooms),
                 "room_size": min(room_size, sockets),
                 "steps": results,
             }
+            if comparison is not None:
+                summary["mix_comparison"] = comparison
             if ramp:
                 passing = [r["offered_rate"] for r in results if passes(r)]
                 saturation = max(passing) if passing else 0.0
@@ -1448,6 +1502,18 @@ def write_report(results: dict, out: Path) -> None:
                 f"| {step['latency_ms']['p99']} | {step['latency_ms']['max']} | {step['lost']} | {step['duplicates']} "
                 f"| {step['reordered']} | {cpu_cell(cpu)} |"
             )
+    comparison = (results["scenarios"].get("chat") or {}).get("mix_comparison")
+    if comparison:
+        plain, mixed, ratio = comparison["plain"], comparison["mix"], comparison["mix_over_plain"]
+        lines += [
+            "",
+            "Mix against plain chat (medians of the alternating phases): "
+            f"p50 {plain['p50_ms']} -> {mixed['p50_ms']} ms "
+            f"(x{ratio.get('p50_ms')}), p99 {plain['p99_ms']} -> {mixed['p99_ms']} ms (x{ratio.get('p99_ms')}), "
+            "servers + Redis + PostgreSQL CPU per message "
+            f"{plain['cpu_ms_per_message']} -> {mixed['cpu_ms_per_message']} ms "
+            f"(x{ratio.get('cpu_ms_per_message')}).",
+        ]
     if ramp:
         best = f"**{ramp['saturation_rate']:.0f} msg/s**"
         lines += ["", f"Highest offered rate with p99 < {P99_TARGET_MS:.0f} ms and no loss: {best}."]
@@ -1634,6 +1700,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, help="override the seconds per step (idle time for connections)")
     parser.add_argument(
         "--mix", type=float, default=0.0, help="fraction of sends: thread replies naming a member, each with a reaction"
+    )
+    parser.add_argument(
+        "--alternate",
+        type=int,
+        default=0,
+        help="with --mix, chat: N plain and N mixed phases in turn in one run, compared (issue 16)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--idle-child", type=Path, help=argparse.SUPPRESS)  # connections' helper processes
