@@ -34,7 +34,9 @@ rates until p99 >= 100 ms or any loss, then a run at half the highest passing ra
 `--mix F` (issue 16), a fraction F of the sends are replies in the thread of the room's latest
 message, each naming another member of the room (@username: a notification), and as many
 reactions go with them (each takes a number of its own: `message.update`
-frames are counted like `message.new`, latency is measured on messages only). Writes
+frames are counted like `message.new`, latency is measured on messages only); with
+`--alternate N` as well, the chat scenario runs N plain and N mixed phases in turn on the same
+sockets and reports the mixed/plain ratios of their medians (latency, CPU per message). Writes
 results.json, report.md and latency.png into --out (default bench/results/). Every loop is
 bounded in count and time.
 """

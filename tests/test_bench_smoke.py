@@ -74,3 +74,33 @@ def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
     assert connect["errors"] == {}
     assert (tmp_path / "report.md").read_text().startswith("# Load benchmark")
     assert (tmp_path / "latency.png").stat().st_size > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_load_benchmark_compares_the_mix_with_plain_chat_in_one_run(tmp_path):
+    """`--alternate` (issue 16's clause): a plain and a mixed phase in turn on the same sockets,
+    each without loss, and the comparison in the results and the report."""
+    result = subprocess.run(
+        [sys.executable, "bench/load.py", "--smoke", "--scenario", "chat", "--mix", "0.2", "--alternate", "1"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        env={key: value for key, value in server_env().items() if key != "PARLEY_TESTING"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    chat = json.loads((tmp_path / "results.json").read_text())["scenarios"]["chat"]
+    plain, mixed = chat["steps"]
+    assert ("mix" not in plain, mixed["mix"]) == (True, 0.2)
+    for step in (plain, mixed):
+        assert step["deliveries"] == step["expected_deliveries"] > 0, step
+        assert (step["lost"], step["duplicates"], step["reordered"], step["errors"]) == (0, 0, 0, {}), step
+    assert plain["persisted"] == plain["sent"] > 0
+    assert mixed["persisted"] > mixed["sent"] > 0  # the replies' reactions and roots took numbers too
+    assert mixed["reply_latency_ms"]["p50"] > 0 and mixed["other_latency_ms"]["p50"] > 0
+    comparison = chat["mix_comparison"]
+    for key in ("p50_ms", "p99_ms", "cpu_ms_per_message"):
+        expected = round(comparison["mix"][key] / comparison["plain"][key], 3)
+        assert comparison["mix_over_plain"][key] == expected
+    assert "Mix against plain chat" in (tmp_path / "report.md").read_text()
