@@ -282,6 +282,11 @@ class LogoutApi(APIView):
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 
+# The header DRF's answer carries (APIView.default_response_headers: with one renderer, no Vary),
+# on the fast path's too: the same answer whichever path gave it (tests/test_consumer.py).
+_DRF_HEADERS = {"Allow": "POST, OPTIONS"}
+
+
 class WsTicketApi(APIView):
     """A single-use ticket for opening /ws/?ticket=..., valid for a few seconds.
 
@@ -306,7 +311,8 @@ class WsTicketApi(APIView):
                     if user.is_authenticated:
                         request.user = user  # for the access log
                         ticket, ttl = await ws_ticket_aissue(user=user)
-                        return JsonResponse(WsTicket(ticket=ticket, expires_in=ttl), json_dumps_params=COMPACT)
+                        answer = WsTicket(ticket=ticket, expires_in=ttl)
+                        return JsonResponse(answer, json_dumps_params=COMPACT, headers=_DRF_HEADERS)
                 except Exception as error:
                     if not is_outage(error):
                         raise

@@ -283,6 +283,8 @@ async def test_a_ticket_asked_for_with_a_token_is_issued_on_the_loop(make_user, 
     await database_sync_to_async(client.force_login)(ada)
     by_session = await client.post("/api/v1/auth/ws-ticket/")  # through DRF (AsyncClient skips CSRF)
     assert by_session.status_code == 200 and by_session.json()["ticket"]
+    for header in ("Allow", "Content-Type"):  # the same answer, whichever path gave it
+        assert issued.headers[header] == by_session.headers[header], header
 
 
 async def test_an_expired_ticket_is_refused(make_user):
