@@ -65,7 +65,7 @@ def _raise_if_cancelled() -> None:
 
 class UpdateBatcher:
     """Writes the board.update frames of every socket in this process in batches (as
-    messaging.consumers.SendBatcher does sends): while one batch is in the database, the updates
+    messaging.consumers.send_batches does sends): while one batch is in the database, the updates
     that arrive meanwhile wait and go together in the next one, each board's in one transaction
     (boards.services.board_update_apply_many). Each update still gets its own result, which its
     socket sends (the ack, or the error) only after the batch committed."""

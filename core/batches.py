@@ -5,9 +5,9 @@ When idle a request goes alone at once (one task hop later); under load each bat
 round trip however many requests it holds. A new socket's reads (core.asyncdb.Lookups) and its
 first presence beat (presence.services) go this way, so a connection storm's hundreds of
 handshakes in flight share a few statements and script calls instead of making three each; so do
-the sockets' reactions (messaging.consumers.reaction_batches), so that one waiting for its room's
-lock holds up no queue of others.
-(messaging.consumers.SendBatcher does the same for sends, with a result per request and a cap.)
+the sockets' sends and reactions (messaging.consumers.send_batches, reaction_batches): a batch of
+sends is one statement and one commit, and a reaction waiting for its room's lock holds up no queue
+of others.
 """
 
 import asyncio

@@ -128,49 +128,25 @@ async def fetch_changes(user, room_id: str, after: int, upto: int) -> Page:
     return await shared_reads().read(user, room_id, after, upto)
 
 
-class SendBatcher:
-    """Writes the message.send frames of every socket in this process in batches.
-
-    While one batch is in the database, the frames that arrive meanwhile wait and go together in
-    the next one: under load a batch costs a handful of round trips and one commit however many
-    messages it holds; when idle, a send goes alone at once. Each frame still gets its own result,
-    and its ack is sent only after the batch committed.
-    """
-
-    MAX_BATCH = 200
-
-    def __init__(self) -> None:
-        self.waiting: list[tuple[dict, asyncio.Future]] = []
-        self.writer: asyncio.Task | None = None
-
-    async def send(self, **request) -> tuple:
-        future = asyncio.get_running_loop().create_future()
-        self.waiting.append((request, future))
-        if self.writer is None:
-            self.writer = asyncio.get_running_loop().create_task(self._write())
-        result = await future
-        if isinstance(result, ApplicationError):
-            raise result
-        return result
-
-    async def _write(self) -> None:
-        try:
-            while self.waiting:
-                batch, self.waiting = self.waiting[: self.MAX_BATCH], self.waiting[self.MAX_BATCH :]
-                metrics.tally.observe(metrics.SEND_BATCH_SIZE, len(batch))
-                try:
-                    results = await services.amessage_send_many(requests=[r for r, _ in batch])
-                except Exception as error:  # a bug: every frame of the batch gets the error
-                    logger.exception("a batch of sends failed")
-                    results = [Unavailable() if is_outage(error) else Internal()] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self.writer = None
+# A batch's cap: the rest of what waits goes in the next one.
+MAX_BATCH = 200
 
 
-send_batcher = per_loop(SendBatcher)
+async def _send(requests: list[dict]) -> list[services.SendResult]:
+    metrics.tally.observe(metrics.SEND_BATCH_SIZE, len(requests))
+    try:
+        return await services.amessage_send_many(requests=requests)
+    except Exception as error:  # a bug: every frame of the batch gets the error
+        logger.exception("a batch of sends failed")
+        return [Unavailable() if is_outage(error) else Internal()] * len(requests)
+
+
+# The message.send frames of every socket in this process, in batches (core.batches): while one
+# batch is in the database, the frames that arrive meanwhile wait and go together in the next one.
+# Under load a batch costs one statement and one commit however many messages it holds; when idle,
+# a send goes alone at once. Each frame still gets its own result, and its ack is sent only after
+# the batch committed.
+send_batches: PerLoop[Batches[dict, services.SendResult]] = per_loop(lambda: Batches(_send, limit=MAX_BATCH))
 
 
 async def _react(requests: list[dict]) -> list[services.ReactionResult]:
@@ -179,9 +155,7 @@ async def _react(requests: list[dict]) -> list[services.ReactionResult]:
 
 # The reaction.add / reaction.remove frames of every socket in this process, in batches (core.batches):
 # one that waits for its room's lock (behind a send batch) holds up no queue of others.
-reaction_batches: PerLoop[Batches[dict, services.ReactionResult]] = per_loop(
-    lambda: Batches(_react, limit=SendBatcher.MAX_BATCH)
-)
+reaction_batches: PerLoop[Batches[dict, services.ReactionResult]] = per_loop(lambda: Batches(_react, limit=MAX_BATCH))
 
 # Each user's budgets on this process, shared by their sockets here; gone with the last of them.
 _user_limits: PerLoop[weakref.WeakValueDictionary[int, Buckets]] = per_loop(weakref.WeakValueDictionary)
@@ -475,7 +449,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         request["client_msg_id"] = frame.get("client_msg_id")
         if frame.get("reply_to") is not None:  # a reply: its thread's root changes in the same statement
             request["reply_to"] = frame["reply_to"]
-        message, _created = await send_batcher().send(**request)
+        result = await send_batches().submit(request)
+        if isinstance(result, ApplicationError):
+            raise result
+        message, _created = result
         await self._ack("message.ack", room, message)
 
     async def on_message_edit(self, frame: dict) -> None:
