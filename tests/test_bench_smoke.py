@@ -43,19 +43,24 @@ def test_the_archive_benchmark_runs_and_reports():
     assert figures["rows"] == 2000 and figures["compressed_bytes"] > 0
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
-    """Every scenario at a tiny size through the production entry point: nothing lost, nothing
-    twice, nothing out of order, and the report is written. Timings are not checked here."""
+def run_load(out, *args: str, timeout: float) -> None:
+    """bench/load.py at the smoke size through the production entry point, its results in `out`."""
     result = subprocess.run(
-        [sys.executable, "bench/load.py", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "bench/load.py", "--smoke", *args, "--out", str(out)],
         cwd=ROOT,
         env={key: value for key, value in server_env().items() if key != "PARLEY_TESTING"},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
+    """Every scenario at a tiny size through the production entry point: nothing lost, nothing
+    twice, nothing out of order, and the report is written. Timings are not checked here."""
+    run_load(tmp_path, timeout=600)
     figures = json.loads((tmp_path / "results.json").read_text())
     assert set(figures["scenarios"]) == {"chat", "fanout", "connections", "ramp", "connect", "sse"}
     for name in ("chat", "fanout", "ramp"):
@@ -80,16 +85,7 @@ def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
 def test_the_load_benchmark_compares_the_mix_with_plain_chat_in_one_run(tmp_path):
     """`--alternate` (issue 16's clause): a plain and a mixed phase in turn on the same sockets,
     each without loss, and the comparison in the results and the report."""
-    result = subprocess.run(
-        [sys.executable, "bench/load.py", "--smoke", "--scenario", "chat", "--mix", "0.2", "--alternate", "1"]
-        + ["--out", str(tmp_path)],
-        cwd=ROOT,
-        env={key: value for key, value in server_env().items() if key != "PARLEY_TESTING"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    run_load(tmp_path, "--scenario", "chat", "--mix", "0.2", "--alternate", "1", timeout=300)
     chat = json.loads((tmp_path / "results.json").read_text())["scenarios"]["chat"]
     plain, mixed = chat["steps"]
     assert ("mix" not in plain, mixed["mix"]) == (True, 0.2)
