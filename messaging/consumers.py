@@ -128,6 +128,16 @@ async def fetch_changes(user, room_id: str, after: int, upto: int) -> Page:
     return await shared_reads().read(user, room_id, after, upto)
 
 
+def news(sent: dict[int, str], event: dict) -> bool:
+    """For frames about another user that reach a connection once per room it shares with them
+    (presence, profiles; the socket's and the event stream's handlers): whether this one is new
+    to the connection (then it is noted in `sent`, by user), or a copy of what it last got."""
+    if sent.get(event["user"]) == event["text"]:
+        return False
+    sent[event["user"]] = event["text"]
+    return True
+
+
 # A batch's cap: the rest of what waits goes in the next one.
 MAX_BATCH = 200
 
@@ -612,8 +622,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def user_presence(self, event: dict) -> None:
         """Sent to every room the user is in; someone sharing several rooms gets it once."""
-        if self.presence_sent.get(event["user"]) != event["text"]:
-            self.presence_sent[event["user"]] = event["text"]
+        if news(self.presence_sent, event):
             await self.send(text_data=event["text"])
 
     async def user_profile(self, event: dict) -> None:
@@ -621,9 +630,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         someone sharing several rooms gets it once; their own sockets have it from `user.relay`."""
         if event["user"] == self.user.pk:
             return
-        sent = self.profiles_sent = self.profiles_sent or {}  # made by the first one: few sockets get one
-        if sent.get(event["user"]) != event["text"]:
-            sent[event["user"]] = event["text"]
+        self.profiles_sent = self.profiles_sent or {}  # made by the first one: few sockets get one
+        if news(self.profiles_sent, event):
             await self.send(text_data=event["text"])
 
     async def user_membership(self, event: dict) -> None:

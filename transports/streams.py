@@ -37,7 +37,7 @@ from core.events import dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
 from core.sequencer import Cursor, Sequencer
 from messaging import selectors
-from messaging.consumers import fetch_changes, gap_wait
+from messaging.consumers import fetch_changes, gap_wait, news
 from rooms.selectors import rooms_last_sequence, user_rooms_states
 from transports import cursors
 
@@ -245,8 +245,7 @@ class Stream:
         self._write(event["text"])
 
     async def user_presence(self, event: dict) -> None:
-        if self.presence_sent.get(event["user"]) != event["text"]:
-            self.presence_sent[event["user"]] = event["text"]
+        if news(self.presence_sent, event):
             self._write(event["text"])
 
     async def user_profile(self, event: dict) -> None:
@@ -254,9 +253,8 @@ class Stream:
         someone sharing several rooms gets it once; their own sockets have it from `user.relay`."""
         if event["user"] == self.user.pk:
             return
-        sent = self.profiles_sent = self.profiles_sent or {}  # made by the first one: few sockets get one
-        if sent.get(event["user"]) != event["text"]:
-            sent[event["user"]] = event["text"]
+        self.profiles_sent = self.profiles_sent or {}  # made by the first one: few sockets get one
+        if news(self.profiles_sent, event):
             self._write(event["text"])
 
     async def user_membership(self, event: dict) -> None:
