@@ -1087,7 +1087,7 @@ class Bench:
             await run_phase(clients, senders, rooms, stats, meter, warm, 2.0, f"{name} warm-up")
             results = []
             comparison = None
-            if args.alternate and args.mix and not ramp:
+            if args.alternate and name == "chat":
                 # Issue 16's clause in one run: plain and mixed phases in turn on the same sockets,
                 # servers and database, so that the machine's drift falls on both alike.
                 for turn in range(args.alternate):
@@ -1712,6 +1712,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--idle-child", type=Path, help=argparse.SUPPRESS)  # connections' helper processes
     args = parser.parse_args()
+    if args.alternate and not (args.mix and args.scenario == "chat"):
+        parser.error("--alternate compares plain chat with --mix: it needs --scenario chat and --mix")
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
