@@ -15,7 +15,6 @@ import contextvars
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +64,7 @@ def _raise_if_cancelled() -> None:
 
 class UpdateBatcher:
     """Writes the board.update frames of every socket in this process in batches (as
-    messaging.consumers.send_batches does sends): while one batch is in the database, the updates
+    messaging.consumers.write_batches does sends and reactions): while one batch is in the database, the updates
     that arrive meanwhile wait and go together in the next one, each board's in one transaction
     (boards.services.board_update_apply_many). Each update still gets its own result, which its
     socket sends (the ack, or the error) only after the batch committed."""
@@ -278,10 +277,6 @@ class BoardSessions:
         self.socket = socket
         self.boards: dict[str, BoardSession] = {}
         self.sequencer = Sequencer(deliver=self._deliver, fetch=self._fetch, lock=socket.send_lock, name="board")
-        # The socket's board.update frames waiting for their batch, in the order they came; their
-        # answers (ack or error) go out in that order (`_answer`).
-        self.acks: deque[tuple[asyncio.Future, str | None]] = deque()
-        self.acker: asyncio.Task | None = None
 
     async def join(self, frame: dict) -> None:
         board_id = _board_id(frame)
@@ -339,7 +334,7 @@ class BoardSessions:
     async def update(self, frame: dict) -> None:
         """Queue the update in this process's batch and return at once: the socket goes on with
         its next frames (cursors do not wait for writes); the ack, or the error, is sent when the
-        batch has committed, in the order of the socket's updates."""
+        batch has committed, in the order of the socket's frames (core.batches.Answers)."""
         # No join needed (a client may flush its offline queue at once): the service checks access.
         ref = frame.get("client_msg_id", frame.get("id", frame.get("client_update_id")))
         try:
@@ -355,32 +350,17 @@ class BoardSessions:
                 client_update_id=frame.get("client_update_id"),
                 session=self.socket.socket_id,
             )
-        self.acks.append((future, ref if isinstance(ref, str) else None))
-        if self.acker is None:
-            self.acker = asyncio.get_running_loop().create_task(self._answer(), context=contextvars.Context())
+        ref = ref if isinstance(ref, str) else None
+        self.socket.answers.add(future, lambda result: self._answer(result, ref))
 
-    async def _answer(self) -> None:
-        try:
-            while self.acks:
-                _raise_if_cancelled()
-                future, ref = self.acks[0]
-                result = await future
-                self.acks.popleft()
-                if isinstance(result, ApplicationError):
-                    frame = {"type": "error", **result.as_dict(), "ref": ref}
-                else:
-                    frame = {"type": "board.update.ack", **update_ack(result[0])}
-                try:
-                    await self.socket.send(text_data=dumps(frame))
-                except Exception:  # the socket closed meanwhile
-                    logger.debug("could not answer a board.update", exc_info=True)
-        finally:
-            self.acker = None
-
-    async def settle(self) -> None:
-        """Wait until every queued board.update of the socket has been answered."""
-        while self.acker is not None:
-            await asyncio.wait([self.acker])
+    async def _answer(self, result: Any, ref: str | None) -> None:
+        if isinstance(result, ApplicationError):
+            frame = {"type": "error", **result.as_dict(), "ref": ref}
+        elif isinstance(result, Exception):  # a bug: the batcher answers every update itself
+            frame = {"type": "error", **Internal().as_dict(), "ref": ref}
+        else:
+            frame = {"type": "board.update.ack", **update_ack(result[0])}
+        await self.socket.send(text_data=dumps(frame))
 
     async def sync(self, frame: dict) -> None:
         board_id = _board_id(frame)
@@ -441,9 +421,6 @@ class BoardSessions:
             await self.drop(session, announce=True)
 
     async def close(self) -> None:
-        if self.acker is not None:  # the updates are written all the same; their answers are moot
-            self.acker.cancel()
-            self.acks.clear()
         for session in list(self.boards.values()):
             await self.drop(session, announce=True)
 

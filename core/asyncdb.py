@@ -10,10 +10,10 @@ user, its rooms: accounts.middleware, messaging.selectors.asession_state) use a 
 of the same kind (`fetchall(..., reads=True)`), so that a connection storm neither waits behind
 send batches nor holds them up, and pays no thread hop and no ORM query building per socket; and
 the sockets that connect together share each read (`Lookups`: one statement for every session key,
-user or room list asked for meanwhile, as send batches share a statement). Reactions (batches of
-them, each batch one transaction: messaging.services.areaction_set_many, through `transaction`)
-and the notifications of committed batches (notifications.services._anotify) use a third
-(`changes=True`): they may wait for a lock, and must not hold the send batches up while they do.
+user or room list asked for meanwhile, as send batches share a statement). Reactions that come with
+sends ride in the send batch's transaction (messaging.services.awrite_many, through `transaction`);
+batches of reactions alone, and the notifications of committed batches
+(notifications.services._anotify), use a third (`changes=True`).
 
 A batch waits at most settings.DB_STATEMENT_TIMEOUT for PostgreSQL, connecting included: past it
 the connection is dropped and the statement fails with core.dbdeadline.StatementTimeout (an

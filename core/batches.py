@@ -5,14 +5,19 @@ When idle a request goes alone at once (one task hop later); under load each bat
 round trip however many requests it holds. A new socket's reads (core.asyncdb.Lookups) and its
 first presence beat (presence.services) go this way, so a connection storm's hundreds of
 handshakes in flight share a few statements and script calls instead of making three each; so do
-the sockets' sends and reactions (messaging.consumers.send_batches, reaction_batches): a batch of
-sends is one statement and one commit, and a reaction waiting for its room's lock holds up no queue
-of others.
+the sockets' sends and reactions (messaging.consumers.write_batches): a batch of them is one
+transaction and one commit. A socket's answers to such frames go out in its frames' order
+(`Answers`) while it goes on with its next frames.
 """
 
 import asyncio
+import contextvars
+import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+logger = logging.getLogger(__name__)
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -29,12 +34,17 @@ class Batches(Generic[Request, Result]):
         self.runner: asyncio.Task | None = None
 
     async def submit(self, request: Request) -> Result:
+        return await self.put(request)
+
+    def put(self, request: Request) -> asyncio.Future[Result]:
+        """Queue `request` now (requests go in the order they were put) and return its result's
+        future, for a caller that goes on before the result is in."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self.waiting.append((request, future))
         if self.runner is None:
             self.runner = loop.create_task(self._run())
-        return await future
+        return future
 
     async def _run(self) -> None:
         try:
@@ -53,3 +63,49 @@ class Batches(Generic[Request, Result]):
                         future.set_result(result)
         finally:
             self.runner = None
+
+
+class Answers:
+    """One socket's answers to its frames that wait for a batch (board.update, message.send,
+    reactions), sent in the order the frames came while the socket goes on with its next frames:
+    a client's frames sent back to back then share a batch instead of waiting for each other's.
+    `answer(result)` sends a frame's answer once its future is done (the future's exception is
+    its result); a frame that must see the writes before it (`settle`) waits for all of them."""
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[asyncio.Future, Callable[[Any], Awaitable[None]]]] = deque()
+        self.task: asyncio.Task | None = None
+
+    def add(self, future: asyncio.Future, answer: Callable[[Any], Awaitable[None]]) -> None:
+        self.queue.append((future, answer))
+        if self.task is None:  # a fresh context: not the frame's (its log bindings, its deadline)
+            self.task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
+
+    async def _run(self) -> None:
+        try:
+            while self.queue:
+                future, answer = self.queue[0]
+                try:
+                    result = await asyncio.shield(future)  # a cancelled answer leaves the write be
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    result = error
+                self.queue.popleft()
+                try:
+                    await answer(result)
+                except Exception:  # the socket closed meanwhile
+                    logger.debug("could not answer a frame", exc_info=True)
+        finally:
+            self.task = None
+
+    async def settle(self) -> None:
+        """Wait until every queued frame has been answered."""
+        while self.task is not None:
+            await asyncio.wait([self.task])
+
+    def cancel(self) -> None:
+        """The socket is gone: the writes go on, their answers are moot."""
+        if self.task is not None:
+            self.task.cancel()
+        self.queue.clear()

@@ -91,7 +91,7 @@ GAP_FILLS = Counter(
 
 SEND_BATCH_SIZE = Histogram(
     "parley_send_batch_size",
-    "message.send frames written to PostgreSQL together, per batch (messaging.consumers.send_batches).",
+    "message.send frames written to PostgreSQL together, per batch (messaging.consumers.write_batches).",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
 DELIVERY_LATENCY = Histogram(

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from boards import consumers as board_frames
 from core import jsontext, logs, metrics, wire
-from core.batches import Batches
+from core.batches import Answers, Batches
 from core.errors import ApplicationError, Internal, InvalidInput, RateLimited, Unavailable, is_outage
 from core.events import call_service, dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
@@ -67,6 +67,11 @@ FRAME_KINDS = {
     **board_frames.FRAME_KINDS,
     **simulations.FRAME_KINDS,
 }
+
+# Frames handled while the writes of earlier frames wait for their batch (core.batches.Answers): the
+# batched writes themselves (queued in frame order), and cursors. Any other frame waits until the
+# earlier writes are answered, so that it sees them (a sync after a send, say).
+UNORDERED = board_frames.UNORDERED | {"message.send", "reaction.add", "reaction.remove"}
 
 # How long an out-of-order event waits for the ones before it before we read them from the
 # database (core.sequencer, which orders a socket's rooms; doubled with each attempt).
@@ -142,30 +147,29 @@ def news(sent: dict[int, str], event: dict) -> bool:
 MAX_BATCH = 200
 
 
-async def _send(requests: list[dict]) -> list[services.SendResult]:
-    metrics.tally.observe(metrics.SEND_BATCH_SIZE, len(requests))
+async def _write(requests: list[tuple[str, dict]]) -> list[services.SendResult | services.ReactionResult]:
+    """A batch of sends ("send") and reactions ("react"), each answered in its place."""
+    sends = [request for kind, request in requests if kind == "send"]
+    reactions = [request for kind, request in requests if kind == "react"]
+    if sends:
+        metrics.tally.observe(metrics.SEND_BATCH_SIZE, len(sends))
     try:
-        return await services.amessage_send_many(requests=requests)
+        sent, reacted = await services.awrite_many(sends=sends, reactions=reactions)
     except Exception as error:  # a bug: every frame of the batch gets the error
-        logger.exception("a batch of sends failed")
+        logger.exception("a batch of writes failed")
         return [Unavailable() if is_outage(error) else Internal()] * len(requests)
+    answers = {"send": iter(sent), "react": iter(reacted)}
+    return [next(answers[kind]) for kind, _ in requests]
 
 
-# The message.send frames of every socket in this process, in batches (core.batches): while one
-# batch is in the database, the frames that arrive meanwhile wait and go together in the next one.
-# Under load a batch costs one statement and one commit however many messages it holds; when idle,
-# a send goes alone at once. Each frame still gets its own result, and its ack is sent only after
-# the batch committed.
-send_batches: PerLoop[Batches[dict, services.SendResult]] = per_loop(lambda: Batches(_send, limit=MAX_BATCH))
-
-
-async def _react(requests: list[dict]) -> list[services.ReactionResult]:
-    return await services.areaction_set_many(requests=requests)
-
-
-# The reaction.add / reaction.remove frames of every socket in this process, in batches (core.batches):
-# one that waits for its room's lock (behind a send batch) holds up no queue of others.
-reaction_batches: PerLoop[Batches[dict, services.ReactionResult]] = per_loop(lambda: Batches(_react, limit=MAX_BATCH))
+# The message.send, reaction.add and reaction.remove frames of every socket in this process, in
+# batches (core.batches): while one batch is in the database, the frames that arrive meanwhile
+# wait and go together in the next one. Under load a batch costs one transaction and one commit
+# however many frames it holds (messaging.services.awrite_many); when idle, a frame goes alone at
+# once. Each frame still gets its own result, and its ack is sent only after the batch committed.
+write_batches: PerLoop[Batches[tuple[str, dict], services.SendResult | services.ReactionResult]] = per_loop(
+    lambda: Batches(_write, limit=MAX_BATCH)
+)
 
 # Each user's budgets on this process, shared by their sockets here; gone with the last of them.
 _user_limits: PerLoop[weakref.WeakValueDictionary[int, Buckets]] = per_loop(weakref.WeakValueDictionary)
@@ -257,6 +261,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.last_frame_at = time.monotonic()
         self.limits = Buckets(settings.RATE_LIMITS["socket"])
         self.board_sessions: board_frames.BoardSessions | None = None  # made by the first board frame
+        self.answers = Answers()  # to the frames whose writes wait for a batch, in the frames' order
         self.strikes = Strikes(settings.RATE_LIMIT_FLOOD_STRIKES, settings.RATE_LIMIT_FLOOD_SECONDS, time.monotonic)
         # Accept first: a refused handshake carries no close code, and clients deserve one.
         await self.accept()
@@ -313,6 +318,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if getattr(self, "user", None) is None:
             return
         liveness().discard(self)
+        self.answers.cancel()
         if self.board_sessions is not None:
             await self.board_sessions.close()
         for room_id in list(self.cursors):
@@ -391,9 +397,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self._error(ApplicationError('A frame is a JSON object with a string "type".', code="invalid_frame"))
             return
-        sessions = self.board_sessions
-        if sessions is not None and sessions.acker is not None and frame["type"] not in board_frames.UNORDERED:
-            await sessions.settle()  # earlier board.update frames are answered first
+        if self.answers.task is not None and frame["type"] not in UNORDERED:
+            await self.answers.settle()  # earlier writes are answered (and committed) first
         if big and frame["type"] != "board.update":
             limit = settings.WS_MAX_FRAME_BYTES
             await self._error(ApplicationError(f"Frames are at most {limit} bytes.", code="too_large"))
@@ -405,8 +410,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if handler is None:
             await self._error(ApplicationError(f"Unknown frame type {frame['type'][:50]!r}.", code="unknown_type"))
             return
-        ref = frame.get("client_msg_id", frame.get("id", frame.get("client_update_id")))
-        ref = ref if isinstance(ref, str) else None
+        ref = _ref(frame)
         kind = FRAME_KINDS.get(frame["type"])
         wait = take_all(now, kind, self.limits, self.user_limits) if kind else 0.0
         if wait:
@@ -427,8 +431,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _refuse(self, wait: float, *, ref: str | None = None) -> None:
         """Over a rate limit: rate_limited with the time to wait, or, for a client that keeps
         going regardless, the end of the socket."""
-        if self.board_sessions is not None:
-            await self.board_sessions.settle()  # after the answers to earlier board.update frames
+        await self.answers.settle()  # after the answers to earlier frames
         if self.strikes.strike():
             logger.info("closing a socket of user %s: flooding", self.user.pk)
             await self.close(code=CLOSE_FLOODING)
@@ -436,7 +439,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._error(RateLimited(wait), ref=ref)
 
     async def _error(self, error: ApplicationError, *, ref: str | None = None) -> None:
-        """The same error body as REST's (core.api), plus the `ref` of the failed frame."""
+        """The same error body as REST's (core.api), plus the `ref` of the failed frame, after
+        the answers to earlier frames."""
+        await self.answers.settle()
+        await self._send_error(error, ref=ref)
+
+    async def _send_error(self, error: ApplicationError, *, ref: str | None) -> None:
         metrics.socket_error(error.code)
         await self.send(text_data=dumps({"type": "error", **error.as_dict(), "ref": ref}))
 
@@ -444,6 +452,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         room = _require_str(frame, "room")
         # A message with attachments: not batched (the ORM's path binds its uploads).
         if frame.get("attachments") is not None:
+            await self.answers.settle()
             message, _created = await call_service(
                 services.message_send,
                 user=self.user,
@@ -459,11 +468,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         request["client_msg_id"] = frame.get("client_msg_id")
         if frame.get("reply_to") is not None:  # a reply: its thread's root changes in the same statement
             request["reply_to"] = frame["reply_to"]
-        result = await send_batches().submit(request)
-        if isinstance(result, ApplicationError):
-            raise result
-        message, _created = result
-        await self._ack("message.ack", room, message)
+        self._write_later(("send", request), "message.ack", room, _ref(frame))
 
     async def on_message_edit(self, frame: dict) -> None:
         room = _require_str(frame, "room")
@@ -486,18 +491,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_reaction(self, frame: dict) -> None:
         """reaction.add / reaction.remove: answered with reaction.ack (the message as it now is)."""
         room = _require_str(frame, "room")
-        message = await reaction_batches().submit(
-            {
-                "user": self.user,
-                "room_id": room,
-                "message_id": _require_str(frame, "id"),
-                "emoji": frame.get("emoji"),
-                "present": frame["type"] == "reaction.add",
-            }
-        )
-        if isinstance(message, ApplicationError):
-            raise message
-        await self._ack("reaction.ack", room, message)
+        request = {
+            "user": self.user,
+            "room_id": room,
+            "message_id": _require_str(frame, "id"),
+            "emoji": frame.get("emoji"),
+            "present": frame["type"] == "reaction.add",
+        }
+        self._write_later(("react", request), "reaction.ack", room, _ref(frame))
+
+    def _write_later(self, request: tuple[str, dict], ack: str, room: str, ref: str | None) -> None:
+        """Queue the write in this process's batch (write_batches) and go on with the socket's
+        next frames at once: a reply sent right after a reaction goes in the reaction's batch, not
+        the one after. The answer (`ack`, or the error) is sent once the batch committed, in the
+        order of the socket's frames (core.batches.Answers)."""
+
+        async def answer(result: object) -> None:
+            if isinstance(result, tuple):  # a send's (message, created)
+                result = result[0]
+            if isinstance(result, ApplicationError):
+                await self._send_error(result, ref=ref)
+            elif isinstance(result, Exception):  # a bug: _write answers every frame itself
+                logger.error("a %s failed: %s", request[0], result)
+                await self._send_error(Internal(), ref=ref)
+            else:
+                await self._ack(ack, room, result)
+
+        self.answers.add(write_batches().put(request), answer)
 
     async def _ack(self, frame_type: str, room: str, message) -> None:
         """To the socket that asked, after commit: the message as the change left it (unchanged
@@ -725,6 +745,12 @@ async def _catch_up_after_an_outage(hub: Hub, groups: list[str]) -> None:
         for user_id in users:
             for socket in [m for m in hub.groups.get(user_group(user_id), ()) if isinstance(m, ChatConsumer)]:
                 await socket.reconcile(states.get(user_id))
+
+
+def _ref(frame: dict) -> str | None:
+    """What a frame's answer names it by: its client_msg_id, message id or client_update_id."""
+    ref = frame.get("client_msg_id", frame.get("id", frame.get("client_update_id")))
+    return ref if isinstance(ref, str) else None
 
 
 def _require_str(frame: dict, name: str) -> str:

@@ -118,6 +118,7 @@ class _Send:
 
 _KEY_CONSTRAINT = "sentmessagekey_sender_client_msg_id"
 SendResult = tuple[Message, bool] | ApplicationError
+ReactionResult = Message | ApplicationError
 # What one run of _SEND gave: its rows, or the database error that failed it (and all of it).
 Outcome = list[dict[str, Any]] | DatabaseError | psycopg.Error
 
@@ -194,27 +195,76 @@ async def amessage_send_many(*, requests: list[dict]) -> list[SendResult]:
     """`message_send_many` for the event loop: the same statements on this process's own asyncio
     connection (core.asyncdb), so a busy server's sends never queue behind the database thread
     (or fight it for the GIL); the events go out right after each commit."""
-    results: list = [None] * len(requests)
+    sent, _ = await awrite_many(sends=requests, reactions=[])
+    return sent
+
+
+async def awrite_many(*, sends: list[dict], reactions: list[dict]) -> tuple[list[SendResult], list[ReactionResult]]:
+    """A batch of the sockets' writes (messaging.consumers.write_batches): sends as
+    `amessage_send_many` takes them and reactions as `areaction_set_many` does, each with its own
+    result. Sends alone are one statement (_SEND) in autocommit. Reactions that come with sends
+    ride in the same transaction, in one round trip: the rooms' locks in id order, _SEND, then
+    each reaction's statement (_REACT), so that the process's writers never wait for each other's
+    room locks and pay one commit between them. If that transaction fails, the sends go on as
+    `_send_batches` decides and the reactions as `areaction_set_many` does, on their own."""
+    results: list = [None] * len(sends)
+    reacted: list[Any] = [None] * len(reactions)
+    riding = _reaction_batch(reactions, reacted)
+    rows: list[list[dict[str, Any]]] | None = None  # the riding reactions' rows, once committed
+    failure: DatabaseError | psycopg.Error | None = None  # why they did not commit with the sends
     notify: list[Message] = []
-    batches = _send_batches(requests, results, notify)
-    sends = next(batches, None)
-    while sends is not None:
+    batches = _send_batches(sends, results, notify)
+    round_ = next(batches, None)
+    while round_ is not None:
         async with publishing():
             outcome: Outcome
             try:
                 if partitions.missing_for(timezone.now()):  # once a day: a thread hop to create it
                     await database_sync_to_async(partitions.ensure_for)(timezone.now())
-                # _SEND is one statement: in autocommit it is its own transaction, committed when
-                # it returns (one round trip, no BEGIN and COMMIT of their own).
-                outcome = await asyncdb.fetchall(_SEND, _send_params(sends))
+                together: list[list[dict[str, Any]]] | None = None
+                if riding and rows is None and failure is None:
+                    try:
+                        together = (await asyncdb.transaction(_send_and_react(round_, riding)))[1:]
+                    except (DatabaseError, psycopg.Error) as error:
+                        if is_outage(error):
+                            raise
+                        # Not the sends' failure as such: they go again by themselves, at once.
+                        logger.info("a batch of sends and reactions failed (%s); each kind goes alone", error)
+                        failure = error
+                if together is not None:
+                    outcome, *rows = together
+                else:
+                    # _SEND is one statement: in autocommit it is its own transaction, committed
+                    # when it returns (one round trip, no BEGIN and COMMIT of their own).
+                    outcome = await asyncdb.fetchall(_SEND, _send_params(round_))
             except (DatabaseError, psycopg.Error) as error:
                 outcome = error
-            sends = _advance(batches, outcome)
+                failure = failure or error
+            round_ = _advance(batches, outcome)
     if notify:  # after the acks' commit, off their path: a big room's items wait for no ack
         notifications.notify_sent_soon(messages=notify)
     if any(isinstance(result, _MissingParent) for result in results):  # rare: a thread hop to the archive
         await database_sync_to_async(_explain_missing)(results)
-    return results
+    if rows is not None:
+        await _reaction_results(list(zip(riding, rows, strict=True)), reacted)
+    elif failure is not None and is_outage(failure):
+        reacted = [result or Unavailable() for result in reacted]
+    elif riding:
+        await _areact_batch(riding, reacted)
+    return results, reacted
+
+
+def _send_and_react(sends: list[_Send], reactions: list[tuple[int, "_Reaction"]]) -> list[tuple[Any, Any]]:
+    """awrite_many's transaction: every room's lock first, in id order (the sends' own lock in
+    _SEND then takes nothing new, so two such transactions cannot deadlock), then the sends, then
+    the reactions, each statement seeing the ones before it."""
+    pairs = sorted({(str(s.room_id), s.user.pk) for s in sends} | {(str(r.room_id), r.user.pk) for _, r in reactions})
+    batch, hot_from = _send_params(sends)
+    return [
+        (_LOCK_ROOMS, [[room for room, _ in pairs], [user for _, user in pairs]]),
+        (_SEND_PREPARED, {"sends": batch, "hot_from": hot_from}),
+        *[(_REACT_PREPARED, reaction.params()) for _, reaction in reactions],
+    ]
 
 
 def _advance(batches: Generator[list[_Send], Outcome, None], outcome: Outcome) -> list[_Send] | None:
@@ -424,6 +474,13 @@ SELECT c.idx, c.kind, coalesce(lk.encrypted, c.encrypted) AS encrypted, c.role, 
   LEFT JOIN threaded AS th ON th.id = c.root_id AND i.id IS NOT NULL
   LEFT JOIN locked AS lk ON lk.id = c.room_id
 """
+
+# awrite_many's transaction runs _SEND by name (core.asyncdb.Prepared), planned once per connection.
+_SEND_PREPARED = asyncdb.Prepared(
+    "parley_send",
+    _SEND.replace("%s::jsonb", "%(sends)s::jsonb", 1).replace(">= %s))", ">= %(hot_from)s))", 1),
+    ("sends", "hot_from"),
+)
 
 
 def _send_params(sends: list[_Send]) -> list:
@@ -1057,9 +1114,6 @@ def reaction_set(*, user: User, room_id: object, message_id: object, emoji: obje
         raise missing_message(request.room_id, request.message_id) from None
 
 
-ReactionResult = Message | ApplicationError
-
-
 async def areaction_set_many(*, requests: list[dict]) -> list[ReactionResult]:
     """`reaction_set` for the event loop, several at once (each `{user, room_id, message_id, emoji,
     present}`), each with its own result: the message, or the ApplicationError `reaction_set`
@@ -1072,35 +1126,46 @@ async def areaction_set_many(*, requests: list[dict]) -> list[ReactionResult]:
     order, each seeing the ones before it, so two reactions to one message take a number each,
     as they would one after the other. If the transaction fails, each reaction runs again alone,
     so that one cannot fail the others."""
-    results: list[Any] = [None] * len(requests)
+    _, results = await awrite_many(sends=[], reactions=requests)
+    return results
+
+
+def _reaction_batch(requests: list[dict], results: list[Any]) -> list[tuple[int, _Reaction]]:
+    """The valid reactions of a batch with their places; the others' errors go to `results`."""
     batch: list[tuple[int, _Reaction]] = []
     for index, request in enumerate(requests):
         try:
             batch.append((index, _reaction_request(**request)))
         except ApplicationError as error:
             results[index] = error
-    if not batch:
-        return results
+    return batch
+
+
+async def _areact_batch(batch: list[tuple[int, _Reaction]], results: list[Any]) -> None:
+    """A batch of reactions in a transaction of its own on the third connection; if it fails,
+    each goes again alone."""
     try:
         outcomes = await _areact(batch)
     except (DatabaseError, psycopg.Error) as error:
         if is_outage(error):
             logger.warning("%s reactions failed: the database is unavailable (%s)", len(batch), error)
-            return [result or Unavailable() for result in results]
+            results[:] = [result or Unavailable() for result in results]
+            return
         logger.info("a batch of %s reactions failed (%s); each goes alone", len(batch), error)
     else:
-        return await _reaction_results(list(zip(batch, outcomes, strict=True)), results)
+        await _reaction_results(list(zip(batch, outcomes, strict=True)), results)
+        return
     for index, reaction in batch:
         try:
             (rows,) = await _areact([(index, reaction)])
         except (DatabaseError, psycopg.Error) as error:
             if is_outage(error):  # the rest would each wait for it too
-                return [result or Unavailable() for result in results]
+                results[:] = [result or Unavailable() for result in results]
+                return
             logger.error("a reaction failed: %s", error)
             results[index] = Internal()
             continue
         await _reaction_results([((index, reaction), rows)], results)
-    return results
 
 
 async def _areact(reactions: list[tuple[int, _Reaction]]) -> list[list[dict[str, Any]]]:

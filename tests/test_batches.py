@@ -9,7 +9,7 @@ from django.conf import settings
 from django.test import Client
 
 from core import asyncdb
-from core.batches import Batches
+from core.batches import Answers, Batches
 from tests.conftest import room_with
 from tests.sockets import connect_app, receive_type
 
@@ -73,6 +73,53 @@ async def test_a_request_whose_caller_went_away_does_not_break_the_others():
     recorder.release.set()
     assert await kept == 20
     assert gone.cancelled()
+
+
+@pytest.mark.asyncio
+async def test_answers_go_out_in_the_order_their_frames_came_whenever_their_results_do():
+    """A socket's answers (core.batches.Answers) follow its frames' order, not the order in which
+    their writes finish; an error is an answer like any other; settle waits for them all."""
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in range(3)]
+    sent: list[object] = []
+    answers = Answers()
+
+    async def answer(result: object) -> None:
+        sent.append(result)
+
+    for future in futures:
+        answers.add(future, answer)
+    futures[2].set_result("third")
+    futures[1].set_exception(ValueError("second"))
+    settled = asyncio.create_task(answers.settle())
+    await asyncio.sleep(0)  # one turn: the answering task runs and waits for the first
+    assert sent == [] and not settled.done()
+    futures[0].set_result("first")
+    await settled
+    assert [str(result) for result in sent] == ["first", "second", "third"]
+    assert answers.task is None and not answers.queue
+
+
+@pytest.mark.asyncio
+async def test_cancelled_answers_leave_their_writes_be():
+    """A socket that closes cancels its answers; the writes' futures (shared with the batch) are
+    not cancelled, so the batch still answers them."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    answers = Answers()
+
+    async def answer(result: object) -> None:
+        raise AssertionError("answered after the socket closed")
+
+    answers.add(future, answer)
+    await asyncio.sleep(0)  # the answering task waits for the write
+    task = answers.task
+    answers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not future.cancelled()
+    future.set_result("written")
+    assert answers.task is None
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,6 +3,7 @@ events, sync and gap-fill carry them exactly like edits; idempotent; validated; 
 rooms.access (viewers react but do not reply; outsiders get not_found)."""
 
 import asyncio
+import contextlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -435,6 +436,91 @@ def test_a_reaction_that_fails_its_batch_fails_only_itself(team, events, caplog)
     assert "a batch of 3 reactions failed" in caplog.text
 
 
+@contextlib.asynccontextmanager
+async def room_held(room: str):
+    """The room's row locked by a connection of its own until the block ends (or it commits)."""
+    holder = await psycopg.AsyncConnection.connect(**asyncdb.connection_params())
+    try:
+        await holder.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR UPDATE", [room])
+        yield holder
+    finally:
+        await holder.close()
+
+
+def sent_outcome(result) -> object:
+    return result.code if isinstance(result, ApplicationError) else (result[0].sequence, result[1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sends_and_reactions_of_one_batch_share_one_transaction(team, events, transactions):
+    """The socket's writes go in one batch (messaging.consumers.write_batches): reactions that come
+    with sends commit in the sends' transaction (the rooms' locks, the sends, then each reaction),
+    each answered as alone; the numbers follow that order and the changes go out once each, in it."""
+    room, owner, member, outsider = (team[k] for k in ("room", "owner", "member", "outsider"))
+    lobby = room_with(outsider, "Lobby", Room.Kind.PUBLIC, members={member: "member"})
+    root, elsewhere = send(room, owner, "question"), send(lobby, outsider, "hi")
+    events.clear()
+
+    def message(user, target, content, reply_to=None) -> dict:
+        request = {"user": user, "room_id": target.pk, "content": content, "client_msg_id": uuid.uuid4()}
+        return request | ({"reply_to": str(reply_to.id)} if reply_to else {})
+
+    def reaction(user, target, emoji, present=True) -> dict:
+        return {"user": user, "room_id": target.room_id, "message_id": target.id, "emoji": emoji, "present": present}
+
+    sent, reacted = async_to_sync(services.awrite_many)(
+        sends=[
+            message(member, room, "answer", reply_to=root),  # 2, and its root 3
+            message(outsider, room, "let me in"),  # not a member: not_found
+            message(member, lobby, "hello lobby"),  # lobby's 2
+        ],
+        reactions=[
+            reaction(member, root, "👍"),  # 4: after the sends, seeing the reply's count
+            reaction(outsider, root, "👍"),  # not_found
+            reaction(member, elsewhere, "🎉"),  # lobby's 3
+            reaction(member, root, "🎉", present=False),  # never given: no number, the message as it is
+        ],
+    )
+
+    assert [sent_outcome(r) for r in sent] == [(2, True), "not_found", (2, True)]
+    assert [batch_outcome(r) for r in reacted] == [4, "not_found", 3, 4]
+    assert transactions == [1 + 1 + 4]  # the rooms' locks, the sends, the four reactions
+    assert (last_sequence(room), last_sequence(lobby)) == (4, 3)
+    stored = Message.objects.get(pk=root.pk)
+    assert (stored.reply_count, stored.reactions[0]["emoji"], stored.changed_sequence) == (1, "👍", 4)
+    frames = [(f["type"], f["sequence"]) for f in events.frames(group=f"room.{room.pk}")]
+    assert frames == [("message.new", 2), ("message.update", 3), ("message.update", 4)]
+    assert [(f["type"], f["sequence"]) for f in events.frames(group=f"room.{lobby.pk}")] == [
+        ("message.new", 2),
+        ("message.update", 3),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reaction_that_fails_the_shared_transaction_fails_only_itself(team, events, caplog):
+    """A database error in a reaction's statement rolls back the batch's one transaction, sends
+    included; the sends then go as a batch of their own and the reactions alone, so only the bad
+    reaction fails (internal), and nothing is lost or numbered twice."""
+    room, owner, member = team["room"], team["owner"], team["member"]
+    good, bad = send(room, owner, "good"), send(room, owner, "bad")
+    Message.objects.filter(pk=bad.pk).update(reactions={"not": "a list"})  # jsonb_array_elements fails on it
+    events.clear()
+    key = uuid.uuid4()
+    sends = [{"user": member, "room_id": room.pk, "content": "still here", "client_msg_id": key}]
+    reactions = [
+        {"user": member, "room_id": room.pk, "message_id": m.id, "emoji": "👍", "present": True} for m in (good, bad)
+    ]
+    sent, reacted = async_to_sync(services.awrite_many)(sends=sends, reactions=reactions)
+
+    assert [sent_outcome(r) for r in sent] == [(3, True)]
+    assert [batch_outcome(r) for r in reacted] == [4, "internal"]
+    assert last_sequence(room) == 4
+    assert list(Message.objects.filter(room=room, client_msg_id=key).values_list("sequence", flat=True)) == [3]
+    numbers = [f["sequence"] for f in events.frames(group=f"room.{room.pk}") if f["type"].startswith("message.")]
+    assert numbers == [3, 4]
+    assert "a batch of 2 reactions failed" in caplog.text
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["rest", "socket"])
 def test_a_reaction_that_waited_for_its_room_sees_what_the_writer_before_it_did(team, path):
@@ -616,28 +702,26 @@ async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, tran
     sockets = [(await connect(people[name]))[0] for name in ("owner", "member", "viewer")]
     await sockets[0].send_json_to(send_frame(room, "vote"))
     message = (await receive_type(sockets[0], "message.ack"))["message"]
-    holder = await psycopg.AsyncConnection.connect(**asyncdb.connection_params())
-    await holder.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR UPDATE", [room])
-    react_frame = {"type": "reaction.add", "room": room, "id": message["id"]}
-    await sockets[0].send_json_to(react_frame | {"emoji": "👍"})  # alone, waiting for the lock
-    await database_sync_to_async(wait_until)(lambda: lock_waiters() == 1, what="the first reaction waiting")
-    batches, queued, later = consumers.reaction_batches(), asyncio.Event(), []
-    submit = batches.submit
+    async with room_held(room) as holder:
+        react_frame = {"type": "reaction.add", "room": room, "id": message["id"]}
+        await sockets[0].send_json_to(react_frame | {"emoji": "👍"})  # alone, waiting for the lock
+        await database_sync_to_async(wait_until)(lambda: lock_waiters() == 1, what="the first reaction waiting")
+        batches, queued, later = consumers.write_batches(), asyncio.Event(), []
+        put = batches.put
 
-    async def submitted(request):
-        later.append(request)
-        if len(later) == 2:
-            queued.set()  # this task queues it (in submit) before it next lets the test run
-        return await submit(request)
+        def queue(request):
+            later.append(request)
+            if len(later) == 2:
+                queued.set()
+            return put(request)
 
-    monkeypatch.setattr(batches, "submit", submitted)
-    await sockets[1].send_json_to(react_frame | {"emoji": "👍"})
-    await sockets[2].send_json_to(react_frame | {"emoji": "🎉"})
-    async with asyncio.timeout(TIMEOUT):
-        await queued.wait()  # both queued behind the first
-    assert len(batches.waiting) == 2
-    await holder.commit()
-    await holder.close()
+        monkeypatch.setattr(batches, "put", queue)
+        await sockets[1].send_json_to(react_frame | {"emoji": "👍"})
+        await sockets[2].send_json_to(react_frame | {"emoji": "🎉"})
+        async with asyncio.timeout(TIMEOUT):
+            await queued.wait()  # both queued behind the first
+        assert len(batches.waiting) == 2
+        await holder.commit()  # the room is free
 
     acks = [(await receive_type(socket, "reaction.ack"))["message"] for socket in sockets]
     assert acks[0]["changed_sequence"] == 2
@@ -647,6 +731,47 @@ async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, tran
         ("👍", 2),
         ("🎉", 1),
     ]
+    for socket in sockets:
+        await socket.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_socket_send_and_a_reaction_queued_together_commit_together(team, transactions, monkeypatch):
+    """A send and a reaction from two sockets that queue behind a waiting batch go in the next
+    batch together: one transaction (the rooms' locks, the send, the reaction), each acked."""
+    people = await database_sync_to_async(lambda: team)()
+    room = str(people["room"].pk)
+    sockets = [(await connect(people[name]))[0] for name in ("owner", "member", "viewer")]
+    await sockets[0].send_json_to(send_frame(room, "vote"))
+    message = (await receive_type(sockets[0], "message.ack"))["message"]
+    async with room_held(room) as holder:
+        react_frame = {"type": "reaction.add", "room": room, "id": message["id"]}
+        await sockets[0].send_json_to(react_frame | {"emoji": "👍"})  # alone, waiting for the lock
+        await database_sync_to_async(wait_until)(lambda: lock_waiters() == 1, what="the first reaction waiting")
+        batches, queued, later = consumers.write_batches(), asyncio.Event(), []
+        put = batches.put
+
+        def queue(request):
+            later.append(request)
+            if len(later) == 2:
+                queued.set()
+            return put(request)
+
+        monkeypatch.setattr(batches, "put", queue)
+        await sockets[1].send_json_to(send_frame(room, "me too"))
+        await sockets[2].send_json_to(react_frame | {"emoji": "🎉"})
+        async with asyncio.timeout(TIMEOUT):
+            await queued.wait()  # both queued behind the first
+        assert [kind for (kind, _), _ in batches.waiting] == ["send", "react"]
+        await holder.commit()  # the room is free
+
+    assert (await receive_type(sockets[0], "reaction.ack"))["message"]["changed_sequence"] == 2
+    assert (await receive_type(sockets[1], "message.ack"))["message"]["sequence"] == 3
+    reacted = (await receive_type(sockets[2], "reaction.ack"))["message"]
+    assert reacted["changed_sequence"] == 4
+    assert [(r["emoji"], r["count"]) for r in reacted["reactions"]] == [("👍", 1), ("🎉", 1)]
+    assert transactions == [1 + 1, 1 + 1 + 1]  # the first alone, then the send and the reaction together
     for socket in sockets:
         await socket.disconnect(timeout=TIMEOUT)
 
