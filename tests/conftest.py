@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -207,6 +207,20 @@ async def nothing_but_presence(communicator: WebsocketCommunicator) -> bool:
 
 
 # -- waiting for a state, not for time --------------------------------------------------------
+
+
+@asynccontextmanager
+async def room_held(room: str):
+    """The room's row locked by a connection of its own until the block ends (or it commits):
+    the room's writers queue behind it, for a race made on purpose."""
+    from core import asyncdb
+
+    holder = await psycopg.AsyncConnection.connect(**asyncdb.connection_params())
+    try:
+        await holder.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR UPDATE", [room])
+        yield holder
+    finally:
+        await holder.close()
 
 
 def lock_waiters() -> int:

@@ -17,12 +17,13 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.hub import get_hub
-from messaging import services
+from messaging import consumers, services
 from messaging.models import Message, SentMessageKey
 from messaging.services import amessage_send_many, message_send, message_send_many
 from rooms.models import Membership, Room
 from rooms.services import room_create
-from tests.conftest import lock_waiters, wait_until
+from tests.conftest import lock_waiters, room_held, wait_until
+from tests.sockets import TIMEOUT, connect, receive_type
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -279,3 +280,49 @@ def test_a_send_holding_its_room_does_not_block_rows_that_only_reference_the_roo
                     other.rollback()
     finally:
         other.close()
+
+
+@pytest.mark.asyncio
+async def test_a_sockets_burst_of_sends_goes_in_one_batch_and_is_acked_in_order(make_user, monkeypatch):
+    """A client flushing its outbox (a reconnect after messages were written offline) sends them
+    back to back: the socket reads on while its sends wait for their batch, so they go together,
+    not one round trip each, and their acks come in the order of the frames."""
+    ada = await database_sync_to_async(make_user)()
+    room = str((await database_sync_to_async(room_create)(creator=ada, name="Outbox")).pk)
+    socket, _ = await connect(ada)
+    batches = consumers.write_batches()
+    sizes: list[int] = []
+    run = batches.run
+
+    async def counting(requests):
+        sizes.append(len(requests))
+        return await run(requests)
+
+    monkeypatch.setattr(batches, "run", counting)
+    keys = [str(uuid.uuid4()) for _ in range(20)]
+    queued, put = asyncio.Event(), batches.put
+
+    def queue(request):
+        future = put(request)
+        if len(batches.waiting) == len(keys) - 1:
+            queued.set()  # all but the first read and queued while the first waits
+        return future
+
+    monkeypatch.setattr(batches, "put", queue)
+    frames = [
+        {"type": "message.send", "room": room, "content": f"m{n}", "client_msg_id": key} for n, key in enumerate(keys)
+    ]
+    async with room_held(room) as holder:
+        await socket.send_json_to(frames[0])
+        await database_sync_to_async(wait_until)(lambda: lock_waiters() == 1, what="the first send waiting")
+        for frame in frames[1:]:
+            await socket.send_json_to(frame)
+        async with asyncio.timeout(TIMEOUT):
+            await queued.wait()
+        await holder.commit()
+
+    acks = [await receive_type(socket, "message.ack") for _ in keys]
+    assert [ack["client_msg_id"] for ack in acks] == keys
+    assert [ack["message"]["sequence"] for ack in acks] == list(range(1, len(keys) + 1))
+    assert sizes == [1, len(keys) - 1]
+    await socket.disconnect(timeout=TIMEOUT)

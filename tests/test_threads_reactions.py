@@ -3,11 +3,9 @@ events, sync and gap-fill carry them exactly like edits; idempotent; validated; 
 rooms.access (viewers react but do not reply; outsiders get not_found)."""
 
 import asyncio
-import contextlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -20,7 +18,7 @@ from messaging.emoji import QUICK, clean_emoji, is_single_emoji
 from messaging.models import Message, SentMessageKey
 from messaging.payloads import change_frame, message_payload
 from rooms.models import Room
-from tests.conftest import client_for, lock_waiters, nothing_but_presence, room_with, wait_until
+from tests.conftest import client_for, lock_waiters, nothing_but_presence, room_held, room_with, wait_until
 from tests.conftest import send_message as send
 from tests.sockets import TIMEOUT, connect, receive_type
 from tests.test_archive import OLDER, age, make_partition, s3, s3_server  # noqa: F401 (fixtures)
@@ -434,17 +432,6 @@ def test_a_reaction_that_fails_its_batch_fails_only_itself(team, events, caplog)
     assert Message.objects.get(pk=good.pk).reactions[0]["users"] == [{"id": member.pk, "username": "member"}]
     assert [f["sequence"] for f in events.frames(group=f"room.{room.pk}") if f["type"] == "message.update"] == [3]
     assert "a batch of 3 reactions failed" in caplog.text
-
-
-@contextlib.asynccontextmanager
-async def room_held(room: str):
-    """The room's row locked by a connection of its own until the block ends (or it commits)."""
-    holder = await psycopg.AsyncConnection.connect(**asyncdb.connection_params())
-    try:
-        await holder.execute("SELECT 1 FROM rooms_room WHERE id = %s FOR UPDATE", [room])
-        yield holder
-    finally:
-        await holder.close()
 
 
 def sent_outcome(result) -> object:
