@@ -155,9 +155,12 @@ async def _write(requests: list[tuple[str, dict]]) -> list[services.SendResult |
         metrics.tally.observe(metrics.SEND_BATCH_SIZE, len(sends))
     try:
         sent, reacted = await services.awrite_many(sends=sends, reactions=reactions)
-    except Exception as error:  # a bug: every frame of the batch gets the error
-        logger.exception("a batch of writes failed")
-        return [Unavailable() if is_outage(error) else Internal()] * len(requests)
+    except Exception as error:  # an outage past the database (Redis), or a bug: every frame gets it
+        if not is_outage(error):
+            logger.exception("a batch of writes failed")
+            return [Internal()] * len(requests)
+        logger.warning("a batch of %s writes failed: %s", len(requests), error)
+        return [Unavailable()] * len(requests)
     answers = {"send": iter(sent), "react": iter(reacted)}
     return [next(answers[kind]) for kind, _ in requests]
 

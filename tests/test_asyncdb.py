@@ -1,12 +1,16 @@
 """The event loop's PostgreSQL connection (core.asyncdb) is opened as Django opens its own:
 DATABASE_URL's OPTIONS (sslmode, application_name, ...) reach it."""
 
+import uuid
+
 import psycopg
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection, connections
 
 from core import asyncdb
+from messaging.services import amessage_send_many
+from rooms.services import room_create
 
 
 @pytest.mark.django_db(transaction=True)
@@ -112,3 +116,24 @@ async def test_behind_a_pooler_a_prepared_statement_goes_inline(monkeypatch):
 
     assert await asyncdb.transaction([(twice, {"n": 21}), ("SELECT %s::int AS n", [1])]) == [[{"n": 42}], [{"n": 1}]]
     assert await asyncdb.fetchall("SELECT name FROM pg_prepared_statements WHERE from_sql", []) == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_hot_statements_are_planned_once_per_connection(make_user):
+    """The send statement runs on a generic plan from its first prepared run, never on a plan made
+    for one run (PostgreSQL's own choice once the day's messages were analyzed: planning at every
+    send took half its CPU; docs/performance.md, "the slow third pair")."""
+    ada = await database_sync_to_async(make_user)()
+    room = await database_sync_to_async(room_create)(creator=ada, name="Plans")
+    for n in range(12):  # psycopg prepares a statement on its sixth run
+        request = {"user": ada, "room_id": room.pk, "content": f"m{n}", "client_msg_id": uuid.uuid4()}
+        await amessage_send_many(requests=[request])
+    (plans,) = await asyncdb.fetchall(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+        ["%jsonb_to_recordset%AS v(idx int%"],
+    )
+    assert plans["generic_plans"] >= 6 and plans["custom_plans"] == 0
+    for where in ({}, {"reads": True}, {"changes": True}):
+        (row,) = await asyncdb.fetchall("SHOW plan_cache_mode", [], **where)
+        assert row == {"plan_cache_mode": "force_generic_plan"}

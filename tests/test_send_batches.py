@@ -10,6 +10,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.db import connection, connections, transaction
@@ -326,3 +327,26 @@ async def test_a_sockets_burst_of_sends_goes_in_one_batch_and_is_acked_in_order(
     assert [ack["message"]["sequence"] for ack in acks] == list(range(1, len(keys) + 1))
     assert sizes == [1, len(keys) - 1]
     await socket.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("failure", "code", "logged"),
+    [
+        (redis.exceptions.ConnectionError("Redis is away"), "unavailable", "WARNING"),
+        (RuntimeError("a bug"), "internal", "ERROR"),
+    ],
+)
+async def test_a_batch_that_raises_answers_each_of_its_frames(monkeypatch, caplog, failure, code, logged):
+    """Past the database's own errors (which awrite_many answers per frame), an outage (Redis
+    away when the events go out) answers `unavailable` with a one-line warning, and a bug
+    `internal` with its traceback, to every frame of the batch."""
+
+    async def failing(**kwargs):
+        raise failure
+
+    monkeypatch.setattr(services, "awrite_many", failing)
+    results = await consumers._write([("send", {}), ("react", {}), ("send", {})])
+    assert [result.code for result in results] == [code] * 3
+    (record,) = [r for r in caplog.records if r.name == "messaging.consumers"]
+    assert record.levelname == logged and (record.exc_info is not None) == (logged == "ERROR")
