@@ -18,9 +18,10 @@ batches of reactions alone, and the notifications of committed batches
 The statements on these connections are planned once per connection (`plan_cache_mode =
 force_generic_plan`). PostgreSQL's own choice, once autoanalyze had seen the day's messages
 (about 30,000 rows), was to plan the send statement anew at every run (a custom plan): its
-planning then took half of PostgreSQL's CPU, and chat latency doubled for good
-(docs/performance.md, "the slow third pair"). Their parameters are keys, JSON batches and dates
-that partition pruning handles at run time, so the generic plan is as good for every run.
+planning then took half of PostgreSQL's CPU, and chat latency doubled for good (docs/performance.md,
+"PostgreSQL planned every send once the day was analyzed"). Their parameters are keys, JSON
+batches and dates that partition pruning handles at run time, so the generic plan is as good for
+every run.
 
 A batch waits at most settings.DB_STATEMENT_TIMEOUT for PostgreSQL, connecting included: past it
 the connection is dropped and the statement fails with core.dbdeadline.StatementTimeout (an

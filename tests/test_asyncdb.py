@@ -123,7 +123,7 @@ async def test_behind_a_pooler_a_prepared_statement_goes_inline(monkeypatch):
 async def test_the_hot_statements_are_planned_once_per_connection(make_user):
     """The send statement runs on a generic plan from its first prepared run, never on a plan made
     for one run (PostgreSQL's own choice once the day's messages were analyzed: planning at every
-    send took half its CPU; docs/performance.md, "the slow third pair")."""
+    send took half its CPU; docs/performance.md, "PostgreSQL planned every send")."""
     ada = await database_sync_to_async(make_user)()
     room = await database_sync_to_async(room_create)(creator=ada, name="Plans")
     for n in range(12):  # psycopg prepares a statement on its sixth run
