@@ -678,38 +678,52 @@ async def test_replies_and_reactions_arrive_numbered_and_sync_after_a_cut_return
     await viewer.disconnect(timeout=TIMEOUT)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, transactions, monkeypatch):
-    """A reaction waiting for its room's lock (a send batch holding it) holds the process's
-    reactions up; those that arrive meanwhile then go together, in one transaction, not one at a
-    time behind each other's waits."""
+def reaction_frame(room: str, message: dict, emoji: str) -> dict:
+    return {"type": "reaction.add", "room": room, "id": message["id"], "emoji": emoji}
+
+
+async def behind_a_waiting_reaction(team, monkeypatch, frames) -> tuple[list, list]:
+    """Three sockets (owner, member, viewer). The owner's 👍 on a new message waits for the room,
+    held meanwhile; the member and the viewer then send `frames(room, message)`, which queue
+    behind it. Returns the sockets and the queued requests, once the room is free again."""
     people = await database_sync_to_async(lambda: team)()
     room = str(people["room"].pk)
     sockets = [(await connect(people[name]))[0] for name in ("owner", "member", "viewer")]
     await sockets[0].send_json_to(send_frame(room, "vote"))
     message = (await receive_type(sockets[0], "message.ack"))["message"]
     async with room_held(room) as holder:
-        react_frame = {"type": "reaction.add", "room": room, "id": message["id"]}
-        await sockets[0].send_json_to(react_frame | {"emoji": "👍"})  # alone, waiting for the lock
+        await sockets[0].send_json_to(reaction_frame(room, message, "👍"))  # alone, waiting for the lock
         await database_sync_to_async(wait_until)(lambda: lock_waiters() == 1, what="the first reaction waiting")
-        batches, queued, later = consumers.write_batches(), asyncio.Event(), []
+        batches, queued = consumers.write_batches(), asyncio.Event()
         put = batches.put
 
         def queue(request):
-            later.append(request)
-            if len(later) == 2:
-                queued.set()
-            return put(request)
+            future = put(request)
+            if len(batches.waiting) == 2:
+                queued.set()  # both queued behind the first
+            return future
 
         monkeypatch.setattr(batches, "put", queue)
-        await sockets[1].send_json_to(react_frame | {"emoji": "👍"})
-        await sockets[2].send_json_to(react_frame | {"emoji": "🎉"})
+        for socket, frame in zip(sockets[1:], frames(room, message), strict=True):
+            await socket.send_json_to(frame)
         async with asyncio.timeout(TIMEOUT):
-            await queued.wait()  # both queued behind the first
-        assert len(batches.waiting) == 2
+            await queued.wait()
+        waiting = [request for request, _ in batches.waiting]
         await holder.commit()  # the room is free
+    return sockets, waiting
 
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, transactions, monkeypatch):
+    """A reaction waiting for its room's lock (a send batch holding it) holds the process's
+    reactions up; those that arrive meanwhile then go together, in one transaction, not one at a
+    time behind each other's waits."""
+    sockets, waiting = await behind_a_waiting_reaction(
+        team, monkeypatch, lambda room, message: [reaction_frame(room, message, e) for e in ("👍", "🎉")]
+    )
+
+    assert [kind for kind, _ in waiting] == ["react", "react"]
     acks = [(await receive_type(socket, "reaction.ack"))["message"] for socket in sockets]
     assert acks[0]["changed_sequence"] == 2
     assert sorted(ack["changed_sequence"] for ack in acks[1:]) == [3, 4]
@@ -727,32 +741,11 @@ async def test_reactions_waiting_for_a_locked_room_queue_as_one_batch(team, tran
 async def test_a_socket_send_and_a_reaction_queued_together_commit_together(team, transactions, monkeypatch):
     """A send and a reaction from two sockets that queue behind a waiting batch go in the next
     batch together: one transaction (the rooms' locks, the send, the reaction), each acked."""
-    people = await database_sync_to_async(lambda: team)()
-    room = str(people["room"].pk)
-    sockets = [(await connect(people[name]))[0] for name in ("owner", "member", "viewer")]
-    await sockets[0].send_json_to(send_frame(room, "vote"))
-    message = (await receive_type(sockets[0], "message.ack"))["message"]
-    async with room_held(room) as holder:
-        react_frame = {"type": "reaction.add", "room": room, "id": message["id"]}
-        await sockets[0].send_json_to(react_frame | {"emoji": "👍"})  # alone, waiting for the lock
-        await database_sync_to_async(wait_until)(lambda: lock_waiters() == 1, what="the first reaction waiting")
-        batches, queued, later = consumers.write_batches(), asyncio.Event(), []
-        put = batches.put
+    sockets, waiting = await behind_a_waiting_reaction(
+        team, monkeypatch, lambda room, message: [send_frame(room, "me too"), reaction_frame(room, message, "🎉")]
+    )
 
-        def queue(request):
-            later.append(request)
-            if len(later) == 2:
-                queued.set()
-            return put(request)
-
-        monkeypatch.setattr(batches, "put", queue)
-        await sockets[1].send_json_to(send_frame(room, "me too"))
-        await sockets[2].send_json_to(react_frame | {"emoji": "🎉"})
-        async with asyncio.timeout(TIMEOUT):
-            await queued.wait()  # both queued behind the first
-        assert [kind for (kind, _), _ in batches.waiting] == ["send", "react"]
-        await holder.commit()  # the room is free
-
+    assert [kind for kind, _ in waiting] == ["send", "react"]
     assert (await receive_type(sockets[0], "reaction.ack"))["message"]["changed_sequence"] == 2
     assert (await receive_type(sockets[1], "message.ack"))["message"]["sequence"] == 3
     reacted = (await receive_type(sockets[2], "reaction.ack"))["message"]
