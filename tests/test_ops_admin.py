@@ -70,21 +70,23 @@ def local_archive(tmp_path):
 
 @pytest.fixture
 def days(make_user, local_archive):
-    """Room "Ops" with 4 messages on each of two old days (ada and bob) and 1 today; one more a day
-    in bob's room "Elsewhere". Contents are unique markers ("old-msg-1") to look for in pages."""
-    ada, bob = make_user("ada"), make_user("bob")
-    room = room_with(ada, "Ops", Room.Kind.PRIVATE, members={bob: "member"})
+    """Room "Ops" with 4 messages on each of two old days (ann and bob) and 1 today; one more a day
+    in bob's room "Elsewhere". Contents are unique markers ("old-msg-1") to look for in pages. The
+    searches look for "ann", which no room id can contain ('n' is not a hex digit); "ada" is all
+    hex digits, and once a room's id held it."""
+    ann, bob = make_user("ann"), make_user("bob")
+    room = room_with(ann, "Ops", Room.Kind.PRIVATE, members={bob: "member"})
     other = room_with(bob, "Elsewhere", Room.Kind.PRIVATE)
     for day in (OLDER, OLD):
         make_partition(day)
     for label, days_ago in (("older", 10), ("old", 9)):
         for i in range(4):
-            send(room, ada if i % 2 else bob, f"{label}-msg-{i}")
+            send(room, ann if i % 2 else bob, f"{label}-msg-{i}")
         send(other, bob, f"{label}-elsewhere-msg")
         age([room.pk, other.pk], days_ago)
-    send(room, ada, "today-msg-0")
+    send(room, ann, "today-msg-0")
     send(other, bob, "today-elsewhere-msg")
-    yield {"ada": ada, "bob": bob, "room": room, "other": other}
+    yield {"ann": ann, "bob": bob, "room": room, "other": other}
     for day in (OLDER, OLD):
         if archive.partition_exists(day):
             with connection.cursor() as cursor:
@@ -111,7 +113,7 @@ def test_operator_pages_and_jobs_refuse_non_staff(make_user, days):
 
 def test_message_admin_is_read_only_and_searches_by_room_sender_and_day(staff, days):
     found = staff.get("/admin/operations/messagerecord/", {"q": "Ops"}).content.decode()
-    by_sender = staff.get("/admin/operations/messagerecord/", {"q": "ada"}).content.decode()
+    by_sender = staff.get("/admin/operations/messagerecord/", {"q": "ann"}).content.decode()
     by_room_id = staff.get("/admin/operations/messagerecord/", {"q": str(days["other"].pk)}).content.decode()
     on_old = staff.get("/admin/operations/messagerecord/", {"day": OLD.isoformat()}).content.decode()
     bad_day = staff.get("/admin/operations/messagerecord/", {"day": "yesterday"})
@@ -144,7 +146,7 @@ def test_jobs_archive_verify_and_restore_with_progress(staff, days, eager):
     assert "messaging.tasks.archive_partitions" in listing and "2/2" in listing
 
     # The archived day, searched by date and sender, is read from the archive.
-    shown = staff.get("/admin/operations/messagerecord/", {"day": OLD.isoformat(), "q": "ada"}, follow=True)
+    shown = staff.get("/admin/operations/messagerecord/", {"day": OLD.isoformat(), "q": "ann"}, follow=True)
     text = shown.content.decode()
     assert shown.redirect_chain[0][0].startswith(f"/admin/operations/messagerecord/archived/{OLD.isoformat()}/")
     assert "old-msg-1" in text and "old-msg-3" in text and "old-msg-0" not in text and "older-msg" not in text
