@@ -81,44 +81,49 @@ async def test_answers_go_out_in_the_order_their_frames_came_whenever_their_resu
     their writes finish; an error is an answer like any other; settle waits for them all."""
     loop = asyncio.get_running_loop()
     futures = [loop.create_future() for _ in range(3)]
-    sent: list[object] = []
+    sent: list[tuple[str, bool]] = []  # each answer, and whether the first write was done by then
     answers = Answers()
 
     async def answer(result: object) -> None:
-        sent.append(result)
+        sent.append((str(result), futures[0].done()))
 
     for future in futures:
         answers.add(future, answer)
     futures[2].set_result("third")
     futures[1].set_exception(ValueError("second"))
     settled = asyncio.create_task(answers.settle())
-    await asyncio.sleep(0)  # one turn: the answering task runs and waits for the first
-    assert sent == [] and not settled.done()
     futures[0].set_result("first")
     await settled
-    assert [str(result) for result in sent] == ["first", "second", "third"]
+    assert sent == [("first", True), ("second", True), ("third", True)]
     assert answers.task is None and not answers.queue
 
 
 @pytest.mark.asyncio
 async def test_cancelled_answers_leave_their_writes_be():
-    """A socket that closes cancels its answers; the writes' futures (shared with the batch) are
-    not cancelled, so the batch still answers them."""
+    """A socket that closes cancels its answers; the write its answering task is waiting for
+    (a future shared with the batch) is not cancelled, so the batch still answers it."""
     loop = asyncio.get_running_loop()
-    future = loop.create_future()
-    answers = Answers()
+    done, pending = loop.create_future(), loop.create_future()
+    done.set_result("written before")
+    answered = asyncio.Event()
 
-    async def answer(result: object) -> None:
+    async def first(result: object) -> None:
+        answered.set()  # the task goes on to wait for `pending` before the test runs again
+
+    async def second(result: object) -> None:
         raise AssertionError("answered after the socket closed")
 
-    answers.add(future, answer)
-    await asyncio.sleep(0)  # the answering task waits for the write
+    answers = Answers()
+    answers.add(done, first)
+    answers.add(pending, second)
+    await answered.wait()
     task = answers.task
+    assert task is not None and list(answers.queue) == [(pending, second)]
     answers.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not future.cancelled()
-    future.set_result("written")
+    assert not pending.cancelled()
+    pending.set_result("written")
     assert answers.task is None
 
 
