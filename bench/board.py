@@ -44,7 +44,6 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -53,7 +52,7 @@ from bench.load import (  # noqa: E402 (importing it sets Django up with the ben
     ROOT,
     CpuMeter,
     Servers,
-    fetch_ticket,
+    Tickets,
     log,
     postgres_durability,
     rss_bytes,
@@ -281,8 +280,7 @@ class Editor(WSListener):
 
 
 async def connect_editors(base: str, users: list[User], boards: list[str], shared: Shared, label: str) -> list[Editor]:
-    loop = asyncio.get_running_loop()
-    pool = ThreadPoolExecutor(8)
+    tickets = Tickets(base)
     ws_base = base.replace("http://", "ws://")
     semaphore = asyncio.Semaphore(64)
     editors: list[Editor | None] = [None] * len(users)
@@ -291,10 +289,9 @@ async def connect_editors(base: str, users: list[User], boards: list[str], share
     async def open_one(index: int, user: User) -> None:
         async with semaphore:
             token = str(AccessToken.for_user(user))
-            ticket = await loop.run_in_executor(pool, fetch_ticket, base, token)
             _, editor = await ws_connect(
                 lambda: Editor(shared, boards[index], client_id=index + 1),
-                f"{ws_base}/ws/?ticket={ticket}",
+                f"{ws_base}/ws/?ticket={await tickets.ticket(token)}",
                 websocket_handshake_timeout=60,
             )
             await asyncio.wait_for(editor.ready, 60)
@@ -307,7 +304,7 @@ async def connect_editors(base: str, users: list[User], boards: list[str], share
     try:
         await asyncio.gather(*(open_one(index, user) for index, user in enumerate(users)))
     finally:
-        pool.shutdown()
+        tickets.close()
     return editors  # type: ignore[return-value]
 
 

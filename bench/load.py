@@ -58,10 +58,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -524,29 +522,57 @@ class Client(WSListener):
             track.missing.clear()
 
 
-_http = threading.local()
+class Tickets:
+    """POST /api/v1/auth/ws-ticket/ with a JWT, on kept-alive HTTP/1.1 connections driven by the
+    generator's event loop (one per request in flight, reused). It used to be http.client in 16
+    threads: the ticket phase then measured those threads (16 requests in flight, and the GIL
+    shared with the loop's sockets) more than the servers, which idled at 63 % of their cores."""
 
+    def __init__(self, base: str) -> None:
+        parsed = urlparse(base)
+        self.host, self.port = parsed.hostname or HOST, parsed.port or 80
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-def fetch_ticket(base: str, token: str) -> str:
-    """POST /api/v1/auth/ws-ticket/ with a JWT, on a kept-alive connection per thread."""
-    parsed = urlparse(base)
-    for attempt in range(3):
-        connection = getattr(_http, "connection", None)
-        if connection is None:
-            connection = _http.connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-        try:
-            connection.request("POST", "/api/v1/auth/ws-ticket/", headers={"Authorization": f"Bearer {token}"})
-            response = connection.getresponse()
-            body = response.read()
-            if response.status != 200:
-                raise RuntimeError(f"ws-ticket answered {response.status}: {body[:200]!r}")
-            return json.loads(body)["ticket"]
-        except (OSError, http.client.HTTPException):
-            connection.close()
-            _http.connection = None
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    async def ticket(self, token: str) -> str:
+        request = (
+            f"POST /api/v1/auth/ws-ticket/ HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        failures = 0
+        while True:
+            # A kept-alive connection may have been closed by the server meanwhile (uvicorn's
+            # keep-alive timeout, 5 s): that costs a retry, not an attempt.
+            reused = bool(self.idle)
+            reader, writer = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+            try:
+                writer.write(request)
+                status = int((await reader.readline()).split()[1])
+                length, close = 0, False
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.lower() == b"content-length":
+                        length = int(value)
+                    elif name.lower() == b"connection" and value.strip().lower() == b"close":
+                        close = True
+                body = await reader.readexactly(length)
+            except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+                writer.close()
+                failures += not reused
+                if failures == 3:
+                    raise
+                continue
+            if close:
+                writer.close()
+            else:
+                self.idle.append((reader, writer))
+            if status != 200:
+                raise RuntimeError(f"ws-ticket answered {status}: {body[:200]!r}")
+            return orjson.loads(body)["ticket"]
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
 
 
 async def connect_all(
@@ -566,8 +592,7 @@ async def connect_all(
     session key) as a browser does: the session cookie and an Origin, or with `bearer` as a native
     client may: the JWT in the handshake's Authorization header. `ready_ms` collects each
     socket's time from its start (the ticket request included) to session.ready."""
-    loop = asyncio.get_running_loop()
-    pool = ThreadPoolExecutor(16)
+    tickets = Tickets(base)
     clients: list[Client | None] = [None] * len(users)
     ws_base = base.replace("http://", "ws://")
     semaphore = asyncio.Semaphore(concurrency)
@@ -582,8 +607,7 @@ async def connect_all(
                 url, headers = f"{ws_base}/ws/", {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
             elif cookies is None:
                 token = str(AccessToken.for_user(user))
-                ticket = await loop.run_in_executor(pool, fetch_ticket, base, token)
-                url, headers = f"{ws_base}/ws/?ticket={ticket}", None
+                url, headers = f"{ws_base}/ws/?ticket={await tickets.ticket(token)}", None
             else:
                 url = f"{ws_base}/ws/"
                 headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookies[user.pk]}", "Origin": base}
@@ -602,7 +626,7 @@ async def connect_all(
     try:
         await asyncio.gather(*(open_one(index, user) for index, user in enumerate(users)))
     finally:
-        pool.shutdown()
+        tickets.close()
     return clients  # type: ignore[return-value]
 
 
