@@ -9,7 +9,7 @@ django_asgi_app = get_asgi_application()  # set up Django before importing consu
 from channels.security.websocket import WebsocketDenier  # noqa: E402
 
 from accounts.middleware import SocketAuthMiddleware  # noqa: E402
-from core import health  # noqa: E402
+from core import health, threads  # noqa: E402
 from core.hub import get_hub  # noqa: E402
 from messaging.consumers import ChatConsumer  # noqa: E402
 
@@ -19,6 +19,8 @@ SOCKET_PATH = "/ws/"  # the one WebSocket (docs/protocol.md)
 # also its own copy of the scope (~1.3 KB a socket; docs/performance.md). Another path is
 # refused (403) before anything is read.
 socket_app = SocketAuthMiddleware(ChatConsumer.as_asgi())
+# HTTP: Django's handler, each request's sync code on a thread kept between requests (core/threads.py).
+http_app = threads.serve(django_asgi_app)
 
 
 async def application(scope, receive, send):
@@ -31,7 +33,7 @@ async def application(scope, receive, send):
         if scope["path"] != scope.get("root_path", "") + SOCKET_PATH:
             return await WebsocketDenier()(scope, receive, send)
         return await socket_app(scope, receive, send)
-    await django_asgi_app(scope, receive, send)  # HTTP; it refuses any other type
+    await http_app(scope, receive, send)  # HTTP; Django refuses any other type
 
 
 # Everything loaded so far lives as long as the process: keep it out of the cyclic collector's

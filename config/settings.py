@@ -80,9 +80,10 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1" if DEBUG or TEST
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # Every process keeps a pool of PostgreSQL connections (psycopg_pool, through Django's backend):
-# Django's ASGI handler runs each request's sync code in a thread of its own, so a connection per
-# thread meant a new PostgreSQL backend for nearly every request. DB_POOL_MAX_SIZE=0 turns the
-# pool off (then DB_CONN_MAX_AGE applies), e.g. behind PgBouncer in transaction mode.
+# requests run their sync code on threads kept between requests (core/threads.py), and a connection
+# per thread would leave a PostgreSQL backend idle on each of them; the pool lends them out.
+# DB_POOL_MAX_SIZE=0 turns the pool off (then DB_CONN_MAX_AGE applies), e.g. behind PgBouncer in
+# transaction mode.
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
 conn_max_age = 0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 0 if TESTING else 60)
 DATABASES = {

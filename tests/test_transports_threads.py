@@ -6,9 +6,9 @@ that thread blocked the whole time. Here every request of Django's real ASGI han
 shares ONE worker thread (a server with the smallest possible thread pool): while several long-polls
 wait, a normal request must still be answered, and the polls must still be waiting when it is.
 
-Even without a blocked thread, Django's ASGI handler gives each request an idle worker thread of
-its own until its response is sent; a waiting long-poll and an open event stream end theirs
-(transports.api._hand_back_thread): the second test.
+Even without a blocked thread, each request keeps the worker thread it borrowed (core.threads)
+until its response is sent; a waiting long-poll and an open event stream give theirs back
+(core.threads.hand_back): the second test.
 """
 
 import asyncio
@@ -16,13 +16,14 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext
 from channels.db import database_sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.services import user_set_active
+from core import threads
 from core.events import user_group
 from core.hub import get_hub
 from tests.conftest import await_until
@@ -58,8 +59,8 @@ class Request:
         }
 
         async def run() -> None:
-            if executor is None:  # as uvicorn runs it: Django gives the request a thread of its own
-                await handler(scope, self.receive, self.send)
+            if executor is None:  # as uvicorn runs it (config.asgi): threads borrowed from core.threads' pool
+                await threads.serve(handler)(scope, self.receive, self.send)
                 return
             async with ThreadSensitiveContext(executor=executor):  # every request's sync work: this pool
                 await handler(scope, self.receive, self.send)
@@ -123,9 +124,9 @@ async def test_waiting_long_polls_hold_no_thread_so_a_normal_request_is_answered
 
 
 async def test_a_waiting_long_poll_or_event_stream_keeps_no_thread_of_its_own(make_user, settings):
-    """As uvicorn runs it, Django's ASGI handler gives each request a worker thread of its own (an
-    executor registered under the request's context in asgiref's SyncToAsync) for its middleware and
-    sync calls, until the response is sent. A long-poll ends its own before it waits."""
+    """As uvicorn runs it, each request borrows a worker thread from the process's pool
+    (core.threads) for its middleware and sync calls, until the response is sent. A long-poll or an
+    event stream gives its thread back before it waits."""
     settings.TRANSPORT_POLL_WAIT_SECONDS = 600
 
     def world():  # users in no room: no presence event of another ends a poll early
@@ -150,8 +151,8 @@ async def test_a_waiting_long_poll_or_event_stream_keeps_no_thread_of_its_own(ma
         await await_until(waiting, what="every long-poll to follow its user")
         sse = Request(handler, None, "/api/v1/events/", tokens[3])  # and an event stream
         await await_until(lambda: b"session.ready" in sse.body(), what="the stream to start")
-        # While they wait, no request has a thread: none is registered (each was handed back).
-        await await_until(lambda: not SyncToAsync.context_to_thread_executor, what="the polls' threads to end")
+        # While they wait, no request has a thread: each was given back.
+        await await_until(lambda: threads.pool.lent == 0, what="the polls' threads to be given back")
         me = Request(handler, None, "/api/v1/me/", tokens[0])
         await asyncio.wait_for(me.task, TIMEOUT)
         assert me.status() == 200

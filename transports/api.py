@@ -17,10 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
-from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.views import View
 from rest_framework import exceptions
@@ -30,7 +29,7 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts.models import User
-from core import metrics
+from core import metrics, threads
 from core.api import exception_handler
 from core.errors import ApplicationError, InvalidInput, Unavailable, is_outage
 from core.loops import PerLoop, per_loop
@@ -97,26 +96,6 @@ def _boards(request: HttpRequest) -> list[str]:
     return boards
 
 
-async def _hand_back_thread() -> None:
-    """Before a long wait: end this request's worker thread. Django's ASGI handler gives each
-    request a thread of its own (asgiref's per-request ThreadSensitiveContext) the first time its
-    middleware or view runs sync code, and keeps it until the response is sent: a waiting long-poll
-    would keep an idle thread for 25 s. Its database connections go back to the pool first; the
-    request's next sync call starts a fresh thread."""
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None or getattr(context, "_executor", None) is not None:
-        return  # no per-request context, or one whose executor belongs to whoever made it
-    if getattr(AsyncToSync.executors, "current", None) is not None:
-        return  # under a sync thread that waits for us (a sync middleware): nothing to give back
-    executor = SyncToAsync.context_to_thread_executor.get(context)
-    if executor is None:
-        return
-    await sync_to_async(connections.close_all)()  # on that thread: its connections are its own
-    if SyncToAsync.context_to_thread_executor.get(context) is executor:
-        del SyncToAsync.context_to_thread_executor[context]
-        executor.shutdown(wait=False)
-
-
 def _check_position(position: str | None, field: str) -> None:
     if position is not None:
         try:
@@ -155,7 +134,7 @@ async def _sse(user: User, position: str | None, boards: list[str]) -> AsyncIter
         try:
             await stream.open(position, live=True)
             await presence.presence_heartbeat(user=user, socket_id=presence_id, active=True)
-            await _hand_back_thread()  # a stream may last hours: it keeps no idle thread
+            await threads.hand_back()  # a stream may last hours: it keeps no idle thread
         except Exception as error:
             if not is_outage(error):
                 raise
@@ -267,7 +246,7 @@ class PollApi(View):
                 # A poller counts as connected while it keeps polling (the lease outlasts a wait).
                 presence.heartbeats().beat(user=user, socket_id=f"poll-{stream.position.stream}", active=active)
             if not stream.out and not stream.ended:
-                await _hand_back_thread()
+                await threads.hand_back()
                 try:
                     async with asyncio.timeout(settings.TRANSPORT_POLL_WAIT_SECONDS):
                         await stream.wake.wait()

@@ -164,7 +164,7 @@ class Stream:
         snapshot = self._numbers()
         generation = position.generation + 1
         try:
-            # Redis only: any thread (not the request's: a stream handed that back, api._hand_back_thread).
+            # Redis only: any thread (not the request's: a stream handed that back, core.threads.hand_back).
             await sync_to_async(cursors.store_base, thread_sensitive=False)(position.stream, generation, snapshot)
         except Exception as error:  # Redis away: ids stay longer until a later rebase works
             if not is_outage(error):

@@ -1,0 +1,120 @@
+"""Request threads that outlive their request.
+
+Django's ASGI handler runs a request's sync code (the sync receivers of `request_started` and
+`request_finished`, sync middleware steps and views, `response.close()`) on a thread of the
+request's own: its asgiref `ThreadSensitiveContext` makes a `ThreadPoolExecutor(max_workers=1)`
+per request, whose thread starts on the first sync call, and at the end joins it from yet another
+new thread. Every request, an async view's included, started two threads, and starting one blocks
+the event loop until the new thread runs: on the ticket path (`POST /api/v1/auth/ws-ticket/`, then
+the socket) a profile put a quarter of a worker's time in those threads (docs/performance.md,
+"Request threads kept between requests").
+
+`serve(app)` wraps Django's handler: each request enters asgiref's documented
+`ThreadSensitiveContext(executor=...)` with a `Lease` of ours, and Django's own context inside it
+then does nothing. On the request's first sync call, the lease borrows an idle thread from this
+process's pool; it gives it back when the request ends. A thread serves one request at a time, as
+a WSGI server's threads do, and what Django keeps per thread is handled as there: the database
+connections go back to the pool (or are closed past DB_CONN_MAX_AGE) at `request_finished`, on that
+thread, before the thread is given back.
+
+`hand_back()` gives the request's thread back early: a long-poll or an event stream about to wait
+for minutes keeps no idle thread (transports.api). A later sync call of that request borrows one
+again, as Django's handler would have started a fresh one.
+"""
+
+import contextvars
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import AsyncToSync, ThreadSensitiveContext, sync_to_async
+from django.db import connections
+
+# Idle threads kept per process; a request finding none starts one, and a thread given back past
+# this many ends. Django's database pool has DB_POOL_MAX_SIZE (16) connections a process.
+KEEP_IDLE = 32
+
+
+class Pool:
+    """The process's idle request threads (each a single-thread executor). Used from the event
+    loop's thread only, as asgiref submits to a context's executor from there."""
+
+    def __init__(self, keep: int = KEEP_IDLE) -> None:
+        self.keep = keep
+        self.idle: list[ThreadPoolExecutor] = []
+        self.lent = 0  # threads borrowed and not given back (tests, and a gauge if one is wanted)
+
+    def borrow(self) -> ThreadPoolExecutor:
+        self.lent += 1
+        return self.idle.pop() if self.idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+
+    def give_back(self, thread: ThreadPoolExecutor, *, busy: bool) -> None:
+        """A thread still running a call (its request was cancelled meanwhile: asgiref lets the
+        call finish) ends once it is done, rather than make the next request wait behind it."""
+        self.lent -= 1
+        if busy or len(self.idle) >= self.keep:
+            thread.shutdown(wait=False)
+        else:
+            self.idle.append(thread)
+
+
+pool = Pool()
+
+
+class Lease(Executor):
+    """One request's executor: the same borrowed thread for each of its sync calls, as Django's
+    own context gives, until the request ends or `hand_back()`."""
+
+    def __init__(self, source: Pool) -> None:
+        self.source = source
+        self.thread: ThreadPoolExecutor | None = None
+        self.calls: list[Future] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        if self.thread is None:
+            self.thread = self.source.borrow()
+        future = self.thread.submit(fn, *args, **kwargs)
+        self.calls = [call for call in self.calls if not call.done()]
+        self.calls.append(future)
+        return future
+
+    def release(self) -> None:
+        thread, self.thread = self.thread, None
+        if thread is not None:
+            self.source.give_back(thread, busy=not all(call.done() for call in self.calls))
+        self.calls = []
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.release()
+
+
+_lease: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("request_thread_lease", default=None)
+
+
+def serve(app: Any, source: Pool | None = None) -> Any:
+    """Django's ASGI handler (`app`), its requests' sync code on the threads of `source` (this
+    process's pool unless given)."""
+    threads = source if source is not None else pool
+
+    async def application(scope: dict, receive: Any, send: Any) -> None:
+        lease = Lease(threads)
+        token = _lease.set(lease)
+        try:
+            async with ThreadSensitiveContext(executor=lease):
+                await app(scope, receive, send)
+        finally:
+            _lease.reset(token)
+            lease.release()
+
+    return application
+
+
+async def hand_back() -> None:
+    """Give this request's thread back before a long wait; its database connections go back to
+    Django's pool first, on that thread (they are the thread's own)."""
+    lease = _lease.get()
+    if lease is None or lease.thread is None:
+        return
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return  # under a sync step that waits for us on that very thread: nothing to give back
+    await sync_to_async(connections.close_all)()
+    lease.release()

@@ -1,0 +1,156 @@
+"""Request threads kept between requests (core/threads.py)."""
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.test import override_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from core import threads
+
+pytestmark = pytest.mark.asyncio
+
+TIMEOUT = 10  # a bound on waiting for something that must happen, never a measurement
+
+
+def recording_app(seen: list[list[int]], inside: asyncio.Event | None = None, go: asyncio.Event | None = None):
+    """An ASGI app whose request makes two sync calls (as Django's handler does: request_started,
+    then the view or response.close) and records the thread of each."""
+
+    async def app(scope, receive, send):
+        calls = [await sync_to_async(threading.get_ident)()]
+        if inside is not None and go is not None:
+            inside.set()
+            await go.wait()
+        calls.append(await sync_to_async(threading.get_ident)())
+        seen.append(calls)
+
+    return app
+
+
+async def test_a_requests_sync_calls_share_one_thread_and_the_next_request_reuses_it():
+    seen: list[list[int]] = []
+    pool = threads.Pool()
+    app = threads.serve(recording_app(seen), pool)
+    started = threading.active_count()
+    for _ in range(5):
+        await app({"type": "http"}, None, None)
+    assert all(len(set(calls)) == 1 for calls in seen)  # thread-sensitive within a request
+    assert len({calls[0] for calls in seen}) == 1  # and the same thread for every request after it
+    assert threading.active_count() == started + 1  # one thread started for the five, kept idle
+    assert pool.lent == 0 and len(pool.idle) == 1
+    close(pool)
+
+
+async def test_requests_at_the_same_time_each_have_a_thread_of_their_own():
+    seen: list[list[int]] = []
+    inside = [asyncio.Event() for _ in range(3)]
+    go = asyncio.Event()
+    pool = threads.Pool()
+    requests = [
+        asyncio.ensure_future(threads.serve(recording_app(seen, event, go), pool)({"type": "http"}, None, None))
+        for event in inside
+    ]
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in inside)), TIMEOUT)
+    assert pool.lent == 3
+    go.set()
+    await asyncio.wait_for(asyncio.gather(*requests), TIMEOUT)
+    assert len({calls[0] for calls in seen}) == 3 and all(len(set(calls)) == 1 for calls in seen)
+    assert pool.lent == 0 and len(pool.idle) == 3
+    close(pool)
+
+
+async def test_at_most_keep_threads_wait_idle():
+    inside = [asyncio.Event() for _ in range(3)]
+    go = asyncio.Event()
+    pool = threads.Pool(keep=1)
+    requests = [
+        asyncio.ensure_future(threads.serve(recording_app([], event, go), pool)({"type": "http"}, None, None))
+        for event in inside
+    ]
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in inside)), TIMEOUT)
+    go.set()
+    await asyncio.wait_for(asyncio.gather(*requests), TIMEOUT)
+    assert len(pool.idle) == 1 and pool.lent == 0
+    close(pool)
+
+
+async def test_a_thread_still_running_a_cancelled_requests_call_is_not_lent_again():
+    """asgiref lets a sync call finish after its request is cancelled: the next request must not
+    queue behind it on that thread."""
+    release, running = threading.Event(), threading.Event()
+    pool = threads.Pool()
+    blocked: list[int] = []
+
+    def block() -> None:
+        blocked.append(threading.get_ident())
+        running.set()
+        release.wait(TIMEOUT)
+
+    async def app(scope, receive, send):
+        await sync_to_async(block)()
+
+    request = asyncio.ensure_future(threads.serve(app, pool)({"type": "http"}, None, None))
+    await asyncio.wait_for(asyncio.to_thread(running.wait, TIMEOUT), TIMEOUT)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert pool.lent == 0 and not pool.idle  # the busy thread ends once its call is done
+    seen: list[list[int]] = []
+    await asyncio.wait_for(threads.serve(recording_app(seen), pool)({"type": "http"}, None, None), TIMEOUT)
+    assert seen[0][0] != blocked[0]  # answered on another thread while the first is still busy
+    release.set()
+    close(pool)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_through_django_gives_its_database_connection_back_with_its_thread(make_user):
+    """The real handler and middleware (config.asgi's http_app): the view reads the database on
+    the borrowed thread, and request_finished gives that connection back to the pool, on that
+    thread, before the thread waits idle for the next request."""
+    from config.asgi import http_app
+
+    user = await sync_to_async(make_user)("reader")
+    token = str(AccessToken.for_user(user))
+    sent: list[dict] = []
+    received = []
+
+    async def receive():
+        if not received:
+            received.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client stays: Django cancels this once it has answered
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/rooms/",  # a sync DRF view: reads the user and the rooms on the thread
+        "raw_path": b"/api/v1/rooms/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("localhost", 80),
+    }
+    with override_settings(ALLOWED_HOSTS=["localhost"]):
+        await asyncio.wait_for(http_app(scope, receive, send), TIMEOUT)
+    assert sent[0]["status"] == 200
+    assert threads.pool.lent == 0 and threads.pool.idle
+    thread = threads.pool.idle[-1]
+    # The connection that thread used is closed (back in Django's pool), seen from that thread.
+    assert await asyncio.wrap_future(thread.submit(lambda: connection.connection is None))
+
+
+def close(pool: threads.Pool) -> None:
+    for thread in pool.idle:
+        thread.shutdown()
+    pool.idle.clear()
