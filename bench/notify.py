@@ -11,6 +11,9 @@
   member with the notification step switched off, so only the send's statement is timed, with
   _SEND as it is (one more INSERT, of the pending row, inside the statement) and with that INSERT
   cut out of it, alternating send by send (medians);
+- the send statement prepared on Django's connection (core.sql; planned once) against planned at
+  every call (psycopg's prepare_threshold None, as Django leaves it, and as it was until
+  2026-12-04), alternating blocks of plain sends: milliseconds and PostgreSQL's CPU per send;
 - one @room in a room of MEMBERS members: the notification step alone after commit (the recipients
   statement, the one INSERT of MEMBERS - 1 items, the unread counts, MEMBERS - 1 socket events
   queued to Redis), best and median of a few.
@@ -37,7 +40,9 @@ import django  # noqa: E402
 
 django.setup()
 
+import psutil  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 
 from accounts.models import User  # noqa: E402
 from messaging import services as messaging  # noqa: E402
@@ -45,12 +50,14 @@ from messaging.mentions import names_in  # noqa: E402
 from messaging.services import message_send  # noqa: E402
 from notifications import services as notifications  # noqa: E402
 from notifications.models import Notification, PendingNotification  # noqa: E402
-from rooms.models import Membership  # noqa: E402
+from rooms.models import Membership, Room  # noqa: E402
 from rooms.services import room_create  # noqa: E402
+from workspaces.services import default_workspace  # noqa: E402
 
 MEMBERS = int(os.environ.get("MEMBERS", "1000"))
 SENDS_PER_BLOCK = int(os.environ.get("SENDS_PER_BLOCK", "100"))
 BLOCKS_EACH = int(os.environ.get("BLOCKS_EACH", "5"))
+DAY_MESSAGES = int(os.environ.get("DAY_MESSAGES", "40000"))
 PLAIN = "I think the deploy went fine, checking the dashboards now"
 
 
@@ -64,6 +71,30 @@ def send_block(user: User, room_id: object, text: str) -> float:
     for _ in range(SENDS_PER_BLOCK):
         message_send(user=user, room_id=room_id, content=text, client_msg_id=uuid.uuid4())
     return (time.perf_counter() - started) / SENDS_PER_BLOCK * 1e3
+
+
+def fill_the_day(owner: User) -> None:
+    """DAY_MESSAGES messages of today in 100 rooms of their own, then ANALYZE."""
+    rooms = Room.objects.bulk_create(
+        [Room(name=f"notify bench day {n}", created_by=owner, workspace=default_workspace()) for n in range(100)]
+    )
+    per_room = DAY_MESSAGES // len(rooms)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO messaging_message
+                (id, room_id, sequence, changed_sequence, sender_id, content, client_msg_id, created_at)
+            SELECT gen_random_uuid(), r.id, s.n, s.n, %(owner)s, 'filler ' || s.n, gen_random_uuid(),
+                   now() - make_interval(secs => (%(per_room)s - s.n) * 0.01)
+              FROM unnest(%(rooms)s::uuid[]) AS r(id), generate_series(1, %(per_room)s) AS s(n)
+            """,
+            {"owner": owner.pk, "per_room": per_room, "rooms": [str(room.pk) for room in rooms]},
+        )
+        cursor.execute(
+            "UPDATE rooms_room SET last_sequence = %s WHERE id = ANY(%s::uuid[])",
+            [per_room, [str(room.pk) for room in rooms]],
+        )
+        cursor.execute("ANALYZE")
 
 
 def main() -> int:
@@ -87,6 +118,28 @@ def main() -> int:
         named.append(send_block(owner, small.pk, mention))
     figures["send_ms_plain"] = round(statistics.median(plain), 3)
     figures["send_ms_with_a_mention_and_its_notification"] = round(statistics.median(named), 3)
+
+    # Prepared (planned once per connection) against planned at every call, in alternating blocks,
+    # once the day holds DAY_MESSAGES messages, analyzed (the planner's choice depends on it:
+    # docs/performance.md, "PostgreSQL planned every send once the day was analyzed").
+    fill_the_day(owner)
+    raw = connection.connection
+    backend = psutil.Process(raw.info.backend_pid)  # PostgreSQL's process serving this connection
+    threshold = raw.prepare_threshold
+    assert threshold is not None, "core.sql prepares on this connection (settings without prepare_threshold)"
+    ab: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    try:
+        for block in range(2 * BLOCKS_EACH):
+            for prepared in (True, False) if block % 2 else (False, True):
+                raw.prepare_threshold = threshold if prepared else None
+                cpu = sum(backend.cpu_times()[:2])
+                ms = send_block(owner, small.pk, PLAIN)
+                ab[prepared].append((ms, (sum(backend.cpu_times()[:2]) - cpu) * 1e3 / SENDS_PER_BLOCK))
+    finally:
+        raw.prepare_threshold = threshold
+    for prepared, label in ((True, "prepared"), (False, "planned_every_call")):
+        figures[f"send_ms_{label}"] = round(statistics.median(ms for ms, _ in ab[prepared]), 3)
+        figures[f"send_postgres_cpu_ms_{label}"] = round(statistics.median(cpu for _, cpu in ab[prepared]), 3)
 
     # The pending row alone: the same send, its notification step off, with and without the INSERT.
     with_row = messaging._SEND

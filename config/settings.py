@@ -114,6 +114,14 @@ if DB_POOL_MAX_SIZE:
 DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
 DB_STATEMENT_TIMEOUT = env_float("DB_STATEMENT_TIMEOUT", 3.0)
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
+# The statements we prepare on a connection (core.sql on Django's, core.asyncdb on the event loop's)
+# are planned once per connection: PostgreSQL's own choice, once a day's messages were analyzed,
+# was to plan the send statement anew at every send (docs/performance.md, "PostgreSQL planned
+# every send"). Not where the OPTIONS choose a prepare_threshold (set it above this line): a
+# pooler in transaction mode refuses startup options, and nothing of ours is prepared then.
+if "prepare_threshold" not in DATABASES["default"]["OPTIONS"]:
+    _options = DATABASES["default"]["OPTIONS"].get("options", "")
+    DATABASES["default"]["OPTIONS"]["options"] = f"{_options} -c plan_cache_mode=force_generic_plan".strip()
 # django-postgres-extra's backend adds partitioning DDL on top of Django's PostgreSQL backend.
 DATABASES["default"]["ENGINE"] = "psqlextra.backend"
 # We use no hstore fields, and the embedded PostgreSQL (pgserver wheel) ships no contrib extensions.

@@ -15,13 +15,13 @@ sends ride in the send batch's transaction (messaging.services.awrite_many, thro
 batches of reactions alone, and the notifications of committed batches
 (notifications.services._anotify), use a third (`changes=True`).
 
-The statements on these connections are planned once per connection (`plan_cache_mode =
-force_generic_plan`). PostgreSQL's own choice, once autoanalyze had seen the day's messages
-(about 30,000 rows), was to plan the send statement anew at every run (a custom plan): its
-planning then took half of PostgreSQL's CPU, and chat latency doubled for good (docs/performance.md,
-"PostgreSQL planned every send once the day was analyzed"). Their parameters are keys, JSON
-batches and dates that partition pruning handles at run time, so the generic plan is as good for
-every run.
+The statements on these connections, as those core.sql prepares on Django's, are planned once per
+connection (`plan_cache_mode = force_generic_plan`, in the settings' connection options).
+PostgreSQL's own choice, once autoanalyze had seen the day's messages (about 30,000 rows), was to
+plan the send statement anew at every run (a custom plan): its planning then took half of
+PostgreSQL's CPU, and chat latency doubled for good (docs/performance.md, "PostgreSQL planned every
+send once the day was analyzed"). Their parameters are keys, JSON batches and dates that partition
+pruning handles at run time, so the generic plan is as good for every run.
 
 A batch waits at most settings.DB_STATEMENT_TIMEOUT for PostgreSQL, connecting included: past it
 the connection is dropped and the statement fails with core.dbdeadline.StatementTimeout (an
@@ -64,9 +64,7 @@ class _Writer:
 
     async def connect(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self.connection is None or self.connection.closed or self.connection.broken:
-            params = connection_params()
-            if may_prepare():  # planned once per connection: see the module's docstring
-                params["options"] = f"{params.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
+            params = connection_params()  # plan_cache_mode too (settings): see the module's docstring
             self.connection = await psycopg.AsyncConnection.connect(autocommit=True, row_factory=dict_row, **params)
             if self.keeper is None:
                 self.keeper = asyncio.get_running_loop().create_task(self._keep())

@@ -19,13 +19,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from django.db import connection
-from psycopg.rows import dict_row
 
 from accounts.models import User
 from core.errors import ApplicationError, InvalidInput
 from core.jsontext import storable_text
+from core.sql import fetchall
 from messaging.models import Message, MessageArchive
 from rooms import access
 from rooms.models import Membership, Room
@@ -206,11 +205,7 @@ def _fetch(sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
             cursor.execute(sql, values)
             columns = [c.name for c in cursor.description]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection, row_factory=dict_row) as cursor:
-        # Django turns psycopg's automatic preparing off (prepare_threshold None): asked for here.
-        cursor.execute(sql, values, prepare=True)
-        return cursor.fetchall()
+    return fetchall(sql, values)
 
 
 def statement(q: str, rooms: list[Room], params: SearchParams) -> tuple[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from django.db import connection, connections
 
 from core import asyncdb
-from messaging.services import amessage_send_many
+from messaging.services import amessage_send_many, message_send
 from rooms.services import room_create
 
 
@@ -103,6 +103,25 @@ async def test_a_transaction_runs_its_statements_in_one_query_all_or_nothing_and
 def run_ddl(statement: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(statement)
+
+
+@pytest.mark.django_db
+def test_a_send_over_rest_is_planned_once_per_connection_too(make_user):
+    """Django's connections (a REST send: messaging.services.message_send through core.sql) run
+    the send statement on a generic plan too: without it every REST send was planned anew once the
+    day's messages were analyzed, as the sockets' were."""
+    ada = make_user()
+    room = room_create(creator=ada, name="Plans over REST")
+    for n in range(8):  # core.sql prepares it on its first run
+        message_send(user=ada, room_id=room.pk, content=f"m{n}", client_msg_id=uuid.uuid4())
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone() == ("force_generic_plan",)
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%jsonb_to_recordset%AS v(idx int%"],
+        )
+        assert cursor.fetchall() == [(8, 0)]
 
 
 @pytest.mark.django_db(transaction=True)
