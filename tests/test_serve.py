@@ -279,3 +279,22 @@ def test_a_worker_that_does_not_stop_is_killed_and_serve_py_still_exits_cleanly(
     running.process.send_signal(signal.SIGTERM)
     assert running.process.wait(timeout=30) == 0
     running.wait_all_gone(workers)
+
+
+def test_a_worker_does_not_load_daphne_but_runserver_is_still_daphnes():
+    """daphne's app (its `runserver`) installs Twisted's reactor on import: a fifth of a worker's
+    start for nothing (config/settings.py). A worker's Django has no daphne app and no Twisted;
+    `manage.py runserver` is still daphne's ASGI server (its --noasgi option)."""
+    probe = (
+        "import sys, django; from django.conf import settings; import config.asgi; "
+        "print('daphne' in settings.INSTALLED_APPS, 'twisted.internet.reactor' in sys.modules)"
+    )
+    env = server_env() | {"DJANGO_SETTINGS_MODULE": "config.settings"}
+    worker = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert worker.stdout.split() == ["False", "False"]
+    runserver = subprocess.run(
+        [sys.executable, "manage.py", "runserver", "--help"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert runserver.returncode == 0 and "--noasgi" in runserver.stdout
