@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from boards import documents, selectors, services
@@ -33,6 +32,7 @@ from core.events import call_service, dumps, publishing, send_event
 from core.hub import Hub, get_hub, on_reconnect
 from core.loops import PerLoop, per_loop
 from core.sequencer import Cursor, Sequencer
+from core.threads import database_sync_to_async
 from messaging.params import ChangesParams, validated
 from rooms.payloads import user_payload
 

@@ -30,7 +30,6 @@ from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -38,6 +37,7 @@ from django.db import transaction
 from core import dbdeadline
 from core.hub import get_hub
 from core.pubsub import publish_once
+from core.threads import database_sync_to_async
 
 logger = logging.getLogger(__name__)
 

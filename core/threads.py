@@ -20,6 +20,14 @@ thread, before the thread is given back.
 `hand_back()` gives the request's thread back early: a long-poll or an event stream about to wait
 for minutes keeps no idle thread (transports.api). A later sync call of that request borrows one
 again, as Django's handler would have started a fresh one.
+
+`database_sync_to_async(fn)` is Channels' (the thread's database connections closed, or given back
+to Django's pool, around each call) on DATABASE_THREADS threads of this process's own. Channels'
+runs on asgiref's single thread-sensitive thread, for every socket of the process at once: in a
+reconnect storm, thousands of sockets' `sync` reads queued one behind another on that one thread
+while the servers' cores were not busy (docs/performance.md, "One thread for every socket's
+reads"). Each call is a whole unit of work (a selector, or a service with its own transaction),
+so any thread may run it.
 """
 
 import contextvars
@@ -27,8 +35,12 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import AsyncToSync, ThreadSensitiveContext, sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.db import connections
 
+# Threads for the sockets' database work, per process; each borrows a connection from Django's pool
+# (DB_POOL_MAX_SIZE, 16) for the length of a call.
+DATABASE_THREADS = 8
 # Idle threads kept per process; a request finding none starts one, and a thread given back past
 # this many ends. Django's database pool has DB_POOL_MAX_SIZE (16) connections a process.
 KEEP_IDLE = 32
@@ -118,3 +130,12 @@ async def hand_back() -> None:
         return  # under a sync step that waits for us on that very thread: nothing to give back
     await sync_to_async(connections.close_all)()
     lease.release()
+
+
+_database_threads = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="database")
+
+
+def database_sync_to_async(fn: Any) -> Any:
+    """Channels' `database_sync_to_async`, on this process's database threads (the module's
+    docstring says why)."""
+    return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=_database_threads)

@@ -12,7 +12,6 @@ import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -26,6 +25,7 @@ from core.hub import Hub, get_hub, on_reconnect
 from core.loops import PerLoop, per_loop
 from core.ratelimit import Buckets, Strikes, take_all
 from core.sequencer import Cursor, Sequencer
+from core.threads import database_sync_to_async
 from messaging import selectors, services
 from messaging.params import ChangesParams, HistoryParams, validated
 from messaging.payloads import change_frame, message_payload

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import Q
@@ -32,6 +31,7 @@ from core.errors import (
 )
 from core.events import dumps, publishing, room_group, send_event, send_events, user_group
 from core.jsontext import storable_text
+from core.threads import database_sync_to_async
 from e2ee import envelope
 from messaging import mentions, partitions
 from messaging.archive import hot_cutoff

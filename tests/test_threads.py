@@ -154,3 +154,41 @@ def close(pool: threads.Pool) -> None:
     for thread in pool.idle:
         thread.shutdown()
     pool.idle.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_sockets_slow_read_does_not_hold_up_anothers(make_user, monkeypatch):
+    """The sockets' database work runs on a few threads (core.threads.database_sync_to_async), not
+    on asgiref's one thread for the whole process: a history page that takes its time (a large
+    room, a slow disk) must not queue every other socket's sync behind it."""
+    from messaging import consumers, selectors
+    from rooms.services import room_create
+    from tests.sockets import connect, receive_type
+
+    slow, quick = await sync_to_async(make_user)("slow"), await sync_to_async(make_user)("quick")
+    room = await sync_to_async(room_create)(creator=slow, name="Reads")
+    await sync_to_async(room.memberships.create)(user=quick, role="member")
+    inside, release = threading.Event(), threading.Event()
+    messages_page = selectors.messages_page
+
+    def held_page(*, user, **kwargs):
+        if user.pk == slow.pk:
+            inside.set()
+            release.wait(TIMEOUT)
+        return messages_page(user=user, **kwargs)
+
+    monkeypatch.setattr(consumers.selectors, "messages_page", held_page)
+    first, _ = await connect(slow)
+    second, _ = await connect(quick)
+    try:
+        await first.send_json_to({"type": "history", "room": str(room.pk)})
+        await asyncio.wait_for(asyncio.to_thread(inside.wait, TIMEOUT), TIMEOUT)
+        await second.send_json_to({"type": "sync", "room": str(room.pk), "after_sequence": 0})
+        assert (await receive_type(second, "sync.batch"))["room"] == str(room.pk)  # while the other waits
+        assert not release.is_set()
+        release.set()
+        assert (await receive_type(first, "history.page"))["room"] == str(room.pk)
+    finally:
+        release.set()
+        await first.disconnect()
+        await second.disconnect()

@@ -22,7 +22,6 @@ from collections.abc import Awaitable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.models import User
@@ -36,6 +35,7 @@ from core.errors import ApplicationError, is_outage
 from core.events import dumps, room_group, user_group
 from core.hub import Hub, get_hub, on_reconnect
 from core.sequencer import Cursor, Sequencer
+from core.threads import database_sync_to_async
 from messaging import selectors
 from messaging.consumers import fetch_changes, gap_wait, news
 from rooms.selectors import rooms_last_sequence, user_rooms_states
