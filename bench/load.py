@@ -749,6 +749,7 @@ class Browser:
         self.stopping = False
         self.reconnecting: asyncio.Task | None = None
         self.last_failure = ""  # why the last attempt failed (a stuck browser's report)
+        self.failures: collections.Counter[str] = collections.Counter()  # failed attempts, by why
 
     async def connect(self) -> None:
         headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={self.cookie}", "Origin": self.base}
@@ -768,6 +769,7 @@ class Browser:
                 return
             except Exception as error:  # refused or cut while the server restarts
                 self.last_failure = type(error).__name__
+                self.failures[self.last_failure] += 1
                 self.attempt += 1
                 await asyncio.sleep(random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**self.attempt)))
 
@@ -800,6 +802,7 @@ class StormSocket(Client):
         self.tracks = browser.tracks  # the browser's numbers, not the socket's
         self.syncing: set[str] = set()
         self.seen: list[str] = []  # the frame types received, in order (a stuck browser's report)
+        self.close_code: int | None = None  # the server's, if it closed
 
     def on_ws_connected(self, transport) -> None:
         super().on_ws_connected(transport)
@@ -811,10 +814,14 @@ class StormSocket(Client):
         return f"socket open, frames [{firsts}], syncing {len(self.syncing)}"
 
     def on_ws_disconnected(self, transport) -> None:
+        if not self.ready.done():  # accepted, then closed before session.ready
+            self.browser.failures[f"closed before session.ready ({self.close_code or 'no close frame'})"] += 1
         super().on_ws_disconnected(transport)
         self.browser.dropped()
 
     def on_ws_frame(self, transport, frame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            self.close_code = int(frame.get_close_code())
         if frame.msg_type != WSMsgType.TEXT:
             return
         data = orjson.loads(frame.get_payload_as_bytes())
@@ -1330,6 +1337,7 @@ class Bench:
                 await asyncio.sleep(3)
                 for browser in browsers:
                     browser.back_after.clear()
+                    browser.failures.clear()
                 meter = self.meter(servers)
                 meter.start()
                 stalls = LoopStalls()
@@ -1367,6 +1375,7 @@ class Bench:
                     "cpu_percent": cpu,
                     "generator_stall_max_s": stalls.stop(),
                     "generator_gc_pass_max_s": round(stalls.gc_worst, 2),
+                    "failed_attempts": dict(sum((b.failures for b in browsers), collections.Counter())),
                 }
                 log(f"storm ({kind}): {result[kind]}")
             sending = False
