@@ -750,10 +750,15 @@ class Browser:
         self.reconnecting: asyncio.Task | None = None
         self.last_failure = ""  # why the last attempt failed (a stuck browser's report)
         self.failures: collections.Counter[str] = collections.Counter()  # failed attempts, by why
+        # Since the last drop: the back-off drawn, when the last attempt began, its handshake done,
+        # its session.ready; and per return, the seconds of each step (the storm's report).
+        self.marks: dict[str, float] = {}
+        self.parts: list[tuple[float, float, float, float]] = []
 
     async def connect(self) -> None:
         headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={self.cookie}", "Origin": self.base}
         while not self.stopping:
+            self.marks["attempt"] = time.monotonic()
             try:
                 _, socket = await ws_connect(
                     lambda: StormSocket(self),
@@ -766,6 +771,7 @@ class Browser:
                     # the listener, when the connection is lost during the handshake (a server
                     # killed with the upgrade request in hand): that browser would wait forever.
                     raise ConnectionResetError("connection lost during the handshake")
+                self.marks["handshake"] = time.monotonic()
                 return
             except Exception as error:  # refused or cut while the server restarts
                 self.last_failure = type(error).__name__
@@ -780,6 +786,7 @@ class Browser:
         self.drops += 1
         self.dropped_at = self.dropped_at or time.monotonic()
         delay = random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**self.attempt))
+        self.marks = {"delay": delay}
         # The loop keeps only a weak reference to a task: without this one, a reconnect waiting on
         # the network could be collected and that browser would never come back.
         self.reconnecting = asyncio.get_running_loop().create_task(self._reconnect(delay))
@@ -791,8 +798,27 @@ class Browser:
     def caught_up(self) -> None:
         self.attempt = 0
         if self.dropped_at is not None:
-            self.back_after.append(time.monotonic() - self.dropped_at)
+            now = time.monotonic()
+            self.back_after.append(now - self.dropped_at)
+            marks = self.marks
+            if {"delay", "attempt", "handshake", "ready"} <= marks.keys():
+                # waiting: the drop to the last attempt (back-off, failed attempts); then that
+                # attempt's handshake, its wait for session.ready, and the sync after it.
+                attempt, handshake, ready = marks["attempt"], marks["handshake"], marks["ready"]
+                self.parts.append((attempt - self.dropped_at, handshake - attempt, ready - handshake, now - ready))
             self.dropped_at = None
+
+
+def back_parts(parts: list[tuple[float, float, float, float]]) -> dict:
+    """p50 / p99 of each step of the browsers' returns: waiting (back-off and failed attempts),
+    the handshake (TCP connect, the accept queue, the upgrade), session.ready after it, the sync."""
+    names = ("waiting", "handshake", "to_ready", "sync")
+    result = {}
+    for index, name in enumerate(names):
+        ordered = sorted(part[index] for part in parts)
+        if ordered:
+            result[name] = [round(ordered[len(ordered) // 2], 2), round(ordered[int(len(ordered) * 0.99)], 2)]
+    return result
 
 
 class StormSocket(Client):
@@ -830,6 +856,7 @@ class StormSocket(Client):
             self.seen.append(kind if kind != "error" else f"error:{data['code']}")
         if kind == "session.ready":
             self.browser.readies.append(time.monotonic())
+            self.browser.marks["ready"] = time.monotonic()
             for room in self.rooms:
                 last = data["rooms"][room]
                 track = self.tracks.get(room)
@@ -1338,6 +1365,7 @@ class Bench:
                 for browser in browsers:
                     browser.back_after.clear()
                     browser.failures.clear()
+                    browser.parts.clear()
                 meter = self.meter(servers)
                 meter.start()
                 stalls = LoopStalls()
@@ -1376,6 +1404,7 @@ class Bench:
                     "generator_stall_max_s": stalls.stop(),
                     "generator_gc_pass_max_s": round(stalls.gc_worst, 2),
                     "failed_attempts": dict(sum((b.failures for b in browsers), collections.Counter())),
+                    "back_parts_s": back_parts([part for b in browsers for part in b.parts]),
                 }
                 log(f"storm ({kind}): {result[kind]}")
             sending = False
