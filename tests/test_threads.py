@@ -5,11 +5,12 @@ import threading
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler
 from django.db import connection
-from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from core import threads
+from tests.asgi_requests import Request
 
 pytestmark = pytest.mark.asyncio
 
@@ -108,42 +109,14 @@ async def test_a_thread_still_running_a_cancelled_requests_call_is_not_lent_agai
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_request_through_django_gives_its_database_connection_back_with_its_thread(make_user):
-    """The real handler and middleware (config.asgi's http_app): the view reads the database on
+    """The real handler and middleware, as config.asgi serves them: the view reads the database on
     the borrowed thread, and request_finished gives that connection back to the pool, on that
     thread, before the thread waits idle for the next request."""
-    from config.asgi import http_app
-
     user = await sync_to_async(make_user)("reader")
-    token = str(AccessToken.for_user(user))
-    sent: list[dict] = []
-    received = []
-
-    async def receive():
-        if not received:
-            received.append(True)
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # the client stays: Django cancels this once it has answered
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/api/v1/rooms/",  # a sync DRF view: reads the user and the rooms on the thread
-        "raw_path": b"/api/v1/rooms/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
-        "client": ("127.0.0.1", 40000),
-        "server": ("localhost", 80),
-    }
-    with override_settings(ALLOWED_HOSTS=["localhost"]):
-        await asyncio.wait_for(http_app(scope, receive, send), TIMEOUT)
-    assert sent[0]["status"] == 200
+    # A sync DRF view: it reads the user and the rooms on the borrowed thread.
+    request = Request(ASGIHandler(), None, "/api/v1/rooms/", str(AccessToken.for_user(user)))
+    await asyncio.wait_for(request.task, TIMEOUT)
+    assert request.status() == 200
     assert threads.pool.lent == 0 and threads.pool.idle
     thread = threads.pool.idle[-1]
     # The connection that thread used is closed (back in Django's pool), seen from that thread.

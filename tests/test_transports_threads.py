@@ -16,7 +16,6 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext
 from channels.db import database_sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
@@ -26,65 +25,13 @@ from accounts.services import user_set_active
 from core import threads
 from core.events import user_group
 from core.hub import get_hub
+from tests.asgi_requests import Request
 from tests.conftest import await_until
 from transports.streams import Stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 TIMEOUT = 10  # a bound on waiting for something that must happen, never a measurement
-
-
-class Request:
-    """One HTTP request through Django's ASGI handler, in-process; its client hangs up on `cut()`."""
-
-    def __init__(
-        self, handler: ASGIHandler, executor: ThreadPoolExecutor | None, path: str, token: str, query: str = ""
-    ):
-        self.messages: list[dict] = []
-        self.gone = asyncio.Event()
-        self.body_sent = False
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
-            "root_path": "",
-            "headers": [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
-            "client": ("127.0.0.1", 40000),
-            "server": ("localhost", 80),
-        }
-
-        async def run() -> None:
-            if executor is None:  # as uvicorn runs it (config.asgi): threads borrowed from core.threads' pool
-                await threads.serve(handler)(scope, self.receive, self.send)
-                return
-            async with ThreadSensitiveContext(executor=executor):  # every request's sync work: this pool
-                await handler(scope, self.receive, self.send)
-
-        self.task = asyncio.get_running_loop().create_task(run())
-
-    async def receive(self) -> dict:
-        if not self.body_sent:
-            self.body_sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await self.gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict) -> None:
-        self.messages.append(message)
-
-    def status(self) -> int | None:
-        return next((m["status"] for m in self.messages if m["type"] == "http.response.start"), None)
-
-    def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
-
-    def cut(self) -> None:
-        self.gone.set()
 
 
 async def test_waiting_long_polls_hold_no_thread_so_a_normal_request_is_answered_meanwhile(make_user, settings):
