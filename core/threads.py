@@ -1,4 +1,4 @@
-"""Request threads that outlive their request.
+"""Threads kept for requests, and for the sockets' database work.
 
 Django's ASGI handler runs a request's sync code (the sync receivers of `request_started` and
 `request_finished`, sync middleware steps and views, `response.close()`) on a thread of the
@@ -23,11 +23,11 @@ again, as Django's handler would have started a fresh one.
 
 `database_sync_to_async(fn)` is Channels' (the thread's database connections closed, or given back
 to Django's pool, around each call) on DATABASE_THREADS threads of this process's own. Channels'
-runs on asgiref's single thread-sensitive thread, for every socket of the process at once: in a
-reconnect storm, thousands of sockets' `sync` reads queued one behind another on that one thread
-while the servers' cores were not busy (docs/performance.md, "One thread for every socket's
-reads"). Each call is a whole unit of work (a selector, or a service with its own transaction),
-so any thread may run it.
+runs thread-sensitive, and a socket has no thread-sensitive context: every socket of the process
+queued its reads and service calls on asgiref's one thread, so one slow history page held up every
+other socket's sync (tests/test_threads.py; docs/performance.md, "Reconnect storms: where a
+browser's return goes"). Each call is a whole unit of work (a selector, or a service with its own
+transaction), so any thread may run it.
 """
 
 import contextvars
