@@ -39,8 +39,8 @@ from channels.db import DatabaseSyncToAsync
 from django.db import connections
 
 # Threads for the sockets' database work, per process; each borrows a connection from Django's pool
-# (DB_POOL_MAX_SIZE, 16) for the length of a call.
-DATABASE_THREADS = 8
+# (DB_POOL_MAX_SIZE, 16) for the length of a call, and a quarter of the pool is theirs at most.
+DATABASE_THREADS = 4
 # Idle threads kept per process; a request finding none starts one, and a thread given back past
 # this many ends. Django's database pool has DB_POOL_MAX_SIZE (16) connections a process.
 KEEP_IDLE = 32

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from asgiref.sync import sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
@@ -34,6 +33,7 @@ from core.api import exception_handler
 from core.errors import ApplicationError, InvalidInput, Unavailable, is_outage
 from core.loops import PerLoop, per_loop
 from core.pubsub import _raise_if_cancelled
+from core.threads import database_sync_to_async
 from presence import services as presence
 from transports import cursors
 from transports.streams import MAX_BOARDS, MAX_PENDING, Stream, ping_seconds
@@ -55,7 +55,11 @@ def _error(exc: Exception, request: Request) -> HttpResponse:
 
 
 def _authenticate(request: HttpRequest) -> User | HttpResponse:
-    """The user, or the error response REST would give (401 / 403 for a foreign Origin)."""
+    """The user, or the error response REST would give (401 / 403 for a foreign Origin). Run on
+    the database threads (core.threads), which give their connection back at once: the request's
+    own thread must not keep one while the stream opens on those threads, or twenty streams
+    opening at once hold every connection of the pool and wait for one more (a pool deadlock,
+    seen in tests/test_bench_smoke.py's SSE scenario)."""
     drf_request = Request(request, authenticators=[JWTAuthentication(), SessionAuthentication()])
     try:
         user = drf_request.user
@@ -106,7 +110,7 @@ def _check_position(position: str | None, field: str) -> None:
 
 class EventsApi(View):
     async def get(self, request: HttpRequest) -> HttpResponseBase:
-        user = await sync_to_async(_authenticate)(request)
+        user = await database_sync_to_async(_authenticate)(request)
         if isinstance(user, HttpResponse):
             return user
         position = _position(request, "last_event_id")
@@ -222,7 +226,7 @@ def _unpark(cursor: str, user: User, boards: list[str]) -> Stream | None:
 
 class PollApi(View):
     async def get(self, request: HttpRequest) -> HttpResponse:
-        user = await sync_to_async(_authenticate)(request)
+        user = await database_sync_to_async(_authenticate)(request)
         if isinstance(user, HttpResponse):
             return user
         position = _position(request, "cursor")

@@ -93,10 +93,10 @@ class Stream:
             # Subscribe before reading the state: an event published in between is then received
             # and, if the state covers it already, dropped as a duplicate.
             await self.hub.join(user_group(self.user.pk), self)
-        # A live stream outlasts its request: database_sync_to_async hands its connection back
-        # after each use. A fresh long-poll is an ordinary short request on the request's thread.
-        run = database_sync_to_async if live else sync_to_async
-        state, resolved, unread = await run(_open_state)(self.user.pk, position)
+        # On the database threads, which hand their connection back after each use: a live
+        # stream outlasts its request, and no request thread keeps a connection while it waits
+        # for those threads (transports.api._authenticate).
+        state, resolved, unread = await database_sync_to_async(_open_state)(self.user.pk, position)
         if state is None or not state["active"]:
             self._end()
             return resolved is not None
