@@ -750,8 +750,8 @@ class Browser:
         self.reconnecting: asyncio.Task | None = None
         self.last_failure = ""  # why the last attempt failed (a stuck browser's report)
         self.failures: collections.Counter[str] = collections.Counter()  # failed attempts, by why
-        # Since the last drop: the back-off drawn, when the last attempt began, its handshake done,
-        # its session.ready; and per return, the seconds of each step (the storm's report).
+        # Since the last drop: when the last attempt began, its handshake done, its session.ready;
+        # and per return, the seconds of each step (the storm's report).
         self.marks: dict[str, float] = {}
         self.parts: list[tuple[float, float, float, float]] = []
 
@@ -786,7 +786,7 @@ class Browser:
         self.drops += 1
         self.dropped_at = self.dropped_at or time.monotonic()
         delay = random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**self.attempt))
-        self.marks = {"delay": delay}
+        self.marks = {}  # this return's steps, from now
         # The loop keeps only a weak reference to a task: without this one, a reconnect waiting on
         # the network could be collected and that browser would never come back.
         self.reconnecting = asyncio.get_running_loop().create_task(self._reconnect(delay))
@@ -801,7 +801,7 @@ class Browser:
             now = time.monotonic()
             self.back_after.append(now - self.dropped_at)
             marks = self.marks
-            if {"delay", "attempt", "handshake", "ready"} <= marks.keys():
+            if {"attempt", "handshake", "ready"} <= marks.keys():
                 # waiting: the drop to the last attempt (back-off, failed attempts); then that
                 # attempt's handshake, its wait for session.ready, and the sync after it.
                 attempt, handshake, ready = marks["attempt"], marks["handshake"], marks["ready"]

@@ -57,9 +57,9 @@ def _error(exc: Exception, request: Request) -> HttpResponse:
 def _authenticate(request: HttpRequest) -> User | HttpResponse:
     """The user, or the error response REST would give (401 / 403 for a foreign Origin). Run on
     the database threads (core.threads), which give their connection back at once: the request's
-    own thread must not keep one while the stream opens on those threads, or twenty streams
-    opening at once hold every connection of the pool and wait for one more (a pool deadlock,
-    seen in tests/test_bench_smoke.py's SSE scenario)."""
+    own thread must not keep one while the stream opens on those threads, or streams opening at
+    once hold every connection of the pool and wait for more (a pool starvation, seen in
+    tests/test_bench_smoke.py's SSE scenario)."""
     drf_request = Request(request, authenticators=[JWTAuthentication(), SessionAuthentication()])
     try:
         user = drf_request.user
