@@ -22,6 +22,7 @@ each; socket cells add only fresh messages and board updates of their own. The m
 is done, as transactional tests do.
 """
 
+import asyncio
 import base64
 import json
 import os
@@ -50,10 +51,12 @@ from audit.models import DataExport
 from boards import comments
 from boards.models import Board, BoardComment, BoardUpdate
 from boards.services import board_create
+from core import events as core_events
 from e2ee.models import Device
 from messaging.consumers import CLOSE_UNAUTHENTICATED, ChatConsumer
 from messaging.models import Message, MessageRevision, SentMessageKey
 from messaging.services import message_edit, message_send
+from notifications import services as notification_services
 from notifications.models import Notification, RoomSetting
 from rooms.models import Membership, Room
 from rooms.services import membership_remove, membership_update, room_create, staff_actor
@@ -1058,6 +1061,10 @@ async def test_socket(row, actor, world, events):
         frames = await frames_before_marker(socket)
         done = list(events.recorded)  # what the frame did (leaving the socket announces more)
         await socket.disconnect()
+        # What an accepted frame set going after its answer (a reply's notices, call_service's
+        # later work) finishes in this test: left running, it landed inside the next test's
+        # before/after fingerprints (a flaky "a refused frame changed the database").
+        await asyncio.gather(*notification_services._running, *core_events._later_tasks)
         assert _answer(frames) == ("none" if expected == IGNORED else expected), frames
 
     broadcast = [e for e in events.recorded if e.type != "user.presence"]
