@@ -260,6 +260,12 @@ class Servers:
                 self.process.wait()
 
 
+def worker_name(worker: psutil.Process) -> str:
+    """serve.py's name for a worker (web-0, ...): a forked uvicorn worker's process name, a
+    daphne worker's PARLEY_WORKER (its environment from its start)."""
+    return worker.environ().get("PARLEY_WORKER") or worker.name()
+
+
 async def wait_for_worker(servers: Servers, name: str, timeout: float = 120) -> None:
     """Until the worker of slot `name` (web-0, ...) answers /healthz: after it was killed,
     serve.py restarted it, and the restarted process serves once it has loaded the app."""
@@ -1373,7 +1379,7 @@ class Bench:
                 cut = time.monotonic()
                 drops = {id(b): b.drops for b in browsers}
                 workers = servers.workers()
-                names = {worker.pid: worker.environ()["PARLEY_WORKER"] for worker in workers}
+                names = {worker.pid: worker_name(worker) for worker in workers}
                 for index, worker in enumerate(workers):
                     worker.send_signal(signal.SIGKILL)  # a crash or a deploy's kill: no goodbye
                     if kind == "rolling" and index + 1 < len(workers):

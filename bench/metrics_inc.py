@@ -39,7 +39,7 @@ class Plain:
 
 
 plain = Plain()
-counter = metrics.PUBLISHED
+counter = metrics.BUS_PUBLISHED.labels(metrics.worker())
 gauge = metrics.OPEN["socket"]
 histogram = metrics.DELIVERY_LATENCY
 metrics.known_frame_types(["message.send"])

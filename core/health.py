@@ -34,9 +34,6 @@ from core import metrics
 logger = logging.getLogger(__name__)
 
 PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-# Which worker answered (scripts/serve.py's web-0, web-1, ...: the name of its slot, as in the
-# metrics' `worker` label): a rolling restart waits until the restarted one answers.
-_ALIVE = json.dumps({"status": "ok", "worker": metrics.WORKER}).encode()
 PARTITION_PARENT = "messaging_message"
 NAME_FORMAT = "%Y%m%d"  # messaging.partitions.NAME_FORMAT
 
@@ -62,7 +59,9 @@ async def serve(scope: dict[str, Any], receive: Callable[[], Awaitable[dict]], s
         await _respond(send, 404 if path == "/metrics" else 405, _NOT_FOUND if path == "/metrics" else b"{}")
         return
     if path == "/healthz":
-        await _respond(send, 200, _ALIVE)
+        # Which worker answered (scripts/serve.py's web-0, web-1, ...: the name of its slot, as in
+        # the metrics' `worker` label): a rolling restart waits until the restarted one answers.
+        await _respond(send, 200, json.dumps({"status": "ok", "worker": metrics.worker()}).encode())
     elif path == "/readyz":
         ready, checks = await readiness()
         body = json.dumps({"status": "ok" if ready else "unavailable", "checks": checks}).encode()

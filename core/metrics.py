@@ -38,9 +38,15 @@ from prometheus_client import REGISTRY as _PROCESS_REGISTRY  # noqa: E402
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # noqa: E402
 
 MULTIPROCESS = bool(_DIR)
-# Which process this is, for the per-process series (bus events): scripts/serve.py names its
-# workers web-0, web-1... (stable across restarts); otherwise the pid.
-WORKER = os.environ.get("PARLEY_WORKER") or str(os.getpid())
+
+
+def worker() -> str:
+    """Which process this is, for the per-process series (bus events) and /healthz:
+    scripts/serve.py names its workers web-0, web-1... (stable across restarts); otherwise the
+    pid. Read when asked, not at import: serve.py's uvicorn workers are forks of a process that
+    imported this module before they had a name."""
+    return os.environ.get("PARLEY_WORKER") or str(os.getpid())
+
 
 TRANSPORTS = ("socket", "sse", "poll")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -258,7 +264,13 @@ class Tally:
             if not self.started:
                 self.started = True
                 atexit.register(self.flush)
-                os.register_at_fork(after_in_child=self._forked)
+                # A fork never happens mid-flush (the child would inherit held locks: ours, and
+                # prometheus-client's, which a flush takes while it holds ours).
+                os.register_at_fork(
+                    before=lambda: self.lock.acquire(),
+                    after_in_parent=lambda: self.lock.release(),
+                    after_in_child=self._forked,
+                )
 
     def _run(self) -> None:
         while True:
@@ -269,8 +281,9 @@ class Tally:
                 pass
 
     def _forked(self) -> None:
-        """In a forked child (Celery's pool): the parent's counts are the parent's to write; this
-        process counts afresh, with a flushing thread of its own (threads do not survive a fork)."""
+        """In a forked child (Celery's pool, scripts/serve.py's uvicorn workers): the parent's
+        counts are the parent's to write; this process counts afresh, with a flushing thread of its
+        own (threads do not survive a fork)."""
         self.lock = threading.Lock()
         self._reset()
         self.thread = None
@@ -287,8 +300,7 @@ OPEN = {transport: CONNECTIONS_OPEN.labels(transport) for transport in TRANSPORT
 OPENED = {transport: CONNECTIONS.labels(transport) for transport in TRANSPORTS}
 SLOW = {transport: SLOW_CONSUMER_CLOSES.labels(transport) for transport in TRANSPORTS}
 GAPS = {transport: GAP_FILLS.labels(transport) for transport in ("socket", "stream")}
-PUBLISHED = BUS_PUBLISHED.labels(WORKER)
-RECEIVED = BUS_RECEIVED.labels(WORKER)
+_bus: list[Counter] = []  # this process's (published, received), bound at first use: see worker()
 DROPPED = {reason: BUS_DROPPED.labels(reason) for reason in ("redis", "queue_full")}
 RELAYED, TYPING_DROPPED = TYPING.labels("relayed"), TYPING.labels("dropped")
 
@@ -347,12 +359,21 @@ def delivered(event_type: str, members: int) -> None:
     tally.inc(_deliveries(event_type), members)
 
 
+def _bus_counters() -> list[Counter]:
+    if not _bus:
+        _bus[:] = [BUS_PUBLISHED.labels(worker()), BUS_RECEIVED.labels(worker())]
+    return _bus
+
+
 def published(events: int) -> None:
-    tally.inc(PUBLISHED, events)
+    tally.inc((_bus or _bus_counters())[0], events)
 
 
 def received() -> None:
-    tally.inc(RECEIVED)
+    tally.inc((_bus or _bus_counters())[1])
+
+
+os.register_at_fork(after_in_child=_bus.clear)  # a fork is another process: named afresh
 
 
 def socket_error(code: str) -> None:
@@ -471,6 +492,8 @@ def start_pool_sampler() -> None:
                     pass
                 time.sleep(POOL_SAMPLE_SECONDS)
 
+        if _sampler is None:  # the first start in this process's line: a forked child samples too
+            os.register_at_fork(after_in_child=start_pool_sampler)
         _sampler = threading.Thread(target=run, name="parley-metrics-pool", daemon=True)
         _sampler.start()
 

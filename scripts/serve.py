@@ -7,6 +7,19 @@ WEB_CONCURRENCY (or --workers) sets N; the default is the number of CPU cores. T
 the socket once and every worker accepts from it (the kernel spreads connections), so one
 address serves them all; the Redis channel layer carries events between workers.
 
+uvicorn workers are forks of this process, which imports the app once before it starts them
+(`preload`): a worker killed or crashed is serving again some 25 ms later instead of after a fresh
+interpreter's import of Django and the app (about 1 s on an idle machine, 2-2.5 s on one busy with
+a reconnect storm; docs/performance.md), and the workers share the loaded code's memory pages
+(each adds ~11 MB of its own at start, against ~88 MB when each imported everything). What that
+asks of this process: it never serves, counts or opens a connection (Django's and Redis's are
+opened lazily, in the workers); the metrics' threads it started on import stop at the fork
+(core.metrics restarts them in the child, and never forks mid-flush); a worker's name is read
+when asked (core.metrics.worker), not at import. A forked worker drops the supervisor's signal
+handling and descriptors, names itself web-<slot> (ps, psutil), and runs uvicorn's own command
+line in-process. New code needs this process restarted: a restarted worker runs what it loaded.
+daphne's workers start from scratch.
+
 Exactly N serving processes, supervised by this one only:
 - Each worker is a single-process server: uvicorn gets `--workers 1` and no WEB_CONCURRENCY in
   its environment (uvicorn reads that variable as its own --workers, and would otherwise run a
@@ -85,15 +98,53 @@ UVICORN_OPTIONS = [
 BACKLOG = 65535
 
 
+# A forked worker's logging is Django's already (settings.LOGGING, applied when this process
+# imported the app). uvicorn is given no --log-level and a configuration that only sets its access
+# log to WARNING, so its loggers end as in a worker started from scratch, where Django's
+# configuration comes after uvicorn's (core/logs.py): uvicorn.error at LOG_LEVEL through our
+# pipeline, no access lines.
+FORKED_LOGGING = ["--log-config", str(ROOT / "config" / "uvicorn_logging.json")]
+
+
+def uvicorn_arguments(fd: int, forked: bool = False) -> list[str]:
+    # One process, never uvicorn's own multiprocess supervisor (this script is the supervisor);
+    # a graceful stop that ends within STOP_TIMEOUT.
+    own = ["--workers", "1", "--timeout-graceful-shutdown", "10", "--backlog", str(BACKLOG)]
+    options = UVICORN_OPTIONS
+    if forked:
+        at = options.index("--log-level")
+        options = [*options[:at], *options[at + 2 :], *FORKED_LOGGING]
+    return ["--fd", str(fd), *own, *options, APP]
+
+
 def worker_command(server: str, fd: int) -> list[str]:
+    """The command of a worker started from scratch (daphne's; uvicorn's are forked, see preload)."""
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", APP]
     if server == "uvicorn":
-        # One process, never uvicorn's own multiprocess supervisor (this script is the supervisor);
-        # a graceful stop that ends within STOP_TIMEOUT.
-        own = ["--workers", "1", "--timeout-graceful-shutdown", "10", "--backlog", str(BACKLOG)]
-        return [sys.executable, "-m", "uvicorn", "--fd", str(fd), *own, *UVICORN_OPTIONS, APP]
+        return [sys.executable, "-m", "uvicorn", *uvicorn_arguments(fd)]
     raise SystemExit(f"unknown --server {server!r} (daphne or uvicorn)")
+
+
+def preload() -> Callable[[int], int]:
+    """Import the app here, once, and return what runs a uvicorn worker in a process forked from
+    this one (given the listening socket's fd): it serves until uvicorn stops and returns its
+    exit status. See the module docstring for why, and what this process must not do."""
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from uvicorn.main import main as uvicorn_command  # the click command `uvicorn` runs
+
+    import config.asgi  # noqa: F401  (Django set up, every module of the app imported)
+
+    def serve(fd: int) -> int:
+        try:
+            uvicorn_command.main(args=uvicorn_arguments(fd, forked=True), prog_name="uvicorn")
+        except SystemExit as exit:
+            return exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        return 0
+
+    return serve
 
 
 def worker_environment() -> dict[str, str]:
@@ -135,7 +186,7 @@ def listen(host: str, port: int) -> socket.socket:
     return listener
 
 
-def kill_group(process: subprocess.Popen) -> None:
+def kill_group(process: "Worker") -> None:
     """SIGKILL what is left of a worker's process group (it leads it: pgid == its pid). Called
     before the worker is reaped, while its pid cannot yet belong to anyone else."""
     try:
@@ -153,7 +204,7 @@ def mark_dead(pid: int) -> None:
             path.unlink(missing_ok=True)
 
 
-def exited(process: subprocess.Popen) -> bool:
+def exited(process: "Worker") -> bool:
     """Whether the worker has exited, without reaping it (its pid keeps naming its group)."""
     if process.returncode is not None:
         return True
@@ -163,26 +214,100 @@ def exited(process: subprocess.Popen) -> bool:
         return True
 
 
+class Forked:
+    """A worker forked from this process: what supervising it needs of a subprocess.Popen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def name_process(name: str) -> None:
+    """The name ps, top and psutil show for this process (Linux: its main thread's comm)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(15, name.encode()[:15])  # 15 == PR_SET_NAME
+
+
+Worker = subprocess.Popen | Forked
+
+
 class Supervisor:
-    def __init__(self, command: list[str], fd: int, workers: int, stop_timeout: float = STOP_TIMEOUT) -> None:
-        self.command, self.fd, self.count = command, fd, workers
+    def __init__(
+        self,
+        worker: list[str] | Callable[[int], int],
+        fd: int,
+        workers: int,
+        stop_timeout: float = STOP_TIMEOUT,
+    ) -> None:
+        """`worker`: the command a worker runs (started from scratch), or the function a forked
+        worker runs with `fd` (see preload)."""
+        self.worker, self.fd, self.count = worker, fd, workers
         self.stop_timeout = stop_timeout
-        self.workers: dict[int, subprocess.Popen] = {}
+        self.workers: dict[int, Worker] = {}
         self.started_at: dict[int, float] = {}
         self.quick_deaths: dict[int, int] = dict.fromkeys(range(workers), 0)
         self.restart_at: dict[int, float] = {}  # slots waiting out a back-off
         self.stopping = False
 
     def start(self, slot: int) -> None:
-        self.workers[slot] = subprocess.Popen(
-            self.command,
-            cwd=ROOT,
-            env=worker_environment() | {"PARLEY_WORKER": f"web-{slot}"},
-            pass_fds=[self.fd],
-            process_group=0,
-            preexec_fn=die_with_parent(signal.SIGTERM),
-        )
+        name = f"web-{slot}"
+        if callable(self.worker):
+            self.workers[slot] = self.fork(name, self.worker)
+        else:
+            self.workers[slot] = subprocess.Popen(
+                self.worker,
+                cwd=ROOT,
+                env=worker_environment() | {"PARLEY_WORKER": name},
+                pass_fds=[self.fd],
+                process_group=0,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
         self.started_at[slot] = time.monotonic()
+
+    def fork(self, name: str, serve: Callable[[int], int]) -> Forked:
+        """A worker that is a copy of this process, the app already imported: it leads its own
+        process group, dies with this process, and has none of the supervisor's signal handling."""
+        request_death = die_with_parent(signal.SIGTERM)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            try:
+                os.setpgid(pid, pid)  # also done in the child: whichever runs first
+            except OSError:  # the child did it and already exec'd or exited: fine either way
+                pass
+            return Forked(pid)
+        status = 1
+        try:
+            os.setpgid(0, 0)
+            if request_death is not None:
+                request_death()
+            signal.set_wakeup_fd(-1)
+            for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                signal.signal(number, signal.SIG_DFL)
+            # The supervisor's own descriptors: closing the child's copies leaves the parent's
+            # alone (a selector's close never unregisters: epoll's interest list is shared).
+            self.selector.close()
+            self.wakeup_read.close()
+            self.wakeup_write.close()
+            os.environ.pop("WEB_CONCURRENCY", None)  # uvicorn would read it as its own --workers
+            os.environ["PARLEY_WORKER"] = name
+            name_process(name)
+            status = serve(self.fd)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
 
     def reap(self) -> None:
         """Handle every worker that has exited: kill its group, reap it, restart or schedule."""
@@ -226,9 +351,9 @@ class Supervisor:
 
     def run(self) -> None:
         """Start the workers and keep them running until SIGTERM/SIGINT."""
-        self.wakeup_read, wakeup_write = socket.socketpair()
+        self.wakeup_read, self.wakeup_write = socket.socketpair()
         self.wakeup_read.setblocking(False)
-        wakeup_write.setblocking(False)
+        self.wakeup_write.setblocking(False)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.wakeup_read, selectors.EVENT_READ)
 
@@ -237,7 +362,7 @@ class Supervisor:
 
         # The handlers only note what happened; the C-level handler writes the signal's number to
         # the wakeup socket at once, so the select returns for every child exit and every stop.
-        signal.set_wakeup_fd(wakeup_write.fileno(), warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self.wakeup_write.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -294,9 +419,10 @@ def main() -> int:
     metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a fresh one for this start (docs/metrics.md)
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="parley-metrics-")
-    supervisor = Supervisor(
-        worker_command(args.server, listener.fileno()), listener.fileno(), args.workers, args.stop_timeout
-    )
+    # uvicorn's workers are forked from this process once it has imported the app; daphne's start
+    # from scratch.
+    worker = preload() if args.server == "uvicorn" else worker_command(args.server, listener.fileno())
+    supervisor = Supervisor(worker, listener.fileno(), args.workers, args.stop_timeout)
     print(
         f"serving on http://{args.host}:{args.port}/ with {args.workers} {args.server} workers",
         file=sys.stderr,

@@ -21,6 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 import uvloop
+import websockets.sync.client
+from prometheus_client.parser import text_string_to_metric_families
 from serve import BACKLOG, die_with_parent, listen, worker_command  # scripts/ is on sys.path (tests/conftest.py)
 
 from tests.conftest import ROOT, free_port, server_env, wait_for_port, wait_until
@@ -95,13 +97,14 @@ def alive(process: psutil.Process) -> bool:
 class Serve:
     """A running scripts/serve.py and the processes under it."""
 
-    def __init__(self, server: str, *options: str) -> None:
+    def __init__(self, server: str, *options: str, env: dict[str, str] | None = None, output: Path | None = None):
         self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "scripts/serve.py", "--host", "127.0.0.1", "--port", str(self.port), *options],
             cwd=ROOT,
-            env=server_env() | {"WEB_CONCURRENCY": str(WORKERS), "ASGI_SERVER": server},
-            stdout=subprocess.DEVNULL,
+            env=server_env() | {"WEB_CONCURRENCY": str(WORKERS), "ASGI_SERVER": server} | (env or {}),
+            stdout=subprocess.DEVNULL if output is None else output.open("w"),
+            stderr=None if output is None else subprocess.STDOUT,
             preexec_fn=die_with_parent(signal.SIGKILL),  # if this test run dies, so does serve.py
         )
         self.seen: dict[int, psutil.Process] = {}  # every descendant ever seen, for the clean-up
@@ -128,7 +131,7 @@ class Serve:
         wait_until(counted, timeout=STARTUP, what=f"{expected} workers under serve.py")
         return found
 
-    def answer_from(self, worker: psutil.Process) -> tuple[int, dict]:
+    def answer_from(self, worker: psutil.Process, path: str = "/api/v1/me/") -> tuple[int, dict]:
         """A request answered by `worker` (every other descendant stopped meanwhile): its status
         and JSON body. Waits (bounded) for the worker to start accepting."""
         others = [p for p in self.descendants() if p.pid != worker.pid]
@@ -137,7 +140,7 @@ class Serve:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=STARTUP)
             try:
-                connection.request("GET", "/api/v1/me/")
+                connection.request("GET", path)
                 response = connection.getresponse()
                 body = response.read()
                 client_port = connection.sock.getsockname()[1]
@@ -193,8 +196,8 @@ def serve(transactional_db) -> Iterator[Callable[..., Serve]]:
     database, hence transactional_db); everything it started is killed afterwards."""
     started: list[Serve] = []
 
-    def start(server: str = "uvicorn", *options: str) -> Serve:
-        started.append(Serve(server, *options))
+    def start(server: str = "uvicorn", *options: str, **keywords) -> Serve:
+        started.append(Serve(server, *options, **keywords))
         return started[-1]
 
     yield start
@@ -238,6 +241,61 @@ def test_a_killed_worker_is_replaced_at_once_and_the_count_stays_exact(serve):
     running.assert_answers(survivor)
     assert {p.pid for p in running.workers()} == {survivor.pid, replacement.pid}
     print(f"replacement forked {restarted_after * 1000:.0f} ms after the kill")
+
+
+def test_uvicorn_workers_are_forks_of_the_loaded_app_named_after_their_slot_and_counted_apart(serve):
+    """serve.py imports the app once and forks each uvicorn worker from itself (a restart takes
+    milliseconds, not an import): no exec, the slot's name in ps and /healthz, and each worker's
+    metrics in files of its own (a fork that kept writing its parent's would lose counts)."""
+    running = serve("uvicorn", env={"METRICS_TOKEN": "t" * 32})
+    workers = running.workers()
+    # Named by themselves right after the fork (until then, serve.py's name).
+    wait_until(lambda: sorted(w.name() for w in workers) == ["web-0", "web-1"], timeout=STARTUP, what="the names")
+    for worker in workers:
+        assert worker.cmdline() == psutil.Process(running.process.pid).cmdline()  # a copy of serve.py, nothing exec'd
+        assert running.answer_from(worker, "/healthz") == (200, {"status": "ok", "worker": worker.name()})
+    asked = {workers[0].pid: 3, workers[1].pid: 2}
+    for worker in workers:
+        for _ in range(asked[worker.pid]):
+            running.assert_answers(worker)
+
+    def counted() -> bool:  # each worker writes its tally out every second
+        connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=STARTUP)
+        connection.request("GET", "/metrics", headers={"Authorization": "Bearer " + "t" * 32})
+        text = connection.getresponse().read().decode()
+        connection.close()
+        total = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "parley_http_requests_total" and sample.labels.get("route") == "api/v1/me/"
+        )
+        assert total <= 5, text
+        return total == 5
+
+    wait_until(counted, timeout=STARTUP, what="the five requests in /metrics")
+
+
+def test_a_forked_workers_logs_go_through_the_apps_pipeline_as_a_started_ones_did(serve, tmp_path):
+    """Django's logging was set up when serve.py imported the app; uvicorn in the fork must not
+    replace it: its own lines in the JSON pipeline, redacted, and no access lines."""
+    output = tmp_path / "serve.log"
+    running = serve("uvicorn", env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}, output=output)
+    (worker, _) = running.workers()
+    running.assert_answers(worker)
+    with websockets.sync.client.connect(f"ws://127.0.0.1:{running.port}/ws/?ticket=secret-ticket") as socket_:
+        try:
+            socket_.recv(timeout=STARTUP)  # refused: the server closes it
+        except websockets.exceptions.ConnectionClosed:
+            pass
+    running.process.send_signal(signal.SIGTERM)
+    assert running.process.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in output.read_text().splitlines() if line.startswith("{")]
+    loggers = {line["logger"] for line in lines}
+    assert "parley.access" in loggers and "uvicorn.error" in loggers
+    assert "uvicorn.access" not in loggers
+    assert any("Started server process" in line["event"] for line in lines)
+    assert "secret-ticket" not in output.read_text()
 
 
 def test_killing_serve_py_takes_its_workers_down(serve):
