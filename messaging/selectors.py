@@ -97,6 +97,8 @@ def changes_page(
     upper = membership.room.last_sequence
     if until_sequence is not None:
         upper = min(upper, until_sequence)
+    if upper <= after_sequence:  # nothing after the cursor (a client that is up to date): no read
+        return [], False, after_sequence
     return room_changes(
         room_id=membership.room.pk, after_sequence=after_sequence, until_sequence=upper, limit=_clamp_limit(limit)
     )

@@ -28,10 +28,15 @@ def room_get_visible(*, room_id: object, user: User) -> tuple[Room, Membership |
 
     Missing and invisible rooms raise the same NotFound, so nobody learns a private room exists.
     """
-    room = Room.objects.select_related("created_by").filter(pk=parse_room_id(room_id)).first()
-    # The user as the database has it now (is_active), not as a long-lived socket saw it at connect.
+    pk = parse_room_id(room_id)
+    # A member's room comes with their membership, in one query (a socket's every sync, send and
+    # read asks this); the room alone only for someone who is not a member. The user as the
+    # database has it now (is_active), not as a long-lived socket saw it at connect.
     membership = (
-        Membership.objects.select_related("user").filter(room=room, user=user).first() if room is not None else None
+        Membership.objects.select_related("user", "room", "room__created_by").filter(room_id=pk, user=user).first()
+    )
+    room = (
+        membership.room if membership is not None else Room.objects.select_related("created_by").filter(pk=pk).first()
     )
     role = membership.role if membership is not None else None
     # The workspace rule (rooms.access.scoped_kind): read only for non-members, whose way in is a

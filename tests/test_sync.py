@@ -146,6 +146,23 @@ def test_sync_pages_through_interleaved_changes_each_message_once_in_latest_stat
 
 
 @pytest.mark.django_db
+def test_an_up_to_date_sync_is_one_query_and_a_member_is_checked_in_one(team, django_assert_num_queries):
+    """A reconnecting client is usually up to date (a reconnect storm is thousands of them): the
+    access check reads the member's room with the membership, and a cursor at the room's latest
+    number reads nothing more. One behind, the change is there (the check is the same)."""
+    from messaging import selectors
+
+    room, viewer = team["room"], team["viewer"]
+    send(room, team["author"], "m1")
+    send(room, team["author"], "m2")
+    with django_assert_num_queries(1):
+        assert selectors.changes_page(user=viewer, room_id=room.pk, after_sequence=2) == ([], False, 2)
+    with django_assert_num_queries(3):  # the check, the changes, the archived days
+        messages, has_more, cursor = selectors.changes_page(user=viewer, room_id=room.pk, after_sequence=1)
+    assert [m.content for m in messages] == ["m2"] and (has_more, cursor) == (False, 2)
+
+
+@pytest.mark.django_db
 def test_sync_requires_a_cursor_and_membership(team, make_user):
     room = team["room"]
     assert client_for(team["owner"]).get(f"/api/v1/rooms/{room.pk}/changes/").status_code == 400
