@@ -118,13 +118,20 @@ async def _update(beats: list[Beat], known_rooms: dict[int, Iterable[str]] | Non
     started = time.perf_counter()
     script = _transition_script()
     chunks = [beats[i : i + SCRIPT_BATCH] for i in range(0, len(beats), SCRIPT_BATCH)]
-    # As a context, the pipeline is reset even when Redis fails it (else redis-py warns of an
-    # unclosed pipeline for every failed update).
-    async with redis_clients.aclient().pipeline(transaction=False) as pipe:
-        for chunk in chunks:
-            keys, args = _script_input(chunk)
-            await script(keys=keys, args=args, client=pipe)
-        replies = await pipe.execute()
+    if len(chunks) == 1:
+        # The usual batch (a few sockets opening or closing, a second's beats): one EVALSHA. In a
+        # pipeline, redis-py asks SCRIPT EXISTS first on every execute, a round trip more (it
+        # was one per socket opened and one per socket closed; docs/performance.md).
+        keys, args = _script_input(chunks[0])
+        replies = [await script(keys=keys, args=args)]
+    else:
+        # As a context, the pipeline is reset even when Redis fails it (else redis-py warns of an
+        # unclosed pipeline for every failed update).
+        async with redis_clients.aclient().pipeline(transaction=False) as pipe:
+            for chunk in chunks:
+                keys, args = _script_input(chunk)
+                await script(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
     async with publishing():
         for chunk, reply in zip(chunks, replies, strict=True):
             for user, status, last_active in _transitions(chunk, reply):

@@ -323,3 +323,32 @@ async def test_a_socket_closing_while_redis_does_not_answer_closes_cleanly(make_
     monkeypatch.setattr(presence, "presence_disconnect", too_slow)
     await communicator.disconnect()  # re-raises what the consumer raised
     assert len(failed) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_presence_update_is_one_script_call_and_survives_a_forgotten_script(make_user, monkeypatch):
+    """A socket opening or closing is one EVALSHA (in a pipeline, redis-py asked SCRIPT EXISTS
+    before every execute: a round trip more per socket). A Redis that lost its script cache (a
+    restart) gets the script again and the beat still lands."""
+    from core import redis_clients
+
+    ada = await database_sync_to_async(make_user)("ada")
+    client = redis_clients.aclient()
+    sent: list[str] = []
+    execute = client.execute_command
+
+    async def recording(*args, **options):
+        sent.append(args[0])
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", recording)
+    await presence.presence_heartbeat(user=ada, socket_id="tab-1", active=True)
+    assert [command for command in sent if command != "PUBLISH"] == ["EVALSHA"]
+    assert presence.presence_of(user_ids=[ada.pk])[ada.pk]["status"] == "online"
+
+    redis.Redis.from_url(settings.REDIS_URL).script_flush()
+    sent.clear()
+    await presence.presence_disconnect(user=ada, socket_id="tab-1")
+    assert [command for command in sent if command != "PUBLISH"] == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]
+    assert presence.presence_of(user_ids=[ada.pk])[ada.pk]["status"] == "offline"
