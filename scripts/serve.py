@@ -14,8 +14,10 @@ a reconnect storm; docs/performance.md), and the workers share the loaded code's
 (each adds ~11 MB of its own at start, against ~88 MB when each imported everything). What that
 asks of this process: it never serves, counts or opens a connection (Django's and Redis's are
 opened lazily, in the workers); the metrics' threads it started on import stop at the fork
-(core.metrics restarts them in the child, and never forks mid-flush); a worker's name is read
-when asked (core.metrics.worker), not at import. A forked worker drops the supervisor's signal
+(core.metrics restarts them in the child, and never forks mid-flush; here the pool sampler finds
+no pool and sets nothing), so no lock is held across the fork; a worker's name is read when asked
+(core.metrics.worker), not at import. An app that fails to import (bad settings) stops this
+process at once with the traceback, instead of workers crash-looping. A forked worker drops the supervisor's signal
 handling and descriptors, names itself web-<slot> (ps, psutil), and runs uvicorn's own command
 line in-process. New code needs this process restarted: a restarted worker runs what it loaded.
 daphne's workers start from scratch.
@@ -27,8 +29,8 @@ Exactly N serving processes, supervised by this one only:
   leaving them running unsupervised when it is killed).
 - A worker that dies is restarted at once: this process sleeps until a child exits (SIGCHLD, or
   SIGTERM/SIGINT, wake it through a wakeup fd), not on a timer. Only a worker that keeps dying
-  within 10 s of its start (a crash loop: bad settings, say) waits: 0.5 s before its second
-  restart in a row, doubling up to 10 s. A worker that ran for 10 s or more is restarted at once.
+  within 10 s of its start (a crash loop: uvicorn failing at start, say) waits: 0.5 s before its
+  second restart in a row, doubling up to 10 s. A worker that ran for 10 s or more is restarted at once.
 - Each worker leads its own process group; when it dies, whatever is left in its group (anything
   it forked) is killed with it.
 - On Linux each worker asks the kernel for SIGTERM when this process dies (PR_SET_PDEATHSIG),
@@ -280,7 +282,7 @@ class Supervisor:
         if pid:
             try:
                 os.setpgid(pid, pid)  # also done in the child: whichever runs first
-            except OSError:  # the child did it and already exec'd or exited: fine either way
+            except OSError:  # the child did it first, or has exited already: fine either way
                 pass
             return Forked(pid)
         status = 1
