@@ -34,7 +34,8 @@ rates until p99 >= 100 ms or any loss, then a run at half the highest passing ra
 `--mix F` (issue 16), a fraction F of the sends are replies in the thread of the room's latest
 message, each naming another member of the room (@username: a notification), and as many
 reactions go with them (each takes a number of its own: `message.update`
-frames are counted like `message.new`, latency is measured on messages only); with
+frames are counted like `message.new`, latency is measured on messages only; `--mix-parts`
+keeps only some of reply, mention and reaction, to tell which costs what); with
 `--alternate N` as well, the chat scenario runs N plain and N mixed phases in turn on the same
 sockets and reports the mixed/plain ratios of their medians (latency, CPU per message). Writes
 results.json, report.md and latency.png into --out (default bench/results/). Every loop is
@@ -423,6 +424,8 @@ class Stats:
 
 
 REACTIONS = ["👍", "❤️", "😂", "🎉", "👀"]
+# What a --mix message carries (--mix-parts): to tell which part costs what.
+MIX_PARTS = {"reply", "mention", "reaction"}
 
 
 class Client(WSListener):
@@ -519,13 +522,14 @@ class Client(WSListener):
         frame = {"type": "message.send", "room": room, "client_msg_id": client_msg_id, "content": f"{due_ns} {filler}"}
         latest = self.latest.get(room) if mixed else None
         if latest is not None:  # --mix: a reply in the latest message's thread, and a reaction to it
-            frame["reply_to"] = latest
-            if self.mention:  # naming a room member: an inbox item and a live notification for them
+            if "reply" in MIX_PARTS:
+                frame["reply_to"] = latest
+            if self.mention and "mention" in MIX_PARTS:  # naming a room member: an inbox item and a live notification
                 frame["content"] += f" @{self.mention}"
-
-            reaction = {"type": "reaction.add", "room": room, "id": latest, "emoji": random.choice(REACTIONS)}
-            self.reactions_sent.append(time.monotonic_ns())  # acked in order
-            self.transport.send(WSMsgType.TEXT, orjson.dumps(reaction))
+            if "reaction" in MIX_PARTS:
+                reaction = {"type": "reaction.add", "room": room, "id": latest, "emoji": random.choice(REACTIONS)}
+                self.reactions_sent.append(time.monotonic_ns())  # acked in order
+                self.transport.send(WSMsgType.TEXT, orjson.dumps(reaction))
         self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
 
     def send_frame(self, frame: dict) -> None:
@@ -1061,7 +1065,7 @@ async def run_phase(
     after = await wait_for_deliveries(clients, rooms, before)
     result = measure(clients, stats, before, after, elapsed, sent)
     result |= {"offered_rate": rate, "seconds": round(elapsed, 2), "generator_lag_s": round(lag, 3), "cpu_percent": cpu}
-    result |= {"mix": mix} if mix else {}
+    result |= {"mix": mix, "mix_parts": sorted(MIX_PARTS)} if mix else {}
     log(
         f"{label}: offered {rate:.0f}/s -> persisted {result['persisted_per_s']}/s, "
         f"{result['deliveries_per_s']} deliveries/s, p50 {result['latency_ms']['p50']} ms, "
@@ -1793,6 +1797,11 @@ def main() -> int:
         "--mix", type=float, default=0.0, help="fraction of sends: thread replies naming a member, each with a reaction"
     )
     parser.add_argument(
+        "--mix-parts",
+        default="reply,mention,reaction",
+        help="what a --mix message carries, comma-separated: reply, mention, reaction (to tell which costs what)",
+    )
+    parser.add_argument(
         "--alternate",
         type=int,
         default=0,
@@ -1803,6 +1812,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.alternate and not (args.mix and args.scenario == "chat"):
         parser.error("--alternate compares plain chat with --mix: it needs --scenario chat and --mix")
+    MIX_PARTS.clear()
+    MIX_PARTS.update(part for part in args.mix_parts.split(",") if part)
+    if not MIX_PARTS <= {"reply", "mention", "reaction"}:
+        parser.error(f"--mix-parts: reply, mention or reaction, not {args.mix_parts!r}")
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
