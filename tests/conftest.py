@@ -36,6 +36,25 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from serve import APP, UVICORN_OPTIONS  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _nobody_left_on_the_test_database(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """At the end of the run, before the test database is dropped: the connections this process
+    still has open to it go. The event-loop connections of core.asyncdb live as long as their loop
+    (a server's process); here each test has a loop of its own, and what those left open until
+    the collector reaches them made the drop fail ("being accessed by other users")."""
+    yield
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connection.close()
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_redis() -> None:
     """Each test starts with an empty Redis (tickets, cache, presence, rate limits)."""
