@@ -1221,7 +1221,7 @@ class Bench:
         take, `sockets` users (rooms of 10) opening theirs at once with `--concurrency` handshakes
         in flight, each counted at session.ready. Three times: through the ticket path (its REST
         request included), with the JWT in the handshake (native clients), then with session
-        cookies; all sockets close between them."""
+        cookies; all sockets close between them (the servers' CPU per close measured too)."""
         args = self.args
         users, rooms, rooms_of = await self.topology("connect", sockets, 10)
         cookies = await asyncio.to_thread(sessions_for, users)
@@ -1258,8 +1258,16 @@ class Bench:
                     "cpu_percent": cpu,
                     "server_cpu_ms_per_connect": round(cpu["servers"] * 10 * seconds / sockets, 3),
                 }
-                log(f"connect ({path}): {result[path]}")
+                # Then the closes, until the servers are idle again: their CPU per socket closed.
+                meter = self.meter(servers)
+                meter.start()
+                started = time.monotonic()
                 await close_all(clients)
+                await settled(servers)
+                closing = time.monotonic() - started
+                cpu = meter.stop()
+                result[path]["server_cpu_ms_per_close"] = round(cpu["servers"] * 10 * closing / sockets, 3)
+                log(f"connect ({path}): {result[path]}")
             result["errors"] = dict(stats.errors)
             return result
         finally:

@@ -248,6 +248,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_disconnect(self, message: dict) -> None:
+        # Channels' own leaves the channel-layer groups (this consumer has none), then closes
+        # stale database connections in a thread hop on asgiref's one thread: a hop per closed
+        # socket that a reconnect storm queues by the thousand, for connections this consumer
+        # never uses there (its database work runs in database_sync_to_async, which closes them).
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.send_lock = asyncio.Lock()

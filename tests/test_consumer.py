@@ -22,12 +22,13 @@ from config.asgi import application
 from messaging import consumers
 from messaging import services as messaging_services
 from messaging.models import Message, SentMessageKey
+from presence.services import presence_of
 from rooms import services as rooms_services
 from rooms.models import Room
 from rooms.selectors import membership_get
 from rooms.services import membership_add, membership_remove
 from tests.conftest import await_until, nothing_but_presence, receive_types, room_with
-from tests.sockets import TIMEOUT, connect, receive_type
+from tests.sockets import TIMEOUT, connect, connect_app, receive_type
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -285,6 +286,24 @@ async def test_a_ticket_asked_for_with_a_token_is_issued_on_the_loop(make_user, 
     assert by_session.status_code == 200 and by_session.json()["ticket"]
     for header in ("Allow", "Content-Type"):  # the same answer, whichever path gave it
         assert issued.headers[header] == by_session.headers[header], header
+
+
+async def test_a_socket_opened_with_a_token_and_closed_makes_no_thread_hop(make_user, cast, monkeypatch):
+    """A reconnect storm opens and closes sockets by the thousand: none of it waits for a worker
+    thread (Channels' own disconnect closes stale connections in a hop to asgiref's one thread)."""
+    people = await cast()
+    hops: list[object] = []
+    call = SyncToAsync.__call__
+    monkeypatch.setattr(SyncToAsync, "__call__", lambda self, *a, **k: hops.append(self.func) or call(self, *a, **k))
+    token = AccessToken.for_user(people["member"])
+    socket = await connect_app("/ws/", headers=[(b"authorization", f"Bearer {token}".encode())])
+    ready = await receive_type(socket, "session.ready")
+    assert ready["rooms"] == {str(people["room"].pk): 0}
+    member = people["member"].pk
+    await await_until(lambda: presence_of(user_ids=[member])[member]["status"] == "online", what="the first beat")
+    await socket.disconnect(timeout=TIMEOUT)
+    assert [getattr(f, "__qualname__", f) for f in hops] == []
+    assert presence_of(user_ids=[member])[member]["status"] == "offline"  # the socket's goodbye still went
 
 
 async def test_an_expired_ticket_is_refused(make_user):
