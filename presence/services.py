@@ -147,24 +147,26 @@ async def presence_heartbeat(*, user: User, socket_id: str, active: bool, rooms:
     a socket's first beat makes its user "online" now. Later beats go through `heartbeats()`.
     `rooms`: the user's rooms if the caller has just read them (a new socket), to announce a
     transition to without reading them again. The first beats of sockets that connect together
-    go in one script call (core.batches)."""
-    await _first_beats().submit(((user, socket_id, "beat", active), rooms))
+    go in one script call (core.batches), with the goodbyes of those that close meanwhile."""
+    await _beats_now().submit(((user, socket_id, "beat", active), rooms))
 
 
-async def _first_beats_update(requests: list[tuple[Beat, Iterable[str] | None]]) -> list[None]:
+async def _beats_now_update(requests: list[tuple[Beat, Iterable[str] | None]]) -> list[None]:
     known_rooms = {beat[0].pk: rooms for beat, rooms in requests if rooms is not None}
     await _update([beat for beat, _ in requests], known_rooms or None)
     return [None] * len(requests)
 
 
-_first_beats = per_loop(lambda: Batches(_first_beats_update))
+# A socket's first beat and its goodbye: at once, but those of the sockets that open and close
+# together share a script call (a storm's thousands of closes were a round trip each).
+_beats_now = per_loop(lambda: Batches(_beats_now_update))
 
 
 async def presence_disconnect(*, user: User, socket_id: str) -> None:
     """The socket is gone. A periodic beat of it still waiting in this process is dropped first,
     so it cannot bring the socket back to life after this."""
     await heartbeats().forget(socket_id)
-    await _update([(user, socket_id, "gone", False)])
+    await _beats_now().submit(((user, socket_id, "gone", False), None))
 
 
 class HeartbeatBatcher:

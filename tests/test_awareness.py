@@ -352,3 +352,26 @@ async def test_a_presence_update_is_one_script_call_and_survives_a_forgotten_scr
     await presence.presence_disconnect(user=ada, socket_id="tab-1")
     assert [command for command in sent if command != "PUBLISH"] == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]
     assert presence.presence_of(user_ids=[ada.pk])[ada.pk]["status"] == "offline"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_sockets_that_close_together_say_goodbye_in_one_script_call(make_user, monkeypatch):
+    """A storm's closes share a script call, as its first beats do (a round trip each before)."""
+    from core import redis_clients
+
+    users = [await database_sync_to_async(make_user)(name) for name in ("ada", "bob", "cy")]
+    await asyncio.gather(*(presence.presence_heartbeat(user=u, socket_id=f"tab-{u.pk}", active=True) for u in users))
+    assert {presence.presence_of(user_ids=[u.pk])[u.pk]["status"] for u in users} == {"online"}
+    client = redis_clients.aclient()
+    sent: list[str] = []
+    execute = client.execute_command
+
+    async def recording(*args, **options):
+        sent.append(args[0])
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", recording)
+    await asyncio.gather(*(presence.presence_disconnect(user=u, socket_id=f"tab-{u.pk}") for u in users))
+    assert [command for command in sent if command != "PUBLISH"] == ["EVALSHA"]
+    assert {presence.presence_of(user_ids=[u.pk])[u.pk]["status"] for u in users} == {"offline"}
