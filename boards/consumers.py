@@ -27,6 +27,7 @@ from boards.payloads import sync_item, update_ack, update_frame
 from boards.selectors import Compacted
 from boards.services import board_group
 from core import wire
+from core.batches import Batches
 from core.errors import ApplicationError, Internal, InvalidInput, NotFound, Unavailable, is_outage
 from core.events import call_service, dumps, publishing, send_event
 from core.hub import Hub, get_hub, on_reconnect
@@ -55,58 +56,23 @@ Socket = Any  # messaging.consumers.ChatConsumer (not imported: it imports us)
 UNORDERED = frozenset({"board.update", "board.awareness"})
 
 
-def _raise_if_cancelled() -> None:
-    """A loop's task was cancelled, though something on the way may have swallowed it."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+async def _apply_updates(requests: list[dict]) -> list[Any]:
+    """A batch of the board.update frames of every socket in this process (core.batches, as
+    messaging.consumers.write_batches does sends and reactions): while one batch is in the
+    database, the updates that arrive meanwhile wait and go together in the next one, each board's
+    in one transaction (boards.services.board_update_apply_many). Each update gets its own result,
+    (update, created) or an ApplicationError, which its socket sends only after the batch
+    committed; a batch that fails whole (a bug, an outage) answers every update of it."""
+    try:
+        return await call_service(services.board_update_apply_many, requests=requests)
+    except Exception as error:
+        if not is_outage(error):
+            logger.exception("a batch of board updates failed")
+        return [Unavailable() if is_outage(error) else Internal()] * len(requests)
 
 
-class UpdateBatcher:
-    """Writes the board.update frames of every socket in this process in batches (as
-    messaging.consumers.write_batches does sends and reactions): while one batch is in the database, the updates
-    that arrive meanwhile wait and go together in the next one, each board's in one transaction
-    (boards.services.board_update_apply_many). Each update still gets its own result, which its
-    socket sends (the ack, or the error) only after the batch committed."""
-
-    MAX_BATCH = 200
-
-    def __init__(self) -> None:
-        self.waiting: list[tuple[dict, asyncio.Future]] = []
-        self.writer: asyncio.Task | None = None
-
-    def submit(self, **request: Any) -> asyncio.Future:
-        """Queue one update; the future's result is (update, created) or an ApplicationError."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.waiting.append((request, future))
-        if self.writer is None:
-            self.writer = loop.create_task(self._write(), context=contextvars.Context())
-        return future
-
-    async def _write(self) -> None:
-        try:
-            while self.waiting:
-                _raise_if_cancelled()
-                batch, self.waiting = self.waiting[: self.MAX_BATCH], self.waiting[self.MAX_BATCH :]
-                try:
-                    results = await call_service(services.board_update_apply_many, requests=[r for r, _ in batch])
-                except Exception as error:  # a bug, or an outage: every update of the batch gets it
-                    if not is_outage(error):
-                        logger.exception("a batch of board updates failed")
-                    results = [Unavailable() if is_outage(error) else Internal()] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self.writer = None
-            for _, future in self.waiting:  # cancelled (the loop is closing): nobody will write them
-                if not future.done():
-                    future.set_result(Unavailable())
-            self.waiting = []
-
-
-update_batcher = per_loop(UpdateBatcher)
+MAX_UPDATE_BATCH = 200
+update_batches: PerLoop[Batches[dict, Any]] = per_loop(lambda: Batches(_apply_updates, limit=MAX_UPDATE_BATCH))
 
 
 class LocalBoard:
@@ -343,12 +309,14 @@ class BoardSessions:
             future = asyncio.get_running_loop().create_future()
             future.set_result(error)
         else:
-            future = update_batcher().submit(
-                user=self.socket.user,
-                board_id=board_id,
-                update=frame.get("update"),
-                client_update_id=frame.get("client_update_id"),
-                session=self.socket.socket_id,
+            future = update_batches().put(
+                {
+                    "user": self.socket.user,
+                    "board_id": board_id,
+                    "update": frame.get("update"),
+                    "client_update_id": frame.get("client_update_id"),
+                    "session": self.socket.socket_id,
+                }
             )
         ref = ref if isinstance(ref, str) else None
         self.socket.answers.add(future, lambda result: self._answer(result, ref))

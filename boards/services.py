@@ -7,8 +7,8 @@ held to commit), resends are found, the new updates take the next numbers (gaple
 gives them back), are applied in order to this process's authoritative document (boards.documents,
 brought up to the stored sequence first), the document's size is checked, and they are inserted
 with the board's new number and size in one statement; the events go out after commit
-(core.events). The consumer queues its sockets' updates into batches (boards.consumers
-.UpdateBatcher) and runs them through core.events.call_service.
+(core.events). The consumer queues its sockets' updates into batches (core.batches,
+boards.consumers.update_batches) and runs them through core.events.call_service.
 """
 
 import logging
@@ -265,7 +265,7 @@ def board_update_apply(
 
 def board_update_apply_many(*, requests: list[dict]) -> list[UpdateResult]:
     """`board_update_apply` for a batch (the sockets' updates queued in this process,
-    boards.consumers.UpdateBatcher): one result per request, in order, either (update, created)
+    boards.consumers.update_batches): one result per request, in order, either (update, created)
     or the ApplicationError that refused it. Access is checked for the whole batch in one
     statement; each board's updates are numbered, applied to the live document in order, stored
     and committed in one transaction (one row lock, one insert). A transaction that fails keeps

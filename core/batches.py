@@ -3,11 +3,12 @@ loop, and those made while a batch is running, go in the next batch.
 
 When idle a request goes alone at once (one task hop later); under load each batch costs one
 round trip however many requests it holds. A new socket's reads (core.asyncdb.Lookups) and its
-first presence beat (presence.services) go this way, so a connection storm's hundreds of
-handshakes in flight share a few statements and script calls instead of making three each; so do
-the sockets' sends and reactions (messaging.consumers.write_batches): a batch of them is one
-transaction and one commit. A socket's answers to such frames go out in its frames' order
-(`Answers`) while it goes on with its next frames.
+first and last presence beats (presence.services) go this way, so a connection storm's hundreds
+of handshakes in flight share a few statements and script calls instead of making three each; so
+do the sockets' sends and reactions (messaging.consumers.write_batches), a batch of them one
+transaction and one commit, and their board updates (boards.consumers.update_batches). A socket's
+answers to such frames go out in its frames' order (`Answers`) while it goes on with its next
+frames.
 """
 
 import asyncio
@@ -15,7 +16,7 @@ import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +43,18 @@ class Batches(Generic[Request, Result]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self.waiting.append((request, future))
-        if self.runner is None:
-            self.runner = loop.create_task(self._run())
+        if self.runner is None:  # a fresh context: not the first caller's (its log bindings, its deadline)
+            self.runner = loop.create_task(self._run(), context=contextvars.Context())
         return future
 
     async def _run(self) -> None:
+        batch: list[tuple[Request, asyncio.Future[Result]]] = []
         try:
             while self.waiting:
+                if cast(asyncio.Task, asyncio.current_task()).cancelling():
+                    # The loop is closing; a thread hop on the way (database_sync_to_async) may
+                    # have swallowed the cancellation. Nothing more is started.
+                    raise asyncio.CancelledError
                 cut = len(self.waiting) if self.limit is None else max(1, self.limit)
                 batch, self.waiting = self.waiting[:cut], self.waiting[cut:]
                 try:
@@ -63,6 +69,10 @@ class Batches(Generic[Request, Result]):
                         future.set_result(result)
         finally:
             self.runner = None
+            if self.waiting or any(not future.done() for _, future in batch):  # cancelled: the loop is closing
+                for _, future in batch + self.waiting:
+                    future.cancel()  # no caller waits for what will never run
+                self.waiting = []
 
 
 class Answers:

@@ -2,6 +2,7 @@
 presence beats share statements and script calls (core.asyncdb.Lookups, presence.services)."""
 
 import asyncio
+import contextvars
 
 import pytest
 from channels.db import database_sync_to_async
@@ -191,3 +192,29 @@ async def test_sockets_that_connect_together_share_their_reads_and_their_first_b
     finally:
         for socket in sockets:
             await socket.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_batch_runs_in_a_context_of_its_own_and_a_cancelled_runner_leaves_no_caller_waiting():
+    """The runner does not carry its first caller's context (a socket's log bindings, a request's
+    deadline); cancelled (the loop closing), it starts nothing more, and the requests it will never
+    run are cancelled rather than left waiting."""
+    caller = contextvars.ContextVar("caller", default="none")
+    seen: list[str] = []
+    recorder = Recorder()
+
+    async def run(requests: list[int]) -> list[int]:
+        seen.append(caller.get())
+        return await recorder.run(requests)
+
+    batches = Batches(run)
+    caller.set("first socket")
+    running = batches.put(1)
+    await recorder.started.wait()
+    waiting = batches.put(2)
+    assert batches.runner is not None
+    batches.runner.cancel()
+    await asyncio.wait([running, waiting], timeout=10)  # a bound, not a wait: both end at once
+    assert running.cancelled() and waiting.cancelled()
+    assert seen == ["none"] and recorder.batches == [[1]]
+    assert batches.runner is None and not batches.waiting

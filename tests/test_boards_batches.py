@@ -1,4 +1,4 @@
-"""Board updates in batches (boards.services.board_update_apply_many, boards.consumers.UpdateBatcher):
+"""Board updates in batches (boards.services.board_update_apply_many, boards.consumers.update_batches):
 the updates queued at once commit in one transaction with gapless numbers, a bad one fails alone,
 resends inside a batch replay, access is checked per update; a socket's cursors do not wait for its
 updates, whose acks keep their order; the live document stays cached between REST requests."""
@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from boards import consumers, crdt, documents, services
 from boards.models import Board, BoardUpdate
 from boards.services import board_create
+from core.batches import Batches
 from core.errors import ApplicationError
 from rooms.models import Membership, Room
 from tests.boards_helpers import Client, b64, update_frame
@@ -62,7 +63,7 @@ async def test_updates_queued_at_once_commit_in_one_transaction_with_gapless_num
         return results
 
     monkeypatch.setattr(services, "board_update_apply_many", spy)
-    batcher = consumers.UpdateBatcher()
+    batcher = Batches(consumers._apply_updates, limit=consumers.MAX_UPDATE_BATCH)
     clients = {name: Client() for name in ("ada", "bob", "owner")}
     keys = []
     futures = []
@@ -70,7 +71,7 @@ async def test_updates_queued_at_once_commit_in_one_transaction_with_gapless_num
         name = ("ada", "bob", "owner")[n % 3]
         keys.append(str(uuid.uuid4()))
         update = b64(clients[name].edit(f"{name}-{n}", x=n))
-        futures.append(batcher.submit(**request(people[name], board, update, keys[-1]), session=f"s-{name}"))
+        futures.append(batcher.put(request(people[name], board, update, keys[-1]) | {"session": f"s-{name}"}))
     results = await asyncio.gather(*futures)
     assert calls == [12]
     assert [(stored.sequence, created) for stored, created in results] == [(n, True) for n in range(1, 13)]
