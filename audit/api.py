@@ -1,5 +1,7 @@
-"""GET /api/v1/audit/export/: the audit log as JSON lines, for site staff only (anyone else: 404,
-the endpoint is not theirs to know of). Each export is recorded in the log before it is read.
+"""GET /api/v1/audit/export/: the audit log as JSON lines, for site staff (any chain) and a
+workspace's owners and admins (its own chain; audit.selectors.may_read). Anyone else, and a chain
+the caller may not read: 404, not theirs to know of. Each export is recorded in the log before it
+is read.
 
 me/data-export/...: "download all my data" (GDPR), for every signed-in user (audit.data_export)."""
 
@@ -45,7 +47,8 @@ _ERRORS = {code: shape for code, shape in documented(None, 400, 404).items() if 
 
 class AuditExportApi(APIView):
     """Audit entries, oldest first, one JSON object a line with its `prev_hash` and `hash`
-    (docs/audit.md says how to check them). Site staff only."""
+    (docs/audit.md says how to check them). Site staff, any chain; a workspace's owners and
+    admins, its own."""
 
     @extend_schema(
         parameters=[AuditExportParams],
@@ -56,9 +59,11 @@ class AuditExportApi(APIView):
     )
     def get(self, request):
         user = request.user
-        if not (user.is_active and user.is_staff):
+        if not selectors.reads_any(user=user):
             raise NotFound()
         params = validated(AuditExportParams, request.query_params)
+        if not selectors.may_read(user=user, scope=params["scope"]):
+            raise NotFound()
         limit = params.pop("limit")
         lines = services.export_lines(actor=user, via="api", filters=selectors.Filters(**params), limit=limit)
         return HttpResponse("".join(lines), content_type=f"{MEDIA_TYPE}; charset=utf-8")

@@ -42,3 +42,39 @@ def entries(*, filters: Filters, entry_ids: list[int] | None = None) -> QuerySet
     if entry_ids is not None:
         rows = rows.filter(pk__in=entry_ids)
     return rows.order_by("position")
+
+
+def may_read(*, user, scope: str) -> bool:
+    """Who may browse and export a chain (docs/audit.md "Who reads the log"): site staff any
+    chain; a workspace's owners and admins its own chain (`workspace:<id>`), nobody else's."""
+    from workspaces.selectors import role_in
+    from workspaces.services import MANAGING_ROLES
+
+    if not (user.is_authenticated and user.is_active):
+        return False
+    if user.is_staff:
+        return True
+    kind, _, workspace_id = scope.partition(":")
+    if kind != "workspace" or not workspace_id.isdigit():
+        return False
+    return role_in(user_id=user.pk, workspace_id=int(workspace_id)) in MANAGING_ROLES
+
+
+def reads_any(*, user) -> bool:
+    """Whether `user` may read some chain: staff, or an owner or admin of some workspace."""
+    from workspaces.models import WorkspaceMembership
+    from workspaces.services import MANAGING_ROLES
+
+    if not (user.is_authenticated and user.is_active):
+        return False
+    return user.is_staff or WorkspaceMembership.objects.filter(user_id=user.pk, role__in=MANAGING_ROLES).exists()
+
+
+def recent(*, scope: str, before_position: int | None = None, action: str = "", limit: int = 50) -> list[AuditEntry]:
+    """A page of a chain's entries, newest first (the browse page): those before `before_position`."""
+    rows = AuditEntry.objects.filter(scope=scope)
+    if before_position is not None:
+        rows = rows.filter(position__lt=before_position)
+    if action:
+        rows = rows.filter(action=action)
+    return list(rows.order_by("-position")[:limit])

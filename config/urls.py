@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from accounts import views as account_views
 from attachments import urls as attachments_urls
+from audit import views as audit_views
 from boards import views as board_views
 from e2ee import views as e2ee_views
 from rooms import views as room_views
@@ -29,6 +30,8 @@ urlpatterns = [
     path("account/devices/", e2ee_views.devices_page, name="e2ee-devices"),  # docs/e2ee.md
     path("", include("sso.urls")),  # single sign-on: sso/<provider>/login/, sso/callback/
     path("", include("workspaces.urls")),  # workspaces/switch/, invitations/<token>/
+    path("workspaces/<str:ref>/audit/", audit_views.audit_page, name="workspace-audit"),
+    path("workspaces/<str:ref>/audit/download/", audit_views.audit_download, name="workspace-audit-download"),
     path("admin/", admin.site.urls),
     *attachments_urls.local_urlpatterns,  # the local store's uploads and files (attachments/views.py)
     path("api/v1/", include("config.api_urls")),

@@ -157,7 +157,12 @@ def test_every_page_passes_axe_and_the_chat_works_from_the_keyboard(
     expect(page.get_by_label(f"Role of {ben.username}")).to_have_value("admin")
     check(page, findings, "workspace members")
 
+    # Its audit log, as its owner browses it (docs/audit.md "Who reads the log").
+    page.goto(f"/workspaces/{acme.slug}/audit/")
+    expect(page.locator("#audit-entries tbody tr").first).to_be_visible()
+    check(page, findings, "workspace audit log")
+
     failing = [f"{name}: {finding}" for name, found in findings.items() for finding in found]
     assert not failing, "axe found serious or critical violations:\n" + "\n".join(failing)
-    assert len(findings) == 10
+    assert len(findings) == 11
     assert errors == []

@@ -3,6 +3,7 @@ verification, PostgreSQL's refusal of UPDATE and DELETE, concurrent writers, exp
 
 import io
 import json
+import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -384,6 +385,82 @@ def test_the_export_endpoint_is_not_found_for_non_staff_and_refuses_bad_input(ma
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid")
     assert set(bad.json()["error"]["fields"]) == {"limit", "since"}
     assert actions() == ["room.create"]  # neither was an export
+
+
+@pytest.fixture
+def acme(db, make_user):
+    """Acme, owned by ana, with an admin (ada) and a member (bob); Globex, owned by cid."""
+    from workspaces.models import WorkspaceMembership
+    from workspaces.services import member_role_change, workspace_create
+
+    ana, ada, bob, cid = (make_user(name) for name in ("ana", "ada", "bob", "cid"))
+    owner = workspace_create(creator=ana, name="Acme")
+    for user in (ada, bob):
+        WorkspaceMembership.objects.create(workspace=owner.workspace, user=user, role="member")
+    member_role_change(actor=owner, user=ada, role="admin")  # an entry in Acme's chain
+    globex = workspace_create(creator=cid, name="Globex").workspace
+    return {"ana": ana, "ada": ada, "bob": bob, "cid": cid, "acme": owner.workspace, "globex": globex}
+
+
+@pytest.mark.django_db
+def test_a_workspaces_owners_and_admins_export_its_chain_and_nothing_else(acme):
+    """docs/audit.md "Who reads the log": a workspace's owners and admins read its own chain over
+    REST; its members, and everyone for another workspace's chain or the global one, get 404."""
+    acme_scope, globex_scope = f"workspace:{acme['acme'].pk}", f"workspace:{acme['globex'].pk}"
+    for reader in ("ana", "ada"):
+        response = client_for(acme[reader]).get("/api/v1/audit/export/", {"scope": acme_scope})
+        assert response.status_code == 200, reader
+        lines = _lines(response.content)
+        assert "workspace.member.role" in [line["action"] for line in lines]
+        assert all(chain.entry_hash(line) == line["hash"] for line in lines)
+        assert last("audit.export").actor_id == acme[reader].pk
+    exports = AuditEntry.objects.filter(action="audit.export").count()
+    for reader, scope in (("bob", acme_scope), ("ada", globex_scope), ("ada", "global"), ("ada", "workspace:x")):
+        refused = client_for(acme[reader]).get("/api/v1/audit/export/", {"scope": scope})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "not_found"), (reader, scope)
+    assert AuditEntry.objects.filter(action="audit.export").count() == exports  # a refusal exports nothing
+
+
+@pytest.mark.django_db
+def test_a_workspace_admin_browses_its_audit_log_newest_first_and_downloads_it(acme, monkeypatch):
+    from audit import views as audit_views
+
+    monkeypatch.setattr(audit_views, "PAGE_SIZE", 2)
+    slug = acme["acme"].slug
+    ada = Client()
+    ada.force_login(acme["ada"])
+    for name in ("One", "Two"):
+        room_create(creator=acme["ana"], name=name, workspace=acme["acme"])
+    entries = AuditEntry.objects.filter(scope=f"workspace:{acme['acme'].pk}").order_by("-position")
+    positions = list(entries.values_list("position", flat=True))
+    assert b'id="audit-link"' in ada.get(f"/workspaces/{slug}/members/").content
+
+    first = ada.get(f"/workspaces/{slug}/audit/")
+    assert first.status_code == 200
+    shown = [int(p) for p in re.findall(rb'data-position="(\d+)"', first.content)]
+    assert shown == positions[:2]
+    older = ada.get(f"/workspaces/{slug}/audit/", {"before": shown[-1]})
+    assert [int(p) for p in re.findall(rb'data-position="(\d+)"', older.content)] == positions[2:4]
+    only = ada.get(f"/workspaces/{slug}/audit/", {"action": "workspace.member.role"})
+    assert re.findall(rb"<code>([\w.]+)</code>", only.content) == [b"workspace.member.role"]
+
+    download = ada.get(f"/workspaces/{slug}/audit/download/")
+    assert download.status_code == 200 and download["Content-Type"].startswith("application/x-ndjson")
+    lines = _lines(b"".join(download.streaming_content))
+    assert [line["position"] for line in lines] == sorted(positions)
+    assert last("audit.export").after == {"via": "page", "scope": f"workspace:{acme['acme'].pk}"}
+
+    bob, cid = Client(), Client()
+    bob.force_login(acme["bob"])
+    cid.force_login(acme["cid"])
+    for client, path in (
+        (bob, f"/workspaces/{slug}/audit/"),
+        (bob, f"/workspaces/{slug}/audit/download/"),
+        (cid, f"/workspaces/{slug}/audit/"),
+        (ada, f"/workspaces/{acme['globex'].slug}/audit/"),
+    ):
+        assert client.get(path).status_code == 404, path
+    assert b'id="audit-link"' not in bob.get(f"/workspaces/{slug}/members/").content
 
 
 @pytest.mark.django_db
