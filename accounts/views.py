@@ -1,12 +1,13 @@
 from typing import TypeVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -31,6 +32,7 @@ from core.throttles import (
     throttled_for,
 )
 from sso import selectors as sso_selectors
+from sso import services as sso_services
 
 
 @require_http_methods(["GET", "POST"])
@@ -236,7 +238,12 @@ class LoginView(auth_views.LoginView):
 class LogoutView(auth_views.LogoutView):
     def post(self, request, *args, **kwargs):
         user = request.user
+        remembered = request.session.get(sso_services.LOGOUT_SESSION_KEY)  # a session SSO made
         response = super().post(request, *args, **kwargs)
         if user.is_authenticated:
             user_credentials_changed(user=user)  # the signed-out browser's sockets close too
-        return response
+        # Signed out of Parley; a session made by SSO goes on to sign out at the provider, which
+        # sends the browser back to the sign-in page (docs/sso.md "Signing out").
+        back = request.build_absolute_uri(resolve_url(settings.LOGOUT_REDIRECT_URL))
+        at_provider = sso_services.provider_logout_url(remembered=remembered, post_logout_redirect_uri=back)
+        return HttpResponseRedirect(at_provider) if at_provider else response

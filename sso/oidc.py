@@ -65,6 +65,7 @@ class Endpoints:
     token: str
     jwks: str
     userinfo: str  # "" when the provider has none
+    end_session: str = ""  # RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0); "" when none
 
 
 def discover(provider: SsoProvider) -> Endpoints:
@@ -93,6 +94,7 @@ def discover(provider: SsoProvider) -> Endpoints:
             token=str(document["token_endpoint"]),
             jwks=str(document["jwks_uri"]),
             userinfo=str(document.get("userinfo_endpoint") or ""),
+            end_session=str(document.get("end_session_endpoint") or ""),
         )
     except KeyError:
         raise SsoError(
@@ -237,9 +239,10 @@ class SsoClient(OIDCAuthenticationBackend):
         """Never a Django authentication backend (it is not in AUTHENTICATION_BACKENDS): see claims()."""
         return None
 
-    def claims(self, *, request: HttpRequest, code: str, pending: PendingSignIn) -> dict[str, Any]:
+    def claims(self, *, request: HttpRequest, code: str, pending: PendingSignIn) -> tuple[dict[str, Any], str]:
         """The verified claims of the person the provider signed in: the ID token's, completed by
-        the userinfo endpoint when the token has no email (its `sub` must be the token's)."""
+        the userinfo endpoint when the token has no email (its `sub` must be the token's); and the
+        ID token itself (the hint of a later logout at the provider)."""
         payload = {
             "client_id": self.OIDC_RP_CLIENT_ID,
             "client_secret": self.OIDC_RP_CLIENT_SECRET,
@@ -267,7 +270,7 @@ class SsoClient(OIDCAuthenticationBackend):
             if info.get("sub") != claims["sub"]:  # OpenID Connect Core 5.3.2
                 raise _invalid(self.provider, "userinfo sub differs")
             claims = {**info, **claims}
-        return claims
+        return claims, id_token
 
     def _userinfo(self, access_token: str, id_token: str, claims: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -17,10 +17,12 @@ this module they are verified. The rules here (docs/sso.md):
 import base64
 import hashlib
 import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
@@ -34,8 +36,11 @@ from accounts.services import _clean_display_name
 from core import redis_clients
 from core.errors import InvalidInput
 from sso.models import SsoIdentity, SsoProvider
-from sso.oidc import SsoError
+from sso.oidc import SsoError, discover
+from sso.selectors import provider_by_id
 from workspaces.services import member_join_by_sso
+
+logger = logging.getLogger(__name__)
 
 _USERNAME_BASE_MAX = 30
 _USERNAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
@@ -377,3 +382,42 @@ def provider_delete(*, actor: AbstractBaseUser | AnonymousUser | None, provider:
     target = ("ssoprovider", provider.pk)
     provider.delete()
     audit.record(action="sso.provider_delete", actor=actor, target=target, before=summary)
+
+
+# -- signing out at the provider too (OpenID Connect RP-Initiated Logout 1.0) ----------------------
+
+LOGOUT_SESSION_KEY = "parley_sso_logout"
+
+
+def remember_for_logout(*, session: Any, provider: SsoProvider, id_token: str) -> None:
+    """A browser session made by an SSO sign-in keeps the provider and the ID token, so that
+    signing out of Parley can sign out of the provider too (`provider_logout_url`)."""
+    session[LOGOUT_SESSION_KEY] = {"provider": provider.pk, "id_token": id_token}
+
+
+def provider_logout_url(*, remembered: object, post_logout_redirect_uri: str) -> str:
+    """Where to send a browser that just signed out of Parley: the provider's end-session endpoint
+    (with the ID token as the hint and Parley's sign-in page to come back to), or "" when the
+    session was not made by SSO, the provider is disabled or gone, names no such endpoint, or
+    cannot be reached now (signing out of Parley never depends on the provider)."""
+    if not isinstance(remembered, dict) or not isinstance(remembered.get("id_token"), str):
+        return ""
+    provider_id = remembered.get("provider")
+    provider = provider_by_id(provider_id) if isinstance(provider_id, int) else None
+    if provider is None:
+        return ""
+    try:
+        endpoint = discover(provider).end_session
+    except SsoError as error:
+        logger.warning("sso logout skipped", extra={"provider": provider.slug, "reason": error.code})
+        return ""
+    if not endpoint:
+        return ""
+    query = urlencode(
+        {
+            "id_token_hint": remembered["id_token"],
+            "client_id": provider.client_id,
+            "post_logout_redirect_uri": post_logout_redirect_uri,
+        }
+    )
+    return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"

@@ -117,7 +117,7 @@ def callback(request: HttpRequest) -> HttpResponse:
                 code="sso_provider_refused",
             )
         client = SsoClient(provider=provider, endpoints=discover(provider))
-        claims = client.claims(request=request, code=request.GET["code"], pending=pending)
+        claims, id_token = client.claims(request=request, code=request.GET["code"], pending=pending)
     except SsoError as error:
         services.sign_in_refused(provider=provider, error=error)
         return error_page(request, error)
@@ -135,4 +135,5 @@ def callback(request: HttpRequest) -> HttpResponse:
     # which refuses a user deactivated later, at their next request.
     request.audit_sign_in = {"via": "sso", "provider": provider.slug}  # type: ignore[attr-defined]
     auth.login(request, signed_in.user, backend="django.contrib.auth.backends.ModelBackend")
+    services.remember_for_logout(session=request.session, provider=provider, id_token=id_token)
     return HttpResponseRedirect(pending.next_url or resolve_url(settings.LOGIN_REDIRECT_URL))

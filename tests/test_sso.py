@@ -40,6 +40,7 @@ from workspaces.models import WorkspaceMembership
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLBACK = "http://testserver/sso/callback/"
+SIGNED_OUT = "http://testserver/login/"  # where the provider sends a browser that signed out
 LOOPBACK_CALLBACK = "http://127.0.0.1/sso/callback/"  # any port (RFC 8252 loopback): the live servers
 PASSWORD = "provider-pass-4471"
 
@@ -105,7 +106,14 @@ def make_provider(idp: Idp, *, slug: str = "acme", domains: tuple[str, ...] = ("
     client_id = f"parley-{uuid.uuid4().hex[:12]}"
     secret = secrets.token_urlsafe(24)
     idp.setup(
-        clients=[{"client_id": client_id, "client_secret": secret, "redirect_uris": [CALLBACK, LOOPBACK_CALLBACK]}]
+        clients=[
+            {
+                "client_id": client_id,
+                "client_secret": secret,
+                "redirect_uris": [CALLBACK, LOOPBACK_CALLBACK],
+                "post_logout_redirect_uris": [SIGNED_OUT],
+            }
+        ]
     )
     provider = SsoProvider(
         slug=slug,
@@ -119,10 +127,12 @@ def make_provider(idp: Idp, *, slug: str = "acme", domains: tuple[str, ...] = ("
     return services.provider_save(actor=None, provider=provider, secret_changed=True)
 
 
-def at_provider(authorize_url: str, username: str, password: str = PASSWORD) -> str:
+def at_provider(
+    authorize_url: str, username: str, password: str = PASSWORD, browser: requests.Session | None = None
+) -> str:
     """A person's browser at the provider: the authorize URL sends them to its login form, they
     sign in, and it sends them back; returns where (Parley's callback with code and state)."""
-    browser = requests.Session()
+    browser = browser or requests.Session()
     answer = browser.get(authorize_url, allow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text[:500]
     login_url = urljoin(authorize_url, answer.headers["Location"])
@@ -195,6 +205,35 @@ def test_it_creates_a_new_person_just_in_time(idp, db):
     ]
     assert SsoIdentity.objects.get(user=user).provider == provider
     assert WorkspaceMembership.objects.filter(user=user, role="member").count() == 1  # the default one, for now
+
+
+def test_signing_out_of_parley_signs_out_at_the_provider_too(idp, db, make_user):
+    """RP-initiated logout: a session SSO made remembers the ID token; signing out sends the
+    browser to the provider's end-session endpoint with it as the hint, the provider ends its own
+    session and sends the browser back to Parley's sign-in page. A password session signs out as
+    always."""
+    make_provider(idp)
+    idp.person("nora", "nora@example.com")
+    client, browser = Client(), requests.Session()
+    client.get(at_provider(start(client), "nora", browser=browser))
+    assert signed_in_as(client) == "nora"
+    again = browser.get(start(client), allow_redirects=False, timeout=10)  # the provider remembers her
+    assert again.status_code == 302 and again.headers["Location"].startswith(CALLBACK)
+
+    answer = client.post("/logout/")
+
+    assert answer.status_code == 302 and answer["Location"].startswith(f"{idp.issuer}/logout/?")
+    asked = parse_qs(urlsplit(answer["Location"]).query)
+    assert asked["post_logout_redirect_uri"] == [SIGNED_OUT] and asked["id_token_hint"][0].count(".") == 2
+    assert signed_in_as(client) is None  # out of Parley before the provider is even asked
+    back = browser.get(answer["Location"], allow_redirects=False, timeout=10)
+    assert (back.status_code, back.headers["Location"]) == (302, SIGNED_OUT)
+    fresh = browser.get(start(client), allow_redirects=False, timeout=10)  # the provider forgot her
+    assert fresh.status_code == 302 and "/accounts/login/" in fresh.headers["Location"]
+
+    password = Client()
+    password.force_login(make_user("pat"))
+    assert password.post("/logout/")["Location"] == "/login/"
 
 
 def test_it_refuses_an_email_domain_not_allowed_and_creates_nothing(idp, db):

@@ -46,5 +46,8 @@ OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "tests.oidc_provider.validators.ClaimsValidator",
     "SCOPES": {"openid": "OpenID Connect", "email": "Email address", "profile": "Name"},
     "PKCE_REQUIRED": True,
+    # RP-initiated logout (Parley's sign-out goes on to the provider): no prompt for a valid hint.
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": False,
 }
 SETUP_TOKEN = os.environ["OIDC_TEST_SETUP_TOKEN"]

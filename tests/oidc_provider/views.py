@@ -15,7 +15,7 @@ from tests.oidc_provider.models import Person
 @require_POST
 def setup(request):
     """Creates or updates users ({username, password, email, email_verified, name}) and clients
-    ({client_id, client_secret, redirect_uris}); answers each user's `sub` (its id)."""
+    ({client_id, client_secret, redirect_uris, post_logout_redirect_uris}); answers each user's `sub` (its id)."""
     if request.headers.get("X-Setup-Token") != settings.SETUP_TOKEN:
         return HttpResponse(status=403)
     body = json.loads(request.body)
@@ -45,6 +45,7 @@ def setup(request):
                 client_type=Application.CLIENT_CONFIDENTIAL,
                 authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
                 redirect_uris=" ".join(spec["redirect_uris"]),
+                post_logout_redirect_uris=" ".join(spec.get("post_logout_redirect_uris", [])),
                 algorithm=Application.RS256_ALGORITHM,
                 skip_authorization=True,
             )
