@@ -3,6 +3,9 @@ WebCrypto: two people in a direct room, each page publishes its device key; one 
 on, both see it live, they exchange messages that each reads in plain text (also after a reload,
 from history), and PostgreSQL holds only envelopes."""
 
+import base64
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -85,4 +88,75 @@ def test_two_people_read_their_encrypted_messages_and_the_server_stores_only_cip
     for content in contents[1:]:
         assert content.startswith(MESSAGE_PREFIX)
         assert not any(text in content for text in TEXTS)
+    assert errors == []
+
+
+SAFETY_NUMBER = re.compile(r"\d{5}(?: \d{5}){11}")
+
+
+def safety_number(page) -> str:
+    """Open the Verify dialog and read the safety number it shows (the dialog stays open)."""
+    page.get_by_role("button", name="Verify").click()
+    expect(page.locator("#confirm-dialog")).to_be_visible()  # shown once the devices are read
+    found = SAFETY_NUMBER.search(page.locator("#confirm-text").text_content() or "")
+    assert found, page.locator("#confirm-text").text_content()
+    return found.group(0)
+
+
+def a_new_device(user) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from e2ee.services import device_register
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    device_register(user=user, public_key=base64.b64encode(spki).decode(), label="Unknown")
+
+
+def test_the_two_people_compare_a_safety_number_and_a_device_added_since_shows(
+    start_server,
+    chromium,  # noqa: F811 (the fixture)
+    make_user,
+):
+    """docs/e2ee.md "Verifying": both pages show the same safety number; the one who marks it as
+    matching sees "Verified" (kept across reloads); a device that appears later on either
+    person's list (a new browser of theirs, or one the server slipped in) changes the number, and
+    the page says so."""
+    from rooms.services import direct_room_get_or_create
+
+    ann, ben = make_user(password=PASSWORD), make_user(password=PASSWORD)
+    room, _ = direct_room_get_or_create(user=ann, other=ben)
+    base_url = start_server()
+    browser = chromium()
+    errors: list[str] = []
+    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
+    open_room(ann_page, ann, room)
+    open_room(ben_page, ben, room)
+    for page in (ann_page, ben_page):
+        expect(page.locator("#e2ee-bar")).to_have_attribute("data-device", "ready")
+        expect(page.get_by_role("button", name="Verify")).to_be_hidden()  # not encrypted yet
+    ann_page.get_by_role("button", name="Turn on end-to-end encryption").click()
+    ann_page.locator("#confirm-ok").click()
+    expect(ben_page.locator("#e2ee-bar")).to_have_attribute("data-encrypted", "true")
+
+    number = safety_number(ann_page)
+    assert safety_number(ben_page) == number
+    ben_page.locator('#confirm-dialog button[value="cancel"]').click()
+    ann_page.locator("#confirm-ok").click()  # "They match"
+    expect(ann_page.locator("#e2ee-bar")).to_have_attribute("data-verified", "yes")
+    expect(ann_page.locator("#e2ee-verified")).to_have_text("Verified.")
+    expect(ben_page.locator("#e2ee-bar")).to_have_attribute("data-verified", "no")  # Ben did not confirm
+    ann_page.reload()
+    expect(ann_page.locator("#e2ee-bar")).to_have_attribute("data-verified", "yes")
+
+    in_thread(a_new_device, ben)
+    ann_page.reload()
+    expect(ann_page.locator("#e2ee-bar")).to_have_attribute("data-verified", "changed")
+    expect(ann_page.locator("#e2ee-verified")).to_contain_text("verify again")
+    changed = safety_number(ann_page)
+    # Ann's half (the lower user id: the first 30 digits) is the same; Ben's half changed.
+    assert changed[:35] == number[:35] and changed[36:] != number[36:]
+    ben_page.reload()
+    assert safety_number(ben_page) == changed
     assert errors == []

@@ -399,6 +399,7 @@ function refreshEncryption() {
   e2eeBar.dataset.encrypted = String(Boolean(room.encrypted));
   e2eeBar.querySelector("#e2ee-state").textContent = room.encrypted ? E2EE_ON : "Not end-to-end encrypted.";
   e2eeBar.querySelector("#e2ee-enable").hidden = Boolean(room.encrypted) || !deviceKeys || removed || !can("send");
+  e2eeBar.querySelector("#e2ee-verify").hidden = !room.encrypted || !sealer;
   // Files would not be encrypted (the server refuses them here).
   for (const id of ["attach-button", "thread-attach-button"]) document.getElementById(id).hidden = Boolean(room.encrypted);
 }
@@ -419,11 +420,49 @@ async function enableEncryption() {
   }
 }
 
+// Verifying (docs/e2ee.md "Verifying"): the two people compare the room's safety number out of
+// band; this browser remembers the number they agreed on and says when the devices behind it change.
+const verifiedKey = `parley-e2ee-verified:${me.id}:${room.id}`;
+
+async function checkVerification() {
+  if (!room.encrypted || !sealer) return;
+  const agreed = localStorage.getItem(verifiedKey);
+  const state = !agreed ? "no" : agreed === (await sealer.safetyNumber()) ? "yes" : "changed";
+  e2eeBar.dataset.verified = state;
+  e2eeBar.querySelector("#e2ee-verified").textContent = {
+    no: "",
+    yes: "Verified.",
+    changed: "Their or your devices changed since you verified: verify again.",
+  }[state];
+}
+
+async function verifyEncryption() {
+  let number;
+  try {
+    number = await sealer.safetyNumber();
+  } catch (error) {
+    if (!handleRestError(error)) showNotice(`Couldn't read the devices: ${error.message}`);
+    return;
+  }
+  const other = members.all().find((member) => member.id !== me.id);
+  const ok = await confirmer(document.getElementById("confirm-dialog"))({
+    title: "Verify end-to-end encryption",
+    text:
+      `Compare this safety number with the one ${other ? nameOf(other) : "the other person"} sees here, ` +
+      `in person or on a call: ${number}. If they match, only your devices and theirs can read new messages.`,
+    ok: "They match",
+  });
+  if (ok) localStorage.setItem(verifiedKey, number);
+  await checkVerification();
+}
+
 if (e2eeBar) {
   e2eeBar.querySelector("#e2ee-enable").addEventListener("click", enableEncryption);
+  e2eeBar.querySelector("#e2ee-verify").addEventListener("click", verifyEncryption);
   deviceKeys?.device().then(
     () => {
       e2eeBar.dataset.device = "ready"; // published: the other person can write to this device
+      checkVerification().catch(() => {}); // offline: the next check says it
     },
     (error) => {
       e2eeBar.dataset.device = "failed";

@@ -9,7 +9,7 @@
 // recipient device). The server sees the envelope only (e2ee/envelope.py checks its shape).
 //
 // Exported: DeviceKeys (this device's key, made and published once), Sealer (seal/open for one
-// room). Nothing here touches the DOM.
+// room, and its safety number), safetyNumber. Nothing here touches the DOM.
 import { getJson, HttpError, sendJson } from "./api.js";
 
 const DB_NAME = "parley-e2ee";
@@ -41,6 +41,24 @@ async function openStore(mode) {
   open.onupgradeneeded = () => open.result.createObjectStore(STORE);
   const db = await request(open);
   return db.transaction(STORE, mode).objectStore(STORE);
+}
+
+/** A room's safety number (docs/e2ee.md "Verifying"): 60 digits, 30 per member (ordered by user
+ * id), each member's from the SHA-256 of their active devices' public keys. Both members' pages
+ * show the same number when both see the same devices for both; a device the server added, hid or
+ * swapped for either of them makes the numbers differ. `lists`: [{user, keys: [public key, ...]}]. */
+export async function safetyNumber(lists) {
+  const groups = [];
+  for (const { user, keys } of [...lists].sort((a, b) => a.user - b.user)) {
+    const text = [`${INFO} safety`, String(user), ...[...keys].sort()].join("|");
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
+    for (let i = 0; i < 30; i += 5) {
+      let value = 0;
+      for (let j = 0; j < 5; j++) value = value * 256 + digest[i + j]; // 40 bits: exact in a double
+      groups.push(String(value % 100000).padStart(5, "0"));
+    }
+  }
+  return groups.join(" ");
 }
 
 /** This device's key pair for `me`, made, stored and published on first use. */
@@ -143,6 +161,14 @@ export class Sealer {
       false,
       ["wrapKey", "unwrapKey"],
     );
+  }
+
+  /** The room's safety number as the server lists its members' active devices now. */
+  async safetyNumber() {
+    const members = this.#members();
+    const lists = await Promise.all(members.map((id) => this.#devicesOf(id, { fresh: true })));
+    const active = (devices) => devices.filter((device) => !device.revoked_at).map((device) => device.public_key);
+    return safetyNumber(members.map((user, index) => ({ user, keys: active(lists[index]) })));
   }
 
   /** The envelope of `text` for every active device of the room's members (mine included). */
