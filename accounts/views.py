@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
@@ -243,7 +243,11 @@ class LogoutView(auth_views.LogoutView):
         if user.is_authenticated:
             user_credentials_changed(user=user)  # the signed-out browser's sockets close too
         # Signed out of Parley; a session made by SSO goes on to sign out at the provider, which
-        # sends the browser back to the sign-in page (docs/sso.md "Signing out").
+        # sends the browser back to the sign-in page (docs/sso.md "Signing out"). A page that
+        # navigates there, not a redirect: the sign-out form's policy is form-action 'self'.
         back = request.build_absolute_uri(resolve_url(settings.LOGOUT_REDIRECT_URL))
-        at_provider = sso_services.provider_logout_url(remembered=remembered, post_logout_redirect_uri=back)
-        return HttpResponseRedirect(at_provider) if at_provider else response
+        at_provider = sso_services.provider_logout(remembered=remembered, post_logout_redirect_uri=back)
+        if at_provider is None:
+            return response
+        provider, url = at_provider
+        return render(request, "sso/signed_out.html", {"provider_name": provider.name, "provider_url": url})

@@ -391,28 +391,28 @@ LOGOUT_SESSION_KEY = "parley_sso_logout"
 
 def remember_for_logout(*, session: Any, provider: SsoProvider, id_token: str) -> None:
     """A browser session made by an SSO sign-in keeps the provider and the ID token, so that
-    signing out of Parley can sign out of the provider too (`provider_logout_url`)."""
+    signing out of Parley can sign out of the provider too (`provider_logout`)."""
     session[LOGOUT_SESSION_KEY] = {"provider": provider.pk, "id_token": id_token}
 
 
-def provider_logout_url(*, remembered: object, post_logout_redirect_uri: str) -> str:
-    """Where to send a browser that just signed out of Parley: the provider's end-session endpoint
-    (with the ID token as the hint and Parley's sign-in page to come back to), or "" when the
-    session was not made by SSO, the provider is disabled or gone, names no such endpoint, or
-    cannot be reached now (signing out of Parley never depends on the provider)."""
+def provider_logout(*, remembered: object, post_logout_redirect_uri: str) -> tuple[SsoProvider, str] | None:
+    """Where to send a browser that just signed out of Parley: its provider and the provider's
+    end-session URL (with the ID token as the hint and Parley's sign-in page to come back to); or
+    None when the session was not made by SSO, the provider is disabled or gone, names no such
+    endpoint, or cannot be reached now (signing out of Parley never depends on the provider)."""
     if not isinstance(remembered, dict) or not isinstance(remembered.get("id_token"), str):
-        return ""
+        return None
     provider_id = remembered.get("provider")
     provider = provider_by_id(provider_id) if isinstance(provider_id, int) else None
     if provider is None:
-        return ""
+        return None
     try:
         endpoint = discover(provider).end_session
     except SsoError as error:
         logger.warning("sso logout skipped", extra={"provider": provider.slug, "reason": error.code})
-        return ""
+        return None
     if not endpoint:
-        return ""
+        return None
     query = urlencode(
         {
             "id_token_hint": remembered["id_token"],
@@ -420,4 +420,4 @@ def provider_logout_url(*, remembered: object, post_logout_redirect_uri: str) ->
             "post_logout_redirect_uri": post_logout_redirect_uri,
         }
     )
-    return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+    return provider, f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"

@@ -9,6 +9,7 @@ the whole redirect flow."""
 
 import base64
 import hashlib
+import html
 import os
 import re
 import secrets
@@ -41,7 +42,8 @@ from workspaces.models import WorkspaceMembership
 ROOT = Path(__file__).resolve().parent.parent
 CALLBACK = "http://testserver/sso/callback/"
 SIGNED_OUT = "http://testserver/login/"  # where the provider sends a browser that signed out
-LOOPBACK_CALLBACK = "http://127.0.0.1/sso/callback/"  # any port (RFC 8252 loopback): the live servers
+LOOPBACK_CALLBACK = "http://127.0.0.1/sso/callback/"
+LOOPBACK_SIGNED_OUT = "http://127.0.0.1/login/"  # any port (RFC 8252 loopback): the live servers
 PASSWORD = "provider-pass-4471"
 
 chromium = test_browser.chromium  # the browser test's fixture (Debian's Chromium, headless)
@@ -111,7 +113,7 @@ def make_provider(idp: Idp, *, slug: str = "acme", domains: tuple[str, ...] = ("
                 "client_id": client_id,
                 "client_secret": secret,
                 "redirect_uris": [CALLBACK, LOOPBACK_CALLBACK],
-                "post_logout_redirect_uris": [SIGNED_OUT],
+                "post_logout_redirect_uris": [SIGNED_OUT, LOOPBACK_SIGNED_OUT],
             }
         ]
     )
@@ -222,11 +224,16 @@ def test_signing_out_of_parley_signs_out_at_the_provider_too(idp, db, make_user)
 
     answer = client.post("/logout/")
 
-    assert answer.status_code == 302 and answer["Location"].startswith(f"{idp.issuer}/logout/?")
-    asked = parse_qs(urlsplit(answer["Location"]).query)
+    # A page that goes on to the provider (a redirect of the sign-out form would break its policy).
+    assert answer.status_code == 200 and answer.get("Cache-Control", "").startswith("max-age=0")
+    onward = re.search(rb'http-equiv="refresh" content="0; url=([^"]+)"', answer.content)
+    assert onward, answer.content[:800]
+    url = html.unescape(onward.group(1).decode())
+    assert url.startswith(f"{idp.issuer}/logout/?") and f'href="{html.escape(url)}"'.encode() in answer.content
+    asked = parse_qs(urlsplit(url).query)
     assert asked["post_logout_redirect_uri"] == [SIGNED_OUT] and asked["id_token_hint"][0].count(".") == 2
     assert signed_in_as(client) is None  # out of Parley before the provider is even asked
-    back = browser.get(answer["Location"], allow_redirects=False, timeout=10)
+    back = browser.get(url, allow_redirects=False, timeout=10)
     assert (back.status_code, back.headers["Location"]) == (302, SIGNED_OUT)
     fresh = browser.get(start(client), allow_redirects=False, timeout=10)  # the provider forgot her
     assert fresh.status_code == 302 and "/accounts/login/" in fresh.headers["Location"]
@@ -516,4 +523,13 @@ def test_signing_in_with_the_provider_in_a_browser(idp, start_server, chromium):
     expect(page.get_by_role("heading", name="Your rooms")).to_be_visible()
     page.goto("/sso/callback/?code=x&state=forged")  # the error page, under the page policy too
     expect(page.get_by_test_id("sso-error")).to_have_attribute("data-code", "sso_state_invalid")
+
+    # Signing out goes on to the provider and comes back to the sign-in page; the provider's
+    # session is gone too: signing in again asks for its password.
+    page.goto("/")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("link", name="Sign in with Acme ID")).to_be_visible()
+    assert urlsplit(page.url).path == "/login/" and urlsplit(page.url).netloc == urlsplit(base_url).netloc
+    page.get_by_role("link", name="Sign in with Acme ID").click()
+    expect(page.get_by_role("heading", name="Test identity provider")).to_be_visible()
     assert not errors, errors
