@@ -325,15 +325,10 @@ async def test_a_socket_closing_while_redis_does_not_answer_closes_cleanly(make_
     assert len(failed) == 1
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-async def test_a_presence_update_is_one_script_call_and_survives_a_forgotten_script(make_user, monkeypatch):
-    """A socket opening or closing is one EVALSHA (in a pipeline, redis-py asked SCRIPT EXISTS
-    before every execute: a round trip more per socket). A Redis that lost its script cache (a
-    restart) gets the script again and the beat still lands."""
+def redis_commands(monkeypatch) -> list[str]:
+    """The names of the commands this loop's Redis client sends from now on (in order)."""
     from core import redis_clients
 
-    ada = await database_sync_to_async(make_user)("ada")
     client = redis_clients.aclient()
     sent: list[str] = []
     execute = client.execute_command
@@ -343,6 +338,17 @@ async def test_a_presence_update_is_one_script_call_and_survives_a_forgotten_scr
         return await execute(*args, **options)
 
     monkeypatch.setattr(client, "execute_command", recording)
+    return sent
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_presence_update_is_one_script_call_and_survives_a_forgotten_script(make_user, monkeypatch):
+    """A socket opening or closing is one EVALSHA (in a pipeline, redis-py asked SCRIPT EXISTS
+    before every execute: a round trip more per socket). A Redis that lost its script cache (a
+    restart) gets the script again and the beat still lands."""
+    ada = await database_sync_to_async(make_user)("ada")
+    sent = redis_commands(monkeypatch)
     await presence.presence_heartbeat(user=ada, socket_id="tab-1", active=True)
     assert [command for command in sent if command != "PUBLISH"] == ["EVALSHA"]
     assert presence.presence_of(user_ids=[ada.pk])[ada.pk]["status"] == "online"
@@ -358,20 +364,10 @@ async def test_a_presence_update_is_one_script_call_and_survives_a_forgotten_scr
 @pytest.mark.asyncio
 async def test_sockets_that_close_together_say_goodbye_in_one_script_call(make_user, monkeypatch):
     """A storm's closes share a script call, as its first beats do (a round trip each before)."""
-    from core import redis_clients
-
     users = [await database_sync_to_async(make_user)(name) for name in ("ada", "bob", "cy")]
     await asyncio.gather(*(presence.presence_heartbeat(user=u, socket_id=f"tab-{u.pk}", active=True) for u in users))
     assert {presence.presence_of(user_ids=[u.pk])[u.pk]["status"] for u in users} == {"online"}
-    client = redis_clients.aclient()
-    sent: list[str] = []
-    execute = client.execute_command
-
-    async def recording(*args, **options):
-        sent.append(args[0])
-        return await execute(*args, **options)
-
-    monkeypatch.setattr(client, "execute_command", recording)
+    sent = redis_commands(monkeypatch)
     await asyncio.gather(*(presence.presence_disconnect(user=u, socket_id=f"tab-{u.pk}") for u in users))
     assert [command for command in sent if command != "PUBLISH"] == ["EVALSHA"]
     assert {presence.presence_of(user_ids=[u.pk])[u.pk]["status"] for u in users} == {"offline"}

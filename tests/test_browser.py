@@ -582,13 +582,19 @@ def two_pages_in_a_room(start_server, chromium, make_user, ann_name: str = ""):
     """Ann (owner; display name `ann_name`) and Ben (member) of a private room, each with the room
     open in a browser."""
     ann, ben, room = two_members(make_user, owner_name=ann_name)
+    return (ann, ben, room, *two_pages(start_server, chromium, ann, ben, room))
+
+
+def two_pages(start_server, chromium, ann, ben, room):
+    """Ann's and Ben's pages of `room`, each in a browser context of its own; and the list that
+    collects both pages' script errors."""
     base_url = start_server()
     browser = chromium()
     errors: list[str] = []
     ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
     open_room(ann_page, ann, room)
     open_room(ben_page, ben, room)
-    return ann, ben, room, ann_page, ben_page, errors
+    return ann_page, ben_page, errors
 
 
 def row(page, text: str):

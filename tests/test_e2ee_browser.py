@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser import PASSWORD, chromium, in_thread, open_page, open_room, send  # noqa: F401 (fixture)
+from tests.test_browser import PASSWORD, chromium, in_thread, send, two_pages  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -33,6 +33,15 @@ CHECK_BINDING = """async ([me, roomId]) => {
 }"""
 
 
+def two_pages_in_a_direct_room(start_server, chromium, make_user):  # noqa: F811 (the fixture)
+    """Ann and Ben in a direct room, each with it open in a browser of their own."""
+    from rooms.services import direct_room_get_or_create
+
+    ann, ben = make_user(password=PASSWORD), make_user(password=PASSWORD)
+    room, _ = direct_room_get_or_create(user=ann, other=ben)
+    return (ann, ben, room, *two_pages(start_server, chromium, ann, ben, room))
+
+
 def stored_contents(room_id) -> list[str]:
     from messaging.models import Message
 
@@ -45,16 +54,8 @@ def test_two_people_read_their_encrypted_messages_and_the_server_stores_only_cip
     make_user,
 ):
     from e2ee.envelope import ENABLED_NOTICE, MESSAGE_PREFIX
-    from rooms.services import direct_room_get_or_create
 
-    ann, ben = make_user(password=PASSWORD), make_user(password=PASSWORD)
-    room, _ = direct_room_get_or_create(user=ann, other=ben)
-    base_url = start_server()
-    browser = chromium()
-    errors: list[str] = []
-    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
-    open_room(ann_page, ann, room)
-    open_room(ben_page, ben, room)
+    ann, ben, room, ann_page, ben_page, errors = two_pages_in_a_direct_room(start_server, chromium, make_user)
     for page in (ann_page, ben_page):
         bar = page.locator("#e2ee-bar")
         expect(bar).to_have_attribute("data-encrypted", "false")
@@ -123,16 +124,7 @@ def test_the_two_people_compare_a_safety_number_and_a_device_added_since_shows(
     matching sees "Verified" (kept across reloads); a device that appears later on either
     person's list (a new browser of theirs, or one the server slipped in) changes the number, and
     the page says so."""
-    from rooms.services import direct_room_get_or_create
-
-    ann, ben = make_user(password=PASSWORD), make_user(password=PASSWORD)
-    room, _ = direct_room_get_or_create(user=ann, other=ben)
-    base_url = start_server()
-    browser = chromium()
-    errors: list[str] = []
-    ann_page, ben_page = open_page(browser, base_url, errors), open_page(browser, base_url, errors)
-    open_room(ann_page, ann, room)
-    open_room(ben_page, ben, room)
+    ann, ben, room, ann_page, ben_page, errors = two_pages_in_a_direct_room(start_server, chromium, make_user)
     for page in (ann_page, ben_page):
         expect(page.locator("#e2ee-bar")).to_have_attribute("data-device", "ready")
         expect(page.get_by_role("button", name="Verify")).to_be_hidden()  # not encrypted yet
