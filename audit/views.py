@@ -1,4 +1,4 @@
-"""Pages: a workspace's audit log, for its owners and admins (and site staff): its chain's
+"""Pages: a workspace's audit log, for its owners and admins (and site staff who are in it): its chain's
 entries, newest first, a page at a time, and the same chain downloaded as JSON lines (recorded in
 the log like every export). Who may read a chain is audit.selectors.may_read; anyone else gets
 404, as for a workspace they are not in."""

@@ -69,10 +69,11 @@ class Batches(Generic[Request, Result]):
                         future.set_result(result)
         finally:
             self.runner = None
-            if self.waiting or any(not future.done() for _, future in batch):  # cancelled: the loop is closing
-                for _, future in batch + self.waiting:
-                    future.cancel()  # no caller waits for what will never run
-                self.waiting = []
+            # Cancelled (the loop is closing): no caller waits for what will never run. After a
+            # normal end every future here is done already, and cancel() leaves it be.
+            for _, future in batch + self.waiting:
+                future.cancel()
+            self.waiting = []
 
 
 class Answers:
