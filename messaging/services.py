@@ -261,7 +261,7 @@ def _send_and_react(sends: list[_Send], reactions: list[tuple[int, "_Reaction"]]
     pairs = sorted({(str(s.room_id), s.user.pk) for s in sends} | {(str(r.room_id), r.user.pk) for _, r in reactions})
     batch, hot_from = _send_params(sends)
     return [
-        (_LOCK_ROOMS, [[room for room, _ in pairs], [user for _, user in pairs]]),
+        (_LOCK_ROOMS_PREPARED, {"rooms": [room for room, _ in pairs], "users": [user for _, user in pairs]}),
         (_SEND_PREPARED, {"sends": batch, "hot_from": hot_from}),
         *[(_REACT_PREPARED, reaction.params()) for _, reaction in reactions],
     ]
@@ -1019,7 +1019,13 @@ SELECT id FROM rooms_room WHERE id IN (
     SELECT m.room_id FROM rooms_membership m
       JOIN unnest(%s::uuid[], %s::bigint[]) AS a(room_id, user_id) ON m.room_id = a.room_id AND m.user_id = a.user_id
 ) ORDER BY id FOR NO KEY UPDATE"""
-# In the socket's batches (areaction_set_many), by name.
+# In the socket's batches (awrite_many, areaction_set_many), by name: a statement of its own in
+# their transaction, planned once per connection rather than at every batch that holds a reaction.
+_LOCK_ROOMS_PREPARED = asyncdb.Prepared(
+    "parley_lock_rooms",
+    _LOCK_ROOMS.replace("%s::uuid[]", "%(rooms)s::uuid[]").replace("%s::bigint[]", "%(users)s::bigint[]"),
+    ("rooms", "users"),
+)
 _REACT_PREPARED = asyncdb.Prepared(
     "parley_react",
     _REACT_SQL,
@@ -1171,7 +1177,9 @@ async def _areact_batch(batch: list[tuple[int, _Reaction]], results: list[Any]) 
 async def _areact(reactions: list[tuple[int, _Reaction]]) -> list[list[dict[str, Any]]]:
     """The reactions' statements after their rooms' locks, in one transaction: each statement's rows."""
     pairs = [(str(reaction.room_id), reaction.user.pk) for _, reaction in reactions]
-    steps: list[tuple[str | asyncdb.Prepared, Any]] = [(_LOCK_ROOMS, [[r for r, _ in pairs], [u for _, u in pairs]])]
+    steps: list[tuple[str | asyncdb.Prepared, Any]] = [
+        (_LOCK_ROOMS_PREPARED, {"rooms": [r for r, _ in pairs], "users": [u for _, u in pairs]})
+    ]
     steps += [(_REACT_PREPARED, reaction.params()) for _, reaction in reactions]
     return (await asyncdb.transaction(steps, changes=True))[1:]
 

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from django.db import connection, connections
 
 from core import asyncdb
-from messaging.services import amessage_send_many, message_send
+from messaging.services import amessage_send_many, awrite_many, message_send
 from rooms.services import room_create
 
 
@@ -166,3 +166,25 @@ async def test_the_hot_statements_are_planned_once_per_connection(make_user):
     for where in ({}, {"reads": True}, {"changes": True}):
         (row,) = await asyncdb.fetchall("SHOW plan_cache_mode", [], **where)
         assert row == {"plan_cache_mode": "force_generic_plan"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_batch_of_sends_and_reactions_runs_each_statement_by_name(make_user):
+    """The transaction a reaction rides in with sends (messaging.services.awrite_many) takes the
+    rooms' locks, sends and reacts with statements PREPAREd once per connection: none of the three
+    is planned again at every batch (docs/performance.md, "A reaction's batch")."""
+    ada = await database_sync_to_async(make_user)()
+    room = await database_sync_to_async(room_create)(creator=ada, name="Named")
+    (first,) = await amessage_send_many(
+        requests=[{"user": ada, "room_id": room.pk, "content": "first", "client_msg_id": uuid.uuid4()}]
+    )
+    for emoji in ("👍", "🎉"):
+        send = {"user": ada, "room_id": room.pk, "content": emoji, "client_msg_id": uuid.uuid4()}
+        reaction = {"user": ada, "room_id": room.pk, "message_id": first[0].id, "emoji": emoji, "present": True}
+        (sent,), (reacted,) = await awrite_many(sends=[send], reactions=[reaction])
+        assert sent[1] is True and any(r["emoji"] == emoji for r in reacted.reactions)
+    statement = "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements WHERE from_sql"
+    by_name = {row["name"]: row for row in await asyncdb.fetchall(statement, [])}
+    for name in ("parley_lock_rooms", "parley_send", "parley_react"):
+        assert by_name[name]["custom_plans"] == 0 and by_name[name]["generic_plans"] >= 1, by_name
