@@ -45,6 +45,7 @@ bounded in count and time.
 import argparse
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import gc
 import http.client
@@ -299,6 +300,24 @@ def service_processes(port: object, name: str) -> list[psutil.Process]:
             found.append(process)
             found.extend(process.children(recursive=True))
     return found
+
+
+@contextlib.contextmanager
+def few_collections():
+    """This generator's cyclic collector as the servers run theirs (config/asgi.py): what exists now
+    frozen out of its passes, and full passes rarer. Tens of thousands of sockets are the heap of
+    many clients, not of one: left as it is, the collector's passes over them are the generator's
+    CPU, taken from the same two cores as the servers (the connect scenario's generator spent 30 %
+    of its time in them; docs/performance.md). New objects are still collected."""
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(10_000, 10, 10)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 class LoopStalls:
@@ -1231,43 +1250,47 @@ class Bench:
         try:
             warm_users = users[: args.workers * 4]  # imports and first queries in every worker
             await close_all(await connect_all(servers.base, warm_users, rooms_of, stats, "connect warm-up"))
-            for path in ("ticket", "bearer", "cookie"):
-                await settled(servers)
-                meter = self.meter(servers)
-                ready: list[float] = []
-                meter.start()
-                started = time.monotonic()
-                clients = await connect_all(
-                    servers.base,
-                    users,
-                    rooms_of,
-                    stats,
-                    f"connect ({path})",
-                    cookies=cookies if path == "cookie" else None,
-                    bearer=path == "bearer",
-                    concurrency=args.concurrency,
-                    ready_ms=ready,
-                )
-                seconds = time.monotonic() - started
-                cpu = meter.stop()
-                ordered = sorted(int(ms * 1e6) for ms in ready)
-                result[path] = {
-                    "connects_per_s": round(sockets / seconds, 1),
-                    "seconds": round(seconds, 2),
-                    "ready_ms": {"p50": round(percentile(ordered, 50), 1), "p99": round(percentile(ordered, 99), 1)},
-                    "cpu_percent": cpu,
-                    "server_cpu_ms_per_connect": round(cpu["servers"] * 10 * seconds / sockets, 3),
-                }
-                # Then the closes, until the servers are idle again: their CPU per socket closed.
-                meter = self.meter(servers)
-                meter.start()
-                started = time.monotonic()
-                await close_all(clients)
-                await settled(servers)
-                closing = time.monotonic() - started
-                cpu = meter.stop()
-                result[path]["server_cpu_ms_per_close"] = round(cpu["servers"] * 10 * closing / sockets, 3)
-                log(f"connect ({path}): {result[path]}")
+            with few_collections():  # the generator's heap of sockets is no pass of its collector
+                for path in ("ticket", "bearer", "cookie"):
+                    await settled(servers)
+                    meter = self.meter(servers)
+                    ready: list[float] = []
+                    meter.start()
+                    started = time.monotonic()
+                    clients = await connect_all(
+                        servers.base,
+                        users,
+                        rooms_of,
+                        stats,
+                        f"connect ({path})",
+                        cookies=cookies if path == "cookie" else None,
+                        bearer=path == "bearer",
+                        concurrency=args.concurrency,
+                        ready_ms=ready,
+                    )
+                    seconds = time.monotonic() - started
+                    cpu = meter.stop()
+                    ordered = sorted(int(ms * 1e6) for ms in ready)
+                    result[path] = {
+                        "connects_per_s": round(sockets / seconds, 1),
+                        "seconds": round(seconds, 2),
+                        "ready_ms": {
+                            "p50": round(percentile(ordered, 50), 1),
+                            "p99": round(percentile(ordered, 99), 1),
+                        },
+                        "cpu_percent": cpu,
+                        "server_cpu_ms_per_connect": round(cpu["servers"] * 10 * seconds / sockets, 3),
+                    }
+                    # Then the closes, until the servers are idle again: their CPU per socket closed.
+                    meter = self.meter(servers)
+                    meter.start()
+                    started = time.monotonic()
+                    await close_all(clients)
+                    await settled(servers)
+                    closing = time.monotonic() - started
+                    cpu = meter.stop()
+                    result[path]["server_cpu_ms_per_close"] = round(cpu["servers"] * 10 * closing / sockets, 3)
+                    log(f"connect ({path}): {result[path]}")
             result["errors"] = dict(stats.errors)
             return result
         finally:
@@ -1372,63 +1395,59 @@ class Bench:
             log(f"storm: {sockets} browsers connected in {time.monotonic() - started:.1f}s")
             # 10,000 browsers are 10,000 processes, not one heap: the collector's full passes over
             # them (0.6-0.7 s each, measured) would be stalls of this generator, not of the servers.
-            # What the browsers hold from now on is set up; new objects are still collected.
-            gc.collect()
-            gc.freeze()
-            thresholds = gc.get_threshold()
-            gc.set_threshold(10_000, 10, 10)  # as the servers (config/asgi.py): rarer full passes
-            chatter = asyncio.ensure_future(chat())
-            for kind in ("rolling", "all at once"):
-                await asyncio.sleep(3)
-                for browser in browsers:
-                    browser.back_after.clear()
-                    browser.failures.clear()
-                    browser.parts.clear()
-                meter = self.meter(servers)
-                meter.start()
-                stalls = LoopStalls()
-                stalls.start()
-                cut = time.monotonic()
-                drops = {id(b): b.drops for b in browsers}
-                workers = servers.workers()
-                names = {worker.pid: worker_name(worker) for worker in workers}
-                for index, worker in enumerate(workers):
-                    worker.send_signal(signal.SIGKILL)  # a crash or a deploy's kill: no goodbye
-                    if kind == "rolling" and index + 1 < len(workers):
-                        await wait_for_worker(servers, names[worker.pid])
-                deadline = time.monotonic() + 180
+            with few_collections():
+                chatter = asyncio.ensure_future(chat())
+                for kind in ("rolling", "all at once"):
+                    await asyncio.sleep(3)
+                    for browser in browsers:
+                        browser.back_after.clear()
+                        browser.failures.clear()
+                        browser.parts.clear()
+                    meter = self.meter(servers)
+                    meter.start()
+                    stalls = LoopStalls()
+                    stalls.start()
+                    cut = time.monotonic()
+                    drops = {id(b): b.drops for b in browsers}
+                    workers = servers.workers()
+                    names = {worker.pid: worker_name(worker) for worker in workers}
+                    for index, worker in enumerate(workers):
+                        worker.send_signal(signal.SIGKILL)  # a crash or a deploy's kill: no goodbye
+                        if kind == "rolling" and index + 1 < len(workers):
+                            await wait_for_worker(servers, names[worker.pid])
+                    deadline = time.monotonic() + 180
 
-                def back(browser: Browser, drops: dict[int, int] = drops) -> bool:
-                    """Dropped since the cut, then back and caught up."""
-                    return (
-                        browser.drops > drops[id(browser)] and browser.dropped_at is None and browser.socket is not None
-                    )
+                    def back(browser: Browser, drops: dict[int, int] = drops) -> bool:
+                        """Dropped since the cut, then back and caught up."""
+                        return (
+                            browser.drops > drops[id(browser)]
+                            and browser.dropped_at is None
+                            and browser.socket is not None
+                        )
 
-                while time.monotonic() < deadline and not all(back(b) for b in browsers):
-                    await asyncio.sleep(0.1)
-                times = sorted(seconds for b in browsers for seconds in b.back_after)
-                cpu = meter.stop()
-                result[kind] = {
-                    "drops": sum(b.drops - drops[id(b)] for b in browsers),
-                    "all_back_s": round(time.monotonic() - cut, 2) if all(back(b) for b in browsers) else None,
-                    "back_s": {
-                        "p50": round(times[len(times) // 2], 2) if times else None,
-                        "p99": round(times[int(len(times) * 0.99)], 2) if times else None,
-                    },
-                    "still_out": sum(1 for b in browsers if not back(b)),
-                    "still_out_states": stuck_states([b for b in browsers if not back(b)]),
-                    "ready_per_half_second": rate_curve(readies, cut),
-                    "cpu_percent": cpu,
-                    "generator_stall_max_s": stalls.stop(),
-                    "generator_gc_pass_max_s": round(stalls.gc_worst, 2),
-                    "failed_attempts": dict(sum((b.failures for b in browsers), collections.Counter())),
-                    "back_parts_s": back_parts([part for b in browsers for part in b.parts]),
-                }
-                log(f"storm ({kind}): {result[kind]}")
-            sending = False
-            await chatter
-            gc.unfreeze()
-            gc.set_threshold(*thresholds)
+                    while time.monotonic() < deadline and not all(back(b) for b in browsers):
+                        await asyncio.sleep(0.1)
+                    times = sorted(seconds for b in browsers for seconds in b.back_after)
+                    cpu = meter.stop()
+                    result[kind] = {
+                        "drops": sum(b.drops - drops[id(b)] for b in browsers),
+                        "all_back_s": round(time.monotonic() - cut, 2) if all(back(b) for b in browsers) else None,
+                        "back_s": {
+                            "p50": round(times[len(times) // 2], 2) if times else None,
+                            "p99": round(times[int(len(times) * 0.99)], 2) if times else None,
+                        },
+                        "still_out": sum(1 for b in browsers if not back(b)),
+                        "still_out_states": stuck_states([b for b in browsers if not back(b)]),
+                        "ready_per_half_second": rate_curve(readies, cut),
+                        "cpu_percent": cpu,
+                        "generator_stall_max_s": stalls.stop(),
+                        "generator_gc_pass_max_s": round(stalls.gc_worst, 2),
+                        "failed_attempts": dict(sum((b.failures for b in browsers), collections.Counter())),
+                        "back_parts_s": back_parts([part for b in browsers for part in b.parts]),
+                    }
+                    log(f"storm ({kind}): {result[kind]}")
+                sending = False
+                await chatter
             after = await wait_for_deliveries(browsers, rooms, {})  # type: ignore[arg-type]
             result["lost"] = sum(
                 len(track.missing) + max(0, after[room] - track.last)
