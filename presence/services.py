@@ -22,7 +22,7 @@ from core.events import dumps, publishing, room_group, send_event
 from core.loops import per_loop
 from rooms import access
 from rooms.payloads import user_payload
-from rooms.selectors import auser_room_ids, membership_get, room_members
+from rooms.selectors import aroom_ids_of, membership_get, room_members
 
 SOCKET_TTL_SECONDS = 60
 AWAY_AFTER_SECONDS = 10 * 60
@@ -113,8 +113,8 @@ def _announce_presence(user: User, status: str, last_active: str, rooms: Iterabl
 
 async def _update(beats: list[Beat], known_rooms: dict[int, Iterable[str]] | None = None) -> None:
     """Apply beats in Redis: one script call per SCRIPT_BATCH beats (pipelined) and no database
-    read for the common case (no transition); only a transition reads the user's rooms, to
-    announce it (unless `known_rooms` has them)."""
+    read for the common case (no transition); only transitions read their users' rooms, to
+    announce them (unless `known_rooms` has them), in one statement for the whole batch."""
     started = time.perf_counter()
     script = _transition_script()
     chunks = [beats[i : i + SCRIPT_BATCH] for i in range(0, len(beats), SCRIPT_BATCH)]
@@ -132,13 +132,15 @@ async def _update(beats: list[Beat], known_rooms: dict[int, Iterable[str]] | Non
                 keys, args = _script_input(chunk)
                 await script(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
+    changes = [change for chunk, reply in zip(chunks, replies, strict=True) for change in _transitions(chunk, reply)]
+    known = known_rooms or {}
+    unknown = sorted({user.pk for user, _, _ in changes if user.pk not in known})
+    read = await aroom_ids_of(user_ids=unknown) if unknown else {}  # one statement for them all
     async with publishing():
-        for chunk, reply in zip(chunks, replies, strict=True):
-            for user, status, last_active in _transitions(chunk, reply):
-                known = known_rooms.get(user.pk) if known_rooms else None
-                rooms = known if known is not None else await auser_room_ids(user_id=user.pk)
-                _announce_presence(user, status, last_active, rooms)
-                metrics.presence_transitions((status,))
+        for user, status, last_active in changes:
+            rooms = known[user.pk] if user.pk in known else read.get(user.pk, [])
+            _announce_presence(user, status, last_active, rooms)
+            metrics.presence_transitions((status,))
     metrics.PRESENCE_UPDATE.observe(time.perf_counter() - started)
 
 

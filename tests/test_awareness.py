@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from core import asyncdb
 from messaging import services
 from messaging.selectors import unread_counts
 from presence import services as presence
@@ -323,6 +324,32 @@ async def test_a_socket_closing_while_redis_does_not_answer_closes_cleanly(make_
     monkeypatch.setattr(presence, "presence_disconnect", too_slow)
     await communicator.disconnect()  # re-raises what the consumer raised
     assert len(failed) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_users_who_go_offline_together_are_announced_after_one_read_of_their_rooms(trio, monkeypatch, events):
+    """A storm's closes go offline in one batch: the users' rooms are read in one statement for all
+    of them (it was a round trip per user), and each is announced to their room."""
+    people = await database_sync_to_async(lambda: trio)()
+    users = [people[name] for name in ("ada", "bob", "cy")]
+    await asyncio.gather(*(presence.presence_heartbeat(user=u, socket_id=f"tab-{u.pk}", active=True) for u in users))
+    reads: list[list[int]] = []
+    fetchall = asyncdb.fetchall
+
+    async def counted(statement, params, **kwargs):
+        if "FROM rooms_membership" in statement:
+            reads.append(params[0])
+        return await fetchall(statement, params, **kwargs)
+
+    monkeypatch.setattr(asyncdb, "fetchall", counted)
+    events.clear()
+    await asyncio.gather(*(presence.presence_disconnect(user=u, socket_id=f"tab-{u.pk}") for u in users))
+    assert reads == [sorted(u.pk for u in users)]
+    room = f"room.{people['room'].pk}"
+    announced = sorted((f["user"]["username"], f["status"]) for f in events.frames("presence", group=room))
+    assert announced == [("ada", "offline"), ("bob", "offline"), ("cy", "offline")]
+    assert [e.groups for e in events.of_type("user.presence")] == [[room]] * 3
 
 
 def redis_commands(monkeypatch) -> list[str]:
