@@ -100,3 +100,18 @@ def test_the_load_benchmark_compares_the_mix_with_plain_chat_in_one_run(tmp_path
         expected = round(comparison["mix"][key] / comparison["plain"][key], 3)
         assert comparison["mix_over_plain"][key] == expected
     assert "Mix against plain chat" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mix_batch_benchmark_runs_every_kind_of_batch():
+    result = subprocess.run(
+        [sys.executable, "bench/mix_batch.py", "100"],
+        cwd=ROOT,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    kinds = [line.split(" wall ")[0].strip() for line in result.stdout.splitlines() if "(n=100)" in line]
+    assert kinds == ["plain", "reply", "shared", "shared, lock planned"]
