@@ -677,14 +677,7 @@ async def settled(servers: "Servers", *, below: float = 5.0, timeout: float = 60
     scenario's cookie phase waited 3.3 s behind the ticket phase's closes: its p99."""
 
     def cpu_seconds() -> float:
-        total = 0.0
-        for process in servers.workers():
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
+        return CpuMeter._total(servers.workers())
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -75,14 +75,16 @@ def seed() -> tuple[list[Room], dict, list]:
 
 
 def postgres_cpu(postmaster: psutil.Process) -> float:
-    total = 0.0
-    for process in postmaster.children():
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
+    """CPU seconds of PostgreSQL's processes (the postmaster's children, as they are now)."""
+    return sum(map(cpu_seconds, postmaster.children()))
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:  # a backend gone meanwhile
+        return 0.0
+    return times.user + times.system
 
 
 async def main() -> None:
