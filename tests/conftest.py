@@ -410,6 +410,15 @@ def server_env() -> dict[str, str]:
     }
 
 
+def production_env(*, static_root: Path) -> dict[str, str]:
+    """`server_env()` with production settings (not PARLEY_TESTING: the manifest static storage,
+    among others), its collectstatic writing to `static_root`: a production collectstatic deletes
+    and rewrites hashed files, which servers and tests reading the checkout's staticfiles/ at the
+    same time found missing (WhiteNoise's scan at start: FileNotFoundError)."""
+    env = {key: value for key, value in server_env().items() if key != "PARLEY_TESTING"}
+    return env | {"STATIC_ROOT": str(static_root)}
+
+
 class LiveServers:
     """Real server processes (uvicorn, run as scripts/serve.py runs it) serving Parley on 127.0.0.1,
     sharing this test's database and Redis."""

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, server_env
+from tests.conftest import ROOT, production_env
 
 
 @pytest.mark.django_db(transaction=True)
@@ -15,7 +15,7 @@ def test_the_board_benchmark_runs_every_scenario_without_loss(tmp_path):
     result = subprocess.run(
         [sys.executable, "bench/board.py", "--smoke", "--out", str(tmp_path)],
         cwd=ROOT,
-        env={key: value for key, value in server_env().items() if key != "PARLEY_TESTING"},
+        env=production_env(static_root=tmp_path / "static"),
         capture_output=True,
         text=True,
         timeout=600,

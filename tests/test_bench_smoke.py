@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, server_env
+from tests.conftest import ROOT, production_env, server_env
 
 
 @pytest.mark.django_db(transaction=True)
@@ -48,7 +48,7 @@ def run_load(out, *args: str, timeout: float) -> None:
     result = subprocess.run(
         [sys.executable, "bench/load.py", "--smoke", *args, "--out", str(out)],
         cwd=ROOT,
-        env={key: value for key, value in server_env().items() if key != "PARLEY_TESTING"},
+        env=production_env(static_root=out / "static"),
         capture_output=True,
         text=True,
         timeout=timeout,
