@@ -58,7 +58,7 @@ ROOMS, MEMBERS = 20, 10
 EMOJI = ["👍", "🎉", "👀", "😂", "❤️"]
 
 
-def seed() -> tuple[list[Room], dict, list]:
+def seed() -> tuple[list[Room], dict, int]:
     tag = uuid.uuid4().hex[:6]
     password = make_password(None)
     users = User.objects.bulk_create([User(username=f"mix{tag}{i}", password=password) for i in range(ROOMS * MEMBERS)])
@@ -71,7 +71,7 @@ def seed() -> tuple[list[Room], dict, list]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (pid,) = cursor.fetchone()
-    return rooms, {room.pk: users[i * MEMBERS : (i + 1) * MEMBERS] for i, room in enumerate(rooms)}, [pid]
+    return rooms, {room.pk: users[i * MEMBERS : (i + 1) * MEMBERS] for i, room in enumerate(rooms)}, pid
 
 
 def postgres_cpu(postmaster: psutil.Process) -> float:
@@ -88,7 +88,7 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 async def main() -> None:
-    rooms, members, (pid,) = await asyncio.to_thread(seed)
+    rooms, members, pid = await asyncio.to_thread(seed)
     postmaster = psutil.Process(pid).parent()
     roots: dict = {}
     for room in rooms:  # a thread root per room

@@ -261,7 +261,7 @@ def _send_and_react(sends: list[_Send], reactions: list[tuple[int, "_Reaction"]]
     pairs = sorted({(str(s.room_id), s.user.pk) for s in sends} | {(str(r.room_id), r.user.pk) for _, r in reactions})
     batch, hot_from = _send_params(sends)
     return [
-        (_LOCK_ROOMS_PREPARED, {"rooms": [room for room, _ in pairs], "users": [user for _, user in pairs]}),
+        _lock_step(pairs),
         (_SEND_PREPARED, {"sends": batch, "hot_from": hot_from}),
         *[(_REACT_PREPARED, reaction.params()) for _, reaction in reactions],
     ]
@@ -1026,6 +1026,13 @@ _LOCK_ROOMS_PREPARED = asyncdb.Prepared(
     _LOCK_ROOMS.replace("%s::uuid[]", "%(rooms)s::uuid[]").replace("%s::bigint[]", "%(users)s::bigint[]"),
     ("rooms", "users"),
 )
+
+
+def _lock_step(pairs: list[tuple[str, int]]) -> tuple[asyncdb.Prepared, dict[str, list]]:
+    """The rooms' locks for (room, member) pairs, as a step of asyncdb.transaction."""
+    return _LOCK_ROOMS_PREPARED, {"rooms": [room for room, _ in pairs], "users": [user for _, user in pairs]}
+
+
 _REACT_PREPARED = asyncdb.Prepared(
     "parley_react",
     _REACT_SQL,
@@ -1177,9 +1184,7 @@ async def _areact_batch(batch: list[tuple[int, _Reaction]], results: list[Any]) 
 async def _areact(reactions: list[tuple[int, _Reaction]]) -> list[list[dict[str, Any]]]:
     """The reactions' statements after their rooms' locks, in one transaction: each statement's rows."""
     pairs = [(str(reaction.room_id), reaction.user.pk) for _, reaction in reactions]
-    steps: list[tuple[str | asyncdb.Prepared, Any]] = [
-        (_LOCK_ROOMS_PREPARED, {"rooms": [r for r, _ in pairs], "users": [u for _, u in pairs]})
-    ]
+    steps: list[tuple[str | asyncdb.Prepared, Any]] = [_lock_step(pairs)]
     steps += [(_REACT_PREPARED, reaction.params()) for _, reaction in reactions]
     return (await asyncdb.transaction(steps, changes=True))[1:]
 

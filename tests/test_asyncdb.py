@@ -116,8 +116,8 @@ def test_a_send_over_rest_is_planned_once_per_connection_too(make_user):
     def plans() -> dict[str, tuple[int, int]]:
         """The send statement's plans on this test's connection, by statement name. The connection
         is a pooled one: an earlier test may have run the statement there already, and one whose
-        run failed may have left a copy that psycopg no longer uses (a prepared statement whose
-        execution fails is forgotten by psycopg, not deallocated, and prepared again next time)."""
+        preparing run failed may have left a copy that psycopg no longer uses (psycopg forgets a
+        statement whose first, preparing run fails, without deallocating it, and prepares it again)."""
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
