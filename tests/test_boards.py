@@ -233,6 +233,7 @@ async def test_resume_after_reconnect_from_a_sequence_and_from_a_state_vector(ca
     bob.apply((await join(member, board))["update"])
     ada = Client()
     await owner.send_json_to(update_frame(board, ada.edit("a", type="rect", x=1)))
+    await receive_type(owner, "board.update.ack")  # else each ack below is one update behind
     bob.apply((await receive_type(member, "board.update"))["update"])
     await member.disconnect(timeout=TIMEOUT)  # Bob goes offline and edits meanwhile
     offline = bob.edit("b", type="sticky", text="offline")
