@@ -17,6 +17,22 @@ a WSGI server's threads do, and what Django keeps per thread is handled as there
 connections go back to the pool (or are closed past DB_CONN_MAX_AGE) at `request_finished`, on that
 thread, before the thread is given back.
 
+A request that runs no sync code of its own borrows no thread at all (an async view such as the
+socket ticket's, `POST /api/v1/auth/ws-ticket/`, asked at every reconnect). Django's handler makes
+two sync calls around every request, each a hop to a thread and back: request_started's receivers,
+and the response's close() with request_finished's. Both only tidy the thread's own database
+connections (and Django's caches and URL conf, whose close is a no-op here):
+
+- request_started's two receivers (`reset_queries`, `close_old_connections`) are disconnected once,
+  by serve(); a lease runs them on its thread when it borrows one, before the request's first
+  sync call there: the thread Django ran them on, before anything of the request ran there.
+  (Django's test client connects `close_old_connections` again after each of its requests; in a
+  test process it may then also run through the signal, a hop more, which does no harm.)
+- The response's close() after the last byte of the answer went out, from a request that never
+  borrowed a thread, runs there and then, on the event loop: request_finished's receivers find no
+  database connection of that thread to tidy. tests/test_threads.py checks that they are still
+  Django's own three, so that a receiver added later is looked at before it runs on the loop.
+
 `hand_back()` gives the request's thread back early: a long-poll or an event stream about to wait
 for minutes keeps no idle thread (transports.api). A later sync call of that request borrows one
 again, as Django's handler would have started a fresh one.
@@ -36,7 +52,8 @@ from typing import Any
 
 from asgiref.sync import AsyncToSync, ThreadSensitiveContext, sync_to_async
 from channels.db import DatabaseSyncToAsync
-from django.db import connections
+from django.core.signals import request_started
+from django.db import close_old_connections, connections, reset_queries
 
 # Threads for the sockets' database work, per process; each borrows a connection from Django's pool
 # (DB_POOL_MAX_SIZE, 16) for the length of a call, and a quarter of the pool is theirs at most.
@@ -72,18 +89,34 @@ class Pool:
 pool = Pool()
 
 
+def _request_started() -> None:
+    """What Django's request_started receivers did, on a request's thread before its sync code."""
+    reset_queries()
+    close_old_connections()
+
+
+def _first(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    _request_started()
+    return fn(*args, **kwargs)
+
+
 class Lease(Executor):
     """One request's executor: the same borrowed thread for each of its sync calls, as Django's
-    own context gives, until the request ends or `hand_back()`."""
+    own context gives, until the request ends or `hand_back()`. `answered` is set once the
+    response's last body message went out."""
 
     def __init__(self, source: Pool) -> None:
         self.source = source
         self.thread: ThreadPoolExecutor | None = None
         self.calls: list[Future] = []
+        self.answered = False
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        if self.thread is None and self.answered:
+            return _run_here(fn, *args, **kwargs)  # the response's close(): see the module's docstring
         if self.thread is None:
             self.thread = self.source.borrow()
+            fn, args = _first, (fn, *args)
         future = self.thread.submit(fn, *args, **kwargs)
         self.calls = [call for call in self.calls if not call.done()]
         self.calls.append(future)
@@ -107,17 +140,36 @@ def serve(app: Any, source: Pool | None = None) -> Any:
     process's pool unless given)."""
     threads = source if source is not None else pool
 
+    # Run by each lease when it borrows a thread instead (the module's docstring).
+    request_started.disconnect(reset_queries)
+    request_started.disconnect(close_old_connections)
+
     async def application(scope: dict, receive: Any, send: Any) -> None:
         lease = Lease(threads)
+
+        async def answer(message: dict) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                lease.answered = True
+
         token = _lease.set(lease)
         try:
             async with ThreadSensitiveContext(executor=lease):
-                await app(scope, receive, send)
+                await app(scope, receive, answer)
         finally:
             _lease.reset(token)
             lease.release()
 
     return application
+
+
+def _run_here(fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as error:  # as a thread would hand it over
+        future.set_exception(error)
+    return future
 
 
 async def hand_back() -> None:

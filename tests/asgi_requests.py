@@ -14,7 +14,13 @@ class Request:
     """One HTTP request through Django's ASGI handler, in-process; its client hangs up on `cut()`."""
 
     def __init__(
-        self, handler: ASGIHandler, executor: ThreadPoolExecutor | None, path: str, token: str, query: str = ""
+        self,
+        handler: ASGIHandler,
+        executor: ThreadPoolExecutor | threads.Pool | None,
+        path: str,
+        token: str,
+        query: str = "",
+        method: str = "GET",
     ):
         self.messages: list[dict] = []
         self.gone = asyncio.Event()
@@ -23,7 +29,7 @@ class Request:
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
-            "method": "GET",
+            "method": method,
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),
@@ -35,8 +41,8 @@ class Request:
         }
 
         async def run() -> None:
-            if executor is None:  # as uvicorn runs it (config.asgi): threads borrowed from core.threads' pool
-                await threads.serve(handler)(scope, self.receive, self.send)
+            if executor is None or isinstance(executor, threads.Pool):  # as config.asgi serves it
+                await threads.serve(handler, executor)(scope, self.receive, self.send)
                 return
             async with ThreadSensitiveContext(executor=executor):  # every request's sync work: this pool
                 await handler(scope, self.receive, self.send)

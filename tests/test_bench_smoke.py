@@ -115,3 +115,18 @@ def test_the_mix_batch_benchmark_runs_every_kind_of_batch():
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = [line.split(" wall ")[0].strip() for line in result.stdout.splitlines() if "(n=100)" in line]
     assert kinds == ["plain", "reply", "shared", "shared, lock planned"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_in_process_benchmark_counts_tickets_and_connects():
+    result = subprocess.run(
+        [sys.executable, "bench/inprocess.py", "40"],
+        cwd=ROOT,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    measured = [line.split(":")[0] for line in result.stdout.splitlines() if line.endswith("n=40")]
+    assert measured == ["ticket", "connect"]

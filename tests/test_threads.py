@@ -6,6 +6,7 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished
 from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -121,6 +122,78 @@ async def test_a_request_through_django_gives_its_database_connection_back_with_
     thread = threads.pool.idle[-1]
     # The connection that thread used is closed (back in Django's pool), seen from that thread.
     assert await asyncio.wrap_future(thread.submit(lambda: connection.connection is None))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_that_runs_no_sync_code_borrows_no_thread(make_user):
+    """The socket ticket (asked at every reconnect) is answered on the event loop: Django's
+    request_started and the response's close() no longer take it to a thread and back."""
+    user = await sync_to_async(make_user)("ticketed")
+    pool = threads.Pool()
+    request = Request(ASGIHandler(), pool, "/api/v1/auth/ws-ticket/", str(AccessToken.for_user(user)), method="POST")
+    await asyncio.wait_for(request.task, TIMEOUT)
+    assert request.status() == 200 and b'"ticket"' in request.body()
+    assert pool.lent == 0 and not pool.idle  # never borrowed one
+
+
+async def test_a_borrowed_thread_is_tidied_as_request_started_did_before_the_requests_sync_code(monkeypatch):
+    """What Django's request_started receivers did (serve() disconnects them) runs on the request's
+    thread when it borrows one, before its first sync call there."""
+    done: list[tuple[str, int]] = []
+    monkeypatch.setattr(threads, "reset_queries", lambda: done.append(("reset_queries", threading.get_ident())))
+    monkeypatch.setattr(
+        threads, "close_old_connections", lambda: done.append(("close_old_connections", threading.get_ident()))
+    )
+
+    async def app(scope, receive, send):
+        await sync_to_async(lambda: done.append(("view", threading.get_ident())))()
+        await sync_to_async(lambda: done.append(("close", threading.get_ident())))()
+
+    pool = threads.Pool()
+    await threads.serve(app, pool)({"type": "http"}, None, None)
+    assert [name for name, _ in done] == ["reset_queries", "close_old_connections", "view", "close"]
+    assert len({thread for _, thread in done}) == 1 and done[0][1] != threading.get_ident()
+    close(pool)
+
+
+async def test_a_close_after_the_answer_runs_on_the_loop_only_when_no_thread_was_borrowed():
+    """After the response's last body message, a request that ran sync code closes on its thread;
+    one that ran none closes where it is, on the event loop."""
+    closed: list[int] = []
+
+    def app_with(sync_view: bool):
+        async def app(scope, receive, send):
+            if sync_view:
+                await sync_to_async(lambda: None)()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            await sync_to_async(lambda: closed.append(threading.get_ident()))()
+
+        return app
+
+    async def send(message):
+        pass
+
+    pool = threads.Pool()
+    await threads.serve(app_with(sync_view=True), pool)({"type": "http"}, None, send)
+    await threads.serve(app_with(sync_view=False), pool)({"type": "http"}, None, send)
+    assert closed[0] != threading.get_ident() and closed[1] == threading.get_ident()
+    assert len(pool.idle) == 1  # the one borrowed by the first request
+    close(pool)
+
+
+async def test_request_finished_has_only_djangos_receivers_which_may_run_on_the_loop():
+    """A request that borrowed no thread runs request_finished's receivers on the event loop
+    (core.threads): they must never block. Django's three only tidy the thread's own database
+    connections (none there), its caches (a no-op for Redis) and its URL conf. A receiver added
+    later fails here until it has been checked for that and added to this list."""
+    sync_receivers, async_receivers = request_finished._live_receivers(ASGIHandler)
+    names = {f"{receiver.__module__}.{receiver.__qualname__}" for receiver in [*sync_receivers, *async_receivers]}
+    assert names <= {
+        "django.db.close_old_connections",
+        "django.core.cache.close_caches",
+        "django.core.handlers.base.reset_urlconf",
+    }
 
 
 def close(pool: threads.Pool) -> None:
