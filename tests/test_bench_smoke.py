@@ -102,10 +102,10 @@ def test_the_load_benchmark_compares_the_mix_with_plain_chat_in_one_run(tmp_path
     assert "Mix against plain chat" in (tmp_path / "report.md").read_text()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_mix_batch_benchmark_runs_every_kind_of_batch():
+def run_bench_script(script: str, size: int) -> list[str]:
+    """A benchmark of bench/ run at a smoke size against the test database: its output's lines."""
     result = subprocess.run(
-        [sys.executable, "bench/mix_batch.py", "100"],
+        [sys.executable, script, str(size)],
         cwd=ROOT,
         env=server_env(),
         capture_output=True,
@@ -113,20 +113,17 @@ def test_the_mix_batch_benchmark_runs_every_kind_of_batch():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    kinds = [line.split(" wall ")[0].strip() for line in result.stdout.splitlines() if "(n=100)" in line]
+    return result.stdout.splitlines()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mix_batch_benchmark_runs_every_kind_of_batch():
+    lines = run_bench_script("bench/mix_batch.py", 100)
+    kinds = [line.split(" wall ")[0].strip() for line in lines if "(n=100)" in line]
     assert kinds == ["plain", "reply", "shared", "shared, lock planned"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_in_process_benchmark_counts_tickets_and_connects():
-    result = subprocess.run(
-        [sys.executable, "bench/inprocess.py", "40"],
-        cwd=ROOT,
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    measured = [line.split(":")[0] for line in result.stdout.splitlines() if line.endswith("n=40")]
-    assert measured == ["ticket", "connect"]
+    lines = run_bench_script("bench/inprocess.py", 40)
+    assert [line.split(":")[0] for line in lines if line.endswith("n=40")] == ["ticket", "connect"]
