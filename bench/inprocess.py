@@ -15,8 +15,9 @@ do) and counts its CPU (every thread of it) for:
   joined, presence announced to the room's other members.
 
 No system calls for the sockets: the difference from bench/load.py's server CPU per connect is
-the kernel's share and the collector's larger heap there. Ratios between versions run one after
-the other mean the most. PostgreSQL and Redis are real (`scripts/stack.py bench`: durable).
+the kernel's share and what real sockets and a larger heap add there (not measured apart).
+Ratios between versions run one after the other mean the most. PostgreSQL and Redis are real
+(`scripts/stack.py bench`: durable).
 """
 
 import asyncio

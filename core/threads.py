@@ -89,14 +89,10 @@ class Pool:
 pool = Pool()
 
 
-def _request_started() -> None:
-    """What Django's request_started receivers did, on a request's thread before its sync code."""
+def _first(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """A request's first sync call on its thread, after what Django's request_started receivers did."""
     reset_queries()
     close_old_connections()
-
-
-def _first(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    _request_started()
     return fn(*args, **kwargs)
 
 
