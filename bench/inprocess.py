@@ -9,6 +9,10 @@ do) and counts its CPU (every thread of it) for:
 
 - `ticket`: N `POST /api/v1/auth/ws-ticket/` with a Bearer token, 64 at a time, straight into
   the ASGI application (Django's handler and middleware, the view, Redis), without HTTP parsing;
+- `rooms`: N `GET /api/v1/rooms/` with a Bearer token (a sync DRF view, on the request threads),
+  64 at a time, the same way; also how late the event loop ran meanwhile (a task that sleeps 1 ms
+  in a loop records by how much it woke late: p50, p99 and max), which is what every socket of the
+  process waits while request threads hold the GIL;
 - `connect`: N sockets with a session cookie, 256 at a time, each through uvicorn's own
   HTTP and WebSocket protocols (the handshake parsed and answered as on a real server) on an
   in-memory transport, counted at its `session.ready`: authentication, the rooms read, groups
@@ -21,6 +25,7 @@ Ratios between versions run one after the other mean the most. PostgreSQL and Re
 """
 
 import asyncio
+import gc
 import subprocess
 import sys
 import time
@@ -96,11 +101,27 @@ async def measure(name: str, items: list, run, batch: int) -> None:
     for start in range(0, WARM, batch):
         await asyncio.gather(*(run(item) for item in items[start : min(start + batch, WARM)]))
     counted = items[WARM:]
+    gc.collect()  # what earlier phases left is not this one's to collect
+    lags: list[float] = []
+    ticker = asyncio.create_task(lateness(lags))
     cpu, wall = time.process_time(), time.perf_counter()
     for start in range(0, len(counted), batch):
         await asyncio.gather(*(run(item) for item in counted[start : start + batch]))
     cpu, wall = (time.process_time() - cpu) * 1000 / len(counted), (time.perf_counter() - wall) * 1000 / len(counted)
-    print(f"{name}: {cpu:.3f} ms of CPU each (wall {wall:.3f} ms), n={len(counted)}")
+    ticker.cancel()
+    lags.sort()
+    late = " ".join(
+        f"{label} {lags[int(q * (len(lags) - 1))]:.1f}" for label, q in (("p50", 0.5), ("p99", 0.99), ("max", 1))
+    )
+    print(f"{name}: {cpu:.3f} ms of CPU each (wall {wall:.3f} ms; loop late ms {late}), n={len(counted)}")
+
+
+async def lateness(lags: list[float]) -> None:
+    """By how many ms a 1 ms sleep wakes late, over and over: the event loop's lag."""
+    while True:
+        before = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append((time.perf_counter() - before) * 1000 - 1)
 
 
 async def main() -> None:
@@ -110,7 +131,7 @@ async def main() -> None:
     tokens = [str(AccessToken.for_user(user)) for user in users]
     cookies = await asyncio.to_thread(load.sessions_for, users)
 
-    async def ticket(token: str) -> None:
+    async def request(method: str, path: str, token: str) -> None:
         sent: list[dict] = []
         body = [{"type": "http.request", "body": b"", "more_body": False}]
 
@@ -123,17 +144,17 @@ async def main() -> None:
         async def send(message: dict) -> None:
             sent.append(message)
 
-        path = "/api/v1/auth/ws-ticket/"
         headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode()), (b"content-length", b"0")]
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
         }  # fmt: skip
         await application(scope, receive, send)
         assert sent[0]["status"] == 200, sent[0]
 
-    await measure("ticket", tokens, ticket, 64)
+    await measure("ticket", tokens, lambda token: request("POST", "/api/v1/auth/ws-ticket/", token), 64)
+    await measure("rooms", tokens, lambda token: request("GET", "/api/v1/rooms/", token), 64)
 
     config = uvicorn.Config(
         application, ws="websockets-sansio", ws_per_message_deflate=False, ws_ping_interval=0, lifespan="off"

@@ -11,11 +11,13 @@ the socket) a profile put a quarter of a worker's time in those threads (docs/pe
 
 `serve(app)` wraps Django's handler: each request enters asgiref's documented
 `ThreadSensitiveContext(executor=...)` with a `Lease` of ours, and Django's own context inside it
-then does nothing. On the request's first sync call, the lease borrows an idle thread from this
+then does nothing. On the request's first sync call, the lease borrows a thread from this
 process's pool; it gives it back when the request ends. A thread serves one request at a time, as
 a WSGI server's threads do, and what Django keeps per thread is handled as there: the database
 connections go back to the pool (or are closed past DB_CONN_MAX_AGE) at `request_finished`, on that
-thread, before the thread is given back.
+thread, before the thread is given back. The pool has REQUEST_THREADS threads at most, as a WSGI
+server has: a request that finds all of them lent waits for one without blocking the event loop,
+its sync call queued in order of arrival (an asyncio task cancelled meanwhile leaves the queue).
 
 A request that runs no sync code of its own borrows no thread at all (an async view such as the
 socket ticket's, `POST /api/v1/auth/ws-ticket/`, asked at every reconnect). Django's handler makes
@@ -34,7 +36,7 @@ connections (and Django's caches and URL conf, whose close is a no-op here):
   Django's own three, so that a receiver added later is looked at before it runs on the loop.
 
 `hand_back()` gives the request's thread back early: a long-poll or an event stream about to wait
-for minutes keeps no idle thread (transports.api). A later sync call of that request borrows one
+for minutes holds no thread (transports.api). A later sync call of that request borrows one
 again, as Django's handler would have started a fresh one.
 
 `database_sync_to_async(fn)` is Channels' (the thread's database connections closed, or given back
@@ -46,6 +48,7 @@ browser's return goes"). Each call is a whole unit of work (a selector, or a ser
 transaction), so any thread may run it.
 """
 
+import collections
 import contextvars
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
@@ -58,21 +61,30 @@ from django.db import close_old_connections, connections, reset_queries
 # Threads for the sockets' database work, per process; each borrows a connection from Django's pool
 # (DB_POOL_MAX_SIZE, 16) for the length of a call, and a quarter of the pool is theirs at most.
 DATABASE_THREADS = 4
-# Idle threads kept per process; a request finding none starts one, and a thread given back past
-# this many ends. Django's database pool has DB_POOL_MAX_SIZE (16) connections a process.
-KEEP_IDLE = 32
+# Request threads per process, all kept once started; a request wanting one while all are lent waits
+# for one on the event loop, in order. Each thread running Python takes the GIL from the event loop,
+# which every socket of the process waits on: 64 sync requests at a time on 64 threads made the
+# loop wake 120-130 ms late at p99, on 8 threads 13-15 ms, with as many requests answered a second
+# (docs/performance.md, "Sync requests on 8 threads"). A WSGI server's threads bound a process the
+# same way. With DATABASE_THREADS, it stays below Django's database pool (DB_POOL_MAX_SIZE, 16), so a
+# burst of requests queues here rather than time out waiting for a connection.
+REQUEST_THREADS = 8
 
 
 class Pool:
-    """The process's idle request threads (each a single-thread executor). Used from the event
-    loop's thread only, as asgiref submits to a context's executor from there."""
+    """The process's request threads (each a single-thread executor), at most `most`. Used from
+    the event loop's thread only, as asgiref submits to a context's executor from there."""
 
-    def __init__(self, keep: int = KEEP_IDLE) -> None:
-        self.keep = keep
+    def __init__(self, most: int = REQUEST_THREADS) -> None:
+        self.most = most
         self.idle: list[ThreadPoolExecutor] = []
         self.lent = 0  # threads borrowed and not given back (tests, and a gauge if one is wanted)
+        self.waiting: collections.deque[Lease] = collections.deque()  # for a thread, in order
 
-    def borrow(self) -> ThreadPoolExecutor:
+    def borrow(self) -> ThreadPoolExecutor | None:
+        """An idle thread, or a new one; None when `most` are lent already."""
+        if self.lent >= self.most:
+            return None
         self.lent += 1
         return self.idle.pop() if self.idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
 
@@ -80,10 +92,12 @@ class Pool:
         """A thread still running a call (its request was cancelled meanwhile: asgiref lets the
         call finish) ends once it is done, rather than make the next request wait behind it."""
         self.lent -= 1
-        if busy or len(self.idle) >= self.keep:
+        if busy:
             thread.shutdown(wait=False)
         else:
             self.idle.append(thread)
+        while self.waiting and self.lent < self.most:
+            self.waiting.popleft().lend(self.borrow())
 
 
 pool = Pool()
@@ -105,27 +119,65 @@ class Lease(Executor):
         self.source = source
         self.thread: ThreadPoolExecutor | None = None
         self.calls: list[Future] = []
+        self.pending: list[tuple[Future, Any, tuple, dict]] = []  # while waiting for a thread
+        self.fresh = False  # the thread was just borrowed: tidy it first (_first)
         self.answered = False
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
         if self.thread is None and self.answered:
             return _run_here(fn, *args, **kwargs)  # the response's close(): see the module's docstring
-        if self.thread is None:
-            self.thread = self.source.borrow()
-            fn, args = _first, (fn, *args)
+        if self.thread is None and not self.pending:
+            self.thread, self.fresh = self.source.borrow(), True
+            if self.thread is None:
+                self.source.waiting.append(self)
+        if self.thread is None:  # every thread is lent: the call runs once one comes back (lend)
+            future: Future = Future()
+            self.pending.append((future, fn, args, kwargs))
+            return future
+        return self._run(fn, *args, **kwargs)
+
+    def _run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        assert self.thread is not None
+        if self.fresh:
+            fn, args, self.fresh = _first, (fn, *args), False
         future = self.thread.submit(fn, *args, **kwargs)
         self.calls = [call for call in self.calls if not call.done()]
         self.calls.append(future)
         return future
 
+    def lend(self, thread: ThreadPoolExecutor | None) -> None:
+        """The thread this lease waited for: its calls run there, the first after what request_started did."""
+        assert thread is not None
+        self.thread, pending, self.pending = thread, self.pending, []
+        for future, fn, args, kwargs in pending:
+            if future.set_running_or_notify_cancel():  # else its request stopped waiting (cancelled)
+                _chain(self._run(fn, *args, **kwargs), future)
+
     def release(self) -> None:
         thread, self.thread = self.thread, None
         if thread is not None:
             self.source.give_back(thread, busy=not all(call.done() for call in self.calls))
-        self.calls = []
+        elif self.pending:
+            self.source.waiting.remove(self)
+            for future, *_ in self.pending:
+                future.cancel()
+        self.calls, self.pending = [], []
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.release()
+
+
+def _chain(inner: Future, outer: Future) -> None:
+    """`outer` (running) settles as `inner` does."""
+
+    def settle(done: Future) -> None:
+        error = done.exception()
+        if error is None:
+            outer.set_result(done.result())
+        else:
+            outer.set_exception(error)
+
+    inner.add_done_callback(settle)
 
 
 _lease: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("request_thread_lease", default=None)

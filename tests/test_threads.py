@@ -65,18 +65,86 @@ async def test_requests_at_the_same_time_each_have_a_thread_of_their_own():
     close(pool)
 
 
-async def test_at_most_keep_threads_wait_idle():
-    inside = [asyncio.Event() for _ in range(3)]
+async def until(condition) -> None:
+    """Wait (bounded) until `condition()` holds: state the event loop reaches in a few passes."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(poll(), TIMEOUT)
+
+
+async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_order():
+    """No more than `most` threads run requests' sync code (each takes the GIL from the event
+    loop): the next request's sync call waits, on the loop, and runs on a thread given back."""
+    seen: list[list[int]] = []
+    inside = [asyncio.Event() for _ in range(4)]
     go = asyncio.Event()
-    pool = threads.Pool(keep=1)
-    requests = [
-        asyncio.ensure_future(threads.serve(recording_app([], event, go), pool)({"type": "http"}, None, None))
-        for event in inside
-    ]
-    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in inside)), TIMEOUT)
+    pool = threads.Pool(most=2)
+    started = threading.active_count()
+
+    def request(index: int) -> asyncio.Future:
+        return asyncio.ensure_future(
+            threads.serve(recording_app(seen, inside[index], go), pool)({"type": "http"}, None, None)
+        )
+
+    requests = [request(0), request(1)]
+    await asyncio.wait_for(asyncio.gather(inside[0].wait(), inside[1].wait()), TIMEOUT)
+    requests += [request(2)]
+    await until(lambda: len(pool.waiting) == 1)
+    requests += [request(3)]
+    await until(lambda: len(pool.waiting) == 2)
+    assert pool.lent == 2 and not inside[2].is_set() and not inside[3].is_set()
+    assert threading.active_count() == started + 2  # no thread started for the two waiting
     go.set()
     await asyncio.wait_for(asyncio.gather(*requests), TIMEOUT)
-    assert len(pool.idle) == 1 and pool.lent == 0
+    assert len(seen) == 4 and all(len(set(calls)) == 1 for calls in seen)
+    assert {calls[0] for calls in seen[2:]} <= {calls[0] for calls in seen[:2]}  # the threads given back
+    assert pool.lent == 0 and len(pool.idle) == 2 and not pool.waiting
+    assert threading.active_count() == started + 2
+    close(pool)
+
+
+async def test_a_request_cancelled_while_waiting_for_a_thread_leaves_the_queue():
+    seen: list[list[int]] = []
+    inside = asyncio.Event()
+    go = asyncio.Event()
+    pool = threads.Pool(most=1)
+    holding = asyncio.ensure_future(threads.serve(recording_app(seen, inside, go), pool)({"type": "http"}, None, None))
+    await asyncio.wait_for(inside.wait(), TIMEOUT)
+    waiting = asyncio.ensure_future(threads.serve(recording_app(seen), pool)({"type": "http"}, None, None))
+    await until(lambda: len(pool.waiting) == 1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not pool.waiting  # it gave up its place
+    go.set()
+    await asyncio.wait_for(holding, TIMEOUT)
+    assert len(seen) == 1 and pool.lent == 0 and len(pool.idle) == 1  # its call never ran
+    await asyncio.wait_for(threads.serve(recording_app(seen), pool)({"type": "http"}, None, None), TIMEOUT)
+    assert seen[1][0] == seen[0][0]
+    close(pool)
+
+
+async def test_a_request_that_waited_for_its_thread_is_tidied_first_there_too(monkeypatch):
+    done: list[str] = []
+    monkeypatch.setattr(threads, "reset_queries", lambda: done.append("reset_queries"))
+    monkeypatch.setattr(threads, "close_old_connections", lambda: done.append("close_old_connections"))
+    inside, go = asyncio.Event(), asyncio.Event()
+    pool = threads.Pool(most=1)
+    holding = asyncio.ensure_future(threads.serve(recording_app([], inside, go), pool)({"type": "http"}, None, None))
+    await asyncio.wait_for(inside.wait(), TIMEOUT)
+
+    async def app(scope, receive, send):
+        await sync_to_async(lambda: done.append("view"))()
+
+    waiting = asyncio.ensure_future(threads.serve(app, pool)({"type": "http"}, None, None))
+    await until(lambda: len(pool.waiting) == 1)
+    del done[:]
+    go.set()
+    await asyncio.wait_for(asyncio.gather(holding, waiting), TIMEOUT)
+    assert done == ["reset_queries", "close_old_connections", "view"]
     close(pool)
 
 
