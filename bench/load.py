@@ -37,7 +37,9 @@ reactions go with them (each takes a number of its own: `message.update`
 frames are counted like `message.new`, latency is measured on messages only; `--mix-parts`
 keeps only some of reply, mention and reaction, to tell which costs what); with
 `--alternate N` as well, the chat scenario runs N plain and N mixed phases in turn on the same
-sockets and reports the mixed/plain ratios of their medians (latency, CPU per message). Writes
+sockets and reports the mixed/plain ratios of their medians (latency, CPU per message). With
+`--rest-burst N`, every second of each chat phase N users ask for their rooms list at once (a
+sync REST view beside the sockets): its latency is reported with the chat's. Writes
 results.json, report.md and latency.png into --out (default bench/results/). Every loop is
 bounded in count and time.
 """
@@ -563,10 +565,11 @@ class Client(WSListener):
 
 
 class Tickets:
-    """POST /api/v1/auth/ws-ticket/ with a JWT, on kept-alive HTTP/1.1 connections driven by the
-    generator's event loop (one per request in flight, reused). It used to be http.client in 16
-    threads: the ticket phase then measured those threads (16 requests in flight, and the GIL
-    shared with the loop's sockets) more than the servers, which idled at 63 % of their cores."""
+    """REST requests with a JWT (the socket ticket's, POST /api/v1/auth/ws-ticket/, and
+    --rest-burst's), on kept-alive HTTP/1.1 connections driven by the generator's event loop (one
+    per request in flight, reused). It used to be http.client in 16 threads: the ticket phase then
+    measured those threads (16 requests in flight, and the GIL shared with the loop's sockets) more
+    than the servers, which idled at 63 % of their cores."""
 
     def __init__(self, base: str) -> None:
         parsed = urlparse(base)
@@ -574,8 +577,12 @@ class Tickets:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def ticket(self, token: str) -> str:
+        return orjson.loads(await self.request("POST", "/api/v1/auth/ws-ticket/", token))["ticket"]
+
+    async def request(self, method: str, path: str, token: str) -> bytes:
+        """The body of a 200 answer (anything else raises)."""
         request = (
-            f"POST /api/v1/auth/ws-ticket/ HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Authorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n"
         ).encode()
         failures = 0
@@ -606,13 +613,50 @@ class Tickets:
             else:
                 self.idle.append((reader, writer))
             if status != 200:
-                raise RuntimeError(f"ws-ticket answered {status}: {body[:200]!r}")
-            return orjson.loads(body)["ticket"]
+                raise RuntimeError(f"{method} {path} answered {status}: {body[:200]!r}")
+            return body
 
     def close(self) -> None:
         for _, writer in self.idle:
             writer.close()
         self.idle.clear()
+
+
+class RestBurst:
+    """--rest-burst N: every second of a chat phase, N `GET /api/v1/rooms/` at once, each with
+    another user's JWT (a crowd opening the mobile app, say): a sync DRF view, run on the servers'
+    request threads beside the sockets. Open loop: a burst is sent on time whether or not the one
+    before it was answered. Each request's latency is taken from its burst's start."""
+
+    PATH = "/api/v1/rooms/"
+
+    def __init__(self, base: str, tokens: list[str], size: int) -> None:
+        self.client = Tickets(base)
+        self.tokens, self.size = tokens, size
+        self.latencies: list[int] = []  # ns
+
+    async def run(self, seconds: float) -> None:
+        self.latencies = []
+        start, tasks = time.monotonic(), []
+        for burst in range(int(seconds)):
+            await asyncio.sleep(max(0.0, start + burst - time.monotonic()))
+            due = time.monotonic_ns()
+            picked = [self.tokens[(burst * self.size + i) % len(self.tokens)] for i in range(self.size)]
+            tasks += [asyncio.create_task(self.one(token, due)) for token in picked]
+        await asyncio.gather(*tasks)
+
+    async def one(self, token: str, due: int) -> None:
+        await self.client.request("GET", self.PATH, token)
+        self.latencies.append(time.monotonic_ns() - due)
+
+    def result(self) -> dict:
+        ordered = sorted(self.latencies)
+        return {
+            "requests": len(ordered),
+            "p50_ms": round(percentile(ordered, 50), 1),
+            "p99_ms": round(percentile(ordered, 99), 1),
+            "max_ms": round(ordered[-1] / 1e6 if ordered else 0.0, 1),
+        }
 
 
 async def connect_all(
@@ -1064,6 +1108,7 @@ async def run_phase(
     seconds: float,
     label: str,
     mix: float = 0.0,
+    rest: RestBurst | None = None,
 ) -> dict:
     for client in clients:
         client.rebase()
@@ -1071,13 +1116,17 @@ async def run_phase(
     before = await asyncio.to_thread(last_sequences, rooms)
     meter.start()
     started = time.monotonic()
+    bursts = asyncio.create_task(rest.run(seconds)) if rest else None
     sent, lag = await drive(clients, senders, rate, seconds, stats, label, mix)
     elapsed = time.monotonic() - started
+    if bursts:
+        await bursts
     cpu = meter.stop()
     after = await wait_for_deliveries(clients, rooms, before)
     result = measure(clients, stats, before, after, elapsed, sent)
     result |= {"offered_rate": rate, "seconds": round(elapsed, 2), "generator_lag_s": round(lag, 3), "cpu_percent": cpu}
     result |= {"mix": mix, "mix_parts": sorted(MIX_PARTS)} if mix else {}
+    result |= {"rest_burst": rest.size, "rest_latency": rest.result()} if rest else {}
     log(
         f"{label}: offered {rate:.0f}/s -> persisted {result['persisted_per_s']}/s, "
         f"{result['deliveries_per_s']} deliveries/s, p50 {result['latency_ms']['p50']} ms, "
@@ -1089,6 +1138,7 @@ async def run_phase(
             if "reply_latency_ms" in result
             else ""
         )
+        + (f"; {RestBurst.PATH} x{rest.size}/s: {result['rest_latency']}" if rest else "")
     )
     return result
 
@@ -1174,6 +1224,10 @@ class Bench:
                     client.mention = group[(group.index(user) + 1) % len(group)].username
             senders = [(client, client.rooms[0]) for client in clients]
             meter = self.meter(servers)
+            rest = None
+            if args.rest_burst:
+                tokens = [str(AccessToken.for_user(user)) for user in users]
+                rest = RestBurst(servers.base, tokens, args.rest_burst)
             warm = max(1.0, min(rates[0] / 4, 200.0))
             await run_phase(clients, senders, rooms, stats, meter, warm, 2.0, f"{name} warm-up")
             results = []
@@ -1185,14 +1239,14 @@ class Bench:
                     for mix in (0.0, args.mix):
                         label = f"{name} @{rates[0]:.0f}/s {'mix' if mix else 'plain'} {turn + 1}"
                         results.append(
-                            await run_phase(clients, senders, rooms, stats, meter, rates[0], seconds, label, mix)
+                            await run_phase(clients, senders, rooms, stats, meter, rates[0], seconds, label, mix, rest)
                         )
                 comparison = compare_mix(results)
                 log(f"{name}: mix against plain, medians of {args.alternate} turns each: {comparison}")
             else:
                 for rate in rates:
                     result = await run_phase(
-                        clients, senders, rooms, stats, meter, rate, seconds, f"{name} @{rate:.0f}/s", args.mix
+                        clients, senders, rooms, stats, meter, rate, seconds, f"{name} @{rate:.0f}/s", args.mix, rest
                     )
                     results.append(result)
                     if ramp and not passes(result):
@@ -1224,6 +1278,8 @@ class Bench:
                     summary["half_saturation"] = half
             summary["server_rss_mb"] = round(rss_bytes(servers.workers()) / 2**20, 1)
             await close_all(clients)
+            if rest:
+                rest.client.close()
             return summary
         finally:
             servers.stop()
@@ -1826,6 +1882,12 @@ def main() -> int:
         type=int,
         default=0,
         help="with --mix, chat: N plain and N mixed phases in turn in one run, compared (issue 16)",
+    )
+    parser.add_argument(
+        "--rest-burst",
+        type=int,
+        default=0,
+        help="chat, fanout: N GET /api/v1/rooms/ at once every second of each phase (sync requests beside the sockets)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--idle-child", type=Path, help=argparse.SUPPRESS)  # connections' helper processes

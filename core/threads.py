@@ -15,9 +15,10 @@ then does nothing. On the request's first sync call, the lease borrows a thread 
 process's pool; it gives it back when the request ends. A thread serves one request at a time, as
 a WSGI server's threads do, and what Django keeps per thread is handled as there: the database
 connections go back to the pool (or are closed past DB_CONN_MAX_AGE) at `request_finished`, on that
-thread, before the thread is given back. The pool has REQUEST_THREADS threads at most, as a WSGI
-server has: a request that finds all of them lent waits for one without blocking the event loop,
-its sync call queued in order of arrival (an asyncio task cancelled meanwhile leaves the queue).
+thread, before the thread is given back. The pool has REQUEST_THREADS (a setting) threads at most,
+as a WSGI server has: a request that finds all of them lent waits for one without blocking the
+event loop, its sync call queued in order of arrival (a request cancelled meanwhile leaves the
+queue).
 
 A request that runs no sync code of its own borrows no thread at all (an async view such as the
 socket ticket's, `POST /api/v1/auth/ws-ticket/`, asked at every reconnect). Django's handler makes
@@ -55,28 +56,29 @@ from typing import Any
 
 from asgiref.sync import AsyncToSync, ThreadSensitiveContext, sync_to_async
 from channels.db import DatabaseSyncToAsync
+from django.conf import settings
 from django.core.signals import request_started
 from django.db import close_old_connections, connections, reset_queries
 
 # Threads for the sockets' database work, per process; each borrows a connection from Django's pool
 # (DB_POOL_MAX_SIZE, 16) for the length of a call, and a quarter of the pool is theirs at most.
 DATABASE_THREADS = 4
-# Request threads per process, all kept once started; a request wanting one while all are lent waits
-# for one on the event loop, in order. Each thread running Python takes the GIL from the event loop,
-# which every socket of the process waits on: 64 sync requests at a time on 64 threads made the
-# loop wake 120-130 ms late at p99, on 8 threads 13-15 ms, with as many requests answered a second
-# (docs/performance.md, "Sync requests on 8 threads"). A WSGI server's threads bound a process the
-# same way. With DATABASE_THREADS, it stays below Django's database pool (DB_POOL_MAX_SIZE, 16), so a
-# burst of requests queues here rather than time out waiting for a connection.
-REQUEST_THREADS = 8
+# Request threads per process (settings.REQUEST_THREADS, 8), all kept once started; a request wanting
+# one while all are lent waits for one on the event loop, in order. Each thread running Python takes
+# the GIL from the event loop, which every socket of the process waits on: 64 sync requests at a time
+# on 64 threads made the loop wake 120-150 ms late at p99, on 8 threads 13-18 ms, with as many
+# requests answered a second (docs/performance.md, "Sync requests on 8 threads"). A WSGI server's
+# threads bound a process the same way. With DATABASE_THREADS, 8 stays below Django's database pool
+# (DB_POOL_MAX_SIZE, 16), so a burst of requests queues here rather than time out waiting for a
+# connection.
 
 
 class Pool:
     """The process's request threads (each a single-thread executor), at most `most`. Used from
     the event loop's thread only, as asgiref submits to a context's executor from there."""
 
-    def __init__(self, most: int = REQUEST_THREADS) -> None:
-        self.most = most
+    def __init__(self, most: int | None = None) -> None:
+        self.most = most if most is not None else settings.REQUEST_THREADS
         self.idle: list[ThreadPoolExecutor] = []
         self.lent = 0  # threads borrowed and not given back (tests, and a gauge if one is wanted)
         self.waiting: collections.deque[Lease] = collections.deque()  # for a thread, in order

@@ -84,13 +84,16 @@ def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_the_load_benchmark_compares_the_mix_with_plain_chat_in_one_run(tmp_path):
     """`--alternate` (issue 16's clause): a plain and a mixed phase in turn on the same sockets,
-    each without loss, and the comparison in the results and the report."""
-    run_load(tmp_path, "--scenario", "chat", "--mix", "0.2", "--alternate", "1", timeout=300)
+    each without loss, and the comparison in the results and the report; with `--rest-burst`,
+    rooms lists asked beside them, all answered."""
+    run_load(tmp_path, "--scenario", "chat", "--mix", "0.2", "--alternate", "1", "--rest-burst", "3", timeout=300)
     chat = json.loads((tmp_path / "results.json").read_text())["scenarios"]["chat"]
     plain, mixed = chat["steps"]
     assert ("mix" not in plain, mixed["mix"]) == (True, 0.2)
     for step in (plain, mixed):
         assert step["deliveries"] == step["expected_deliveries"] > 0, step
+        assert step["rest_burst"] == 3 and step["rest_latency"]["requests"] % 3 == 0, step
+        assert step["rest_latency"]["requests"] > 0 and step["rest_latency"]["p50_ms"] > 0, step
         assert (step["lost"], step["duplicates"], step["reordered"], step["errors"]) == (0, 0, 0, {}), step
     assert plain["persisted"] == plain["sent"] > 0
     assert mixed["persisted"] > mixed["sent"] > 0  # the replies' reactions and roots took numbers too
