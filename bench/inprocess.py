@@ -26,6 +26,7 @@ Ratios between versions run one after the other mean the most. PostgreSQL and Re
 
 import asyncio
 import gc
+import resource
 import subprocess
 import sys
 import time
@@ -104,16 +105,28 @@ async def measure(name: str, items: list, run, batch: int) -> None:
     gc.collect()  # what earlier phases left is not this one's to collect
     lags: list[float] = []
     ticker = asyncio.create_task(lateness(lags))
+    switches = context_switches()
     cpu, wall = time.process_time(), time.perf_counter()
     for start in range(0, len(counted), batch):
         await asyncio.gather(*(run(item) for item in counted[start : start + batch]))
     cpu, wall = (time.process_time() - cpu) * 1000 / len(counted), (time.perf_counter() - wall) * 1000 / len(counted)
+    switches = (context_switches() - switches) / len(counted)
     ticker.cancel()
     lags.sort()
     late = " ".join(
         f"{label} {lags[int(q * (len(lags) - 1))]:.1f}" for label, q in (("p50", 0.5), ("p99", 0.99), ("max", 1))
     )
-    print(f"{name}: {cpu:.3f} ms of CPU each (wall {wall:.3f} ms; loop late ms {late}), n={len(counted)}")
+    print(
+        f"{name}: {cpu:.3f} ms of CPU each (wall {wall:.3f} ms; loop late ms {late}; "
+        f"{switches:.1f} context switches each), n={len(counted)}"
+    )
+
+
+def context_switches() -> int:
+    """The process's (every thread's) context switches so far, voluntary or not: a thread woken
+    and put to sleep again costs two."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_nvcsw + usage.ru_nivcsw
 
 
 async def lateness(lags: list[float]) -> None:
@@ -155,6 +168,7 @@ async def main() -> None:
 
     await measure("ticket", tokens, lambda token: request("POST", "/api/v1/auth/ws-ticket/", token), 64)
     await measure("rooms", tokens, lambda token: request("GET", "/api/v1/rooms/", token), 64)
+    await measure("rooms alone", tokens, lambda token: request("GET", "/api/v1/rooms/", token), 1)
 
     config = uvicorn.Config(
         application, ws="websockets-sansio", ws_per_message_deflate=False, ws_ping_interval=0, lifespan="off"

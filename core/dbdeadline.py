@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import select
 import socket
@@ -96,7 +97,12 @@ def budget(timeout: float | None = None) -> Iterator[None]:
 
 
 class _Watchdog:
-    """One thread per process that shuts down the sockets of waits past their deadline."""
+    """One thread per process that shuts down the sockets of waits past their deadline.
+
+    It sleeps until the earliest deadline it knows of (`wake_at`), and is woken only for a wait
+    due before that: statements one after the other, each due DB_STATEMENT_TIMEOUT after it
+    starts, wake it about once per DB_STATEMENT_TIMEOUT rather than once each (a thread woken
+    takes the GIL from the event loop; docs/performance.md)."""
 
     def __init__(self) -> None:
         self.reset()
@@ -107,16 +113,19 @@ class _Watchdog:
         self.waits: dict[int, tuple[float, int]] = {}  # token: (deadline, descriptor)
         self.tokens = itertools.count()
         self.thread: threading.Thread | None = None
+        self.wake_at = math.inf  # when the thread looks next (inf: once woken)
+        self.woken = 0  # times watch() woke it (tests)
 
     def watch(self, fd: int, deadline: float) -> int:
         with self.condition:
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="parley-db-deadlines", daemon=True)
                 self.thread.start()
-            earliest = min((d for d, _ in self.waits.values()), default=None)
             token = next(self.tokens)
             self.waits[token] = (deadline, fd)
-            if earliest is None or deadline < earliest:
+            if deadline < self.wake_at:
+                self.wake_at = deadline
+                self.woken += 1
                 self.condition.notify()
             return token
 
@@ -138,6 +147,7 @@ class _Watchdog:
                         del self.waits[token]  # under the lock: its waiter cannot close it meanwhile
                         _shut_down(fd)
                 earliest = min((d for d, _ in self.waits.values()), default=None)
+                self.wake_at = math.inf if earliest is None else earliest
                 self.condition.wait(None if earliest is None else max(0.0, earliest - now))
 
 

@@ -3,6 +3,9 @@ never answers (here: the fault suite's proxy, frozen) fails a request's statemen
 health check and the socket path's statement with an OperationalError instead of holding them for
 ever; once it answers again, the same code works without a restart."""
 
+import socket
+import threading
+import time
 import uuid
 
 import psycopg
@@ -192,3 +195,46 @@ def test_a_forked_child_starts_a_watchdog_of_its_own():
         os.close(read)
         os.close(write)
         dbdeadline._watchdog.unwatch(token)
+
+
+class CountingCondition(threading.Condition):
+    def __init__(self) -> None:
+        super().__init__()
+        self.notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        super().notify(n)
+
+
+def test_statements_one_after_another_wake_the_watchdog_thread_once():
+    """A woken thread takes the GIL from the event loop: a wait due after the watchdog's next look
+    (as each statement of a request is, DB_STATEMENT_TIMEOUT after it starts) does not wake it."""
+    watchdog = dbdeadline._Watchdog()
+    watchdog.condition = CountingCondition()
+    watchdog.thread = threading.current_thread()  # stands in for its thread: none is started, none looks
+    now = time.monotonic()
+    for i in range(5):
+        watchdog.unwatch(watchdog.watch(-1, now + 3600 + i))
+    assert watchdog.condition.notified == 1
+    watchdog.unwatch(watchdog.watch(-1, now + 1800))  # due before its next look: woken
+    assert watchdog.condition.notified == 2
+
+
+def test_a_wait_registered_without_waking_the_watchdog_is_still_cut_at_its_deadline():
+    """The watchdog sleeps until an earlier wait's deadline, then finds the later one and cuts it."""
+    watchdog = dbdeadline._Watchdog()
+    first, peer_of_first = socket.socketpair()
+    second, peer = socket.socketpair()
+    try:
+        now = time.monotonic()
+        watchdog.unwatch(watchdog.watch(first.fileno(), now + 0.2))  # answered in time
+        token = watchdog.watch(second.fileno(), now + 0.4)  # no wake: due after the first
+        peer.settimeout(GENEROUS)
+        assert peer.recv(1) == b""  # shut down: the thread looked again at 0.2 s and cut it at 0.4 s
+        assert watchdog.unwatch(token)  # the deadline passed
+        peer_of_first.sendall(b"x")
+        assert first.recv(1) == b"x"  # the first, answered in time, was left alone
+    finally:
+        for sock in (first, peer_of_first, second, peer):
+            sock.close()
