@@ -89,8 +89,8 @@ DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
 # Threads a process runs requests' sync code on at most (core/threads.py); a request finding them
 # all busy waits for one. Fewer keep the sockets' event loop livelier while sync requests run (each
 # thread takes the GIL from it); more let slow requests, or requests waiting on a distant or
-# failing PostgreSQL, wait side by side (docs/performance.md, "Sync requests on 8 threads").
-REQUEST_THREADS = env_int("REQUEST_THREADS", 8)
+# failing PostgreSQL, wait side by side (docs/performance.md, "Sync requests on 4 threads").
+REQUEST_THREADS = env_int("REQUEST_THREADS", 4)
 conn_max_age = 0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 0 if TESTING else 60)
 DATABASES = {
     "default": dj_database_url.parse(

@@ -63,14 +63,15 @@ from django.db import close_old_connections, connections, reset_queries
 # Threads for the sockets' database work, per process; each borrows a connection from Django's pool
 # (DB_POOL_MAX_SIZE, 16) for the length of a call, and a quarter of the pool is theirs at most.
 DATABASE_THREADS = 4
-# Request threads per process (settings.REQUEST_THREADS, 8), all kept once started; a request wanting
+# Request threads per process (settings.REQUEST_THREADS, 4), all kept once started; a request wanting
 # one while all are lent waits for one on the event loop, in order. Each thread running Python takes
 # the GIL from the event loop, which every socket of the process waits on: 64 sync requests at a time
-# on 64 threads made the loop wake 120-150 ms late at p99, on 8 threads 13-18 ms, with as many
-# requests answered a second (docs/performance.md, "Sync requests on 8 threads"). A WSGI server's
-# threads bound a process the same way. With DATABASE_THREADS, 8 stays below Django's database pool
-# (DB_POOL_MAX_SIZE, 16), so a burst of requests queues here rather than time out waiting for a
-# connection.
+# on 64 threads made the loop wake 120-150 ms late at p99, on 8 threads 13-18 ms, on 4 about 7 ms,
+# with as many requests answered a second; beside bursts of REST requests the chat's p99 fell from
+# about 450 ms to 130 ms with 8 threads and 55 ms with 4 (docs/performance.md, "Sync requests on 4
+# threads"). A WSGI server's threads bound a process the same way. With DATABASE_THREADS, this stays
+# below Django's database pool (DB_POOL_MAX_SIZE, 16), so a burst of requests queues here rather
+# than time out waiting for a connection.
 
 
 class Pool:
