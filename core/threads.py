@@ -18,7 +18,8 @@ connections go back to the pool (or are closed past DB_CONN_MAX_AGE) at `request
 thread, before the thread is given back. The pool has REQUEST_THREADS (a setting) threads at most,
 as a WSGI server has: a request that finds all of them lent waits for one without blocking the
 event loop, its sync call queued in order of arrival (a request cancelled meanwhile leaves the
-queue).
+queue). One that waited OVERFLOW_AFTER_SECONDS gets a thread of its own beyond the bound, ended
+once given back, so that requests holding their threads for long cannot hold the others back.
 
 A request that runs no sync code of its own borrows no thread at all (an async view such as the
 socket ticket's, `POST /api/v1/auth/ws-ticket/`, asked at every reconnect). Django's handler makes
@@ -49,6 +50,7 @@ browser's return goes"). Each call is a whole unit of work (a selector, or a ser
 transaction), so any thread may run it.
 """
 
+import asyncio
 import collections
 import contextvars
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -72,14 +74,22 @@ DATABASE_THREADS = 4
 # threads"). A WSGI server's threads bound a process the same way. With DATABASE_THREADS, this stays
 # below Django's database pool (DB_POOL_MAX_SIZE, 16), so a burst of requests queues here rather
 # than time out waiting for a connection.
+# A request that has waited this long for one of them is given a thread of its own, beyond the
+# bound, ended when given back: requests that hold their threads for long (PostgreSQL frozen, each
+# statement waiting DB_STATEMENT_TIMEOUT) must not hold every other request back for longer. Bursts
+# of 64 rooms lists a second beside the chat were served within 1.1 s at most on the 2-core box
+# (docs/performance.md), so they seldom reach it.
+OVERFLOW_AFTER_SECONDS = 2.0
 
 
 class Pool:
-    """The process's request threads (each a single-thread executor), at most `most`. Used from
-    the event loop's thread only, as asgiref submits to a context's executor from there."""
+    """The process's request threads (each a single-thread executor): `most` lent at a time, but
+    for requests that waited `overflow_after` seconds for one. Used from the event loop's thread
+    only, as asgiref submits to a context's executor from there."""
 
-    def __init__(self, most: int | None = None) -> None:
+    def __init__(self, most: int | None = None, overflow_after: float = OVERFLOW_AFTER_SECONDS) -> None:
         self.most = most if most is not None else settings.REQUEST_THREADS
+        self.overflow_after = overflow_after
         self.idle: list[ThreadPoolExecutor] = []
         self.lent = 0  # threads borrowed and not given back (tests, and a gauge if one is wanted)
         self.waiting: collections.deque[Lease] = collections.deque()  # for a thread, in order
@@ -88,14 +98,19 @@ class Pool:
         """An idle thread, or a new one; None when `most` are lent already."""
         if self.lent >= self.most:
             return None
+        return self.overflow()
+
+    def overflow(self) -> ThreadPoolExecutor:
+        """A thread even past `most` (a request that waited too long)."""
         self.lent += 1
         return self.idle.pop() if self.idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
 
     def give_back(self, thread: ThreadPoolExecutor, *, busy: bool) -> None:
         """A thread still running a call (its request was cancelled meanwhile: asgiref lets the
-        call finish) ends once it is done, rather than make the next request wait behind it."""
+        call finish) ends once it is done, rather than make the next request wait behind it; so
+        does one past `most`."""
         self.lent -= 1
-        if busy:
+        if busy or self.lent + len(self.idle) >= self.most:
             thread.shutdown(wait=False)
         else:
             self.idle.append(thread)
@@ -125,6 +140,7 @@ class Lease(Executor):
         self.pending: list[tuple[Future, Any, tuple, dict]] = []  # while waiting for a thread
         self.fresh = False  # the thread was just borrowed: tidy it first (_first)
         self.answered = False
+        self.patience: asyncio.TimerHandle | None = None  # while waiting: when to overflow
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
         if self.thread is None and self.answered:
@@ -133,6 +149,7 @@ class Lease(Executor):
             self.thread, self.fresh = self.source.borrow(), True
             if self.thread is None:
                 self.source.waiting.append(self)
+                self.patience = asyncio.get_running_loop().call_later(self.source.overflow_after, self._overflow)
         if self.thread is None:  # every thread is lent: the call runs once one comes back (lend)
             future: Future = Future()
             self.pending.append((future, fn, args, kwargs))
@@ -148,9 +165,14 @@ class Lease(Executor):
         self.calls.append(future)
         return future
 
+    def _overflow(self) -> None:
+        self.source.waiting.remove(self)
+        self.lend(self.source.overflow())
+
     def lend(self, thread: ThreadPoolExecutor | None) -> None:
         """The thread this lease waited for: its calls run there, the first after what request_started did."""
         assert thread is not None
+        self._stop_waiting()
         self.thread, pending, self.pending = thread, self.pending, []
         for future, fn, args, kwargs in pending:
             if future.set_running_or_notify_cancel():  # else its request stopped waiting (cancelled)
@@ -164,7 +186,13 @@ class Lease(Executor):
             self.source.waiting.remove(self)
             for future, *_ in self.pending:
                 future.cancel()
+        self._stop_waiting()
         self.calls, self.pending = [], []
+
+    def _stop_waiting(self) -> None:
+        if self.patience is not None:
+            self.patience.cancel()
+            self.patience = None
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.release()

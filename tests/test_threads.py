@@ -16,6 +16,7 @@ from tests.asgi_requests import Request
 pytestmark = pytest.mark.asyncio
 
 TIMEOUT = 10  # a bound on waiting for something that must happen, never a measurement
+NEVER = 3600.0  # overflow_after, where a test keeps requests waiting for a thread
 
 
 def recording_app(seen: list[list[int]], inside: asyncio.Event | None = None, go: asyncio.Event | None = None):
@@ -81,7 +82,7 @@ async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_orde
     seen: list[list[int]] = []
     inside = [asyncio.Event() for _ in range(4)]
     go = asyncio.Event()
-    pool = threads.Pool(most=2)
+    pool = threads.Pool(most=2, overflow_after=NEVER)
     started = threading.active_count()
 
     def request(index: int) -> asyncio.Future:
@@ -106,11 +107,33 @@ async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_orde
     close(pool)
 
 
+async def test_a_request_that_waited_too_long_for_a_thread_gets_one_of_its_own_for_the_while():
+    """Requests holding every thread for long (PostgreSQL frozen: each statement waits its deadline)
+    must not hold the others back for longer than `overflow_after`: past it, a thread beyond the
+    bound, ended when given back."""
+    seen: list[list[int]] = []
+    inside = [asyncio.Event() for _ in range(2)]
+    go = asyncio.Event()
+    pool = threads.Pool(most=1, overflow_after=0.05)
+    holding = asyncio.ensure_future(
+        threads.serve(recording_app(seen, inside[0], go), pool)({"type": "http"}, None, None)
+    )
+    await asyncio.wait_for(inside[0].wait(), TIMEOUT)
+    late = asyncio.ensure_future(threads.serve(recording_app(seen, inside[1], go), pool)({"type": "http"}, None, None))
+    await asyncio.wait_for(inside[1].wait(), TIMEOUT)  # it runs while the first still holds its thread
+    assert pool.lent == 2 and not pool.waiting
+    go.set()
+    await asyncio.wait_for(asyncio.gather(holding, late), TIMEOUT)
+    assert seen[0][0] != seen[1][0]
+    assert pool.lent == 0 and len(pool.idle) == 1  # the one past the bound ended
+    close(pool)
+
+
 async def test_a_request_cancelled_while_waiting_for_a_thread_leaves_the_queue():
     seen: list[list[int]] = []
     inside = asyncio.Event()
     go = asyncio.Event()
-    pool = threads.Pool(most=1)
+    pool = threads.Pool(most=1, overflow_after=NEVER)
     holding = asyncio.ensure_future(threads.serve(recording_app(seen, inside, go), pool)({"type": "http"}, None, None))
     await asyncio.wait_for(inside.wait(), TIMEOUT)
     waiting = asyncio.ensure_future(threads.serve(recording_app(seen), pool)({"type": "http"}, None, None))
@@ -132,7 +155,7 @@ async def test_a_request_that_waited_for_its_thread_is_tidied_first_there_too(mo
     monkeypatch.setattr(threads, "reset_queries", lambda: done.append("reset_queries"))
     monkeypatch.setattr(threads, "close_old_connections", lambda: done.append("close_old_connections"))
     inside, go = asyncio.Event(), asyncio.Event()
-    pool = threads.Pool(most=1)
+    pool = threads.Pool(most=1, overflow_after=NEVER)
     holding = asyncio.ensure_future(threads.serve(recording_app([], inside, go), pool)({"type": "http"}, None, None))
     await asyncio.wait_for(inside.wait(), TIMEOUT)
 
