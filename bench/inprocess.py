@@ -1,4 +1,4 @@
-"""What the server process itself spends on a socket ticket and on a socket's connect (issue 15):
+"""What the server process itself spends on a socket ticket, a sync REST request and a socket's connect (issue 15):
 
     scripts/stack.py bench -- .venv/bin/python bench/inprocess.py [N]
 
@@ -10,16 +10,19 @@ do) and counts its CPU (every thread of it) for:
 - `ticket`: N `POST /api/v1/auth/ws-ticket/` with a Bearer token, 64 at a time, straight into
   the ASGI application (Django's handler and middleware, the view, Redis), without HTTP parsing;
 - `rooms`: N `GET /api/v1/rooms/` with a Bearer token (a sync DRF view, on the request threads),
-  64 at a time, the same way; also how late the event loop ran meanwhile (a task that sleeps 1 ms
-  in a loop records by how much it woke late: p50, p99 and max), which is what every socket of the
-  process waits while request threads hold the GIL;
+  64 at a time, the same way; `rooms alone`: the same, one at a time;
 - `connect`: N sockets with a session cookie, 256 at a time, each through uvicorn's own
   HTTP and WebSocket protocols (the handshake parsed and answered as on a real server) on an
   in-memory transport, counted at its `session.ready`: authentication, the rooms read, groups
   joined, presence announced to the room's other members.
 
-No system calls for the sockets: the difference from bench/load.py's server CPU per connect is
-the kernel's share and what real sockets and a larger heap add there (not measured apart).
+Each phase starts after a `gc.collect()` and reports, besides CPU and wall time per item, how late
+the event loop ran meanwhile (a task that sleeps 1 ms in a loop records by how much it woke late:
+p50, p99 and max; what every socket of the process waits, e.g. while request threads hold the GIL)
+and the process's context switches per item (every thread's: a thread woken for nothing shows
+there). No system calls for the sockets: the difference from bench/load.py's server CPU per
+connect is the kernel's share and what real sockets and a larger heap add there (not measured
+apart).
 Ratios between versions run one after the other mean the most. PostgreSQL and Redis are real
 (`scripts/stack.py bench`: durable).
 """

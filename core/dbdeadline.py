@@ -114,7 +114,6 @@ class _Watchdog:
         self.tokens = itertools.count()
         self.thread: threading.Thread | None = None
         self.wake_at = math.inf  # when the thread looks next (inf: once woken)
-        self.woken = 0  # times watch() woke it (tests)
 
     def watch(self, fd: int, deadline: float) -> int:
         with self.condition:
@@ -125,7 +124,6 @@ class _Watchdog:
             self.waits[token] = (deadline, fd)
             if deadline < self.wake_at:
                 self.wake_at = deadline
-                self.woken += 1
                 self.condition.notify()
             return token
 
