@@ -356,10 +356,11 @@ def outage_scenario(
     env: dict[str, str] | None = None,
     recovery_since: str = "restore",
     serve_workers: int | None = None,
+    users: int = 8,
     **options,
 ) -> Result:
-    """The common shape: two servers, 8 users in a room (2 sockets and 1 REST client per server,
-    plus probes), `fault(stack)` for `outage` seconds, `restore(stack)`, `after` seconds.
+    """The common shape: two servers, `users` (8) users in a room (2 sockets and 1 REST client per
+    server, plus probes), `fault(stack)` for `outage` seconds, `restore(stack)`, `after` seconds.
     With `serve_workers`, one scripts/serve.py with that many workers on one address instead
     (the same clients, all on it)."""
     stack = Stack(servers=0 if serve_workers else 2, **(env or {}))
@@ -367,7 +368,7 @@ def outage_scenario(
         stack.serve_py(serve_workers)
         options = {"sockets_per_server": 4, "rests_per_server": 2, "probes_per_server": 6, **options}
     try:
-        who = stack.people = people(8, f"{name}-")
+        who = stack.people = people(users, f"{name}-")
 
         async def body() -> Result:
             run, fleet, truth, probes = await drive(

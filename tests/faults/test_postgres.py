@@ -25,6 +25,24 @@ def pg_freeze():
     )
 
 
+def pg_freeze_crowded():
+    # More REST clients on each server than it has request threads (REQUEST_THREADS=2, ten REST
+    # clients a server): while PostgreSQL is frozen, each request holds its thread until its
+    # statement's deadline (3 s). The others wait for a thread, and past core.threads'
+    # OVERFLOW_AFTER_SECONDS get one of their own: every send is still answered within 10 s.
+    return outage_scenario(
+        "pg_freeze_crowded",
+        "PostgreSQL frozen for 11 s, 10 REST clients a server on 2 request threads",
+        lambda s: s.pg.freeze(),
+        lambda s: s.pg.restore(),
+        outage=11,
+        after=5,
+        env={"REQUEST_THREADS": "2"},
+        users=24,
+        rests_per_server=10,
+    )
+
+
 def pg_restart():
     postmaster = Postmaster.find()
     if postmaster is None:
@@ -54,7 +72,12 @@ def pg_restart():
         connection.close()  # it was connected to the server that stopped
 
 
-SCENARIOS = {"pg_cut": pg_cut, "pg_freeze": pg_freeze, "pg_restart": pg_restart}
+SCENARIOS = {
+    "pg_cut": pg_cut,
+    "pg_freeze": pg_freeze,
+    "pg_freeze_crowded": pg_freeze_crowded,
+    "pg_restart": pg_restart,
+}
 
 
 @pytest.fixture(scope="module")
