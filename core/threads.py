@@ -105,6 +105,10 @@ class Pool:
         self.lent += 1
         return self.idle.pop() if self.idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
 
+    def wait(self, lease: "Lease") -> None:
+        """`lease` found every thread lent: it gets the next one given back (`lend`), in order."""
+        self.waiting.append(lease)
+
     def give_back(self, thread: ThreadPoolExecutor, *, busy: bool) -> None:
         """A thread still running a call (its request was cancelled meanwhile: asgiref lets the
         call finish) ends once it is done, rather than make the next request wait behind it; so
@@ -148,7 +152,7 @@ class Lease(Executor):
         if self.thread is None and not self.pending:
             self.thread, self.fresh = self.source.borrow(), True
             if self.thread is None:
-                self.source.waiting.append(self)
+                self.source.wait(self)
                 self.patience = asyncio.get_running_loop().call_later(self.source.overflow_after, self._overflow)
         if self.thread is None:  # every thread is lent: the call runs once one comes back (lend)
             future: Future = Future()

@@ -66,14 +66,20 @@ async def test_requests_at_the_same_time_each_have_a_thread_of_their_own():
     close(pool)
 
 
-async def until(condition) -> None:
-    """Wait (bounded) until `condition()` holds: state the event loop reaches in a few passes."""
+class WatchedPool(threads.Pool):
+    """A pool that tells when a request starts waiting for a thread."""
 
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0)
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.queued: asyncio.Queue = asyncio.Queue()
 
-    await asyncio.wait_for(poll(), TIMEOUT)
+    def wait(self, lease: threads.Lease) -> None:
+        super().wait(lease)
+        self.queued.put_nowait(lease)
+
+
+async def queued(pool: WatchedPool) -> None:
+    await asyncio.wait_for(pool.queued.get(), TIMEOUT)
 
 
 async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_order():
@@ -82,7 +88,7 @@ async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_orde
     seen: list[list[int]] = []
     inside = [asyncio.Event() for _ in range(4)]
     go = asyncio.Event()
-    pool = threads.Pool(most=2, overflow_after=NEVER)
+    pool = WatchedPool(most=2, overflow_after=NEVER)
     started = threading.active_count()
 
     def request(index: int) -> asyncio.Future:
@@ -93,10 +99,10 @@ async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_orde
     requests = [request(0), request(1)]
     await asyncio.wait_for(asyncio.gather(inside[0].wait(), inside[1].wait()), TIMEOUT)
     requests += [request(2)]
-    await until(lambda: len(pool.waiting) == 1)
+    await queued(pool)
     requests += [request(3)]
-    await until(lambda: len(pool.waiting) == 2)
-    assert pool.lent == 2 and not inside[2].is_set() and not inside[3].is_set()
+    await queued(pool)
+    assert pool.lent == 2 and len(pool.waiting) == 2 and not inside[2].is_set() and not inside[3].is_set()
     assert threading.active_count() == started + 2  # no thread started for the two waiting
     go.set()
     await asyncio.wait_for(asyncio.gather(*requests), TIMEOUT)
@@ -133,11 +139,12 @@ async def test_a_request_cancelled_while_waiting_for_a_thread_leaves_the_queue()
     seen: list[list[int]] = []
     inside = asyncio.Event()
     go = asyncio.Event()
-    pool = threads.Pool(most=1, overflow_after=NEVER)
+    pool = WatchedPool(most=1, overflow_after=NEVER)
     holding = asyncio.ensure_future(threads.serve(recording_app(seen, inside, go), pool)({"type": "http"}, None, None))
     await asyncio.wait_for(inside.wait(), TIMEOUT)
     waiting = asyncio.ensure_future(threads.serve(recording_app(seen), pool)({"type": "http"}, None, None))
-    await until(lambda: len(pool.waiting) == 1)
+    await queued(pool)
+    assert len(pool.waiting) == 1
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -155,7 +162,7 @@ async def test_a_request_that_waited_for_its_thread_is_tidied_first_there_too(mo
     monkeypatch.setattr(threads, "reset_queries", lambda: done.append("reset_queries"))
     monkeypatch.setattr(threads, "close_old_connections", lambda: done.append("close_old_connections"))
     inside, go = asyncio.Event(), asyncio.Event()
-    pool = threads.Pool(most=1, overflow_after=NEVER)
+    pool = WatchedPool(most=1, overflow_after=NEVER)
     holding = asyncio.ensure_future(threads.serve(recording_app([], inside, go), pool)({"type": "http"}, None, None))
     await asyncio.wait_for(inside.wait(), TIMEOUT)
 
@@ -163,7 +170,7 @@ async def test_a_request_that_waited_for_its_thread_is_tidied_first_there_too(mo
         await sync_to_async(lambda: done.append("view"))()
 
     waiting = asyncio.ensure_future(threads.serve(app, pool)({"type": "http"}, None, None))
-    await until(lambda: len(pool.waiting) == 1)
+    await queued(pool)
     del done[:]
     go.set()
     await asyncio.wait_for(asyncio.gather(holding, waiting), TIMEOUT)
