@@ -155,8 +155,8 @@ async def _run_later(work: Callable[[], Any]) -> None:
 
 
 async def _publish(events: list[Event]) -> None:
-    """Send events to their groups, in order: this process's own sockets at once (its hub), the
-    other processes through Redis (core.pubsub; queued, never awaited)."""
+    """Send events to their groups, in order: the other processes through Redis (core.pubsub;
+    queued, never awaited), then this process's own sockets (its hub)."""
     if not events:
         return
     # The group travels with the event: each process's hub routes by it (core.hub); `at`, the
@@ -170,7 +170,13 @@ async def _publish(events: list[Event]) -> None:
         except Exception:  # a lost event is recovered by sync; a failed send must not fail the write
             logger.exception("could not publish %s events", len(sends))
         return
-    for _, event in sends:
-        # Local sockets need no trip through Redis; the hub drops the copy that comes back.
-        await hub.deliver(dict(event, origin=hub.origin))  # a copy: consumers cache the built frame in it
+    # The other processes' copy first: the bus's writer puts it on the wire in the pass of the loop
+    # this yields to, instead of after everything this task does before it next waits (delivering
+    # here, then the rest of its batch): docs/performance.md, "Events to the other processes".
     hub.publish(sends)
+    try:
+        await asyncio.sleep(0)
+    finally:  # even if this task was cancelled meanwhile (a closing socket's handler): ours get them too
+        for _, event in sends:
+            # Local sockets need no trip through Redis; the hub drops the copy that comes back.
+            await hub.deliver(dict(event, origin=hub.origin))  # a copy: consumers cache the built frame in it

@@ -10,10 +10,16 @@ every process). Per shard the bus keeps:
   silence that gets no PONG within PONG_TIMEOUT_SECONDS. After a reconnect it calls
   `on_reconnect(groups)`: events published meanwhile were lost, and the hub has the sockets of
   those groups catch up from PostgreSQL (messaging.consumers).
-- a writer: publishes queued events in order, all that are waiting in one pipeline. Publishing
-  never waits for Redis: `publish()` queues and returns, so a slow, frozen or absent Redis never
-  holds back a database write, an ack or this process's own sockets (the hub delivers to those
-  itself). Events that cannot be published within PUBLISH_TIMEOUT_SECONDS are dropped and logged.
+- a writer: publishes queued events in order, all that are waiting in one write of PUBLISH
+  commands on its own connection, then reads their replies. Publishing never waits for Redis:
+  `publish()` queues and returns, so a slow, frozen or absent Redis never holds back a database
+  write, an ack or this process's own sockets (the hub delivers to those itself). Events that
+  cannot be published within PUBLISH_TIMEOUT_SECONDS are dropped and logged. The write goes out
+  in the writer's first step after `publish()` wakes it: a redis-py pipeline would first poll its
+  connection with a zero timeout (a pass of the event loop, which under load is milliseconds of
+  other sockets' work), and a connection with a socket timeout writes through asyncio.wait_for (a
+  task of its own: another pass). Half the deliveries of a two-process server wait on this
+  (docs/performance.md, "Events to the other processes").
 
 Pub/sub is at-most-once like every channel layer: the sequences in PostgreSQL are what make
 delivery complete (clients and sockets fill gaps; see docs/protocol.md).
@@ -63,6 +69,16 @@ def _client(url: str) -> aioredis.Redis:
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
+
+
+def _connection(url: str) -> aioredis.Connection:
+    """The writer's one connection. No socket timeout of its own: redis-py would then write
+    through asyncio.wait_for, a task and a pass of the event loop per write; the writer bounds
+    each batch with PUBLISH_TIMEOUT_SECONDS itself."""
+    pool = aioredis.ConnectionPool.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0), health_check_interval=0
+    )
+    return pool.make_connection()
 
 
 class _Shard:
@@ -167,7 +183,7 @@ class _Shard:
                 raise TimeoutError(f"no answer to a PING in {PONG_TIMEOUT_SECONDS}s")
 
     async def _write(self) -> None:
-        client = _client(self.url)
+        connection: aioredis.Connection | None = None
         try:
             while True:
                 _raise_if_cancelled()
@@ -177,20 +193,30 @@ class _Shard:
                     _raise_if_cancelled()
                     batch = [self.queue.popleft() for _ in range(min(len(self.queue), 1000))]
                     try:
-                        pipe = client.pipeline(transaction=False)
-                        for channel, data in batch:
-                            pipe.publish(channel, data)
                         async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                            await pipe.execute()
+                            if connection is None:
+                                connection = _connection(self.url)
+                                await connection.connect()
+                            # Written in this step of the task, without polling the socket first
+                            # (a redis-py pipeline's health poll costs a pass of the event loop
+                            # before every write): the replies are read after.
+                            await connection.send_packed_command(
+                                connection.pack_commands([(b"PUBLISH", channel, data) for channel, data in batch]),
+                                check_health=False,
+                            )
+                            for _ in batch:
+                                await connection.read_response()
                     except asyncio.CancelledError:
                         raise
                     except Exception as error:  # sockets elsewhere catch up from PostgreSQL
                         logger.warning("dropped %s events: Redis %s: %s", len(batch), self.url, error)
                         metrics.DROPPED["redis"].inc(len(batch))
-                        await _close(client)
-                        client = _client(self.url)
+                        if connection is not None:
+                            await _disconnect(connection)
+                        connection = None
         finally:
-            await _close(client)
+            if connection is not None:
+                await _disconnect(connection)
 
     def publish(self, channel: str, data: bytes) -> None:
         if len(self.queue) >= MAX_QUEUED:
@@ -216,6 +242,14 @@ async def _close(client: aioredis.Redis) -> None:
             await client.aclose()
     except Exception:  # already broken: nothing to close cleanly
         logger.debug("closing a Redis client failed", exc_info=True)
+
+
+async def _disconnect(connection: aioredis.Connection) -> None:
+    try:
+        async with asyncio.timeout(1.0):
+            await connection.disconnect(nowait=True)
+    except Exception:  # already broken: nothing to close cleanly
+        logger.debug("closing a Redis connection failed", exc_info=True)
 
 
 def _encode(event: dict) -> bytes:

@@ -5,12 +5,14 @@ for Redis."""
 import asyncio
 import uuid
 
+import msgpack
 import pytest
 import redis
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connections
 
+from core import events as core_events
 from core.hub import get_hub
 from core.pubsub import Bus, publish_once
 from messaging.services import message_send
@@ -201,3 +203,62 @@ async def test_joins_made_together_go_to_redis_in_one_command_and_in_the_order_a
         await _until(lambda: set(_admin().pubsub_channels("parley.bus.user.*")) == wanted)
     finally:
         await bus.close()
+
+
+def _watch(channel: str) -> redis.client.PubSub:
+    """A blocking subscriber of its own: read on the test's thread, it holds the event loop, so it
+    sees only what was written to Redis before it was asked."""
+    watcher = _admin().pubsub()
+    watcher.subscribe(channel)
+    assert watcher.get_message(timeout=TIMEOUT)["type"] == "subscribe"
+    return watcher
+
+
+async def _ignore(_) -> None:
+    return None
+
+
+@pytest.mark.asyncio
+async def test_a_published_event_is_on_the_wire_after_one_pass_of_the_loop():
+    """The writer writes in its first step after publish() wakes it: nothing it awaits first. (A
+    redis-py pipeline polled the connection before writing, a pass of the loop more: this failed.)"""
+    bus = Bus([settings.REDIS_URL], on_event=_ignore, on_reconnect=_ignore)
+    await bus.ready()
+    watcher = _watch("parley.bus.room.wire")
+    bus.publish([("room.wire", {"n": 0})])  # the writer connects: that takes passes of the loop
+    first = await asyncio.to_thread(watcher.get_message, timeout=TIMEOUT)
+    assert msgpack.unpackb(first["data"]) == {"n": 0}
+
+    bus.publish([("room.wire", {"n": 1}), ("room.wire", {"n": 2})])
+    await asyncio.sleep(0)  # one pass: the writer's step
+    written = [watcher.get_message(timeout=TIMEOUT) for _ in range(2)]  # the loop is held meanwhile
+
+    assert [msgpack.unpackb(message["data"]) for message in written if message] == [{"n": 1}, {"n": 2}]
+    watcher.close()
+    await bus.close()
+
+
+@pytest.mark.asyncio
+async def test_the_other_processes_copy_is_written_before_this_process_delivers_its_own():
+    """core.events queues an event for Redis and lets the writer write it before this process's
+    sockets get it: they would otherwise go first, and with them the rest of the publishing task's
+    work, while the other processes' sockets wait."""
+    hub = get_hub()
+    await hub.bus.ready()
+    group = f"room.{uuid.uuid4()}"
+    watcher = _watch(f"parley.bus.{group}")
+    on_the_wire: list = []
+
+    class Local:
+        async def hub_event(self, event: dict) -> None:
+            on_the_wire.append(watcher.get_message(timeout=TIMEOUT))  # holds the loop: only what is written
+
+    await hub.join(group, Local())
+    hub.bus.publish([(group, {"n": 0})])  # the writer connected, as in a running server
+    assert msgpack.unpackb((await asyncio.to_thread(watcher.get_message, timeout=TIMEOUT))["data"]) == {"n": 0}
+
+    await core_events._publish([([group], {"type": "probe", "n": 1})])
+
+    assert len(on_the_wire) == 1 and on_the_wire[0] is not None
+    assert msgpack.unpackb(on_the_wire[0]["data"])["n"] == 1
+    watcher.close()
