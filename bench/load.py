@@ -78,6 +78,7 @@ BENCH_ENV = {
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "SECURE_SSL_REDIRECT": "0",
     "LOG_LEVEL": "WARNING",
+    "METRICS_TOKEN": "bench-" + secrets.token_urlsafe(16),  # the servers' /metrics, for DeliveryClock
 }
 os.environ.update({key: os.environ.get(key) or value for key, value in BENCH_ENV.items()})
 
@@ -361,11 +362,56 @@ class LoopStalls:
         return round(self.worst, 2)
 
 
+class DeliveryClock:
+    """The servers' own figure of the fan-out, read from their /metrics around a phase:
+    `parley_delivery_latency_seconds` (core.metrics) times each numbered change from its commit to
+    its hand-over to the sockets of each process, where it was committed (about nothing) and
+    across Redis in the others. The generator's latency cannot tell that apart from the database's
+    and its own. Its buckets are coarse: the mean, and the share handed over within 1 and 2.5 ms."""
+
+    NAME = "parley_delivery_latency_seconds"
+
+    def __init__(self, servers: "Servers") -> None:
+        self.port = servers.port
+
+    async def read(self) -> dict[str, float]:
+        await asyncio.sleep(1.2)  # the servers' figures are at most core.metrics.FLUSH_SECONDS (1 s) old
+        return await asyncio.to_thread(self._read)
+
+    def _read(self) -> dict[str, float]:
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        try:
+            connection.request("GET", "/metrics", headers={"Authorization": f"Bearer {settings.METRICS_TOKEN}"})
+            body = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        values = {}
+        for line in body.splitlines():
+            if line.startswith(self.NAME):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    @classmethod
+    def between(cls, before: dict[str, float], after: dict[str, float]) -> dict:
+        delta = {name: value - before.get(name, 0.0) for name, value in after.items()}
+        count = delta.get(cls.NAME + "_count", 0.0)
+        if not count:
+            return {}
+        return {
+            "events": int(count),
+            "mean_ms": round(delta[cls.NAME + "_sum"] / count * 1000, 3),
+            "within_1ms": round(delta.get(cls.NAME + '_bucket{le="0.001"}', 0.0) / count, 3),
+            "within_2.5ms": round(delta.get(cls.NAME + '_bucket{le="0.0025"}', 0.0) / count, 3),
+        }
+
+
 class CpuMeter:
     """CPU seconds used by groups of processes between start() and stop(), as % of one core."""
 
-    def __init__(self, groups: dict[str, callable]) -> None:
+    def __init__(self, groups: dict[str, callable], deliveries: DeliveryClock | None = None) -> None:
         self.groups = groups
+        self.deliveries = deliveries  # read by run_phase around each phase
 
     @staticmethod
     def _total(processes: list[psutil.Process]) -> float:
@@ -1114,6 +1160,7 @@ async def run_phase(
         client.rebase()
     stats.reset()
     before = await asyncio.to_thread(last_sequences, rooms)
+    fanned = await meter.deliveries.read() if meter.deliveries else None
     meter.start()
     started = time.monotonic()
     bursts = asyncio.create_task(rest.run(seconds)) if rest else None
@@ -1124,6 +1171,8 @@ async def run_phase(
     cpu = meter.stop()
     after = await wait_for_deliveries(clients, rooms, before)
     result = measure(clients, stats, before, after, elapsed, sent)
+    if meter.deliveries and fanned is not None:
+        result["server_delivery"] = DeliveryClock.between(fanned, await meter.deliveries.read())
     result |= {"offered_rate": rate, "seconds": round(elapsed, 2), "generator_lag_s": round(lag, 3), "cpu_percent": cpu}
     result |= {"mix": mix, "mix_parts": sorted(MIX_PARTS)} if mix else {}
     result |= {"rest_burst": rest.size, "rest_latency": rest.result()} if rest else {}
@@ -1139,6 +1188,7 @@ async def run_phase(
             else ""
         )
         + (f"; {RestBurst.PATH} x{rest.size}/s: {result['rest_latency']}" if rest else "")
+        + (f"; servers, commit to hand-over: {result['server_delivery']}" if result.get("server_delivery") else "")
     )
     return result
 
@@ -1163,7 +1213,11 @@ def compare_mix(steps: list[dict]) -> dict:
             ),
             "lost": sum(r["lost"] for r in rows),
             "duplicates": sum(r["duplicates"] for r in rows),
-        }
+        } | (
+            {"server_delivery_mean_ms": statistics.median(r["server_delivery"]["mean_ms"] for r in rows)}
+            if all(r.get("server_delivery") for r in rows)
+            else {}
+        )
 
     plain = medians([r for r in steps if not r.get("mix")])
     mixed = medians([r for r in steps if r.get("mix")])
@@ -1200,7 +1254,8 @@ class Bench:
                 "redis": lambda: service_processes(urlparse(settings.REDIS_URL).port, "redis"),
                 "postgres": lambda: service_processes(settings.DATABASES["default"]["PORT"], "postgres"),
                 "load_generator": lambda: [me],
-            }
+            },
+            DeliveryClock(servers),
         )
 
     async def topology(self, name: str, sockets: int, room_size: int):

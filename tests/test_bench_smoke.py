@@ -95,6 +95,8 @@ def test_the_load_benchmark_compares_the_mix_with_plain_chat_in_one_run(tmp_path
         assert step["rest_burst"] == 3 and step["rest_latency"]["requests"] % 3 == 0, step
         assert step["rest_latency"]["requests"] > 0 and step["rest_latency"]["p50_ms"] > 0, step
         assert (step["lost"], step["duplicates"], step["reordered"], step["errors"]) == (0, 0, 0, {}), step
+        # The servers' own commit-to-hand-over figure (their /metrics), for every change the phase made.
+        assert step["server_delivery"]["events"] >= step["persisted"] and step["server_delivery"]["mean_ms"] > 0, step
     assert plain["persisted"] == plain["sent"] > 0
     assert mixed["persisted"] > mixed["sent"] > 0  # the replies' reactions and roots took numbers too
     assert mixed["reply_latency_ms"]["p50"] > 0 and mixed["other_latency_ms"]["p50"] > 0
@@ -102,6 +104,7 @@ def test_the_load_benchmark_compares_the_mix_with_plain_chat_in_one_run(tmp_path
     for key in ("p50_ms", "p99_ms", "cpu_ms_per_message"):
         expected = round(comparison["mix"][key] / comparison["plain"][key], 3)
         assert comparison["mix_over_plain"][key] == expected
+    assert comparison["mix"]["server_delivery_mean_ms"] == mixed["server_delivery"]["mean_ms"]
     assert "Mix against plain chat" in (tmp_path / "report.md").read_text()
 
 
