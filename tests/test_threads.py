@@ -85,7 +85,7 @@ async def queued(pool: WatchedPool) -> None:
 async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_order():
     """No more than `most` threads run requests' sync code (each takes the GIL from the event
     loop): the next request's sync call waits, on the loop, and runs on a thread given back."""
-    seen: list[list[int]] = []
+    seen: list[list[list[int]]] = [[] for _ in range(4)]  # by request: they end in any order
     inside = [asyncio.Event() for _ in range(4)]
     go = asyncio.Event()
     pool = WatchedPool(most=2, overflow_after=NEVER)
@@ -93,7 +93,7 @@ async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_orde
 
     def request(index: int) -> asyncio.Future:
         return asyncio.ensure_future(
-            threads.serve(recording_app(seen, inside[index], go), pool)({"type": "http"}, None, None)
+            threads.serve(recording_app(seen[index], inside[index], go), pool)({"type": "http"}, None, None)
         )
 
     requests = [request(0), request(1)]
@@ -106,8 +106,10 @@ async def test_past_the_pools_threads_a_request_waits_for_one_given_back_in_orde
     assert threading.active_count() == started + 2  # no thread started for the two waiting
     go.set()
     await asyncio.wait_for(asyncio.gather(*requests), TIMEOUT)
-    assert len(seen) == 4 and all(len(set(calls)) == 1 for calls in seen)
-    assert {calls[0] for calls in seen[2:]} <= {calls[0] for calls in seen[:2]}  # the threads given back
+    assert all(len(entries) == 1 for entries in seen)
+    calls = [entries[0] for entries in seen]
+    assert all(len(set(both)) == 1 for both in calls)
+    assert {both[0] for both in calls[2:]} <= {both[0] for both in calls[:2]}  # the threads given back
     assert pool.lent == 0 and len(pool.idle) == 2 and not pool.waiting
     assert threading.active_count() == started + 2
     close(pool)
