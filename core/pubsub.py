@@ -19,7 +19,10 @@ every process). Per shard the bus keeps:
   connection with a zero timeout (a pass of the event loop, which under load is milliseconds of
   other sockets' work), and a connection with a socket timeout writes through asyncio.wait_for (a
   task of its own: another pass). Half the deliveries of a two-process server wait on this
-  (docs/performance.md, "Events to the other processes").
+  (docs/performance.md, "Events to the other processes"). That redis-py's `Connection` writes
+  without awaiting anything first is what tests/test_pubsub.py::
+  test_a_published_event_is_on_the_wire_after_one_pass_of_the_loop checks (redis is pinned in
+  requirements.txt): re-run it when bumping redis.
 
 Pub/sub is at-most-once like every channel layer: the sequences in PostgreSQL are what make
 delivery complete (clients and sockets fill gaps; see docs/protocol.md).

@@ -253,7 +253,8 @@ async def test_the_other_processes_copy_is_written_before_this_process_delivers_
         async def hub_event(self, event: dict) -> None:
             on_the_wire.append(watcher.get_message(timeout=TIMEOUT))  # holds the loop: only what is written
 
-    await hub.join(group, Local())
+    local = Local()
+    await hub.join(group, local)
     hub.bus.publish([(group, {"n": 0})])  # the writer connected, as in a running server
     assert msgpack.unpackb((await asyncio.to_thread(watcher.get_message, timeout=TIMEOUT))["data"]) == {"n": 0}
 
@@ -261,4 +262,5 @@ async def test_the_other_processes_copy_is_written_before_this_process_delivers_
 
     assert len(on_the_wire) == 1 and on_the_wire[0] is not None
     assert msgpack.unpackb(on_the_wire[0]["data"])["n"] == 1
+    await hub.leave(group, local)
     watcher.close()
