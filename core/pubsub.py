@@ -44,6 +44,7 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -74,7 +75,7 @@ def _client(url: str) -> aioredis.Redis:
     )
 
 
-def _connection(url: str) -> aioredis.Connection:
+def _connection(url: str) -> AbstractConnection:
     """The writer's one connection. No socket timeout of its own: redis-py would then write
     through asyncio.wait_for, a task and a pass of the event loop per write; the writer bounds
     each batch with PUBLISH_TIMEOUT_SECONDS itself."""
@@ -186,7 +187,7 @@ class _Shard:
                 raise TimeoutError(f"no answer to a PING in {PONG_TIMEOUT_SECONDS}s")
 
     async def _write(self) -> None:
-        connection: aioredis.Connection | None = None
+        connection: AbstractConnection | None = None
         try:
             while True:
                 _raise_if_cancelled()
@@ -215,11 +216,11 @@ class _Shard:
                         logger.warning("dropped %s events: Redis %s: %s", len(batch), self.url, error)
                         metrics.DROPPED["redis"].inc(len(batch))
                         if connection is not None:
-                            await _disconnect(connection)
+                            await _close(connection)
                         connection = None
         finally:
             if connection is not None:
-                await _disconnect(connection)
+                await _close(connection)
 
     def publish(self, channel: str, data: bytes) -> None:
         if len(self.queue) >= MAX_QUEUED:
@@ -239,18 +240,14 @@ def _raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-async def _close(client: aioredis.Redis) -> None:
+async def _close(client: aioredis.Redis | AbstractConnection) -> None:
+    """Close a client (the reader's, publish_once's) or the writer's connection, within 1 s."""
     try:
         async with asyncio.timeout(1.0):
-            await client.aclose()
-    except Exception:  # already broken: nothing to close cleanly
-        logger.debug("closing a Redis client failed", exc_info=True)
-
-
-async def _disconnect(connection: aioredis.Connection) -> None:
-    try:
-        async with asyncio.timeout(1.0):
-            await connection.disconnect(nowait=True)
+            if isinstance(client, AbstractConnection):
+                await client.disconnect(nowait=True)
+            else:
+                await client.aclose()
     except Exception:  # already broken: nothing to close cleanly
         logger.debug("closing a Redis connection failed", exc_info=True)
 
