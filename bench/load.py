@@ -97,6 +97,7 @@ from rest_framework_simplejwt.tokens import AccessToken  # noqa: E402
 
 from accounts.models import User  # noqa: E402
 from rooms.models import Membership, Room  # noqa: E402
+from scripts import serve  # noqa: E402  (production's uvicorn options)
 from workspaces.models import WorkspaceMembership  # noqa: E402
 from workspaces.services import default_workspace  # noqa: E402
 
@@ -219,13 +220,19 @@ def die_with_parent() -> None:
 
 
 class Servers:
-    """scripts/serve.py with N workers (the production entry point)."""
+    """scripts/serve.py with N workers (the production entry point); or, given `app`, that ASGI
+    app under uvicorn's own N workers with production's options (the connect scenario's floor,
+    bench/bare.py)."""
 
-    def __init__(self, workers: int, server: str) -> None:
+    def __init__(self, workers: int, server: str, app: str | None = None) -> None:
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
-        argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--workers", str(workers)]
-        argv += ["--host", HOST, "--port", str(self.port), "--server", server]
+        if app is None:
+            argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--workers", str(workers)]
+            argv += ["--host", HOST, "--port", str(self.port), "--server", server]
+        else:
+            argv = [sys.executable, "-m", "uvicorn", app, "--workers", str(workers), "--backlog", str(serve.BACKLOG)]
+            argv += ["--host", HOST, "--port", str(self.port), *serve.UVICORN_OPTIONS]
         # In its own session (Ctrl-C reaches only us), and killed if we die (no orphans).
         self.process = subprocess.Popen(
             argv,
@@ -1344,61 +1351,73 @@ class Bench:
         take, `sockets` users (rooms of 10) opening theirs at once with `--concurrency` handshakes
         in flight, each counted at session.ready. Three times: through the ticket path (its REST
         request included), with the JWT in the handshake (native clients), then with session
-        cookies; all sockets close between them (the servers' CPU per close measured too)."""
+        cookies; all sockets close between them (the servers' CPU per close measured too). Then
+        the floor (`bare`): the same sockets against an app that only accepts (bench/bare.py),
+        and each path's rate as a share of it (`of_bare`)."""
         args = self.args
         users, rooms, rooms_of = await self.topology("connect", sockets, 10)
         cookies = await asyncio.to_thread(sessions_for, users)
-        servers = Servers(args.workers, args.server)
         stats = Stats()
         result: dict = {"sockets": sockets, "rooms_per_user": 1, "concurrency": args.concurrency}
-        try:
-            warm_users = users[: args.workers * 4]  # imports and first queries in every worker
-            await close_all(await connect_all(servers.base, warm_users, rooms_of, stats, "connect warm-up"))
-            with few_collections():  # the generator's heap of sockets is no pass of its collector
+
+        async def phase(servers: Servers, path: str, rooms_of: dict[int, list[str]]) -> None:
+            await settled(servers)
+            meter = self.meter(servers)
+            ready: list[float] = []
+            meter.start()
+            started = time.monotonic()
+            clients = await connect_all(
+                servers.base,
+                users,
+                rooms_of,
+                stats,
+                f"connect ({path})",
+                cookies=cookies if path in ("cookie", "bare") else None,
+                bearer=path == "bearer",
+                concurrency=args.concurrency,
+                ready_ms=ready,
+            )
+            seconds = time.monotonic() - started
+            cpu = meter.stop()
+            ordered = sorted(int(ms * 1e6) for ms in ready)
+            result[path] = {
+                "connects_per_s": round(sockets / seconds, 1),
+                "seconds": round(seconds, 2),
+                "ready_ms": {"p50": round(percentile(ordered, 50), 1), "p99": round(percentile(ordered, 99), 1)},
+                "cpu_percent": cpu,
+                "server_cpu_ms_per_connect": round(cpu["servers"] * 10 * seconds / sockets, 3),
+            }
+            # Then the closes, until the servers are idle again: their CPU per socket closed.
+            meter = self.meter(servers)
+            meter.start()
+            started = time.monotonic()
+            await close_all(clients)
+            await settled(servers)
+            closing = time.monotonic() - started
+            cpu = meter.stop()
+            result[path]["server_cpu_ms_per_close"] = round(cpu["servers"] * 10 * closing / sockets, 3)
+            log(f"connect ({path}): {result[path]}")
+
+        with few_collections():  # the generator's heap of sockets is no pass of its collector
+            servers = Servers(args.workers, args.server)
+            try:
+                warm_users = users[: args.workers * 4]  # imports and first queries in every worker
+                await close_all(await connect_all(servers.base, warm_users, rooms_of, stats, "connect warm-up"))
                 for path in ("ticket", "bearer", "cookie"):
-                    await settled(servers)
-                    meter = self.meter(servers)
-                    ready: list[float] = []
-                    meter.start()
-                    started = time.monotonic()
-                    clients = await connect_all(
-                        servers.base,
-                        users,
-                        rooms_of,
-                        stats,
-                        f"connect ({path})",
-                        cookies=cookies if path == "cookie" else None,
-                        bearer=path == "bearer",
-                        concurrency=args.concurrency,
-                        ready_ms=ready,
-                    )
-                    seconds = time.monotonic() - started
-                    cpu = meter.stop()
-                    ordered = sorted(int(ms * 1e6) for ms in ready)
-                    result[path] = {
-                        "connects_per_s": round(sockets / seconds, 1),
-                        "seconds": round(seconds, 2),
-                        "ready_ms": {
-                            "p50": round(percentile(ordered, 50), 1),
-                            "p99": round(percentile(ordered, 99), 1),
-                        },
-                        "cpu_percent": cpu,
-                        "server_cpu_ms_per_connect": round(cpu["servers"] * 10 * seconds / sockets, 3),
-                    }
-                    # Then the closes, until the servers are idle again: their CPU per socket closed.
-                    meter = self.meter(servers)
-                    meter.start()
-                    started = time.monotonic()
-                    await close_all(clients)
-                    await settled(servers)
-                    closing = time.monotonic() - started
-                    cpu = meter.stop()
-                    result[path]["server_cpu_ms_per_close"] = round(cpu["servers"] * 10 * closing / sockets, 3)
-                    log(f"connect ({path}): {result[path]}")
-            result["errors"] = dict(stats.errors)
-            return result
-        finally:
-            servers.stop()
+                    await phase(servers, path, rooms_of)
+            finally:
+                servers.stop()
+            servers = Servers(args.workers, args.server, app="bench.bare:app")
+            try:
+                await phase(servers, "bare", collections.defaultdict(list))  # no rooms to follow
+            finally:
+                servers.stop()
+        bare = result["bare"]["connects_per_s"]
+        paths = ("ticket", "bearer", "cookie")
+        result["of_bare"] = {path: round(result[path]["connects_per_s"] / bare, 3) for path in paths}
+        result["errors"] = dict(stats.errors)
+        log(f"connect: each path's rate as a share of the bare app's: {result['of_bare']}")
+        return result
 
     async def sse(self, sockets: int, rate: float, seconds: float) -> dict:
         """Chat with half the clients on Server-Sent Events (issue 15): `sockets` users in rooms of
@@ -1765,7 +1784,7 @@ def write_report(results: dict, out: Path) -> None:
             "| CPU % (servers / Redis / PostgreSQL / generator) |",
             "|---|---:|---:|---:|---|",
         ]
-        for path in ("ticket", "bearer", "cookie"):
+        for path in ("ticket", "bearer", "cookie", "bare"):
             if path not in connect:
                 continue
             row = connect[path]
@@ -1773,6 +1792,13 @@ def write_report(results: dict, out: Path) -> None:
                 f"| {path} | **{row['connects_per_s']}** | {row['ready_ms']['p50']} / {row['ready_ms']['p99']} "
                 f"| {row['server_cpu_ms_per_connect']} | {cpu_cell(row['cpu_percent'])} |"
             )
+        lines += [
+            "",
+            "`bare` is the floor: the same sockets against an app that only accepts (bench/bare.py), served "
+            "by uvicorn with production's options. Each path as a share of it: "
+            + ", ".join(f"{path} {share}" for path, share in connect["of_bare"].items())
+            + ".",
+        ]
     sse = results["scenarios"].get("sse")
     if sse:
         lines += [

@@ -76,6 +76,7 @@ def test_the_load_benchmark_runs_every_scenario_without_loss(tmp_path):
     assert connections["connected"] == connections["sockets"]
     connect = figures["scenarios"]["connect"]
     assert connect["ticket"]["connects_per_s"] > 0 and connect["cookie"]["connects_per_s"] > 0
+    assert connect["bare"]["connects_per_s"] > 0 and set(connect["of_bare"]) == {"ticket", "bearer", "cookie"}
     assert connect["errors"] == {}
     assert (tmp_path / "report.md").read_text().startswith("# Load benchmark")
     assert (tmp_path / "latency.png").stat().st_size > 0
