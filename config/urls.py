@@ -13,6 +13,10 @@ urlpatterns = [
     # the ResolverMatch, which lists every pattern tried before the match (~11 KB per stream when
     # these came near the end: docs/performance.md, "Where an SSE stream's memory goes").
     path("api/v1/", include("transports.urls")),  # events/ (Server-Sent Events), poll/ (long-polling)
+    # Then the rest of the API: Django tries the patterns in order, and every page pattern before
+    # the API was a failed match for every API request (docs/performance.md, "The API's routes
+    # first"). No page route starts with api/.
+    path("api/v1/", include("config.api_urls")),
     path("", room_views.home, name="home"),
     path("rooms/new/", room_views.room_create, name="room-create"),
     path("rooms/direct/", room_views.direct_open, name="direct-open"),
@@ -34,7 +38,6 @@ urlpatterns = [
     path("workspaces/<str:ref>/audit/download/", audit_views.audit_download, name="workspace-audit-download"),
     path("admin/", admin.site.urls),
     *attachments_urls.local_urlpatterns,  # the local store's uploads and files (attachments/views.py)
-    path("api/v1/", include("config.api_urls")),
 ]
 
 handler400 = "core.api.bad_request"
