@@ -23,7 +23,8 @@ What it does, all on 127.0.0.1:
 Scenarios: `chat` (1,000 sockets in 100 rooms of 10), `fanout` (1,000 sockets in one room),
 `connections` (10,000 idle sockets heartbeating every 30 s), `connect` (connection set-up: 4,000
 users opening their sockets at once, through the ticket path, with the JWT in the handshake, and
-with session cookies; connects/s and CPU per connect), `storm` (10,000 browsers chatting while
+with session cookies, then against an app that only accepts (bench/bare.py: the floor); connects/s
+and CPU per connect), `storm` (10,000 browsers chatting while
 the server processes are killed, one after the other, then all at once; each browser reconnects
 with the web client's full-jitter back-off and syncs from its own numbers: time until all are
 back, the session.ready rate curve, nothing lost or twice; not in --smoke), `sse` (1,000 users in
