@@ -371,6 +371,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             metrics.SLOW["socket"].inc()
             wire.close(server, CLOSE_TOO_SLOW, "too slow")
 
+    async def _relay(self, event: dict) -> None:
+        """Send an event's text, the same for every socket the hub hands the event to: on uvicorn
+        as a frame built once for all of them (kept in the event, as room_sequenced's is)."""
+        if self.wire_server is None:
+            await self.send(text_data=event["text"])
+            return
+        metrics.frame_sent(event["text"])
+        self._write(event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"])))
+
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         if getattr(self, "wire_server", None) is not None:
             # Not through ASGI send, which waits for a paused socket to drain.
@@ -644,17 +653,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._unsubscribe(room_id)
             await self.send(text_data=dumps({"type": "room.removed", "room": room_id}))
             return
-        await self.send(text_data=event["text"])
+        await self._relay(event)
 
     async def user_relay(self, event: dict) -> None:
         if profile := event.get("profile"):  # my name or avatar changed (accounts.services): send it from now on
             self.user.display_name, self.user.avatar = profile["display_name"], profile["avatar"]
-        await self.send(text_data=event["text"])
+        await self._relay(event)
 
     async def user_presence(self, event: dict) -> None:
         """Sent to every room the user is in; someone sharing several rooms gets it once."""
         if news(self.presence_sent, event):
-            await self.send(text_data=event["text"])
+            await self._relay(event)
 
     async def user_profile(self, event: dict) -> None:
         """Someone's name or picture changed (accounts.services): sent to each of their rooms, so
@@ -663,7 +672,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.profiles_sent = self.profiles_sent or {}  # made by the first one: few sockets get one
         if news(self.profiles_sent, event):
-            await self.send(text_data=event["text"])
+            await self._relay(event)
 
     async def user_membership(self, event: dict) -> None:
         """This user joined, left or changed role in a room: follow it without reconnecting."""
@@ -673,7 +682,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif room_id not in self.cursors:
             frame = json.loads(event["text"])
             await self._subscribe(room_id, frame["room"]["last_sequence"])
-        await self.send(text_data=event["text"])
+        await self._relay(event)
 
     async def reconcile(self, state: dict | None) -> None:
         """After an outage, make this socket agree with the database: closed if the account is no

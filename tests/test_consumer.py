@@ -16,9 +16,11 @@ from django.contrib.sessions.models import Session
 from django.test import AsyncClient, Client, override_settings
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from websockets.protocol import State
 
 from accounts.services import _ticket_key, ws_ticket_issue
 from config.asgi import application
+from core import wire
 from messaging import consumers
 from messaging import services as messaging_services
 from messaging.models import Message, SentMessageKey
@@ -648,3 +650,48 @@ async def test_a_message_sent_while_a_socket_joins_its_rooms_reaches_it_without_
         assert (frame["sequence"], frame["message"]["content"]) == (1, "between")
     finally:
         await socket.disconnect()
+
+
+class DirectSocket:
+    """What core.wire reads and writes on a uvicorn socket (an open one), recording the writes."""
+
+    close_sent = disconnected = False
+
+    def __init__(self) -> None:
+        self.conn = type("Conn", (), {"state": State.OPEN})()
+        self.transport = self
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_a_relayed_event_is_made_into_a_frame_once_for_all_the_sockets_it_reaches(monkeypatch):
+    """Presence, typing, receipts and membership events reach every member's socket with the same
+    text: on uvicorn the frame is built once per event, as a numbered change's is."""
+    built = []
+    text_frame = wire.text_frame
+    monkeypatch.setattr(wire, "text_frame", lambda text: built.append(text) or text_frame(text))
+    sockets = []
+    for user_id in (1, 2, 3):
+        socket = consumers.ChatConsumer()
+        socket.wire_server, socket.presence_sent = DirectSocket(), {}
+        socket.user, socket.cursors = type("User", (), {"pk": user_id})(), {"room-1": None}
+        sockets.append(socket)
+    presence = {"type": "user.presence", "user": 9, "text": json.dumps({"type": "presence", "user": {"id": 9}})}
+    typing = {"type": "room.relay", "room": "room-1", "exclude_user": 1, "text": json.dumps({"type": "typing"})}
+    for socket in sockets:
+        await socket.user_presence(presence)
+        await socket.room_relay(typing)
+    assert built == [presence["text"], typing["text"]]
+    assert [socket.wire_server.written for socket in sockets] == [
+        [text_frame(presence["text"])],  # the typing user's own socket gets no typing frame
+        [text_frame(presence["text"]), text_frame(typing["text"])],
+        [text_frame(presence["text"]), text_frame(typing["text"])],
+    ]
