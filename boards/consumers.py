@@ -197,7 +197,7 @@ async def _detach(session: "BoardSession") -> None:
 async def _send_event_text(socket: Socket, event: dict[str, Any]) -> None:
     """The event's text to one socket: its frame built once for every socket of the process."""
     if socket.wire_server is not None:
-        socket._write(event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"])))
+        socket._write(wire.event_frame(event))
     else:
         await socket.send(text_data=event["text"])
 

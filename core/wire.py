@@ -82,6 +82,15 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
+def event_frame(event: dict) -> bytes:
+    """The frame of a hub event's text, built by the first socket the event reaches and kept in
+    the event for the others (the hub hands every member the same dict)."""
+    frame = event.get("frame")
+    if frame is None:
+        frame = event["frame"] = text_frame(event["text"])
+    return frame
+
+
 def server_of(send: Any) -> Any | None:
     """The uvicorn protocol behind an ASGI send callable, if that is what it is and its frames
     are plain (no per-message compression negotiated). Call it once the socket is accepted.

@@ -378,7 +378,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=event["text"])
             return
         metrics.frame_sent(event["text"])
-        self._write(event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"])))
+        self._write(wire.event_frame(event))
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         if getattr(self, "wire_server", None) is not None:
@@ -631,7 +631,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # The common case, kept short (it runs once per socket per event): the next number,
             # nothing held back. The frame is built once per event for all the hub's sockets.
             if self.wire_server is not None:
-                self._write(event.get("frame") or event.setdefault("frame", wire.text_frame(event["text"])))
+                self._write(wire.event_frame(event))
                 return
             async with self.send_lock:  # ASGI send (not uvicorn) can wait: keep numbers in order
                 message = event.get("wire") or event.setdefault(
